@@ -1,0 +1,268 @@
+"""Model configuration as data: dataclasses, the paper's presets, and validation with clear messages.
+
+Configs travel inside checkpoints as JSON, so every field is a plain type and ``from_dict`` rejects
+unknown keys instead of silently ignoring a typo.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ENCODER_KINDS = ("cnn", "resnet34")
+INITIALIZER_KINDS = ("bbox", "com", "segmentation", "learned", "gaussian")
+CONDITIONAL_KINDS = ("bbox", "com", "segmentation")
+PREDICTOR_KINDS = ("transformer", "mlp", "identity")
+PRESETS = ("S", "M", "L")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name}: {message}")
+
+
+def _positive_ints(values: tuple[int, ...], name: str) -> None:
+    _check(len(values) > 0, name, "must not be empty")
+    for v in values:
+        _check(isinstance(v, int) and v > 0, name, f"every entry must be a positive integer, got {values!r}")
+
+
+@dataclass
+class EncoderConfig:
+    """Table A.5 CNN (or the ResNet-34 backbone of SAVi (ResNet)), then position embedding, LN and a 1x1 MLP."""
+
+    kind: str = "cnn"
+    channels: tuple[int, ...] = (32, 32, 32, 32)
+    strides: tuple[int, ...] = (1, 1, 1, 1)
+    kernel_size: int = 5
+    mlp_dims: tuple[int, ...] = (64, 64)
+
+    def validate(self, name: str = "encoder") -> None:
+        _check(self.kind in ENCODER_KINDS, f"{name}.kind", f"must be one of {ENCODER_KINDS}, got {self.kind!r}")
+        _positive_ints(self.mlp_dims, f"{name}.mlp_dims")
+        if self.kind == "cnn":
+            _positive_ints(self.channels, f"{name}.channels")
+            _positive_ints(self.strides, f"{name}.strides")
+            _check(len(self.channels) == len(self.strides), f"{name}.strides",
+                   f"needs one stride per conv layer ({len(self.channels)}), got {len(self.strides)}")
+            _check(self.kernel_size % 2 == 1 and self.kernel_size > 0, f"{name}.kernel_size", "must be odd and positive")
+
+    @property
+    def stride(self) -> int:
+        """Total down-sampling from the input frame to the feature map."""
+        if self.kind == "resnet34":
+            return 8
+        total = 1
+        for s in self.strides:
+            total *= s
+        return total
+
+    @property
+    def feature_dim(self) -> int:
+        return self.mlp_dims[-1]
+
+
+@dataclass
+class InitializerConfig:
+    """How the first frame's slots are made: from boxes, centres of mass, masks, or unconditionally."""
+
+    kind: str = "bbox"
+    hidden_dim: int = 256
+    background_slot: bool = True
+    partial: bool = False
+    seg_channels: tuple[int, ...] = (32, 32, 32, 32)
+    seg_strides: tuple[int, ...] = (2, 2, 2, 1)
+
+    def validate(self, name: str = "initializer") -> None:
+        _check(self.kind in INITIALIZER_KINDS, f"{name}.kind", f"must be one of {INITIALIZER_KINDS}, got {self.kind!r}")
+        _check(self.hidden_dim > 0, f"{name}.hidden_dim", "must be positive")
+        _positive_ints(self.seg_channels, f"{name}.seg_channels")
+        _positive_ints(self.seg_strides, f"{name}.seg_strides")
+        _check(len(self.seg_channels) == len(self.seg_strides), f"{name}.seg_strides", "needs one stride per conv layer")
+        if self.kind not in CONDITIONAL_KINDS:
+            _check(not self.background_slot, f"{name}.background_slot", f"only applies to conditional kinds {CONDITIONAL_KINDS}")
+            _check(not self.partial, f"{name}.partial", f"only applies to conditional kinds {CONDITIONAL_KINDS}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.kind in CONDITIONAL_KINDS
+
+
+@dataclass
+class CorrectorConfig:
+    """Slot Attention: LN before the projections, softmax over slots, weighted mean over inputs, GRU."""
+
+    iterations: int = 1
+    qkv_dim: int = 128
+    mlp_hidden: int = 256
+    eps: float = 1e-8
+
+    def validate(self, name: str = "corrector") -> None:
+        _check(self.iterations >= 1, f"{name}.iterations", "must be at least 1")
+        _check(self.qkv_dim > 0, f"{name}.qkv_dim", "must be positive")
+        _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
+        _check(0 < self.eps < 1e-2, f"{name}.eps", "must be a small positive number")
+
+
+@dataclass
+class PredictorConfig:
+    """Transition between frames: a post-norm transformer block over slots (paper), a per-slot MLP, or identity."""
+
+    kind: str = "transformer"
+    num_heads: int = 4
+    qkv_dim: int = 128
+    mlp_hidden: int = 256
+
+    def validate(self, slot_dim: int, name: str = "predictor") -> None:
+        _check(self.kind in PREDICTOR_KINDS, f"{name}.kind", f"must be one of {PREDICTOR_KINDS}, got {self.kind!r}")
+        _check(self.num_heads > 0 and self.qkv_dim % self.num_heads == 0, f"{name}.num_heads",
+               f"must divide qkv_dim={self.qkv_dim}")
+        _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
+        del slot_dim
+
+
+@dataclass
+class DecoderConfig:
+    """Spatial broadcast decoder (Table A.6); its output resolution is broadcast_size * prod(strides)."""
+
+    broadcast_size: tuple[int, int] = (8, 8)
+    channels: tuple[int, ...] = (64, 64, 64, 64)
+    strides: tuple[int, ...] = (2, 2, 2, 1)
+    kernel_size: int = 5
+    target_channels: int = 3
+
+    def validate(self, name: str = "decoder") -> None:
+        _positive_ints(tuple(self.broadcast_size), f"{name}.broadcast_size")
+        _check(len(self.broadcast_size) == 2, f"{name}.broadcast_size", "must be [height, width]")
+        _positive_ints(self.channels, f"{name}.channels")
+        _check(len(self.channels) == len(self.strides), f"{name}.strides", "needs one stride per layer")
+        for s in self.strides:
+            _check(s in (1, 2), f"{name}.strides", f"each stride must be 1 or 2, got {self.strides!r}")
+        _check(self.kernel_size % 2 == 1, f"{name}.kernel_size", "must be odd")
+        _check(self.target_channels > 0, f"{name}.target_channels", "must be positive")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        factor = 1
+        for s in self.strides:
+            factor *= s
+        return (self.broadcast_size[0] * factor, self.broadcast_size[1] * factor)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a SAVi model; stored as JSON beside the weights."""
+
+    preset: str = "S"
+    resolution: tuple[int, int] = (64, 64)
+    num_slots: int = 11
+    slot_dim: int = 128
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    initializer: InitializerConfig = field(default_factory=InitializerConfig)
+    corrector: CorrectorConfig = field(default_factory=CorrectorConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+
+    def __post_init__(self) -> None:
+        self.resolution = tuple(self.resolution)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        _check(self.preset in PRESETS + ("custom",), "preset", f"must be one of {PRESETS + ('custom',)}, got {self.preset!r}")
+        _check(len(self.resolution) == 2, "resolution", "must be [height, width]")
+        _positive_ints(tuple(self.resolution), "resolution")
+        _check(self.num_slots >= 1, "num_slots", "must be at least 1")
+        _check(self.slot_dim > 0, "slot_dim", "must be positive")
+        self.encoder.validate()
+        self.initializer.validate()
+        self.corrector.validate()
+        self.predictor.validate(self.slot_dim)
+        self.decoder.validate()
+        if self.initializer.background_slot:
+            _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
+        h, w = self.resolution
+        stride = self.encoder.stride
+        _check(h % stride == 0 and w % stride == 0, "resolution",
+               f"{self.resolution} is not divisible by the encoder stride {stride}")
+        oh, ow = self.decoder.output_size
+        _check(h % oh == 0 and w % ow == 0 and h // oh == w // ow, "decoder",
+               f"output size {(oh, ow)} must divide the resolution {self.resolution} by the same factor")
+
+    @property
+    def num_object_slots(self) -> int:
+        return self.num_slots - int(self.initializer.background_slot)
+
+    @property
+    def output_stride(self) -> int:
+        return self.resolution[0] // self.decoder.output_size[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a (JSON/YAML) dict; unknown keys are errors. A ``preset`` key starts from that preset."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        base = preset(data["preset"]) if data.get("preset") in PRESETS else cls(preset="custom")
+        return _merge(base, data, "")
+
+
+_SUB_CONFIGS = {
+    "encoder": EncoderConfig,
+    "initializer": InitializerConfig,
+    "corrector": CorrectorConfig,
+    "predictor": PredictorConfig,
+    "decoder": DecoderConfig,
+}
+
+
+def _merge(base: ModelConfig, data: dict[str, Any], prefix: str) -> ModelConfig:
+    top = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in top:
+            raise ConfigError(f"{prefix}{key}: unknown model config key (known: {sorted(top)})")
+        if key in _SUB_CONFIGS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key}: must be a mapping")
+            sub_cls = _SUB_CONFIGS[key]
+            known = {f.name for f in dataclasses.fields(sub_cls)}
+            for sub_key in value:
+                if sub_key not in known:
+                    raise ConfigError(f"{prefix}{key}.{sub_key}: unknown key (known: {sorted(known)})")
+            merged = dataclasses.asdict(getattr(base, key))
+            merged.update({k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            values[key] = sub_cls(**merged)
+        else:
+            values[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return dataclasses.replace(base, **values)
+    except TypeError as exc:
+        raise ConfigError(f"invalid model config: {exc}") from exc
+
+
+def preset(name: str) -> ModelConfig:
+    """The paper's architectures: S (MOVi 64x64), M (MOVi++ 128x128), L (SAVi ResNet, 128x128)."""
+    if name == "S":
+        return ModelConfig(preset="S")
+    if name == "M":
+        return ModelConfig(
+            preset="M",
+            resolution=(128, 128),
+            encoder=EncoderConfig(channels=(64, 64, 64, 64), strides=(2, 1, 1, 1)),
+            decoder=DecoderConfig(strides=(2, 2, 2, 2)),
+        )
+    if name == "L":
+        return ModelConfig(
+            preset="L",
+            resolution=(128, 128),
+            encoder=EncoderConfig(kind="resnet34"),
+            decoder=DecoderConfig(strides=(2, 2, 2, 2)),
+        )
+    raise ConfigError(f"preset: unknown preset {name!r}, expected one of {PRESETS}")

@@ -1,0 +1,50 @@
+"""Corrector: Slot Attention (Locatello et al., 2020) updating slots from one frame's features."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from savi_core.config import CorrectorConfig
+
+
+class SlotAttention(nn.Module):
+    """Slots compete for input features: softmax over slots, then a weighted mean over inputs, then a GRU.
+
+    Returns the updated slots and the attention of the last iteration ``[B, K, N]`` (softmax over slots),
+    which doubles as a cheap segmentation when the decoder is skipped.
+    """
+
+    def __init__(self, cfg: CorrectorConfig, slot_dim: int, feature_dim: int) -> None:
+        super().__init__()
+        self.iterations = cfg.iterations
+        self.eps = cfg.eps
+        self.scale = cfg.qkv_dim**-0.5
+        self.norm_inputs = nn.LayerNorm(feature_dim)
+        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.to_q = nn.Linear(slot_dim, cfg.qkv_dim, bias=False)
+        self.to_k = nn.Linear(feature_dim, cfg.qkv_dim, bias=False)
+        self.to_v = nn.Linear(feature_dim, cfg.qkv_dim, bias=False)
+        self.gru = nn.GRUCell(cfg.qkv_dim, slot_dim)
+        # The paper uses the residual MLP after the GRU only with more than one iteration.
+        self.mlp: nn.Module | None = None
+        if cfg.iterations > 1:
+            self.norm_mlp = nn.LayerNorm(slot_dim)
+            self.mlp = nn.Sequential(nn.Linear(slot_dim, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, slot_dim))
+
+    def forward(self, slots: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``slots [B, K, D]``, ``inputs [B, N, F]`` -> (slots ``[B, K, D]``, attention ``[B, K, N]``)."""
+        b, k, d = slots.shape
+        inputs = self.norm_inputs(inputs)
+        keys = self.to_k(inputs)
+        values = self.to_v(inputs)
+        attn = slots.new_empty(0)
+        for _ in range(self.iterations):
+            queries = self.to_q(self.norm_slots(slots))
+            logits = torch.einsum("bkc,bnc->bkn", queries, keys) * self.scale
+            attn = logits.softmax(dim=1)
+            weights = attn / (attn.sum(dim=-1, keepdim=True) + self.eps)
+            updates = torch.einsum("bkn,bnc->bkc", weights, values)
+            slots = self.gru(updates.reshape(b * k, -1), slots.reshape(b * k, d)).reshape(b, k, d)
+            if self.mlp is not None:
+                slots = slots + self.mlp(self.norm_mlp(slots))
+        return slots, attn

@@ -1,0 +1,118 @@
+"""SAVi: the recurrent model. The time loop lives here and only here.
+
+``forward`` (training, whole clips) is literally a loop over ``step`` (streaming inference), so the two
+paths cannot drift apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from savi_core.config import ModelConfig
+from savi_core.corrector import SlotAttention
+from savi_core.decoder import SpatialBroadcastDecoder
+from savi_core.encoder import Encoder
+from savi_core.initializers import Conditioning, SlotInitializer
+from savi_core.predictor import build_predictor
+
+DECODE_MODES = ("decoder", "attention", "none")
+
+
+@dataclass
+class StepOutput:
+    """One frame. ``masks`` are decoder alphas at the decoder resolution (``decoder`` mode) or the
+    corrector attention resized to the input frame (``attention`` mode); both sum to 1 over slots."""
+
+    slots: torch.Tensor  # [B, K, D] corrected
+    predicted: torch.Tensor  # [B, K, D] carried to the next frame
+    attention: torch.Tensor  # [B, K, h, w] at the feature resolution
+    masks: torch.Tensor | None = None  # [B, K, H', W']
+    outputs: torch.Tensor | None = None  # [B, K, C, H', W'] (decoder only)
+    reconstruction: torch.Tensor | None = None  # [B, C, H', W'] (decoder only)
+
+
+@dataclass
+class SAViOutput:
+    """A whole clip: the per-frame ``StepOutput`` fields stacked on a time axis after the batch."""
+
+    slots: torch.Tensor
+    predicted: torch.Tensor
+    attention: torch.Tensor
+    masks: torch.Tensor | None = None
+    outputs: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+
+
+class SAVi(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.encoder = Encoder(cfg.encoder)
+        self.initializer = SlotInitializer(cfg)
+        self.corrector = SlotAttention(cfg.corrector, cfg.slot_dim, cfg.encoder.feature_dim)
+        self.predictor = build_predictor(cfg.predictor, cfg.slot_dim)
+        self.decoder = SpatialBroadcastDecoder(cfg.decoder, cfg.slot_dim)
+
+    @property
+    def num_object_slots(self) -> int:
+        return self.config.num_object_slots
+
+    @property
+    def decoder_resolution(self) -> tuple[int, int]:
+        return self.config.decoder.output_size
+
+    def init_slots(self, cond: Conditioning) -> torch.Tensor:
+        """Initial slot state ``[B, K, D]`` for the first frame."""
+        return self.initializer(cond)
+
+    def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
+        """Re-initialise the slots where ``which [B, K]`` is true from ``cond``; keep the others.
+
+        Used when a new object appears mid-video: its free slot restarts from the new box while every
+        tracked slot keeps its state.
+        """
+        fresh = self.init_slots(cond).to(slots.dtype)
+        return torch.where(which.unsqueeze(-1), fresh, slots)
+
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+        """One frame ``[B, 3, H, W]`` in [0, 1] with the carried slots ``[B, K, D]``."""
+        if decode not in DECODE_MODES:
+            raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+        features = self.encoder(frame)
+        b, h, w, c = features.shape
+        slots, attn = self.corrector(slots, features.reshape(b, h * w, c))
+        attention = attn.reshape(b, -1, h, w)
+        predicted = self.predictor(slots)
+        out = StepOutput(slots=slots, predicted=predicted, attention=attention)
+        if decode == "decoder":
+            outputs, logits = self.decoder(slots)
+            out.masks = logits.softmax(dim=1)
+            out.outputs = outputs
+            out.reconstruction = (out.masks.unsqueeze(2) * outputs).sum(dim=1)
+        elif decode == "attention":
+            size = frame.shape[-2:]
+            out.masks = attention if (h, w) == tuple(size) else F.interpolate(
+                attention, size=size, mode="bilinear", align_corners=False)
+        return out
+
+    def forward(self, video: torch.Tensor, cond: Conditioning, decode: str = "decoder") -> SAViOutput:
+        """A clip ``[B, T, 3, H, W]``: initialise from ``cond`` and step through every frame."""
+        slots = self.init_slots(cond)
+        steps: list[StepOutput] = []
+        for t in range(video.shape[1]):
+            step = self.step(video[:, t], slots, decode=decode)
+            steps.append(step)
+            slots = step.predicted
+
+        def stack(name: str) -> torch.Tensor | None:
+            values = [getattr(s, name) for s in steps]
+            return None if values[0] is None else torch.stack(values, dim=1)
+
+        return SAViOutput(
+            slots=stack("slots"), predicted=stack("predicted"), attention=stack("attention"),
+            masks=stack("masks"), outputs=stack("outputs"), reconstruction=stack("reconstruction"),
+        )
