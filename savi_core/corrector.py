@@ -22,8 +22,8 @@ class SlotAttention(nn.Module):
         self.norm_inputs = nn.LayerNorm(feature_dim)
         self.norm_slots = nn.LayerNorm(slot_dim)
         self.to_q = nn.Linear(slot_dim, cfg.qkv_dim, bias=False)
-        self.to_k = nn.Linear(feature_dim, cfg.qkv_dim, bias=False)
-        self.to_v = nn.Linear(feature_dim, cfg.qkv_dim, bias=False)
+        # Keys and values in one projection: one matmul over the h*w inputs instead of two.
+        self.to_kv = nn.Linear(feature_dim, 2 * cfg.qkv_dim, bias=False)
         self.gru = nn.GRUCell(cfg.qkv_dim, slot_dim)
         # The paper uses the residual MLP after the GRU only with more than one iteration.
         self.mlp: nn.Module | None = None
@@ -35,8 +35,7 @@ class SlotAttention(nn.Module):
         """``slots [B, K, D]``, ``inputs [B, N, F]`` -> (slots ``[B, K, D]``, attention ``[B, K, N]``)."""
         b, k, d = slots.shape
         inputs = self.norm_inputs(inputs)
-        keys = self.to_k(inputs)
-        values = self.to_v(inputs)
+        keys, values = self.to_kv(inputs).chunk(2, dim=-1)
         attn = slots.new_empty(0)
         for _ in range(self.iterations):
             queries = self.to_q(self.norm_slots(slots))
