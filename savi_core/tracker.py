@@ -1,0 +1,534 @@
+"""Tracker: the ROS-free state machine behind INTERFACE.md "Track semantics".
+
+It turns a stream of RGB images (any size) plus occasional pixel-box detections into track-id label maps.
+
+Geometry (resize, not letterbox):
+  * The image is resized to the model resolution (bilinear, antialiased when shrinking) on the device.
+  * Pixel boxes ``(x0, y0, x1, y1)`` use *exclusive* right/bottom edges: a box covering columns 10..19
+    has ``x0 = 10, x1 = 20``. They become normalised ``(ymin, xmin, ymax, xmax) = (y0/H, x0/W, y1/H, x1/W)``
+    for the input image's ``H x W``, which is the same region of the resized frame because the resize
+    maps the image extent onto the model extent (``align_corners=False``).
+  * The per-slot probabilities (decoder alpha or corrector attention, both softmax over slots) are resized
+    bilinearly back to ``H x W``; pixel ``p`` gets track id ``t`` when the arg-max slot at ``p`` is ``t``'s slot
+    and its probability is at least ``mask_threshold``, else 0. A track's box is the tight box of its
+    pixels in the same exclusive-edge convention, so box -> mask -> box round-trips within 1 px for
+    non-square inputs. (Upsampling a mask by more than ~2.5x, e.g. 64x64 -> 640x480, is limited by the mask
+    resolution instead: about half a mask pixel at the image border, where bilinear has no outer neighbour.)
+
+State machine:
+  * No live tracks and no accepted detections: no model run, an empty result.
+  * Bootstrap: the first accepted detections while no track is live condition object slots 0..n-1
+    (``model.init_slots``) and the model steps on the same image.
+  * Accepted detections = score >= ``score_threshold``, class in ``class_ids`` (empty = all), non-empty box
+    after clipping to the image. They are taken in descending score order; one that overlaps
+    (IoU >= ``new_object_iou``) a live track's box from the previous frame (tracks invisible there do not
+    count), or a detection accepted before it in the same step, is a duplicate and starts nothing.
+  * ``reinit == "add_new"``: later non-duplicate detections restart free object slots
+    (``model.init_slots_for``), other slots keep their state. With no free slot (or no track id left)
+    they are ignored and counted in ``TrackResult.ignored_detections``. ``reinit == "first"``: later
+    detections are ignored without counting.
+  * Track ids: a detection's ``det_id`` that parses as an integer in 1..65535 and was never used since
+    start/reset becomes the track id; otherwise the smallest never-used id from 1. Ids are never reused
+    until ``reset()``.
+  * Lost: a track whose mask area stays under ``min_mask_area`` input pixels for ``lost_after_frames``
+    consecutive processed frames ends on that frame (its pixels are cleared from that frame's label map)
+    and its slot becomes free. When the last track ends the tracker is back to the no-state condition.
+
+Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
+CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
+
+Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
+copies exactly two tensors to the host (label map, per-track stats). Size-dependent constants are cached.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from savi_core.initializers import Conditioning
+
+MAX_TRACK_ID = 65535
+MASK_SOURCES = ("decoder", "attention")
+PRECISIONS = ("fp32", "fp16", "bf16")
+REINIT_MODES = ("add_new", "first")
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable ``torch.device``; ValueError naming ``device`` otherwise."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device: {spec!r} requested but CUDA is not available "
+                         f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+    index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return torch.device("cuda", index)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A detector box in input-image pixels, exclusive right/bottom edges."""
+
+    box_xyxy: tuple[float, float, float, float]
+    class_id: str = ""
+    score: float = 1.0
+    det_id: str = ""
+
+
+@dataclass(frozen=True)
+class Track:
+    """A live track visible in this frame; ``box_xyxy`` is the tight box of its mask (exclusive edges)."""
+
+    track_id: int
+    class_id: str
+    box_xyxy: tuple[float, float, float, float]
+    score: float  # mean probability of the track's slot inside its mask
+    area: int  # mask pixels at input size
+
+
+@dataclass
+class TrackResult:
+    label_map: np.ndarray  # uint16 [H, W], track id per pixel, 0 = none
+    tracks: list[Track] = field(default_factory=list)
+    live_track_ids: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+    tracks_changed: bool = False
+    ignored_detections: int = 0
+    timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
+
+
+@dataclass
+class TrackerConfig:
+    """Tracker behaviour; see the module docstring. Invalid values raise ValueError naming the field."""
+
+    mask_source: str = "decoder"
+    precision: str = "fp32"
+    score_threshold: float = 0.5
+    class_ids: tuple[str, ...] = ()
+    max_tracks: int = 10
+    reinit: str = "add_new"
+    new_object_iou: float = 0.3
+    min_mask_area: int = 20
+    lost_after_frames: int = 10
+    mask_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.class_ids, str):
+            raise ValueError(f"class_ids: must be a list of strings, got the string {self.class_ids!r}")
+        self.class_ids = tuple(self.class_ids)
+        self.validate()
+
+    def validate(self) -> None:
+        def check(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}: {message}, got {getattr(self, name)!r}")
+
+        def is_number(value: object) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def is_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        check(self.mask_source in MASK_SOURCES, "mask_source", f"must be one of {MASK_SOURCES}")
+        check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
+        check(self.reinit in REINIT_MODES, "reinit", f"must be one of {REINIT_MODES}")
+        for name in ("score_threshold", "new_object_iou", "mask_threshold"):
+            value = getattr(self, name)
+            check(is_number(value) and 0.0 <= value <= 1.0, name, "must be a number in [0, 1]")
+        check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
+        check(is_int(self.max_tracks) and self.max_tracks >= 1, "max_tracks", "must be an integer >= 1")
+        check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
+        check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
+              "must be an integer >= 1")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def boxes_xyxy_to_yxyx(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel boxes ``[..., 4]`` (x0, y0, x1, y1; exclusive x1/y1) of an ``height x width`` image ->
+    normalised ``[..., 4]`` (ymin, xmin, ymax, xmax)."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([y0 / height, x0 / width, y1 / height, x1 / width], dim=-1)
+
+
+def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of boolean masks ``[T, H, W]`` -> float ``[T, 4]`` (x0, y0, x1, y1) with exclusive
+    x1/y1; all zeros for an empty mask. Works batched on the masks' device."""
+    t, h, w = masks.shape
+    rows = masks.any(dim=2)  # [T, H]
+    cols = masks.any(dim=1)  # [T, W]
+    ys = torch.arange(h, device=masks.device)
+    xs = torch.arange(w, device=masks.device)
+    return _tight_boxes(rows, cols, ys, xs)
+
+
+def _tight_boxes(rows: torch.Tensor, cols: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """Rows ``[T, H]`` / cols ``[T, W]`` occupancy and cached index ramps -> boxes ``[T, 4]``."""
+    h, w = rows.shape[1], cols.shape[1]
+    y0 = torch.where(rows, ys, h).amin(dim=1)
+    y1 = torch.where(rows, ys + 1, 0).amax(dim=1)
+    x0 = torch.where(cols, xs, w).amin(dim=1)
+    x1 = torch.where(cols, xs + 1, 0).amax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    return torch.where(rows.any(dim=1, keepdim=True), boxes, 0).float()
+
+
+def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between pixel boxes ``a [N, 4]`` and ``b [M, 4]`` -> ``[N, M]`` (0 where a union is empty)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def resize_probabilities(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-slot probabilities ``[K, h, w]`` -> ``[K, H, W]`` by bilinear interpolation (antialiased when
+    shrinking), so slot competition is decided at the output resolution."""
+    if tuple(probs.shape[-2:]) == tuple(size):
+        return probs
+    shrink = size[0] < probs.shape[-2] or size[1] < probs.shape[-1]
+    # Channels-last: the slot axis becomes innermost, which makes this resize and the later reduction
+    # over slots ~2.5x faster on CPU.
+    probs = probs.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False, antialias=shrink).squeeze(0)
+
+
+class TrackIdAllocator:
+    """Track ids 1..65535, never reused until ``reset``: a valid unused requested id wins, else the
+    smallest never-used id."""
+
+    def __init__(self) -> None:
+        self._used: set[int] = set()
+        self._next = 1
+
+    def reset(self) -> None:
+        self._used.clear()
+        self._next = 1
+
+    def claim(self, requested: str = "") -> int | None:
+        """The id for a new track, or None when all 65535 ids were used."""
+        try:
+            wanted = int(requested.strip())
+        except ValueError:
+            wanted = 0
+        if 1 <= wanted <= MAX_TRACK_ID and wanted not in self._used:
+            self._used.add(wanted)
+            return wanted
+        while self._next in self._used:
+            self._next += 1
+        if self._next > MAX_TRACK_ID:
+            return None
+        self._used.add(self._next)
+        return self._next
+
+
+@dataclass
+class _LiveTrack:
+    track_id: int
+    class_id: str
+    box: np.ndarray | None  # last mask box (or the starting detection box) in input pixels, None = invisible
+    lost_frames: int = 0
+
+
+class _Stopwatch:
+    """Phase times without extra host syncs: CUDA events read after the step's final copy, or wall clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._cuda = device.type == "cuda"
+        if self._cuda:
+            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        self._times = [0.0] * 4
+
+    def mark(self, index: int) -> None:
+        if self._cuda:
+            self._events[index].record(torch.cuda.current_stream(self._device))
+        else:
+            self._times[index] = time.perf_counter()
+
+    def phases_ms(self) -> tuple[float, float, float]:
+        """(preprocess, model, postprocess); call after a host sync."""
+        if self._cuda:
+            e = self._events
+            return e[0].elapsed_time(e[1]), e[1].elapsed_time(e[2]), e[2].elapsed_time(e[3])
+        t = self._times
+        return (t[1] - t[0]) * 1e3, (t[2] - t[1]) * 1e3, (t[3] - t[2]) * 1e3
+
+
+# ---------------------------------------------------------------------------------------------- tracker
+
+class Tracker:
+    """Streams images through a SAVi model and keeps track ids; see the module docstring for the rules.
+
+    The model is moved to ``device`` and put in eval mode (the caller's module object is used in place).
+    """
+
+    def __init__(self, model: nn.Module, config: TrackerConfig | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        self.config = config if config is not None else TrackerConfig()
+        self.config.validate()
+        self.device = resolve_device(device)
+        init_kind = model.config.initializer.kind
+        if not model.config.initializer.conditional:
+            raise ValueError(f"model: the Tracker needs a box-conditioned model, its initializer is {init_kind!r}")
+        if self.config.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision: 'fp16' needs a CUDA device; use 'fp32' or 'bf16' on cpu")
+        self._model = model.to(self.device).eval()
+        self._init_kind = init_kind
+        self._resolution = tuple(model.config.resolution)
+        self._num_objects = model.num_object_slots
+        self._offset = int(model.config.initializer.background_slot)
+        self._num_slots = model.config.num_slots
+        self.max_tracks = min(self.config.max_tracks, self._num_objects)
+        self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
+        self._stopwatch = _Stopwatch(self.device)
+        self._ids = TrackIdAllocator()
+        self._size_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
+        self._pinned: torch.Tensor | None = None
+        self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
+        self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
+        if self._init_kind == "segmentation":
+            h, w = self._resolution
+            self._pixel_y = ((torch.arange(h, device=self.device) + 0.5) / h).view(1, h, 1)
+            self._pixel_x = ((torch.arange(w, device=self.device) + 0.5) / w).view(1, 1, w)
+        self.reset()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def live_tracks(self) -> dict[int, str]:
+        """Live track id -> class id of the detection that started it."""
+        return {t.track_id: t.class_id for t in self._tracks.values()}
+
+    def reset(self) -> list[int]:
+        """End every track, drop the slot state and restart ids at 1; returns the ended ids."""
+        ended = sorted(t.track_id for t in self._tracks.values())
+        self._tracks = {}
+        self._slots = None
+        self._ids.reset()
+        self._tracks_updated()
+        return ended
+
+    @torch.inference_mode()
+    def step(self, image: np.ndarray, detections: list[Detection] | None = None) -> TrackResult:
+        """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any."""
+        t_start = time.perf_counter()
+        height, width = self._check_image(image)
+        candidates = self._accepted(detections or [], height, width)
+        if self._slots is None and not candidates:
+            return self._empty_result(height, width, 0, t_start)
+        clock = self._stopwatch
+        clock.mark(0)
+        frame = self._preprocess(image)
+        clock.mark(1)
+        started, ignored = self._start_tracks(candidates, height, width)
+        if self._slots is None:  # every bootstrap candidate was refused (no track id left)
+            return self._empty_result(height, width, ignored, t_start)
+        with self._autocast():
+            out = self._model.step(frame, self._slots, decode=self.config.mask_source)
+        self._slots = out.predicted
+        clock.mark(2)
+        label_map, stats = self._postprocess(out.masks[0], height, width)
+        clock.mark(3)
+        label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
+        pre_ms, model_ms, post_ms = clock.phases_ms()
+        ended, tracks = self._update_tracks(label_map, stats)
+        return TrackResult(
+            label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks),
+            started=started, ended=ended, tracks_changed=bool(started or ended), ignored_detections=ignored,
+            timings={"preprocess": pre_ms, "model": model_ms, "postprocess": post_ms,
+                     "total": (time.perf_counter() - t_start) * 1e3},
+        )
+
+    @staticmethod
+    def _empty_result(height: int, width: int, ignored: int, t_start: float) -> TrackResult:
+        """No state: nothing to run, an all-zero label map."""
+        return TrackResult(label_map=np.zeros((height, width), np.uint16), ignored_detections=ignored,
+                           timings={"preprocess": 0.0, "model": 0.0, "postprocess": 0.0,
+                                    "total": (time.perf_counter() - t_start) * 1e3})
+
+    # ------------------------------------------------------------------ detections and slots
+
+    def _accepted(self, detections: list[Detection], height: int, width: int) -> list[tuple[np.ndarray, Detection]]:
+        """Filter by score/class, clip boxes to the image, drop empty ones; highest score first."""
+        cfg = self.config
+        kept: list[tuple[np.ndarray, Detection]] = []
+        for det in detections:
+            box = np.asarray(det.box_xyxy, dtype=np.float64)
+            if box.shape != (4,) or not np.isfinite(box).all():
+                raise ValueError(f"detection box_xyxy must be 4 finite numbers (x0, y0, x1, y1), got {det.box_xyxy!r}")
+            if det.score < cfg.score_threshold or (cfg.class_ids and det.class_id not in cfg.class_ids):
+                continue
+            box = np.clip(box, 0.0, [width, height, width, height])
+            if box[2] > box[0] and box[3] > box[1]:
+                kept.append((box, det))
+        kept.sort(key=lambda item: -item[1].score)
+        return kept
+
+    def _start_tracks(self, candidates: list[tuple[np.ndarray, Detection]], height: int,
+                      width: int) -> tuple[list[int], int]:
+        """Start tracks for non-duplicate candidates in free slots and (re-)initialise those slots."""
+        bootstrap = self._slots is None
+        if not candidates or (not bootstrap and self.config.reinit == "first"):
+            return [], 0
+        taken = [t.box for t in self._tracks.values() if t.box is not None]
+        free = [s for s in range(self.max_tracks) if s not in self._tracks]
+        started: list[int] = []
+        new_boxes: dict[int, np.ndarray] = {}
+        ignored = 0
+        for box, det in candidates:
+            if taken and box_iou_xyxy(box, np.stack(taken)).max() >= self.config.new_object_iou:
+                continue  # the object is already tracked (or detected twice)
+            taken.append(box)
+            track_id = self._ids.claim(det.det_id) if free else None
+            if track_id is None:
+                ignored += 1
+                continue
+            slot = free.pop(0)
+            self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
+            new_boxes[slot] = box
+            started.append(track_id)
+        if not new_boxes:
+            return started, ignored
+        cond = self._conditioning(new_boxes, height, width)
+        with self._autocast():
+            if bootstrap:
+                self._slots = self._model.init_slots(cond)
+            else:
+                which = torch.zeros(1, self._num_slots, dtype=torch.bool)
+                which[0, [s + self._offset for s in new_boxes]] = True
+                self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
+        self._tracks_updated()
+        return started, ignored
+
+    def _conditioning(self, boxes: dict[int, np.ndarray], height: int, width: int) -> Conditioning:
+        """Conditioning for all object slots; only ``boxes``' slots are conditioned (the rest get -1)."""
+        yxyx = torch.full((1, self._num_objects, 4), -1.0)
+        conditioned = torch.zeros(1, self._num_objects)
+        for slot, box in boxes.items():
+            yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(box, dtype=torch.float32), height, width)
+            conditioned[0, slot] = 1.0
+        yxyx, conditioned = yxyx.to(self.device), conditioned.to(self.device)
+        cond = Conditioning(conditioned=conditioned)
+        if self._init_kind == "bbox":
+            cond.boxes = yxyx
+        elif self._init_kind == "com":
+            cond.centers = (yxyx[..., :2] + yxyx[..., 2:]) / 2
+        else:  # segmentation: each box filled at the model resolution, later slots drawn on top
+            b = yxyx[0].view(-1, 4, 1, 1)
+            inside = ((self._pixel_y >= b[:, 0]) & (self._pixel_y < b[:, 2])
+                      & (self._pixel_x >= b[:, 1]) & (self._pixel_x < b[:, 3]))
+            ids = torch.arange(1, self._num_objects + 1, device=self.device).view(-1, 1, 1)
+            cond.segmentation = (inside * ids).amax(dim=0, keepdim=True)
+        return cond
+
+    def _tracks_updated(self) -> None:
+        """Refresh the device lookup tables after tracks started or ended (not per frame)."""
+        lut = torch.zeros(self._num_slots, dtype=torch.int32)
+        slots = sorted(self._tracks)
+        for slot in slots:
+            lut[slot + self._offset] = self._tracks[slot].track_id
+        self._slot_to_id = lut.to(self.device)
+        self._live_slots = torch.tensor([s + self._offset for s in slots], dtype=torch.long, device=self.device)
+        self._live_order = slots  # object slots in the order of the stats rows
+
+    # ------------------------------------------------------------------ tensors
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None)
+
+    @staticmethod
+    def _check_image(image: np.ndarray) -> tuple[int, int]:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+            raise ValueError(f"image must be a uint8 numpy array [H, W, 3] (RGB), got {got}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"image must not be empty, got shape {image.shape}")
+        return image.shape[0], image.shape[1]
+
+    def _preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device."""
+        if self.device.type == "cuda":
+            if self._pinned is None or self._pinned.shape != image.shape:
+                self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
+            np.copyto(self._pinned.numpy(), image)  # safe to overwrite: the previous step ended with a sync
+            pixels = self._pinned.to(self.device, non_blocking=True)
+        elif image.flags.writeable and image.flags.c_contiguous:
+            pixels = torch.from_numpy(image)
+        else:
+            pixels = torch.from_numpy(np.array(image, order="C"))
+        frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        h, w = self._resolution
+        if frame.shape[-2:] != (h, w):
+            shrink = h < frame.shape[-2] or w < frame.shape[-1]
+            frame = F.interpolate(frame, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
+        return frame
+
+    def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._size_cache is None or self._size_cache[0] != (height, width):
+            ys = torch.arange(height, device=self.device)
+            xs = torch.arange(width, device=self.device)
+            self._size_cache = ((height, width), ys, xs)
+        return self._size_cache[1], self._size_cache[2]
+
+    def _postprocess(self, masks: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot probabilities ``[K, h, w]`` -> label map uint16 ``[H, W]`` and per-live-track stats
+        ``[T, 6]`` float64 (area, x0, y0, x1, y1, score), all on the device."""
+        probs = resize_probabilities(masks.float(), (height, width))
+        best, slot = probs.max(dim=0)
+        valid = best >= self.config.mask_threshold
+        label_map = torch.where(valid, self._slot_to_id[slot], 0).to(torch.uint16)
+        member = (slot.unsqueeze(0) == self._live_slots.view(-1, 1, 1)) & valid  # [T, H, W]
+        area = member.sum(dim=(1, 2))
+        # On a member pixel the track's slot is the arg-max, so its probability is ``best``.
+        score = (best.unsqueeze(0) * member).sum(dim=(1, 2)) / area.clamp(min=1)
+        ys, xs = self._ramps(height, width)
+        boxes = _tight_boxes(member.any(dim=2), member.any(dim=1), ys, xs)
+        stats = torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
+        return label_map, stats
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _update_tracks(self, label_map: np.ndarray, stats: np.ndarray) -> tuple[list[int], list[Track]]:
+        """Apply the lost rule, free ended slots and build the visible tracks list (host side, tiny)."""
+        ended: list[int] = []
+        tracks: list[Track] = []
+        for row, slot in zip(stats, self._live_order):
+            track = self._tracks[slot]
+            area = int(row[0])
+            track.box = row[1:5].copy() if area > 0 else None
+            track.lost_frames = track.lost_frames + 1 if area < self.config.min_mask_area else 0
+            if track.lost_frames >= self.config.lost_after_frames:
+                ended.append(track.track_id)
+                del self._tracks[slot]
+                if area > 0:
+                    label_map[label_map == track.track_id] = 0
+            elif area > 0:
+                tracks.append(Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]),
+                                    float(row[5]), area))
+        if ended:
+            if not self._tracks:
+                self._slots = None
+            self._tracks_updated()
+        return ended, tracks

@@ -1,0 +1,347 @@
+"""Tracker state machine (INTERFACE.md "Track semantics") and its pixel geometry.
+
+State-machine tests run a tiny real SAVi with random weights. Geometry tests need masks that really are
+the conditioned boxes, which no untrained model gives, so they use ``BoxPainter``: a stand-in with
+SAVi's ``init_slots`` / ``init_slots_for`` / ``step`` API whose slot *is* its box and whose mask is the box's
+exact pixel coverage, i.e. a perfect segmenter at the model's mask resolution.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, InitializerConfig, ModelConfig,
+                              PredictorConfig)
+from savi_core.initializers import Conditioning
+from savi_core.savi import SAVi, StepOutput
+from savi_core.tracker import (Detection, TrackerConfig, Tracker, TrackIdAllocator, box_iou_xyxy,
+                               boxes_xyxy_to_yxyx, masks_to_boxes_xyxy, resize_probabilities, resolve_device)
+
+torch.set_num_threads(1)
+
+
+def tiny_config(resolution=(32, 32), num_slots=5, decoder=((8, 8), (2, 2)), kind="bbox") -> ModelConfig:
+    return ModelConfig(
+        preset="custom", resolution=resolution, num_slots=num_slots, slot_dim=16,
+        encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
+        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2)),
+        corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
+        predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
+        decoder=DecoderConfig(broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1],
+                              kernel_size=3),
+    )
+
+
+def coverage(yxyx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Fraction of every pixel of an ``size`` grid covered by normalised boxes ``[..., 4]`` -> ``[..., H, W]``."""
+    h, w = size
+    ys = torch.arange(h, dtype=torch.float32)
+    xs = torch.arange(w, dtype=torch.float32)
+    y0, x0, y1, x1 = (yxyx[..., i, None] for i in range(4))
+    cy = (torch.minimum(y1 * h, ys + 1) - torch.maximum(y0 * h, ys)).clamp(0, 1)
+    cx = (torch.minimum(x1 * w, xs + 1) - torch.maximum(x0 * w, xs)).clamp(0, 1)
+    return cy.unsqueeze(-1) * cx.unsqueeze(-2)
+
+
+class BoxPainter(nn.Module):
+    """A perfect box segmenter with SAVi's streaming API; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.num_object_slots = cfg.num_object_slots
+        self.anchor = nn.Parameter(torch.zeros(()))  # gives the module a device
+
+    def init_slots(self, cond: Conditioning) -> torch.Tensor:
+        boxes = torch.where(cond.conditioned.unsqueeze(-1) > 0.5, cond.boxes, 0.0)
+        return torch.cat([torch.zeros_like(boxes[:, :1]), boxes], dim=1)  # slot 0 = background
+
+    def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
+        return torch.where(which.unsqueeze(-1), self.init_slots(cond), slots)
+
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+        assert tuple(frame.shape[-2:]) == tuple(self.config.resolution)
+        objects = coverage(slots[:, 1:], self.config.decoder.output_size)
+        background = (1 - objects.sum(dim=1, keepdim=True)).clamp(min=0)
+        masks = torch.cat([background, objects], dim=1)
+        masks = masks / masks.sum(dim=1, keepdim=True)
+        return StepOutput(slots=slots, predicted=slots, attention=masks, masks=masks)
+
+
+@pytest.fixture(scope="module")
+def savi() -> SAVi:
+    torch.manual_seed(0)
+    return SAVi(tiny_config())
+
+
+def image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def check_tracks_match_label_map(result) -> None:
+    """Every reported track's area and box are those of its pixels in the label map."""
+    for track in result.tracks:
+        pixels = result.label_map == track.track_id
+        assert track.area == pixels.sum() > 0
+        rows, cols = np.nonzero(pixels)
+        assert track.box_xyxy == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+        assert 0.0 < track.score <= 1.0
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize("field, value", [
+    ("mask_source", "pixels"), ("precision", "fp8"), ("score_threshold", 1.5), ("score_threshold", float("nan")),
+    ("class_ids", ("person", 3)), ("class_ids", "person"), ("max_tracks", 0), ("max_tracks", 2.5), ("reinit", "never"),
+    ("new_object_iou", -0.1), ("min_mask_area", -1), ("lost_after_frames", 0), ("mask_threshold", 2),
+])
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        TrackerConfig(**{field: value})
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="^device:.*'gpu'"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device:.*CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+def test_fp16_on_cpu_is_refused(savi):
+    with pytest.raises(ValueError, match="^precision:.*CUDA"):
+        Tracker(savi, TrackerConfig(precision="fp16"), device="cpu")
+
+
+def test_unconditional_model_is_refused():
+    cfg = tiny_config()
+    cfg.initializer = InitializerConfig(kind="learned", hidden_dim=16, background_slot=False)
+    with pytest.raises(ValueError, match="^model:.*'learned'"):
+        Tracker(SAVi(cfg), TrackerConfig())
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def test_id_allocator_rules():
+    ids = TrackIdAllocator()
+    assert [ids.claim(s) for s in ("3", "7", "", "x", "7", "0", "65536", " 2 ", "")] == [3, 7, 1, 2, 4, 5, 6, 8, 9]
+    ids.reset()
+    assert ids.claim("") == 1 and ids.claim("1") == 2
+
+
+def test_id_allocator_exhaustion():
+    ids = TrackIdAllocator()
+    assert [ids.claim() for _ in range(65535)][-1] == 65535
+    assert ids.claim() is None and ids.claim("17") is None
+
+
+def test_box_iou_and_mask_boxes():
+    iou = box_iou_xyxy(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
+    np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
+    masks = torch.zeros(2, 6, 9, dtype=torch.bool)
+    masks[0, 1:4, 2:7] = True  # rows 1..3, columns 2..6
+    assert masks_to_boxes_xyxy(masks).tolist() == [[2.0, 1.0, 7.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("input_size, model_size", [((45, 70), (32, 32)), ((61, 37), (32, 24)), ((20, 27), (32, 32))])
+def test_box_mask_box_round_trip_within_one_pixel(input_size, model_size):
+    """Pixel box -> normalised -> exact mask at model resolution -> resized probabilities -> box.
+
+    Upsampling by more than ~2.5x can cost more than a pixel at the image border, where bilinear
+    interpolation has no outer neighbour: that is the mask resolution, not the mapping, so the sizes
+    here stay below it."""
+    height, width = input_size
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        x0, x1 = sorted(rng.choice(width + 1, 2, replace=False))
+        y0, y1 = sorted(rng.choice(height + 1, 2, replace=False))
+        yxyx = boxes_xyxy_to_yxyx(torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32), height, width)
+        obj = coverage(yxyx, model_size)
+        probs = resize_probabilities(torch.cat([1 - obj, obj]), input_size)
+        assert probs.shape == (2, height, width)
+        mask = (probs.argmax(0) == 1) & (probs.max(0).values >= 0.5)
+        box = masks_to_boxes_xyxy(mask.unsqueeze(0))[0].numpy()
+        if mask.any():
+            assert np.abs(box - [x0, y0, x1, y1]).max() <= 1.0, (box, (x0, y0, x1, y1))
+        else:  # only a box thinner than a pixel can vanish
+            assert min(x1 - x0, y1 - y0) <= 1
+
+
+# ------------------------------------------------------------------------------------------ geometry end to end
+
+
+@pytest.mark.parametrize("input_size", [(60, 100), (70, 45)])
+def test_tracker_boxes_map_back_to_input_pixels(input_size):
+    height, width = input_size
+    model = BoxPainter(tiny_config(resolution=(32, 48), decoder=((8, 12), (2, 2))))
+    tracker = Tracker(model, TrackerConfig(min_mask_area=1), device="cpu")
+    boxes = [(3, 5, 40, 30), (width - 25, height - 19, width, height)]
+    result = tracker.step(image(height, width), [Detection(b, "cup", det_id=str(i + 10)) for i, b in enumerate(boxes)])
+    assert result.label_map.shape == (height, width) and result.label_map.dtype == np.uint16
+    assert [t.track_id for t in result.tracks] == [10, 11]
+    for track, box in zip(result.tracks, boxes):
+        assert np.abs(np.array(track.box_xyxy) - box).max() <= 1.0, (track.box_xyxy, box)
+        assert track.class_id == "cup" and track.score > 0.9
+    check_tracks_match_label_map(result)
+
+
+def test_add_new_with_a_perfect_segmenter():
+    model = BoxPainter(tiny_config(num_slots=4))
+    tracker = Tracker(model, TrackerConfig(new_object_iou=0.3, min_mask_area=1), device="cpu")
+    img = image(40, 60)
+    first = tracker.step(img, [Detection((2, 2, 20, 20))])
+    assert first.started == [1]
+    overlapping = tracker.step(img, [Detection((4, 3, 21, 20))])
+    assert overlapping.started == [] and not overlapping.tracks_changed
+    new = tracker.step(img, [Detection((30, 20, 55, 38), det_id="5")])
+    assert new.started == [5] and new.tracks_changed and new.live_track_ids == [1, 5]
+    box = next(t.box_xyxy for t in new.tracks if t.track_id == 5)
+    assert np.abs(np.array(box) - (30, 20, 55, 38)).max() <= 1.0
+    first_box = next(t.box_xyxy for t in new.tracks if t.track_id == 1)
+    assert np.abs(np.array(first_box) - (2, 2, 20, 20)).max() <= 1.0  # the old slot kept its state
+
+
+# ------------------------------------------------------------------------------------------ state machine
+
+
+def test_no_tracks_no_detections_gives_empty_result(savi):
+    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+    result = tracker.step(image(24, 40), None)
+    assert result.label_map.shape == (24, 40) and not result.label_map.any()
+    assert result.tracks == [] and result.live_track_ids == [] and not result.tracks_changed
+    assert result.timings["model"] == 0.0
+
+
+def test_bootstrap_ids_from_detections_and_outputs(savi):
+    tracker = Tracker(savi, TrackerConfig(mask_threshold=0.0, min_mask_area=0), device="cpu")
+    dets = [Detection((1, 1, 12, 10), "a", 0.9, "3"), Detection((20, 8, 45, 30), "b", 0.8, "7")]
+    result = tracker.step(image(33, 50), dets)
+    assert result.started == [3, 7] and result.live_track_ids == [3, 7] and result.tracks_changed
+    assert tracker.live_tracks == {3: "a", 7: "b"}
+    assert result.label_map.shape == (33, 50) and result.label_map.dtype == np.uint16
+    assert set(np.unique(result.label_map)) <= {0, 3, 7}
+    check_tracks_match_label_map(result)
+    assert set(result.timings) == {"preprocess", "model", "postprocess", "total"}
+    assert all(v >= 0 for v in result.timings.values()) and result.timings["model"] > 0
+    following = tracker.step(image(33, 50, seed=1))
+    assert following.started == [] and not following.tracks_changed and following.live_track_ids == [3, 7]
+    check_tracks_match_label_map(following)
+
+
+@pytest.mark.parametrize("det_ids", [("", ""), ("abc", "-4"), ("9", "9"), ("0", "70000")])
+def test_assigned_ids_when_detection_ids_are_empty_invalid_or_duplicated(savi, det_ids):
+    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+    dets = [Detection((0, 0, 10, 10), det_id=det_ids[0]), Detection((20, 20, 30, 30), det_id=det_ids[1])]
+    started = tracker.step(image(32, 32), dets).started
+    assert started == ([9, 1] if det_ids == ("9", "9") else [1, 2])
+
+
+def test_filters_and_duplicates(savi):
+    tracker = Tracker(savi, TrackerConfig(score_threshold=0.5, class_ids=("cup",), max_tracks=2), device="cpu")
+    dets = [Detection((0, 0, 10, 10), "cup", 0.4), Detection((0, 0, 10, 10), "dog", 0.9),
+            Detection((0, 0, 10, 10), "cup", 0.6, "4"), Detection((1, 0, 10, 10), "cup", 0.7, "5"),  # duplicate
+            Detection((20, 20, 30, 30), "cup", 0.8), Detection((10, 20, 18, 30), "cup", 0.55)]
+    result = tracker.step(image(32, 32), dets)
+    assert result.started == [1, 5]  # highest score first; the 0.6 box duplicates the 0.7 one
+    assert result.ignored_detections == 1  # the 0.55 box: no free slot with max_tracks=2
+
+
+def test_add_new_starts_only_non_overlapping_and_counts_ignored(savi):
+    tracker = Tracker(savi, TrackerConfig(mask_threshold=0.0, min_mask_area=0, new_object_iou=0.3, max_tracks=3),
+                      device="cpu")
+    img = image(40, 64)
+    first = tracker.step(img, [Detection((0, 0, 30, 20))])
+    assert first.started == [1]
+    boxes = {t.track_id: t.box_xyxy for t in first.tracks}
+    assert 1 in boxes  # a detection equal to the track's current mask box overlaps it
+    assert tracker.step(img, [Detection(boxes[1])]).started == []
+    small = (60, 36, 62, 38)
+    assert all(box_iou_xyxy(small, b).max() < 0.3 for b in boxes.values())
+    second = tracker.step(img, [Detection(small, "new")])
+    assert second.started == [2] and second.tracks_changed and tracker.live_tracks == {1: "", 2: "new"}
+    third = tracker.step(img, [Detection((0, 36, 2, 38)), Detection((30, 36, 32, 38)), Detection((45, 36, 47, 38))])
+    assert third.started == [3] and third.ignored_detections == 2  # max_tracks=3
+
+
+def test_reinit_first_ignores_later_detections(savi):
+    tracker = Tracker(savi, TrackerConfig(reinit="first"), device="cpu")
+    img = image(32, 32)
+    assert tracker.step(img, [Detection((0, 0, 10, 10))]).started == [1]
+    later = tracker.step(img, [Detection((25, 25, 27, 27))])
+    assert later.started == [] and later.ignored_detections == 0 and tracker.live_tracks == {1: ""}
+
+
+def test_lost_tracks_end_after_exactly_lost_after_frames(savi):
+    tracker = Tracker(savi, TrackerConfig(min_mask_area=10**9, lost_after_frames=3), device="cpu")
+    img = image(30, 44)
+    results = [tracker.step(img, [Detection((0, 0, 10, 10)), Detection((20, 10, 40, 28), det_id="8")])]
+    results += [tracker.step(img) for _ in range(2)]
+    assert [r.ended for r in results] == [[], [], [1, 8]]
+    assert results[1].live_track_ids == [1, 8] and results[2].live_track_ids == []
+    assert results[2].tracks_changed and results[2].tracks == [] and not results[2].label_map.any()
+    assert tracker.live_tracks == {}
+    idle = tracker.step(img)  # back to no state: nothing runs
+    assert idle.timings["model"] == 0.0 and not idle.label_map.any()
+    again = tracker.step(img, [Detection((0, 0, 10, 10), det_id="1"), Detection((20, 10, 40, 28))])
+    assert again.started == [2, 3]  # ids 1 and 8 are never reused
+
+
+def test_reset_ends_everything_and_restarts_ids(savi):
+    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+    img = image(32, 48)
+    tracker.step(img, [Detection((0, 0, 10, 10)), Detection((20, 20, 30, 30), det_id="4")])
+    assert tracker.reset() == [1, 4]
+    assert tracker.live_tracks == {}
+    idle = tracker.step(img)
+    assert idle.timings["model"] == 0.0 and not idle.label_map.any() and idle.live_track_ids == []
+    assert tracker.step(img, [Detection((0, 0, 10, 10))]).started == [1]
+
+
+@pytest.mark.parametrize("mask_source, precision", [("attention", "fp32"), ("decoder", "bf16")])
+def test_attention_masks_and_bf16(savi, mask_source, precision):
+    tracker = Tracker(savi, TrackerConfig(mask_source=mask_source, precision=precision, mask_threshold=0.0),
+                      device="cpu")
+    result = tracker.step(image(21, 70), [Detection((0, 0, 30, 21), "x")])
+    assert result.label_map.shape == (21, 70) and result.started == [1]
+    check_tracks_match_label_map(result)
+
+
+@pytest.mark.parametrize("kind", ["com", "segmentation"])
+def test_other_conditional_initializers(kind):
+    torch.manual_seed(0)
+    tracker = Tracker(SAVi(tiny_config(kind=kind)), TrackerConfig(mask_threshold=0.0), device="cpu")
+    result = tracker.step(image(32, 40), [Detection((0, 0, 16, 16)), Detection((20, 10, 40, 32))])
+    assert result.started == [1, 2]
+    check_tracks_match_label_map(result)
+
+
+def test_bad_inputs_are_refused(savi):
+    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+    with pytest.raises(ValueError, match="uint8 numpy array"):
+        tracker.step(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match="uint8 numpy array"):
+        tracker.step(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="4 finite numbers"):
+        tracker.step(image(10, 10), [Detection((0, 0, float("nan"), 4))])
+
+
+def test_read_only_and_strided_images_give_the_same_result(savi):
+    bgr = image(30, 40)
+    view = bgr[:, :, ::-1]  # a strided RGB view, as when converting bgr8 without copying
+    view.flags.writeable = False
+    dets = [Detection((0, 0, 20, 15)), Detection((22, 10, 40, 30))]
+    config = TrackerConfig(mask_threshold=0.0)
+    expected = Tracker(savi, config).step(np.ascontiguousarray(view), dets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "non-writable array" warning
+        got = Tracker(savi, config).step(view, dets)
+    np.testing.assert_array_equal(got.label_map, expected.label_map)
+    assert got.tracks == expected.tracks

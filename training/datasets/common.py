@@ -1,0 +1,364 @@
+"""Helpers shared by every dataset so they all yield the same item dict (docs/ARCHITECTURE.md).
+
+Raw inputs are numpy, channels last (what decoders, OpenCV and the scene generator produce);
+``build_item`` is the single place that converts them to the torch item contract:
+
+    video          float32 [T,3,H,W] in [0,1]
+    target         float32 [T,3,H,W] in [0,1]
+    segmentations  int64   [T,H,W]
+    boxes          float32 [T,N,4]  normalised yxyx
+    visible        bool    [T,N]
+    cond_boxes     float32 [N,4]    -1 where not conditioned
+    cond_centers   float32 [N,2]    -1 where not conditioned
+    conditioned    float32 [N]
+    instance_mask  bool    [N]
+    frame_mask     bool    [T]
+
+Coordinate conventions (MOVi's): a pixel at row r covers [r/H, (r+1)/H], so a box from a
+segmentation is ``[min_row/H, min_col/W, (max_row+1)/H, (max_col+1)/W]`` and a centre of mass is
+``((mean_row+0.5)/H, (mean_col+0.5)/W)``. Flow is in pixels with channels (d_row, d_col).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from savi_core.flow import flow_to_rgb
+
+TARGET_KINDS = ("flow", "rgb")
+
+ITEM_KEYS = (
+    "video", "target", "segmentations", "boxes", "visible", "cond_boxes", "cond_centers",
+    "conditioned", "instance_mask", "frame_mask",
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows
+# ----------------------------------------------------------------------------------------------
+def window_start(num_frames: int, window: int | None, seed: int, index: int, epoch: int) -> int:
+    """First frame of a training window, a pure function of (seed, index, epoch).
+
+    Being stateless, a resumed run sees exactly the windows it would have seen. ``window=None``
+    (evaluation: the full video) and videos shorter than the window start at 0.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if window is None or window >= num_frames:
+        return 0
+    if window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index), int(epoch)])
+    return int(rng.integers(0, num_frames - window + 1))
+
+
+def window_slice(num_frames: int, window: int | None, start: int) -> slice:
+    """The frames of a window (clipped to the video; ``build_item(pad_frames_to=window)`` pads)."""
+    if window is None:
+        return slice(0, num_frames)
+    return slice(start, min(start + window, num_frames))
+
+
+# ----------------------------------------------------------------------------------------------
+# Geometry from segmentations
+# ----------------------------------------------------------------------------------------------
+def boxes_from_segmentation(segmentations: np.ndarray, num_instances: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame boxes of ids 1..num_instances from ``[T,H,W]`` integer segmentations.
+
+    Returns (boxes float32 [T,N,4] normalised yxyx, zeros where invisible; visible bool [T,N]).
+    """
+    seg = np.asarray(segmentations)
+    if seg.ndim != 3:
+        raise ValueError(f"segmentations must be [T,H,W], got shape {seg.shape}")
+    t, h, w = seg.shape
+    boxes = np.zeros((t, num_instances, 4), np.float32)
+    visible = np.zeros((t, num_instances), bool)
+    for f in range(t):
+        frame = seg[f]
+        rows_any = np.zeros((num_instances + 1, h), bool)
+        cols_any = np.zeros((num_instances + 1, w), bool)
+        ids = np.clip(frame, 0, num_instances + 1).astype(np.intp)
+        # Scatter "id present in this row / column": cheap even for many instances.
+        in_range = ids <= num_instances
+        rr, cc = np.nonzero(in_range)
+        rows_any[ids[rr, cc], rr] = True
+        cols_any[ids[rr, cc], cc] = True
+        for i in range(num_instances):
+            rows = np.flatnonzero(rows_any[i + 1])
+            if rows.size == 0:
+                continue
+            cols = np.flatnonzero(cols_any[i + 1])
+            visible[f, i] = True
+            boxes[f, i] = (rows[0] / h, cols[0] / w, (rows[-1] + 1) / h, (cols[-1] + 1) / w)
+    return boxes, visible
+
+
+def centers_from_segmentation(segmentation: np.ndarray, num_instances: int) -> np.ndarray:
+    """Centre of mass (y, x), normalised, of ids 1..N in one ``[H,W]`` frame; -1 where absent."""
+    seg = np.asarray(segmentation)
+    if seg.ndim != 2:
+        raise ValueError(f"segmentation must be [H,W], got shape {seg.shape}")
+    h, w = seg.shape
+    ids = seg.reshape(-1).astype(np.intp)
+    keep = (ids >= 1) & (ids <= num_instances)
+    ids = ids[keep]
+    rows, cols = np.divmod(np.flatnonzero(keep), w)
+    counts = np.bincount(ids, minlength=num_instances + 1)[1:]
+    sum_r = np.bincount(ids, weights=rows + 0.5, minlength=num_instances + 1)[1:]
+    sum_c = np.bincount(ids, weights=cols + 0.5, minlength=num_instances + 1)[1:]
+    centers = np.full((num_instances, 2), -1.0, np.float32)
+    present = counts > 0
+    centers[present, 0] = sum_r[present] / counts[present] / h
+    centers[present, 1] = sum_c[present] / counts[present] / w
+    return centers
+
+
+def box_centers(boxes: np.ndarray) -> np.ndarray:
+    """Centres (y, x) of normalised yxyx boxes ``[...,4]`` (for sources with boxes but no masks)."""
+    boxes = np.asarray(boxes, np.float32)
+    return np.stack([(boxes[..., 0] + boxes[..., 2]) / 2, (boxes[..., 1] + boxes[..., 3]) / 2], -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resizing
+# ----------------------------------------------------------------------------------------------
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    h, w = int(size[0]), int(size[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be (height, width) >= 1, got {size}")
+    return h, w
+
+
+def resize_video(video: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[T,H,W,C]`` frames -> ``[T,h,w,C]`` (area filter when shrinking, bilinear when growing)."""
+    h, w = _check_size(size)
+    video = np.asarray(video)
+    if video.ndim != 4:
+        raise ValueError(f"video must be [T,H,W,C], got shape {video.shape}")
+    if video.shape[1:3] == (h, w):
+        return video
+    interp = cv2.INTER_AREA if (h <= video.shape[1] and w <= video.shape[2]) else cv2.INTER_LINEAR
+    out = [cv2.resize(f, (w, h), interpolation=interp) for f in video]
+    return np.stack(out).reshape(len(video), h, w, video.shape[3])
+
+
+def resize_segmentations(segmentations: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[T,H,W]`` ids -> ``[T,h,w]`` with nearest neighbour (ids are labels, never blended)."""
+    h, w = _check_size(size)
+    seg = np.asarray(segmentations)
+    if seg.ndim != 3:
+        raise ValueError(f"segmentations must be [T,H,W], got shape {seg.shape}")
+    if seg.shape[1:] == (h, w):
+        return seg
+    work = seg.astype(np.int32) if seg.dtype not in (np.uint8, np.uint16, np.int16, np.float32) else seg
+    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in work])
+    return out.astype(seg.dtype)
+
+
+def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[T,H,W,2]`` (d_row, d_col) pixel flow -> ``[T,h,w,2]``, rescaling the displacements.
+
+    Flow is in pixels, so shrinking the image by a factor shrinks each component by that factor
+    along its own axis (d_row by h/H, d_col by w/W).
+    """
+    h, w = _check_size(size)
+    flow = np.asarray(flow, np.float32)
+    if flow.ndim != 4 or flow.shape[-1] != 2:
+        raise ValueError(f"flow must be [T,H,W,2], got shape {flow.shape}")
+    src_h, src_w = flow.shape[1:3]
+    if (src_h, src_w) == (h, w):
+        return flow
+    interp = cv2.INTER_AREA if (h <= src_h and w <= src_w) else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in flow])
+    out[..., 0] *= h / src_h
+    out[..., 1] *= w / src_w
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Flow estimation (the paper's "estimated flow" route for sources without ground-truth flow)
+# ----------------------------------------------------------------------------------------------
+def estimate_backward_flow(video: np.ndarray) -> np.ndarray:
+    """Backward flow of ``[T,H,W,3]`` uint8 RGB frames with OpenCV DIS (preset MEDIUM).
+
+    Returns float32 ``[T,H,W,2]`` (d_row, d_col) in pixels: at frame t, the displacement from a
+    pixel of frame t to where it was in frame t-1 (frame 0: zeros), the convention of MOVi's
+    ``backward_flow``. Computed at the given resolution: resize first, estimate second.
+    """
+    video = np.asarray(video)
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(f"video must be uint8 [T,H,W,3], got {video.dtype} {video.shape}")
+    t, h, w, _ = video.shape
+    flow = np.zeros((t, h, w, 2), np.float32)
+    if t < 2:
+        return flow
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in video]
+    for i in range(1, t):
+        # calc(I0, I1) gives u with I0(p) ~ I1(p + u): I0 = frame t, I1 = frame t-1 -> backward.
+        dxdy = dis.calc(gray[i], gray[i - 1], None)
+        flow[i, ..., 0] = dxdy[..., 1]
+        flow[i, ..., 1] = dxdy[..., 0]
+    return flow
+
+
+# ----------------------------------------------------------------------------------------------
+# Targets and the item dict
+# ----------------------------------------------------------------------------------------------
+def flow_rgb(flow: np.ndarray) -> np.ndarray:
+    """``[T,H,W,2]`` pixel flow -> float32 ``[T,H,W,3]`` in [0,1] via ``savi_core.flow.flow_to_rgb``."""
+    return flow_to_rgb(torch.from_numpy(np.ascontiguousarray(flow, np.float32))).numpy()
+
+
+def make_target(kind: str, video: np.ndarray, backward_flow: np.ndarray | None) -> np.ndarray:
+    """The training target, channels last float32 [T,H,W,3] in [0,1]: flow-RGB or the RGB frames."""
+    if kind == "flow":
+        if backward_flow is None:
+            raise ValueError("target='flow' needs backward flow, but this source has none")
+        return flow_rgb(backward_flow)
+    if kind == "rgb":
+        return to_float_video(video)
+    raise ValueError(f"target must be one of {TARGET_KINDS}, got {kind!r}")
+
+
+def to_float_video(video: np.ndarray) -> np.ndarray:
+    """uint8 [T,H,W,3] -> float32 in [0,1]; float input is checked to be in [0,1] already."""
+    video = np.asarray(video)
+    if video.dtype == np.uint8:
+        return video.astype(np.float32) / 255.0
+    video = video.astype(np.float32)
+    if video.size and (video.min() < 0.0 or video.max() > 1.0):
+        raise ValueError("float video must already be in [0, 1]")
+    return video
+
+
+def _pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
+    if x.shape[0] >= length:
+        return x
+    pad = torch.zeros((length - x.shape[0], *x.shape[1:]), dtype=x.dtype)
+    return torch.cat([x, pad], 0)
+
+
+def build_item(
+    video: np.ndarray,
+    target: np.ndarray,
+    max_instances: int,
+    segmentations: np.ndarray | None = None,
+    boxes: np.ndarray | None = None,
+    visible: np.ndarray | None = None,
+    cond_boxes: np.ndarray | None = None,
+    conditioned: np.ndarray | None = None,
+    cond_centers: np.ndarray | None = None,
+    pad_frames_to: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Assemble the item dict from one (already windowed and resized) clip.
+
+    Args (numpy, channels last, T frames, n <= max_instances source instances):
+        video: uint8 (or float in [0,1]) [T,H,W,3].
+        target: float [T,H,W,3] in [0,1] (see ``make_target``).
+        segmentations: int [T,H,W], 0 = background, i+1 = instance i; None = source has none (zeros).
+        boxes, visible: [T,n,4] normalised yxyx and bool [T,n]; None = computed from
+            ``segmentations`` (n = max id present, ids beyond ``max_instances`` are an error).
+        cond_boxes: [n,4] normalised yxyx; None = ``boxes[0]`` of the instances visible in frame 0.
+        conditioned: [n] 0/1; None = visible in frame 0 (or: cond box given and not -1).
+        cond_centers: [n,2] (y,x); None = centre of mass in frame 0 from the segmentation, or the
+            box centre when there is no segmentation.
+        pad_frames_to: pad the time axis with zeros (``frame_mask`` False) up to this length.
+    Unconditioned entries and padding slots get -1 in ``cond_boxes``/``cond_centers``.
+    """
+    video_f = to_float_video(video)
+    if video_f.ndim != 4 or video_f.shape[-1] != 3:
+        raise ValueError(f"video must be [T,H,W,3], got shape {video_f.shape}")
+    t, h, w, _ = video_f.shape
+    target = np.asarray(target, np.float32)
+    if target.shape != video_f.shape:
+        raise ValueError(f"target shape {target.shape} differs from video shape {video_f.shape}")
+    n_max = int(max_instances)
+    if n_max < 1:
+        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+
+    if segmentations is None:
+        seg = np.zeros((t, h, w), np.int64)
+    else:
+        seg = np.asarray(segmentations).astype(np.int64)
+        if seg.shape != (t, h, w):
+            raise ValueError(f"segmentations shape {seg.shape} does not match video {(t, h, w)}")
+        if seg.min(initial=0) < 0:
+            raise ValueError("segmentation ids must be >= 0")
+
+    if boxes is None:
+        n = int(seg.max(initial=0))
+        if n > n_max:
+            raise ValueError(f"segmentation has instance id {n} > max_instances={n_max}")
+        boxes, visible = boxes_from_segmentation(seg, n)
+    else:
+        boxes = np.asarray(boxes, np.float32)
+        if boxes.ndim != 3 or boxes.shape[0] != t or boxes.shape[2] != 4:
+            raise ValueError(f"boxes must be [T={t},n,4], got shape {boxes.shape}")
+        visible = (np.any(boxes != 0, axis=-1) if visible is None else np.asarray(visible, bool))
+    n = boxes.shape[1]
+    if n > n_max:
+        raise ValueError(f"clip has {n} instances but max_instances={n_max}")
+    if visible.shape != (t, n):
+        raise ValueError(f"visible must be [T={t}, n={n}], got shape {visible.shape}")
+    if int(seg.max(initial=0)) > n_max:
+        raise ValueError(f"segmentation has instance id {int(seg.max())} > max_instances={n_max}")
+
+    if cond_boxes is None:
+        cond_b = np.where(visible[0][:, None], boxes[0], -1.0).astype(np.float32)
+        cond = visible[0].astype(np.float32) if conditioned is None else np.asarray(conditioned, np.float32)
+    else:
+        cond_b = np.asarray(cond_boxes, np.float32).reshape(-1, 4)
+        if cond_b.shape[0] > n_max:
+            raise ValueError(f"{cond_b.shape[0]} conditioning boxes but max_instances={n_max}")
+        cond = (np.any(cond_b != -1, axis=-1).astype(np.float32) if conditioned is None
+                else np.asarray(conditioned, np.float32))
+    if cond.shape != (cond_b.shape[0],):
+        raise ValueError(f"conditioned must have {cond_b.shape[0]} entries, got shape {cond.shape}")
+    cond_b = np.where(cond[:, None] > 0, cond_b, -1.0).astype(np.float32)
+
+    if cond_centers is None:
+        if segmentations is not None:
+            cond_c = centers_from_segmentation(seg[0], cond_b.shape[0])
+        else:
+            cond_c = box_centers(cond_b)
+    else:
+        cond_c = np.asarray(cond_centers, np.float32).reshape(-1, 2)
+        if cond_c.shape[0] != cond_b.shape[0]:
+            raise ValueError(f"cond_centers has {cond_c.shape[0]} rows, cond_boxes {cond_b.shape[0]}")
+    cond_c = np.where(cond[:, None] > 0, cond_c, -1.0).astype(np.float32)
+
+    n_inst = max(n, cond_b.shape[0])
+    boxes_p = np.zeros((t, n_max, 4), np.float32)
+    boxes_p[:, :n] = boxes
+    visible_p = np.zeros((t, n_max), bool)
+    visible_p[:, :n] = visible
+    cond_b_p = np.full((n_max, 4), -1.0, np.float32)
+    cond_b_p[: cond_b.shape[0]] = cond_b
+    cond_c_p = np.full((n_max, 2), -1.0, np.float32)
+    cond_c_p[: cond_c.shape[0]] = cond_c
+    cond_p = np.zeros((n_max,), np.float32)
+    cond_p[: cond.shape[0]] = cond
+    instance_mask = np.zeros((n_max,), bool)
+    instance_mask[:n_inst] = True
+
+    length = t if pad_frames_to is None else max(t, int(pad_frames_to))
+    item = {
+        "video": torch.from_numpy(np.ascontiguousarray(video_f.transpose(0, 3, 1, 2))),
+        "target": torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2))),
+        "segmentations": torch.from_numpy(seg),
+        "boxes": torch.from_numpy(boxes_p),
+        "visible": torch.from_numpy(visible_p),
+    }
+    item = {k: _pad_time(v, length) for k, v in item.items()}
+    frame_mask = torch.zeros(length, dtype=torch.bool)
+    frame_mask[:t] = True
+    item.update(
+        cond_boxes=torch.from_numpy(cond_b_p),
+        cond_centers=torch.from_numpy(cond_c_p),
+        conditioned=torch.from_numpy(cond_p),
+        instance_mask=torch.from_numpy(instance_mask),
+        frame_mask=frame_mask,
+    )
+    return item
