@@ -1,0 +1,22 @@
+# Entry points: `make demo`, `make test`. Everything runs from .venv; no activation needed.
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo clean
+
+## setup: create .venv (torch, ROS 2 wheels, deps, the project) and build vision_msgs; quick when re-run
+setup:
+	@$(PYTHON) scripts/setup_venv.py
+
+## test: setup, then the whole test suite (no tests collected counts as a failure)
+test: setup
+	@scripts/run_tests.sh $(PYTEST_ARGS)
+
+## demo: the end-to-end demo
+demo: setup
+	@if [ -x scripts/demo.sh ]; then scripts/demo.sh; else echo "make demo: not available yet - the demo arrives with the tracker node."; fi
+
+## clean: remove build outputs and caches (keeps .venv; `rm -rf .venv` for a from-scratch setup)
+clean:
+	rm -rf build install log .pytest_cache *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

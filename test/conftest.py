@@ -1,0 +1,37 @@
+"""Suite-wide test environment: isolate each pytest run's ROS 2 traffic and logs.
+
+Parallel runs on one machine (several developers, CI jobs) would otherwise discover each other's
+DDS participants on the default domain. Set here, before any test imports rclpy, so in-process
+nodes and every child process a test spawns inherit the same settings.
+"""
+import os
+import random
+import shutil
+import tempfile
+
+import pytest
+
+# Domain ids 1..101 map to UDP ports below Linux's ephemeral range; 0 is everyone's default.
+DOMAIN_ID_RANGE = (1, 101)
+_LOG_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "ROS_DOMAIN_ID" not in os.environ:
+        os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(*DOMAIN_ID_RANGE))
+    # Keep discovery on this machine: tests never need other hosts.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    log_dir = tempfile.mkdtemp(prefix="savi_ros_test_logs_")
+    os.environ["ROS_LOG_DIR"] = log_dir
+    config.stash[_LOG_DIR] = log_dir
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    log_dir = config.stash.get(_LOG_DIR, None)
+    if log_dir:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID')} ROS_LOG_DIR={os.environ.get('ROS_LOG_DIR')}"
+
