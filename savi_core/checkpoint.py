@@ -33,6 +33,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are shared, read-only data
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -35,6 +35,7 @@ def test_round_trip_is_exact(ckpt) -> None:
 def test_no_pickle_anywhere(ckpt) -> None:
     path, _ = ckpt
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+    assert all(p.stat().st_mode & 0o444 == 0o444 for p in path.iterdir()), "checkpoint files must be world-readable"
     assert json.loads((path / "config.json").read_text())["format"] == "savi_ros.checkpoint"
 
 
