@@ -1,0 +1,289 @@
+"""Demo camera: plays synthetic scenes from `savi_scenes` as `sensor_msgs/Image` at a fixed rate.
+
+A stand-in for a real camera on the wire. Besides `image` it publishes, on the private topic
+`demo/ground_truth`, a `vision_msgs/Detection2DArray` with every visible object's box (id = object
+index + 1, class = shape name) and the same stamp as the image; the demo detector listens to that
+topic only. Its `header.frame_id` carries the frame's identity as
+``"<frame_id>#scene=<index>&frame=<t>&seed=<seed>"`` (see `FrameTag`), so the detector knows the first
+frame of a scene and the demo orchestrator can regenerate the ground truth by seed.
+
+Between scenes the camera (and only the camera) makes the tracker start over: when
+`reset_between_scenes` is true it waits until the tracker has answered the previous scene's last
+frame on `tracks` (at most `drain_timeout` s), then calls the `reset` service (std_srvs/Trigger)
+before publishing the next scene's first frame.
+
+Run: ``python -m savi_ros.demo.camera_node --ros-args -r __ns:=/savi -p rate:=10.0``
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from savi_scenes import Scene, SceneConfig, generate_scene
+
+IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+"""Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
+GROUND_TRUTH_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+GROUND_TRUTH_TOPIC = "demo/ground_truth"
+DEFAULT_SEED = 100_000
+"""First held-out scene seed; training draws its seeds far below this."""
+ENCODINGS = ("rgb8", "bgr8")
+
+
+@dataclass(frozen=True)
+class FrameTag:
+    """Identity of a demo frame, carried in the ground-truth header's `frame_id`."""
+
+    frame_id: str
+    scene: int   # index of the scene in this run (0, 1, ...)
+    frame: int   # frame index within the scene
+    seed: int    # scene seed for `generate_scene`
+
+    def encode(self) -> str:
+        return f"{self.frame_id}#scene={self.scene}&frame={self.frame}&seed={self.seed}"
+
+    @classmethod
+    def decode(cls, text: str) -> "FrameTag":
+        frame_id, sep, query = text.rpartition("#")
+        try:
+            if not sep:
+                raise ValueError("no '#'")
+            fields = dict(item.split("=", 1) for item in query.split("&"))
+            return cls(frame_id, int(fields["scene"]), int(fields["frame"]), int(fields["seed"]))
+        except (ValueError, KeyError) as error:
+            raise ValueError(
+                f"not a demo ground-truth frame_id ('<frame_id>#scene=S&frame=T&seed=N'): {text!r} ({error})"
+            ) from None
+
+
+@dataclass
+class CameraConfig:
+    """Parameters of the demo camera (ROS parameters of the same names)."""
+
+    width: int = 320
+    height: int = 240
+    rate: float = 10.0
+    num_scenes: int = 3            # 0 = loop forever
+    frames_per_scene: int = 24
+    seed: int = DEFAULT_SEED
+    min_objects: int = 2
+    max_objects: int = 5
+    frame_id: str = "camera"
+    encoding: str = "rgb8"
+    reset_between_scenes: bool = True
+    reset_service: str = "reset"
+    tracks_topic: str = "tracks"
+    drain_timeout: float = 2.0
+    min_image_subscribers: int = 0          # wait for this many `image` subscribers before playing
+    min_ground_truth_subscribers: int = 0   # ... and this many `demo/ground_truth` subscribers
+    wait_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> None:
+            raise ValueError(f"parameter '{name}' {why}, got {getattr(self, name)!r}")
+
+        if self.width < 8 or self.height < 8:
+            fail("width" if self.width < 8 else "height", "must be >= 8")
+        if not self.rate > 0.0:
+            fail("rate", "must be > 0 (Hz)")
+        if self.num_scenes < 0:
+            fail("num_scenes", "must be >= 0 (0 = loop forever)")
+        if self.frames_per_scene < 1:
+            fail("frames_per_scene", "must be >= 1")
+        if self.seed < 0:
+            fail("seed", "must be >= 0")
+        if not 1 <= self.min_objects <= self.max_objects <= 254:
+            fail("max_objects", f"must satisfy 1 <= min_objects ({self.min_objects}) <= max_objects <= 254")
+        if self.encoding not in ENCODINGS:
+            fail("encoding", f"must be one of {ENCODINGS}")
+        if "#" in self.frame_id:
+            fail("frame_id", "must not contain '#'")
+        if self.drain_timeout < 0.0:
+            fail("drain_timeout", "must be >= 0")
+        if self.min_image_subscribers < 0 or self.min_ground_truth_subscribers < 0:
+            fail("min_image_subscribers", "and min_ground_truth_subscribers must be >= 0")
+        if not self.wait_timeout > 0.0:
+            fail("wait_timeout", "must be > 0")
+
+    def scene_config(self) -> SceneConfig:
+        return SceneConfig(height=self.height, width=self.width, num_frames=self.frames_per_scene,
+                           min_objects=self.min_objects, max_objects=self.max_objects)
+
+
+def ground_truth_detections(scene: Scene, t: int) -> list[Detection2D]:
+    """Boxes (pixels) of the objects visible in frame `t`: id = object index + 1, class = shape name."""
+    height, width = scene.video.shape[1:3]
+    out = []
+    for i in np.flatnonzero(scene.visible[t]):
+        ymin, xmin, ymax, xmax = (float(v) for v in scene.boxes[t, i])
+        det = Detection2D()
+        det.id = str(int(i) + 1)
+        det.bbox.center.position.x = (xmin + xmax) / 2.0 * width
+        det.bbox.center.position.y = (ymin + ymax) / 2.0 * height
+        det.bbox.size_x = (xmax - xmin) * width
+        det.bbox.size_y = (ymax - ymin) * height
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = scene.classes[i]
+        hyp.hypothesis.score = 1.0
+        det.results.append(hyp)
+        out.append(det)
+    return out
+
+
+class DemoCamera(Node):
+    """Publishes `image` and `demo/ground_truth`; `play()` runs the scenes (call it off the executor)."""
+
+    def __init__(self) -> None:
+        super().__init__("demo_camera")
+        defaults = CameraConfig()
+        values = {name: self.declare_parameter(name, getattr(defaults, name)).value
+                  for name in CameraConfig.__dataclass_fields__}
+        self.config = CameraConfig(**values)
+        self._image_pub = self.create_publisher(Image, "image", IMAGE_QOS)
+        self._gt_pub = self.create_publisher(Detection2DArray, GROUND_TRUTH_TOPIC, GROUND_TRUTH_QOS)
+        self._reset = self.create_client(Trigger, self.config.reset_service)
+        self._answered_ns = -1
+        self._answered = threading.Condition()
+        if self.config.reset_between_scenes:
+            self.create_subscription(Detection2DArray, self.config.tracks_topic, self._on_tracks, 10)
+        self.published = 0
+
+    def _on_tracks(self, msg: Detection2DArray) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        with self._answered:
+            self._answered_ns = max(self._answered_ns, stamp)
+            self._answered.notify_all()
+
+    def _wait_for_subscribers(self, stop: threading.Event) -> None:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.wait_timeout
+        while not stop.is_set():
+            if (self._image_pub.get_subscription_count() >= cfg.min_image_subscribers
+                    and self._gt_pub.get_subscription_count() >= cfg.min_ground_truth_subscribers):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"after {cfg.wait_timeout} s: {self._image_pub.get_subscription_count()} subscribers on "
+                    f"'{self._image_pub.topic_name}' (need {cfg.min_image_subscribers}), "
+                    f"{self._gt_pub.get_subscription_count()} on '{self._gt_pub.topic_name}' "
+                    f"(need {cfg.min_ground_truth_subscribers})")
+            stop.wait(0.02)
+
+    def _drain(self, last_stamp_ns: int) -> None:
+        """Wait until a tracker answered the last published frame, so a reset can't cut it off."""
+        if self.count_publishers(self.resolve_topic_name(self.config.tracks_topic)) == 0:
+            return
+        with self._answered:
+            self._answered.wait_for(lambda: self._answered_ns >= last_stamp_ns, timeout=self.config.drain_timeout)
+
+    def _reset_tracker(self) -> None:
+        if not self._reset.wait_for_service(timeout_sec=1.0):
+            self.get_logger().warning(
+                f"no '{self._reset.srv_name}' service: the tracker is not reset between scenes",
+                throttle_duration_sec=60.0)
+            return
+        done = threading.Event()
+        future = self._reset.call_async(Trigger.Request())
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(5.0):
+            self.get_logger().warning(f"'{self._reset.srv_name}' did not answer within 5 s")
+            return
+        response = future.result()
+        if response is None or not response.success:
+            self.get_logger().warning(f"'{self._reset.srv_name}' refused: {getattr(response, 'message', '')}")
+
+    def _publish(self, scene: Scene, tag: FrameTag) -> int:
+        stamp = self.get_clock().now().to_msg()
+        frame = scene.video[tag.frame]
+        image = Image()
+        image.header.stamp = stamp
+        image.header.frame_id = self.config.frame_id
+        image.height, image.width = frame.shape[:2]
+        image.encoding = self.config.encoding
+        image.is_bigendian = 0
+        image.step = image.width * 3
+        image.data = (frame if self.config.encoding == "rgb8" else frame[..., ::-1]).tobytes()
+        truth = Detection2DArray()
+        truth.header.stamp = stamp
+        truth.header.frame_id = tag.encode()
+        truth.detections = ground_truth_detections(scene, tag.frame)
+        # Ground truth first, so the detector's answer follows the image closely.
+        self._gt_pub.publish(truth)
+        self._image_pub.publish(image)
+        self.published += 1
+        return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+    def play(self, stop: threading.Event) -> None:
+        """Publish the configured scenes at `rate` until done or `stop` is set."""
+        cfg = self.config
+        self._wait_for_subscribers(stop)
+        period = 1.0 / cfg.rate
+        scene_cfg = cfg.scene_config()
+        index, last_stamp = 0, -1
+        while not stop.is_set() and (cfg.num_scenes == 0 or index < cfg.num_scenes):
+            seed = cfg.seed + index
+            scene = generate_scene(seed, scene_cfg)
+            if index > 0 and cfg.reset_between_scenes:
+                self._drain(last_stamp)
+                self._reset_tracker()
+            self.get_logger().info(f"scene {index} (seed {seed}, {scene.num_objects} objects)")
+            start = time.monotonic()
+            for t in range(cfg.frames_per_scene):
+                if stop.wait(max(0.0, start + t * period - time.monotonic())):
+                    return
+                last_stamp = self._publish(scene, FrameTag(cfg.frame_id, index, t, seed))
+            stop.wait(period)
+            index += 1
+
+
+def spin_quietly(executor: SingleThreadedExecutor) -> None:
+    """Spin until the context shuts down (the normal end of a demo node on SIGINT)."""
+    try:
+        executor.spin()
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = DemoCamera()
+    except ValueError as error:
+        print(f"demo_camera: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    stop = threading.Event()
+    node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=spin_quietly, args=(executor,), daemon=True)
+    spinner.start()
+    code = 0
+    try:
+        node.play(stop)
+        node.get_logger().info(f"done: {node.published} frames published")
+    except TimeoutError as error:
+        node.get_logger().error(str(error))
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        stop.set()
+    finally:
+        rclpy.try_shutdown()
+        spinner.join(timeout=5.0)
+        node.destroy_node()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
