@@ -1,0 +1,75 @@
+"""Launch the `savi_tracker` node; with `demo:=true` also the demo camera and detector.
+
+Thin on purpose: all behaviour lives in the node. Parameters come from `params_file` (default:
+the installed config/tracker.yaml); `checkpoint` and `device` override it only when given.
+
+    ros2 launch savi_ros tracker.launch.py image:=/camera/image_raw detections:=/detector/detections
+    ros2 launch savi_ros tracker.launch.py demo:=true
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = "savi_ros"
+
+
+def _tracker_node(context):
+    """The node, with overrides only for the arguments that were given (empty = keep params_file)."""
+    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).strip().lower()
+                 in ("true", "1", "yes", "on")}
+    for name in ("checkpoint", "device"):
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value:
+            overrides[name] = value
+    return [Node(
+        package=PACKAGE,
+        executable="savi_tracker",
+        name="savi_tracker",
+        namespace=LaunchConfiguration("namespace"),
+        remappings=[("image", LaunchConfiguration("image")),
+                    ("detections", LaunchConfiguration("detections"))],
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        output="screen",
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    namespace = LaunchConfiguration("namespace")
+    image = LaunchConfiguration("image")
+    detections = LaunchConfiguration("detections")
+    demo = GroupAction(
+        condition=IfCondition(LaunchConfiguration("demo")),
+        actions=[
+            Node(package=PACKAGE, executable="demo_camera", name="demo_camera", namespace=namespace,
+                 remappings=[("image", image)], output="screen"),
+            Node(package=PACKAGE, executable="demo_detector", name="demo_detector", namespace=namespace,
+                 remappings=[("detections", detections)], output="screen"),
+        ],
+    )
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="savi",
+                              description="namespace of the node and its topics"),
+        DeclareLaunchArgument("image", default_value="image",
+                              description="image topic to subscribe (remap of 'image')"),
+        DeclareLaunchArgument("detections", default_value="detections",
+                              description="detections topic to subscribe (remap of 'detections')"),
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
+                                                                  "tracker.yaml"]),
+                              description="parameter file (default: the installed config/tracker.yaml)"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="override the 'checkpoint' parameter ('default' or a path); "
+                                          "empty = from params_file"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="override the 'device' parameter (auto|cpu|cuda|cuda:N); "
+                                          "empty = from params_file"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              description="use /clock (true when playing a recording)"),
+        DeclareLaunchArgument("demo", default_value="false",
+                              description="also start the demo camera and detector"),
+        OpaqueFunction(function=_tracker_node),
+        demo,
+    ])

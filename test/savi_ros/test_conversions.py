@@ -1,0 +1,169 @@
+"""Image <-> numpy and vision_msgs conversions (no DDS needed)."""
+import numpy as np
+import pytest
+
+pytest.importorskip("vision_msgs.msg")
+
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
+
+from savi_core.tracker import Track  # noqa: E402
+from savi_ros import conversions as conv  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def raw_image(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False) -> Image:
+    """Build an Image by hand (independently of numpy_to_image), with `pad` junk bytes per row."""
+    h, w = arr.shape[:2]
+    wire = arr.astype(arr.dtype.newbyteorder(">" if bigendian else "<"))
+    rows = wire.reshape(h, -1).view(np.uint8).reshape(h, -1)
+    junk = np.full((h, pad), 0xAB, np.uint8)
+    data = np.concatenate([rows, junk], axis=1)
+    return Image(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
+                 step=data.shape[1], data=data.tobytes())
+
+
+@pytest.mark.parametrize("encoding,shape", [("rgb8", (5, 7, 3)), ("bgr8", (4, 9, 3)), ("rgba8", (3, 2, 4)),
+                                            ("bgra8", (6, 5, 4)), ("mono8", (5, 3)), ("16UC1", (4, 6)),
+                                            ("mono16", (2, 3))])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_fallback_reads_every_layout_with_padding(encoding, shape, pad):
+    dtype = np.uint16 if encoding in ("16UC1", "mono16") else np.uint8
+    arr = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    out = conv.image_to_numpy_fallback(raw_image(arr, encoding, pad))
+    assert out.dtype == dtype and out.shape == shape
+    np.testing.assert_array_equal(out, arr)
+
+
+def test_fallback_honours_big_endian():
+    arr = np.array([[1, 256, 65535], [258, 0, 4097]], dtype=np.uint16)
+    big = raw_image(arr, "16UC1", pad=2, bigendian=True)
+    assert bytes(big.data[:2]) == b"\x00\x01"  # really big-endian on the wire
+    out = conv.image_to_numpy_fallback(big)
+    np.testing.assert_array_equal(out, arr)
+    assert out.dtype.isnative
+
+
+def test_rgb8_from_each_input_encoding():
+    rgb = RNG.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    alpha = np.full((4, 6, 1), 7, np.uint8)
+    cases = {
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "rgba8": np.concatenate([rgb, alpha], axis=2),
+        "bgra8": np.concatenate([rgb[..., ::-1], alpha], axis=2),
+    }
+    for encoding, arr in cases.items():
+        out = conv.image_to_rgb8(raw_image(np.ascontiguousarray(arr), encoding, pad=3))
+        assert out.flags.c_contiguous and out.dtype == np.uint8
+        np.testing.assert_array_equal(out, rgb, err_msg=encoding)
+    gray = rgb[..., 0].copy()
+    out = conv.image_to_rgb8(raw_image(gray, "mono8", pad=1))
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
+
+
+def test_unsupported_or_inconsistent_images_raise_clear_errors():
+    msg = raw_image(np.zeros((2, 2, 2), np.uint8), "yuv422")
+    with pytest.raises(conv.UnsupportedEncoding, match="yuv422"):
+        conv.image_to_rgb8(msg)
+    with pytest.raises(conv.UnsupportedEncoding, match="16UC1"):  # valid ROS, not a tracker input
+        conv.image_to_rgb8(raw_image(np.zeros((2, 2), np.uint16), "16UC1"))
+    short = raw_image(np.zeros((3, 4, 3), np.uint8), "rgb8")
+    short.step = 5
+    with pytest.raises(ValueError, match="step"):
+        conv.image_to_numpy_fallback(short)
+    truncated = raw_image(np.zeros((3, 4, 3), np.uint8), "rgb8")
+    truncated.data = bytes(truncated.data)[:-1]
+    with pytest.raises(ValueError, match="bytes"):
+        conv.image_to_numpy_fallback(truncated)
+
+
+def test_numpy_to_image_round_trip_and_shape_checks():
+    arr = RNG.integers(0, 65535, (5, 8), dtype=np.uint16)
+    header = Header(frame_id="cam")
+    msg = conv.label_map_to_image(arr, header)
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("16UC1", 5, 8, 16, 0)
+    assert msg.header.frame_id == "cam"
+    np.testing.assert_array_equal(conv.image_to_numpy(msg), arr)
+    rgb = RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(conv.image_to_rgb8(conv.numpy_to_image(rgb, "rgb8")), rgb)
+    with pytest.raises(ValueError, match="rgb8"):
+        conv.numpy_to_image(np.zeros((3, 4), np.uint8), "rgb8")
+
+
+def test_cv_bridge_and_fallback_agree():
+    if not conv.have_cv_bridge():
+        print("cv_bridge is not importable on this machine: only the numpy fallback is in use")
+        pytest.skip("cv_bridge not importable (no ROS install); the numpy fallback is tested above")
+    from cv_bridge import CvBridge
+
+    bridge = CvBridge()
+    for encoding, shape, dtype in [("rgb8", (5, 7, 3), np.uint8), ("bgra8", (3, 4, 4), np.uint8),
+                                   ("mono8", (6, 5), np.uint8), ("16UC1", (4, 3), np.uint16)]:
+        arr = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+        for pad, big in [(0, False), (4, False), (2, True)]:
+            if big and dtype == np.uint8:
+                continue
+            msg = raw_image(arr, encoding, pad, big)
+            np.testing.assert_array_equal(
+                np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")),
+                conv.image_to_numpy_fallback(msg), err_msg=f"{encoding} pad={pad} big={big}")
+
+
+def _det(cx, cy, sx, sy, det_id="", cls=None, score=None):
+    d = Detection2D(id=det_id)
+    d.bbox.center.position.x, d.bbox.center.position.y = float(cx), float(cy)
+    d.bbox.center.theta = 0.7  # ignored
+    d.bbox.size_x, d.bbox.size_y = float(sx), float(sy)
+    if cls is not None:
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = cls, float(score)
+        d.results.append(hyp)
+    return d
+
+
+def test_detections_from_msg():
+    msg = Detection2DArray(detections=[
+        _det(20, 10, 8, 4, "3", "cup", 0.8),
+        _det(5, 5, 2, 2),                       # no results: class "", score 1
+        _det(5, 5, 0, 3, "9", "flat", 0.9),     # empty box: skipped
+        _det(float("nan"), 5, 2, 2, "8", "nan", 0.9),
+    ])
+    dets = conv.detections_from_msg(msg)
+    assert [(d.box_xyxy, d.class_id, d.score, d.det_id) for d in dets] == [
+        ((16.0, 8.0, 24.0, 12.0), "cup", pytest.approx(0.8), "3"),
+        ((4.0, 4.0, 6.0, 6.0), "", 1.0, ""),
+    ]
+
+
+def test_tracks_and_label_info_messages():
+    header = Header(frame_id="cam")
+    header.stamp.sec = 12
+    tracks = [Track(7, "cup", (10.0, 4.0, 30.0, 8.0), 0.75, 80), Track(2, "", (0.0, 0.0, 1.0, 1.0), 0.5, 1)]
+    msg = conv.tracks_to_msg(tracks, header)
+    assert msg.header == header
+    first = msg.detections[0]
+    assert first.id == "7" and first.header == header
+    assert (first.bbox.center.position.x, first.bbox.center.position.y, first.bbox.size_x, first.bbox.size_y) == \
+        (20.0, 6.0, 20.0, 4.0)
+    assert first.results[0].hypothesis.class_id == "cup"
+    assert first.results[0].hypothesis.score == pytest.approx(0.75)
+    assert msg.detections[1].results[0].hypothesis.class_id == "object"
+
+    info = conv.label_info_msg({7: "cup", 2: ""}, header, 0.4)
+    assert info.header == header and info.threshold == pytest.approx(0.4)
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(2, "object"), (7, "cup")]
+
+
+def test_debug_overlay_marks_tracks_only():
+    rgb = np.full((20, 30, 3), 100, np.uint8)
+    labels = np.zeros((20, 30), np.uint16)
+    labels[5:10, 5:15] = 4
+    out = conv.debug_overlay(rgb, labels, [Track(4, "x", (5.0, 5.0, 15.0, 10.0), 0.9, 50)])
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert (out[7, 10] != rgb[7, 10]).any()          # inside the mask: tinted
+    np.testing.assert_array_equal(out[18, 28], rgb[18, 28])  # far away: untouched
+    with pytest.raises(ValueError, match="sizes differ"):
+        conv.debug_overlay(rgb, labels[:10], [])

@@ -1,0 +1,129 @@
+"""launch/tracker.launch.py: valid Python with the contract's arguments and actions.
+
+`launch`/`launch_ros` are not in the plain venv, so the structure is checked on the syntax tree;
+when they are importable the description is also built and the node's overrides evaluated.
+"""
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "tracker.launch.py"
+CONFIG = LAUNCH_FILE.parents[1] / "config" / "tracker.yaml"
+TREE = ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def calls(name: str, tree: ast.AST = TREE) -> list[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
+
+
+def kw(call: ast.Call) -> dict[str, ast.expr]:
+    return {k.arg: k.value for k in call.keywords}
+
+
+def launch_config(node: ast.expr) -> str | None:
+    """'x' for LaunchConfiguration("x"), else None."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "LaunchConfiguration":
+        return ast.literal_eval(node.args[0])
+    if isinstance(node, ast.Name):  # a local bound to LaunchConfiguration("x")
+        for assign in (n for n in ast.walk(TREE) if isinstance(n, ast.Assign)):
+            if [getattr(t, "id", None) for t in assign.targets] == [node.id]:
+                return launch_config(assign.value)
+    return None
+
+
+def test_declares_the_arguments_with_their_defaults():
+    declared = {}
+    for call in calls("DeclareLaunchArgument"):
+        name = ast.literal_eval(call.args[0])
+        default = kw(call)["default_value"]
+        declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
+        assert isinstance(kw(call).get("description"), (ast.Constant, ast.BinOp)), f"{name}: no description"
+    assert set(declared) == {"namespace", "image", "detections", "params_file", "checkpoint", "device",
+                             "use_sim_time", "demo"}
+    assert {k: v for k, v in declared.items() if k != "params_file"} == {
+        "namespace": "savi", "image": "image", "detections": "detections", "checkpoint": "",
+        "device": "", "use_sim_time": "false", "demo": "false"}
+    params_default = ast.unparse(declared["params_file"])
+    assert params_default == "PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])"
+    assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "PACKAGE = 'savi_ros'" for n in TREE.body)
+
+
+def _nodes() -> dict[str, dict[str, ast.expr]]:
+    out = {}
+    for call in calls("Node"):
+        args = kw(call)
+        out[ast.literal_eval(args["executable"])] = args
+    return out
+
+
+def test_tracker_node_action():
+    node = _nodes()["savi_tracker"]
+    assert ast.unparse(node["package"]) == "PACKAGE"
+    assert ast.literal_eval(node["name"]) == "savi_tracker"
+    assert launch_config(node["namespace"]) == "namespace"
+    remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in node["remappings"].elts}
+    assert remaps == {"image": "image", "detections": "detections"}
+    params = node["parameters"].elts
+    assert launch_config(params[0]) == "params_file" and ast.unparse(params[1]) == "overrides"
+
+
+def test_checkpoint_and_device_override_only_when_given():
+    func = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_tracker_node")
+    loop = next(n for n in ast.walk(func) if isinstance(n, ast.For))
+    assert ast.literal_eval(loop.iter) == ("checkpoint", "device")
+    guard = next(n for n in loop.body if isinstance(n, ast.If))
+    assert ast.unparse(guard.test) == "value"
+    assert ast.unparse(guard.body[0]) == "overrides[name] = value"
+    assert "use_sim_time" in ast.unparse(func)
+    assert any(ast.unparse(c.func) == "OpaqueFunction" and ast.unparse(kw(c)["function"]) == "_tracker_node"
+               for c in calls("OpaqueFunction"))
+
+
+def test_demo_nodes_only_with_demo_true_in_the_same_namespace():
+    group = calls("GroupAction")
+    assert len(group) == 1
+    cond = kw(group[0])["condition"]
+    assert ast.unparse(cond.func) == "IfCondition" and launch_config(cond.args[0]) == "demo"
+    in_group = {ast.literal_eval(kw(c)["executable"]): kw(c) for c in calls("Node", group[0])}
+    assert set(in_group) == {"demo_camera", "demo_detector"}
+    for args in in_group.values():
+        assert ast.unparse(args["package"]) == "PACKAGE"
+        assert launch_config(args["namespace"]) == "namespace"
+    camera_remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_camera"]["remappings"].elts}
+    detector_remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_detector"]["remappings"].elts}
+    assert camera_remaps == {"image": "image"} and detector_remaps == {"detections": "detections"}
+
+
+def test_generate_launch_description_entry_point():
+    func = [n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"]
+    assert len(func) == 1 and not func[0].args.args
+    ret = [n for n in ast.walk(func[0]) if isinstance(n, ast.Return)][-1]
+    assert ast.unparse(ret.value.func) == "LaunchDescription"
+    compile(LAUNCH_FILE.read_text(), str(LAUNCH_FILE), "exec")
+
+
+def test_with_real_launch_ros_when_available():
+    pytest.importorskip("launch_ros", reason="launch_ros not installed in this venv (plain machine)")
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch_ros.utilities import evaluate_parameters
+
+    spec = importlib.util.spec_from_file_location("tracker_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    assert "checkpoint" in names and "demo" in names
+    for given, expected in [({}, {"use_sim_time": False}),
+                            ({"checkpoint": "/m", "device": "cpu", "use_sim_time": "true"},
+                             {"use_sim_time": True, "checkpoint": "/m", "device": "cpu"})]:
+        context = LaunchContext()
+        context.launch_configurations.update({"checkpoint": "", "device": "", "use_sim_time": "false",
+                                              "params_file": str(CONFIG), **given})
+        [node] = module._tracker_node(context)
+        # launch_ros keeps the normalised parameters only privately; evaluate them as it would
+        evaluated = evaluate_parameters(context, node._Node__parameters)
+        assert evaluated[1] == expected

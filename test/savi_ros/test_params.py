@@ -1,0 +1,103 @@
+"""Node parameters: declaration (types, empty list), validation messages, and config/tracker.yaml."""
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.parameter import Parameter  # noqa: E402
+
+from savi_ros import params  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
+
+
+@pytest.fixture
+def make_node():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = []
+
+    def make(*cli_args: str):
+        node = rclpy.create_node("savi_tracker", context=context,
+                                 cli_args=["--ros-args", *cli_args] if cli_args else None)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.destroy_node()
+    context.try_shutdown()
+
+
+def test_defaults_are_valid_and_match_the_tracker_fields():
+    cfg = params.validate(params.NodeParams())
+    assert cfg.score_threshold == 0.3 and cfg.class_ids == () and cfg.mask_source == "decoder"
+    assert set(params.DESCRIPTIONS) == {f.name for f in dataclasses.fields(params.NodeParams)}
+
+
+@pytest.mark.parametrize("name,value", [
+    ("device", "tpu"), ("device", "cuda:x"), ("mask_source", "foo"), ("precision", "fp8"),
+    ("score_threshold", -0.1), ("new_object_iou", 1.5), ("mask_threshold", float("nan")),
+    ("max_tracks", 0), ("min_mask_area", -1), ("lost_after_frames", 0), ("reinit", "never"),
+    ("sync_tolerance", -0.01), ("image_qos", "best"), ("checkpoint", " "), ("class_ids", ("person", "")),
+])
+def test_invalid_values_are_refused_naming_the_parameter(name, value):
+    with pytest.raises(params.ParamError, match=rf"^{name}: "):
+        params.validate(dataclasses.replace(params.NodeParams(), **{name: value}))
+
+
+def test_fp16_needs_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: fp16 is allowed here")
+    with pytest.raises(params.ParamError, match="^precision: .*CUDA"):
+        params.validate(dataclasses.replace(params.NodeParams(), precision="fp16"))
+
+
+def test_declare_defaults_and_empty_class_ids(make_node):
+    node = make_node()
+    assert params.declare(node) == params.NodeParams()
+    assert node.get_parameter("class_ids").type_ == Parameter.Type.STRING_ARRAY
+    assert node.get_parameter("class_ids").value == []
+    assert node.describe_parameter("score_threshold").description == params.DESCRIPTIONS["score_threshold"]
+
+
+def test_declare_reads_overrides_and_the_shipped_yaml(make_node):
+    node = make_node("--params-file", str(CONFIG), "-p", "class_ids:=[person, car]", "-p", "max_tracks:=4")
+    got = params.declare(node)
+    assert got == dataclasses.replace(params.NodeParams(), class_ids=("person", "car"), max_tracks=4)
+
+
+def test_declare_refuses_a_wrong_type_with_a_hint(make_node):
+    node = make_node("-p", "score_threshold:=1")
+    with pytest.raises(params.ParamError, match=r"^score_threshold: .*1\.0"):
+        params.declare(node)
+
+
+def test_with_changes_applies_ours_and_ignores_others():
+    current = params.NodeParams()
+    changed = params.with_changes(current, [Parameter("max_tracks", value=3),
+                                            Parameter("class_ids", value=["a"]),
+                                            Parameter("use_sim_time", value=True)])
+    assert changed == dataclasses.replace(current, max_tracks=3, class_ids=("a",))
+    with pytest.raises(params.ParamError, match="^device: cannot be unset"):
+        params.with_changes(current, [Parameter("device")])
+
+
+def test_config_yaml_lists_every_parameter_with_its_default_and_a_comment():
+    data = yaml.safe_load(CONFIG.read_text())
+    values = data["/**"]["ros__parameters"]
+    defaults = {f.name: getattr(params.NodeParams(), f.name) for f in dataclasses.fields(params.NodeParams)}
+    assert set(values) == set(defaults)
+    for name, default in defaults.items():
+        got = tuple(values[name]) if isinstance(default, tuple) else values[name]
+        assert got == default and type(got) is type(default), name
+    for line in CONFIG.read_text().splitlines():
+        match = re.match(r"\s+(\w+):\s*\S.*$", line)
+        if match and match.group(1) in defaults:
+            assert re.search(r"#\s*\S", line), f"no comment on: {line}"
