@@ -9,7 +9,6 @@ from __future__ import annotations
 import array
 from typing import Iterable, Mapping, Optional
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -17,6 +16,7 @@ from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHyp
                              VisionClass)
 
 from savi_core.tracker import Detection, Track
+from savi_ros.overlay import draw_overlay
 
 try:  # pragma: no cover - depends on the machine
     from cv_bridge import CvBridge
@@ -165,30 +165,8 @@ def label_info_msg(live_tracks: Mapping[int, str], header: Header, threshold: fl
     return msg
 
 
-def _track_color(track_id: int) -> tuple[int, int, int]:
-    """Stable, distinct-ish colour per id (golden-ratio hue walk)."""
-    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
-    hsv = np.array([[[hue, 200, 255]]], dtype=np.uint8)
-    r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
-    return int(r), int(g), int(b)
-
-
-def debug_overlay(rgb: np.ndarray, label_map: np.ndarray, tracks: Iterable[Track],
-                  alpha: float = 0.5) -> np.ndarray:
-    """RGB image with masks blended in, and each track's box and id drawn."""
-    if rgb.shape[:2] != label_map.shape:
-        raise ValueError(f"image {rgb.shape[:2]} and label map {label_map.shape} sizes differ")
-    out = rgb.astype(np.float32)
+def debug_overlay(rgb: np.ndarray, label_map: np.ndarray, tracks: Iterable[Track]) -> np.ndarray:
+    """The node's ``debug_image``: the same drawing as the demo (``savi_ros.overlay``) for one Tracker result."""
     tracks = list(tracks)
-    for tr in tracks:
-        sel = label_map == tr.track_id
-        if sel.any():
-            out[sel] = (1 - alpha) * out[sel] + alpha * np.array(_track_color(tr.track_id), np.float32)
-    out = np.ascontiguousarray(out.round().clip(0, 255).astype(np.uint8))
-    for tr in tracks:
-        color = _track_color(tr.track_id)
-        x0, y0, x1, y1 = (int(round(v)) for v in tr.box_xyxy)
-        cv2.rectangle(out, (x0, y0), (x1, y1), color, 1)
-        cv2.putText(out, str(tr.track_id), (x0, max(y0 - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    color, 1, cv2.LINE_AA)
-    return out
+    return draw_overlay(rgb, label_map, boxes={t.track_id: t.box_xyxy for t in tracks},
+                        captions={t.track_id: f"{t.track_id} {t.class_id}".strip() for t in tracks})

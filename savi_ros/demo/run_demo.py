@@ -49,7 +49,7 @@ from savi_core.metrics import fg_ari, miou
 from savi_ros.conversions import image_to_numpy
 from savi_ros.demo.camera_node import (DEFAULT_SEED, GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, CameraConfig,
                                        FrameTag)
-from savi_ros.demo.overlay import contact_sheet, draw_overlay
+from savi_ros.overlay import contact_sheet, draw_overlay
 from savi_ros.model_store import resolve_checkpoint
 from savi_scenes import generate_scene
 

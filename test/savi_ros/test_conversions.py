@@ -165,5 +165,5 @@ def test_debug_overlay_marks_tracks_only():
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert (out[7, 10] != rgb[7, 10]).any()          # inside the mask: tinted
     np.testing.assert_array_equal(out[18, 28], rgb[18, 28])  # far away: untouched
-    with pytest.raises(ValueError, match="sizes differ"):
+    with pytest.raises(ValueError, match="differs from image size"):
         conv.debug_overlay(rgb, labels[:10], [])

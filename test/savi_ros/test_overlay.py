@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from savi_ros.demo.overlay import PALETTE, colorize_labels, contact_sheet, draw_overlay, track_color
+from savi_ros.overlay import PALETTE, colorize_labels, contact_sheet, draw_overlay, track_color
 
 
 def test_track_colours_are_fixed_distinct_and_cycle():
