@@ -1,0 +1,126 @@
+"""Evaluation: streaming inference, the A.8 metrics with baselines, JSON + PNG outputs, conditioning noise."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from savi_core.checkpoint import load_checkpoint
+from training.conditioning import add_box_noise, conditioning_from_batch
+from training.config import load_config
+from training.data import build_dataset
+from training.evaluate import _collate, main, predict_ids, resolve_checkpoint
+from training.train import main as train_main
+from training.train import train
+
+TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "run"
+    return train(load_config(TINY, {"train.out_dir": str(out), "train.steps": 2}))
+
+
+def _eval_batch(run_dir: Path) -> dict:
+    cfg = load_config(TINY, {"train.out_dir": str(run_dir)})
+    dataset = build_dataset(cfg.data, "eval")
+    return _collate([dataset[0], dataset[1]])
+
+
+def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["--checkpoint", str(run_dir), "--out", str(out), "--baselines", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in ("savi", "static_box", "flow_kmeans_com"))
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["checkpoint"].endswith("step_0000002") and results["step"] == 2
+    assert results["num_videos"] == 3 and results["skip_first"] is True  # tiny: eval_num_videos 3
+    for method in ("savi", "static_box", "flow_kmeans_com"):
+        m = results["methods"][method]
+        assert len(m["fg_ari_per_video"]) == len(m["miou_per_video"]) == 3
+        assert 0.0 <= m["miou"] <= 1.0 and -1.0 <= m["fg_ari"] <= 1.0
+        assert len(m["miou_per_frame"]) == 5 and m["miou_per_frame"][0] is None  # frame 0 is skipped
+        assert all(v is not None for v in m["miou_per_frame"][1:])
+    assert (out / "per_frame.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --include-first-frame scores frame 0 too; the other frames' scores do not change.
+    assert main(["--checkpoint", str(run_dir), "--out", str(tmp_path / "first"), "--baselines",
+                 "--include-first-frame"]) == 0
+    with_first = json.loads((tmp_path / "first" / "metrics.json").read_text())["methods"]["static_box"]
+    assert with_first["miou_per_frame"][0] is not None
+    assert with_first["miou_per_frame"][1:] == results["methods"]["static_box"]["miou_per_frame"][1:]
+
+
+def test_streaming_prediction_equals_the_batched_forward_pass(run_dir):
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    batch = _eval_batch(run_dir)
+    ids = predict_ids(model, batch)
+    with torch.no_grad():
+        masks = model(batch["video"], conditioning_from_batch(batch, model.config)).masks
+    assert ids.shape == batch["segmentations"].shape
+    assert torch.equal(ids, masks.argmax(dim=2))  # background slot 0 -> id 0, object slot i+1 -> id i+1
+    assert int(ids.max()) < model.config.num_slots
+
+
+def test_input_scale_returns_masks_at_the_scaled_size(run_dir):
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    batch = _eval_batch(run_dir)
+    ids = predict_ids(model, batch, mask_source="attention", input_scale=2.0)
+    assert ids.shape == (2, 5, 32, 32)
+
+
+def test_box_noise_moves_conditioned_boxes_by_a_fraction_of_their_size():
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[[0.4, 0.4, 0.6, 0.5], [-1.0, -1.0, -1.0, -1.0]]]).repeat(4000, 1, 1)
+    conditioned = torch.tensor([[1.0, 0.0]]).repeat(4000, 1)
+    assert torch.equal(add_box_noise(boxes, conditioned, 0.0, g), boxes)
+    noisy = add_box_noise(boxes, conditioned, 0.1, g)
+    assert torch.equal(noisy[:, 1], boxes[:, 1])  # unconditioned entries stay -1
+    shift = noisy[:, 0] - boxes[:, 0]
+    assert torch.allclose(shift[:, :2], shift[:, 2:], atol=1e-6)  # the box moves, its size is kept
+    assert shift[:, 0].std().item() == pytest.approx(0.1 * 0.2, rel=0.1)  # 10% of the height
+    assert shift[:, 1].std().item() == pytest.approx(0.1 * 0.1, rel=0.1)  # 10% of the width
+    assert noisy[:, 0].min() >= 0.0 and noisy[:, 0].max() <= 1.0
+
+
+def test_noise_changes_the_model_metrics_but_not_without_sigma(run_dir, tmp_path):
+    def miou(*extra):
+        out = tmp_path / "_".join(extra or ("clean",))
+        assert main(["--checkpoint", str(run_dir), "--out", str(out), *extra]) == 0
+        return json.loads((out / "metrics.json").read_text())["methods"]["savi"]["miou_per_video"]
+
+    clean = miou()
+    assert miou() == clean  # deterministic
+    assert miou("--noise-sigma", "0.5") != clean
+
+
+def _fixtures_writer():
+    """The dataset tests' MOVi writer, loaded by path (test folders are not packages)."""
+    name = "savi_test_datasets_fixtures_writer"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "datasets" / "fixtures_writer.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_train_and_evaluate_on_movi_files_with_baselines(tmp_path):
+    writer = _fixtures_writer()
+    videos = {split: [[writer.make_movi_video(seed, num_frames=4, num_instances=2) for seed in seeds]]
+              for split, seeds in (("train", range(4)), ("validation", range(10, 12)))}
+    root = writer.write_movi_dir(tmp_path / "movi", videos)
+    data = yaml.safe_load(TINY.read_text())
+    data["data"] = {"kind": "movi", "resolution": [16, 16], "max_instances": 2, "window": 3}
+    config = tmp_path / "movi.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(run), "--steps", "2"]) == 0
+    assert main(["--checkpoint", str(run), "--out", str(tmp_path / "eval"), "--baselines"]) == 0
+    results = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert results["data"] == {"kind": "movi", "root": str(root)} and results["num_videos"] == 2
+    kmeans = results["methods"]["flow_kmeans_com"]
+    assert len(kmeans["miou_per_frame"]) == 4 and 0.0 <= kmeans["miou"] <= 1.0

@@ -1,0 +1,136 @@
+"""Trainer pieces (schedule, loss, sampler, optimiser state, checkpoints) and a tiny end-to-end run."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from savi_core.checkpoint import load_checkpoint
+from savi_core.initializers import Conditioning
+from training.config import TrainConfig, load_config
+from training.data import EpochBatchSampler, next_position
+from training.state import ResumeError, optimizer_state_dict, optimizer_tensors
+from training.train import EXIT_NONFINITE, learning_rate, main, reconstruction_loss, train
+
+TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
+
+
+def test_schedule_warms_up_linearly_then_cosine_to_zero():
+    cfg = TrainConfig(lr=2e-4, warmup_steps=100, steps=1100)
+    assert learning_rate(0, cfg) == 0.0
+    assert learning_rate(50, cfg) == pytest.approx(1e-4)
+    assert learning_rate(100, cfg) == pytest.approx(2e-4)
+    assert learning_rate(600, cfg) == pytest.approx(1e-4)  # half-way through the cosine
+    assert learning_rate(1100, cfg) == pytest.approx(0.0, abs=1e-12)
+    decay = [learning_rate(s, cfg) for s in range(100, 1101, 50)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+    assert learning_rate(3, TrainConfig(lr=1.0, warmup_steps=0, steps=10)) == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 0.3)))
+
+
+def test_loss_sums_time_pixels_channels_and_averages_batch():
+    recon = torch.zeros(2, 3, 3, 4, 5)
+    target = torch.ones(2, 3, 3, 4, 5)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    loss, mse = reconstruction_loss(recon, target, mask)
+    assert loss.item() == pytest.approx(3 * 3 * 4 * 5)  # per clip: every value is off by 1
+    assert mse.item() == pytest.approx(1.0)
+    mask[1, 1:] = False  # padded frames of clip 1 do not count
+    loss, mse = reconstruction_loss(recon, target, mask)
+    assert loss.item() == pytest.approx((3 + 1) * 60 / 2)
+    assert mse.item() == pytest.approx(1.0)
+    # A decoder at half resolution is compared with the area-downsampled target.
+    loss, _ = reconstruction_loss(torch.zeros(1, 1, 3, 2, 2), torch.full((1, 1, 3, 4, 4), 0.5),
+                                  torch.ones(1, 1, dtype=torch.bool))
+    assert loss.item() == pytest.approx(12 * 0.25)
+
+
+def test_sampler_shards_one_permutation_and_resumes_mid_epoch():
+    single = [i for batch in EpochBatchSampler(10, 4, seed=3, epoch=1) for i in batch]
+    assert len(single) == 8 and len(set(single)) == 8  # 10 // 4 batches, no repeats
+    ranks = [list(EpochBatchSampler(10, 2, seed=3, epoch=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 2
+    # Rank r's batch b holds the same videos as the single-process batch b of the global batch size.
+    for b in range(2):
+        assert sorted(ranks[0][b] + ranks[1][b]) == sorted(single[4 * b: 4 * b + 4])
+    assert list(EpochBatchSampler(10, 4, seed=3, epoch=1, start=1)) == [single[4:8]]
+    assert list(EpochBatchSampler(10, 4, seed=3, epoch=2)) != [single[:4], single[4:]]
+    assert next_position(0, 1, 2) == (1, 0) and next_position(0, 0, 2) == (0, 1)
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        EpochBatchSampler(3, 2, seed=0, epoch=0, world_size=2)
+
+
+def test_optimizer_state_round_trips_through_tensors_and_json():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 3)).square().sum().backward()
+        opt.step()
+    tensors, meta = optimizer_tensors(opt)
+    meta = json.loads(json.dumps(meta))  # exactly what is written to disk
+    other = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=5.0)
+    other.load_state_dict(optimizer_state_dict(tensors, meta))
+    a, b = opt.state_dict(), other.state_dict()
+    assert b["param_groups"][0]["lr"] == 1e-2
+    for pid in a["state"]:
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a["state"][pid][key], b["state"][pid][key])
+
+
+def _tiny(tmp_path: Path, **train) -> object:
+    overrides = {f"train.{k}": v for k, v in train.items()}
+    overrides["train.out_dir"] = str(tmp_path / "run")
+    return load_config(TINY, overrides)
+
+
+def test_tiny_run_writes_logs_checkpoints_and_tensorboard(tmp_path):
+    cfg = _tiny(tmp_path)
+    out = train(cfg)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, cfg.train.steps + 1))
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in records)
+    assert records[0]["lr"] == 0.0 and records[2]["lr"] == pytest.approx(cfg.train.lr)
+    ckpts = out / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "step_0000006"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step_0000004", "step_0000006"]  # keep 2
+    assert list(ckpts.glob(".tmp_*")) == []
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/mse", "train/lr", "train/grad_norm"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Images("train/clip")] == [3, 6]
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
+    # The model part is a plain savi_core checkpoint that reproduces the trained weights' outputs.
+    model, meta = load_checkpoint(ckpts / "step_0000006")
+    assert meta["extra"]["step"] == 6 and meta["extra"]["run_config"]["train"]["steps"] == 6
+    final = json.loads((out / "final.json").read_text())
+    assert final["world_size"] == 1 and final["step"] == 6
+    video = torch.rand(1, 2, 3, 16, 16)
+    cond = Conditioning(boxes=torch.tensor([[[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]]))
+    assert torch.isfinite(model(video, cond).reconstruction).all()
+    # Starting over in a directory with checkpoints is refused (no silent mixing of runs).
+    with pytest.raises(ResumeError, match="--resume"):
+        train(cfg)
+
+
+def test_nonfinite_loss_stops_with_exit_code_2_and_keeps_a_good_checkpoint(tmp_path, capsys):
+    data = yaml.safe_load(TINY.read_text())
+    data["train"].update(lr=1e30, warmup_steps=0, checkpoint_every=1, steps=8)
+    config = tmp_path / "explode.yaml"
+    config.write_text(yaml.safe_dump(data))
+    rc = main(["--config", str(config), "--out", str(tmp_path / "run")])
+    assert rc == EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "step 2" in err and "last good checkpoint" in err
+    latest = tmp_path / "run" / "checkpoints" / (tmp_path / "run" / "checkpoints" / "latest").read_text().strip()
+    model, _ = load_checkpoint(latest)  # refuses non-finite weights
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_cli_reports_bad_config_with_exit_code_1(tmp_path, capsys):
+    assert main(["--config", str(TINY), "--out", str(tmp_path / "r"), "--resume"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err

@@ -1,0 +1,329 @@
+"""Evaluate a checkpoint: ``python -m training.evaluate --checkpoint RUN_OR_STEP_DIR [--data PATH] [--baselines]``.
+
+Protocol (paper A.8): full-length videos run in the streaming mode the robot uses (``init_slots`` on
+the first frame's conditioning, then ``step`` frame by frame), predicted id = arg-max slot (object
+slot of instance i -> id i + 1, background slot -> 0), FG-ARI and mIoU with the first frame skipped.
+Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_frame.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from savi_core import metrics
+from savi_core.checkpoint import CheckpointError, load_checkpoint
+from savi_core.config import ConfigError
+from savi_core.savi import SAVi
+from savi_core.tracker import resize_probabilities
+from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
+from training.config import DataConfig, EvalConfig, MASK_SOURCES, config_from_dict, load_config
+from training.data import build_dataset
+from training.state import checkpoint_dir
+
+TIME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")
+METHODS = ("savi", "static_box", "flow_kmeans_com")
+
+
+class _WithExtras(Dataset):
+    """Adds the item's index and, for the flow baseline, its ground-truth flow in pixels."""
+
+    def __init__(self, dataset: Dataset, with_flow: bool) -> None:
+        self.dataset = dataset
+        self.with_flow = with_flow
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = dict(self.dataset[index])
+        item["index"] = torch.tensor(index)
+        if self.with_flow:
+            item["flow"] = torch.from_numpy(video_flow(self.dataset, index))
+        return item
+
+
+def video_flow(dataset: Dataset, index: int) -> np.ndarray:
+    """Ground-truth backward flow ``[T,H,W,2]`` (d_row, d_col) pixels of a full video, at item resolution."""
+    from training.datasets.common import resize_flow
+
+    if hasattr(dataset, "scene_arrays"):  # synthetic scenes
+        return np.ascontiguousarray(dataset.scene_arrays(index)["backward_flow"], np.float32)
+    if hasattr(dataset, "read") and hasattr(dataset, "flow"):  # MOVi
+        flow = dataset.read(index).flow
+        return resize_flow(flow, dataset.resolution) if dataset.resolution is not None else flow
+    raise ValueError(f"the flow k-means baseline needs ground-truth flow, which {type(dataset).__name__} does not have")
+
+
+def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack items, zero-padding videos of different lengths (``frame_mask`` marks the real frames)."""
+    length = max(int(item["video"].shape[0]) for item in items)
+    out = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if key in TIME_KEYS or key == "flow":
+            values = [torch.cat([v, v.new_zeros((length - v.shape[0], *v.shape[1:]))]) for v in values]
+        out[key] = torch.stack(values)
+    return out
+
+
+def _scaled_ids(masks: torch.Tensor, size: tuple[int, int], offset: int) -> torch.Tensor:
+    """Slot probabilities ``[B,K,h,w]`` -> ids ``[B,H,W]``, resized bilinearly first (as the Tracker does)."""
+    probs = torch.stack([resize_probabilities(m.float(), size) for m in masks])
+    return probs.argmax(dim=1) + offset
+
+
+@torch.no_grad()
+def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = "decoder",
+                input_scale: float = 1.0) -> torch.Tensor:
+    """Streaming inference over full videos: id maps ``[B,T,H',W']`` (H' = H * input_scale).
+
+    ``input_scale != 1`` feeds the model frames that were upscaled by that factor and resized back to
+    the model resolution the way the Tracker resizes camera images; masks come back at the upscaled size.
+    """
+    cfg = model.config
+    video = batch["video"]
+    b, t, _, h, w = video.shape
+    out_size = (round(h * input_scale), round(w * input_scale))
+    offset = 0 if cfg.initializer.background_slot else 1  # object slot of instance i predicts id i + 1
+    slots = model.init_slots(conditioning_from_batch(batch, cfg))
+    frames = []
+    for i in range(t):
+        frame = video[:, i]
+        if input_scale != 1.0:
+            camera = F.interpolate(frame, size=out_size, mode="bilinear", align_corners=False,
+                                   antialias=input_scale < 1.0)
+            shrink = input_scale > 1.0
+            frame = F.interpolate(camera, size=tuple(cfg.resolution), mode="bilinear", align_corners=False,
+                                  antialias=shrink)
+        step = model.step(frame, slots, decode=mask_source)
+        frames.append(_scaled_ids(step.masks, out_size, offset))
+        slots = step.predicted
+    return torch.stack(frames, dim=1)
+
+
+def _scale_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(ids.shape[-2:]) == tuple(size):
+        return ids
+    b, t = ids.shape[:2]
+    scaled = F.interpolate(ids.flatten(0, 1)[:, None].float(), size=size, mode="nearest")
+    return scaled.view(b, t, *size).long()
+
+
+def _scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int,
+            skip_first: bool) -> dict[str, torch.Tensor]:
+    pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
+    return {
+        "fg_ari": metrics.fg_ari(pred, gt, skip_first, frame_mask),
+        "miou": metrics.miou(pred, gt, num_objects, skip_first, frame_mask),
+        "fg_ari_frames": metrics.per_frame_fg_ari(pred, gt, skip_first, frame_mask),
+        "miou_frames": metrics.per_frame_miou(pred, gt, num_objects, skip_first, frame_mask),
+    }
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict[str, Any]:
+    """Per-video values, data-set means (NaN entries skipped) and per-frame mean curves."""
+    out: dict[str, Any] = {}
+    names = ("fg_ari", "miou") if conditional else ("fg_ari",)  # without conditioning slots have no identity
+    for name in names:
+        per_video = torch.cat([s[name] for s in scores])
+        length = max(s[f"{name}_frames"].shape[1] for s in scores)
+        frames = torch.cat([F.pad(s[f"{name}_frames"], (0, length - s[f"{name}_frames"].shape[1]),
+                                  value=float("nan")) for s in scores])
+        mean, count = metrics.mean_over_videos(per_video)
+        out[name] = _nan_to_none(mean)
+        out[f"{name}_videos_counted"] = count
+        out[f"{name}_per_video"] = [_nan_to_none(v) for v in per_video.tolist()]
+        out[f"{name}_per_frame"] = [_nan_to_none(metrics.mean_over_videos(frames[:, i])[0]) for i in range(length)]
+    return out
+
+
+def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
+             noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
+             progress: bool = True) -> dict[str, Any]:
+    """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict."""
+    from training.baselines import flow_kmeans_com_baseline, static_box_baseline
+
+    cfg = model.config
+    kind = cfg.initializer.kind
+    if noise_sigma > 0 and kind not in ("bbox", "com"):
+        raise ValueError(f"--noise-sigma perturbs boxes / centres; the model's initializer is {kind!r}")
+    if input_scale <= 0:
+        raise ValueError(f"input scale must be positive, got {input_scale}")
+    total = len(dataset) if eval_cfg.num_videos is None else min(eval_cfg.num_videos, len(dataset))
+    subset = torch.utils.data.Subset(_WithExtras(dataset, with_flow=baselines), range(total))
+    loader = DataLoader(subset, batch_size=eval_cfg.batch_size, num_workers=num_workers, collate_fn=_collate)
+    generator = torch.Generator().manual_seed(seed)
+    num_objects = cfg.num_object_slots
+    per_method: dict[str, list[dict[str, torch.Tensor]]] = {m: [] for m in (METHODS if baselines else METHODS[:1])}
+    model.eval().to(device)
+    bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
+    for batch in loader:
+        if noise_sigma > 0:
+            first_boxes = batch["boxes"][:, 0]
+            batch["cond_centers"] = add_center_noise(batch["cond_centers"], first_boxes, batch["conditioned"],
+                                                     noise_sigma, generator)
+            batch["cond_boxes"] = add_box_noise(batch["cond_boxes"], batch["conditioned"], noise_sigma, generator)
+        gt, frame_mask = batch["segmentations"], batch["frame_mask"]
+        size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
+        on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
+        pred = predict_ids(model, on_device, eval_cfg.mask_source, input_scale)
+        per_method["savi"].append(_scores(pred, _scale_ids(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
+        if baselines:
+            b, t, h, w = gt.shape
+            static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
+            kmeans = flow_kmeans_com_baseline(batch["flow"], batch["cond_centers"], batch["conditioned"],
+                                              num_clusters=num_objects + 1, seed=seed)
+            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
+                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
+        bar.update(int(gt.shape[0]))
+    bar.close()
+    return {
+        "num_videos": total,
+        "skip_first": eval_cfg.skip_first,
+        "mask_source": eval_cfg.mask_source,
+        "noise_sigma": noise_sigma,
+        "input_scale": input_scale,
+        "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
+    }
+
+
+def plot_per_frame(results: dict[str, Any], path: Path) -> None:
+    """FG-ARI and mIoU per frame index, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    names = [n for n in ("fg_ari", "miou") if any(n in m for m in results["methods"].values())]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for method, values in results["methods"].items():
+            curve = [np.nan if v is None else 100 * v for v in values.get(f"{name}_per_frame", [])]
+            ax.plot(range(len(curve)), curve, marker=".", label=method)
+        ax.set_title(f"{'FG-ARI' if name == 'fg_ari' else 'mIoU'} per frame")
+        ax.set_xlabel("frame")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("%")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [f"{'method':<18}{'FG-ARI':>8}{'mIoU':>8}"]
+    for method, values in results["methods"].items():
+        cells = ["   n/a" if values.get(n) is None else f"{100 * values[n]:8.1f}" for n in ("fg_ari", "miou")]
+        lines.append(f"{method:<18}" + "".join(f"{c:>8}" for c in cells))
+    return "\n".join(lines)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A step directory as is; a training output directory -> its latest checkpoint."""
+    path = Path(path)
+    pointer = checkpoint_dir(path) / "latest"
+    if pointer.is_file():
+        return checkpoint_dir(path) / pointer.read_text().strip()
+    return path
+
+
+def _data_config(args: argparse.Namespace, meta: dict[str, Any], model: SAVi) -> tuple[DataConfig, EvalConfig]:
+    """From --config, else the run config stored in the checkpoint, else --data/--kind with model defaults."""
+    if args.config:
+        cfg = load_config(args.config, {"data.root": args.data} if args.data else None)
+        return cfg.data, cfg.eval
+    run = meta.get("extra", {}).get("run_config")
+    if run is not None:
+        cfg = config_from_dict(run)
+        if args.data:
+            cfg.data.root = args.data
+        if args.kind:
+            cfg.data.kind = args.kind
+        cfg.data.validate()
+        return cfg.data, cfg.eval
+    if not (args.data and args.kind):
+        raise ConfigError("the checkpoint holds no run config: pass --config, or --data with --kind")
+    mc = model.config
+    data = DataConfig(kind=args.kind, root=args.data, resolution=tuple(mc.resolution),
+                      max_instances=mc.num_object_slots, target="rgb", max_objects=mc.num_object_slots)
+    data.validate()
+    return data, EvalConfig()
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint step directory, or a training --out directory")
+    p.add_argument("--data", help="dataset path (overrides data.root)")
+    p.add_argument("--kind", choices=("synthetic", "movi", "sketchy", "videos"), help="dataset kind for --data")
+    p.add_argument("--config", help="run config YAML for the data section (default: the one in the checkpoint)")
+    p.add_argument("--out", help="output directory (default: <checkpoint>/eval)")
+    p.add_argument("--num-videos", type=int, help="evaluate the first N videos (default: eval.num_videos or all)")
+    p.add_argument("--batch-size", type=int, help="videos per batch")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--mask-source", choices=MASK_SOURCES, help="decoder alpha (default) or corrector attention")
+    p.add_argument("--include-first-frame", action="store_true", help="score frame 0 too (official-code style)")
+    p.add_argument("--baselines", action="store_true", help="also score the static-box and flow k-means baselines")
+    p.add_argument("--noise-sigma", type=float, default=0.0,
+                   help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size")
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="feed frames upscaled by this factor and resized back like the Tracker does")
+    p.add_argument("--seed", type=int, default=0, help="seed of the conditioning noise and baseline k-means")
+    p.add_argument("--num-workers", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    try:
+        step_dir = resolve_checkpoint(args.checkpoint)
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              "cpu" if args.device == "auto" else args.device)
+        model, meta = load_checkpoint(step_dir, device=device)
+        data_cfg, eval_cfg = _data_config(args, meta, model)
+        if args.num_videos is not None:
+            eval_cfg.num_videos = args.num_videos
+        if args.batch_size is not None:
+            eval_cfg.batch_size = args.batch_size
+        if args.mask_source is not None:
+            eval_cfg.mask_source = args.mask_source
+        if args.include_first_frame:
+            eval_cfg.skip_first = False
+        eval_cfg.validate()
+        dataset = build_dataset(data_cfg, "eval")
+        results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
+                           input_scale=args.input_scale, seed=args.seed, num_workers=args.num_workers,
+                           progress=sys.stderr.isatty())
+    except (CheckpointError, ConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results = {"checkpoint": str(step_dir), "step": meta.get("extra", {}).get("step"),
+               "data": {"kind": data_cfg.kind, "root": data_cfg.root}, **results}
+    out = Path(args.out) if args.out else step_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
+    plot_per_frame(results, out / "per_frame.png")
+    print(format_table(results))
+    print(f"wrote {out / 'metrics.json'} and {out / 'per_frame.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
