@@ -2,15 +2,22 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo clean ros-env
 
 ## setup: create .venv (torch, ROS 2 wheels, deps, the project) and build vision_msgs; quick when re-run
 setup:
 	@$(PYTHON) scripts/setup_venv.py
 
 ## test: setup, then the whole test suite (no tests collected counts as a failure)
-test: setup
+test: ROS_ENV_ARGS = --if-available
+test: setup ros-env
 	@scripts/run_tests.sh $(PYTEST_ARGS)
+
+## ros-env: `ros2 launch`, `ros2 run` and colcon: a ROS 2 install if there is one, else added to .venv
+## from ../shared/ros2_launch/ (nothing copied into the repo); seconds when re-run. `make test` runs it
+## with --if-available: where neither exists it only says so and the launch test is skipped.
+ros-env: setup
+	@$(PYTHON) scripts/ros_env.py $(ROS_ENV_ARGS)
 
 ## demo: the end-to-end demo
 demo: setup

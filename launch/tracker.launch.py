@@ -44,7 +44,9 @@ def generate_launch_description() -> LaunchDescription:
         condition=IfCondition(LaunchConfiguration("demo")),
         actions=[
             Node(package=PACKAGE, executable="demo_camera", name="demo_camera", namespace=namespace,
-                 remappings=[("image", image)], output="screen"),
+                 remappings=[("image", image)], output="screen",
+                 # play only once the tracker (image) and the detector (ground truth) listen
+                 parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}]),
             Node(package=PACKAGE, executable="demo_detector", name="demo_detector", namespace=namespace,
                  remappings=[("detections", detections)], output="screen"),
         ],

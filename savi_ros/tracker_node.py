@@ -30,6 +30,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -43,6 +44,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.tracker import Tracker, resolve_device
+from savi_ros.interrupt import interrupt_via_rclpy_only
 from savi_ros import conversions, params
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
@@ -435,6 +437,7 @@ class TrackerNode(LifecycleNode):
 
 def main(args: Optional[list[str]] = None) -> int:
     """Entry point of `savi_tracker`; returns the process exit code (1 = could not start)."""
+    interrupt_via_rclpy_only()
     rclpy.init(args=args)
     node: Optional[TrackerNode] = None
     try:
@@ -456,6 +459,10 @@ def main(args: Optional[list[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C shut the context down while the executor was building its wait set: a clean stop.
     finally:
         if node is not None:
             node._stop_processing()

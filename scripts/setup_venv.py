@@ -24,9 +24,10 @@ EXTRAS = "torch,python,ros-wheels,test"
 REQUIRED_PYTHON = (3, 11)
 BOOTSTRAP_GUARD = "_ROS_WHEELS_BOOTSTRAP_COMPLETE"
 # Puts the venv on AMENT_PREFIX_PATH at interpreter start, as sourcing a ROS setup file would:
-# ament_index lookups (packages, launch files, ros2 CLI verbs) need it.
+# ament_index lookups (packages, launch files, ros2 CLI verbs) need it. Appended, so a sourced
+# workspace (e.g. a colcon install/) keeps precedence over the venv.
 AMENT_PTH = ("import os, sys; os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(dict.fromkeys("
-             "[sys.prefix] + [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]))\n")
+             "[p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]))\n")
 
 
 class SetupError(Exception):

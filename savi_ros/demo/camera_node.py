@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,6 +31,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from savi_ros.interrupt import interrupt_via_rclpy_only
 from savi_scenes import Scene, SceneConfig, generate_scene
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -256,6 +258,7 @@ def spin_quietly(executor: SingleThreadedExecutor) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_via_rclpy_only()
     rclpy.init(args=args)
     try:
         node = DemoCamera()
@@ -278,6 +281,10 @@ def main(args: list[str] | None = None) -> int:
         code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         stop.set()
+    except RCLError:
+        if node.context.ok():
+            raise
+        # Ctrl-C shut the context down between the stop check and a publish: a clean stop.
     finally:
         rclpy.try_shutdown()
         spinner.join(timeout=5.0)

@@ -22,6 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from savi_ros.interrupt import interrupt_via_rclpy_only
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -123,6 +124,7 @@ class DemoDetector(Node):
 
 
 def main(args: list[str] | None = None) -> int:
+    interrupt_via_rclpy_only()
     rclpy.init(args=args)
     try:
         node = DemoDetector()

@@ -1,0 +1,16 @@
+"""Ctrl-C handling shared by the node executables."""
+from __future__ import annotations
+
+import signal
+
+
+def interrupt_via_rclpy_only() -> None:
+    """Let SIGINT stop a node only through rclpy (context shutdown), never as a KeyboardInterrupt.
+
+    rclpy's handler shuts the context down (spin ends, `ExternalShutdownException`) and then chains
+    to Python's handler, whose KeyboardInterrupt may arrive later at any point of the shutdown: in a
+    `finally` or in interpreter exit, where it leaves the executor's worker threads unjoined and the
+    process hanging. A terminal's Ctrl-C plus `ros2 launch`'s own SIGINT make two of them. Call before
+    `rclpy.init`, whose handler chains to this no-op.
+    """
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
