@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo clean ros-env
+.PHONY: setup test demo clean ros-env train-default
 
 ## setup: create .venv (torch, ROS 2 wheels, deps, the project) and build vision_msgs; quick when re-run
 setup:
@@ -18,6 +18,10 @@ test: setup ros-env
 ## with --if-available: where neither exists it only says so and the launch test is skipped.
 ros-env: setup
 	@$(PYTHON) scripts/ros_env.py $(ROS_ENV_ARGS)
+
+## train-default: retrain the shipped default model from scratch (~80 min on 2 cores), evaluate, export
+train-default: setup
+	@scripts/train_default.sh
 
 ## demo: the end-to-end demo
 demo: setup

@@ -84,6 +84,29 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, fram
     return total / b, mse
 
 
+def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: torch.Tensor,
+              frame_mask: torch.Tensor, background_slot: bool) -> torch.Tensor:
+    """Auxiliary loss (off by default): cross-entropy of the decoder masks against ground-truth ids.
+
+    ``masks [B,T,K,h,w]`` (softmax over slots); object ``i`` belongs to slot ``i + background_slot``, the
+    ground-truth background to slot 0 (only with a background slot). Pixels of objects that were not
+    conditioned in the window's first frame have no slot to belong to and are ignored. Summed over
+    time and pixels, averaged over the batch, like the reconstruction loss.
+    """
+    b, t, k, h, w = masks.shape
+    seg = segmentations
+    if seg.shape[-2:] != (h, w):
+        seg = F.interpolate(seg.flatten(0, 1)[:, None].float(), size=(h, w), mode="nearest")[:, 0].long().view(b, t, h, w)
+    target = seg - 1 + int(background_slot)  # object i -> slot i + bg; background -> -1 + bg
+    valid = (target >= 0) & (target < k) & frame_mask.view(b, t, 1, 1)
+    object_index = (seg - 1).clamp(min=0, max=conditioned.shape[1] - 1)
+    object_conditioned = torch.gather(conditioned > 0.5, 1, object_index.flatten(1)).view_as(seg)
+    valid &= (seg == 0) | object_conditioned
+    log_probs = masks.float().clamp_min(1e-6).log()
+    picked = torch.gather(log_probs, 2, target.clamp(0, k - 1).unsqueeze(2)).squeeze(2)
+    return -(picked * valid).sum() / b
+
+
 def _reseed(seed: int, rank: int, step: int) -> None:
     """Every random draw of a step comes from (seed, rank, step): resuming needs no saved RNG state."""
     mixed = int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank, step]).generate_state(1)[0])
@@ -268,6 +291,10 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             with autocast:
                 output = net(batch["video"], conditioning_from_batch(batch, cfg.model))
             loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
+            if tc.mask_loss_weight > 0:
+                loss = loss + tc.mask_loss_weight * mask_loss(
+                    output.masks, batch["segmentations"], batch["conditioned"], batch["frame_mask"],
+                    cfg.model.initializer.background_slot)
             reported = torch.stack([loss.detach(), mse.detach()])
             if info.enabled:
                 dist.all_reduce(reported)
