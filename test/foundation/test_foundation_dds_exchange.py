@@ -29,9 +29,12 @@ def ros_node():
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     yield node, executor
-    executor.shutdown()
+    # Detach the node before destroying it, then stop the executor: destroying a node an executor still
+    # holds has crashed rclpy's teardown under load.
+    executor.remove_node(node)
     node.destroy_node()
-    rclpy.shutdown(context=context)
+    executor.shutdown()
+    context.try_shutdown()
 
 
 def test_image_and_detections_cross_process_boundary(ros_node):

@@ -70,10 +70,11 @@ class Spinner:
             pass
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.executor.shutdown()  # stops the spinning thread's loop before the node goes away
+        self._thread.join(timeout=5)
+        self.executor.remove_node(self.node)
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from savi_core.initializers import Conditioning
 from training.config import TrainConfig, load_config
 from training.data import EpochBatchSampler, next_position
 from training.state import ResumeError, optimizer_state_dict, optimizer_tensors
-from training.train import EXIT_NONFINITE, learning_rate, main, reconstruction_loss, train
+from training.train import EXIT_NONFINITE, learning_rate, main, mask_loss, reconstruction_loss, train
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
 
@@ -82,6 +82,27 @@ def test_optimizer_state_round_trips_through_tensors_and_json():
             assert torch.equal(a["state"][pid][key], b["state"][pid][key])
 
 
+def test_mask_loss_targets_slot_per_object_and_ignores_unconditioned_objects():
+    # 1 clip, 1 frame, 3 slots (background + 2 objects), 2x2 pixels: bg, object 1, object 2, object 2.
+    seg = torch.tensor([[[[0, 1], [2, 2]]]])
+    frame_mask = torch.ones(1, 1, dtype=torch.bool)
+    perfect = torch.nn.functional.one_hot(torch.tensor([[[[0, 1], [2, 2]]]]), 3).permute(0, 1, 4, 2, 3).float()
+    both = torch.ones(1, 2)
+    assert mask_loss(perfect, seg, both, frame_mask, background_slot=True).item() == pytest.approx(0.0, abs=1e-4)
+    uniform = torch.full((1, 1, 3, 2, 2), 1 / 3)
+    assert mask_loss(uniform, seg, both, frame_mask, True).item() == pytest.approx(4 * math.log(3), rel=1e-5)
+    # Object 2 was not conditioned: its two pixels have no slot and do not count.
+    only_first = torch.tensor([[1.0, 0.0]])
+    assert mask_loss(uniform, seg, only_first, frame_mask, True).item() == pytest.approx(2 * math.log(3), rel=1e-5)
+    # Without a background slot object i is slot i - 1 and background pixels are ignored.
+    two = torch.full((1, 1, 2, 2, 2), 0.5)
+    assert mask_loss(two, seg, both, frame_mask, False).item() == pytest.approx(3 * math.log(2), rel=1e-5)
+    # Padded frames do not count; masks at half resolution compare with nearest-downsampled ids.
+    assert mask_loss(uniform, seg, both, torch.zeros(1, 1, dtype=torch.bool), True).item() == 0.0
+    small = torch.full((1, 1, 3, 1, 1), 1 / 3)
+    assert mask_loss(small, seg, both, frame_mask, True).item() == pytest.approx(math.log(3), rel=1e-5)
+
+
 def _tiny(tmp_path: Path, **train) -> object:
     overrides = {f"train.{k}": v for k, v in train.items()}
     overrides["train.out_dir"] = str(tmp_path / "run")
@@ -134,3 +155,14 @@ def test_nonfinite_loss_stops_with_exit_code_2_and_keeps_a_good_checkpoint(tmp_p
 def test_cli_reports_bad_config_with_exit_code_1(tmp_path, capsys):
     assert main(["--config", str(TINY), "--out", str(tmp_path / "r"), "--resume"]) == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_mask_loss_weight_adds_the_auxiliary_term(tmp_path):
+    def first_loss(weight: float, name: str) -> float:
+        cfg = load_config(TINY, {"train.mask_loss_weight": weight, "train.steps": 1,
+                                 "train.out_dir": str(tmp_path / name)})
+        out = train(cfg)
+        return json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+
+    paper, weighted = first_loss(0.0, "paper"), first_loss(1.0, "aux")
+    assert weighted > paper + 1.0  # same seed and batch: the difference is the cross-entropy term
