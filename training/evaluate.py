@@ -88,8 +88,9 @@ def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = 
                 input_scale: float = 1.0) -> torch.Tensor:
     """Streaming inference over full videos: id maps ``[B,T,H',W']`` (H' = H * input_scale).
 
-    ``input_scale != 1`` feeds the model frames that were upscaled by that factor and resized back to
-    the model resolution the way the Tracker resizes camera images; masks come back at the upscaled size.
+    Frames at another size than the model resolution (a camera at 2x, say) are resized to it the way
+    the Tracker resizes camera images, and masks come back at the frame size. ``input_scale != 1``
+    first upscales the frames by that factor (for recorded datasets, which have one resolution).
     """
     cfg = model.config
     video = batch["video"]
@@ -101,10 +102,11 @@ def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = 
     for i in range(t):
         frame = video[:, i]
         if input_scale != 1.0:
-            camera = F.interpolate(frame, size=out_size, mode="bilinear", align_corners=False,
-                                   antialias=input_scale < 1.0)
-            shrink = input_scale > 1.0
-            frame = F.interpolate(camera, size=tuple(cfg.resolution), mode="bilinear", align_corners=False,
+            frame = F.interpolate(frame, size=out_size, mode="bilinear", align_corners=False,
+                                  antialias=input_scale < 1.0)
+        if tuple(frame.shape[-2:]) != tuple(cfg.resolution):
+            shrink = frame.shape[-2] > cfg.resolution[0] or frame.shape[-1] > cfg.resolution[1]
+            frame = F.interpolate(frame, size=tuple(cfg.resolution), mode="bilinear", align_corners=False,
                                   antialias=shrink)
         step = model.step(frame, slots, decode=mask_source)
         frames.append(_scaled_ids(step.masks, out_size, offset))
@@ -284,7 +286,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--noise-sigma", type=float, default=0.0,
                    help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size")
     p.add_argument("--input-scale", type=float, default=1.0,
-                   help="feed frames upscaled by this factor and resized back like the Tracker does")
+                   help="frames at this multiple of the model resolution, resized down like the Tracker does: "
+                        "synthetic scenes are rendered at that size, recorded frames are upscaled")
     p.add_argument("--seed", type=int, default=0, help="seed of the conditioning noise and baseline k-means")
     p.add_argument("--num-workers", type=int, default=0)
     return p.parse_args(argv)
@@ -307,10 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.include_first_frame:
             eval_cfg.skip_first = False
         eval_cfg.validate()
+        input_scale = args.input_scale
+        if data_cfg.kind == "synthetic" and input_scale != 1.0:
+            # A higher-resolution camera: render the held-out scenes at that size (same seeds), and let
+            # the model's input be resized down like the Tracker does, instead of upscaling 64x64 frames.
+            data_cfg.resolution = tuple(round(r * input_scale) for r in data_cfg.resolution)
+            input_scale = 1.0
         dataset = build_dataset(data_cfg, "eval")
         results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
-                           input_scale=args.input_scale, seed=args.seed, num_workers=args.num_workers,
+                           input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
                            progress=sys.stderr.isatty())
+        results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution))
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
