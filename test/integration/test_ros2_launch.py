@@ -13,6 +13,7 @@ This test process watches the launched nodes over DDS with its own rclpy context
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -85,8 +86,9 @@ class Workspace:
         for name in ("AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "PYTHONPATH"):
             env.pop(name, None)
         log_dir.mkdir(parents=True, exist_ok=True)
+        # PYTHONFAULTHANDLER: a process that hangs can be made to print every thread's stack (SIGABRT).
         env.update(ROS_LOG_DIR=str(log_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   RCUTILS_COLORIZED_OUTPUT="0")
+                   RCUTILS_COLORIZED_OUTPUT="0", PYTHONFAULTHANDLER="1")
         return env
 
     def shell(self, command: list[str], sourced: bool = True) -> str:
@@ -322,6 +324,11 @@ class Launched:
         except subprocess.TimeoutExpired:
             code = None
         seconds = time.monotonic() - start
+        if code is None:  # hung: have every process of the group print its threads' stacks for the report
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
         self._reader.join(timeout=5)
         return code, seconds
 
