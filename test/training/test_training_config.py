@@ -21,7 +21,7 @@ def tiny_dict() -> dict:
 def test_shipped_configs_load_with_paper_optimisation(name):
     overrides = None if name == "synthetic_cpu" else {"data.root": "/data/somewhere"}
     cfg = load_config(CONFIGS / f"{name}.yaml", overrides)
-    assert cfg.train.lr == (4e-4 if name == "synthetic_cpu" else 2e-4)  # the CPU budget's documented choice
+    assert cfg.train.lr == 2e-4
     assert cfg.train.clip_norm == 0.05
     assert cfg.data.window == 6
     assert cfg.data.max_instances == cfg.model.num_object_slots
