@@ -93,6 +93,9 @@ class TrainConfig:
     # masks and ground-truth instance ids. Only for sources with segmentations (synthetic, MOVi); it
     # makes a small CPU budget enough for the shipped default model.
     mask_loss_weight: float = 0.0
+    # Not in the paper either: the same cross-entropy on the corrector's attention, which makes the
+    # slots bind to their objects in every frame (tracking) rather than only paint their first box.
+    attention_loss_weight: float = 0.0
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):
@@ -103,6 +106,8 @@ class TrainConfig:
         _check(self.num_workers >= 0, f"{name}.num_workers", "must be >= 0")
         _check(self.amp in AMP_MODES, f"{name}.amp", f"must be one of {AMP_MODES}, got {self.amp!r}")
         _check(self.mask_loss_weight >= 0, f"{name}.mask_loss_weight", "must be >= 0 (0 = the paper's loss only)")
+        _check(self.attention_loss_weight >= 0, f"{name}.attention_loss_weight",
+               "must be >= 0 (0 = the paper's loss only)")
         _check(bool(self.out_dir), f"{name}.out_dir", "must not be empty")
 
 

@@ -86,12 +86,13 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, fram
 
 def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: torch.Tensor,
               frame_mask: torch.Tensor, background_slot: bool) -> torch.Tensor:
-    """Auxiliary loss (off by default): cross-entropy of the decoder masks against ground-truth ids.
+    """Auxiliary loss (off by default): cross-entropy of slot masks against ground-truth ids.
 
-    ``masks [B,T,K,h,w]`` (softmax over slots); object ``i`` belongs to slot ``i + background_slot``, the
-    ground-truth background to slot 0 (only with a background slot). Pixels of objects that were not
-    conditioned in the window's first frame have no slot to belong to and are ignored. Summed over
-    time and pixels, averaged over the batch, like the reconstruction loss.
+    ``masks [B,T,K,h,w]`` (softmax over slots: decoder masks or corrector attention); object ``i``
+    belongs to slot ``i + background_slot``, the ground-truth background to slot 0 (only with a
+    background slot). Pixels of objects that were not conditioned in the window's first frame have no
+    slot to belong to and are ignored. Summed over time and pixels, averaged over the batch, like the
+    reconstruction loss.
     """
     b, t, k, h, w = masks.shape
     seg = segmentations
@@ -291,10 +292,10 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             with autocast:
                 output = net(batch["video"], conditioning_from_batch(batch, cfg.model))
             loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
-            if tc.mask_loss_weight > 0:
-                loss = loss + tc.mask_loss_weight * mask_loss(
-                    output.masks, batch["segmentations"], batch["conditioned"], batch["frame_mask"],
-                    cfg.model.initializer.background_slot)
+            for weight, masks in ((tc.mask_loss_weight, output.masks), (tc.attention_loss_weight, output.attention)):
+                if weight > 0:
+                    loss = loss + weight * mask_loss(masks, batch["segmentations"], batch["conditioned"],
+                                                     batch["frame_mask"], cfg.model.initializer.background_slot)
             reported = torch.stack([loss.detach(), mse.detach()])
             if info.enabled:
                 dist.all_reduce(reported)

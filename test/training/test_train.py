@@ -157,12 +157,15 @@ def test_cli_reports_bad_config_with_exit_code_1(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
-def test_mask_loss_weight_adds_the_auxiliary_term(tmp_path):
-    def first_loss(weight: float, name: str) -> float:
-        cfg = load_config(TINY, {"train.mask_loss_weight": weight, "train.steps": 1,
-                                 "train.out_dir": str(tmp_path / name)})
+def test_mask_and_attention_loss_weights_add_their_auxiliary_terms(tmp_path):
+    def first_loss(masks: float, attention: float) -> float:
+        name = f"m{masks}_a{attention}"
+        cfg = load_config(TINY, {"train.mask_loss_weight": masks, "train.attention_loss_weight": attention,
+                                 "train.steps": 1, "train.out_dir": str(tmp_path / name)})
         out = train(cfg)
         return json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"]
 
-    paper, weighted = first_loss(0.0, "paper"), first_loss(1.0, "aux")
-    assert weighted > paper + 1.0  # same seed and batch: the difference is the cross-entropy term
+    paper, on_masks, on_attention = first_loss(0.0, 0.0), first_loss(1.0, 0.0), first_loss(0.0, 1.0)
+    # Same seed and batch: each difference is one cross-entropy term, and the two terms add up.
+    assert on_masks > paper + 1.0 and on_attention > paper + 1.0
+    assert first_loss(1.0, 1.0) == pytest.approx(on_masks + on_attention - paper, rel=1e-4)

@@ -41,7 +41,7 @@ def test_shipped_configs_match_their_names():
     assert (sketchy.data.kind, sketchy.data.target) == ("sketchy", "rgb")
     cpu = load_config(CONFIGS / "synthetic_cpu.yaml")
     assert (cpu.model.num_slots, cpu.train.batch_size, cpu.data.kind) == (7, 8, "synthetic")
-    assert cpu.model.initializer.kind == "bbox" and cpu.train.mask_loss_weight > 0
+    assert cpu.model.initializer.kind == "bbox" and cpu.train.mask_loss_weight > 0 and cpu.train.attention_loss_weight > 0
     assert cpu.data.num_frames == 24 and cpu.data.min_objects >= 2
 
 
@@ -57,6 +57,7 @@ def test_dataset_path_is_required_for_real_datasets():
     ("train", "lr", "fast", r"train\.lr: expected a number"),
     ("train", "amp", "fp8", r"train\.amp: must be one of"),
     ("train", "mask_loss_weight", -1.0, r"train\.mask_loss_weight: must be >= 0"),
+    ("train", "attention_loss_weight", -0.5, r"train\.attention_loss_weight: must be >= 0"),
     ("data", "kind", "kitti", r"data\.kind: must be one of"),
     ("data", "resolution", [16], r"data\.resolution: expected 2 entries"),
     ("data", "max_instances", 5, r"data\.max_instances: must equal the model's object slots"),
