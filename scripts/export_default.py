@@ -25,7 +25,9 @@ EVALS = [  # (file stem, what it measures)
     ("scale2", "128x128 input (2x), resized by the Tracker's path"),
     ("scale4", "256x256 input (4x), resized by the Tracker's path"),
     ("noise10", "64x64 input, box noise sigma = 10% of the object size"),
+    ("attention", "64x64 input, corrector-attention masks (`mask_source: attention`)"),
 ]
+DOCS = ROOT / "docs"
 
 
 def _pct(value: float | None) -> str:
@@ -42,8 +44,8 @@ def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
         "## Training",
         f"- Command: `python -m training.train --config training/configs/synthetic_cpu.yaml` (steps: {training.get('step')})",
         "- Data: `savi_scenes` synthetic MOVi-like videos, 64x64, 2-6 objects, 6-frame windows, flow-RGB target.",
-        "- Loss: the paper's flow reconstruction + auxiliary mask cross-entropy (weight in the config) against the",
-        "  generator's ground truth; see the config's header for why.",
+        "- Loss: the paper's flow reconstruction + auxiliary cross-entropy of the decoder masks and of the",
+        "  corrector attention against the generator's ground truth (weights in the config; its header says why).",
         f"- Wall time on the 2-core CPU: {training.get('minutes', 'n/a')} min.",
         "",
         "## Evaluation (held-out synthetic scenes, 24 frames, first frame skipped, paper A.8 protocol)",
@@ -58,9 +60,29 @@ def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
             lines.append(f"| {label} | {method} | {_pct(values.get('fg_ari'))} | {_pct(values.get('miou'))} |")
     any_eval = next(iter(evals.values()), None)
     if any_eval is not None:
-        lines += ["", f"{any_eval['num_videos']} videos; commands in `scripts/train_default.sh`."]
+        lines += ["", f"{any_eval['num_videos']} videos; commands in `scripts/train_default.sh`. Per-frame curves and",
+                  "the loss curve: `docs/default_model_per_frame.png`, `docs/default_model_loss.png` in the repository."]
     lines += ["", f"Model config: `{json.dumps(meta['model'])}`", ""]
     return "\n".join(lines)
+
+
+def plot_loss(log: Path, path: Path) -> None:
+    """Training loss and reconstruction MSE against the step, from the run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in records]
+    fig, (ax_loss, ax_mse) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(steps, [r["loss"] for r in records])
+    ax_loss.set(xlabel="step", ylabel="loss (sum over clip)", yscale="log", title="training loss")
+    ax_mse.plot(steps, [r["mse"] for r in records])
+    ax_mse.set(xlabel="step", ylabel="MSE", yscale="log", title="flow reconstruction MSE")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -96,6 +118,11 @@ def main() -> int:
     (dest / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     (dest / "MODEL_CARD.md").write_text(model_card(meta, evals, training))
     load_checkpoint(dest)  # what ships must load
+    if "base" in evals:
+        shutil.copyfile(Path(args.eval_dir) / "base" / "per_frame.png", DOCS / "default_model_per_frame.png")
+    log = step_dir.parents[1] / "metrics.jsonl"
+    if log.is_file():
+        plot_loss(log, DOCS / "default_model_loss.png")
     print(f"exported {step_dir} -> {dest}")
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make train-default`: reproduce the shipped default model from scratch (fixed seed), evaluate it on
 # held-out synthetic scenes beside both baselines (also at 2x/4x input and with noisy boxes), and
-# export it to savi_ros/models/default/ with its model card. About 80 minutes on the 2-core CPU.
+# export it to savi_ros/models/default/ with its model card and the README's plots in docs/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
@@ -23,5 +23,6 @@ $PY -m training.evaluate --checkpoint "$OUT" --baselines --out "$EVAL/base"
 $PY -m training.evaluate --checkpoint "$OUT" --input-scale 2 --out "$EVAL/scale2"
 $PY -m training.evaluate --checkpoint "$OUT" --input-scale 4 --out "$EVAL/scale4"
 $PY -m training.evaluate --checkpoint "$OUT" --noise-sigma 0.1 --out "$EVAL/noise10"
+$PY -m training.evaluate --checkpoint "$OUT" --mask-source attention --out "$EVAL/attention"
 $PY scripts/export_default.py --checkpoint "$OUT" --eval-dir "$EVAL" --minutes "$minutes"
 echo "train-default: model in savi_ros/models/default/, evaluation in $EVAL/"
