@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from savi_core.config import preset
+from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
 from savi_core.tracker import Detection, Tracker, TrackerConfig
 
 
 def main() -> None:
+    flush_denormals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))

@@ -43,6 +43,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.checkpoint import CheckpointError, load_checkpoint
+from savi_core.numerics import flush_denormals
 from savi_core.tracker import Tracker, resolve_device
 from savi_ros.interrupt import interrupt_via_rclpy_only
 from savi_ros import conversions, params
@@ -438,6 +439,7 @@ class TrackerNode(LifecycleNode):
 def main(args: Optional[list[str]] = None) -> int:
     """Entry point of `savi_tracker`; returns the process exit code (1 = could not start)."""
     interrupt_via_rclpy_only()
+    flush_denormals()
     rclpy.init(args=args)
     node: Optional[TrackerNode] = None
     try:

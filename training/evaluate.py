@@ -24,6 +24,7 @@ from tqdm import tqdm
 from savi_core import metrics
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.config import ConfigError
+from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
 from savi_core.tracker import resize_probabilities
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
@@ -294,6 +295,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    flush_denormals()
     args = _parse(argv)
     try:
         step_dir = resolve_checkpoint(args.checkpoint)

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from savi_core.config import ConfigError
+from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
 from training.conditioning import conditioning_from_batch
 from training.config import RunConfig, TrainConfig, load_config
@@ -366,6 +367,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    flush_denormals()
     args = _parse(argv)
     overrides = {key: value for key, value in (("data.root", args.data), ("train.out_dir", args.out),
                                                ("train.steps", args.steps), ("train.device", args.device))
