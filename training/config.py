@@ -148,6 +148,9 @@ class RunConfig:
                f"{tuple(self.data.resolution)} differs from model.resolution {tuple(m.resolution)}")
         _check(m.decoder.target_channels == 3, "model.decoder.target_channels",
                "must be 3 (flow-RGB and RGB targets both have 3 channels)")
+        for key in ("mask_loss_weight", "attention_loss_weight"):
+            _check(getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"), f"train.{key}",
+                   f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have")
 
     def to_dict(self) -> dict[str, Any]:
         return {

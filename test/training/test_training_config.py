@@ -45,6 +45,13 @@ def test_shipped_configs_match_their_names():
     assert cpu.data.num_frames == 24 and cpu.data.min_objects >= 2
 
 
+def test_mask_losses_need_a_source_with_segmentations():
+    with pytest.raises(ConfigError, match=r"train\.attention_loss_weight: needs ground-truth segmentations"):
+        load_config(CONFIGS / "sketchy_uncond_rgb.yaml", {"data.root": "/d", "train.attention_loss_weight": 1.0})
+    cfg = load_config(CONFIGS / "movi_a_s_bbox.yaml", {"data.root": "/d", "train.mask_loss_weight": 1.0})
+    assert cfg.train.mask_loss_weight == 1.0
+
+
 def test_dataset_path_is_required_for_real_datasets():
     with pytest.raises(ConfigError, match="data.root"):
         load_config(CONFIGS / "movi_a_s_bbox.yaml")
