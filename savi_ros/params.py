@@ -27,7 +27,7 @@ class NodeParams:
     checkpoint: str = "default"
     device: str = "auto"
     precision: str = "fp32"
-    mask_source: str = "decoder"
+    mask_source: str = "attention"
     score_threshold: float = 0.3
     class_ids: tuple[str, ...] = ()
     max_tracks: int = 10
@@ -50,7 +50,7 @@ DESCRIPTIONS: dict[str, str] = {
     "checkpoint": "'default' (the model shipped in the package) or a checkpoint directory / config.json path",
     "device": "auto | cpu | cuda | cuda:N",
     "precision": "fp32 | fp16 (CUDA only) | bf16",
-    "mask_source": "decoder (decoder alpha masks) | attention (corrector attention, cheaper)",
+    "mask_source": "attention (corrector attention: faster, and the better masks of the default model) | decoder (decoder alpha masks, as in the paper)",
     "score_threshold": "detections scoring below this are ignored, in [0, 1]",
     "class_ids": "allow-list of detection class ids; empty = all classes",
     "max_tracks": "most tracks alive at once (also capped by the model's object slots)",

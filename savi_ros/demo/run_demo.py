@@ -78,7 +78,7 @@ class DemoOptions:
     min_objects: int = 2
     max_objects: int = 5
     checkpoint: str = "default"
-    mask_source: str = "decoder"
+    mask_source: str = "attention"
     device: str = "auto"
     box_noise: float = 0.0
     drop_prob: float = 0.0

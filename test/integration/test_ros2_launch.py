@@ -443,7 +443,7 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
     # mask_threshold 0 / min_mask_area 1: every pixel goes to its most likely slot, so even untrained
     # weights give the track a mask; what is checked here is the wiring, not the model.
     params_file.write_text("/**:\n  ros__parameters:\n    lost_after_frames: 7\n    max_tracks: 2\n"
-                           "    mask_source: attention\n    device: auto\n    mask_threshold: 0.0\n"
+                           "    mask_source: decoder\n    device: auto\n    mask_threshold: 0.0\n"
                            "    min_mask_area: 1\n")
     ns, image_topic, det_topic = "/robot_7", "/cam7/image_raw", "/det7/boxes"
     outputs = probe.outputs(ns)
@@ -453,7 +453,7 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
     state = probe.wait_active(node, START_TIMEOUT_S, run.alive)
     assert state == "active", f"{node} state {state!r}\n{run.describe()}"
     values = probe.parameters(node, ["lost_after_frames", "max_tracks", "device", "mask_source"])
-    assert values == {"lost_after_frames": 7, "max_tracks": 2, "device": "cpu", "mask_source": "attention"}, values
+    assert values == {"lost_after_frames": 7, "max_tracks": 2, "device": "cpu", "mask_source": "decoder"}, values
 
     # The remapped inputs feed the tracker: a frame and its detections, same stamp, on the new names.
     qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -491,7 +491,7 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
         assert node not in probe.endpoints(f"{ns}/image", "subscriptions"), "image was not remapped"
         assert node in probe.endpoints(f"{ns}/tracks", "publishers")
         configured = run.wait_for(CONFIGURED, 10.0)
-        assert configured and configured["device"] == "cpu" and configured["mask"] == "attention", run.describe()
+        assert configured and configured["device"] == "cpu" and configured["mask"] == "decoder", run.describe()
     finally:
         probe.node.destroy_publisher(image_pub)
         probe.node.destroy_publisher(det_pub)

@@ -35,7 +35,7 @@ def make_node():
 
 def test_defaults_are_valid_and_match_the_tracker_fields():
     cfg = params.validate(params.NodeParams())
-    assert cfg.score_threshold == 0.3 and cfg.class_ids == () and cfg.mask_source == "decoder"
+    assert cfg.score_threshold == 0.3 and cfg.class_ids == () and cfg.mask_source == "attention"
     assert set(params.DESCRIPTIONS) == {f.name for f in dataclasses.fields(params.NodeParams)}
 
 
