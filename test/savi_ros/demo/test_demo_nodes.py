@@ -254,3 +254,43 @@ def test_detector_config_names_the_bad_parameter(kwargs, name):
 def test_detector_cadence():
     assert [t for t in range(7) if DetectorConfig().detects(t)] == [0]
     assert [t for t in range(7) if DetectorConfig(every_n_frames=3).detects(t)] == [0, 3, 6]
+
+
+def test_detector_holds_its_first_answer_until_a_subscriber_matches():
+    import rclpy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from vision_msgs.msg import Detection2DArray
+
+    from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC
+
+    namespace = f"/demo_test_{uuid.uuid4().hex[:8]}"
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("late_tracker", namespace=namespace, context=context)
+    det = _start("savi_ros.demo.detector_node", namespace)
+    try:
+        truth_pub = node.create_publisher(Detection2DArray, GROUND_TRUTH_TOPIC, GROUND_TRUTH_QOS)
+        deadline = time.monotonic() + TIMEOUT_S
+        while truth_pub.get_subscription_count() == 0:
+            assert time.monotonic() < deadline, _stop(det)
+            time.sleep(0.02)
+        truth = Detection2DArray()
+        truth.header.frame_id = FrameTag("camera", 0, 0, 7).encode()
+        truth.header.stamp.sec = 42
+        truth_pub.publish(truth)  # first frame of a scene, while nobody subscribes to `detections`
+        time.sleep(0.5)
+        received = []
+        qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+        node.create_subscription(Detection2DArray, "detections", received.append, qos)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not received and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)  # the answer arrives once the late subscriber matched
+        executor.remove_node(node)
+        executor.shutdown()
+        assert [m.header.stamp.sec for m in received] == [42], _stop(det)
+    finally:
+        _stop(det)
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
