@@ -56,7 +56,7 @@ class StampMatcher(Generic[I, D]):
     detections waits that long: until a first match, `image_hold_s`; afterwards twice the
     largest of the last `lag_window` observed detector lags (detections' arrival after their
     image's, also learnt from detections that came too late) plus `hold_margin_s`, never more
-    than `image_hold_s`. Assumes each stream arrives
+    than `image_hold_s` (always `image_hold_s` while `patient`). Assumes each stream arrives
     in stamp order, which lets it release early: once detections for a newer stamp (or a newer
     image) exist, older waiting images will get none and are released at once, and detections
     older than the newest image that did not match are dropped at once. Buffers are bounded:
@@ -80,6 +80,9 @@ class StampMatcher(Generic[I, D]):
         self.max_detections = max_detections
         self.hold_margin_s = hold_margin_s
         self._lags: Deque[float] = deque(maxlen=lag_window)
+        # Set while nothing is tracked: a frame processed without detections then yields nothing, and a
+        # detector that is slower than usual (a new scene, a cold start) must still bootstrap its frame.
+        self.patient = False
         self._recent: Deque[tuple[int, float]] = deque(maxlen=4 * max_images)  # released (stamp, arrival)
         self._images: Deque[_Held] = deque()
         self._detections: Deque[_Held] = deque()
@@ -137,7 +140,7 @@ class StampMatcher(Generic[I, D]):
     @property
     def image_hold(self) -> float:
         """Seconds an image currently waits for its detections (see the class docstring)."""
-        if not self._lags:
+        if self.patient or not self._lags:
             return self.image_hold_s
         return min(self.image_hold_s, 2.0 * max(self._lags) + self.hold_margin_s)
 

@@ -191,8 +191,10 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _new_matcher(self) -> StampMatcher:
-        return StampMatcher(self.params.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S,
-                            MAX_HELD_IMAGES, MAX_HELD_DETECTIONS)
+        matcher = StampMatcher(self.params.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S,
+                               MAX_HELD_IMAGES, MAX_HELD_DETECTIONS)
+        matcher.patient = True  # no tracks yet
+        return matcher
 
     def _create_outputs(self) -> None:
         def on_incompatible(topic: str):
@@ -315,6 +317,7 @@ class TrackerNode(LifecycleNode):
             ended = self._tracker.reset()
         with self._cond:
             self._matcher.clear()
+            self._matcher.patient = True
             self._queue.clear()
         self.get_logger().info(f"reset: ended tracks {ended}")
         response.success, response.message = True, f"ended {len(ended)} track(s)"
@@ -381,6 +384,8 @@ class TrackerNode(LifecycleNode):
                 return
             live = tracker.live_tracks
             mask_threshold = tracker.config.mask_threshold
+        with self._cond:
+            self._matcher.patient = not live  # nothing tracked: wait the full hold for bootstrapping detections
         header = msg.header
         pubs = self._pubs
         pubs["tracks"].publish(conversions.tracks_to_msg(result.tracks, header))

@@ -60,6 +60,22 @@ def test_hold_adapts_to_the_observed_detector_lag():
     assert m.image_hold == pytest.approx(0.25)  # ... but the lag is learnt (2 * 0.2 + 0.01, capped)
 
 
+def test_patient_matcher_waits_the_full_hold_despite_a_fast_detector_history():
+    m = _matcher(image_hold_s=0.25, hold_margin_s=0.01)
+    m.add_image(100 * MS, "a", now=0.0)
+    m.add_detections(100 * MS, "d", now=0.01)  # learnt: the detector answers in 10 ms
+    m.pop_ready(0.01)
+    assert m.image_hold == pytest.approx(0.03)
+    m.patient = True  # nothing is tracked (e.g. after reset): a new scene's first answer may be slower
+    assert m.image_hold == 0.25
+    m.add_image(200 * MS, "first", now=1.0)
+    assert m.pop_ready(1.04).pairs == []  # the adaptive 30 ms would have released it without detections
+    m.add_detections(200 * MS, "boxes", now=1.05)
+    assert [(p.image, p.detections) for p in m.pop_ready(1.05).pairs] == [("first", "boxes")]
+    m.patient = False
+    assert m.image_hold == pytest.approx(0.11)  # adaptive again: 2 * 50 ms + 10 ms
+
+
 def test_outside_tolerance_does_not_match():
     m = _matcher(tolerance_s=0.01)
     m.add_image(100 * MS, "img", now=0.0)
