@@ -495,7 +495,10 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
     finally:
         probe.node.destroy_publisher(image_pub)
         probe.node.destroy_publisher(det_pub)
-    assert_stops_cleanly(run, group=False)
+    # Ctrl-C as a terminal sends it, to the process group. SIGINT to `ros2 launch` alone went unhandled
+    # in 2 of about 10 runs here: the stack dump showed launch's asyncio loop idle in select() with no
+    # handler run, before any of our processes was signalled (the launch tooling, not this package).
+    assert_stops_cleanly(run, group=True)
 
 
 def test_ros2_run_starts_the_node(workspace, probe, launch):
