@@ -14,7 +14,6 @@ Run: ``python -m savi_ros.demo.detector_node --ros-args -r __ns:=/savi -p box_no
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,6 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 from savi_ros.interrupt import interrupt_via_rclpy_only
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
-SUBSCRIBER_WAIT_S = 2.0  # how long an answer waits for a first matched subscriber
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 
 
@@ -122,19 +120,7 @@ class DemoDetector(Node):
         out.header.stamp = truth.header.stamp
         out.header.frame_id = tag.frame_id
         out.detections = perturb(list(truth.detections), self.config, self._rng)
-        if self._pub.get_subscription_count() == 0:
-            self._wait_for_subscriber()
         self._pub.publish(out)
-
-    def _wait_for_subscriber(self) -> None:
-        """Answers published before the tracker's subscription matched are lost (volatile QoS), and the
-        first frame's answer is the one that starts the tracks: at start-up, wait for the match briefly."""
-        deadline = time.monotonic() + SUBSCRIBER_WAIT_S
-        while self._pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self._pub.get_subscription_count() == 0:
-            self.get_logger().warning(f"no subscriber on '{self._pub.topic_name}' after {SUBSCRIBER_WAIT_S:g} s; "
-                                      "its detections are lost", throttle_duration_sec=10.0)
 
 
 def main(args: list[str] | None = None) -> int:
