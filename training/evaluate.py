@@ -30,6 +30,7 @@ from savi_core.tracker import resize_probabilities
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
 from training.config import DataConfig, EvalConfig, MASK_SOURCES, config_from_dict, load_config
 from training.data import build_dataset
+from training.datasets.common import resize_id_maps
 from training.state import checkpoint_dir
 
 TIME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")
@@ -115,14 +116,6 @@ def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = 
     return torch.stack(frames, dim=1)
 
 
-def _scale_ids(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(ids.shape[-2:]) == tuple(size):
-        return ids
-    b, t = ids.shape[:2]
-    scaled = F.interpolate(ids.flatten(0, 1)[:, None].float(), size=size, mode="nearest")
-    return scaled.view(b, t, *size).long()
-
-
 def _scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int,
             skip_first: bool) -> dict[str, torch.Tensor]:
     pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
@@ -185,7 +178,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
         pred = predict_ids(model, on_device, eval_cfg.mask_source, input_scale)
-        per_method["savi"].append(_scores(pred, _scale_ids(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
+        per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
         if baselines:
             b, t, h, w = gt.shape
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)

@@ -39,6 +39,7 @@ from savi_core.savi import SAVi
 from training.conditioning import conditioning_from_batch
 from training.config import RunConfig, TrainConfig, load_config
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches
+from training.datasets.common import resize_id_maps
 from training.state import (
     ResumeError,
     TrainerState,
@@ -96,9 +97,7 @@ def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: tor
     reconstruction loss.
     """
     b, t, k, h, w = masks.shape
-    seg = segmentations
-    if seg.shape[-2:] != (h, w):
-        seg = F.interpolate(seg.flatten(0, 1)[:, None].float(), size=(h, w), mode="nearest")[:, 0].long().view(b, t, h, w)
+    seg = resize_id_maps(segmentations, (h, w))
     target = seg - 1 + int(background_slot)  # object i -> slot i + bg; background -> -1 + bg
     valid = (target >= 0) & (target < k) & frame_mask.view(b, t, 1, 1)
     object_index = (seg - 1).clamp(min=0, max=conditioned.shape[1] - 1)

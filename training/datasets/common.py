@@ -156,6 +156,15 @@ def resize_segmentations(segmentations: np.ndarray, size: tuple[int, int]) -> np
     return out.astype(seg.dtype)
 
 
+def resize_id_maps(ids: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Batched id maps ``[B,T,H,W]`` -> ``[B,T,h,w]`` (long), nearest neighbour, for scoring and losses."""
+    if tuple(ids.shape[-2:]) == tuple(size):
+        return ids
+    b, t = ids.shape[:2]
+    scaled = torch.nn.functional.interpolate(ids.flatten(0, 1)[:, None].float(), size=tuple(size), mode="nearest")
+    return scaled.view(b, t, *size).long()
+
+
 def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``[T,H,W,2]`` (d_row, d_col) pixel flow -> ``[T,h,w,2]``, rescaling the displacements.
 
