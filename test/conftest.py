@@ -1,4 +1,4 @@
-"""Suite-wide test environment: isolate each pytest run's ROS 2 traffic and logs.
+"""Suite-wide test environment: isolate each pytest run's ROS 2 traffic and logs; CPU numerics.
 
 Parallel runs on one machine (several developers, CI jobs) would otherwise discover each other's
 DDS participants on the default domain. Set here, before any test imports rclpy, so in-process
@@ -24,6 +24,11 @@ def pytest_configure(config: pytest.Config) -> None:
     log_dir = tempfile.mkdtemp(prefix="savi_ros_test_logs_")
     os.environ["ROS_LOG_DIR"] = log_dir
     config.stash[_LOG_DIR] = log_dir
+    # The CLIs the tests spawn flush denormals from their start; in-process runs must compute the same
+    # numbers (resume tests compare both), so do it before any torch op creates the thread pool.
+    from savi_core.numerics import flush_denormals
+
+    flush_denormals()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

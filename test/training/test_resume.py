@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from training.config import load_config
@@ -53,7 +54,8 @@ def test_sigkill_after_a_checkpoint_then_resume_matches(tmp_path):
     steps = 24
     config = _config_file(tmp_path, steps=steps, checkpoint_every=2, num_workers=1)
     out = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The child must sum in the same order as this process's reference run: same thread count.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--out", str(out)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     pointer = out / "checkpoints" / "latest"
