@@ -99,9 +99,13 @@ class SAVi(nn.Module):
                 attention, size=size, mode="bilinear", align_corners=False)
         return out
 
-    def forward(self, video: torch.Tensor, cond: Conditioning, decode: str = "decoder") -> SAViOutput:
-        """A clip ``[B, T, 3, H, W]``: initialise from ``cond`` and step through every frame."""
-        slots = self.init_slots(cond)
+    def forward(self, video: torch.Tensor, cond: Conditioning | None = None, decode: str = "decoder",
+                slots: torch.Tensor | None = None) -> SAViOutput:
+        """A clip ``[B, T, 3, H, W]``: initialise from ``cond``, or continue from ``slots [B, K, D]``
+        carried over from earlier frames (exactly one of the two), and step through every frame."""
+        if (cond is None) == (slots is None):
+            raise ValueError("pass exactly one of cond (first frame) and slots (carried from earlier frames)")
+        slots = self.init_slots(cond) if slots is None else slots
         steps: list[StepOutput] = []
         for t in range(video.shape[1]):
             step = self.step(video[:, t], slots, decode=decode)

@@ -38,7 +38,11 @@ class DataConfig:
     root: str | None = None  # dataset directory / file; None only for kind "synthetic"
     resolution: tuple[int, int] = (64, 64)
     max_instances: int = 10  # == model.num_object_slots
-    window: int = 6  # training clip length (evaluation uses full videos)
+    window: int = 6  # training clip length: frames with a loss (evaluation uses full videos)
+    # Up to this many frames before each training window, run without gradients from the boxes, so the
+    # window also starts from slots that have tracked for a while (as at frame 20 of a robot's video)
+    # instead of always from fresh box slots. Items are window + burn_in frames long.
+    burn_in: int = 0
     target: str = "flow"
     train_split: str = "train"
     eval_split: str = "validation"
@@ -60,6 +64,7 @@ class DataConfig:
                f"must be [height, width] > 0, got {self.resolution!r}")
         _check(self.max_instances >= 1, f"{name}.max_instances", "must be at least 1")
         _check(self.window >= 1, f"{name}.window", "must be at least 1")
+        _check(self.burn_in >= 0, f"{name}.burn_in", "must be 0 or more")
         _check(self.target in TARGET_KINDS, f"{name}.target", f"must be one of {TARGET_KINDS}, got {self.target!r}")
         _check(self.num_videos >= 1, f"{name}.num_videos", "must be at least 1")
         _check(self.eval_num_videos >= 1, f"{name}.eval_num_videos", "must be at least 1")

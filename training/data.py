@@ -25,7 +25,7 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     training = split == "train"
-    window = cfg.window if training else None
+    window = cfg.window + cfg.burn_in if training else None
     common: dict[str, Any] = dict(resolution=tuple(cfg.resolution), max_instances=cfg.max_instances,
                                   window=window, seed=cfg.seed)
     try:
@@ -67,7 +67,7 @@ def _synthetic(cfg: DataConfig, training: bool) -> Dataset:
         num_videos=cfg.num_videos if training else cfg.eval_num_videos,
         seed_offset=cfg.seed if training else cfg.seed + EVAL_SEED_OFFSET,
         scene_config=scene, max_instances=cfg.max_instances,
-        window=cfg.window if training else None, target=cfg.target)
+        window=cfg.window + cfg.burn_in if training else None, target=cfg.target)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:

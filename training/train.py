@@ -108,6 +108,28 @@ def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: tor
     return -(picked * valid).sum() / b
 
 
+CLIP_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")  # items' per-frame fields
+
+
+def burn_in_frames(burn_in: int, real_frames: int, window: int, generator: torch.Generator) -> int:
+    """How many leading frames of this step's clip run without gradient (``data.burn_in``).
+
+    None on half of the steps, which train the box initialiser; otherwise 1..``burn_in``, never so
+    many that the window would lose real frames.
+    """
+    most = min(burn_in, real_frames - window)
+    if most < 1 or float(torch.rand((), generator=generator)) < 0.5:
+        return 0
+    return int(torch.randint(1, most + 1, (), generator=generator))
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    """Per-step draws shared by every rank (so a DDP run cuts the same windows as one process) and
+    replayed on resume."""
+    mixed = int(np.random.SeedSequence([seed & 0xFFFFFFFF, step, 0xB1]).generate_state(1)[0])
+    return torch.Generator().manual_seed(mixed)
+
+
 def _reseed(seed: int, rank: int, step: int) -> None:
     """Every random draw of a step comes from (seed, rank, step): resuming needs no saved RNG state."""
     mixed = int(np.random.SeedSequence([seed & 0xFFFFFFFF, rank, step]).generate_state(1)[0])
@@ -250,7 +272,9 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
 
     net: torch.nn.Module = model
     if info.enabled:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # After a burn-in the initialiser gets no gradient on that rank.
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=cfg.data.burn_in > 0)
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
 
     writer = log = None
@@ -289,8 +313,19 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
                 group["lr"] = lr
 
             autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-            with autocast:
-                output = net(batch["video"], conditioning_from_batch(batch, cfg.model))
+            cond = conditioning_from_batch(batch, cfg.model)
+            skip = burn_in_frames(cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window,
+                                  _step_generator(tc.seed, step))
+            if skip:
+                with torch.no_grad(), autocast:
+                    slots = model(batch["video"][:, :skip], cond, decode="none").predicted[:, -1]
+                batch = {k: v[:, skip:skip + cfg.data.window] if k in CLIP_KEYS else v for k, v in batch.items()}
+                with autocast:
+                    output = net(batch["video"], slots=slots)
+            else:
+                batch = {k: v[:, :cfg.data.window] if k in CLIP_KEYS else v for k, v in batch.items()}
+                with autocast:
+                    output = net(batch["video"], cond)
             loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
             for weight, masks in ((tc.mask_loss_weight, output.masks), (tc.attention_loss_weight, output.attention)):
                 if weight > 0:

@@ -154,6 +154,24 @@ def test_streaming_step_equals_full_forward_over_24_frames() -> None:
             slots = step.predicted
 
 
+def test_forward_continues_from_carried_slots_like_one_long_clip() -> None:
+    cfg = tiny()
+    model = SAVi(cfg).eval()
+    g = torch.Generator().manual_seed(6)
+    video = torch.rand(1, 7, 3, 32, 32, generator=g)
+    cond = conditioning_for(cfg, 1, g)
+    with torch.no_grad():
+        whole = model(video, cond)
+        head = model(video[:, :3], cond, decode="none")
+        tail = model(video[:, 3:], slots=head.predicted[:, -1])
+    torch.testing.assert_close(tail.slots, whole.slots[:, 3:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tail.masks, whole.masks[:, 3:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="exactly one of cond"):
+        model(video, cond, slots=head.predicted[:, -1])
+    with pytest.raises(ValueError, match="exactly one of cond"):
+        model(video)
+
+
 def test_init_slots_for_replaces_only_the_selected_slots() -> None:
     cfg = tiny()
     model = SAVi(cfg).eval()

@@ -11,9 +11,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from savi_core.checkpoint import load_checkpoint
 from savi_core.initializers import Conditioning
 from training.config import TrainConfig, load_config
-from training.data import EpochBatchSampler, next_position
+from training.data import EpochBatchSampler, build_dataset, next_position
 from training.state import ResumeError, optimizer_state_dict, optimizer_tensors
-from training.train import EXIT_NONFINITE, learning_rate, main, mask_loss, reconstruction_loss, train
+from training.train import (EXIT_NONFINITE, burn_in_frames, learning_rate, main, mask_loss, reconstruction_loss,
+                            train)
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
 
@@ -169,3 +170,26 @@ def test_mask_and_attention_loss_weights_add_their_auxiliary_terms(tmp_path):
     # Same seed and batch: each difference is one cross-entropy term, and the two terms add up.
     assert on_masks > paper + 1.0 and on_attention > paper + 1.0
     assert first_loss(1.0, 1.0) == pytest.approx(on_masks + on_attention - paper, rel=1e-4)
+
+
+def test_burn_in_draws_half_fresh_windows_and_never_eats_the_window():
+    g = torch.Generator().manual_seed(0)
+    draws = [burn_in_frames(12, 18, 6, g) for _ in range(2000)]
+    assert 0.4 < draws.count(0) / len(draws) < 0.6  # half of the steps start from the boxes
+    assert set(draws) == set(range(13))
+    assert {burn_in_frames(12, 9, 6, g) for _ in range(200)} == {0, 1, 2, 3}  # a short clip: 3 spare frames
+    assert {burn_in_frames(0, 18, 6, g) for _ in range(50)} == {0}
+    assert {burn_in_frames(5, 6, 6, g) for _ in range(50)} == {0}
+
+
+def test_burn_in_run_trains_on_window_frames_after_a_gradient_free_start(tmp_path):
+    cfg = load_config(TINY, {"data.burn_in": 2, "data.num_frames": 6, "train.out_dir": str(tmp_path / "run")})
+    items = build_dataset(cfg.data, "train")
+    assert items[0]["video"].shape[0] == cfg.data.window + 2  # clips carry the burn-in frames
+    out = train(cfg)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == cfg.train.steps and all(math.isfinite(r["loss"]) for r in records)
+    # Same seed, no burn-in: the steps that started later in the clip see other frames, other losses.
+    plain = train(load_config(TINY, {"data.num_frames": 6, "train.out_dir": str(tmp_path / "plain")}))
+    plain_losses = [json.loads(line)["loss"] for line in (plain / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in records] != plain_losses

@@ -43,6 +43,7 @@ def test_shipped_configs_match_their_names():
     assert (cpu.model.num_slots, cpu.train.batch_size, cpu.data.kind) == (7, 8, "synthetic")
     assert cpu.model.initializer.kind == "bbox" and cpu.train.mask_loss_weight > 0 and cpu.train.attention_loss_weight > 0
     assert cpu.data.num_frames == 24 and cpu.data.min_objects >= 2
+    assert cpu.data.window + cpu.data.burn_in <= cpu.data.num_frames
 
 
 def test_mask_losses_need_a_source_with_segmentations():
@@ -66,6 +67,7 @@ def test_dataset_path_is_required_for_real_datasets():
     ("train", "mask_loss_weight", -1.0, r"train\.mask_loss_weight: must be >= 0"),
     ("train", "attention_loss_weight", -0.5, r"train\.attention_loss_weight: must be >= 0"),
     ("data", "kind", "kitti", r"data\.kind: must be one of"),
+    ("data", "burn_in", -1, r"data\.burn_in: must be 0 or more"),
     ("data", "resolution", [16], r"data\.resolution: expected 2 entries"),
     ("data", "max_instances", 5, r"data\.max_instances: must equal the model's object slots"),
     ("data", "resolution", [32, 32], r"data\.resolution: \(32, 32\) differs from model\.resolution"),
