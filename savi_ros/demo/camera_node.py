@@ -90,6 +90,11 @@ class CameraConfig:
     min_image_subscribers: int = 0          # wait for this many `image` subscribers before playing
     min_ground_truth_subscribers: int = 0   # ... and this many `demo/ground_truth` subscribers
     wait_timeout: float = 30.0
+    # After the subscribers appear, wait this long before the first frame: the camera sees a subscriber
+    # once *it* has matched it, but a best-effort reader (the tracker's default image QoS) drops samples
+    # from a writer it has not matched yet, and nothing resends them, so a scene's first frame was
+    # occasionally lost at start-up and that scene never bootstrapped.
+    settle_s: float = 0.5
 
     def __post_init__(self) -> None:
         def fail(name: str, why: str) -> None:
@@ -117,6 +122,8 @@ class CameraConfig:
             fail("min_image_subscribers", "and min_ground_truth_subscribers must be >= 0")
         if not self.wait_timeout > 0.0:
             fail("wait_timeout", "must be > 0")
+        if not self.settle_s >= 0.0:
+            fail("settle_s", "must be >= 0")
 
     def scene_config(self) -> SceneConfig:
         return SceneConfig(height=self.height, width=self.width, num_frames=self.frames_per_scene,
@@ -173,6 +180,8 @@ class DemoCamera(Node):
         while not stop.is_set():
             if (self._image_pub.get_subscription_count() >= cfg.min_image_subscribers
                     and self._gt_pub.get_subscription_count() >= cfg.min_ground_truth_subscribers):
+                if cfg.min_image_subscribers or cfg.min_ground_truth_subscribers:
+                    stop.wait(cfg.settle_s)
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(

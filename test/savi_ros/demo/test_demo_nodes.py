@@ -213,7 +213,7 @@ def test_frame_tag_round_trip_and_bad_input():
 
 
 @pytest.mark.parametrize("field,value", [("rate", 0.0), ("width", 4), ("encoding", "mono8"),
-                                         ("max_objects", 0), ("frame_id", "a#b")])
+                                         ("max_objects", 0), ("frame_id", "a#b"), ("settle_s", -1.0)])
 def test_camera_config_names_the_bad_parameter(field, value):
     with pytest.raises(ValueError, match=f"'{field}'"):
         CameraConfig(**{field: value})
