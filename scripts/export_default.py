@@ -34,6 +34,19 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _data_line(run: dict) -> str:
+    """What the model was trained on, from the run config stored in the checkpoint."""
+    data, train = run.get("data", {}), run.get("train", {})
+    if not data:
+        return "- Data: see `training/configs/synthetic_cpu.yaml`."
+    height, width = data["resolution"]
+    burn_in = data.get("burn_in", 0)
+    warm = f" (after up to {burn_in} gradient-free burn-in frames on half of the steps)" if burn_in else ""
+    return (f"- Data: `savi_scenes` synthetic MOVi-like videos, {height}x{width}, {data['min_objects']}-"
+            f"{data['max_objects']} objects, {data['window']}-frame windows{warm}, {'flow-RGB' if data['target'] == 'flow' else data['target']} target, "
+            f"batch {train.get('batch_size')}.")
+
+
 def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
     lines = [
         "# Default model: SAVi + BBox on synthetic scenes (CPU-trained)",
@@ -43,7 +56,7 @@ def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
         "",
         "## Training",
         f"- Command: `python -m training.train --config training/configs/synthetic_cpu.yaml` (steps: {training.get('step')})",
-        "- Data: `savi_scenes` synthetic MOVi-like videos, 64x64, 2-6 objects, 6-frame windows, flow-RGB target.",
+        _data_line(meta.get("extra", {}).get("run_config", {})),
         "- Loss: the paper's flow reconstruction + auxiliary cross-entropy of the decoder masks and of the",
         "  corrector attention against the generator's ground truth (weights in the config; its header says why).",
         f"- Wall time on the 2-core CPU: {training.get('minutes', 'n/a')} min.",
