@@ -42,8 +42,9 @@ def _data_line(run: dict) -> str:
     height, width = data["resolution"]
     burn_in = data.get("burn_in", 0)
     warm = f" (after up to {burn_in} gradient-free burn-in frames on half of the steps)" if burn_in else ""
+    target = "flow-RGB" if data["target"] == "flow" else data["target"]
     return (f"- Data: `savi_scenes` synthetic MOVi-like videos, {height}x{width}, {data['min_objects']}-"
-            f"{data['max_objects']} objects, {data['window']}-frame windows{warm}, {'flow-RGB' if data['target'] == 'flow' else data['target']} target, "
+            f"{data['max_objects']} objects, {data['window']}-frame windows{warm}, {target} target, "
             f"batch {train.get('batch_size')}.")
 
 

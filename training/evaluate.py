@@ -30,10 +30,9 @@ from savi_core.tracker import resize_probabilities
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
 from training.config import DataConfig, EvalConfig, MASK_SOURCES, config_from_dict, load_config
 from training.data import build_dataset
-from training.datasets.common import resize_id_maps
+from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
 
-TIME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")
 METHODS = ("savi", "static_box", "flow_kmeans_com")
 
 
@@ -73,7 +72,7 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     out = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        if key in TIME_KEYS or key == "flow":
+        if key in FRAME_KEYS or key == "flow":
             values = [torch.cat([v, v.new_zeros((length - v.shape[0], *v.shape[1:]))]) for v in values]
         out[key] = torch.stack(values)
     return out

@@ -39,7 +39,7 @@ from savi_core.savi import SAVi
 from training.conditioning import conditioning_from_batch
 from training.config import RunConfig, TrainConfig, load_config
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches
-from training.datasets.common import resize_id_maps
+from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import (
     ResumeError,
     TrainerState,
@@ -106,9 +106,6 @@ def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: tor
     log_probs = masks.float().clamp_min(1e-6).log()
     picked = torch.gather(log_probs, 2, target.clamp(0, k - 1).unsqueeze(2)).squeeze(2)
     return -(picked * valid).sum() / b
-
-
-CLIP_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")  # items' per-frame fields
 
 
 def burn_in_frames(burn_in: int, real_frames: int, window: int, generator: torch.Generator) -> int:
@@ -313,19 +310,16 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
                 group["lr"] = lr
 
             autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-            cond = conditioning_from_batch(batch, cfg.model)
+            cond, slots = conditioning_from_batch(batch, cfg.model), None
             skip = burn_in_frames(cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window,
                                   _step_generator(tc.seed, step))
             if skip:
                 with torch.no_grad(), autocast:
                     slots = model(batch["video"][:, :skip], cond, decode="none").predicted[:, -1]
-                batch = {k: v[:, skip:skip + cfg.data.window] if k in CLIP_KEYS else v for k, v in batch.items()}
-                with autocast:
-                    output = net(batch["video"], slots=slots)
-            else:
-                batch = {k: v[:, :cfg.data.window] if k in CLIP_KEYS else v for k, v in batch.items()}
-                with autocast:
-                    output = net(batch["video"], cond)
+                cond = None
+            batch = {k: v[:, skip:skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
+            with autocast:
+                output = net(batch["video"], cond, slots=slots)
             loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
             for weight, masks in ((tc.mask_loss_weight, output.masks), (tc.attention_loss_weight, output.attention)):
                 if weight > 0:

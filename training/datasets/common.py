@@ -32,6 +32,7 @@ ITEM_KEYS = (
     "video", "target", "segmentations", "boxes", "visible", "cond_boxes", "cond_centers",
     "conditioned", "instance_mask", "frame_mask",
 )
+FRAME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")  # time axis first
 
 
 # ----------------------------------------------------------------------------------------------
