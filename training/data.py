@@ -30,7 +30,7 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
                                   window=window, seed=cfg.seed)
     try:
         if cfg.kind == "synthetic":
-            return _synthetic(cfg, training)
+            return _synthetic(cfg, training, window)
         if cfg.kind == "movi":
             from training.datasets.movi import MoviDataset
 
@@ -51,7 +51,7 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
     raise ValueError(f"data.kind: unknown dataset kind {cfg.kind!r}")
 
 
-def _synthetic(cfg: DataConfig, training: bool) -> Dataset:
+def _synthetic(cfg: DataConfig, training: bool, window: int | None) -> Dataset:
     """Generated scenes; ``data.options`` holds extra SceneConfig fields (size_range, camera_pan, ...)."""
     from savi_scenes import SceneConfig
     from training.datasets.synthetic import SyntheticDataset
@@ -67,7 +67,7 @@ def _synthetic(cfg: DataConfig, training: bool) -> Dataset:
         num_videos=cfg.num_videos if training else cfg.eval_num_videos,
         seed_offset=cfg.seed if training else cfg.seed + EVAL_SEED_OFFSET,
         scene_config=scene, max_instances=cfg.max_instances,
-        window=cfg.window + cfg.burn_in if training else None, target=cfg.target)
+        window=window, target=cfg.target)
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
