@@ -45,7 +45,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.numerics import flush_denormals
 from savi_core.tracker import Tracker, resolve_device
-from savi_ros.interrupt import interrupt_via_rclpy_only
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown
 from savi_ros import conversions, params
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
@@ -475,7 +475,7 @@ def main(args: Optional[list[str]] = None) -> int:
             node._stop_processing()
             node._release()
             node.destroy_node()
-        rclpy.try_shutdown()
+        shutdown()
     return 0
 
 

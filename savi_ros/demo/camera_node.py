@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import interrupt_via_rclpy_only
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown
 from savi_scenes import Scene, SceneConfig, generate_scene
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -273,7 +273,7 @@ def main(args: list[str] | None = None) -> int:
         node = DemoCamera()
     except ValueError as error:
         print(f"demo_camera: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
+        shutdown()
         return 2
     stop = threading.Event()
     node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
@@ -295,7 +295,7 @@ def main(args: list[str] | None = None) -> int:
             raise
         # Ctrl-C shut the context down between the stop check and a publish: a clean stop.
     finally:
-        rclpy.try_shutdown()
+        shutdown()
         spinner.join(timeout=5.0)
         node.destroy_node()
     return code

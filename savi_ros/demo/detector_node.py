@@ -22,7 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import interrupt_via_rclpy_only
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -130,7 +130,7 @@ def main(args: list[str] | None = None) -> int:
         node = DemoDetector()
     except ValueError as error:
         print(f"demo_detector: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
+        shutdown()
         return 2
     try:
         rclpy.spin(node)
@@ -138,7 +138,7 @@ def main(args: list[str] | None = None) -> int:
         pass
     finally:
         node.destroy_node()
-        rclpy.try_shutdown()
+        shutdown()
     return 0
 
 
