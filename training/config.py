@@ -256,13 +256,31 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in a mapping: a pasted-twice section or key would
+    silently override the first. Refuse it, naming the key and both lines."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"{key}: defined twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML run config; ``overrides`` maps dotted keys (``"train.steps"``) to values."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with path.open() as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.load(f, Loader=_UniqueKeyLoader) or {}
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
     _check(isinstance(data, dict), str(path), "top level must be a mapping of sections")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")

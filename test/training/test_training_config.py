@@ -96,6 +96,17 @@ def test_unknown_section_and_missing_model_are_errors():
         config_from_dict({"train": {}})
 
 
+def test_a_key_defined_twice_is_an_error(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(TINY.read_text() + "\nmodel: {preset: S}\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: model: defined twice \(lines \d+ and \d+\)"):
+        load_config(twice)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(TINY.read_text().replace("train:\n", "train:\n  steps: 3\n  steps: 4\n"))
+    with pytest.raises(ConfigError, match="steps: defined twice"):
+        load_config(nested)
+
+
 def test_overrides_and_round_trip(tmp_path):
     cfg = load_config(TINY, {"train.steps": 9, "train.out_dir": str(tmp_path)})
     assert cfg.train.steps == 9 and cfg.train.out_dir == str(tmp_path)
