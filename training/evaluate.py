@@ -306,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         eval_cfg.validate()
         input_scale = args.input_scale
         if data_cfg.kind == "synthetic" and input_scale != 1.0:
-            # A higher-resolution camera: render the held-out scenes at that size (same seeds), and let
+            # A higher-resolution camera: render the held-out scenes at that size (same seeds; savi_scenes'
+            # random draws depend on the frame size, so not the same scenes), and let
             # the model's input be resized down like the Tracker does, instead of upscaling 64x64 frames.
             data_cfg.resolution = tuple(round(r * input_scale) for r in data_cfg.resolution)
             input_scale = 1.0
