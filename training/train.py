@@ -227,7 +227,13 @@ def train(cfg: RunConfig, resume: bool = False, stop_at: int | None = None) -> P
     """Run (or continue) training; returns the output directory. Raises NonFiniteLossError on NaN/Inf."""
     info, device = _init_distributed(cfg.train.device)
     try:
-        return _train(cfg, resume, stop_at, info, device)
+        out = _train(cfg, resume, stop_at, info, device)
+        if info.enabled:
+            # Rank 0 ends later (final.json, closing the logs): tear the group down together rather than
+            # after a peer has exited. (A 2-process CPU test aborted once at exit, "terminate called
+            # without an active exception"; not reproduced since, so this is a precaution.)
+            dist.barrier()
+        return out
     finally:
         if info.enabled and dist.is_initialized():
             dist.destroy_process_group()
