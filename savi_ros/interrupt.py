@@ -4,6 +4,8 @@ from __future__ import annotations
 import signal
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.executors import Executor, ExternalShutdownException
 
 
 def interrupt_via_rclpy_only() -> None:
@@ -28,3 +30,20 @@ def shutdown() -> None:
     """
     rclpy.try_shutdown()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def spin_until_shutdown(executor: Executor) -> None:
+    """Spin until Ctrl-C (or anyone) shuts the context down, and treat that as the normal end.
+
+    The shutdown can land at any point of the executor's loop, so besides `ExternalShutdownException` it
+    surfaces as an `RCLError` ("context is not valid") when it falls between the loop's `ok()` check and
+    the wait set's creation (seen in CI on the demo detector). Such an error is re-raised while the
+    context is still valid: then it is a real failure.
+    """
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        if executor.context.ok():
+            raise

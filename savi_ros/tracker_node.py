@@ -45,7 +45,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.numerics import flush_denormals
 from savi_core.tracker import Tracker, resolve_device
-from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, params
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
@@ -463,13 +463,13 @@ def main(args: Optional[list[str]] = None) -> int:
             node.get_logger().info("autostart is false: unconfigured, waiting for lifecycle transitions")
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        executor.spin()
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        pass  # Ctrl-C during configure/activate
     except RCLError:
         if rclpy.ok():
             raise
-        # Ctrl-C shut the context down while the executor was building its wait set: a clean stop.
+        # Ctrl-C shut the context down while configure/activate was using it: a clean stop.
     finally:
         if node is not None:
             node._stop_processing()

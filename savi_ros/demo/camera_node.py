@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_scenes import Scene, SceneConfig, generate_scene
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -258,14 +258,6 @@ class DemoCamera(Node):
             index += 1
 
 
-def spin_quietly(executor: SingleThreadedExecutor) -> None:
-    """Spin until the context shuts down (the normal end of a demo node on SIGINT)."""
-    try:
-        executor.spin()
-    except (ExternalShutdownException, KeyboardInterrupt):
-        pass
-
-
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     rclpy.init(args=args)
@@ -279,7 +271,7 @@ def main(args: list[str] | None = None) -> int:
     node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=spin_quietly, args=(executor,), daemon=True)
+    spinner = threading.Thread(target=spin_until_shutdown, args=(executor,), daemon=True)
     spinner.start()
     code = 0
     try:

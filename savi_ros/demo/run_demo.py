@@ -37,7 +37,7 @@ import numpy as np
 import rclpy
 import torch
 from lifecycle_msgs.srv import GetState
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -49,6 +49,7 @@ from savi_core.metrics import fg_ari, miou
 from savi_ros.conversions import image_to_numpy
 from savi_ros.demo.camera_node import (DEFAULT_SEED, GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, CameraConfig,
                                        FrameTag)
+from savi_ros.interrupt import spin_until_shutdown
 from savi_ros.overlay import contact_sheet, draw_overlay
 from savi_ros.model_store import resolve_checkpoint
 from savi_scenes import generate_scene
@@ -148,14 +149,8 @@ class Recorder:
         self._get_state = None
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner = threading.Thread(target=spin_until_shutdown, args=(self.executor,), daemon=True)
         self._spinner.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def topic(self, name: str) -> str:
         return f"{self.node.get_namespace().rstrip('/')}/{name}"

@@ -11,6 +11,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+import rclpy
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from savi_ros.interrupt import spin_until_shutdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,3 +66,40 @@ def test_node_exits_0_under_repeated_sigint(module, node_name, spinner, tiny_che
         proc.wait()
     assert code == 0, f"{module}: exit {code} after {signals} SIGINTs\n{log_path.read_text(errors='replace')}"
     assert signals >= 2, "the node exited on the first SIGINT before a second could land; nothing was tested"
+
+
+class _ShutdownBeforeWait(SingleThreadedExecutor):
+    """Shuts its context down right after `spin()`'s `ok()` check, before the wait set is built: the
+    window a Ctrl-C hit in CI (the demo detector exited 1 with "failed to initialize wait set")."""
+
+    def spin_once(self, timeout_sec=None):
+        self.context.try_shutdown()
+        super().spin_once(timeout_sec)
+
+
+class _FailingExecutor(SingleThreadedExecutor):
+    def spin_once(self, timeout_sec=None):
+        raise RCLError("a real failure")
+
+
+def _executor(kind: type) -> SingleThreadedExecutor:
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    executor = kind(context=context)
+    executor.add_node(Node("interrupt_probe", context=context))
+    return executor
+
+
+def test_a_shutdown_before_the_wait_set_is_a_clean_stop():
+    with pytest.raises(RCLError, match="wait set"):  # what rclpy's own spin does in that window
+        _executor(_ShutdownBeforeWait).spin()
+    spin_until_shutdown(_executor(_ShutdownBeforeWait))
+
+
+def test_an_rcl_error_on_a_live_context_is_not_swallowed():
+    executor = _executor(_FailingExecutor)
+    try:
+        with pytest.raises(RCLError, match="a real failure"):
+            spin_until_shutdown(executor)
+    finally:
+        executor.context.try_shutdown()
