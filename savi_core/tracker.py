@@ -202,6 +202,21 @@ def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float frames ``[..., 3, H, W]`` -> ``[..., 3, h, w]``: bilinear, antialiased when shrinking.
+
+    The one resampling of camera images to the model resolution; training's camera-size augmentation
+    and the evaluation use it too, so the model is trained and measured on what the Tracker feeds it.
+    """
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    lead = frames.shape[:-3]
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    shrink = size[0] < flat.shape[-2] or size[1] < flat.shape[-1]
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.reshape(*lead, *out.shape[-3:])
+
+
 def resize_probabilities(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Per-slot probabilities ``[K, h, w]`` -> ``[K, H, W]`` by bilinear interpolation (antialiased when
     shrinking), so slot competition is decided at the output resolution."""
@@ -479,11 +494,7 @@ class Tracker:
         else:
             pixels = torch.from_numpy(np.array(image, order="C"))
         frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        h, w = self._resolution
-        if frame.shape[-2:] != (h, w):
-            shrink = h < frame.shape[-2] or w < frame.shape[-1]
-            frame = F.interpolate(frame, size=(h, w), mode="bilinear", align_corners=False, antialias=shrink)
-        return frame
+        return resize_frames(frame, self._resolution)
 
     def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._size_cache is None or self._size_cache[0] != (height, width):

@@ -101,6 +101,10 @@ class TrainConfig:
     # Not in the paper either: the same cross-entropy on the corrector's attention, which makes the
     # slots bind to their objects in every frame (tracking) rather than only paint their first box.
     attention_loss_weight: float = 0.0
+    # Not in the paper: the share of training videos resampled as if filmed by a camera up to
+    # camera_resample_max_scale times larger per axis and resized by the Tracker (training/augment.py).
+    camera_resample: float = 0.0
+    camera_resample_max_scale: float = 5.0
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):
@@ -113,6 +117,10 @@ class TrainConfig:
         _check(self.mask_loss_weight >= 0, f"{name}.mask_loss_weight", "must be >= 0 (0 = the paper's loss only)")
         _check(self.attention_loss_weight >= 0, f"{name}.attention_loss_weight",
                "must be >= 0 (0 = the paper's loss only)")
+        _check(0.0 <= self.camera_resample <= 1.0, f"{name}.camera_resample",
+               f"must be a probability in [0, 1], got {self.camera_resample}")
+        _check(self.camera_resample_max_scale >= 1.0, f"{name}.camera_resample_max_scale",
+               f"must be >= 1, got {self.camera_resample_max_scale}")
         _check(bool(self.out_dir), f"{name}.out_dir", "must not be empty")
 
 

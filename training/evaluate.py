@@ -26,7 +26,7 @@ from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.config import ConfigError
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
-from savi_core.tracker import resize_probabilities
+from savi_core.tracker import resize_frames, resize_probabilities
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
 from training.config import DataConfig, EvalConfig, MASK_SOURCES, config_from_dict, load_config
 from training.data import build_dataset
@@ -101,14 +101,7 @@ def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = 
     slots = model.init_slots(conditioning_from_batch(batch, cfg))
     frames = []
     for i in range(t):
-        frame = video[:, i]
-        if input_scale != 1.0:
-            frame = F.interpolate(frame, size=out_size, mode="bilinear", align_corners=False,
-                                  antialias=input_scale < 1.0)
-        if tuple(frame.shape[-2:]) != tuple(cfg.resolution):
-            shrink = frame.shape[-2] > cfg.resolution[0] or frame.shape[-1] > cfg.resolution[1]
-            frame = F.interpolate(frame, size=tuple(cfg.resolution), mode="bilinear", align_corners=False,
-                                  antialias=shrink)
+        frame = resize_frames(resize_frames(video[:, i], out_size), cfg.resolution)
         step = model.step(frame, slots, decode=mask_source)
         frames.append(_scaled_ids(step.masks, out_size, offset))
         slots = step.predicted

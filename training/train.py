@@ -36,6 +36,7 @@ from tqdm import tqdm
 from savi_core.config import ConfigError
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
+from training.augment import camera_resample
 from training.conditioning import conditioning_from_batch
 from training.config import RunConfig, TrainConfig, load_config
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches
@@ -311,6 +312,7 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             data_epoch, batch_index, batch = next(batches)
             epoch, position = next_position(data_epoch, batch_index, batches_per_epoch)
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch["video"] = camera_resample(batch["video"], tc.camera_resample, tc.camera_resample_max_scale)
             lr = learning_rate(step, tc)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -66,6 +66,8 @@ def test_dataset_path_is_required_for_real_datasets():
     ("train", "amp", "fp8", r"train\.amp: must be one of"),
     ("train", "mask_loss_weight", -1.0, r"train\.mask_loss_weight: must be >= 0"),
     ("train", "attention_loss_weight", -0.5, r"train\.attention_loss_weight: must be >= 0"),
+    ("train", "camera_resample", 1.5, r"train\.camera_resample: must be a probability in \[0, 1\]"),
+    ("train", "camera_resample_max_scale", 0.5, r"train\.camera_resample_max_scale: must be >= 1"),
     ("data", "kind", "kitti", r"data\.kind: must be one of"),
     ("data", "burn_in", -1, r"data\.burn_in: must be 0 or more"),
     ("data", "resolution", [16], r"data\.resolution: expected 2 entries"),
