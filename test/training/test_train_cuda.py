@@ -39,9 +39,13 @@ def test_amp_cuda_run_is_finite_and_checkpointed(tmp_path, amp):
     assert (out / "final.json").exists()
 
 
-def test_stop_then_resume_on_cuda_reproduces_the_uninterrupted_run(tmp_path):
+def test_stop_then_resume_on_cuda_follows_the_uninterrupted_run(tmp_path):
     cuda = {"train.device": "cuda", "train.amp": "off", "train.camera_resample": 0.5}
     reference = _losses(_run(tmp_path, "ref", **cuda))
     _run(tmp_path, "split", stop_at=4, **cuda)
     resumed = _losses(_run(tmp_path, "split", resume=True, **cuda))
-    assert resumed == reference
+    # Bit for bit in a fresh process (H200), but not always after other CUDA work in the same process:
+    # once, in this suite, two fresh runs differed at step 4 by 1e-7 relative, before any resume (cuDNN
+    # and cuBLAS may pick other kernels). Another batch or a lost optimiser state would move the loss far
+    # more than 1e-5 (steps differ by ~0.4% here).
+    assert resumed == pytest.approx(reference, rel=1e-5)
