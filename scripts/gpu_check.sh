@@ -13,7 +13,7 @@ WORK=$(mktemp -d)
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 failed=()
-run() { echo "== $*"; "$@" || failed+=("$1 ${2:-}"); }
+run() { echo "== $*"; "$@" || failed+=("${*:1:3}"); }
 
 run nvidia-smi -L
 run "$PY" -c 'import torch; print("torch", torch.__version__, "|", torch.cuda.get_device_name(0))'
