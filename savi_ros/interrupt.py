@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import signal
+from typing import Callable, Optional, TypeVar
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException
+
+N = TypeVar("N")
 
 
 def interrupt_via_rclpy_only() -> None:
@@ -47,3 +51,18 @@ def spin_until_shutdown(executor: Executor) -> None:
     except RCLError:
         if executor.context.ok():
             raise
+
+
+def construct(factory: Callable[[], N], context: Optional[Context] = None) -> Optional[N]:
+    """``factory()`` (a node's constructor), or None when Ctrl-C shut ``context`` down while it ran.
+
+    A node is in the graph from its first publisher on, so a Ctrl-C can land while the constructor still
+    creates the others: rclpy then raises `RCLError` ("context is invalid"); the caller exits 0. Such an
+    error on a live context is re-raised.
+    """
+    try:
+        return factory()
+    except RCLError:
+        if rclpy.ok(context=context):
+            raise
+        return None

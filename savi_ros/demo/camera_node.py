@@ -31,7 +31,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_scenes import Scene, SceneConfig, generate_scene
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -262,11 +262,14 @@ def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     rclpy.init(args=args)
     try:
-        node = DemoCamera()
+        node = construct(DemoCamera)
     except ValueError as error:
         print(f"demo_camera: {error}", file=sys.stderr)
         shutdown()
         return 2
+    if node is None:  # Ctrl-C while starting
+        shutdown()
+        return 0
     stop = threading.Event()
     node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
     executor = SingleThreadedExecutor()

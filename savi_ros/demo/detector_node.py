@@ -23,7 +23,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -128,11 +128,14 @@ def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     rclpy.init(args=args)
     try:
-        node = DemoDetector()
+        node = construct(DemoDetector)
     except ValueError as error:
         print(f"demo_detector: {error}", file=sys.stderr)
         shutdown()
         return 2
+    if node is None:  # Ctrl-C while starting
+        shutdown()
+        return 0
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

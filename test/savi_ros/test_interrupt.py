@@ -17,8 +17,9 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from vision_msgs.msg import Detection2DArray
 
-from savi_ros.interrupt import spin_until_shutdown
+from savi_ros.interrupt import construct, spin_until_shutdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,3 +104,39 @@ def test_an_rcl_error_on_a_live_context_is_not_swallowed():
             spin_until_shutdown(executor)
     finally:
         executor.context.try_shutdown()
+
+
+def _node_whose_context_ends_midway(context: Context) -> Node:
+    """A constructor that Ctrl-C interrupts between two publishers (seen in a SIGINT storm test)."""
+    node = Node("interrupt_probe", context=context)
+    node.create_publisher(Detection2DArray, "first", 1)
+    with context.handle:  # what rclpy's SIGINT handler does: rcl_shutdown, Python objects left alone
+        context.handle.shutdown()
+    node.create_publisher(Detection2DArray, "second", 1)
+    return node
+
+
+def test_a_shutdown_during_construction_gives_no_node():
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    with pytest.raises(RCLError, match="context is invalid"):  # what the constructor raises
+        _node_whose_context_ends_midway(context)
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    assert construct(lambda: _node_whose_context_ends_midway(context), context) is None
+
+
+def test_construct_returns_the_node_and_keeps_real_errors():
+    context = Context()
+    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = construct(lambda: Node("interrupt_probe", context=context), context)
+        assert isinstance(node, Node) and node.get_name() == "interrupt_probe"
+
+        def failing() -> Node:
+            raise RCLError("a real failure")
+
+        with pytest.raises(RCLError, match="a real failure"):
+            construct(failing, context)
+    finally:
+        context.try_shutdown()
