@@ -454,9 +454,12 @@ def main(args: Optional[list[str]] = None) -> int:
             rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameter: {exc}")
             return 1
         if node.params.autostart:
+            # A transition that fails because Ctrl-C shut the context down meanwhile is a clean stop.
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 1
+                return 1 if rclpy.ok() else 0
             if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                if not rclpy.ok():
+                    return 0
                 node.get_logger().error("activation failed")
                 return 1
         else:
