@@ -43,8 +43,11 @@ def _data_line(run: dict) -> str:
     burn_in = data.get("burn_in", 0)
     warm = f" (after up to {burn_in} gradient-free burn-in frames on half of the steps)" if burn_in else ""
     target = "flow-RGB" if data["target"] == "flow" else data["target"]
+    resample = train.get("camera_resample", 0.0)
+    camera = (f", {resample:.0%} of the videos resampled as if filmed up to "
+              f"{train.get('camera_resample_max_scale')}x larger and resized by the Tracker" if resample else "")
     return (f"- Data: `savi_scenes` synthetic MOVi-like videos, {height}x{width}, {data['min_objects']}-"
-            f"{data['max_objects']} objects, {data['window']}-frame windows{warm}, {target} target, "
+            f"{data['max_objects']} objects, {data['window']}-frame windows{warm}{camera}, {target} target, "
             f"batch {train.get('batch_size')}.")
 
 
