@@ -1,8 +1,8 @@
 """Camera-size augmentation: train on frames as the Tracker sees them from a larger camera.
 
-The Tracker resizes every camera image to the model resolution. Measured on the shipped model: the
-same held-out videos upscaled 2x / 5x and resized back by that path score ~7 FG-ARI lower than as
-rendered, so the softer edges of a resampled image, not the scenes, cost the accuracy. Here a video is,
+The Tracker resizes every camera image to the model resolution. Measured on a default model trained
+without this: the same held-out videos upscaled 2x / 5x and resized back by that path scored ~7 FG-ARI
+lower than as rendered, so the softer edges of a resampled image, not the scenes, cost the accuracy. Here a video is,
 with some probability, upscaled by a random factor per axis (a camera of another size and aspect),
 quantised to 8 bits like a camera image, and resized back with `savi_core.tracker.resize_frames`.
 Targets and ground truth are untouched: the scene is the same, only its pixels are resampled.
