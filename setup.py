@@ -20,6 +20,7 @@ PYTHON_DEPS = [
     "numpy",
     "opencv-python-headless",
     "safetensors",
+    "msgpack",
     "pyyaml",
     "tqdm",
     "protobuf",

@@ -18,8 +18,11 @@ from safetensors.torch import load_file, save_file
 from savi_core.config import ConfigError, ModelConfig
 from savi_core.savi import SAVi
 
-FORMAT = "savi_ros.checkpoint"
-FORMAT_VERSION = 1
+FORMAT = "savi_core.checkpoint"
+# Version 1 (format "savi_ros.checkpoint") predates the fields that tell the paper's variant from the
+# official code's; such configs load as the paper's variant, which is what those models computed.
+FORMAT_VERSION = 2
+_READABLE = {(FORMAT, 2): False, ("savi_ros.checkpoint", 1): True}
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -75,13 +78,15 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[s
         meta = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint {config_path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {config_path}: not a savi_ros checkpoint (format must be {FORMAT!r})")
+    formats = {name for name, _ in _READABLE}
+    if not isinstance(meta, dict) or meta.get("format") not in formats:
+        raise CheckpointError(f"checkpoint {config_path}: not a savi checkpoint (format must be {FORMAT!r})")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {config_path}: unknown format_version {version!r} (this build reads {FORMAT_VERSION})")
+    if (meta["format"], version) not in _READABLE:
+        raise CheckpointError(f"checkpoint {config_path}: unknown format_version {version!r} "
+                              f"(this build reads {FORMAT_VERSION})")
     try:
-        cfg = ModelConfig.from_dict(meta.get("model", {}))
+        cfg = ModelConfig.from_dict(meta.get("model", {}), paper_variant=_READABLE[(meta["format"], version)])
     except (ConfigError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {config_path}: invalid model config: {exc}") from exc
     return cfg, meta

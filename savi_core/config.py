@@ -14,6 +14,18 @@ INITIALIZER_KINDS = ("bbox", "com", "segmentation", "learned", "gaussian")
 CONDITIONAL_KINDS = ("bbox", "com", "segmentation")
 PREDICTOR_KINDS = ("transformer", "mlp", "identity")
 PRESETS = ("S", "M", "L")
+POSITION_EMBEDDINGS = ("linear", "ramps4")
+CONV_PADDINGS = ("flax_same", "symmetric")
+
+# How the official SAVi code (which produced the paper's numbers) differs from the paper's text. The
+# field defaults are the official code's; checkpoints written before these fields existed (format
+# version 1) were the paper's variant and load with these values filled in, so they compute as before.
+PAPER_VARIANT: dict[str, dict[str, Any]] = {
+    "": {"layer_norm_eps": 1e-5, "position_embedding": "ramps4", "conv_padding": "symmetric"},
+    "encoder": {"final_activation": False, "resnet_root_kernel": 7, "resnet_root_activation": True},
+    "initializer": {"unconditioned_value": -1.0},
+    "decoder": {"final_activation": False},
+}
 
 
 class ConfigError(ValueError):
@@ -39,7 +51,12 @@ class EncoderConfig:
     channels: tuple[int, ...] = (32, 32, 32, 32)
     strides: tuple[int, ...] = (1, 1, 1, 1)
     kernel_size: int = 5
-    mlp_dims: tuple[int, ...] = (64, 64)
+    mlp_dims: tuple[int, ...] = (64, 32)
+    # Official: ReLU after the last conv layer too (paper table: only between layers).
+    final_activation: bool = True
+    # Official ResNet-34 for small inputs: 3x3 root conv, GroupNorm and no ReLU (paper variant: 7x7, ReLU).
+    resnet_root_kernel: int = 3
+    resnet_root_activation: bool = False
 
     def validate(self, name: str = "encoder") -> None:
         _check(self.kind in ENCODER_KINDS, f"{name}.kind", f"must be one of {ENCODER_KINDS}, got {self.kind!r}")
@@ -50,6 +67,8 @@ class EncoderConfig:
             _check(len(self.channels) == len(self.strides), f"{name}.strides",
                    f"needs one stride per conv layer ({len(self.channels)}), got {len(self.strides)}")
             _check(self.kernel_size % 2 == 1 and self.kernel_size > 0, f"{name}.kernel_size", "must be odd and positive")
+        _check(self.resnet_root_kernel % 2 == 1 and self.resnet_root_kernel > 0, f"{name}.resnet_root_kernel",
+               "must be odd and positive")
 
     @property
     def stride(self) -> int:
@@ -76,6 +95,9 @@ class InitializerConfig:
     partial: bool = False
     seg_channels: tuple[int, ...] = (32, 32, 32, 32)
     seg_strides: tuple[int, ...] = (2, 2, 2, 1)
+    # Coordinates given to an unconditioned (padding) object slot: the official code pads with zeros,
+    # the paper's text says -1.
+    unconditioned_value: float = 0.0
 
     def validate(self, name: str = "initializer") -> None:
         _check(self.kind in INITIALIZER_KINDS, f"{name}.kind", f"must be one of {INITIALIZER_KINDS}, got {self.kind!r}")
@@ -117,12 +139,11 @@ class PredictorConfig:
     qkv_dim: int = 128
     mlp_hidden: int = 256
 
-    def validate(self, slot_dim: int, name: str = "predictor") -> None:
+    def validate(self, name: str = "predictor") -> None:
         _check(self.kind in PREDICTOR_KINDS, f"{name}.kind", f"must be one of {PREDICTOR_KINDS}, got {self.kind!r}")
         _check(self.num_heads > 0 and self.qkv_dim % self.num_heads == 0, f"{name}.num_heads",
                f"must divide qkv_dim={self.qkv_dim}")
         _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
-        del slot_dim
 
 
 @dataclass
@@ -134,6 +155,8 @@ class DecoderConfig:
     strides: tuple[int, ...] = (2, 2, 2, 1)
     kernel_size: int = 5
     target_channels: int = 3
+    # Official: ReLU after the last conv layer too, before the 1x1 heads (paper table: only between).
+    final_activation: bool = True
 
     def validate(self, name: str = "decoder") -> None:
         _positive_ints(tuple(self.broadcast_size), f"{name}.broadcast_size")
@@ -166,6 +189,13 @@ class ModelConfig:
     corrector: CorrectorConfig = field(default_factory=CorrectorConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    # Flax's LayerNorm epsilon (torch's default is 1e-5).
+    layer_norm_eps: float = 1e-6
+    # "linear": official, a [y, x] grid in [-1, 1] projected by a Dense; "ramps4": the paper's four ramps.
+    position_embedding: str = "linear"
+    # "flax_same": official SAME alignment of strided convs (k=5, s=2: 1 before / 2 after for a conv,
+    # 3 before / 2 after for a transposed conv); "symmetric": torch-style padding of k // 2 on both sides.
+    conv_padding: str = "flax_same"
 
     def __post_init__(self) -> None:
         self.resolution = tuple(self.resolution)  # type: ignore[assignment]
@@ -177,10 +207,15 @@ class ModelConfig:
         _positive_ints(tuple(self.resolution), "resolution")
         _check(self.num_slots >= 1, "num_slots", "must be at least 1")
         _check(self.slot_dim > 0, "slot_dim", "must be positive")
+        _check(0 < self.layer_norm_eps < 1e-2, "layer_norm_eps", "must be a small positive number")
+        _check(self.position_embedding in POSITION_EMBEDDINGS, "position_embedding",
+               f"must be one of {POSITION_EMBEDDINGS}, got {self.position_embedding!r}")
+        _check(self.conv_padding in CONV_PADDINGS, "conv_padding",
+               f"must be one of {CONV_PADDINGS}, got {self.conv_padding!r}")
         self.encoder.validate()
         self.initializer.validate()
         self.corrector.validate()
-        self.predictor.validate(self.slot_dim)
+        self.predictor.validate()
         self.decoder.validate()
         if self.initializer.background_slot:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
@@ -196,21 +231,23 @@ class ModelConfig:
     def num_object_slots(self) -> int:
         return self.num_slots - int(self.initializer.background_slot)
 
-    @property
-    def output_stride(self) -> int:
-        return self.resolution[0] // self.decoder.output_size[0]
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Build from a (JSON/YAML) dict; unknown keys are errors. A ``preset`` key starts from that preset."""
+    def from_dict(cls, data: dict[str, Any], paper_variant: bool = False) -> "ModelConfig":
+        """Build from a (JSON/YAML) dict; unknown keys are errors. A ``preset`` key starts from that preset.
+
+        ``paper_variant`` fills the fields of :data:`PAPER_VARIANT` that ``data`` leaves out with the
+        paper's values instead of the official code's (for configs written before those fields existed).
+        """
         if not isinstance(data, dict):
             raise ConfigError(f"model config must be a mapping, got {type(data).__name__}")
         data = dict(data)
+        if paper_variant:
+            data = _with_paper_variant(data)
         base = preset(data["preset"]) if data.get("preset") in PRESETS else cls(preset="custom")
-        return _merge(base, data, "")
+        return _merge(base, data)
 
 
 _SUB_CONFIGS = {
@@ -222,20 +259,29 @@ _SUB_CONFIGS = {
 }
 
 
-def _merge(base: ModelConfig, data: dict[str, Any], prefix: str) -> ModelConfig:
+def _with_paper_variant(data: dict[str, Any]) -> dict[str, Any]:
+    filled = {**PAPER_VARIANT[""], **data}
+    for section, values in PAPER_VARIANT.items():
+        if section:
+            given = data.get(section, {})
+            filled[section] = {**values, **given} if isinstance(given, dict) else given
+    return filled
+
+
+def _merge(base: ModelConfig, data: dict[str, Any]) -> ModelConfig:
     top = {f.name: f for f in dataclasses.fields(ModelConfig)}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in top:
-            raise ConfigError(f"{prefix}{key}: unknown model config key (known: {sorted(top)})")
+            raise ConfigError(f"{key}: unknown model config key (known: {sorted(top)})")
         if key in _SUB_CONFIGS:
             if not isinstance(value, dict):
-                raise ConfigError(f"{prefix}{key}: must be a mapping")
+                raise ConfigError(f"{key}: must be a mapping")
             sub_cls = _SUB_CONFIGS[key]
             known = {f.name for f in dataclasses.fields(sub_cls)}
             for sub_key in value:
                 if sub_key not in known:
-                    raise ConfigError(f"{prefix}{key}.{sub_key}: unknown key (known: {sorted(known)})")
+                    raise ConfigError(f"{key}.{sub_key}: unknown key (known: {sorted(known)})")
             merged = dataclasses.asdict(getattr(base, key))
             merged.update({k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
             values[key] = sub_cls(**merged)
@@ -248,21 +294,23 @@ def _merge(base: ModelConfig, data: dict[str, Any], prefix: str) -> ModelConfig:
 
 
 def preset(name: str) -> ModelConfig:
-    """The paper's architectures: S (MOVi 64x64), M (MOVi++ 128x128), L (SAVi ResNet, 128x128)."""
+    """The official SAVi architectures (``savi/configs/movi/savi_conditional_{small,medium,large}.py``):
+    S (MOVi 64x64), M (MOVi++ 128x128), L (SAVi ResNet, 128x128). The encoder MLP's output keeps the
+    backbone's width, as the official ``MLP`` does without an ``output_size``."""
     if name == "S":
         return ModelConfig(preset="S")
     if name == "M":
         return ModelConfig(
             preset="M",
             resolution=(128, 128),
-            encoder=EncoderConfig(channels=(64, 64, 64, 64), strides=(2, 1, 1, 1)),
+            encoder=EncoderConfig(channels=(64, 64, 64, 64), strides=(2, 1, 1, 1), mlp_dims=(64, 64)),
             decoder=DecoderConfig(strides=(2, 2, 2, 2)),
         )
     if name == "L":
         return ModelConfig(
             preset="L",
             resolution=(128, 128),
-            encoder=EncoderConfig(kind="resnet34"),
+            encoder=EncoderConfig(kind="resnet34", mlp_dims=(64, 512)),
             decoder=DecoderConfig(strides=(2, 2, 2, 2)),
         )
     raise ConfigError(f"preset: unknown preset {name!r}, expected one of {PRESETS}")

@@ -14,13 +14,13 @@ class SlotAttention(nn.Module):
     which doubles as a cheap segmentation when the decoder is skipped.
     """
 
-    def __init__(self, cfg: CorrectorConfig, slot_dim: int, feature_dim: int) -> None:
+    def __init__(self, cfg: CorrectorConfig, slot_dim: int, feature_dim: int, norm_eps: float) -> None:
         super().__init__()
         self.iterations = cfg.iterations
         self.eps = cfg.eps
         self.scale = cfg.qkv_dim**-0.5
-        self.norm_inputs = nn.LayerNorm(feature_dim)
-        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.norm_inputs = nn.LayerNorm(feature_dim, eps=norm_eps)
+        self.norm_slots = nn.LayerNorm(slot_dim, eps=norm_eps)
         self.to_q = nn.Linear(slot_dim, cfg.qkv_dim, bias=False)
         # Keys and values in one projection: one matmul over the h*w inputs instead of two.
         self.to_kv = nn.Linear(feature_dim, 2 * cfg.qkv_dim, bias=False)
@@ -28,7 +28,7 @@ class SlotAttention(nn.Module):
         # The paper uses the residual MLP after the GRU only with more than one iteration.
         self.mlp: nn.Module | None = None
         if cfg.iterations > 1:
-            self.norm_mlp = nn.LayerNorm(slot_dim)
+            self.norm_mlp = nn.LayerNorm(slot_dim, eps=norm_eps)
             self.mlp = nn.Sequential(nn.Linear(slot_dim, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, slot_dim))
 
     def forward(self, slots: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,25 +4,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from savi_core.config import DecoderConfig
+from savi_core.config import ModelConfig
+from savi_core.convolution import ConvTranspose2d
 from savi_core.encoder import PositionEmbedding
 
 
 class SpatialBroadcastDecoder(nn.Module):
     """Slots ``[B, K, D]`` -> per-slot targets ``[B, K, C, h, w]`` and alpha logits ``[B, K, h, w]``."""
 
-    def __init__(self, cfg: DecoderConfig, slot_dim: int) -> None:
+    def __init__(self, model_cfg: ModelConfig) -> None:
         super().__init__()
+        cfg, slot_dim = model_cfg.decoder, model_cfg.slot_dim
         self.size = tuple(cfg.broadcast_size)
         self.target_channels = cfg.target_channels
-        self.pos = PositionEmbedding(slot_dim)
+        self.pos = PositionEmbedding(slot_dim, model_cfg.position_embedding)
         layers: list[nn.Module] = []
         in_ch = slot_dim
-        pad = cfg.kernel_size // 2
         for i, (ch, stride) in enumerate(zip(cfg.channels, cfg.strides)):
-            # output_padding = stride - 1 makes each stride-2 layer exactly double the size.
-            layers.append(nn.ConvTranspose2d(in_ch, ch, cfg.kernel_size, stride, pad, output_padding=stride - 1))
-            if i < len(cfg.channels) - 1:
+            # A stride-1 transposed conv is a conv with a flipped kernel, so one layer type serves the
+            # official mix of transposed and plain layers.
+            layers.append(ConvTranspose2d(in_ch, ch, cfg.kernel_size, stride, model_cfg.conv_padding))
+            if cfg.final_activation or i < len(cfg.channels) - 1:
                 layers.append(nn.ReLU())
             in_ch = ch
         self.cnn = nn.Sequential(*layers)

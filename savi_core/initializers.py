@@ -1,8 +1,9 @@
 """Slot initializers: turn the first frame's conditioning (boxes, centres, masks) or nothing into slots.
 
 Conditional initializers encode each object independently with shared weights, so permuting the
-objects permutes the slots. Unconditioned entries get -1 coordinates (paper) or, with partial
-conditioning, a Gaussian sample plus a 0/1 "conditioned" indicator (paper A.4).
+objects permutes the slots. Unconditioned entries get ``initializer.unconditioned_value`` coordinates
+(official code 0, paper -1) or, with partial conditioning, a Gaussian sample plus a 0/1 "conditioned"
+indicator (paper A.4).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from savi_core.config import ModelConfig
+from savi_core.convolution import Conv2d
 from savi_core.encoder import PositionEmbedding
 
 
@@ -47,15 +49,15 @@ class _SegmentationEncoder(nn.Module):
         layers: list[nn.Module] = []
         in_ch = 1
         for i, (ch, stride) in enumerate(zip(init.seg_channels, init.seg_strides)):
-            layers.append(nn.Conv2d(in_ch, ch, 5, stride, 2))
+            layers.append(Conv2d(in_ch, ch, 5, stride, cfg.conv_padding))
             if i < len(init.seg_channels) - 1:
                 layers.append(nn.ReLU())
             in_ch = ch
         self.cnn = nn.Sequential(*layers)
-        self.pos = PositionEmbedding(in_ch)
-        self.norm1 = nn.LayerNorm(in_ch)
+        self.pos = PositionEmbedding(in_ch, cfg.position_embedding)
+        self.norm1 = nn.LayerNorm(in_ch, eps=cfg.layer_norm_eps)
         self.mlp1 = _mlp(in_ch, 64, 64)
-        self.norm2 = nn.LayerNorm(64)
+        self.norm2 = nn.LayerNorm(64, eps=cfg.layer_norm_eps)
         self.mlp2 = _mlp(64, init.hidden_dim, cfg.slot_dim)
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
@@ -78,6 +80,7 @@ class SlotInitializer(nn.Module):
         self.num_slots = cfg.num_slots
         self.num_objects = cfg.num_object_slots
         self.slot_dim = cfg.slot_dim
+        self.unconditioned_value = init.unconditioned_value
         extra = 1 if init.partial else 0
         if init.kind == "bbox":
             self.encode: nn.Module = _mlp(4 + extra, init.hidden_dim, cfg.slot_dim)
@@ -98,9 +101,10 @@ class SlotInitializer(nn.Module):
         return self.mu + self.log_sigma.exp() * noise
 
     def _coordinates(self, coords: torch.Tensor, conditioned: torch.Tensor) -> torch.Tensor:
-        """Encode [B, M, C] coordinates; unconditioned entries get -1s (paper) or a random slot (partial)."""
+        """Encode [B, M, C] coordinates; unconditioned entries get the unconditioned value or, with partial
+        conditioning, a random slot."""
         keep = conditioned.unsqueeze(-1) > 0.5
-        coords = torch.where(keep, coords, torch.full_like(coords, -1.0))
+        coords = torch.where(keep, coords, torch.full_like(coords, self.unconditioned_value))
         if not self.partial:
             return self.encode(coords)
         slots = self.encode(torch.cat([coords, conditioned.unsqueeze(-1).to(coords.dtype)], dim=-1))

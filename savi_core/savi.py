@@ -51,19 +51,15 @@ class SAVi(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.encoder = Encoder(cfg.encoder)
+        self.encoder = Encoder(cfg)
         self.initializer = SlotInitializer(cfg)
-        self.corrector = SlotAttention(cfg.corrector, cfg.slot_dim, cfg.encoder.feature_dim)
-        self.predictor = build_predictor(cfg.predictor, cfg.slot_dim)
-        self.decoder = SpatialBroadcastDecoder(cfg.decoder, cfg.slot_dim)
+        self.corrector = SlotAttention(cfg.corrector, cfg.slot_dim, cfg.encoder.feature_dim, cfg.layer_norm_eps)
+        self.predictor = build_predictor(cfg.predictor, cfg.slot_dim, cfg.layer_norm_eps)
+        self.decoder = SpatialBroadcastDecoder(cfg)
 
     @property
     def num_object_slots(self) -> int:
         return self.config.num_object_slots
-
-    @property
-    def decoder_resolution(self) -> tuple[int, int]:
-        return self.config.decoder.output_size
 
     def init_slots(self, cond: Conditioning) -> torch.Tensor:
         """Initial slot state ``[B, K, D]`` for the first frame."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from savi_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from savi_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
 from savi_core.config import ModelConfig, preset
 from savi_core.savi import SAVi
 
@@ -23,7 +23,7 @@ def ckpt(tmp_path: Path) -> tuple[Path, SAVi]:
 def test_round_trip_is_exact(ckpt) -> None:
     path, model = ckpt
     loaded, meta = load_checkpoint(path)
-    assert meta["extra"] == {"trained": False} and meta["format_version"] == 1
+    assert meta["extra"] == {"trained": False} and meta["format_version"] == 2
     assert loaded.config == model.config and not loaded.training
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
@@ -36,7 +36,29 @@ def test_no_pickle_anywhere(ckpt) -> None:
     path, _ = ckpt
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     assert all(p.stat().st_mode & 0o444 == 0o444 for p in path.iterdir()), "checkpoint files must be world-readable"
-    assert json.loads((path / "config.json").read_text())["format"] == "savi_ros.checkpoint"
+    assert json.loads((path / "config.json").read_text())["format"] == "savi_core.checkpoint"
+
+
+def test_version_1_checkpoint_loads_as_the_paper_variant(ckpt) -> None:
+    """A checkpoint written before the paper/official fields existed keeps computing what it computed."""
+    path, _ = ckpt
+    meta = json.loads((path / "config.json").read_text())
+    legacy_model = {k: v for k, v in meta["model"].items() if k not in ("layer_norm_eps", "position_embedding", "conv_padding")}
+    for section, keys in (("encoder", ("final_activation", "resnet_root_kernel", "resnet_root_activation")),
+                          ("decoder", ("final_activation",)), ("initializer", ("unconditioned_value",))):
+        legacy_model[section] = {k: v for k, v in legacy_model[section].items() if k not in keys}
+    (path / "config.json").write_text(json.dumps({**meta, "format": "savi_ros.checkpoint", "format_version": 1,
+                                                  "model": legacy_model}))
+    cfg, _ = read_checkpoint_config(path)
+    assert (cfg.layer_norm_eps, cfg.position_embedding, cfg.conv_padding) == (1e-5, "ramps4", "symmetric")
+    assert not cfg.encoder.final_activation and not cfg.decoder.final_activation
+    assert cfg.initializer.unconditioned_value == -1.0
+    # Its weights (2-ramp position embedding) do not fit the 4-ramp paper variant: refused, not misread.
+    with pytest.raises(CheckpointError, match="shape mismatch for .*pos.proj.weight"):
+        load_checkpoint(path)
+    # A version-2 file with the same partial config takes the official values instead.
+    (path / "config.json").write_text(json.dumps({**meta, "model": legacy_model}))
+    assert read_checkpoint_config(path)[0].conv_padding == "flax_same"
 
 
 def test_missing(tmp_path: Path, ckpt) -> None:
@@ -76,7 +98,7 @@ def test_bad_json_and_versions(ckpt) -> None:
     with pytest.raises(CheckpointError, match="unknown format_version 99"):
         load_checkpoint(path)
     (path / "config.json").write_text(json.dumps({**meta, "format": "other"}))
-    with pytest.raises(CheckpointError, match="not a savi_ros checkpoint"):
+    with pytest.raises(CheckpointError, match="not a savi checkpoint"):
         load_checkpoint(path)
     (path / "config.json").write_text(json.dumps({**meta, "model": {**meta["model"], "num_slots": -1}}))
     with pytest.raises(CheckpointError, match="invalid model config: num_slots"):

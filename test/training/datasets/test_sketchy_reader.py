@@ -14,7 +14,7 @@ from training.datasets.common import ITEM_KEYS
 from training.datasets.sketchy import SketchyDataset, query_episodes
 from training.datasets.tfrecord import DatasetFormatError, RecordError, scan_records, write_tfrecord
 
-REAL_SKETCHY = Path("/work/shared/fixtures/sketchy/example_data.tfrecords")
+REAL_SKETCHY = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "sketchy" / "example_data.tfrecords"
 TELEOP, AGENT = "EPISODE_ROBOT_TELEOPERATION", "EPISODE_ROBOT_AGENT"
 
 

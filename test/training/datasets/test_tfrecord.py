@@ -20,7 +20,7 @@ from training.datasets.tfrecord import (
     write_tfrecord,
 )
 
-REAL_SKETCHY = Path("/work/shared/fixtures/sketchy/example_data.tfrecords")
+REAL_SKETCHY = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "sketchy" / "example_data.tfrecords"
 PAYLOADS = [b"first", b"", bytes(range(256)) * 40, b"last record"]
 
 

@@ -1,0 +1,42 @@
+"""Strided convolutions align like Flax's SAME padding (official SAVi) or like torch's symmetric padding."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from savi_core.convolution import Conv2d, ConvTranspose2d
+
+
+def test_strided_conv_samples_the_stride_one_output_where_flax_does() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 16, 16)
+    dense = Conv2d(3, 4, 5, 1)
+    for padding, offset in (("flax_same", 1), ("symmetric", 0)):
+        strided = Conv2d(3, 4, 5, 2, padding)
+        strided.load_state_dict(dense.state_dict())
+        out = strided(x)
+        assert out.shape == (1, 4, 8, 8)
+        # Flax pads 1 before / 2 after at k=5, s=2: output j sits on input 2j + 1; torch's on 2j.
+        torch.testing.assert_close(out, dense(x)[..., offset::2, offset::2])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_flax_transposed_conv_is_a_correlation_of_the_dilated_input_padded_3_before_2_after(stride: int) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 5, 6)
+    layer = ConvTranspose2d(3, 4, 5, stride, "flax_same")
+    out = layer(x)
+    assert out.shape == (2, 4, 5 * stride, 6 * stride)
+    dilated = torch.zeros(2, 3, (5 - 1) * stride + 1, (6 - 1) * stride + 1)
+    dilated[..., ::stride, ::stride] = x
+    before, after = (3, 2) if stride == 2 else (2, 2)
+    padded = F.pad(dilated, (before, after, before, after))
+    # torch's transposed weight (in, out, kh, kw) is the spatially flipped correlation kernel.
+    kernel = layer.weight.flip(-1, -2).transpose(0, 1)
+    torch.testing.assert_close(out, F.conv2d(padded, kernel, layer.bias))
+
+
+def test_symmetric_transposed_conv_doubles_exactly() -> None:
+    layer = ConvTranspose2d(3, 4, 5, 2, "symmetric")
+    assert layer(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 16, 16)
