@@ -25,7 +25,7 @@ train-default: setup
 
 ## demo: the end-to-end demo
 demo: setup
-	@if [ -x scripts/demo.sh ]; then scripts/demo.sh; else echo "make demo: not available yet - the demo arrives with the tracker node."; fi
+	@scripts/demo.sh
 
 ## clean: remove build outputs and caches (keeps .venv; `rm -rf .venv` for a from-scratch setup)
 clean:

@@ -16,7 +16,8 @@ import torch
 from savi_core.config import preset
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
-from savi_core.tracker import Detection, Tracker, TrackerConfig
+from savi_core.tracker import Detection, Tracker
+from savi_core.tracker_config import TrackerConfig
 
 
 def main() -> None:

@@ -18,7 +18,8 @@ from savi_core.encoder import Encoder
 from savi_core.initializers import Conditioning, SlotInitializer
 from savi_core.predictor import build_predictor
 
-DECODE_MODES = ("decoder", "attention", "none")
+MASK_SOURCES = ("decoder", "attention")
+DECODE_MODES = MASK_SOURCES + ("none",)
 
 
 @dataclass

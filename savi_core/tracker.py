@@ -1,4 +1,4 @@
-"""Tracker: the ROS-free state machine behind INTERFACE.md "Track semantics".
+"""Tracker: the ROS-free state machine behind docs/INTERFACE.md "How tracks start, live and end".
 
 It turns a stream of RGB images (any size) plus occasional pixel-box detections into track-id label maps.
 
@@ -42,42 +42,20 @@ copies exactly two tensors to the host (label map, per-track stats). Size-depend
 """
 from __future__ import annotations
 
-import math
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from savi_core.device import resolve_device
+from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
+from savi_core.tracker_config import TrackerConfig
 
 MAX_TRACK_ID = 65535
-MASK_SOURCES = ("decoder", "attention")
-PRECISIONS = ("fp32", "fp16", "bf16")
-REINIT_MODES = ("add_new", "first")
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` -> a usable ``torch.device``; ValueError naming ``device`` otherwise."""
-    text = str(spec).strip().lower()
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "cpu"
-    if text == "cpu":
-        return torch.device("cpu")
-    match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device: {spec!r} requested but CUDA is not available "
-                         f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
-    index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
-    if index >= torch.cuda.device_count():
-        raise ValueError(f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    return torch.device("cuda", index)
 
 
 @dataclass(frozen=True)
@@ -111,122 +89,6 @@ class TrackResult:
     tracks_changed: bool = False
     ignored_detections: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
-
-
-@dataclass
-class TrackerConfig:
-    """Tracker behaviour; see the module docstring. Invalid values raise ValueError naming the field."""
-
-    mask_source: str = "decoder"
-    precision: str = "fp32"
-    score_threshold: float = 0.5
-    class_ids: tuple[str, ...] = ()
-    max_tracks: int = 10
-    reinit: str = "add_new"
-    new_object_iou: float = 0.3
-    min_mask_area: int = 20
-    lost_after_frames: int = 10
-    mask_threshold: float = 0.5
-
-    def __post_init__(self) -> None:
-        if isinstance(self.class_ids, str):
-            raise ValueError(f"class_ids: must be a list of strings, got the string {self.class_ids!r}")
-        self.class_ids = tuple(self.class_ids)
-        self.validate()
-
-    def validate(self) -> None:
-        def check(ok: bool, name: str, message: str) -> None:
-            if not ok:
-                raise ValueError(f"{name}: {message}, got {getattr(self, name)!r}")
-
-        def is_number(value: object) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        check(self.mask_source in MASK_SOURCES, "mask_source", f"must be one of {MASK_SOURCES}")
-        check(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}")
-        check(self.reinit in REINIT_MODES, "reinit", f"must be one of {REINIT_MODES}")
-        for name in ("score_threshold", "new_object_iou", "mask_threshold"):
-            value = getattr(self, name)
-            check(is_number(value) and 0.0 <= value <= 1.0, name, "must be a number in [0, 1]")
-        check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
-        check(is_int(self.max_tracks) and self.max_tracks >= 1, "max_tracks", "must be an integer >= 1")
-        check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
-        check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
-              "must be an integer >= 1")
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-def boxes_xyxy_to_yxyx(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pixel boxes ``[..., 4]`` (x0, y0, x1, y1; exclusive x1/y1) of an ``height x width`` image ->
-    normalised ``[..., 4]`` (ymin, xmin, ymax, xmax)."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack([y0 / height, x0 / width, y1 / height, x1 / width], dim=-1)
-
-
-def masks_to_boxes_xyxy(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes of boolean masks ``[T, H, W]`` -> float ``[T, 4]`` (x0, y0, x1, y1) with exclusive
-    x1/y1; all zeros for an empty mask. Works batched on the masks' device."""
-    t, h, w = masks.shape
-    rows = masks.any(dim=2)  # [T, H]
-    cols = masks.any(dim=1)  # [T, W]
-    ys = torch.arange(h, device=masks.device)
-    xs = torch.arange(w, device=masks.device)
-    return _tight_boxes(rows, cols, ys, xs)
-
-
-def _tight_boxes(rows: torch.Tensor, cols: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-    """Rows ``[T, H]`` / cols ``[T, W]`` occupancy and cached index ramps -> boxes ``[T, 4]``."""
-    h, w = rows.shape[1], cols.shape[1]
-    y0 = torch.where(rows, ys, h).amin(dim=1)
-    y1 = torch.where(rows, ys + 1, 0).amax(dim=1)
-    x0 = torch.where(cols, xs, w).amin(dim=1)
-    x1 = torch.where(cols, xs + 1, 0).amax(dim=1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1)
-    return torch.where(rows.any(dim=1, keepdim=True), boxes, 0).float()
-
-
-def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between pixel boxes ``a [N, 4]`` and ``b [M, 4]`` -> ``[N, M]`` (0 where a union is empty)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Float frames ``[..., 3, H, W]`` -> ``[..., 3, h, w]``: bilinear, antialiased when shrinking.
-
-    The one resampling of camera images to the model resolution; training's camera-size augmentation
-    and the evaluation use it too, so the model is trained and measured on what the Tracker feeds it.
-    """
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    lead = frames.shape[:-3]
-    flat = frames.reshape(-1, *frames.shape[-3:])
-    shrink = size[0] < flat.shape[-2] or size[1] < flat.shape[-1]
-    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
-    return out.reshape(*lead, *out.shape[-3:])
-
-
-def resize_probabilities(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Per-slot probabilities ``[K, h, w]`` -> ``[K, H, W]`` by bilinear interpolation (antialiased when
-    shrinking), so slot competition is decided at the output resolution."""
-    if tuple(probs.shape[-2:]) == tuple(size):
-        return probs
-    shrink = size[0] < probs.shape[-2] or size[1] < probs.shape[-1]
-    # Channels-last: the slot axis becomes innermost, which makes this resize and the later reduction
-    # over slots ~2.5x faster on CPU.
-    probs = probs.unsqueeze(0).contiguous(memory_format=torch.channels_last)
-    return F.interpolate(probs, size=size, mode="bilinear", align_corners=False, antialias=shrink).squeeze(0)
 
 
 class TrackIdAllocator:
@@ -515,7 +377,7 @@ class Tracker:
         # On a member pixel the track's slot is the arg-max, so its probability is ``best``.
         score = (best.unsqueeze(0) * member).sum(dim=(1, 2)) / area.clamp(min=1)
         ys, xs = self._ramps(height, width)
-        boxes = _tight_boxes(member.any(dim=2), member.any(dim=1), ys, xs)
+        boxes = tight_boxes(member.any(dim=2), member.any(dim=1), ys, xs)
         stats = torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
         return label_map, stats
 

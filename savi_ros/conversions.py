@@ -37,7 +37,7 @@ _LAYOUTS: dict[str, tuple[np.dtype, int]] = {
     "16UC1": (np.dtype(np.uint16), 1),
 }
 
-#: encodings the tracker accepts as input (INTERFACE.md)
+#: encodings the tracker accepts as input (docs/INTERFACE.md)
 INPUT_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "mono8"})
 
 UNKNOWN_CLASS = "object"

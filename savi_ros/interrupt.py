@@ -5,9 +5,13 @@ import signal
 from typing import Callable, Optional, TypeVar
 
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
+
+#: rclpy's error from its C layer (e.g. "context is not valid"); rclpy exports it under no public name,
+#: so this is the one place that reaches for it.
+RCLError = rclpy_implementation.RCLError
 
 N = TypeVar("N")
 

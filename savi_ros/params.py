@@ -1,69 +1,64 @@
-"""The node's parameters (INTERFACE.md): names, types, defaults, descriptions and validation.
+"""The node's parameters (docs/INTERFACE.md): names, types, defaults, descriptions and validation.
 
-Tracker behaviour is validated by `savi_core.tracker.TrackerConfig` so its rules live in one place;
-only node-level parameters (checkpoint, device, QoS, sync, ...) are checked here. Every error
-message starts with the parameter's name.
+Each parameter is defined once: the Tracker's in ``savi_core.tracker_config.TrackerConfig``, the
+node-level ones (checkpoint, device, QoS, sync, ...) in ``NodeOnlyParams`` below. ``NodeParams`` is
+both together; the node declares it, and ``config/tracker.yaml`` and the parameter table of
+``docs/INTERFACE.md`` are rendered from it (``python -m savi_ros.params --write`` rewrites both; a test
+checks they agree). Every error message starts with the parameter's name.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from savi_core.tracker import TrackerConfig, resolve_device
+from savi_core.device import resolve_device
+from savi_core.tracker_config import TrackerConfig, parameter
 
 IMAGE_QOS_CHOICES = ("sensor_data", "reliable")
 
 
 @dataclass(frozen=True)
-class NodeParams:
-    """Parameter values as plain Python; defaults mirror config/tracker.yaml."""
+class NodeOnlyParams:
+    """The node's own parameters; the Tracker's come from ``TrackerConfig``."""
 
-    checkpoint: str = "default"
-    device: str = "auto"
-    precision: str = "fp32"
-    mask_source: str = "attention"
-    score_threshold: float = 0.3
-    class_ids: tuple[str, ...] = ()
-    max_tracks: int = 10
-    reinit: str = "add_new"
-    new_object_iou: float = 0.3
-    min_mask_area: int = 20
-    lost_after_frames: int = 10
-    sync_tolerance: float = 0.01
-    image_qos: str = "sensor_data"
-    publish_debug_image: bool = False
-    mask_threshold: float = 0.5
-    autostart: bool = True
-
-    def tracker_config(self) -> TrackerConfig:
-        """The Tracker's share of the parameters (raises ValueError naming the bad one)."""
-        return TrackerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrackerConfig)})
+    checkpoint: str = parameter("default", "'default' (the model shipped in the package) or a checkpoint directory / "
+                                "config.json path")
+    device: str = parameter("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available, else cpu)")
+    sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp")
+    image_qos: str = parameter("sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)",
+                               IMAGE_QOS_CHOICES)
+    publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
+    autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")
 
 
-DESCRIPTIONS: dict[str, str] = {
-    "checkpoint": "'default' (the model shipped in the package) or a checkpoint directory / config.json path",
-    "device": "auto | cpu | cuda | cuda:N",
-    "precision": "fp32 | fp16 (CUDA only) | bf16",
-    "mask_source": "attention (corrector attention: faster, and the better masks of the default model) | decoder (decoder alpha masks, as in the paper)",
-    "score_threshold": "detections scoring below this are ignored, in [0, 1]",
-    "class_ids": "allow-list of detection class ids; empty = all classes",
-    "max_tracks": "most tracks alive at once (also capped by the model's object slots)",
-    "reinit": "add_new (later detections start new tracks) | first (only the first detections)",
-    "new_object_iou": "a detection overlapping a live track at least this much (IoU) starts nothing",
-    "min_mask_area": "a track whose mask is smaller than this (pixels) counts as lost for that frame",
-    "lost_after_frames": "a track ends after this many consecutive lost frames",
-    "sync_tolerance": "seconds within which a detections stamp matches an image stamp",
-    "image_qos": "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)",
-    "publish_debug_image": "always build debug_image (otherwise only while someone subscribes)",
-    "mask_threshold": "a pixel belongs to a track only if its slot probability is at least this",
-    "autostart": "configure and activate the lifecycle node at start-up",
-}
+def _field_spec(f: dataclasses.Field) -> tuple[str, Any, dataclasses.Field]:
+    return f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)
+
+
+def _tracker_config(self: Any) -> TrackerConfig:
+    """The Tracker's share of the parameters (raises ValueError naming the bad one)."""
+    return TrackerConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrackerConfig)})
+
+
+_NODE_FIELDS = dataclasses.fields(NodeOnlyParams)
+#: Every parameter the node declares: its own first (checkpoint, device), the Tracker's, then the rest.
+NodeParams = dataclasses.make_dataclass(
+    "NodeParams",
+    [_field_spec(f) for f in _NODE_FIELDS[:2]] + [_field_spec(f) for f in dataclasses.fields(TrackerConfig)]
+    + [_field_spec(f) for f in _NODE_FIELDS[2:]],
+    frozen=True, namespace={"tracker_config": _tracker_config, "__module__": __name__},
+)
+
+DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in dataclasses.fields(NodeParams)}
 
 #: Applied while the node runs; the others take effect on the next configure transition.
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
@@ -79,9 +74,8 @@ _TYPES = {
 
 
 def _param_type(name: str) -> Parameter.Type:
-    if name == "class_ids":
-        return Parameter.Type.STRING_ARRAY
-    return _TYPES[type(getattr(NodeParams(), name))]
+    default = getattr(NodeParams(), name)
+    return Parameter.Type.STRING_ARRAY if isinstance(default, tuple) else _TYPES[type(default)]
 
 
 class ParamError(ValueError):
@@ -99,8 +93,9 @@ def validate(params: NodeParams) -> TrackerConfig:
     if params.precision == "fp16" and device.type != "cuda":
         raise ParamError(f"precision: 'fp16' needs a CUDA device, but device {params.device!r} "
                          f"is {device.type}; use 'fp32' or 'bf16'")
-    if params.image_qos not in IMAGE_QOS_CHOICES:
-        raise ParamError(f"image_qos: must be one of {IMAGE_QOS_CHOICES}, got {params.image_qos!r}")
+    for f in _NODE_FIELDS:
+        if f.metadata["choices"] and getattr(params, f.name) not in f.metadata["choices"]:
+            raise ParamError(f"{f.name}: must be one of {f.metadata['choices']}, got {getattr(params, f.name)!r}")
     if not (math.isfinite(params.sync_tolerance) and 0.0 <= params.sync_tolerance <= 1.0):
         raise ParamError(f"sync_tolerance: must be in [0, 1] seconds, got {params.sync_tolerance!r}")
     if any(not c for c in params.class_ids):
@@ -164,3 +159,63 @@ def with_changes(current: NodeParams, changes: Iterable[Parameter]) -> NodeParam
             raise ParamError(f"{p.name}: cannot be unset")
         values[p.name] = _value(p) if p.name != "class_ids" else tuple(p.value or ())
     return dataclasses.replace(current, **values)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(value) + "]"
+    return str(value)
+
+
+def render_yaml() -> str:
+    """``config/tracker.yaml``: every parameter with its default, its description as the comment."""
+    lines = ["# savi_tracker parameters (docs/INTERFACE.md); generated by `python -m savi_ros.params --write`.",
+             "# `/**` applies them under any namespace / node name.", "/**:", "  ros__parameters:"]
+    for f in dataclasses.fields(NodeParams):
+        entry = f"    {f.name}: {_yaml_value(f.default)}"
+        lines.append(f"{entry:<34}# {f.metadata['description']}")
+    return "\n".join(lines) + "\n"
+
+
+TABLE_BEGIN = "<!-- parameters: generated by `python -m savi_ros.params --write` -->"
+TABLE_END = "<!-- end of parameters -->"
+
+
+def render_table() -> str:
+    """The parameter table of docs/INTERFACE.md."""
+    rows = [TABLE_BEGIN, "", "| parameter | type | default | applied | description |", "| --- | --- | --- | --- | --- |"]
+    for f in dataclasses.fields(NodeParams):
+        kind = {str: "string", float: "double", int: "integer", bool: "bool"}.get(type(f.default), "string[]")
+        applied = "live" if f.name in LIVE else "on configure"
+        rows.append(f"| `{f.name}` | {kind} | `{_yaml_value(f.default)}` | {applied} | {f.metadata['description']} |")
+    return "\n".join(rows + ["", TABLE_END])
+
+
+def rendered_docs(text: str) -> str:
+    """``text`` (docs/INTERFACE.md) with its parameter table replaced by the rendered one."""
+    start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
+    return text[:start] + render_table() + text[end:]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+YAML_PATH = ROOT / "config" / "tracker.yaml"
+DOCS_PATH = ROOT / "docs" / "INTERFACE.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m savi_ros.params", description="print or rewrite the "
+                                     "parameter file and docs table from the parameter definitions")
+    parser.add_argument("--write", action="store_true", help=f"rewrite {YAML_PATH.name} and {DOCS_PATH.name}")
+    args = parser.parse_args(argv)
+    if not args.write:
+        print(render_yaml(), end="")
+        return 0
+    YAML_PATH.write_text(render_yaml(), encoding="utf-8")
+    DOCS_PATH.write_text(rendered_docs(DOCS_PATH.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """The `savi_tracker` ROS 2 node: images + detections in, tracks / masks / label info out.
 
-The public contract is INTERFACE.md; this module is only the adapter around
+The public contract is docs/INTERFACE.md; this module is only the adapter around
 `savi_core.tracker.Tracker`.
 
 Threads: subscription callbacks (one mutually exclusive group) only file messages into a
@@ -30,7 +30,6 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -44,8 +43,9 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.numerics import flush_denormals
-from savi_core.tracker import Tracker, resolve_device
-from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_core.device import resolve_device
+from savi_core.tracker import Tracker
+from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, params
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.sync import LatestFirst, Pair, StampMatcher

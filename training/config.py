@@ -18,11 +18,12 @@ from typing import Any
 import yaml
 
 from savi_core.config import ConfigError, ModelConfig
+from savi_core.savi import MASK_SOURCES
+from savi_core.tracker_config import TrackerConfig
 
 DATA_KINDS = ("synthetic", "movi", "sketchy", "videos")
 TARGET_KINDS = ("flow", "rgb")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-MASK_SOURCES = ("decoder", "attention")
 
 
 def _check(condition: bool, name: str, message: str) -> None:
@@ -130,7 +131,7 @@ class EvalConfig:
 
     num_videos: int | None = None  # None = the whole split
     skip_first: bool = True
-    mask_source: str = "decoder"
+    mask_source: str = TrackerConfig.mask_source  # the node's default
     batch_size: int = 1
 
     def validate(self, name: str = "eval") -> None:

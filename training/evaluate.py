@@ -1,8 +1,9 @@
 """Evaluate a checkpoint: ``python -m training.evaluate --checkpoint RUN_OR_STEP_DIR [--data PATH] [--baselines]``.
 
-Protocol (paper A.8): full-length videos run in the streaming mode the robot uses (``init_slots`` on
-the first frame's conditioning, then ``step`` frame by frame), predicted id = arg-max slot (object
-slot of instance i -> id i + 1, background slot -> 0), FG-ARI and mIoU with the first frame skipped.
+Protocol (paper A.8) on what the node publishes: each full-length video is played through the
+``Tracker`` as 8-bit camera images, the conditioning boxes are the first frame's detections (with the
+object ids as detection ids, so track id = object id), and the label maps are scored (FG-ARI and
+mIoU, first frame skipped). ``--model-only`` scores the bare model instead, as a diagnostic.
 Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_frame.png``.
 """
 from __future__ import annotations
@@ -24,11 +25,14 @@ from tqdm import tqdm
 from savi_core import metrics
 from savi_core.checkpoint import CheckpointError, load_checkpoint
 from savi_core.config import ConfigError
+from savi_core.device import resolve_device
+from savi_core.geometry import resize_frames, resize_probabilities
 from savi_core.numerics import flush_denormals
-from savi_core.savi import SAVi
-from savi_core.tracker import resize_frames, resize_probabilities
+from savi_core.savi import MASK_SOURCES, SAVi
+from savi_core.tracker import Detection, Tracker
+from savi_core.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
-from training.config import DataConfig, EvalConfig, MASK_SOURCES, config_from_dict, load_config
+from training.config import DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
 from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
@@ -78,21 +82,47 @@ def _collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _scaled_ids(masks: torch.Tensor, size: tuple[int, int], offset: int) -> torch.Tensor:
-    """Slot probabilities ``[B,K,h,w]`` -> ids ``[B,H,W]``, resized bilinearly first (as the Tracker does)."""
-    probs = torch.stack([resize_probabilities(m.float(), size) for m in masks])
-    return probs.argmax(dim=1) + offset
+def _camera_images(video: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Float frames ``[T, 3, h, w]`` -> the uint8 RGB ``[T, H, W, 3]`` images a camera of ``size`` would send."""
+    frames = resize_frames(video, size).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+    return frames.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def first_frame_detections(boxes: torch.Tensor, conditioned: torch.Tensor, size: tuple[int, int]) -> list[Detection]:
+    """Conditioning boxes ``[N, 4]`` (normalised yxyx) -> pixel detections whose id is the instance id
+    (``i + 1``), so the Tracker's track ids are the ground truth's object ids."""
+    height, width = size
+    detections = []
+    for i, (box, on) in enumerate(zip(boxes.tolist(), conditioned.tolist())):
+        if on > 0.5:
+            y0, x0, y1, x1 = box
+            detections.append(Detection(box_xyxy=(x0 * width, y0 * height, x1 * width, y1 * height), det_id=str(i + 1)))
+    return detections
+
+
+def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: float = 1.0) -> torch.Tensor:
+    """What the node publishes: each video streamed through ``tracker`` as camera images (``input_scale``
+    times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections.
+    Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
+    video = batch["video"]
+    b, t, _, h, w = video.shape
+    size = (round(h * input_scale), round(w * input_scale))
+    out = torch.zeros(b, t, *size, dtype=torch.long)
+    for i in range(b):
+        tracker.reset()
+        images = _camera_images(video[i], size)
+        detections = first_frame_detections(batch["cond_boxes"][i], batch["conditioned"][i], size)
+        for f in range(t):
+            result = tracker.step(images[f], detections if f == 0 else None)
+            out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
+    return out
 
 
 @torch.no_grad()
-def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = "decoder",
-                input_scale: float = 1.0) -> torch.Tensor:
-    """Streaming inference over full videos: id maps ``[B,T,H',W']`` (H' = H * input_scale).
-
-    Frames at another size than the model resolution (a camera at 2x, say) are resized to it the way
-    the Tracker resizes camera images, and masks come back at the frame size. ``input_scale != 1``
-    first upscales the frames by that factor (for recorded datasets, which have one resolution).
-    """
+def model_only_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str,
+                   input_scale: float = 1.0) -> torch.Tensor:
+    """Diagnostic: the model alone (arg-max over slots, no mask threshold, no track rules) on float
+    frames; id maps ``[B, T, H', W']``. The node's numbers come from :func:`tracker_ids`."""
     cfg = model.config
     video = batch["video"]
     b, t, _, h, w = video.shape
@@ -103,7 +133,8 @@ def predict_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str = 
     for i in range(t):
         frame = resize_frames(resize_frames(video[:, i], out_size), cfg.resolution)
         step = model.step(frame, slots, decode=mask_source)
-        frames.append(_scaled_ids(step.masks, out_size, offset))
+        probs = torch.stack([resize_probabilities(m.float(), out_size) for m in step.masks])
+        frames.append(probs.argmax(dim=1) + offset)
         slots = step.predicted
     return torch.stack(frames, dim=1)
 
@@ -142,8 +173,12 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
 
 def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
              noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict."""
+             progress: bool = True, model_only: bool = False) -> dict[str, Any]:
+    """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
+
+    SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
+    from ``eval_cfg``): camera images in, published label maps out. ``model_only`` scores the bare
+    model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
     from training.baselines import flow_kmeans_com_baseline, static_box_baseline
 
     cfg = model.config
@@ -159,6 +194,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     num_objects = cfg.num_object_slots
     per_method: dict[str, list[dict[str, torch.Tensor]]] = {m: [] for m in (METHODS if baselines else METHODS[:1])}
     model.eval().to(device)
+    tracker = None if model_only else Tracker(model, TrackerConfig(mask_source=eval_cfg.mask_source), device=device)
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -169,7 +205,10 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
-        pred = predict_ids(model, on_device, eval_cfg.mask_source, input_scale)
+        if tracker is None:
+            pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
+        else:
+            pred = tracker_ids(tracker, batch, input_scale)
         per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
         if baselines:
             b, t, h, w = gt.shape
@@ -184,6 +223,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         "num_videos": total,
         "skip_first": eval_cfg.skip_first,
         "mask_source": eval_cfg.mask_source,
+        "scored": "model_only" if model_only else "tracker",
         "noise_sigma": noise_sigma,
         "input_scale": input_scale,
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
@@ -266,7 +306,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--num-videos", type=int, help="evaluate the first N videos (default: eval.num_videos or all)")
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--mask-source", choices=MASK_SOURCES, help="decoder alpha (default) or corrector attention")
+    p.add_argument("--mask-source", choices=MASK_SOURCES,
+                   help=f"the Tracker's mask source (default: the run config's eval.mask_source, else {TrackerConfig.mask_source!r})")
+    p.add_argument("--model-only", action="store_true",
+                   help="diagnostic: score the bare model (arg-max over slots) instead of the Tracker the node runs")
     p.add_argument("--include-first-frame", action="store_true", help="score frame 0 too (official-code style)")
     p.add_argument("--baselines", action="store_true", help="also score the static-box and flow k-means baselines")
     p.add_argument("--noise-sigma", type=float, default=0.0,
@@ -284,8 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     try:
         step_dir = resolve_checkpoint(args.checkpoint)
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              "cpu" if args.device == "auto" else args.device)
+        device = resolve_device(args.device)
         model, meta = load_checkpoint(step_dir, device=device)
         data_cfg, eval_cfg = _data_config(args, meta, model)
         if args.num_videos is not None:
@@ -307,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(data_cfg, "eval")
         results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
                            input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), model_only=args.model_only)
         results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution))
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

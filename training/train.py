@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from savi_core.config import ConfigError
+from savi_core.device import resolve_device
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
 from training.augment import camera_resample
@@ -165,22 +166,19 @@ class Distributed:
 def _init_distributed(device_arg: str) -> tuple[Distributed, torch.device]:
     """Join the torchrun process group when launched by torchrun; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() and device_arg in ("auto", "cuda") or device_arg.startswith("cuda")
+    try:
+        device = resolve_device(device_arg)
+    except ValueError as exc:
+        raise ConfigError(f"train.{exc}") from None
     if world > 1:
         info = Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     else:
         info = Distributed()
-    if device_arg == "auto":
-        device = torch.device(f"cuda:{info.local_rank}" if use_cuda else "cpu")
-    elif device_arg == "cuda":
-        device = torch.device(f"cuda:{info.local_rank}")
-    else:
-        device = torch.device(device_arg)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device: {device_arg!r} requested but CUDA is not available")
+        if device_arg.strip().lower() in ("auto", "cuda"):
+            device = torch.device("cuda", info.local_rank)  # one GPU per torchrun process
         torch.cuda.set_device(device)
     return info, device
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -31,7 +30,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import RCLError, construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_scenes import Scene, SceneConfig, generate_scene
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)

@@ -46,11 +46,14 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.checkpoint import CheckpointError, read_checkpoint_config
 from savi_core.metrics import fg_ari, miou
+from savi_core.savi import MASK_SOURCES
+from savi_core.tracker_config import TrackerConfig
 from savi_ros.conversions import image_to_numpy
 from savi_ros.demo.camera_node import (DEFAULT_SEED, GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, CameraConfig,
                                        FrameTag)
 from savi_ros.interrupt import spin_until_shutdown
 from savi_ros.overlay import contact_sheet, draw_overlay
+from savi_ros.params import NodeOnlyParams
 from savi_ros.model_store import resolve_checkpoint
 from savi_scenes import generate_scene
 
@@ -79,8 +82,8 @@ class DemoOptions:
     min_objects: int = 2
     max_objects: int = 5
     checkpoint: str = "default"
-    mask_source: str = "attention"
-    device: str = "auto"
+    mask_source: str = TrackerConfig.mask_source
+    device: str = NodeOnlyParams.device
     box_noise: float = 0.0
     drop_prob: float = 0.0
     every_n_frames: int = 0
@@ -91,8 +94,8 @@ class DemoOptions:
     def __post_init__(self) -> None:
         if self.scenes < 1:
             raise ValueError(f"--scenes must be >= 1, got {self.scenes}")
-        if self.mask_source not in ("decoder", "attention"):
-            raise ValueError(f"--mask-source must be 'decoder' or 'attention', got {self.mask_source!r}")
+        if self.mask_source not in MASK_SOURCES:
+            raise ValueError(f"--mask-source must be one of {MASK_SOURCES}, got {self.mask_source!r}")
         if not self.startup_timeout > 0:
             raise ValueError(f"--startup-timeout must be > 0, got {self.startup_timeout}")
         self.camera_config()  # validates sizes, rate, frames, seed and object counts by name
@@ -484,7 +487,7 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     p.add_argument("--min-objects", type=int, default=d.min_objects)
     p.add_argument("--max-objects", type=int, default=d.max_objects)
     p.add_argument("--checkpoint", default=d.checkpoint, help="'default' (the packaged model) or a directory")
-    p.add_argument("--mask-source", default=d.mask_source, choices=("decoder", "attention"))
+    p.add_argument("--mask-source", default=d.mask_source, choices=MASK_SOURCES)
     p.add_argument("--device", default=d.device, help="tracker device: auto, cpu, cuda, cuda:N")
     p.add_argument("--box-noise", type=float, default=d.box_noise, help="detector box noise (fraction of size)")
     p.add_argument("--drop-prob", type=float, default=d.drop_prob, help="detector drop probability")

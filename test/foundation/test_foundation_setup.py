@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -68,17 +67,15 @@ def test_vision_msgs_is_ready_and_not_due_for_a_rebuild():
 
 
 def test_second_setup_run_installs_and_builds_nothing():
-    def run_setup() -> tuple[str, float]:
-        start = time.monotonic()
+    def run_setup() -> str:
         result = subprocess.run([sys.executable, str(SETUP_VENV)], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout, time.monotonic() - start
+        return result.stdout
 
     run_setup()  # brings the venv up to date if setup.py changed since the last `make setup`
-    output, seconds = run_setup()
+    output = run_setup()
     assert "installing" not in output and "building" not in output, output
     assert "make setup: ready" in output
-    assert seconds < 15, f"a no-op `make setup` took {seconds:.1f} s"
 
 
 @pytest.mark.parametrize("test_body, expected_rc", [

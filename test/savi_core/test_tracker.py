@@ -1,4 +1,4 @@
-"""Tracker state machine (INTERFACE.md "Track semantics") and its pixel geometry.
+"""Tracker state machine (docs/INTERFACE.md, how tracks start, live and end) and its pixel geometry.
 
 State-machine tests run a tiny real SAVi with random weights. Geometry tests need masks that really are
 the conditioned boxes, which no untrained model gives, so they use ``BoxPainter``: a stand-in with
@@ -18,8 +18,9 @@ from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, Ini
                               PredictorConfig)
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, StepOutput
-from savi_core.tracker import (Detection, TrackerConfig, Tracker, TrackIdAllocator, box_iou_xyxy,
-                               boxes_xyxy_to_yxyx, masks_to_boxes_xyxy, resize_probabilities, resolve_device)
+from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
+from savi_core.tracker import Detection, Tracker, TrackIdAllocator
+from savi_core.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)
 
@@ -105,16 +106,6 @@ def test_config_errors_name_the_field(field, value):
         TrackerConfig(**{field: value})
 
 
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ValueError, match="^device:.*'gpu'"):
-        resolve_device("gpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="^device:.*CUDA is not available"):
-            resolve_device("cuda:0")
-
-
 def test_fp16_on_cpu_is_refused(savi):
     with pytest.raises(ValueError, match="^precision:.*CUDA"):
         Tracker(savi, TrackerConfig(precision="fp16"), device="cpu")
@@ -143,12 +134,18 @@ def test_id_allocator_exhaustion():
     assert ids.claim() is None and ids.claim("17") is None
 
 
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of boolean masks ``[T, H, W]``."""
+    t, h, w = masks.shape
+    return tight_boxes(masks.any(dim=2), masks.any(dim=1), torch.arange(h), torch.arange(w))
+
+
 def test_box_iou_and_mask_boxes():
     iou = box_iou_xyxy(np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]]))
     np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
     masks = torch.zeros(2, 6, 9, dtype=torch.bool)
     masks[0, 1:4, 2:7] = True  # rows 1..3, columns 2..6
-    assert masks_to_boxes_xyxy(masks).tolist() == [[2.0, 1.0, 7.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
+    assert masks_to_boxes(masks).tolist() == [[2.0, 1.0, 7.0, 4.0], [0.0, 0.0, 0.0, 0.0]]
 
 
 @pytest.mark.parametrize("input_size, model_size", [((45, 70), (32, 32)), ((61, 37), (32, 24)), ((20, 27), (32, 32))])
@@ -168,7 +165,7 @@ def test_box_mask_box_round_trip_within_one_pixel(input_size, model_size):
         probs = resize_probabilities(torch.cat([1 - obj, obj]), input_size)
         assert probs.shape == (2, height, width)
         mask = (probs.argmax(0) == 1) & (probs.max(0).values >= 0.5)
-        box = masks_to_boxes_xyxy(mask.unsqueeze(0))[0].numpy()
+        box = masks_to_boxes(mask.unsqueeze(0))[0].numpy()
         if mask.any():
             assert np.abs(box - [x0, y0, x1, y1]).max() <= 1.0, (box, (x0, y0, x1, y1))
         else:  # only a box thinner than a pixel can vanish
@@ -292,6 +289,32 @@ def test_lost_tracks_end_after_exactly_lost_after_frames(savi):
     assert idle.timings["model"] == 0.0 and not idle.label_map.any()
     again = tracker.step(img, [Detection((0, 0, 10, 10), det_id="1"), Detection((20, 10, 40, 28))])
     assert again.started == [2, 3]  # ids 1 and 8 are never reused
+
+
+def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
+    """With a perfect box painter: a track whose mask is too small ends on exactly the right frame, its
+    pixels are gone from that frame's label map, the other track goes on untouched, and a later
+    detection takes the freed slot (max_tracks=2, so it could not start while both lived)."""
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
+                                                               lost_after_frames=3, max_tracks=2), device="cpu")
+    img = image(32, 32)
+    small, large = (0, 0, 4, 4), (10, 10, 30, 30)  # 16 and 400 pixels
+    results = [tracker.step(img, [Detection(small, det_id="1"), Detection(large, det_id="2")])]
+    results.append(tracker.step(img, [Detection((28, 0, 32, 8), det_id="3")]))  # no free slot
+    results.append(tracker.step(img))
+    assert [r.ended for r in results] == [[], [], [1]]
+    assert results[1].started == [] and results[1].ignored_detections == 1
+    for r in results[:2]:
+        assert (r.label_map == 1).sum() == 16 and (r.label_map == 2).sum() == 400
+        assert r.live_track_ids == [1, 2]
+    ended = results[2]
+    assert (ended.label_map == 1).sum() == 0 and (ended.label_map == 2).sum() == 400
+    assert ended.live_track_ids == [2] and ended.tracks_changed and [t.track_id for t in ended.tracks] == [2]
+    assert ended.tracks[0].box_xyxy == large and ended.tracks[0].area == 400
+    reused = tracker.step(img, [Detection((0, 0, 8, 8), det_id="3")])
+    assert reused.started == [3] and reused.ignored_detections == 0 and reused.live_track_ids == [2, 3]
+    assert (reused.label_map == 3).sum() == 64 and (reused.label_map == 2).sum() == 400
+    assert (reused.label_map == 1).sum() == 0
 
 
 def test_reset_ends_everything_and_restarts_ids(savi):

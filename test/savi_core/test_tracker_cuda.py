@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from savi_core.checkpoint import load_checkpoint
-from savi_core.tracker import Detection, Tracker, TrackerConfig
+from savi_core.tracker import Detection, Tracker
+from savi_core.tracker_config import TrackerConfig
 from savi_scenes import SceneConfig, generate_scene
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -46,6 +46,13 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny_ckpt"))
 
 
+@pytest.fixture(scope="session")
+def painting_checkpoint(tmp_path_factory) -> Path:
+    """Random weights (seed 5) whose attention gives both of the e2e tests' bootstrap boxes pixels, so
+    comparing the node's masks with the in-process Tracker's compares non-empty masks."""
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("painting_ckpt"), seed=5)
+
+
 class Spinner:
     """An rclpy node of the test process, spun by a background thread."""
 

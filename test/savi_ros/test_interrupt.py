@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from vision_msgs.msg import Detection2DArray
 
-from savi_ros.interrupt import construct, spin_until_shutdown
+from savi_ros.interrupt import RCLError, construct, spin_until_shutdown
 
 REPO = Path(__file__).resolve().parents[2]
 

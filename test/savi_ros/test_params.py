@@ -13,6 +13,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from savi_ros import params  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "INTERFACE.md"
 
 
 @pytest.fixture
@@ -98,6 +99,24 @@ def test_config_yaml_lists_every_parameter_with_its_default_and_a_comment():
         got = tuple(values[name]) if isinstance(default, tuple) else values[name]
         assert got == default and type(got) is type(default), name
     for line in CONFIG.read_text().splitlines():
-        match = re.match(r"\s+(\w+):\s*\S.*$", line)
+        match = re.match(r"\s+(\w+):\s*\S.*#\s*(.*)$", line)
         if match and match.group(1) in defaults:
-            assert re.search(r"#\s*\S", line), f"no comment on: {line}"
+            assert match.group(2) == params.DESCRIPTIONS[match.group(1)], line
+
+
+def test_one_definition_everywhere():
+    """TrackerConfig, the node's parameters, config/tracker.yaml and docs/INTERFACE.md agree: the file and
+    the docs table are exactly what the definitions render (`python -m savi_ros.params --write`)."""
+    from savi_core.tracker_config import TrackerConfig
+    from savi_ros.demo.run_demo import DemoOptions
+
+    tracker_defaults = dataclasses.asdict(TrackerConfig())
+    node = params.NodeParams()
+    assert {k: getattr(node, k) for k in tracker_defaults} == tracker_defaults
+    assert dataclasses.asdict(node.tracker_config()) == tracker_defaults
+    assert CONFIG.read_text() == params.render_yaml(), "config/tracker.yaml is stale: run python -m savi_ros.params --write"
+    docs = DOCS.read_text()
+    assert docs == params.rendered_docs(docs), "docs/INTERFACE.md is stale: run python -m savi_ros.params --write"
+    for f in dataclasses.fields(params.NodeParams):
+        assert f"| `{f.name}` |" in docs and f.metadata["description"] in docs
+    assert DemoOptions().mask_source == node.mask_source and DemoOptions().device == node.device

@@ -12,7 +12,9 @@ from savi_core.checkpoint import load_checkpoint
 from training.conditioning import add_box_noise, conditioning_from_batch
 from training.config import load_config
 from training.data import build_dataset
-from training.evaluate import _collate, main, predict_ids, resolve_checkpoint
+from savi_core.tracker import Tracker
+from savi_core.tracker_config import TrackerConfig
+from training.evaluate import _collate, first_frame_detections, main, model_only_ids, resolve_checkpoint, tracker_ids
 from training.train import main as train_main
 from training.train import train
 
@@ -39,6 +41,7 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
     results = json.loads((out / "metrics.json").read_text())
     assert results["checkpoint"].endswith("step_0000002") and results["step"] == 2
     assert results["num_videos"] == 3 and results["skip_first"] is True  # tiny: eval_num_videos 3
+    assert results["scored"] == "tracker" and results["mask_source"] == "attention"  # the node's default
     for method in ("savi", "static_box", "flow_kmeans_com"):
         m = results["methods"][method]
         assert len(m["fg_ari_per_video"]) == len(m["miou_per_video"]) == 3
@@ -57,7 +60,7 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
 def test_streaming_prediction_equals_the_batched_forward_pass(run_dir):
     model, _ = load_checkpoint(resolve_checkpoint(run_dir))
     batch = _eval_batch(run_dir)
-    ids = predict_ids(model, batch)
+    ids = model_only_ids(model, batch, "decoder")
     with torch.no_grad():
         masks = model(batch["video"], conditioning_from_batch(batch, model.config)).masks
     assert ids.shape == batch["segmentations"].shape
@@ -65,10 +68,36 @@ def test_streaming_prediction_equals_the_batched_forward_pass(run_dir):
     assert int(ids.max()) < model.config.num_slots
 
 
+def test_first_frame_detections_are_pixel_boxes_named_by_object_id():
+    boxes = torch.tensor([[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 1.0, 0.75]])
+    dets = first_frame_detections(boxes, torch.tensor([1.0, 0.0, 1.0]), (40, 80))
+    assert [d.det_id for d in dets] == ["1", "3"]
+    assert dets[0].box_xyxy == pytest.approx((16.0, 4.0, 48.0, 20.0))
+    assert dets[1].box_xyxy == pytest.approx((40.0, 20.0, 60.0, 40.0))
+
+
+def test_tracker_scoring_is_what_the_tracker_publishes(run_dir):
+    """The evaluation's label maps are the Tracker's, frame for frame, with track id = object id."""
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    batch = _eval_batch(run_dir)
+    config = TrackerConfig(mask_threshold=0.0, min_mask_area=0)  # an untrained model's masks are faint
+    ids = tracker_ids(Tracker(model, config), batch, input_scale=2.0)
+    assert ids.shape == (2, 5, 32, 32)
+    for i in range(2):
+        tracker = Tracker(model, config)
+        images = (batch["video"][i].permute(0, 2, 3, 1) * 255).round().byte().numpy().repeat(2, 1).repeat(2, 2)
+        dets = first_frame_detections(batch["cond_boxes"][i], batch["conditioned"][i], (32, 32))
+        first = tracker.step(images[0], dets)
+        assert sorted(first.live_track_ids) == [int(d.det_id) for d in dets]
+        assert torch.equal(ids[i, 0], torch.from_numpy(first.label_map.astype("int64")))
+        objects = {int(d.det_id) for d in dets}
+        assert set(ids[i].unique().tolist()) <= objects | {0} and set(ids[i, 0].unique().tolist()) - {0}
+
+
 def test_input_scale_returns_masks_at_the_scaled_size(run_dir):
     model, _ = load_checkpoint(resolve_checkpoint(run_dir))
     batch = _eval_batch(run_dir)
-    ids = predict_ids(model, batch, mask_source="attention", input_scale=2.0)
+    ids = model_only_ids(model, batch, "attention", input_scale=2.0)
     assert ids.shape == (2, 5, 32, 32)
 
 
@@ -77,10 +106,10 @@ def test_frames_larger_than_the_model_are_resized_down_and_masks_come_back_at_fr
     batch = _eval_batch(run_dir)
     big = dict(batch, video=torch.nn.functional.interpolate(
         batch["video"].flatten(0, 1), scale_factor=3, mode="nearest").unflatten(0, batch["video"].shape[:2]))
-    ids = predict_ids(model, big)
+    ids = model_only_ids(model, big, "decoder")
     assert ids.shape == (2, 5, 48, 48)
     # Nearest-upscaled frames resize back to nearly the same model input: same ids almost everywhere.
-    small = predict_ids(model, batch)
+    small = model_only_ids(model, batch, "decoder")
     agree = (ids[..., 1::3, 1::3] == small).float().mean().item()
     assert agree > 0.9
 
@@ -108,10 +137,13 @@ def test_box_noise_moves_conditioned_boxes_by_a_fraction_of_their_size():
 
 
 def test_noise_changes_the_model_metrics_but_not_without_sigma(run_dir, tmp_path):
+    """On the bare model (--model-only): a 2-step model's faint masks give the Tracker no pixels at all."""
     def miou(*extra):
         out = tmp_path / "_".join(extra or ("clean",))
-        assert main(["--checkpoint", str(run_dir), "--out", str(out), *extra]) == 0
-        return json.loads((out / "metrics.json").read_text())["methods"]["savi"]["miou_per_video"]
+        assert main(["--checkpoint", str(run_dir), "--out", str(out), "--model-only", *extra]) == 0
+        results = json.loads((out / "metrics.json").read_text())
+        assert results["scored"] == "model_only"
+        return results["methods"]["savi"]["miou_per_video"]
 
     clean = miou()
     assert miou() == clean  # deterministic

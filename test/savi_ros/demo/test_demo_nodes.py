@@ -119,8 +119,9 @@ def observer():
     obs.close()
 
 
-def _run_pair(observer, camera: dict, detector: dict) -> tuple[str, str]:
-    """Start the detector, then the camera; wait for the camera to finish; return both outputs."""
+def _run_pair(observer, camera: dict, detector: dict, detections: int) -> tuple[str, str]:
+    """Start the detector, then the camera; wait for the camera to finish and for ``detections``
+    detection messages (the last ones are one hop behind the last image); return both outputs."""
     det = _start("savi_ros.demo.detector_node", observer.namespace, **detector)
     try:
         observer.wait(lambda: observer.detections_sub.get_publisher_count() > 0, "the detector", det)
@@ -131,7 +132,7 @@ def _run_pair(observer, camera: dict, detector: dict) -> tuple[str, str]:
         finally:
             cam_out = _stop(cam)
         assert cam.returncode == 0, cam_out
-        time.sleep(0.3)  # the last detections are one hop behind the last image
+        observer.wait(lambda: len(observer.detections) >= detections, f"{detections} detection messages", det)
     finally:
         det_out = _stop(det)
     return cam_out, det_out
@@ -143,7 +144,7 @@ def test_camera_and_detector_exchange_matching_messages(observer):
         observer,
         camera=dict(num_scenes=2, frames_per_scene=frames, rate=25.0, width=width, height=height, seed=seed,
                     min_objects=2, max_objects=3),
-        detector=dict(box_noise=0.0, drop_prob=0.0))
+        detector=dict(box_noise=0.0, drop_prob=0.0), detections=2)
     scene_cfg = SceneConfig(height=height, width=width, num_frames=frames, min_objects=2, max_objects=3)
     scenes = [generate_scene(seed + i, scene_cfg) for i in range(2)]
 
@@ -187,7 +188,7 @@ def test_detector_drop_all_sends_empty_arrays_every_n_frames(observer):
         observer,
         camera=dict(num_scenes=1, frames_per_scene=frames, rate=25.0, width=48, height=80,
                     reset_between_scenes=False),
-        detector=dict(drop_prob=1.0, every_n_frames=2))
+        detector=dict(drop_prob=1.0, every_n_frames=2), detections=3)
     image_stamps = [_stamp(m) for m in observer.images]
     assert len(image_stamps) == frames
     assert [_stamp(m) for m in observer.detections] == [image_stamps[t] for t in (0, 2, 4)], det_out

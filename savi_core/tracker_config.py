@@ -1,0 +1,71 @@
+"""The Tracker's parameters: each one's name, type, default, allowed values and description, defined once.
+
+The ROS node declares exactly these (plus its own node-level ones, defined the same way in
+``savi_ros.params``), ``config/tracker.yaml`` and the parameter table of ``docs/INTERFACE.md`` are
+rendered from them, and a test checks that all of them agree. The defaults are the ones users get.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from savi_core.savi import MASK_SOURCES
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+REINIT_MODES = ("add_new", "first")
+
+
+def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field carrying its user-facing description and, for strings, its allowed values."""
+    return field(default=default, metadata={"description": description, "choices": choices})
+
+
+@dataclass
+class TrackerConfig:
+    """Tracker behaviour (the rules are in ``savi_core.tracker``). Invalid values raise ValueError naming the field."""
+
+    precision: str = parameter("fp32", "fp32 | fp16 (CUDA only) | bf16", PRECISIONS)
+    mask_source: str = parameter(
+        "attention", "attention (corrector attention: faster, and the better masks of the default model) | "
+        "decoder (decoder alpha masks, as in the paper)", MASK_SOURCES)
+    score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]")
+    class_ids: tuple[str, ...] = parameter((), "allow-list of detection class ids, e.g. [person, car]; empty = all classes")
+    max_tracks: int = parameter(10, "most tracks alive at once (also capped by the model's object slots)")
+    reinit: str = parameter("add_new", "add_new (later detections start new tracks) | first (only the first detections)",
+                            REINIT_MODES)
+    new_object_iou: float = parameter(0.3, "a detection overlapping a live track at least this much (IoU) starts nothing")
+    min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) counts as lost for that frame")
+    lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")
+    mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.class_ids, str):
+            raise ValueError(f"class_ids: must be a list of strings, got the string {self.class_ids!r}")
+        self.class_ids = tuple(self.class_ids)
+        self.validate()
+
+    def validate(self) -> None:
+        def check(ok: bool, name: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}: {message}, got {getattr(self, name)!r}")
+
+        def is_number(value: object) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        def is_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for f in dataclasses.fields(self):
+            choices = f.metadata["choices"]
+            if choices:
+                check(getattr(self, f.name) in choices, f.name, f"must be one of {choices}")
+        for name in ("score_threshold", "new_object_iou", "mask_threshold"):
+            value = getattr(self, name)
+            check(is_number(value) and 0.0 <= value <= 1.0, name, "must be a number in [0, 1]")
+        check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
+        check(is_int(self.max_tracks) and self.max_tracks >= 1, "max_tracks", "must be an integer >= 1")
+        check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
+        check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
+              "must be an integer >= 1")
