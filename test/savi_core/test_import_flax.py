@@ -12,7 +12,7 @@ import torch
 
 from savi_core.checkpoint import load_checkpoint
 from savi_core.config import preset
-from savi_core.import_flax import FlaxImportError, import_flax, main, read_params, state_dict_from_flax
+from savi_core.import_flax import FlaxImportError, main, read_params, state_dict_from_flax
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi
 

@@ -13,8 +13,9 @@ from savi_core.initializers import Conditioning
 from training.config import TrainConfig, load_config
 from training.data import EpochBatchSampler, build_dataset, next_position
 from training.state import ResumeError, optimizer_state_dict, optimizer_tensors
-from training.train import (EXIT_NONFINITE, burn_in_frames, learning_rate, main, mask_loss, reconstruction_loss,
-                            train)
+from training.losses import mask_loss, reconstruction_loss
+from training.step import burn_in_frames, learning_rate
+from training.train import EXIT_NONFINITE, main, train
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
 

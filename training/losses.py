@@ -1,0 +1,63 @@
+"""Training losses: the paper's summed reconstruction error and the optional mask supervision."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from savi_core.savi import SAViOutput
+from training.config import TrainConfig
+from training.datasets.common import resize_id_maps
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(paper loss, per-pixel MSE): squared error summed over T, C, H, W, mean over the batch.
+
+    Padded frames (``frame_mask`` False) contribute nothing. When the decoder works at a lower
+    resolution than the frames, the target is area-downsampled to it.
+    """
+    b, t = reconstruction.shape[:2]
+    if target.shape[-2:] != reconstruction.shape[-2:]:
+        target = F.interpolate(target.flatten(0, 1), size=reconstruction.shape[-2:], mode="area")
+        target = target.view(b, t, *target.shape[1:])
+    weight = frame_mask.to(reconstruction.dtype).view(b, t, 1, 1, 1)
+    squared = (reconstruction.float() - target.float()).square() * weight
+    total = squared.sum()
+    values_per_frame = math.prod(reconstruction.shape[2:])
+    mse = total / (weight.sum() * values_per_frame).clamp_min(1)
+    return total / b, mse
+
+
+def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: torch.Tensor,
+              frame_mask: torch.Tensor, background_slot: bool) -> torch.Tensor:
+    """Auxiliary loss (off by default): cross-entropy of slot masks against ground-truth ids.
+
+    ``masks [B,T,K,h,w]`` (softmax over slots: decoder masks or corrector attention); object ``i``
+    belongs to slot ``i + background_slot``, the ground-truth background to slot 0 (only with a
+    background slot). Pixels of objects that were not conditioned in the window's first frame have no
+    slot to belong to and are ignored. Summed over time and pixels, averaged over the batch, like the
+    reconstruction loss.
+    """
+    b, t, k, h, w = masks.shape
+    seg = resize_id_maps(segmentations, (h, w))
+    target = seg - 1 + int(background_slot)  # object i -> slot i + bg; background -> -1 + bg
+    valid = (target >= 0) & (target < k) & frame_mask.view(b, t, 1, 1)
+    object_index = (seg - 1).clamp(min=0, max=conditioned.shape[1] - 1)
+    object_conditioned = torch.gather(conditioned > 0.5, 1, object_index.flatten(1)).view_as(seg)
+    valid &= (seg == 0) | object_conditioned
+    log_probs = masks.float().clamp_min(1e-6).log()
+    picked = torch.gather(log_probs, 2, target.clamp(0, k - 1).unsqueeze(2)).squeeze(2)
+    return -(picked * valid).sum() / b
+
+
+def savi_loss(output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, reconstruction MSE) of one clip batch: reconstruction plus the weighted mask losses."""
+    loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
+    for weight, masks in ((tc.mask_loss_weight, output.masks), (tc.attention_loss_weight, output.attention)):
+        if weight > 0:
+            loss = loss + weight * mask_loss(masks, batch["segmentations"], batch["conditioned"],
+                                             batch["frame_mask"], background_slot)
+    return loss, mse
