@@ -5,6 +5,7 @@ the installed config/tracker.yaml); `checkpoint` and `device` override it only w
 
     ros2 launch savi_ros tracker.launch.py image:=/camera/image_raw detections:=/detector/detections
     ros2 launch savi_ros tracker.launch.py demo:=true
+    ros2 launch savi_ros tracker.launch.py demo:=true demo_params:=demo_out/demo_params.yaml  # as `make demo` does
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
@@ -36,21 +37,25 @@ def _tracker_node(context):
     )]
 
 
-def generate_launch_description() -> LaunchDescription:
+def _demo_nodes(context):
+    """The demo camera and detector; `demo_params` (a parameter file) overrides their defaults when given."""
     namespace = LaunchConfiguration("namespace")
-    image = LaunchConfiguration("image")
-    detections = LaunchConfiguration("detections")
-    demo = GroupAction(
-        condition=IfCondition(LaunchConfiguration("demo")),
-        actions=[
-            Node(package=PACKAGE, executable="demo_camera", name="demo_camera", namespace=namespace,
-                 remappings=[("image", image)], output="screen",
-                 # play only once the tracker (image) and the detector (ground truth) listen
-                 parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}]),
-            Node(package=PACKAGE, executable="demo_detector", name="demo_detector", namespace=namespace,
-                 remappings=[("detections", detections)], output="screen"),
-        ],
-    )
+    extra = LaunchConfiguration("demo_params").perform(context).strip()
+    files = [extra] if extra else []
+    return [
+        Node(package=PACKAGE, executable="demo_camera", name="demo_camera", namespace=namespace,
+             remappings=[("image", LaunchConfiguration("image"))], output="screen",
+             # play only once the tracker (image) and the detector (ground truth) listen
+             parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}, *files]),
+        Node(package=PACKAGE, executable="demo_detector", name="demo_detector", namespace=namespace,
+             remappings=[("detections", LaunchConfiguration("detections"))], output="screen",
+             parameters=files),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    demo = GroupAction(condition=IfCondition(LaunchConfiguration("demo")),
+                       actions=[OpaqueFunction(function=_demo_nodes)])
     return LaunchDescription([
         DeclareLaunchArgument("namespace", default_value="savi",
                               description="namespace of the node and its topics"),
@@ -72,6 +77,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="use /clock (true when playing a recording)"),
         DeclareLaunchArgument("demo", default_value="false",
                               description="also start the demo camera and detector"),
+        DeclareLaunchArgument("demo_params", default_value="",
+                              description="parameter file for the demo camera and detector (empty = defaults)"),
         OpaqueFunction(function=_tracker_node),
         demo,
     ])

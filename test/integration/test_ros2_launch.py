@@ -530,3 +530,21 @@ def test_shipped_default_model_is_trained_and_installed(workspace):
                     "launch checked tracks and masks but not that tracks are live")
     installed = list(workspace.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
     assert installed and installed[0].read_bytes() == (SHIPPED_MODEL / "config.json").read_bytes()
+
+
+def test_make_demo_runs_through_the_launch_file_where_it_is_installed(workspace, tmp_path):
+    """`run_demo` in a sourced workspace starts the nodes with `ros2 launch` and its parameter file
+    reaches all three nodes: the scene size, frame count and checkpoint it asked for are the ones played."""
+    out = tmp_path / "demo_out"
+    command = ["python3", "-m", "savi_ros.demo.run_demo", "--scenes", "1", "--frames", "6", "--rate", "10",
+               "--width", "64", "--height", "48", "--device", "cpu", "--launch", "on", "--out", str(out)]
+    result = subprocess.run(["bash", "-c", workspace.shell(command)], cwd=tmp_path,
+                            env=workspace.child_env(tmp_path / "log"), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=300)
+    log = (out / "logs" / "launch.log").read_text() if (out / "logs" / "launch.log").is_file() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + log[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["started_by"] == "ros2 launch"
+    [scene] = metrics["scenes"]
+    assert scene["frames_published"] == 6 and scene["frames_with_output"] == 6, metrics
+    assert "demo_camera" in log and "demo_detector" in log and NODE in log

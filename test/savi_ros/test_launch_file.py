@@ -42,10 +42,10 @@ def test_declares_the_arguments_with_their_defaults():
         declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
         assert isinstance(kw(call).get("description"), (ast.Constant, ast.BinOp)), f"{name}: no description"
     assert set(declared) == {"namespace", "image", "detections", "params_file", "checkpoint", "device",
-                             "use_sim_time", "demo"}
+                             "use_sim_time", "demo", "demo_params"}
     assert {k: v for k, v in declared.items() if k != "params_file"} == {
         "namespace": "savi", "image": "image", "detections": "detections", "checkpoint": "",
-        "device": "", "use_sim_time": "false", "demo": "false"}
+        "device": "", "use_sim_time": "false", "demo": "false", "demo_params": ""}
     params_default = ast.unparse(declared["params_file"])
     assert params_default == "PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])"
     assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "PACKAGE = 'savi_ros'" for n in TREE.body)
@@ -87,7 +87,9 @@ def test_demo_nodes_only_with_demo_true_in_the_same_namespace():
     assert len(group) == 1
     cond = kw(group[0])["condition"]
     assert ast.unparse(cond.func) == "IfCondition" and launch_config(cond.args[0]) == "demo"
-    in_group = {ast.literal_eval(kw(c)["executable"]): kw(c) for c in calls("Node", group[0])}
+    assert [ast.unparse(kw(c)["function"]) for c in calls("OpaqueFunction", group[0])] == ["_demo_nodes"]
+    demo_nodes = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_demo_nodes")
+    in_group = {ast.literal_eval(kw(c)["executable"]): kw(c) for c in calls("Node", demo_nodes)}
     assert set(in_group) == {"demo_camera", "demo_detector"}
     for args in in_group.values():
         assert ast.unparse(args["package"]) == "PACKAGE"
@@ -127,3 +129,11 @@ def test_with_real_launch_ros_when_available():
         # launch_ros keeps the normalised parameters only privately; evaluate them as it would
         evaluated = evaluate_parameters(context, node._Node__parameters)
         assert evaluated[1] == expected
+    for demo_params, files in (("", []), ("/tmp/demo.yaml", ["/tmp/demo.yaml"])):
+        context = LaunchContext()
+        context.launch_configurations.update({"namespace": "savi", "image": "image", "detections": "detections",
+                                              "demo_params": demo_params})
+        camera, detector = module._demo_nodes(context)
+        camera_params = [str(p) for p in evaluate_parameters(context, camera._Node__parameters)[1:]]
+        detector_params = [str(p) for p in evaluate_parameters(context, detector._Node__parameters)]
+        assert camera_params == files and detector_params == files

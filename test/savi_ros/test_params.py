@@ -108,7 +108,7 @@ def test_one_definition_everywhere():
     """TrackerConfig, the node's parameters, config/tracker.yaml and docs/INTERFACE.md agree: the file and
     the docs table are exactly what the definitions render (`python -m savi_ros.params --write`)."""
     from savi_core.tracker_config import TrackerConfig
-    from savi_ros.demo.run_demo import DemoOptions
+    from savi_ros.demo.options import DemoOptions
 
     tracker_defaults = dataclasses.asdict(TrackerConfig())
     node = params.NodeParams()

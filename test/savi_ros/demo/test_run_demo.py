@@ -14,7 +14,9 @@ from savi_core.checkpoint import save_checkpoint
 from savi_core.config import ModelConfig
 from savi_core.savi import SAVi
 from savi_ros.demo.camera_node import FrameTag
-from savi_ros.demo.run_demo import DemoOptions, Recording, evaluate, inspect_checkpoint, parse_args
+from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
+from savi_ros.demo.recorder import Recording
+from savi_ros.demo.scoring import evaluate
 from savi_scenes import generate_scene
 
 ROOT = Path(__file__).resolve().parents[3]
