@@ -82,6 +82,8 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
         raise UnsupportedEncoding(f"unsupported image encoding '{msg.encoding}' "
                                   f"(accepted: {', '.join(sorted(INPUT_ENCODINGS))})")
     img = image_to_numpy(msg)
+    if img.size == 0:
+        raise ValueError(f"empty image ({msg.height}x{msg.width})")
     if msg.encoding == "rgb8":
         return np.ascontiguousarray(img)
     if msg.encoding == "bgr8":

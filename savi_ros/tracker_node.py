@@ -15,6 +15,9 @@ clears them); cleanup releases the model. With
 `autostart` (default) `main` runs configure + activate itself and exits 1 if that fails.
 Outputs are plain publishers: only the worker publishes and it runs only while active.
 
+One module on purpose (about 450 lines): the lifecycle callbacks, the worker and the parameter hooks
+share the node's locks and state, and reading them together is how that state machine is checked.
+
 Run: ``python -m savi_ros.tracker_node --ros-args -r __ns:=/savi -p checkpoint:=default``
 """
 from __future__ import annotations
@@ -23,12 +26,11 @@ import dataclasses
 import sys
 import threading
 import time
-from collections import deque
 from typing import Optional
 
 import rclpy
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
@@ -42,11 +44,12 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.checkpoint import CheckpointError, load_checkpoint
-from savi_core.numerics import flush_denormals
 from savi_core.device import resolve_device
+from savi_core.numerics import flush_denormals
 from savi_core.tracker import Tracker
 from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, params
+from savi_ros.diagnostics import Stats, tracking_status
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -79,22 +82,6 @@ def stamp_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-class _Stats:
-    """Counters for logs and /diagnostics; mutated under the node's hand-off lock."""
-
-    def __init__(self) -> None:
-        self.processed = 0
-        self.dropped_frames = 0          # replaced while waiting, or older than the last processed
-        self.unsupported_images = 0
-        self.bad_images = 0
-        self.dropped_detections = 0
-        self.step_errors = 0
-        self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
-
-    def window(self, now: float, seconds: float) -> list[float]:
-        return [ms for t, ms in self.step_ms if now - t <= seconds]
-
-
 class TrackerNode(LifecycleNode):
     """See the module docstring; construction declares and validates parameters only."""
 
@@ -109,7 +96,7 @@ class TrackerNode(LifecycleNode):
         self._tracker_lock = threading.Lock()      # guards the Tracker (worker step vs reset/cleanup)
         self._matcher: StampMatcher[Image, Detection2DArray] = self._new_matcher()
         self._queue: LatestFirst[Image, Detection2DArray] = LatestFirst()
-        self._stats = _Stats()
+        self._stats = Stats()
         self._tracker: Optional[Tracker] = None
         self._device_name = ""
         self._checkpoint_path = ""
@@ -378,7 +365,7 @@ class TrackerNode(LifecycleNode):
                 result = tracker.step(rgb, detections)
             except Exception as exc:  # keep serving: one bad step must not kill the worker
                 with self._cond:
-                    self._stats.step_errors += 1
+                    self._stats.step_failed(time.monotonic())
                 self.get_logger().error(f"tracker step failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=WARN_THROTTLE_S)
                 return
@@ -407,28 +394,13 @@ class TrackerNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        with self._cond:
-            s = self._stats
-            recent = s.window(now, 5.0)
-            counters = dict(processed=s.processed, dropped_frames=s.dropped_frames,
-                            dropped_detections=s.dropped_detections,
-                            unsupported_images=s.unsupported_images, bad_images=s.bad_images,
-                            step_errors=s.step_errors)
         with self._tracker_lock:
             live = len(self._tracker.live_tracks) if self._tracker is not None else 0
-        fps = len(recent) / 5.0
-        mean_ms = sum(recent) / len(recent) if recent else 0.0
-        max_ms = max(recent) if recent else 0.0
-        status = DiagnosticStatus(name=f"{self.get_name()}: tracking", hardware_id=self._device_name)
-        status.level, status.message = DiagnosticStatus.OK, "ok"
-        if counters["step_errors"]:
-            status.level, status.message = DiagnosticStatus.ERROR, "tracker steps failed (see log)"
-        elif not recent:
-            status.message = "idle (no frames in the last 5 s)"
-        values = dict(fps=f"{fps:.2f}", step_ms_mean=f"{mean_ms:.2f}", step_ms_max=f"{max_ms:.2f}",
-                      live_tracks=str(live), device=self._device_name, checkpoint=self._checkpoint_path,
-                      **{k: str(v) for k, v in counters.items()})
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        with self._cond:
+            status = tracking_status(self._stats, now, f"{self.get_name()}: tracking", self._device_name,
+                                     self._checkpoint_path, live)
+            counters = self._stats.counters()
+            recent = self._stats.window(now)
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         pub = self._pubs.get("diagnostics")
@@ -436,7 +408,8 @@ class TrackerNode(LifecycleNode):
             pub.publish(array)
         if recent and now - self._last_stats_log >= STATS_LOG_PERIOD_S:
             self._last_stats_log = now
-            self.get_logger().info(f"{fps:.1f} fps, step {mean_ms:.1f} ms (max {max_ms:.1f}), "
+            values = {kv.key: kv.value for kv in status.values}
+            self.get_logger().info(f"{values['fps']} fps, step {values['step_ms_mean']} ms (max {values['step_ms_max']}), "
                                    f"{live} live track(s), dropped frames {counters['dropped_frames']}, "
                                    f"dropped detections {counters['dropped_detections']}")
 

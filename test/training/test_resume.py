@@ -72,3 +72,36 @@ def test_sigkill_after_a_checkpoint_then_resume_matches(tmp_path):
     resumed = train(load_config(config, {"train.out_dir": str(out)}), resume=True)
     assert _losses(resumed) == _losses(reference)  # lines logged after the checkpoint were replaced
     assert _digest(resumed) == _digest(reference)
+
+
+def test_resume_refusals_name_the_reason(tmp_path):
+    """A checkpoint is only continued by the run that wrote it: each mismatch is refused with its reason."""
+    import pytest
+
+    from training.state import ResumeError, checkpoint_dir
+
+    config = _config_file(tmp_path, steps=6, checkpoint_every=2)
+    out = tmp_path / "run"
+    cfg = load_config(config, {"train.out_dir": str(out)})
+    train(cfg, stop_at=2)
+    with pytest.raises(ResumeError, match="already holds checkpoints: pass --resume"):
+        train(cfg)
+    changed = load_config(config, {"train.out_dir": str(out), "train.lr": 1e-3})
+    with pytest.raises(ResumeError, match="different configuration"):
+        train(changed, resume=True)
+    with pytest.raises(ResumeError, match="no checkpoint in"):
+        train(load_config(config, {"train.out_dir": str(tmp_path / "empty")}), resume=True)
+    # Same config, but the saved state says what another dataset length or process count would have.
+    state_file = latest_checkpoint(out) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["batch_in_epoch"] = 99
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ResumeError, match="data position 99 but an epoch now has 4 batches"):
+        train(cfg, resume=True)
+    state["batch_in_epoch"], state["world_size"] = 1, 2
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ResumeError, match="written with 2 processes, this run has 1"):
+        train(cfg, resume=True)
+    (checkpoint_dir(out) / "latest").write_text("step_9999999\n")
+    with pytest.raises(ResumeError, match="names step_9999999, which is not a complete trainer checkpoint"):
+        train(cfg, resume=True)

@@ -1,0 +1,280 @@
+"""The tracker node's lifecycle, parameters, faults and diagnostics, with the real node class in this process.
+
+The node runs in its own rclpy context and executor; a second node of the test publishes images and
+detections and reads the outputs, /diagnostics and /rosout over DDS. Everything is waited for by
+condition, never by a fixed sleep.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+vision_msgs = pytest.importorskip("vision_msgs.msg")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
+
+from savi_core.checkpoint import load_checkpoint  # noqa: E402
+from savi_core.tracker import Detection, Tracker  # noqa: E402
+from savi_core.tracker_config import TrackerConfig  # noqa: E402
+from savi_ros.tracker_node import TrackerNode  # noqa: E402
+
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
+H, W = 40, 64
+TIMEOUT_S = 30.0  # generous: a loaded 2-core CI machine
+
+
+def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+class Rig:
+    """The node under test plus a test node on the same context, spun by one multi-threaded executor."""
+
+    def __init__(self, checkpoint, **overrides) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.namespace = f"/node_test_{uuid.uuid4().hex[:8]}"
+        values = {"checkpoint": str(checkpoint), "device": "cpu", "min_mask_area": 0, "mask_threshold": 0.0,
+                  **overrides}
+        self.node = TrackerNode(context=self.context, namespace=self.namespace,
+                                parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        self.client = rclpy.create_node("node_test_client", namespace=self.namespace, context=self.context)
+        self.lock = threading.Lock()
+        self.tracks: dict[int, Detection2DArray] = {}
+        self.masks: dict[int, Image] = {}
+        self.diagnostics: list[DiagnosticArray] = []
+        self.logs: list[str] = []
+        self.image_pub = self.client.create_publisher(Image, "image", RELIABLE)
+        self.det_pub = self.client.create_publisher(Detection2DArray, "detections", RELIABLE)
+        self.client.create_subscription(Detection2DArray, "tracks", self._keep(self.tracks), RELIABLE)
+        self.client.create_subscription(Image, "masks", self._keep(self.masks), RELIABLE)
+        self.client.create_subscription(DiagnosticArray, "/diagnostics", self._append(self.diagnostics), RELIABLE)
+        self.client.create_subscription(Log, "/rosout", lambda m: self._append(self.logs)(m.msg), RELIABLE)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+        self.stamp = 100
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _keep(self, store: dict):
+        def callback(msg) -> None:
+            with self.lock:
+                store[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg
+        return callback
+
+    def _append(self, store: list):
+        def callback(msg) -> None:
+            with self.lock:
+                store.append(msg)
+        return callback
+
+    def start(self) -> None:
+        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert wait_for(lambda: self.image_pub.get_subscription_count() > 0
+                        and self.det_pub.get_subscription_count() > 0)
+
+    def next_stamp(self) -> Time:
+        self.stamp += 1
+        return Time(sec=self.stamp, nanosec=0)
+
+    def send(self, boxes=None, data: bytes | None = None, offset_s: float = 0.0) -> int:
+        """Publish an image (and detections stamped ``offset_s`` later, if ``boxes``); returns the stamp (ns)."""
+        stamp = self.next_stamp()
+        img = Image(height=H, width=W, encoding="rgb8", step=3 * W)
+        img.header.stamp = stamp
+        img.data = self.pixels().tobytes() if data is None else data
+        self.image_pub.publish(img)
+        if boxes is not None:
+            dets = Detection2DArray()
+            dets.header.stamp = Time(sec=stamp.sec, nanosec=int(offset_s * 1e9))
+            for x0, y0, x1, y1, det_id in boxes:
+                det = Detection2D(id=det_id)
+                det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+                det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
+                hyp = ObjectHypothesisWithPose()
+                hyp.hypothesis.class_id, hyp.hypothesis.score = "thing", 0.9
+                det.results.append(hyp)
+                dets.detections.append(det)
+            self.det_pub.publish(dets)
+        return stamp.sec * 10**9
+
+    @staticmethod
+    def pixels() -> np.ndarray:
+        """Every image the rig sends shows the same pixels."""
+        return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+    def track_ids(self, stamp: int) -> list[str] | None:
+        assert wait_for(lambda: stamp in self.tracks), f"no tracks for stamp {stamp}"
+        return sorted(d.id for d in self.tracks[stamp].detections)
+
+    def logged(self, text: str) -> bool:
+        with self.lock:
+            return any(text in line for line in self.logs)
+
+    def last_status(self) -> DiagnosticStatus | None:
+        with self.lock:
+            return self.diagnostics[-1].status[0] if self.diagnostics else None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=10)
+        self.node._stop_processing()
+        self.node._release()
+        self.node.destroy_node()
+        self.client.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.fixture
+def rig(painting_checkpoint):
+    rigs = []
+
+    def make(**overrides) -> Rig:
+        rigs.append(Rig(painting_checkpoint, **overrides))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def values(status: DiagnosticStatus) -> dict[str, str]:
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_unconfigured_node_offers_no_reset_and_processes_nothing(rig):
+    """autostart:=false: nothing is loaded or subscribed until configure/activate; then it tracks."""
+    r = rig(autostart=False)
+    names = {n for n, _ in r.client.get_service_names_and_types()}
+    assert f"{r.namespace}/reset" not in names
+    assert r.image_pub.get_subscription_count() == 0 and r.node._tracker is None
+    r.start()
+    assert wait_for(lambda: f"{r.namespace}/reset" in {n for n, _ in r.client.get_service_names_and_types()})
+    assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
+
+
+def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpoint):
+    """Three frames with a deactivate/activate before the third: the node's third label map is the one a
+    Tracker computes in-process without any pause (a reset would leave it empty: no detections there)."""
+    r = rig()
+    r.start()
+    boxes = [(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")]
+    assert r.track_ids(r.send(boxes)) == ["4", "9"]
+    second = r.send()
+    assert wait_for(lambda: second in r.masks)
+    assert r.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert r.node._tracker.live_tracks == {4: "thing", 9: "thing"}
+    assert r.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert wait_for(lambda: r.image_pub.get_subscription_count() > 0)
+    third = r.send()
+    assert wait_for(lambda: third in r.masks)
+    published = np.frombuffer(bytes(r.masks[third].data), "<u2").reshape(H, W)
+
+    model, _ = load_checkpoint(painting_checkpoint)
+    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    frame = r.pixels()
+    tracker.step(frame, [Detection((x0, y0, x1, y1), "thing", 0.9, i) for x0, y0, x1, y1, i in boxes])
+    tracker.step(frame)
+    expected = tracker.step(frame).label_map
+    assert (expected == 4).any() and (expected == 9).any()
+    assert (published == expected).mean() > 0.999
+
+
+def test_live_sync_tolerance_change_applies_to_the_next_detections(rig):
+    r = rig()
+    r.start()
+    late = r.send([(2, 2, 20, 20, "5")], offset_s=0.05)  # detections stamped 50 ms after the image
+    assert r.track_ids(late) == []
+    assert wait_for(lambda: r.logged("dropping detections"))
+    assert r.node.set_parameters([Parameter("sync_tolerance", value=0.1)])[0].successful
+    assert r.track_ids(r.send([(2, 2, 20, 20, "5")], offset_s=0.05)) == ["5"]
+
+
+def test_ignored_detections_are_logged(rig):
+    r = rig(max_tracks=1)
+    r.start()
+    assert r.track_ids(r.send([(2, 2, 20, 20, "1"), (40, 20, 60, 38, "2")])) == ["1"]
+    assert wait_for(lambda: r.logged("1 new detection(s) ignored: no free slot (max_tracks 1)"))
+
+
+def test_bad_and_empty_images_are_counted_dropped_and_the_node_keeps_serving(rig):
+    r = rig()
+    r.start()
+    assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) == ["3"]  # live: images no longer wait for detections
+    bad = {"short": lambda: r.send(data=b"\x00" * 10)}
+
+    def empty() -> int:
+        stamp = r.next_stamp()
+        msg = Image(height=0, width=0, encoding="rgb8", step=0)
+        msg.header.stamp = stamp
+        r.image_pub.publish(msg)
+        return stamp.sec * 10**9
+
+    bad["empty"] = empty
+    for count, (name, send) in enumerate(bad.items(), start=1):
+        stamp = send()
+        assert wait_for(lambda: r.node._stats.bad_images == count), name
+        assert stamp not in r.tracks, name
+    assert wait_for(lambda: r.logged("dropping image: image data has 10 bytes"))  # later ones: throttled
+    assert r.track_ids(r.send()) is not None  # still serving
+    assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["bad_images"] == "2")
+    status = r.last_status()
+    assert status.level == DiagnosticStatus.OK and values(status)["step_errors"] == "0"
+
+
+class _FailingModel:
+    """Fault injection: a model whose every step raises, as a device fault would."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def step(self, *args, **kwargs):
+        raise RuntimeError("simulated device fault")
+
+
+def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
+    r = rig()
+    r.start()
+    tracker = r.node._tracker
+    good_model = tracker._model
+    tracker._model = _FailingModel(good_model)
+    failed = r.send([(2, 2, 20, 20, "3")])
+    assert wait_for(lambda: r.logged("tracker step failed: RuntimeError: simulated device fault"))
+    assert failed not in r.tracks
+    assert wait_for(lambda: r.last_status() is not None and r.last_status().level == DiagnosticStatus.ERROR)
+    assert values(r.last_status())["step_errors"] == "1"
+    tracker._model = good_model
+    assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) == ["3"]
+    # The error leaves the window: OK again (the cumulative counter stays).
+    assert wait_for(lambda: r.last_status().level == DiagnosticStatus.OK, timeout=20.0)
+    status = values(r.last_status())
+    assert status["step_errors"] == "1" and int(status["processed"]) >= 1 and status["live_tracks"] == "1"
