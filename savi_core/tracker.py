@@ -37,6 +37,9 @@ State machine:
 Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
 CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
 
+Kept as one module (a little over 350 lines, most of it this docstring): the rules above and the code
+that applies them are read together.
+
 Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
 copies exactly two tensors to the host (label map, per-track stats). Size-dependent constants are cached.
 """
@@ -52,9 +55,9 @@ from torch import nn
 from savi_core.device import resolve_device
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
+from savi_core.track_ids import TrackIdAllocator
 from savi_core.tracker_config import TrackerConfig
 
-MAX_TRACK_ID = 65535
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -89,35 +92,6 @@ class TrackResult:
     tracks_changed: bool = False
     ignored_detections: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
-
-
-class TrackIdAllocator:
-    """Track ids 1..65535, never reused until ``reset``: a valid unused requested id wins, else the
-    smallest never-used id."""
-
-    def __init__(self) -> None:
-        self._used: set[int] = set()
-        self._next = 1
-
-    def reset(self) -> None:
-        self._used.clear()
-        self._next = 1
-
-    def claim(self, requested: str = "") -> int | None:
-        """The id for a new track, or None when all 65535 ids were used."""
-        try:
-            wanted = int(requested.strip())
-        except ValueError:
-            wanted = 0
-        if 1 <= wanted <= MAX_TRACK_ID and wanted not in self._used:
-            self._used.add(wanted)
-            return wanted
-        while self._next in self._used:
-            self._next += 1
-        if self._next > MAX_TRACK_ID:
-            return None
-        self._used.add(self._next)
-        return self._next
 
 
 @dataclass

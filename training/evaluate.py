@@ -34,6 +34,7 @@ from savi_core.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
 from training.config import DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
+from training.report import format_table, plot_per_frame
 from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
 
@@ -228,40 +229,6 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         "input_scale": input_scale,
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
     }
-
-
-def plot_per_frame(results: dict[str, Any], path: Path) -> None:
-    """FG-ARI and mIoU per frame index, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    names = [n for n in ("fg_ari", "miou") if any(n in m for m in results["methods"].values())]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        for method, values in results["methods"].items():
-            curve = [np.nan if v is None else 100 * v for v in values.get(f"{name}_per_frame", [])]
-            ax.plot(range(len(curve)), curve, marker=".", label=method)
-        ax.set_title(f"{'FG-ARI' if name == 'fg_ari' else 'mIoU'} per frame")
-        ax.set_xlabel("frame")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("%")
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def format_table(results: dict[str, Any]) -> str:
-    lines = [f"{'method':<18}{'FG-ARI':>8}{'mIoU':>8}"]
-    for method, values in results["methods"].items():
-        cells = ["   n/a" if values.get(n) is None else f"{100 * values[n]:8.1f}" for n in ("fg_ari", "miou")]
-        lines.append(f"{method:<18}" + "".join(f"{c:>8}" for c in cells))
-    return "\n".join(lines)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -19,7 +19,8 @@ from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, Ini
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, StepOutput
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
-from savi_core.tracker import Detection, Tracker, TrackIdAllocator
+from savi_core.track_ids import TrackIdAllocator
+from savi_core.tracker import Detection, Tracker
 from savi_core.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)

@@ -1,5 +1,8 @@
 """Helpers shared by every dataset so they all yield the same item dict (docs/ARCHITECTURE.md).
 
+Kept as one module (a little over 350 lines) on purpose: the item contract below, the windows, the
+resampling of video / ids / flow and ``build_item`` change together whenever the contract does.
+
 Raw inputs are numpy, channels last (what decoders, OpenCV and the scene generator produce);
 ``build_item`` is the single place that converts them to the torch item contract:
 
