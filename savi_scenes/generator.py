@@ -16,8 +16,12 @@ from dataclasses import dataclass, field, fields
 import cv2
 import numpy as np
 
-from savi_scenes.shapes import SHAPES, make_outline
-from savi_scenes.textures import ObjectTexture, random_background, random_object_texture
+from savi_scenes.shapes import PRIMITIVES, SHAPES, make_outline
+from savi_scenes.textures import (BACKGROUNDS, MORE_BACKGROUNDS, MORE_OBJECT_TEXTURES, OBJECT_TEXTURES, ObjectTexture,
+                                  random_background, random_object_texture)
+
+ALL_BACKGROUNDS = BACKGROUNDS + MORE_BACKGROUNDS
+ALL_TEXTURES = OBJECT_TEXTURES + MORE_OBJECT_TEXTURES
 
 _SHIFT = 4                      # cv2 sub-pixel bits: vertices on a 1/16 px grid
 _SCALE = float(1 << _SHIFT)
@@ -48,7 +52,15 @@ class SceneConfig:
     camera_pan: bool = False                          # the background translates over the video
     pan_speed_range: tuple[float, float] = (0.01, 0.03)
     textured: bool = True                             # textured objects and background (else solid)
-    shapes: tuple[str, ...] = field(default=SHAPES)
+    # Named families, so that any of them can be held out of training. The defaults are the original
+    # generator's (muted backgrounds, saturated objects); the same seed then gives the same scene.
+    shapes: tuple[str, ...] = field(default=PRIMITIVES)
+    backgrounds: tuple[str, ...] = field(default=BACKGROUNDS)
+    textures: tuple[str, ...] = field(default=OBJECT_TEXTURES)
+    object_saturation: tuple[float, float] = (0.55, 1.0)
+    background_saturation: tuple[float, float] = (0.0, 0.45)
+    effects: bool = False                             # blur, brightness/contrast and sensor noise per video
+    distractors: tuple[int, int] = (0, 0)             # shapes painted on the background (not objects)
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "num_frames", "min_objects", "max_objects"):
@@ -67,10 +79,25 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.size_range must lie in (0, 1], got {self.size_range}")
         self.speed_range = _pair(self.speed_range, "speed_range")
         self.pan_speed_range = _pair(self.pan_speed_range, "pan_speed_range")
-        self.shapes = tuple(self.shapes)
-        unknown = [s for s in self.shapes if s not in SHAPES]
-        if not self.shapes or unknown:
-            raise ValueError(f"SceneConfig.shapes must be a non-empty subset of {SHAPES}, got {self.shapes}")
+        for name, known in (("shapes", SHAPES), ("backgrounds", ALL_BACKGROUNDS), ("textures", ALL_TEXTURES)):
+            values = tuple(getattr(self, name))
+            unknown = [v for v in values if v not in known]
+            if not values or unknown:
+                raise ValueError(f"SceneConfig.{name} must be a non-empty subset of {known}, got {values}")
+            setattr(self, name, values)
+        for name in ("object_saturation", "background_saturation"):
+            lo, hi = _pair(getattr(self, name), name)
+            if hi > 1.0:
+                raise ValueError(f"SceneConfig.{name} must lie in [0, 1], got {(lo, hi)}")
+            setattr(self, name, (lo, hi))
+        try:
+            lo, hi = (int(v) for v in self.distractors)
+        except (TypeError, ValueError):
+            raise ValueError(f"SceneConfig.distractors must be a (low, high) pair of ints, got {self.distractors!r}") from None
+        if not 0 <= lo <= hi <= 20:
+            raise ValueError(f"SceneConfig.distractors must satisfy 0 <= low <= high <= 20, got {(lo, hi)}")
+        self.distractors = (lo, hi)
+        self.effects = bool(self.effects)
         self.camera_pan = bool(self.camera_pan)
         self.textured = bool(self.textured)
 
@@ -179,6 +206,34 @@ def _render_background(canvas: np.ndarray, offsets: np.ndarray, base: np.ndarray
     return frames
 
 
+def _paint_distractors(rng: np.random.Generator, canvas: np.ndarray, cfg: SceneConfig, ref: float) -> None:
+    """Shapes drawn into the background canvas: object-like but never objects (they move with it)."""
+    for _ in range(int(rng.integers(cfg.distractors[0], cfg.distractors[1] + 1))):
+        shape = str(rng.choice(cfg.shapes))
+        size = float(rng.uniform(*cfg.size_range)) * ref
+        outline = make_outline(shape, size, rng)
+        texture = random_object_texture(rng, size, cfg.textured, cfg.textures, cfg.object_saturation)
+        center = rng.uniform((0, 0), canvas.shape[:2])
+        mask = np.zeros(canvas.shape[:2], np.uint8)
+        pts = np.round((outline + center - 0.5)[:, ::-1] * _SCALE).astype(np.int32)
+        cv2.fillPoly(mask, [pts], 1, cv2.LINE_8, _SHIFT)
+        rows = np.arange(canvas.shape[0]) + 0.5 - center[0]
+        cols = np.arange(canvas.shape[1]) + 0.5 - center[1]
+        np.copyto(canvas, texture.palette[texture.levels(rows, cols)], where=mask.view(bool)[..., None])
+
+
+def _camera_effects(rng: np.random.Generator, video: np.ndarray, ref: float) -> np.ndarray:
+    """A camera's look, drawn per video: defocus blur, brightness / contrast, and sensor noise per frame."""
+    out = video.astype(np.float32)
+    sigma = float(rng.uniform(0.0, 1.2)) * ref / 64.0
+    if sigma > 0.3:
+        out = np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in out])
+    contrast, brightness = float(rng.uniform(0.6, 1.3)), float(rng.uniform(-40.0, 40.0))
+    out = (out - 128.0) * contrast + 128.0 + brightness
+    out += rng.normal(0.0, float(rng.uniform(0.0, 8.0)), out.shape).astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """Render scene ``seed``; the same (seed, config) always gives the same scene."""
     cfg = config if config is not None else SceneConfig()
@@ -192,7 +247,8 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         shape = str(rng.choice(cfg.shapes))
         size = float(rng.uniform(*cfg.size_range)) * ref
         objects.append(_Object(shape, make_outline(shape, size, rng),
-                               random_object_texture(rng, size, cfg.textured), size))
+                               random_object_texture(rng, size, cfg.textured, cfg.textures, cfg.object_saturation),
+                               size))
 
     half = np.array([np.abs(o.outline).max(0) for o in objects])          # [N,2] (rows, cols)
     lo = np.minimum(half, np.array([h, w]) / 2.0)
@@ -211,7 +267,10 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     offsets = np.arange(num_t)[:, None] * pan[None, :]                     # [T,2]
     extent = np.ceil(np.abs(pan) * max(num_t - 1, 0)).astype(int) + 2
     base = np.maximum(offsets.max(0), 0.0) + 1.0
-    canvas = random_background(rng, h + int(extent[0]), w + int(extent[1]), cfg.textured, ref)
+    canvas = random_background(rng, h + int(extent[0]), w + int(extent[1]), cfg.textured, ref,
+                               cfg.backgrounds, cfg.background_saturation)
+    if cfg.distractors[1] > 0:
+        _paint_distractors(rng, canvas, cfg, ref)
 
     video = _render_background(canvas, offsets, base, h, w)
     seg = np.zeros((num_t, h, w), np.uint8)
@@ -250,6 +309,8 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 backward_flow[t, r0:r1, c0:c1][inside] = -fwd_step[t - 1, i]
 
     boxes, visible = _boxes(seg, n)
+    if cfg.effects:
+        video = _camera_effects(rng, video, ref)
     return Scene(
         video=video, segmentations=seg, forward_flow=forward_flow, backward_flow=backward_flow,
         boxes=boxes, visible=visible, classes=[o.shape for o in objects],

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SHAPES = ("circle", "ellipse", "rectangle", "triangle", "star", "hexagon")
+#: The primitive family (the original generator's) and the families added for randomized worlds.
+PRIMITIVES = ("circle", "ellipse", "rectangle", "triangle", "star", "hexagon")
+SHAPES = PRIMITIVES + ("polygon", "blob", "thin", "cross")
 
 
 def _regular(n: int, radius: float, phase: float) -> np.ndarray:
@@ -38,6 +40,26 @@ def make_outline(shape: str, size: float, rng: np.random.Generator) -> np.ndarra
         pts = np.stack([outer, inner], 1).reshape(10, 2)
     elif shape == "hexagon":
         pts = _regular(6, radius, 0.0)
+    elif shape == "polygon":  # random star-convex polygon, 5 to 9 corners
+        n = int(rng.integers(5, 10))
+        angles = np.sort(rng.uniform(0.0, 2.0 * np.pi, n))
+        radii = radius * rng.uniform(0.45, 1.0, n)
+        pts = np.stack([radii * np.sin(angles), radii * np.cos(angles)], -1)
+    elif shape == "blob":  # smooth radial profile: a few low harmonics
+        angles = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
+        profile = np.ones_like(angles)
+        for k in (2, 3, 4):
+            profile += rng.uniform(0.0, 0.35 / k * 2) * np.cos(k * angles + rng.uniform(0, 2 * np.pi))
+        radii = radius * profile / profile.max()
+        pts = np.stack([radii * np.sin(angles), radii * np.cos(angles)], -1)
+    elif shape == "thin":  # a stick: long and narrow
+        width = radius * float(rng.uniform(0.12, 0.3))
+        pts = np.array([[-width, -radius], [-width, radius], [width, radius], [width, -radius]])
+    elif shape == "cross":
+        arm = radius * float(rng.uniform(0.25, 0.4))
+        r, a = radius, arm
+        pts = np.array([[-a, -r], [-a, -a], [-r, -a], [-r, a], [-a, a], [-a, r],
+                        [a, r], [a, a], [r, a], [r, -a], [a, -a], [a, -r]])
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
     c, s = np.cos(phase), np.sin(phase)

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+#: The original generator's families, then the ones added for randomized worlds.
 OBJECT_TEXTURES = ("solid", "stripes", "checker", "noise")
+MORE_OBJECT_TEXTURES = ("dots", "ramp")
 BACKGROUNDS = ("noise", "gradient", "checker", "stripes")
+MORE_BACKGROUNDS = ("plain", "multicolour", "bold_stripes", "multiscale_noise", "photo")
+#: Photographs shipped inside scikit-image, with the licences its documentation gives them.
+PHOTOS = {"astronaut": "public domain (NASA)", "coffee": "CC0 (Rachel Michetti)",
+          "chelsea": "CC0 (Stefan van der Walt)", "rocket": "public domain (SpaceX)"}
 _NOISE_LEVELS = 8
 _NOISE_TILE = 64
 
@@ -58,16 +64,30 @@ class ObjectTexture:
             r = np.floor(rows).astype(np.intp) % size
             c = np.floor(cols).astype(np.intp) % size
             return self.tile[np.ix_(r, c)]
+        if self.kind == "dots":
+            r = (rows / self.period) % 1.0 - 0.5
+            c = (cols / self.period) % 1.0 - 0.5
+            return ((r[:, None] ** 2 + c[None, :] ** 2) < 0.09).astype(np.intp)
+        if self.kind == "ramp":
+            s = (rows * np.cos(self.angle))[:, None] + (cols * np.sin(self.angle))[None, :]
+            levels = len(self.palette)
+            return np.clip(np.floor((s / self.period + 0.5) * levels), 0, levels - 1).astype(np.intp)
         raise ValueError(f"unknown object texture {self.kind!r}")
 
 
-def random_object_texture(rng: np.random.Generator, size: float, textured: bool) -> ObjectTexture:
-    """A texture for an object of extent ``size`` px: solid when untextured, else any kind."""
-    base = random_color(rng, (0.55, 1.0), (0.55, 1.0))
-    kind = str(rng.choice(OBJECT_TEXTURES)) if textured else "solid"
+def random_object_texture(rng: np.random.Generator, size: float, textured: bool,
+                          kinds: tuple[str, ...] = OBJECT_TEXTURES,
+                          saturation: tuple[float, float] = (0.55, 1.0)) -> ObjectTexture:
+    """A texture for an object of extent ``size`` px: solid when untextured, else one of ``kinds``."""
+    base = random_color(rng, saturation, (0.55, 1.0))
+    kind = str(rng.choice(kinds)) if textured else "solid"
     if kind == "solid":
         return ObjectTexture(kind, base[None])
     other = np.clip(base.astype(np.int32) * rng.uniform(0.35, 0.65), 0, 255).astype(np.uint8)
+    if kind == "ramp":
+        t = np.linspace(0.0, 1.0, _NOISE_LEVELS)[:, None]
+        palette = np.round(base * (1 - t) + random_color(rng, saturation, (0.3, 1.0)) * t).astype(np.uint8)
+        return ObjectTexture(kind, palette, period=max(2.0, float(size)), angle=float(rng.uniform(0, 2 * np.pi)))
     if kind == "noise":
         t = np.linspace(0.0, 1.0, _NOISE_LEVELS)[:, None]
         palette = np.round(base * (1 - t) + other * t).astype(np.uint8)
@@ -78,17 +98,60 @@ def random_object_texture(rng: np.random.Generator, size: float, textured: bool)
     return ObjectTexture(kind, np.stack([base, other]), period=period, angle=float(rng.uniform(0, np.pi)))
 
 
-def random_background(rng: np.random.Generator, height: int, width: int, textured: bool,
-                      scale: float) -> np.ndarray:
-    """A uint8 RGB canvas ``[height, width, 3]``; ``scale`` (px) sets the size of its features.
+def _photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random crop of one of the PHOTOS, resized to ``[height, width]``, randomly mirrored."""
+    import skimage.data
 
-    Backgrounds are less saturated than objects so the objects stand out, as in MOVi.
-    """
-    c1 = random_color(rng, (0.0, 0.45), (0.25, 0.85)).astype(np.float32)
+    image = getattr(skimage.data, str(rng.choice(sorted(PHOTOS))))()
+    ih, iw = image.shape[:2]
+    frac = float(rng.uniform(0.35, 1.0))
+    ch = max(8, min(ih, int(round(ih * frac))))
+    cw = max(8, min(iw, int(round(ch * width / height))))
+    ch = min(ch, int(round(cw * height / width))) if cw == iw else ch
+    r0, c0 = int(rng.integers(0, ih - ch + 1)), int(rng.integers(0, iw - cw + 1))
+    crop = np.ascontiguousarray(image[r0:r0 + ch, c0:c0 + cw])
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _bold_background(rng: np.random.Generator, kind: str, height: int, width: int, scale: float) -> np.ndarray:
+    """The randomized-world backgrounds: as saturated and multi-coloured as objects can be."""
+    if kind == "photo":
+        return _photo(rng, height, width)
+    colors = np.stack([random_color(rng, (0.0, 1.0), (0.2, 1.0)) for _ in range(4)]).astype(np.float32)
+    rows = np.arange(height, dtype=np.float32)[:, None]
+    cols = np.arange(width, dtype=np.float32)[None, :]
+    if kind == "plain":
+        return np.broadcast_to(colors[0].astype(np.uint8), (height, width, 3)).copy()
+    if kind == "bold_stripes":
+        p, a = scale * float(rng.uniform(0.03, 0.5)), float(rng.uniform(0, np.pi))
+        t = (np.floor((rows * np.sin(a) + cols * np.cos(a)) / p) % 2).astype(np.float32)
+        t = np.broadcast_to(t, (height, width))[..., None]
+        return np.round(colors[0] * (1 - t) + colors[1] * t).astype(np.uint8)
+    if kind == "multicolour":  # smooth fields of 4 colours, each weighting where its noise is high
+        weights = np.stack([_smooth_noise(rng, height, width, scale * float(rng.uniform(0.2, 0.6)))
+                            for _ in range(4)], -1) ** 3
+    else:  # multiscale_noise: fine to coarse noise mixing three colours
+        weights = np.stack([_smooth_noise(rng, height, width, scale * f) for f in (0.04, 0.15, 0.5)], -1) ** 2
+        colors = colors[:3]
+    weights /= weights.sum(-1, keepdims=True) + 1e-6
+    return np.round(weights @ colors).clip(0, 255).astype(np.uint8)
+
+
+def random_background(rng: np.random.Generator, height: int, width: int, textured: bool,
+                      scale: float, kinds: tuple[str, ...] = BACKGROUNDS,
+                      saturation: tuple[float, float] = (0.0, 0.45)) -> np.ndarray:
+    """A uint8 RGB canvas ``[height, width, 3]`` of one of ``kinds``; ``scale`` (px) sets the size of
+    its features. The original kinds are less saturated than objects (as in MOVi) unless ``saturation``
+    says otherwise; the randomized-world kinds (MORE_BACKGROUNDS) are not."""
+    c1 = random_color(rng, saturation, (0.25, 0.85)).astype(np.float32)
     if not textured:
         return np.broadcast_to(c1.astype(np.uint8), (height, width, 3)).copy()
-    c2 = random_color(rng, (0.0, 0.45), (0.25, 0.85)).astype(np.float32)
-    kind = str(rng.choice(BACKGROUNDS))
+    c2 = random_color(rng, saturation, (0.25, 0.85)).astype(np.float32)
+    kind = str(rng.choice(kinds))
+    if kind in MORE_BACKGROUNDS:
+        return _bold_background(rng, kind, height, width, scale)
     rows = np.arange(height, dtype=np.float32)[:, None]
     cols = np.arange(width, dtype=np.float32)[None, :]
     if kind == "noise":
