@@ -18,7 +18,10 @@ TORCH = "torch==2.13.0"
 # Python libraries of the node, training and tools.
 PYTHON_DEPS = [
     "numpy",
-    "opencv-python-headless",
+    "opencv-contrib-python-headless",  # a superset of opencv-python-headless: CSRT and the other trackers
+    "pybullet",
+    "scikit-image",
+    "motmetrics",
     "safetensors",
     "msgpack",
     "pyyaml",
