@@ -51,23 +51,35 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
     raise ValueError(f"data.kind: unknown dataset kind {cfg.kind!r}")
 
 
+#: data.options keys of the synthetic kind that are not SceneConfig fields.
+SYNTHETIC_OPTIONS = ("physics", "physics_share", "cache_dir")
+
+
 def _synthetic(cfg: DataConfig, training: bool, window: int | None) -> Dataset:
-    """Generated scenes; ``data.options`` holds extra SceneConfig fields (size_range, camera_pan, ...)."""
-    from savi_scenes import SceneConfig
+    """Generated scenes. ``data.options`` holds extra SceneConfig fields (size_range, camera_pan, the
+    2D families ...), and optionally ``physics`` (PhysicsSceneConfig fields of the 3D family),
+    ``physics_share`` (the share of videos from the 3D family, 0..1) and ``cache_dir``."""
+    from savi_scenes import PhysicsSceneConfig, SceneConfig
     from training.datasets.synthetic import SyntheticDataset
 
     fixed = dict(height=cfg.resolution[0], width=cfg.resolution[1], num_frames=cfg.num_frames,
                  min_objects=cfg.min_objects, max_objects=cfg.max_objects)
-    clash = sorted(set(fixed) & set(cfg.options))
+    clash = sorted(set(fixed) & (set(cfg.options) | set(cfg.options.get("physics") or {})))
     if clash:
         raise ValueError(f"data.options must not set {clash}: use data.resolution / num_frames / "
                          "min_objects / max_objects")
-    scene = SceneConfig.from_dict({**fixed, **cfg.options})
+    scene_options = {k: v for k, v in cfg.options.items() if k not in SYNTHETIC_OPTIONS}
+    scene = SceneConfig.from_dict({**fixed, **scene_options})
+    share = float(cfg.options.get("physics_share", 0.0))
+    physics = None
+    if share > 0 or "physics" in cfg.options:
+        physics = PhysicsSceneConfig.from_dict({**fixed, **(cfg.options.get("physics") or {})})
     return SyntheticDataset(
         num_videos=cfg.num_videos if training else cfg.eval_num_videos,
         seed_offset=cfg.seed if training else cfg.seed + EVAL_SEED_OFFSET,
         scene_config=scene, max_instances=cfg.max_instances,
-        window=window, target=cfg.target)
+        window=window, target=cfg.target, physics_config=physics, physics_share=share,
+        cache_dir=cfg.options.get("cache_dir"))
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
