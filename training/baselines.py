@@ -146,3 +146,47 @@ def flow_kmeans_com_baseline(
         ids = torch.where(active.gather(1, assignment), labels[assignment], torch.zeros_like(assignment))
         frames.append(ids.view(batch, height, width))
     return torch.stack(frames, dim=1)
+
+
+def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor) -> tuple[Tensor, float]:
+    """What a user would pick instead of a learned tracker: OpenCV's CSRT tracker (opencv-contrib) per
+    object, started from the first-frame box, each tracked box painted as the object's mask (smaller
+    boxes on top, as in :func:`static_box_baseline`). ``video [B,T,3,H,W]`` in [0, 1]; returns the id
+    maps ``[B,T,H,W]`` and the mean milliseconds per frame (all objects of a frame together)."""
+    import time
+
+    import cv2
+    import numpy as np
+
+    batch, frames, _, height, width = video.shape
+    out = torch.zeros(batch, frames, height, width, dtype=torch.long)
+    active = _conditioned_bool(conditioned, batch, first_frame_boxes.shape[1])
+    images = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+    elapsed, steps = 0.0, 0
+    for b in range(batch):
+        trackers: dict[int, object] = {}
+        boxes: dict[int, tuple[float, float, float, float]] = {}
+        for t in range(frames):
+            frame = np.ascontiguousarray(images[b, t][..., ::-1])  # OpenCV trackers take BGR
+            start = time.perf_counter()
+            if t == 0:
+                for i in torch.nonzero(active[b]).flatten().tolist():
+                    ymin, xmin, ymax, xmax = first_frame_boxes[b, i].tolist()
+                    x, y = xmin * width, ymin * height
+                    w, h = max(1.0, (xmax - xmin) * width), max(1.0, (ymax - ymin) * height)
+                    tracker = cv2.TrackerCSRT_create()
+                    tracker.init(frame, (int(round(x)), int(round(y)), int(round(w)), int(round(h))))
+                    trackers[i], boxes[i] = tracker, (x, y, w, h)
+            else:
+                for i, tracker in trackers.items():
+                    ok, box = tracker.update(frame)
+                    if ok:
+                        boxes[i] = tuple(float(v) for v in box)
+            elapsed += time.perf_counter() - start
+            steps += 1
+            for i, (x, y, w, h) in sorted(boxes.items(), key=lambda kv: -kv[1][2] * kv[1][3]):
+                r0, c0 = max(0, int(round(y))), max(0, int(round(x)))
+                r1, c1 = min(height, int(round(y + h))), min(width, int(round(x + w)))
+                if r1 > r0 and c1 > c0:
+                    out[b, t, r0:r1, c0:c1] = i + 1
+    return out, 1000.0 * elapsed / max(steps, 1)

@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,12 @@ from savi_core.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
 from training.config import DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
+from training.identity import identity_counts, identity_summary
 from training.report import format_table, plot_per_frame
 from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
 
-METHODS = ("savi", "static_box", "flow_kmeans_com")
+METHODS = ("savi", "static_box", "flow_kmeans_com", "csrt_box")
 
 
 class _WithExtras(Dataset):
@@ -144,6 +146,7 @@ def _scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_
             skip_first: bool) -> dict[str, torch.Tensor]:
     pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
     return {
+        "identity": identity_counts(pred, gt, frame_mask, skip_first),
         "fg_ari": metrics.fg_ari(pred, gt, skip_first, frame_mask),
         "miou": metrics.miou(pred, gt, num_objects, skip_first, frame_mask),
         "fg_ari_frames": metrics.per_frame_fg_ari(pred, gt, skip_first, frame_mask),
@@ -169,6 +172,10 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
         out[f"{name}_videos_counted"] = count
         out[f"{name}_per_video"] = [_nan_to_none(v) for v in per_video.tolist()]
         out[f"{name}_per_frame"] = [_nan_to_none(metrics.mean_over_videos(frames[:, i])[0]) for i in range(length)]
+    counts = {k: sum(s["identity"][k] for s in scores) for k in scores[0]["identity"]}
+    out.update({k: _nan_to_none(v) if isinstance(v, float) else v for k, v in identity_summary(counts).items()})
+    if "ms_per_frame" in scores[0]:
+        out["ms_per_frame"] = float(sum(s["ms_per_frame"] for s in scores) / len(scores))
     return out
 
 
@@ -180,7 +187,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
     from ``eval_cfg``): camera images in, published label maps out. ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
-    from training.baselines import flow_kmeans_com_baseline, static_box_baseline
+    from training.baselines import csrt_box_baseline, flow_kmeans_com_baseline, static_box_baseline
 
     cfg = model.config
     kind = cfg.initializer.kind
@@ -206,18 +213,23 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
+        start = time.perf_counter()
         if tracker is None:
             pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
         else:
             pred = tracker_ids(tracker, batch, input_scale)
+        elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
         per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
+        per_method["savi"][-1]["ms_per_frame"] = elapsed_ms
         if baselines:
             b, t, h, w = gt.shape
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
             kmeans = flow_kmeans_com_baseline(batch["flow"], batch["cond_centers"], batch["conditioned"],
                                               num_clusters=num_objects + 1, seed=seed)
-            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
+            csrt, csrt_ms = csrt_box_baseline(batch["video"], batch["cond_boxes"], batch["conditioned"])
+            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans), ("csrt_box", csrt)):
                 per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
+            per_method["csrt_box"][-1]["ms_per_frame"] = csrt_ms
         bar.update(int(gt.shape[0]))
     bar.close()
     return {

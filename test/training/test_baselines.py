@@ -98,3 +98,24 @@ def test_flow_kmeans_unconditioned_objects_and_errors() -> None:
         flow_kmeans_com_baseline(flow, centres, torch.ones(1, 2), num_clusters=1)
     with pytest.raises(ValueError, match="flow"):
         flow_kmeans_com_baseline(flow[..., :1], centres, torch.ones(1, 2), num_clusters=3)
+
+
+def test_csrt_follows_a_moving_square():
+    """A textured square sliding right by 2 px a frame: CSRT's painted box follows it."""
+    from training.baselines import csrt_box_baseline
+
+    frames, size = 8, 64
+    rng = torch.Generator().manual_seed(0)
+    patch = torch.rand(3, 16, 16, generator=rng)
+    video = torch.full((1, frames, 3, size, size), 0.5)
+    for t in range(frames):
+        video[0, t, :, 20:36, 10 + 2 * t:26 + 2 * t] = patch
+    boxes = torch.tensor([[[20 / size, 10 / size, 36 / size, 26 / size]]])
+    ids, ms = csrt_box_baseline(video, boxes, torch.ones(1, 1))
+    assert ids.shape == (1, frames, size, size) and ms > 0
+    for t in range(frames):
+        truth = torch.zeros(size, size, dtype=torch.bool)
+        truth[20:36, 10 + 2 * t:26 + 2 * t] = True
+        painted = ids[0, t] == 1
+        iou = (painted & truth).sum() / (painted | truth).sum()
+        assert iou > 0.7, (t, float(iou))
