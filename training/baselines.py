@@ -173,13 +173,20 @@ def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Ten
                 for i in torch.nonzero(active[b]).flatten().tolist():
                     ymin, xmin, ymax, xmax = first_frame_boxes[b, i].tolist()
                     x, y = xmin * width, ymin * height
-                    w, h = max(1.0, (xmax - xmin) * width), max(1.0, (ymax - ymin) * height)
+                    w, h = (xmax - xmin) * width, (ymax - ymin) * height
+                    boxes[i] = (x, y, w, h)
                     tracker = cv2.TrackerCSRT_create()
-                    tracker.init(frame, (int(round(x)), int(round(y)), int(round(w)), int(round(h))))
-                    trackers[i], boxes[i] = tracker, (x, y, w, h)
+                    try:  # CSRT refuses boxes of a pixel or two: such an object keeps its first box
+                        tracker.init(frame, (int(round(x)), int(round(y)), max(2, int(round(w))), max(2, int(round(h)))))
+                    except cv2.error:
+                        continue
+                    trackers[i] = tracker
             else:
                 for i, tracker in trackers.items():
-                    ok, box = tracker.update(frame)
+                    try:
+                        ok, box = tracker.update(frame)
+                    except cv2.error:
+                        ok = False
                     if ok:
                         boxes[i] = tuple(float(v) for v in box)
             elapsed += time.perf_counter() - start

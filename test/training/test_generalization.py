@@ -1,0 +1,64 @@
+"""Generalization benchmark: held-out splits differ from the training split in one axis, and bad specs
+are refused naming the field."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from savi_core.config import ConfigError
+from training.config import load_config
+from training.generalization import main, split_options, training_families, validate_spec
+from training.train import train
+
+TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
+TRAIN_OPTIONS = {"shapes": ["circle", "star"], "backgrounds": ["noise", "plain"], "textures": ["solid"],
+                 "effects": True, "physics_share": 0.3, "physics": {"objects": ["primitives"], "floors": ["plain"]}}
+
+
+def test_held_out_splits_replace_one_axis():
+    train_families = training_families(TRAIN_OPTIONS)
+    held = validate_spec({"held_out": {"bg": {"backgrounds": ["photo"]}, "toys": {"objects": ["toys"]}}},
+                         train_families)
+    splits = split_options(TRAIN_OPTIONS, train_families, held)
+    assert list(splits) == ["in-family 2D", "in-family 3D", "held-out bg", "held-out toys"]
+    assert splits["in-family 2D"]["physics_share"] == 0.0 and splits["in-family 2D"]["effects"] is True
+    assert splits["held-out bg"] == {**splits["in-family 2D"], "backgrounds": ["photo"]}
+    assert splits["in-family 3D"]["physics_share"] == 1.0
+    assert splits["held-out toys"]["physics"] == {"objects": ["toys"], "floors": ["plain"]}
+
+
+def test_a_run_without_3d_has_the_whole_3d_family_held_out():
+    train_families = training_families({})
+    assert train_families["physics"] is None and "circle" in train_families["shapes"]
+    splits = split_options({}, train_families, validate_spec({"held_out": {"s": {"shapes": ["thin"]}}}, train_families))
+    assert "3D family (held out)" in splits and splits["3D family (held out)"]["physics_share"] == 1.0
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"held_out": {"bg": {"backgrounds": ["lava"]}}}, r"held_out\.bg\.backgrounds: unknown family 'lava'"),
+    ({"held_out": {"s": {"shapes": ["star"]}}}, r"held_out\.s\.shapes: 'star' is also a training family"),
+    ({"held_out": {"s": {"colours": ["red"]}}}, r"held_out\.s\.colours: unknown axis"),
+    ({"held_out": {"s": {"shapes": []}}}, r"held_out\.s\.shapes: names no family"),
+    ({"held_out": {}}, r"held_out: must be a non-empty mapping"),
+])
+def test_bad_specs_are_refused_naming_the_field(spec, field):
+    with pytest.raises(ConfigError, match=field):
+        validate_spec(spec, training_families(TRAIN_OPTIONS))
+
+
+def test_an_empty_training_split_is_refused():
+    families = training_families({**TRAIN_OPTIONS, "textures": []})
+    with pytest.raises(ConfigError, match=r"data\.options\.textures: the training split is empty"):
+        validate_spec({"held_out": {"s": {"shapes": ["thin"]}}}, families)
+
+
+def test_cli_scores_every_split(tmp_path, capsys):
+    run = train(load_config(TINY, {"train.out_dir": str(tmp_path / "run"), "train.steps": 1}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"held_out": {"shape": {"shapes": ["cross"]}}}))
+    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    for split in ("in-family 2D", "3D family (held out)", "held-out shape"):
+        assert split in printed
+    assert (tmp_path / "out" / "generalization.json").is_file()
