@@ -18,10 +18,9 @@ class TrackIdAllocator:
 
     def claim(self, requested: str = "") -> int | None:
         """The id for a new track, or None when all 65535 ids were used."""
-        try:
-            wanted = int(requested.strip())
-        except ValueError:
-            wanted = 0
+        text = requested.strip()
+        # ASCII decimal digits only: int() would also take "1_0", "+3" and other scripts' digits.
+        wanted = int(text) if text.isascii() and text.isdigit() else 0
         if 1 <= wanted <= MAX_TRACK_ID and wanted not in self._used:
             self._used.add(wanted)
             return wanted

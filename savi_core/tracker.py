@@ -27,9 +27,9 @@ State machine:
     (``model.init_slots_for``), other slots keep their state. With no free slot (or no track id left)
     they are ignored and counted in ``TrackResult.ignored_detections``. ``reinit == "first"``: later
     detections are ignored without counting.
-  * Track ids: a detection's ``det_id`` that parses as an integer in 1..65535 and was never used since
-    start/reset becomes the track id; otherwise the smallest never-used id from 1. Ids are never reused
-    until ``reset()``.
+  * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
+    since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
+    reused until ``reset()``.
   * Lost: a track whose mask area stays under ``min_mask_area`` input pixels for ``lost_after_frames``
     consecutive processed frames ends on that frame (its pixels are cleared from that frame's label map)
     and its slot becomes free. When the last track ends the tracker is back to the no-state condition.

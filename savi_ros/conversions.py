@@ -119,26 +119,35 @@ def label_map_to_image(label_map: np.ndarray, header: Header) -> Image:
     return numpy_to_image(np.asarray(label_map, dtype=np.uint16), "16UC1", header)
 
 
-def detections_from_msg(msg: Detection2DArray) -> list[Detection]:
-    """Detection2DArray -> Tracker detections (pixel xyxy boxes, class, score, id).
+def detections_from_msg(msg: Detection2DArray) -> tuple[list[Detection], list[str]]:
+    """Detection2DArray -> (Tracker detections (pixel xyxy boxes, class, score, id), why each rejected
+    detection was rejected).
 
-    A detection without `results` has class "" and score 1.0, so the Tracker's score/class
-    filtering keeps it.
-    Boxes with non-positive or non-finite size are skipped: they cannot condition a slot.
+    A detection without `results` has class "" and score 1.0, so the Tracker's score/class filtering
+    keeps it. A detection is rejected on its own, never with the rest of its message, when its box has a
+    non-positive or non-finite size or a corner that is not finite (a finite centre and size can still
+    overflow), or when its score is not finite.
     """
-    out = []
-    for det in msg.detections:
+    out, rejected = [], []
+    for index, det in enumerate(msg.detections):
         cx, cy = det.bbox.center.position.x, det.bbox.center.position.y
         sx, sy = det.bbox.size_x, det.bbox.size_y
-        if not (np.isfinite([cx, cy, sx, sy]).all() and sx > 0 and sy > 0):
+        with np.errstate(over="ignore", invalid="ignore"):
+            corners = np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2], dtype=np.float64)
+        if not (np.isfinite([cx, cy, sx, sy]).all() and sx > 0 and sy > 0 and np.isfinite(corners).all()):
+            rejected.append(f"detection {index} (id {det.id!r}): box centre ({cx}, {cy}) size ({sx}, {sy}) "
+                            "is not a finite, non-empty box")
             continue
         class_id, score = "", 1.0
         if det.results:
             class_id = det.results[0].hypothesis.class_id
             score = float(det.results[0].hypothesis.score)
-        out.append(Detection(box_xyxy=(cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2),
-                             class_id=class_id, score=score, det_id=det.id))
-    return out
+        if not np.isfinite(score):
+            rejected.append(f"detection {index} (id {det.id!r}): score {score} is not finite")
+            continue
+        out.append(Detection(box_xyxy=tuple(float(v) for v in corners), class_id=class_id, score=score,
+                             det_id=det.id))
+    return out, rejected
 
 
 def tracks_to_msg(tracks: Iterable[Track], header: Header) -> Detection2DArray:

@@ -21,7 +21,12 @@ class Stats:
         self.dropped_frames = 0          # replaced while waiting, or older than the last processed
         self.unsupported_images = 0
         self.bad_images = 0
-        self.dropped_detections = 0
+        self.bad_detections = 0          # rejected one by one (not a finite box, not a finite score)
+        self.dropped_detections = 0      # only when more late detections wait than the node keeps
+        self.late_detections = 0         # found no image of their stamp: acted on the next processed frame
+        self.future_frames = 0           # stamped too far ahead of the newest image while tracks were live
+        self.time_jumps = 0              # jumps back in time that ended every track
+        self.oversized_images = 0        # more pixels than max_image_pixels
         self.step_errors = 0
         self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
         self.error_times: deque[float] = deque(maxlen=100)              # monotonic time of each failed step
@@ -35,8 +40,10 @@ class Stats:
 
     def counters(self) -> dict[str, int]:
         return dict(processed=self.processed, dropped_frames=self.dropped_frames,
-                    dropped_detections=self.dropped_detections, unsupported_images=self.unsupported_images,
-                    bad_images=self.bad_images, step_errors=self.step_errors)
+                    dropped_detections=self.dropped_detections, late_detections=self.late_detections,
+                    unsupported_images=self.unsupported_images, bad_images=self.bad_images,
+                    oversized_images=self.oversized_images, bad_detections=self.bad_detections,
+                    time_jumps=self.time_jumps, step_errors=self.step_errors)
 
 
 def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint: str, live_tracks: int

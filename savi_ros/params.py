@@ -36,6 +36,10 @@ class NodeOnlyParams:
     sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp")
     image_qos: str = parameter("sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)",
                                IMAGE_QOS_CHOICES)
+    time_jump_reset: float = parameter(1.0, "seconds: a jump back in time larger than this ends all tracks and "
+                                       "starts over; an image this far ahead of the newest one while tracks are "
+                                       "live is dropped")
+    max_image_pixels: int = parameter(4096 * 4096, "images with more pixels than this are dropped with a warning")
     publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
     autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")
 
@@ -63,7 +67,7 @@ DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in datac
 #: Applied while the node runs; the others take effect on the next configure transition.
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
                   "min_mask_area", "lost_after_frames", "sync_tolerance", "publish_debug_image",
-                  "mask_threshold"})
+                  "mask_threshold", "time_jump_reset", "max_image_pixels"})
 
 _TYPES = {
     str: Parameter.Type.STRING,
@@ -98,6 +102,10 @@ def validate(params: NodeParams) -> TrackerConfig:
             raise ParamError(f"{f.name}: must be one of {f.metadata['choices']}, got {getattr(params, f.name)!r}")
     if not (math.isfinite(params.sync_tolerance) and 0.0 <= params.sync_tolerance <= 1.0):
         raise ParamError(f"sync_tolerance: must be in [0, 1] seconds, got {params.sync_tolerance!r}")
+    if not (math.isfinite(params.time_jump_reset) and params.time_jump_reset > 0.0):
+        raise ParamError(f"time_jump_reset: must be a positive number of seconds, got {params.time_jump_reset!r}")
+    if params.max_image_pixels < 1:
+        raise ParamError(f"max_image_pixels: must be at least 1, got {params.max_image_pixels!r}")
     if any(not c for c in params.class_ids):
         raise ParamError(f"class_ids: entries must be non-empty strings, got {list(params.class_ids)!r}")
     try:

@@ -18,25 +18,32 @@ D = TypeVar("D")
 
 @dataclass
 class Pair(Generic[I, D]):
-    """An image released for processing, with the detections of its stamp (None when none came)."""
+    """An image released for processing, with the detections of its stamp (None when none came) and
+    detections carried from frames that were dropped or never came (they act on this frame)."""
 
     stamp_ns: int
     image: I
     detections: Optional[D] = None
+    carried: List[D] = field(default_factory=list)
+
+    def all_detections(self) -> List[D]:
+        return [*self.carried, *([] if self.detections is None else [self.detections])]
 
 
 @dataclass
-class DroppedDetections:
-    """Detections that found no image: `reason` says why (for the node's warning)."""
+class LateDetections(Generic[D]):
+    """Detections that found no image to pair with: they act on the next processed frame (boxes used
+    as given); `reason` says why they came late."""
 
     stamp_ns: int
+    detections: D
     reason: str
 
 
 @dataclass
 class Released(Generic[I, D]):
     pairs: List[Pair[I, D]] = field(default_factory=list)
-    dropped_detections: List[DroppedDetections] = field(default_factory=list)
+    late_detections: List[LateDetections[D]] = field(default_factory=list)
 
 
 @dataclass
@@ -51,12 +58,13 @@ class _Held:
 class StampMatcher(Generic[I, D]):
     """Matches images and detections whose stamps agree within `tolerance_s`.
 
-    Images wait for their detections, so a detector that answers shortly after the camera still
-    conditions the very image it looked at. How long is adaptive, because every frame without
-    detections waits that long: until a first match, `image_hold_s`; afterwards twice the
-    largest of the last `lag_window` observed detector lags (detections' arrival after their
-    image's, also learnt from detections that came too late) plus `hold_margin_s`, never more
-    than `image_hold_s` (always `image_hold_s` while `patient`). Assumes each stream arrives
+    While nothing is tracked (`patient`), images wait up to `image_hold_s` for their detections, so
+    a detector that answers shortly after the camera bootstraps on the very image it looked at. Once
+    tracks are live, images never wait (a detector usually runs slower than the camera): an image is
+    released at once unless its detections are already there. Detections that find no image to pair
+    with (their image was released, dropped, or never came) are never lost: they are released as
+    `LateDetections` and act on the next processed frame. The observed detector lags are kept
+    for reporting (`image_hold` while patient stays `image_hold_s`). Assumes each stream arrives
     in stamp order, which lets it release early: once detections for a newer stamp (or a newer
     image) exist, older waiting images will get none and are released at once, and detections
     older than the newest image that did not match are dropped at once. Buffers are bounded:
@@ -66,10 +74,10 @@ class StampMatcher(Generic[I, D]):
 
     def __init__(self, tolerance_s: float, image_hold_s: float = 0.25,
                  detection_hold_s: float = 1.0, max_images: int = 8,
-                 max_detections: int = 16, hold_margin_s: float = 0.01, lag_window: int = 20) -> None:
+                 max_detections: int = 16, lag_window: int = 20) -> None:
         if tolerance_s < 0:
             raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
-        if image_hold_s < 0 or detection_hold_s < 0 or hold_margin_s < 0:
+        if image_hold_s < 0 or detection_hold_s < 0:
             raise ValueError("hold times must be >= 0")
         if max_images < 1 or max_detections < 1:
             raise ValueError("buffer sizes must be >= 1")
@@ -78,7 +86,6 @@ class StampMatcher(Generic[I, D]):
         self.detection_hold_s = detection_hold_s
         self.max_images = max_images
         self.max_detections = max_detections
-        self.hold_margin_s = hold_margin_s
         self._lags: Deque[float] = deque(maxlen=lag_window)
         # Set while nothing is tracked: a frame processed without detections then yields nothing, and a
         # detector that is slower than usual (a new scene, a cold start) must still bootstrap its frame.
@@ -87,7 +94,7 @@ class StampMatcher(Generic[I, D]):
         self._images: Deque[_Held] = deque()
         self._detections: Deque[_Held] = deque()
         self._released: List[Pair[I, D]] = []
-        self._dropped: List[DroppedDetections] = []
+        self._late: List[LateDetections[D]] = []
         self._newest_image_ns: Optional[int] = None
 
     def set_tolerance(self, tolerance_s: float) -> None:
@@ -110,8 +117,8 @@ class StampMatcher(Generic[I, D]):
         for det in list(self._detections):
             if det.stamp_ns < stamp_ns - self.tolerance_ns:
                 self._detections.remove(det)
-                self._dropped.append(DroppedDetections(
-                    det.stamp_ns, "no image with this stamp arrived before a newer image"))
+                self._late.append(LateDetections(det.stamp_ns, det.item,
+                                                 "no image with this stamp arrived before a newer image"))
         if self._newest_image_ns is None or stamp_ns > self._newest_image_ns:
             self._newest_image_ns = stamp_ns
         self._images.append(held)
@@ -124,25 +131,29 @@ class StampMatcher(Generic[I, D]):
                 img.detections, img.matched = detections, True
                 self._lags.append(max(0.0, now - img.arrived))
                 return
+        for released_ns, arrived in self._recent:
+            if self._close(released_ns, stamp_ns):  # its image left without them: learn the lag
+                self._lags.append(max(0.0, now - arrived))
+                self._late.append(LateDetections(stamp_ns, detections, "its image was already released"))
+                return
         if self._newest_image_ns is not None and stamp_ns < self._newest_image_ns - self.tolerance_ns:
-            for released_ns, arrived in self._recent:
-                if self._close(released_ns, stamp_ns):  # the image left too early: learn the lag
-                    self._lags.append(max(0.0, now - arrived))
-                    break
-            self._dropped.append(DroppedDetections(
-                stamp_ns, "its image was already processed or never arrived (detections too late)"))
+            self._late.append(LateDetections(stamp_ns, detections,
+                                             "its image was already released or never arrived"))
             return
         self._detections.append(_Held(stamp_ns, detections, now))
         while len(self._detections) > self.max_detections:
             old = self._detections.popleft()
-            self._dropped.append(DroppedDetections(old.stamp_ns, "detection buffer full"))
+            self._late.append(LateDetections(old.stamp_ns, old.item, "detection buffer full"))
 
     @property
     def image_hold(self) -> float:
-        """Seconds an image currently waits for its detections (see the class docstring)."""
-        if self.patient or not self._lags:
-            return self.image_hold_s
-        return min(self.image_hold_s, 2.0 * max(self._lags) + self.hold_margin_s)
+        """Seconds an image currently waits for its detections: `image_hold_s` while `patient`, else 0."""
+        return self.image_hold_s if self.patient else 0.0
+
+    @property
+    def detector_lag(self) -> Optional[float]:
+        """The largest recently observed detector lag in seconds (None before the first)."""
+        return max(self._lags) if self._lags else None
 
     def _release(self, held: _Held) -> None:
         self._released.append(Pair(held.stamp_ns, held.item, held.detections))
@@ -167,10 +178,10 @@ class StampMatcher(Generic[I, D]):
             self._release(self._images.popleft())
         while self._detections and now >= self._detections[0].arrived + self.detection_hold_s:
             old = self._detections.popleft()
-            self._dropped.append(DroppedDetections(
-                old.stamp_ns, f"no image with this stamp within {self.detection_hold_s:g} s"))
-        out = Released(self._released, self._dropped)
-        self._released, self._dropped = [], []
+            self._late.append(LateDetections(old.stamp_ns, old.item,
+                                             f"no image with this stamp within {self.detection_hold_s:g} s"))
+        out = Released(self._released, self._late)
+        self._released, self._late = [], []
         return out
 
     def next_deadline(self) -> Optional[float]:
@@ -180,7 +191,7 @@ class StampMatcher(Generic[I, D]):
             times.append(self._images[0].arrived + self.image_hold)
         if self._detections:
             times.append(self._detections[0].arrived + self.detection_hold_s)
-        if self._released or self._dropped:
+        if self._released or self._late:
             times.append(float("-inf"))
         return min(times) if times else None
 
@@ -190,7 +201,7 @@ class StampMatcher(Generic[I, D]):
         self._images.clear()
         self._detections.clear()
         self._recent.clear()
-        self._released, self._dropped = [], []
+        self._released, self._late = [], []
         self._newest_image_ns = None
 
     def __len__(self) -> int:
@@ -198,17 +209,16 @@ class StampMatcher(Generic[I, D]):
 
 
 class LatestFirst(Generic[I, D]):
-    """Hand-off between the callbacks and the one worker: latest frame wins.
+    """Hand-off between the callbacks and the one worker: latest frame wins, detections always act.
 
-    Keeps at most two waiting pairs: the newest pair that carries detections, and the newest
-    pair overall after it. A frame without detections never pushes out one with detections
-    (those are the only way new objects enter the tracker); any other waiting frame is replaced
-    by a newer one and counted as dropped. Frames not newer than the last one taken are refused.
+    Keeps at most one waiting pair: a newer frame replaces the waiting one (counted in `dropped`), and
+    the replaced frame's detections move to the newer frame (`Pair.carried`), so no detection is lost
+    to a frame drop. Frames older than the last one taken are refused (`put` returns False; the
+    caller keeps their detections for the next frame).
     """
 
     def __init__(self) -> None:
-        self._with_dets: Optional[Pair[I, D]] = None
-        self._latest: Optional[Pair[I, D]] = None
+        self._waiting: Optional[Pair[I, D]] = None
         self.last_taken_ns: Optional[int] = None
         self.dropped = 0
 
@@ -217,28 +227,22 @@ class LatestFirst(Generic[I, D]):
         if self.last_taken_ns is not None and pair.stamp_ns < self.last_taken_ns:
             self.dropped += 1
             return False
-        if pair.detections is not None:
-            self.dropped += (self._with_dets is not None) + (self._latest is not None)
-            self._with_dets, self._latest = pair, None
-        else:
-            self.dropped += self._latest is not None
-            self._latest = pair
+        if self._waiting is not None:
+            self.dropped += 1
+            pair.carried = [*self._waiting.all_detections(), *pair.carried]
+        self._waiting = pair
         return True
 
     def take(self) -> Optional[Pair[I, D]]:
-        pair = self._with_dets or self._latest
-        if pair is self._with_dets:
-            self._with_dets = None
-        else:
-            self._latest = None
+        pair, self._waiting = self._waiting, None
         if pair is not None:
             self.last_taken_ns = pair.stamp_ns
         return pair
 
     def clear(self) -> None:
-        """Forget waiting frames and the last stamp (after `reset`, time may start again)."""
-        self._with_dets = self._latest = None
+        """Forget the waiting frame and the last stamp (after `reset` or a jump back in time)."""
+        self._waiting = None
         self.last_taken_ns = None
 
     def __len__(self) -> int:
-        return (self._with_dets is not None) + (self._latest is not None)
+        return int(self._waiting is not None)

@@ -26,6 +26,7 @@ import dataclasses
 import sys
 import threading
 import time
+from collections import deque
 from typing import Optional
 
 import rclpy
@@ -61,6 +62,8 @@ MAX_HELD_DETECTIONS = 16
 DIAGNOSTICS_PERIOD_S = 1.0
 STATS_LOG_PERIOD_S = 10.0
 WARN_THROTTLE_S = 5.0
+MAX_LATE_DETECTIONS = 16  # detection messages waiting for the next processed frame
+MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
 
 IMAGE_QOS = {
     "sensor_data": QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -102,7 +105,10 @@ class TrackerNode(LifecycleNode):
         self._checkpoint_path = ""
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self._warned_encodings: set[str] = set()
+        self._warned_encodings: set[str] = set()  # bounded: at most MAX_WARNED_ENCODINGS names
+        self._late: deque[Detection2DArray] = deque()   # detections waiting for the next processed frame
+        self._newest_stamp_ns: Optional[int] = None
+        self._matcher_backlog: list = []
         self._published_labels: Optional[dict[int, str]] = None
         self._io_group = MutuallyExclusiveCallbackGroup()
         self._subs: list = []
@@ -150,6 +156,7 @@ class TrackerNode(LifecycleNode):
         with self._cond:
             self._matcher = self._new_matcher()
             self._queue.clear()
+            self._newest_stamp_ns = None
         self._published_labels = None
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="savi_tracker_worker", daemon=True)
@@ -280,12 +287,20 @@ class TrackerNode(LifecycleNode):
         if msg.encoding not in conversions.INPUT_ENCODINGS:
             with self._cond:
                 self._stats.unsupported_images += 1
-                first = msg.encoding not in self._warned_encodings
-                self._warned_encodings.add(msg.encoding)
+                first = (msg.encoding not in self._warned_encodings
+                         and len(self._warned_encodings) < MAX_WARNED_ENCODINGS)
+                if first:
+                    self._warned_encodings.add(msg.encoding)
             if first:
                 self.get_logger().warning(
                     f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
                     f"{', '.join(sorted(conversions.INPUT_ENCODINGS))}); warned once per encoding")
+            return
+        if msg.height * msg.width > self.params.max_image_pixels:
+            with self._cond:
+                self._stats.oversized_images += 1
+            self.get_logger().warning(f"dropping a {msg.width}x{msg.height} image: more than max_image_pixels "
+                                      f"({self.params.max_image_pixels})", throttle_duration_sec=WARN_THROTTLE_S)
             return
         with self._cond:
             self._matcher.add_image(stamp_ns(msg.header.stamp), msg, time.monotonic())
@@ -306,6 +321,8 @@ class TrackerNode(LifecycleNode):
             self._matcher.clear()
             self._matcher.patient = True
             self._queue.clear()
+            self._late.clear()
+            self._newest_stamp_ns = None
         self.get_logger().info(f"reset: ended tracks {ended}")
         response.success, response.message = True, f"ended {len(ended)} track(s)"
         return response
@@ -314,29 +331,36 @@ class TrackerNode(LifecycleNode):
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            stale: list[str] = []
-            lost: list[str] = []
+            warnings: list[str] = []
+            jumped: Optional[Pair[Image, Detection2DArray]] = None
             with self._cond:
                 released = self._matcher.pop_ready(time.monotonic())
-                for pair in released.pairs:
-                    if not self._queue.put(pair):
-                        stale.append(f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the "
-                                     f"last processed one ({self._queue.last_taken_ns * 1e-9:.3f} s); "
-                                     "call 'reset' after restarting a recording")
-                self._stats.dropped_frames = self._queue.dropped
-                self._stats.dropped_detections += len(released.dropped_detections)
-                lost = [f"dropping detections at stamp {d.stamp_ns * 1e-9:.3f} s: {d.reason}"
-                        for d in released.dropped_detections]
-                pair = self._queue.take()
-                if pair is None and not (stale or lost):
+                self._hold_late(released.late_detections)
+                for index, pair in enumerate(released.pairs):
+                    verdict = self._admit(pair)
+                    if verdict == "jump":
+                        jumped = pair
+                        self._matcher_backlog = released.pairs[index + 1:]
+                        break
+                    if verdict:
+                        warnings.append(verdict)
+                self._stats.dropped_frames = self._queue.dropped + self._stats.future_frames
+                pair = None if jumped is not None else self._queue.take()
+                if pair is not None and self._late:
+                    pair.carried.extend(self._late)
+                    self._late.clear()
+                if pair is None and jumped is None and not warnings:
                     deadline = self._matcher.next_deadline()
                     timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
                     self._cond.wait(timeout=timeout)
-            # One call site per kind: rclpy throttles per call site.
-            for text in stale:
-                self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
-            for text in lost:
-                self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
+            for text in warnings:  # one call site per kind: rclpy throttles per call site
+                if "ahead of the newest" in text:
+                    self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
+                else:
+                    self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
+            if jumped is not None:
+                self._start_over(jumped)
+                continue
             if pair is None:
                 continue
             try:
@@ -347,6 +371,53 @@ class TrackerNode(LifecycleNode):
                 self.get_logger().error(f"processing the image at stamp {pair.stamp_ns * 1e-9:.3f} s failed: "
                                         f"{type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
 
+    def _hold_late(self, late: list) -> None:
+        """Detections that found no image act on the next processed frame (bounded; under `_cond`)."""
+        for item in late:
+            if len(self._late) == MAX_LATE_DETECTIONS:
+                self._late.popleft()
+                self._stats.dropped_detections += 1
+            self._late.append(item.detections)
+            self._stats.late_detections += 1
+
+    def _admit(self, pair: Pair[Image, Detection2DArray]) -> str:
+        """Queue a released pair (under `_cond`): "" when queued, "jump" for a jump back in time that
+        must end the tracks first, else the warning for a dropped frame (whose detections are kept)."""
+        jump_ns = int(self.params.time_jump_reset * 1e9)
+        last = self._queue.last_taken_ns
+        if last is not None and pair.stamp_ns < last - jump_ns:
+            return "jump"
+        newest = self._newest_stamp_ns
+        self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
+        if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
+            self._stats.future_frames += 1
+            self._late.extend(pair.all_detections())
+            return (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: {(pair.stamp_ns - newest) * 1e-9:.1f} s "
+                    "ahead of the newest image so far (more than time_jump_reset); its detections act on the next frame")
+        if not self._queue.put(pair):
+            self._late.extend(pair.all_detections())
+            return (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed one "
+                    f"({last * 1e-9:.3f} s)")
+        return ""
+
+    def _start_over(self, pair: Pair[Image, Detection2DArray]) -> None:
+        """A jump back in time (a restarted recording, a sim clock reset): end every track, start again."""
+        with self._tracker_lock:
+            ended = self._tracker.reset() if self._tracker is not None else []
+        with self._cond:
+            last = self._queue.last_taken_ns or pair.stamp_ns
+            self._queue.clear()
+            self._late.clear()
+            self._newest_stamp_ns = None
+            self._matcher.patient = True
+            self._stats.time_jumps += 1
+            for queued in [pair, *self._matcher_backlog]:
+                self._admit(queued)
+            self._matcher_backlog = []
+        self.get_logger().warning(f"time jumped back by {(last - pair.stamp_ns) * 1e-9:.1f} s (more than "
+                                  f"time_jump_reset {self.params.time_jump_reset:g} s): ended tracks {ended}, "
+                                  "starting over as after 'reset'")
+
     def _process(self, pair: Pair[Image, Detection2DArray]) -> None:
         msg = pair.image
         try:
@@ -356,7 +427,19 @@ class TrackerNode(LifecycleNode):
                 self._stats.bad_images += 1
             self.get_logger().warning(f"dropping image: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
             return
-        detections = conversions.detections_from_msg(pair.detections) if pair.detections is not None else None
+        detections = None
+        messages = pair.all_detections()
+        if messages:
+            detections, rejected = [], []
+            for message in messages:
+                accepted, refused = conversions.detections_from_msg(message)
+                detections += accepted
+                rejected += refused
+            if rejected:
+                with self._cond:
+                    self._stats.bad_detections += len(rejected)
+                self.get_logger().warning(f"rejected {len(rejected)} detection(s): {'; '.join(rejected[:3])}",
+                                          throttle_duration_sec=WARN_THROTTLE_S)
         with self._tracker_lock:
             tracker = self._tracker
             if tracker is None:

@@ -127,6 +127,9 @@ def test_id_allocator_rules():
     assert [ids.claim(s) for s in ("3", "7", "", "x", "7", "0", "65536", " 2 ", "")] == [3, 7, 1, 2, 4, 5, 6, 8, 9]
     ids.reset()
     assert ids.claim("") == 1 and ids.claim("1") == 2
+    ids.reset()
+    # Only ASCII decimal digits: not Python's int() literals, signs or other scripts' digits.
+    assert [ids.claim(s) for s in ("1_0", "+3", "\u0663", "-4", "0x1f", "12")] == [1, 2, 3, 4, 5, 12]
 
 
 def test_id_allocator_exhaustion():

@@ -130,12 +130,18 @@ def test_detections_from_msg():
         _det(5, 5, 2, 2),                       # no results: class "", score 1
         _det(5, 5, 0, 3, "9", "flat", 0.9),     # empty box: skipped
         _det(float("nan"), 5, 2, 2, "8", "nan", 0.9),
+        _det(50, 1.7e308, 20, 1.7e308, "7", "huge", 0.9),  # finite, but its corner overflows
+        _det(5, 5, 2, 2, "6", "nan score", float("nan")),
+        _det(30, 30, 4, 4, "5", "after", 0.7),            # the bad ones cost nothing else
     ])
-    dets = conv.detections_from_msg(msg)
+    dets, rejected = conv.detections_from_msg(msg)
     assert [(d.box_xyxy, d.class_id, d.score, d.det_id) for d in dets] == [
         ((16.0, 8.0, 24.0, 12.0), "cup", pytest.approx(0.8), "3"),
         ((4.0, 4.0, 6.0, 6.0), "", 1.0, ""),
+        ((28.0, 28.0, 32.0, 32.0), "after", pytest.approx(0.7), "5"),
     ]
+    assert [r.split(":")[0] for r in rejected] == ["detection 2 (id '9')", "detection 3 (id '8')",
+                                                   "detection 4 (id '7')", "detection 5 (id '6')"]
 
 
 def test_tracks_and_label_info_messages():

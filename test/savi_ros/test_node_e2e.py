@@ -259,6 +259,7 @@ def test_add_new_starts_a_track_and_reset_clears_everything(harness):
     harness.outputs(harness.send(make_image(stamp), make_detections(stamp, [(2, 2, 20, 20, "3", "a")])))
     stamp = next_stamp()
     harness.outputs(harness.send(make_image(stamp, seed=2), make_detections(stamp, [(60, 30, 78, 46, "", "b")])))
+    harness.outputs(harness.send(make_image(next_stamp(), seed=2)))  # detections that came after their image act here
     assert wait_for(lambda: {c.class_id for c in harness.latest_labels().class_map} == {1, 3}, 5.0), \
         harness.latest_labels()
     assert {c.class_name for c in harness.latest_labels().class_map} == {"a", "b"}
@@ -299,15 +300,16 @@ def test_unsupported_encoding_warns_once_and_node_keeps_serving(harness):
     assert harness.proc.proc.poll() is None
 
 
-def test_detections_for_unknown_stamp_are_held_then_dropped(harness):
+def test_detections_for_an_unknown_stamp_act_on_the_next_processed_frame(harness):
+    """No detection message is lost: one whose image never comes starts its track on the next frame."""
     harness.reset()
-    future = Time(sec=next_stamp().sec + 3600)
-    harness.det_pub.publish(make_detections(future, [(1, 1, 10, 10, "4", "ghost")]))
-    assert wait_for(lambda: "dropping detections at stamp" in harness.proc.output(), 5.0), harness.proc.output()
-    assert "no image with this stamp" in harness.proc.output()
+    ghost = Time(sec=next_stamp().sec + 3600)
+    harness.det_pub.publish(make_detections(ghost, [(1, 1, 30, 30, "4", "ghost")]))
+    time.sleep(1.5)  # the node holds detections 1 s for their image; then they wait for the next frame
     stamp = next_stamp()
-    tracks, _ = harness.outputs(harness.send(make_image(stamp)))
-    assert tracks.detections == []  # the ghost detections started nothing
+    harness.outputs(harness.send(make_image(stamp)))
+    assert wait_for(lambda: harness.labels and harness.latest_labels().header.stamp == stamp, 5.0)
+    assert [(c.class_id, c.class_name) for c in harness.latest_labels().class_map] == [(4, "ghost")]
     assert harness.proc.proc.poll() is None
 
 
@@ -369,12 +371,32 @@ def test_debug_image_only_while_subscribed_and_output_qos_warning(harness):
 
 def test_frame_older_than_the_last_processed_is_dropped_with_a_warning(harness):
     harness.reset()
-    newer, older = next_stamp(), Time(sec=5)
+    newer = next_stamp()
+    older_ns = ns(newer) - 50_000_000  # off the tenths grid other tests use: never an earlier test's stamp
+    older = Time(sec=older_ns // 10**9, nanosec=older_ns % 10**9)
     harness.outputs(harness.send(make_image(newer)))
-    stale = harness.send(make_image(older))
+    stale = harness.send(make_image(older))  # less than time_jump_reset (1 s) back: a stale frame
     assert wait_for(lambda: "older than the last processed" in harness.proc.output(), 5.0), harness.proc.output()
     harness.outputs(harness.send(make_image(next_stamp())))
     assert stale not in harness.masks
+
+
+def test_jumps_in_time_end_tracks_or_drop_the_odd_frame_and_outputs_resume(harness):
+    """A far-future stamp while tracking is dropped with a warning; a jump back ends the tracks once."""
+    harness.reset()
+    start = next_stamp()
+    harness.outputs(harness.send(make_image(start), make_detections(start, [(2, 2, 30, 30, "3", "a")])))
+    future = harness.send(make_image(Time(sec=2**31 - 1)))
+    assert wait_for(lambda: "ahead of the newest image so far" in harness.proc.output(), 5.0), harness.proc.output()
+    for _ in range(3):  # outputs go on at once, tracks kept
+        harness.outputs(harness.send(make_image(next_stamp())))
+    assert future not in harness.masks and harness.latest_labels().class_map[0].class_id == 3
+    back = Time(sec=start.sec - 100)  # a restarted recording
+    harness.outputs(harness.send(make_image(back)))
+    assert wait_for(lambda: "time jumped back by" in harness.proc.output(), 5.0)
+    assert harness.proc.output().count("time jumped back by") == 1
+    assert wait_for(lambda: harness.latest_labels().class_map == [], 5.0)  # tracks ended
+    harness.reset()
 
 
 def test_lifecycle_reconfigure_and_incompatible_qos_warning(harness):

@@ -24,6 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
 from savi_core.checkpoint import load_checkpoint  # noqa: E402
@@ -133,6 +134,13 @@ class Rig:
         assert wait_for(lambda: stamp in self.tracks), f"no tracks for stamp {stamp}"
         return sorted(d.id for d in self.tracks[stamp].detections)
 
+    def call_reset(self):
+        client = self.client.create_client(Trigger, "reset")
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done)
+        return future.result()
+
     def logged(self, text: str) -> bool:
         with self.lock:
             return any(text in line for line in self.logs)
@@ -206,14 +214,16 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     assert (published == expected).mean() > 0.999
 
 
-def test_live_sync_tolerance_change_applies_to_the_next_detections(rig):
+def test_unpaired_detections_act_on_the_next_frame_and_sync_tolerance_changes_live(rig):
     r = rig()
     r.start()
-    late = r.send([(2, 2, 20, 20, "5")], offset_s=0.05)  # detections stamped 50 ms after the image
+    late = r.send([(2, 2, 20, 20, "5")], offset_s=0.05)  # stamped 50 ms after the image: no pair at 10 ms
     assert r.track_ids(late) == []
-    assert wait_for(lambda: r.logged("dropping detections"))
+    assert r.track_ids(r.send()) == ["5"]  # they were not dropped: they acted on the next frame
+    assert r.node._stats.late_detections == 1 and r.node._stats.dropped_detections == 0
+    assert r.call_reset().success
     assert r.node.set_parameters([Parameter("sync_tolerance", value=0.1)])[0].successful
-    assert r.track_ids(r.send([(2, 2, 20, 20, "5")], offset_s=0.05)) == ["5"]
+    assert r.track_ids(r.send([(2, 2, 20, 20, "7")], offset_s=0.05)) == ["7"]  # now they pair with their image
 
 
 def test_ignored_detections_are_logged(rig):
