@@ -288,3 +288,20 @@ def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
     assert wait_for(lambda: r.last_status().level == DiagnosticStatus.OK, timeout=20.0)
     status = values(r.last_status())
     assert status["step_errors"] == "1" and int(status["processed"]) >= 1 and status["live_tracks"] == "1"
+
+
+def test_burst_every_image_with_detections_followed_at_once_by_another_bootstraps(rig):
+    """60 times: reset, an image with detections and, under 1 ms later, another image. Whichever image
+    the node processes, the detections act (on their own image, or on the next one): 60 of 60 start."""
+    r = rig()
+    r.start()
+    started = 0
+    for i in range(60):
+        assert r.call_reset().success
+        first = r.send([(2, 2, 20, 20, str(100 + i))])
+        second = r.send()
+        assert wait_for(lambda: second in r.tracks or first in r.tracks and bool(r.tracks[first].detections))
+        assert wait_for(lambda: second in r.tracks)
+        started += r.node._tracker.live_tracks == {100 + i: "thing"}
+    assert started == 60
+    assert r.node._stats.dropped_detections == 0
