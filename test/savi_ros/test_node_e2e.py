@@ -300,12 +300,21 @@ def test_unsupported_encoding_warns_once_and_node_keeps_serving(harness):
     assert harness.proc.proc.poll() is None
 
 
+def late_detections(harness) -> int:
+    """The node's late-detections counter from its newest /diagnostics status (0 before the first)."""
+    with harness.lock:
+        statuses = [s for a in harness.diagnostics for s in a.status if s.name == "savi_tracker: tracking"]
+    return int({kv.key: kv.value for kv in statuses[-1].values}["late_detections"]) if statuses else 0
+
+
 def test_detections_for_an_unknown_stamp_act_on_the_next_processed_frame(harness):
     """No detection message is lost: one whose image never comes starts its track on the next frame."""
     harness.reset()
     ghost = Time(sec=next_stamp().sec + 3600)
+    before = late_detections(harness)
     harness.det_pub.publish(make_detections(ghost, [(1, 1, 30, 30, "4", "ghost")]))
-    time.sleep(1.5)  # the node holds detections 1 s for their image; then they wait for the next frame
+    # The node holds detections 1 s for their image, then keeps them for the next frame.
+    assert wait_for(lambda: late_detections(harness) > before, 10.0)
     stamp = next_stamp()
     harness.outputs(harness.send(make_image(stamp)))
     assert wait_for(lambda: harness.labels and harness.latest_labels().header.stamp == stamp, 5.0)
