@@ -31,7 +31,9 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from savi_ros.interrupt import RCLError, construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
-from savi_scenes import Scene, SceneConfig, generate_scene
+from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
+
+WORLDS = ("2d", "3d")
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
@@ -80,6 +82,7 @@ class CameraConfig:
     seed: int = DEFAULT_SEED
     min_objects: int = 2
     max_objects: int = 5
+    world: str = "2d"              # 2d: the original generator's scenes; 3d: the physics family
     frame_id: str = "camera"
     encoding: str = "rgb8"
     reset_between_scenes: bool = True
@@ -111,6 +114,8 @@ class CameraConfig:
             fail("seed", "must be >= 0")
         if not 1 <= self.min_objects <= self.max_objects <= 254:
             fail("max_objects", f"must satisfy 1 <= min_objects ({self.min_objects}) <= max_objects <= 254")
+        if self.world not in WORLDS:
+            fail("world", f"must be one of {WORLDS}")
         if self.encoding not in ENCODINGS:
             fail("encoding", f"must be one of {ENCODINGS}")
         if "#" in self.frame_id:
@@ -124,9 +129,13 @@ class CameraConfig:
         if not self.settle_s >= 0.0:
             fail("settle_s", "must be >= 0")
 
-    def scene_config(self) -> SceneConfig:
-        return SceneConfig(height=self.height, width=self.width, num_frames=self.frames_per_scene,
-                           min_objects=self.min_objects, max_objects=self.max_objects)
+    def make_scene(self, seed: int) -> Scene:
+        """Scene ``seed`` of this camera's world (the demo regenerates it for scoring)."""
+        sizes = dict(height=self.height, width=self.width, num_frames=self.frames_per_scene,
+                     min_objects=self.min_objects, max_objects=self.max_objects)
+        if self.world == "3d":
+            return generate_physics_scene(seed, PhysicsSceneConfig(**sizes))
+        return generate_scene(seed, SceneConfig(**sizes))
 
 
 def ground_truth_detections(scene: Scene, t: int) -> list[Detection2D]:
@@ -239,11 +248,10 @@ class DemoCamera(Node):
         cfg = self.config
         self._wait_for_subscribers(stop)
         period = 1.0 / cfg.rate
-        scene_cfg = cfg.scene_config()
         index, last_stamp = 0, -1
         while not stop.is_set() and (cfg.num_scenes == 0 or index < cfg.num_scenes):
             seed = cfg.seed + index
-            scene = generate_scene(seed, scene_cfg)
+            scene = cfg.make_scene(seed)
             if index > 0 and cfg.reset_between_scenes:
                 self._drain(last_stamp)
                 self._reset_tracker()

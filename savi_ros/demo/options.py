@@ -8,7 +8,7 @@ from pathlib import Path
 from savi_core.checkpoint import CheckpointError, read_checkpoint_config
 from savi_core.savi import MASK_SOURCES
 from savi_core.tracker_config import TrackerConfig
-from savi_ros.demo.camera_node import DEFAULT_SEED, CameraConfig
+from savi_ros.demo.camera_node import DEFAULT_SEED, WORLDS, CameraConfig
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.params import NodeOnlyParams
 
@@ -34,6 +34,7 @@ class DemoOptions:
     drop_prob: float = 0.0
     every_n_frames: int = 0
     shape_classes: bool = True
+    world: str = "2d"
     out: Path = Path("demo_out")
     launch: str = "auto"
     startup_timeout: float = 90.0
@@ -52,7 +53,7 @@ class DemoOptions:
     def camera_config(self) -> CameraConfig:
         return CameraConfig(width=self.width, height=self.height, rate=self.rate, num_scenes=self.scenes,
                             frames_per_scene=self.frames, seed=self.seed, min_objects=self.min_objects,
-                            max_objects=self.max_objects)
+                            max_objects=self.max_objects, world=self.world)
 
 
 @dataclass
@@ -93,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
                    help="detections also every N frames (0: first frame of each scene only)")
     p.add_argument("--shape-classes", action=argparse.BooleanOptionalAction, default=d.shape_classes,
                    help="detections carry the shape name as class (else 'object')")
+    p.add_argument("--world", default=d.world, choices=WORLDS,
+                   help="2d: the original generator's scenes; 3d: physics-rendered scenes (savi_scenes.physics3d)")
     p.add_argument("--out", type=Path, default=d.out, help="output folder")
     p.add_argument("--launch", default=d.launch, choices=LAUNCH_MODES,
                    help="start the nodes with the package's launch file (auto: where `ros2 launch` finds an "

@@ -31,7 +31,8 @@ def camera_params(opts: DemoOptions) -> dict[str, Any]:
     """The camera plays once the tracker subscribes to images and both the detector and the demo's
     recorder to the ground truth."""
     cam = opts.camera_config()
-    names = ("width", "height", "rate", "num_scenes", "frames_per_scene", "seed", "min_objects", "max_objects")
+    names = ("width", "height", "rate", "num_scenes", "frames_per_scene", "seed", "min_objects", "max_objects",
+             "world")
     return {**{name: getattr(cam, name) for name in names}, "min_image_subscribers": 1,
             "min_ground_truth_subscribers": 2}
 

@@ -14,7 +14,6 @@ from savi_core.metrics import fg_ari, miou
 from savi_ros.demo.options import DemoOptions
 from savi_ros.demo.recorder import Recording
 from savi_ros.overlay import contact_sheet, draw_overlay
-from savi_scenes import generate_scene
 
 SHEET_FRAMES = 8
 
@@ -44,14 +43,14 @@ def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES
              banner: str = "") -> tuple[dict[str, Any], list[np.ndarray], np.ndarray]:
     """Per-scene metrics, the overlay frames (every published frame) and the contact sheet."""
 
-    scene_cfg = opts.camera_config().scene_config()
+    camera = opts.camera_config()
     by_frame = {(tag.scene, tag.frame): (stamp, tag) for stamp, tag in rec.tags.items()}
     seeds = {tag.scene: tag.seed for tag in rec.tags.values()}
     scenes_out, frames_out, sheet_rows = [], [], []
     sheet_at = set(np.linspace(0, opts.frames - 1, min(sheet_frames, opts.frames)).round().astype(int).tolist())
     for index in range(opts.scenes):
         seed = seeds.get(index, opts.seed + index)
-        scene = generate_scene(seed, scene_cfg)
+        scene = camera.make_scene(seed)
         gt = scene.segmentations.astype(np.int64)
         pred = np.zeros_like(gt)
         received = np.zeros(opts.frames, bool)

@@ -17,7 +17,6 @@ from savi_ros.demo.camera_node import FrameTag
 from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
 from savi_ros.demo.recorder import Recording
 from savi_ros.demo.scoring import evaluate
-from savi_scenes import generate_scene
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -38,10 +37,10 @@ def _tiny_checkpoint(directory: Path, trained: bool | None = False) -> Path:
 def _recording(opts: DemoOptions, masks_for) -> Recording:
     """What the recorder would hold if the tracker answered frame (s, t) with ``masks_for(scene, t)``."""
     rec = Recording()
-    scene_cfg = opts.camera_config().scene_config()
+    camera = opts.camera_config()
     stamp = 1_000_000_000
     for s in range(opts.scenes):
-        scene = generate_scene(opts.seed + s, scene_cfg)
+        scene = camera.make_scene(opts.seed + s)
         for t in range(opts.frames):
             stamp += 100_000_000
             rec.tags[stamp] = FrameTag("camera", s, t, opts.seed + s)
@@ -54,8 +53,9 @@ def _recording(opts: DemoOptions, masks_for) -> Recording:
     return rec
 
 
-def test_perfect_masks_score_one_and_missing_frames_are_excluded(tmp_path):
-    opts = DemoOptions(scenes=2, frames=5, width=40, height=30, out=tmp_path)
+@pytest.mark.parametrize("world", ["2d", "3d"])
+def test_perfect_masks_score_one_and_missing_frames_are_excluded(tmp_path, world):
+    opts = DemoOptions(scenes=2, frames=5, width=40, height=30, out=tmp_path, world=world)
     rec = _recording(opts, lambda scene, t: None if t == 3 else scene.segmentations[t].astype(np.uint16))
     metrics, frames, sheet = evaluate(rec, opts, sheet_frames=3)
     assert [s["frames_published"] for s in metrics["scenes"]] == [5, 5]
