@@ -89,9 +89,9 @@ setup(
     zip_safe=False,
     entry_points={
         "console_scripts": [
-            "savi_tracker = savi_ros.tracker_node:main",
-            "demo_camera = savi_ros.demo.camera_node:main",
-            "demo_detector = savi_ros.demo.detector_node:main",
+            "savi_tracker = savi_ros.launcher:tracker",
+            "demo_camera = savi_ros.launcher:demo_camera",
+            "demo_detector = savi_ros.launcher:demo_detector",
         ],
     },
 )

@@ -22,6 +22,11 @@ Run: ``python -m savi_ros.tracker_node --ros-args -r __ns:=/savi -p checkpoint:=
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
+    from savi_ros.launcher import quiet_sigint
+
+    quiet_sigint()
+
 import dataclasses
 import sys
 import threading

@@ -16,6 +16,11 @@ Run: ``python -m savi_ros.demo.camera_node --ros-args -r __ns:=/savi -p rate:=10
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
+    from savi_ros.launcher import quiet_sigint
+
+    quiet_sigint()
+
 import sys
 import threading
 import time

@@ -13,6 +13,11 @@ Run: ``python -m savi_ros.demo.detector_node --ros-args -r __ns:=/savi -p box_no
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
+    from savi_ros.launcher import quiet_sigint
+
+    quiet_sigint()
+
 import sys
 from dataclasses import dataclass
 

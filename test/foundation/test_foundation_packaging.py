@@ -11,9 +11,9 @@ from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPTS = {
-    "savi_tracker": "savi_ros.tracker_node:main",
-    "demo_camera": "savi_ros.demo.camera_node:main",
-    "demo_detector": "savi_ros.demo.detector_node:main",
+    "savi_tracker": "savi_ros.launcher:tracker",
+    "demo_camera": "savi_ros.launcher:demo_camera",
+    "demo_detector": "savi_ros.launcher:demo_detector",
 }
 
 # What colcon's ament_python build reads; torch is made unimportable to prove setup.py needs none.

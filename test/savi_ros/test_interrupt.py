@@ -90,6 +90,21 @@ def _executor(kind: type) -> SingleThreadedExecutor:
     return executor
 
 
+@pytest.mark.parametrize("entry", [["-m", "savi_ros.tracker_node"], ["-c", "import sys; from savi_ros.launcher import tracker; sys.exit(tracker())"]])
+@pytest.mark.parametrize("delay_s", [1.0, 2.0])
+def test_ctrl_c_while_the_node_is_still_importing_exits_0_quietly(entry, delay_s, tiny_checkpoint, tmp_path):
+    """The first seconds of a node are imports (torch, OpenCV, rclpy): Ctrl-C there exits 0, no traceback,
+    both as `python -m` and through the console script's entry point."""
+    args = [sys.executable, *entry, "--ros-args", "-r", f"__ns:=/early_{uuid.uuid4().hex[:8]}",
+            "-p", f"checkpoint:={tiny_checkpoint}"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(delay_s)  # the moment of the Ctrl-C is the point of this test
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output.decode(errors="replace")
+    assert b"Traceback" not in output and b"KeyboardInterrupt" not in output, output.decode(errors="replace")
+
+
 def test_a_shutdown_before_the_wait_set_is_a_clean_stop():
     with pytest.raises(RCLError, match="wait set"):  # what rclpy's own spin does in that window
         _executor(_ShutdownBeforeWait).spin()
