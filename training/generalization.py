@@ -29,7 +29,7 @@ from savi_scenes.physics3d import FLOOR_FAMILIES, OBJECT_FAMILIES, PhysicsSceneC
 from savi_scenes.shapes import SHAPES
 from savi_core.savi import MASK_SOURCES
 from savi_core.tracker_config import TrackerConfig
-from training.config import EvalConfig, config_from_dict
+from training.config import EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
 from training.evaluate import evaluate, resolve_checkpoint
 
@@ -107,13 +107,20 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
 
 
 def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
-        out: Path | None, mask_source: str = TrackerConfig.mask_source) -> dict[str, Any]:
+        out: Path | None, mask_source: str = TrackerConfig.mask_source,
+        families_from: str | Path | None = None) -> dict[str, Any]:
+    """Score every split. ``families_from`` (a run config YAML) takes the training families and data
+    settings from another run, to compare two models on the very same videos."""
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
-    run_config = meta.get("extra", {}).get("run_config")
-    if run_config is None:
-        raise ConfigError(f"{step_dir}: the checkpoint holds no run config, so its training families are unknown")
-    cfg = config_from_dict(run_config)
+    if families_from is not None:
+        cfg = load_config(families_from)
+    else:
+        run_config = meta.get("extra", {}).get("run_config")
+        if run_config is None:
+            raise ConfigError(f"{step_dir}: the checkpoint holds no run config, so its training families are "
+                              "unknown (pass --families-from)")
+        cfg = config_from_dict(run_config)
     if cfg.data.kind != "synthetic":
         raise ConfigError(f"data.kind: the benchmark generates scenes; this run trained on {cfg.data.kind!r}")
     train = training_families(cfg.data.options)
@@ -162,10 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--mask-source", choices=MASK_SOURCES, default=TrackerConfig.mask_source,
                    help="the Tracker's mask source (default: the node's)")
     p.add_argument("--out", type=Path, help="write generalization.json here")
+    p.add_argument("--families-from", help="a run config YAML whose training families define the splits "
+                   "(default: the checkpoint's own), to score two models on the same videos")
     args = p.parse_args(argv)
     try:
         results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source)
+                      args.mask_source, args.families_from)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,5 +1,6 @@
 """Generalization benchmark: held-out splits differ from the training split in one axis, and bad specs
 are refused naming the field."""
+import json
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,12 @@ def test_cli_scores_every_split(tmp_path, capsys):
     for split in ("in-family 2D", "3D family (held out)", "held-out shape"):
         assert split in printed
     assert (tmp_path / "out" / "generalization.json").is_file()
+    # Another run's families define the splits: two models can be scored on the same videos.
+    other = yaml.safe_load(TINY.read_text())
+    other["data"]["options"] = {"shapes": ["star", "blob"]}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
+                 "--families-from", str(tmp_path / "other.yaml"), "--out", str(tmp_path / "out2")]) == 0
+    result = json.loads((tmp_path / "out2" / "generalization.json").read_text())
+    assert result["training_families"]["shapes"] == ["star", "blob"]
+    assert result["splits"]["held-out shape"]["options"]["shapes"] == ["cross"]
