@@ -280,8 +280,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.batch_size=2", "model.encoder.channels=[16, 16]"]`` -> dotted keys to YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        _check(bool(sep) and bool(key.strip()), item, "an override is KEY=VALUE, e.g. train.batch_size=2")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key.strip()}: cannot read the value {text!r} ({exc})") from exc
+    return out
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a YAML run config; ``overrides`` maps dotted keys (``"train.steps"``) to values."""
+    """Read a YAML run config; ``overrides`` maps dotted keys (``"train.steps"``,
+    ``"model.encoder.channels"``) to values, validated like the YAML."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -292,10 +306,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
             raise ConfigError(f"{path}: {exc}") from exc
     _check(isinstance(data, dict), str(path), "top level must be a mapping of sections")
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        data.setdefault(section, {})
-        _check(isinstance(data[section], dict), section, "must be a mapping")
-        data[section][key] = value
+        *parents, key = dotted.split(".")
+        _check(bool(parents) and all(parents) and bool(key), dotted, "an override needs a dotted key like train.steps")
+        node = data
+        for depth, name in enumerate(parents):
+            node = node.setdefault(name, {})
+            _check(isinstance(node, dict), ".".join(parents[:depth + 1]), "must be a mapping")
+        node[key] = value
     try:
         return config_from_dict(data)
     except ConfigError as exc:

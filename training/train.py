@@ -34,7 +34,7 @@ from tqdm import tqdm
 from savi_core.config import ConfigError
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
-from training.config import RunConfig, load_config
+from training.config import RunConfig, load_config, parse_overrides
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches
 from training.distributed import Distributed, gather_strings, init_distributed, param_digest
 from training.state import (
@@ -213,6 +213,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="total training steps (overrides train.steps; changes the schedule)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (overrides train.device)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override any config value, validated like the YAML "
+                             "(e.g. --set train.batch_size=2 data.num_videos=100 model.encoder.channels='[16, 16]')")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="stop with a checkpoint after STEP steps, keeping the schedule of train.steps "
                              "(for time-limited jobs; continue later with --resume)")
@@ -222,10 +225,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     flush_denormals()
     args = _parse(argv)
-    overrides = {key: value for key, value in (("data.root", args.data), ("train.out_dir", args.out),
-                                               ("train.steps", args.steps), ("train.device", args.device))
-                 if value is not None}
     try:
+        overrides = {key: value for key, value in (("data.root", args.data), ("train.out_dir", args.out),
+                                                   ("train.steps", args.steps), ("train.device", args.device))
+                     if value is not None}
+        overrides.update(parse_overrides(args.set))
         cfg = load_config(args.config, overrides)
         out = train(cfg, resume=args.resume, stop_at=args.stop_at)
     except (ConfigError, ResumeError, ValueError, OSError) as exc:

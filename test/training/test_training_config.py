@@ -124,3 +124,19 @@ def test_hash_ignores_bookkeeping_only():
     changed = tiny_dict()
     changed["train"]["lr"] = 1e-3
     assert config_from_dict(changed).hash() != base.hash()
+
+
+def test_set_overrides_reach_nested_keys_typed_and_validated(tmp_path):
+    from training.config import parse_overrides
+
+    tiny = Path(__file__).parent / "fixtures" / "tiny.yaml"
+    overrides = parse_overrides(["train.batch_size=4", "model.encoder.channels=[4, 4]", "data.options.effects=true"])
+    assert overrides == {"train.batch_size": 4, "model.encoder.channels": [4, 4], "data.options.effects": True}
+    cfg = load_config(tiny, overrides)
+    assert cfg.train.batch_size == 4 and cfg.model.encoder.channels == (4, 4) and cfg.data.options["effects"] is True
+    with pytest.raises(ConfigError, match=r"train\.batch_size"):
+        load_config(tiny, parse_overrides(["train.batch_size=0"]))
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["train.batch_size"])
+    with pytest.raises(ConfigError, match="dotted key"):
+        load_config(tiny, parse_overrides(["steps=3"]))
