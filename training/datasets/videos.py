@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
         try:
             if not cap.isOpened():
                 raise ValueError(f"cannot open video {source.path} (unsupported codec or corrupt file)")
+            declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             index = 0
             while not full():
                 ok, image = cap.read()
@@ -113,6 +115,14 @@ def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
             cap.release()
         if not frames:
             raise ValueError(f"could not decode any frame from video {source.path}")
+        if not full() and declared > 0 and index < declared:
+            # A short read: a truncated or partly corrupt file. Refused when most of it is missing,
+            # used (with a warning) when only the tail is.
+            if index < declared / 2:
+                raise ValueError(f"video {source.path}: decoded {index} of the {declared} frames its container "
+                                 "declares (truncated or corrupt); refusing it")
+            warnings.warn(f"video {source.path}: decoded {index} of the {declared} frames its container declares "
+                          "(truncated or corrupt?); using those", stacklevel=2)
     return _Clip(np.stack(frames), (int(original[0]), int(original[1])))
 
 

@@ -191,3 +191,26 @@ def test_stride_and_max_frames(folder):
     assert ds[1]["video"].shape[0] == 3          # of 9 (5 after the stride)
     every = VideoFolderDataset(folder, resolution=(16, 16), window=None, max_instances=1, target="rgb")[0]
     torch.testing.assert_close(ds[0]["video"], every["video"][0:6:2])
+
+
+@pytest.mark.parametrize("kept, outcome", [(0.95, "warn"), (0.3, "refuse")])
+def test_a_truncated_video_is_never_read_short_silently(tmp_path, kept, outcome):
+    """An AVI cut short still declares its 24 frames: a short read warns, a mostly missing one is refused."""
+    full = tmp_path / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 12, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(24):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    root = tmp_path / "videos"
+    root.mkdir()
+    data = full.read_bytes()
+    (root / "cut.avi").write_bytes(data[: int(len(data) * kept)])
+    ds = VideoFolderDataset(root, resolution=(16, 16), window=None, max_instances=1, target="rgb")
+    if outcome == "warn":
+        with pytest.warns(UserWarning, match=r"cut\.avi: decoded 2\d of the 24 frames"):
+            item = ds[0]
+        assert 20 <= item["video"].shape[0] < 24
+    else:
+        with pytest.raises(ValueError, match=r"cut\.avi: decoded \d of the 24 frames .* refusing"):
+            ds[0]
