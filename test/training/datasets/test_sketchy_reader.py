@@ -174,3 +174,23 @@ def test_real_sketchy_episode(tmp_path):
     assert item["video"].shape == (4, 3, 60, 96) and torch.equal(item["target"], item["video"])
     expected = cv2.resize(frames[3], (96, 60), interpolation=cv2.INTER_AREA)
     assert torch.equal(item["video"][3], torch.from_numpy(expected).permute(2, 0, 1).float() / 255)
+
+
+def test_metadata_built_for_a_folder_of_episodes_is_read_by_the_dataset(sketchy, capsys):
+    """Without the original metadata.sqlite: the builder indexes the episode files, skips other files,
+    and the reader then yields the same frames."""
+    from training.datasets.sketchy_metadata import main as build
+
+    root, episodes, frames = sketchy
+    (root / "metadata.sqlite").unlink()
+    (root / "notes").write_text("not an episode")
+    assert build([str(root), "--tag", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped (not a Sketchy episode)" in out and "notes" in out and "3 episode(s)" in out
+    found = query_episodes(root / "metadata.sqlite", "mine", None)
+    files = [Path(episodes[0].data_path).name, episodes[1].episode_id, Path(episodes[2].data_path).name]
+    assert sorted(e.episode_id for e in found) == sorted(files)  # an episode's id is its file name
+    ds = SketchyDataset(root, subset_tag="mine", resolution=(12, 16), window=None)
+    assert len(ds) == 3
+    lengths = sorted(int(ds[i]["video"].shape[0]) for i in range(3))
+    assert lengths == sorted(len(f) for f in frames)
