@@ -2,8 +2,8 @@
 
 Copies ``model.safetensors`` + ``config.json`` (marking it ``trained: true``) into
 ``savi_ros/models/default/`` and writes ``MODEL_CARD.md`` from the evaluation JSON files that
-``make train-default`` produced. Usage:
-``python scripts/export_default.py --checkpoint runs/synthetic_cpu --eval-dir runs/synthetic_cpu/eval``
+``make train-default`` produced (and the generalization benchmark's, when there). Usage:
+``python scripts/export_default.py --checkpoint runs/randomized_cpu --eval-dir runs/randomized_cpu/eval``
 """
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _data_line(run: dict) -> str:
+def _data_line(run: dict, config: str) -> str:
     """What the model was trained on, from the run config stored in the checkpoint."""
     data, train = run.get("data", {}), run.get("train", {})
     if not data:
-        return "- Data: see `training/configs/synthetic_cpu.yaml`."
+        return f"- Data: see `{config}`."
     height, width = data["resolution"]
     burn_in = data.get("burn_in", 0)
     warm = f" (after up to {burn_in} gradient-free burn-in frames on half of the steps)" if burn_in else ""
@@ -46,12 +46,22 @@ def _data_line(run: dict) -> str:
     resample = train.get("camera_resample", 0.0)
     camera = (f", {resample:.0%} of the videos resampled as if filmed up to "
               f"{train.get('camera_resample_max_scale')}x larger and resized by the Tracker" if resample else "")
-    return (f"- Data: `savi_scenes` synthetic MOVi-like videos, {height}x{width}, {data['min_objects']}-"
+    options = data.get("options") or {}
+    worlds = ""
+    if options:
+        share = float(options.get("physics_share", 0.0))
+        families = ", ".join(f"{axis}: {', '.join(options[axis])}" for axis in ("shapes", "backgrounds", "textures")
+                             if axis in options)
+        worlds = (f"; randomized 2D worlds ({families}; camera effects: {options.get('effects', False)}, "
+                  f"distractors {options.get('distractors', [0, 0])})"
+                  + (f" and {share:.0%} 3D physics scenes ({options.get('physics', {})})" if share else ""))
+    return (f"- Data: `savi_scenes` synthetic videos, {height}x{width}, {data['min_objects']}-"
             f"{data['max_objects']} objects, {data['window']}-frame windows{warm}{camera}, {target} target, "
-            f"batch {train.get('batch_size')}.")
+            f"batch {train.get('batch_size')}{worlds}.")
 
 
-def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
+def model_card(meta: dict, evals: dict[str, dict], training: dict, config: str,
+               generalization: dict | None = None) -> str:
     lines = [
         "# Default model: SAVi + BBox on synthetic scenes (CPU-trained)",
         "",
@@ -59,16 +69,16 @@ def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
         "Reproduce from scratch with `make train-default` (fixed seed; the same command wrote this card).",
         "",
         "## Training",
-        f"- Command: `python -m training.train --config training/configs/synthetic_cpu.yaml` (steps: {training.get('step')})",
-        _data_line(meta.get("extra", {}).get("run_config", {})),
+        f"- Command: `python -m training.train --config {config}` (steps: {training.get('step')})",
+        _data_line(meta.get("extra", {}).get("run_config", {}), config),
         "- Loss: the paper's flow reconstruction + auxiliary cross-entropy of the decoder masks and of the",
         "  corrector attention against the generator's ground truth (weights in the config; its header says why).",
         f"- Wall time on the 2-core CPU: {training.get('minutes', 'n/a')} min.",
         "",
-        "## Evaluation (held-out synthetic scenes, 24 frames, first frame skipped, paper A.8 protocol)",
+        "## Evaluation (held-out seeds, 24 frames, first frame skipped, paper A.8 protocol, through the Tracker)",
         "",
-        "Masks from the corrector attention (the node's default `mask_source: attention`) unless the row says",
-        "decoder.",
+        "Scenes of the original generator (other seeds than training). Masks from the corrector attention",
+        "(the node's default `mask_source: attention`) unless the row says decoder.",
         "",
         "| input | method | FG-ARI | mIoU |",
         "|---|---|---|---|",
@@ -82,6 +92,16 @@ def model_card(meta: dict, evals: dict[str, dict], training: dict) -> str:
     if any_eval is not None:
         lines += ["", f"{any_eval['num_videos']} videos; commands in `scripts/train_default.sh`. Per-frame curves and",
                   "the loss curve: `docs/default_model_per_frame.png`, `docs/default_model_loss.png` in the repository."]
+    if generalization:
+        lines += ["", "## Worlds it was not trained on (`python -m training.generalization`)", "",
+                  f"{generalization['num_videos']} videos per split; each held-out split differs from the training "
+                  "families in one axis (training/configs/generalization.yaml).", "",
+                  "| split | method | FG-ARI | mIoU | IDF1 | ID switches / 100 object-frames |", "|---|---|---|---|---|---|"]
+        for split, entry in generalization["splits"].items():
+            for method, v in entry["methods"].items():
+                switches = v.get("id_switches_per_100")
+                lines.append(f"| {split} | {method} | {_pct(v.get('fg_ari'))} | {_pct(v.get('miou'))} | "
+                             f"{_pct(v.get('idf1'))} | {'n/a' if switches is None else f'{switches:.2f}'} |")
     lines += ["", f"Model config: `{json.dumps(meta['model'])}`", ""]
     return "\n".join(lines)
 
@@ -111,6 +131,7 @@ def main() -> int:
     parser.add_argument("--eval-dir", required=True, help="folder with <stem>/metrics.json from evaluate")
     parser.add_argument("--minutes", type=float, help="training wall time to record")
     parser.add_argument("--dest", default=str(ROOT / "savi_ros" / "models" / "default"))
+    parser.add_argument("--config", default="training/configs/randomized_cpu.yaml", help="the training config, for the card")
     args = parser.parse_args()
     source = Path(args.checkpoint)
     step_dir = latest_checkpoint(source) if (source / "checkpoints").is_dir() else source
@@ -131,12 +152,14 @@ def main() -> int:
             evals[stem] = json.loads(path.read_text())
     training = {"step": evals["base"]["step"] if "base" in evals else None,
                 "minutes": None if args.minutes is None else round(args.minutes)}
-    meta["extra"] = {**meta.get("extra", {}), "trained": True, "training_config": "training/configs/synthetic_cpu.yaml",
+    generalization_path = Path(args.eval_dir) / "generalization" / "generalization.json"
+    generalization = json.loads(generalization_path.read_text()) if generalization_path.is_file() else None
+    meta["extra"] = {**meta.get("extra", {}), "trained": True, "training_config": args.config,
                      "metrics": {stem: {m: {k: v[k] for k in ("fg_ari", "miou") if k in v}
                                         for m, v in e["methods"].items()} for stem, e in evals.items()}}
     shutil.copyfile(weights, dest / WEIGHTS_FILE)
     (dest / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    (dest / "MODEL_CARD.md").write_text(model_card(meta, evals, training))
+    (dest / "MODEL_CARD.md").write_text(model_card(meta, evals, training, args.config, generalization))
     load_checkpoint(dest)  # what ships must load
     if "base" in evals:
         shutil.copyfile(Path(args.eval_dir) / "base" / "per_frame.png", DOCS / "default_model_per_frame.png")
