@@ -25,7 +25,10 @@ State machine:
     count), or a detection accepted before it in the same step, is a duplicate and starts nothing.
   * ``reinit == "add_new"``: later non-duplicate detections restart free object slots
     (``model.init_slots_for``), other slots keep their state. With no free slot (or no track id left)
-    they are ignored and counted in ``TrackResult.ignored_detections``. ``reinit == "first"``: later
+    they are ignored and counted in ``TrackResult.ignored_detections``. ``reinit == "refresh"``: as
+    ``add_new``, and a duplicate of a live track (its best match, same class or either unlabelled)
+    re-initialises that track's slot from the detection's box; the track keeps its id (the paper
+    conditions only the first frame, but a robot's detector keeps running). ``reinit == "first"``: later
     detections are ignored without counting.
   * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
     since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
@@ -243,14 +246,26 @@ class Tracker:
         bootstrap = self._slots is None
         if not candidates or (not bootstrap and self.config.reinit == "first"):
             return [], 0
-        taken = [t.box for t in self._tracks.values() if t.box is not None]
+        live = [(slot, t) for slot, t in self._tracks.items() if t.box is not None]
+        taken = [t.box for _, t in live]
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
         new_boxes: dict[int, np.ndarray] = {}
+        refreshed: set[int] = set()
         ignored = 0
         for box, det in candidates:
-            if taken and box_iou_xyxy(box, np.stack(taken)).max() >= self.config.new_object_iou:
-                continue  # the object is already tracked (or detected twice)
+            overlaps = box_iou_xyxy(box, np.stack(taken))[0] if taken else np.zeros(0)
+            if overlaps.size and overlaps.max() >= self.config.new_object_iou:
+                # The object is already tracked (or detected twice). With reinit: refresh, a detection of
+                # a live track (its best match, same class or either unlabelled) re-anchors that slot.
+                best = int(overlaps.argmax())
+                if self.config.reinit == "refresh" and best < len(live):
+                    slot, track = live[best]
+                    same_class = not det.class_id or not track.class_id or det.class_id == track.class_id
+                    if same_class and slot not in refreshed:
+                        refreshed.add(slot)
+                        new_boxes[slot] = box
+                continue
             taken.append(box)
             track_id = self._ids.claim(det.det_id) if free else None
             if track_id is None:
@@ -270,7 +285,8 @@ class Tracker:
                 which = torch.zeros(1, self._num_slots, dtype=torch.bool)
                 which[0, [s + self._offset for s in new_boxes]] = True
                 self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
-        self._tracks_updated()
+        if started:
+            self._tracks_updated()
         return started, ignored
 
     def _conditioning(self, boxes: dict[int, np.ndarray], height: int, width: int) -> Conditioning:

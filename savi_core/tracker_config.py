@@ -14,7 +14,7 @@ from typing import Any
 from savi_core.savi import MASK_SOURCES
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-REINIT_MODES = ("add_new", "first")
+REINIT_MODES = ("add_new", "refresh", "first")
 
 
 def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> Any:
@@ -33,8 +33,9 @@ class TrackerConfig:
     score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]")
     class_ids: tuple[str, ...] = parameter((), "allow-list of detection class ids, e.g. [person, car]; empty = all classes")
     max_tracks: int = parameter(10, "most tracks alive at once (also capped by the model's object slots)")
-    reinit: str = parameter("add_new", "add_new (later detections start new tracks) | first (only the first detections)",
-                            REINIT_MODES)
+    reinit: str = parameter("add_new", "add_new (later detections start new tracks) | refresh (as add_new, and a "
+                            "detection of a live track re-anchors it from the box, same id) | first (only the first "
+                            "detections)", REINIT_MODES)
     new_object_iou: float = parameter(0.3, "a detection overlapping a live track at least this much (IoU) starts nothing")
     min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) counts as lost for that frame")
     lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")

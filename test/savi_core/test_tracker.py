@@ -321,6 +321,23 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert (reused.label_map == 1).sum() == 0
 
 
+@pytest.mark.parametrize("reinit", ["add_new", "refresh"])
+def test_refresh_re_anchors_a_live_track_from_its_re_detection(reinit):
+    """A re-detection overlapping a live track starts nothing; with refresh it moves that track's slot
+    to the new box (same id), with add_new the track stays where it was."""
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=0,
+                                                               reinit=reinit), device="cpu")
+    img = image(32, 32)
+    assert tracker.step(img, [Detection((4, 4, 20, 20), "cup", det_id="7")]).started == [7]
+    moved = (8, 6, 24, 22)  # IoU with the tracked box about 0.5: a re-detection, not a new object
+    result = tracker.step(img, [Detection(moved, "cup")])
+    assert result.started == [] and result.live_track_ids == [7]
+    expected = moved if reinit == "refresh" else (4, 4, 20, 20)
+    assert [t.box_xyxy for t in result.tracks] == [expected]
+    other_class = tracker.step(img, [Detection((4, 4, 20, 20), "dog")])  # never re-anchors across classes
+    assert [t.box_xyxy for t in other_class.tracks] == [expected]
+
+
 def test_reset_ends_everything_and_restarts_ids(savi):
     tracker = Tracker(savi, TrackerConfig(), device="cpu")
     img = image(32, 48)
