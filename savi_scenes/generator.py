@@ -28,6 +28,15 @@ _SCALE = float(1 << _SHIFT)
 _PLACEMENT_TRIES = 30
 
 
+def config_from_dict(cls: type, values: dict):
+    """Build a scene config dataclass from a (YAML) dict, rejecting unknown keys by name."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
 def _pair(value, name: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
@@ -103,12 +112,7 @@ class SceneConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "SceneConfig":
-        """Build from a (YAML) dict, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SceneConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 @dataclass

@@ -10,11 +10,11 @@ Flow channels are (d_row, d_col) in pixels, boxes normalised [ymin, xmin, ymax, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from savi_scenes.generator import Scene, _boxes
+from savi_scenes.generator import Scene, _boxes, config_from_dict
 
 #: Object families: primitives built from geometry, procedurally made meshes, and toy-like meshes.
 OBJECT_FAMILIES = ("primitives", "meshes", "toys")
@@ -61,11 +61,7 @@ class PhysicsSceneConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PhysicsSceneConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PhysicsSceneConfig keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return config_from_dict(cls, values)
 
 
 @dataclass
