@@ -113,7 +113,7 @@ class TrackerNode(LifecycleNode):
         self._warned_encodings: set[str] = set()  # bounded: at most MAX_WARNED_ENCODINGS names
         self._late: deque[Detection2DArray] = deque()   # detections waiting for the next processed frame
         self._newest_stamp_ns: Optional[int] = None
-        self._matcher_backlog: list = []
+        self._warned_at: dict[str, float] = {}
         self._published_labels: Optional[dict[int, str]] = None
         self._io_group = MutuallyExclusiveCallbackGroup()
         self._subs: list = []
@@ -336,34 +336,30 @@ class TrackerNode(LifecycleNode):
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            warnings: list[str] = []
-            jumped: Optional[Pair[Image, Detection2DArray]] = None
+            warnings: list[tuple[str, str]] = []
+            jumped: list[Pair[Image, Detection2DArray]] = []
             with self._cond:
                 released = self._matcher.pop_ready(time.monotonic())
-                self._hold_late(released.late_detections)
+                self._keep_late([late.detections for late in released.late_detections])
                 for index, pair in enumerate(released.pairs):
                     verdict = self._admit(pair)
                     if verdict == "jump":
-                        jumped = pair
-                        self._matcher_backlog = released.pairs[index + 1:]
+                        jumped = released.pairs[index:]
                         break
                     if verdict:
                         warnings.append(verdict)
                 self._stats.dropped_frames = self._queue.dropped + self._stats.future_frames
-                pair = None if jumped is not None else self._queue.take()
+                pair = None if jumped else self._queue.take()
                 if pair is not None and self._late:
                     pair.carried.extend(self._late)
                     self._late.clear()
-                if pair is None and jumped is None and not warnings:
+                if pair is None and not jumped and not warnings:
                     deadline = self._matcher.next_deadline()
                     timeout = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
                     self._cond.wait(timeout=timeout)
-            for text in warnings:  # one call site per kind: rclpy throttles per call site
-                if "ahead of the newest" in text:
-                    self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
-                else:
-                    self.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
-            if jumped is not None:
+            for kind, text in warnings:
+                self._warn(kind, text)
+            if jumped:
                 self._start_over(jumped)
                 continue
             if pair is None:
@@ -376,18 +372,25 @@ class TrackerNode(LifecycleNode):
                 self.get_logger().error(f"processing the image at stamp {pair.stamp_ns * 1e-9:.3f} s failed: "
                                         f"{type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
 
-    def _hold_late(self, late: list) -> None:
+    def _warn(self, kind: str, text: str) -> None:
+        """A warning throttled per kind (rclpy's own throttle is per call site, shared by every kind here)."""
+        now = time.monotonic()
+        if now - self._warned_at.get(kind, -WARN_THROTTLE_S) >= WARN_THROTTLE_S:
+            self._warned_at[kind] = now
+            self.get_logger().warning(text)
+
+    def _keep_late(self, messages: list[Detection2DArray]) -> None:
         """Detections that found no image act on the next processed frame (bounded; under `_cond`)."""
-        for item in late:
+        for message in messages:
             if len(self._late) == MAX_LATE_DETECTIONS:
                 self._late.popleft()
                 self._stats.dropped_detections += 1
-            self._late.append(item.detections)
+            self._late.append(message)
             self._stats.late_detections += 1
 
-    def _admit(self, pair: Pair[Image, Detection2DArray]) -> str:
-        """Queue a released pair (under `_cond`): "" when queued, "jump" for a jump back in time that
-        must end the tracks first, else the warning for a dropped frame (whose detections are kept)."""
+    def _admit(self, pair: Pair[Image, Detection2DArray]) -> str | tuple[str, str]:
+        """Queue a released pair (under `_cond`): "" when queued, "jump" for a jump back in time that must
+        end the tracks first, else (kind, warning) for a dropped frame (whose detections are kept)."""
         jump_ns = int(self.params.time_jump_reset * 1e9)
         last = self._queue.last_taken_ns
         if last is not None and pair.stamp_ns < last - jump_ns:
@@ -396,30 +399,32 @@ class TrackerNode(LifecycleNode):
         self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
         if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
             self._stats.future_frames += 1
-            self._late.extend(pair.all_detections())
-            return (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: {(pair.stamp_ns - newest) * 1e-9:.1f} s "
-                    "ahead of the newest image so far (more than time_jump_reset); its detections act on the next frame")
+            self._keep_late(pair.all_detections())
+            return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
+                              f"{(pair.stamp_ns - newest) * 1e-9:.1f} s ahead of the newest image so far (more than "
+                              "time_jump_reset); its detections act on the next frame")
         if not self._queue.put(pair):
-            self._late.extend(pair.all_detections())
-            return (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed one "
-                    f"({last * 1e-9:.3f} s)")
+            self._keep_late(pair.all_detections())
+            return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
+                             f"one ({last * 1e-9:.3f} s)")
         return ""
 
-    def _start_over(self, pair: Pair[Image, Detection2DArray]) -> None:
-        """A jump back in time (a restarted recording, a sim clock reset): end every track, start again."""
+    def _start_over(self, pairs: list[Pair[Image, Detection2DArray]]) -> None:
+        """A jump back in time (a restarted recording, a sim clock reset): end every track and start again
+        from ``pairs`` (the first image of the new timeline, and those released with it)."""
         with self._tracker_lock:
             ended = self._tracker.reset() if self._tracker is not None else []
         with self._cond:
-            last = self._queue.last_taken_ns or pair.stamp_ns
+            last = self._queue.last_taken_ns or pairs[0].stamp_ns
             self._queue.clear()
+            self._stats.dropped_detections += len(self._late)  # they belong to the old timeline
             self._late.clear()
             self._newest_stamp_ns = None
             self._matcher.patient = True
             self._stats.time_jumps += 1
-            for queued in [pair, *self._matcher_backlog]:
-                self._admit(queued)
-            self._matcher_backlog = []
-        self.get_logger().warning(f"time jumped back by {(last - pair.stamp_ns) * 1e-9:.1f} s (more than "
+            for pair in pairs:
+                self._admit(pair)
+        self.get_logger().warning(f"time jumped back by {(last - pairs[0].stamp_ns) * 1e-9:.1f} s (more than "
                                   f"time_jump_reset {self.params.time_jump_reset:g} s): ended tracks {ended}, "
                                   "starting over as after 'reset'")
 
