@@ -12,6 +12,16 @@ OUT=${OUT:-runs/randomized_cpu}
 EVAL=$OUT/eval
 
 start=$(date +%s)
+# Stage 1: the v4 model on the original generator (the fine-tuning's starting point, init_checkpoint).
+BASE=runs/synthetic_cpu
+if [ ! -f "$BASE/final.json" ] && [ ! -f "$BASE/model.safetensors" ]; then
+  if [ -f "$BASE/checkpoints/latest" ]; then
+    $PY -m training.train --config "$ORIGINAL" --out "$BASE" --resume
+  else
+    $PY -m training.train --config "$ORIGINAL" --out "$BASE"
+  fi
+fi
+# Stage 2: fine-tuned on the randomized worlds.
 if [ -f "$OUT/final.json" ]; then
   echo "train-default: $OUT already finished; delete it to train again"
 elif [ -f "$OUT/checkpoints/latest" ]; then

@@ -106,6 +106,9 @@ class TrainConfig:
     # camera_resample_max_scale times larger per axis and resized by the Tracker (training/augment.py).
     camera_resample: float = 0.0
     camera_resample_max_scale: float = 5.0
+    # Start from these weights (a checkpoint directory, or a training run's latest checkpoint) instead
+    # of a random initialisation; the checkpoint's model config must equal this run's.
+    init_checkpoint: str | None = None
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from savi_core.checkpoint import load_checkpoint
 from savi_core.config import ConfigError
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
@@ -77,6 +78,19 @@ class _MetricsLog:
         self.file.close()
 
 
+def _initial_weights(spec: str, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """The weights of ``train.init_checkpoint`` (a checkpoint, or a training run's latest), whose model
+    config must be this run's."""
+    path = Path(spec)
+    if (path / "checkpoints").is_dir():
+        path = latest_checkpoint(path) or path
+    initial, _ = load_checkpoint(path)
+    if initial.config.to_dict() != cfg.model.to_dict():
+        different = sorted(k for k, v in cfg.model.to_dict().items() if initial.config.to_dict().get(k) != v)
+        raise ConfigError(f"train.init_checkpoint: {path} has another model config (differs in {different})")
+    return initial.state_dict()
+
+
 def train(cfg: RunConfig, resume: bool = False, stop_at: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory. Raises NonFiniteLossError on NaN/Inf."""
     info, device = init_distributed(cfg.train.device)
@@ -107,6 +121,8 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
 
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = SAVi(cfg.model).to(device)
+    if tc.init_checkpoint and not resume:
+        model.load_state_dict(_initial_weights(tc.init_checkpoint, cfg))
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
     dtype = amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)

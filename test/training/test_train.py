@@ -207,3 +207,21 @@ def test_camera_resample_changes_what_the_model_sees_and_stays_finite(tmp_path):
     assert all(math.isfinite(v) for v in resampled)
     assert resampled != plain  # same seed and data: only the resampled inputs differ
     assert losses(1.0, "again") == resampled  # drawn from the per-step seeds: reproducible
+
+
+def test_init_checkpoint_starts_from_its_weights_and_refuses_another_model(tmp_path):
+    from savi_core.config import ConfigError
+    from training.state import latest_checkpoint
+
+    first = train(load_config(TINY, {"train.out_dir": str(tmp_path / "first"), "train.steps": 2}))
+    start, _ = load_checkpoint(latest_checkpoint(first))
+    cfg = load_config(TINY, {"train.out_dir": str(tmp_path / "second"), "train.steps": 1, "train.lr": 1e-12,
+                             "train.init_checkpoint": str(first)})
+    second, _ = load_checkpoint(latest_checkpoint(train(cfg)))
+    # One step at a vanishing learning rate: the weights are still the first run's, not a fresh init.
+    for name, tensor in start.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], tensor, atol=1e-6, rtol=0, msg=name)
+    other = load_config(TINY, {"train.out_dir": str(tmp_path / "third"), "train.init_checkpoint": str(first),
+                               "model.slot_dim": 8})
+    with pytest.raises(ConfigError, match=r"train\.init_checkpoint: .* another model config \(differs in \['slot_dim'\]\)"):
+        train(other)
