@@ -435,6 +435,7 @@ class TrackerNode(LifecycleNode):
         except ValueError as exc:
             with self._cond:
                 self._stats.bad_images += 1
+                self._keep_late(pair.all_detections())  # they still act, on the next good image
             self.get_logger().warning(f"dropping image: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
             return
         detections = None
