@@ -64,12 +64,11 @@ class StampMatcher(Generic[I, D]):
     released at once unless its detections are already there. Detections that find no image to pair
     with (their image was released, dropped, or never came) are never lost: they are released as
     `LateDetections` and act on the next processed frame. The observed detector lags are kept
-    for reporting (`image_hold` while patient stays `image_hold_s`). Assumes each stream arrives
-    in stamp order, which lets it release early: once detections for a newer stamp (or a newer
-    image) exist, older waiting images will get none and are released at once, and detections
-    older than the newest image that did not match are dropped at once. Buffers are bounded:
-    beyond `max_images` the oldest image is released without detections; beyond
-    `max_detections` the oldest detections are dropped.
+    for reporting (`detector_lag`). Assumes each stream arrives in stamp order, which lets it release
+    early: once detections for a newer stamp (or a newer image) exist, older waiting images will get
+    none and are released at once, and detections older than the newest image that did not match are
+    handed on at once. Buffers are bounded: beyond `max_images` the oldest image is released without
+    detections; beyond `max_detections` the oldest detections are handed on.
     """
 
     def __init__(self, tolerance_s: float, image_hold_s: float = 0.25,
