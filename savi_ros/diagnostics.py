@@ -46,8 +46,8 @@ class Stats:
                     time_jumps=self.time_jumps, step_errors=self.step_errors)
 
 
-def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint: str, live_tracks: int
-                    ) -> DiagnosticStatus:
+def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint: str, live_tracks: int,
+                    detector_lag: float | None = None) -> DiagnosticStatus:
     """The status of the last ``WINDOW_S`` seconds, with the cumulative counters as values."""
     recent = stats.window(now)
     fps = len(recent) / WINDOW_S
@@ -63,6 +63,7 @@ def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint
         status.message = f"idle (no frames in the last {WINDOW_S:.0f} s)"
     values = dict(fps=f"{fps:.2f}", step_ms_mean=f"{mean_ms:.2f}", step_ms_max=f"{max_ms:.2f}",
                   live_tracks=str(live_tracks), device=device, checkpoint=checkpoint,
+                  detector_lag_ms="n/a" if detector_lag is None else f"{1000 * detector_lag:.1f}",
                   **{k: str(v) for k, v in stats.counters().items()})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status

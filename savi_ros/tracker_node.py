@@ -492,7 +492,7 @@ class TrackerNode(LifecycleNode):
             live = len(self._tracker.live_tracks) if self._tracker is not None else 0
         with self._cond:
             status = tracking_status(self._stats, now, f"{self.get_name()}: tracking", self._device_name,
-                                     self._checkpoint_path, live)
+                                     self._checkpoint_path, live, self._matcher.detector_lag)
             counters = self._stats.counters()
             recent = self._stats.window(now)
         array = DiagnosticArray(status=[status])

@@ -293,6 +293,7 @@ def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
     assert wait_for(lambda: r.last_status().level == DiagnosticStatus.OK, timeout=20.0)
     status = values(r.last_status())
     assert status["step_errors"] == "1" and int(status["processed"]) >= 1 and status["live_tracks"] == "1"
+    assert float(status["detector_lag_ms"]) >= 0.0  # images and their detections paired: the lag is known
 
 
 def test_burst_every_image_with_detections_followed_at_once_by_another_bootstraps(rig):
