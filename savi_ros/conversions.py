@@ -9,8 +9,9 @@ from __future__ import annotations
 import array
 from typing import Iterable, Mapping, Optional
 
+import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
                              VisionClass)
@@ -74,6 +75,17 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     if _BRIDGE is not None and msg.encoding in _LAYOUTS:  # pragma: no cover - needs cv_bridge
         return np.asarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
     return image_to_numpy_fallback(msg)
+
+
+def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
+    """A CompressedImage (jpeg, png, anything OpenCV decodes) -> contiguous uint8 `[H,W,3]` RGB.
+
+    ValueError for a payload OpenCV cannot decode (the node drops such a frame with a warning)."""
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None or image.size == 0:
+        raise ValueError(f"cannot decode the compressed image (format {msg.format!r}, {data.size} bytes)")
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
 
 
 def image_to_rgb8(msg: Image) -> np.ndarray:

@@ -24,6 +24,7 @@ from savi_core.device import resolve_device
 from savi_core.tracker_config import TrackerConfig, parameter
 
 IMAGE_QOS_CHOICES = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class NodeOnlyParams:
     sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp")
     image_qos: str = parameter("sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)",
                                IMAGE_QOS_CHOICES)
+    image_transport: str = parameter("raw", "raw (sensor_msgs/Image on image) | compressed (sensor_msgs/CompressedImage "
+                                     "on <image>/compressed, jpeg/png decoded with OpenCV)", IMAGE_TRANSPORTS)
     time_jump_reset: float = parameter(1.0, "seconds: a jump back in time larger than this ends all tracks and "
                                        "starts over; an image this far ahead of the newest one while tracks are "
                                        "live is dropped")

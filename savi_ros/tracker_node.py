@@ -45,7 +45,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -223,10 +223,18 @@ class TrackerNode(LifecycleNode):
 
         image_hint = (f"This node subscribes with image_qos '{self.params.image_qos}'; "
                       "set image_qos:=sensor_data to accept best-effort publishers.")
+        if self.params.image_transport == "compressed":
+            # image_transport's naming: the resolved (remapped) image topic plus "/compressed".
+            topic = f"{self.resolve_topic_name('image')}/compressed"
+            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, IMAGE_QOS[self.params.image_qos],
+                                                 callback_group=self._io_group,
+                                                 event_callbacks=on_incompatible(topic, image_hint))
+        else:
+            image_sub = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS[self.params.image_qos],
+                                                 callback_group=self._io_group,
+                                                 event_callbacks=on_incompatible("image", image_hint))
         self._subs = [
-            self.create_subscription(Image, "image", self._on_image, IMAGE_QOS[self.params.image_qos],
-                                     callback_group=self._io_group,
-                                     event_callbacks=on_incompatible("image", image_hint)),
+            image_sub,
             self.create_subscription(Detection2DArray, "detections", self._on_detections, DETECTIONS_QOS,
                                      callback_group=self._io_group,
                                      event_callbacks=on_incompatible(
@@ -288,7 +296,12 @@ class TrackerNode(LifecycleNode):
 
     # ------------------------------------------------------------------ callbacks (cheap only)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        if isinstance(msg, CompressedImage):  # size and format are known once decoded, in the worker
+            with self._cond:
+                self._matcher.add_image(stamp_ns(msg.header.stamp), msg, time.monotonic())
+                self._cond.notify()
+            return
         if msg.encoding not in conversions.INPUT_ENCODINGS:
             with self._cond:
                 self._stats.unsupported_images += 1
@@ -431,7 +444,13 @@ class TrackerNode(LifecycleNode):
     def _process(self, pair: Pair[Image, Detection2DArray]) -> None:
         msg = pair.image
         try:
-            rgb = conversions.image_to_rgb8(msg)
+            if isinstance(msg, CompressedImage):
+                rgb = conversions.compressed_to_rgb8(msg)
+                if rgb.shape[0] * rgb.shape[1] > self.params.max_image_pixels:
+                    raise ValueError(f"a {rgb.shape[1]}x{rgb.shape[0]} image has more than max_image_pixels "
+                                     f"({self.params.max_image_pixels})")
+            else:
+                rgb = conversions.image_to_rgb8(msg)
         except ValueError as exc:
             with self._cond:
                 self._stats.bad_images += 1

@@ -311,3 +311,47 @@ def test_burst_every_image_with_detections_followed_at_once_by_another_bootstrap
         started += r.node._tracker.live_tracks == {100 + i: "thing"}
     assert started == 60
     assert r.node._stats.dropped_detections == 0
+
+
+def test_compressed_images_are_decoded_and_a_corrupt_one_is_dropped_with_a_warning(rig):
+    """image_transport: compressed subscribes <image>/compressed (image_transport's name); jpeg and png
+    frames track like raw ones, an undecodable payload is counted and warned about, never a crash."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    r = rig(image_transport="compressed")
+    pub = r.client.create_publisher(CompressedImage, "image/compressed", RELIABLE)
+    assert r.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert r.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert wait_for(lambda: pub.get_subscription_count() > 0 and r.det_pub.get_subscription_count() > 0)
+    assert r.image_pub.get_subscription_count() == 0  # the raw topic is not subscribed
+
+    def send(fmt: str, payload: bytes, boxes=None) -> int:
+        stamp = r.next_stamp()
+        msg = CompressedImage(format=fmt, data=payload)
+        msg.header.stamp = stamp
+        pub.publish(msg)
+        if boxes is not None:
+            dets = Detection2DArray()
+            dets.header.stamp = stamp
+            for x0, y0, x1, y1, det_id in boxes:
+                det = Detection2D(id=det_id)
+                det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+                det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
+                dets.detections.append(det)
+            r.det_pub.publish(dets)
+        return stamp.sec * 10**9
+
+    bgr = np.ascontiguousarray(r.pixels()[..., ::-1])
+    png = cv2.imencode(".png", bgr)[1].tobytes()
+    jpeg = cv2.imencode(".jpg", bgr)[1].tobytes()
+    first = send("png", png, [(2, 2, 20, 20, "4")])
+    assert r.track_ids(first) is not None and set(r.node._tracker.live_tracks) == {4}
+    assert wait_for(lambda: first in r.masks)
+    published = np.frombuffer(bytes(r.masks[first].data), "<u2").reshape(H, W)
+    assert published.shape == (H, W)
+    assert r.track_ids(send("jpeg", jpeg)) is not None
+    send("jpeg", b"\xff\xd8 not really a jpeg")
+    assert wait_for(lambda: r.node._stats.bad_images == 1)
+    assert wait_for(lambda: r.logged("dropping image: cannot decode the compressed image"))
+    assert r.track_ids(send("png", png)) is not None  # still serving
