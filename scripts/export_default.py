@@ -3,7 +3,7 @@
 Copies ``model.safetensors`` + ``config.json`` (marking it ``trained: true``) into
 ``savi_ros/models/default/`` and writes ``MODEL_CARD.md`` from the evaluation JSON files that
 ``make train-default`` produced (and the generalization benchmark's, when there). Usage:
-``python scripts/export_default.py --checkpoint runs/randomized_cpu --eval-dir runs/randomized_cpu/eval``
+``python scripts/export_default.py --checkpoint runs/synthetic_cpu --eval-dir runs/synthetic_cpu/eval``
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def main() -> int:
     parser.add_argument("--eval-dir", required=True, help="folder with <stem>/metrics.json from evaluate")
     parser.add_argument("--minutes", type=float, help="training wall time to record")
     parser.add_argument("--dest", default=str(ROOT / "savi_ros" / "models" / "default"))
-    parser.add_argument("--config", default="training/configs/randomized_cpu.yaml", help="the training config, for the card")
+    parser.add_argument("--config", default="training/configs/synthetic_cpu.yaml", help="the training config, for the card")
     args = parser.parse_args()
     source = Path(args.checkpoint)
     step_dir = latest_checkpoint(source) if (source / "checkpoints").is_dir() else source
