@@ -510,7 +510,7 @@ class TrackerNode(LifecycleNode):
         with self._tracker_lock:
             live = len(self._tracker.live_tracks) if self._tracker is not None else 0
         with self._cond:
-            status = tracking_status(self._stats, now, f"{self.get_name()}: tracking", self._device_name,
+            status = tracking_status(self._stats, now, f"{self.get_fully_qualified_name()}: tracking", self._device_name,
                                      self._checkpoint_path, live, self._matcher.detector_lag)
             counters = self._stats.counters()
             recent = self._stats.window(now)

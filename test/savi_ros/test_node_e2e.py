@@ -300,10 +300,15 @@ def test_unsupported_encoding_warns_once_and_node_keeps_serving(harness):
     assert harness.proc.proc.poll() is None
 
 
+def own_status_name(harness) -> str:
+    """This node's /diagnostics status (other tracker nodes of the test run publish there too)."""
+    return f"{harness.proc.namespace}/savi_tracker: tracking"
+
+
 def late_detections(harness) -> int:
     """The node's late-detections counter from its newest /diagnostics status (0 before the first)."""
     with harness.lock:
-        statuses = [s for a in harness.diagnostics for s in a.status if s.name == "savi_tracker: tracking"]
+        statuses = [s for a in harness.diagnostics for s in a.status if s.name == own_status_name(harness)]
     return int({kv.key: kv.value for kv in statuses[-1].values}["late_detections"]) if statuses else 0
 
 
@@ -349,7 +354,7 @@ def test_diagnostics_report_step_time_and_drops(harness):
     harness.outputs(harness.send(make_image(next_stamp())))
     def ours():
         with harness.lock:
-            return [s for a in harness.diagnostics for s in a.status if s.name == "savi_tracker: tracking"]
+            return [s for a in harness.diagnostics for s in a.status if s.name == own_status_name(harness)]
     assert wait_for(lambda: ours(), 5.0)
     keys = {kv.key for kv in ours()[-1].values}
     assert {"fps", "step_ms_mean", "dropped_frames", "live_tracks", "processed"} <= keys

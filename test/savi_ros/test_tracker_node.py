@@ -146,8 +146,11 @@ class Rig:
             return any(text in line for line in self.logs)
 
     def last_status(self) -> DiagnosticStatus | None:
+        """This node's newest status (other nodes of the test run publish on /diagnostics too)."""
+        name = f"{self.namespace}/savi_tracker: tracking"
         with self.lock:
-            return self.diagnostics[-1].status[0] if self.diagnostics else None
+            ours = [s for a in self.diagnostics for s in a.status if s.name == name]
+        return ours[-1] if ours else None
 
     def close(self) -> None:
         self.executor.shutdown()
