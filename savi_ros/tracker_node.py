@@ -297,32 +297,35 @@ class TrackerNode(LifecycleNode):
     # ------------------------------------------------------------------ callbacks (cheap only)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        if isinstance(msg, CompressedImage):  # size and format are known once decoded, in the worker
-            with self._cond:
-                self._matcher.add_image(stamp_ns(msg.header.stamp), msg, time.monotonic())
-                self._cond.notify()
-            return
-        if msg.encoding not in conversions.INPUT_ENCODINGS:
-            with self._cond:
-                self._stats.unsupported_images += 1
-                first = (msg.encoding not in self._warned_encodings
-                         and len(self._warned_encodings) < MAX_WARNED_ENCODINGS)
+        # A compressed image's encoding and size are known once decoded, in the worker.
+        if isinstance(msg, Image):
+            if msg.encoding not in conversions.INPUT_ENCODINGS:
+                with self._cond:
+                    self._stats.unsupported_images += 1
+                    first = (msg.encoding not in self._warned_encodings
+                             and len(self._warned_encodings) < MAX_WARNED_ENCODINGS)
+                    if first:
+                        self._warned_encodings.add(msg.encoding)
                 if first:
-                    self._warned_encodings.add(msg.encoding)
-            if first:
-                self.get_logger().warning(
-                    f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
-                    f"{', '.join(sorted(conversions.INPUT_ENCODINGS))}); warned once per encoding")
-            return
-        if msg.height * msg.width > self.params.max_image_pixels:
-            with self._cond:
-                self._stats.oversized_images += 1
-            self.get_logger().warning(f"dropping a {msg.width}x{msg.height} image: more than max_image_pixels "
-                                      f"({self.params.max_image_pixels})", throttle_duration_sec=WARN_THROTTLE_S)
-            return
+                    self.get_logger().warning(
+                        f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
+                        f"{', '.join(sorted(conversions.INPUT_ENCODINGS))}); warned once per encoding")
+                return
+            if self._too_large(msg.width, msg.height):
+                return
         with self._cond:
             self._matcher.add_image(stamp_ns(msg.header.stamp), msg, time.monotonic())
             self._cond.notify()
+
+    def _too_large(self, width: int, height: int) -> bool:
+        """More pixels than max_image_pixels: counted and warned about (the caller drops the image)."""
+        if width * height <= self.params.max_image_pixels:
+            return False
+        with self._cond:
+            self._stats.oversized_images += 1
+        self._warn("oversized", f"dropping a {width}x{height} image: more than max_image_pixels "
+                                f"({self.params.max_image_pixels})")
+        return True
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         with self._cond:
@@ -446,9 +449,6 @@ class TrackerNode(LifecycleNode):
         try:
             if isinstance(msg, CompressedImage):
                 rgb = conversions.compressed_to_rgb8(msg)
-                if rgb.shape[0] * rgb.shape[1] > self.params.max_image_pixels:
-                    raise ValueError(f"a {rgb.shape[1]}x{rgb.shape[0]} image has more than max_image_pixels "
-                                     f"({self.params.max_image_pixels})")
             else:
                 rgb = conversions.image_to_rgb8(msg)
         except ValueError as exc:
@@ -456,6 +456,10 @@ class TrackerNode(LifecycleNode):
                 self._stats.bad_images += 1
                 self._keep_late(pair.all_detections())  # they still act, on the next good image
             self.get_logger().warning(f"dropping image: {exc}", throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        if isinstance(msg, CompressedImage) and self._too_large(rgb.shape[1], rgb.shape[0]):
+            with self._cond:
+                self._keep_late(pair.all_detections())
             return
         detections = None
         messages = pair.all_detections()

@@ -358,3 +358,15 @@ def test_compressed_images_are_decoded_and_a_corrupt_one_is_dropped_with_a_warni
     assert wait_for(lambda: r.node._stats.bad_images == 1)
     assert wait_for(lambda: r.logged("dropping image: cannot decode the compressed image"))
     assert r.track_ids(send("png", png)) is not None  # still serving
+
+
+def test_images_over_max_image_pixels_are_dropped_counted_and_warned(rig):
+    r = rig(max_image_pixels=H * W - 1)
+    r.start()
+    big = r.send([(2, 2, 20, 20, "3")])
+    assert wait_for(lambda: r.node._stats.oversized_images == 1)
+    assert wait_for(lambda: r.logged(f"dropping a {W}x{H} image: more than max_image_pixels ({H * W - 1})"))
+    assert big not in r.tracks
+    assert r.node.set_parameters([Parameter("max_image_pixels", value=H * W)])[0].successful  # a live parameter
+    assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) is not None
+    assert set(r.node._tracker.live_tracks) == {3}
