@@ -6,8 +6,10 @@ The public contract is docs/INTERFACE.md; this module is only the adapter around
 Threads: subscription callbacks (one mutually exclusive group) only file messages into a
 `StampMatcher` and wake the worker; one worker thread pairs images with detections, keeps the
 latest frame (`LatestFirst`), converts it and runs the model, so a slow model never blocks a
-callback and never builds a backlog. Services, timers and lifecycle transitions run in the
-executor's other thread.
+callback and never builds a backlog. The executor is single-threaded on purpose: a lifecycle
+transition destroys subscriptions and publishers that carry QoS event handlers, and rclpy's
+multi-threaded executor can be building its wait set from those handlers at that moment
+(`InvalidHandle`, seen in CI); in one thread a transition never overlaps a wait-set build.
 
 Lifecycle: configure loads the checkpoint and builds the Tracker and the outputs; activate
 subscribes and starts the worker; deactivate stops both (a pause: live tracks are kept, `reset`
@@ -40,7 +42,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
@@ -554,7 +556,7 @@ def main(args: Optional[list[str]] = None) -> int:
                 return 1
         else:
             node.get_logger().info("autostart is false: unconfigured, waiting for lifecycle transitions")
-        executor = MultiThreadedExecutor(num_threads=2)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -19,8 +19,9 @@ vision_msgs = pytest.importorskip("vision_msgs.msg")
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -47,7 +48,9 @@ def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
 
 
 class Rig:
-    """The node under test plus a test node on the same context, spun by one multi-threaded executor."""
+    """The node under test plus a test node on the same context, spun by one single-threaded executor (the
+    node's own `main` spins like that). Lifecycle transitions go through the node's change_state service, as
+    a lifecycle manager sends them, so they run in the executor's thread like in the product."""
 
     def __init__(self, checkpoint, **overrides) -> None:
         self.context = rclpy.Context()
@@ -68,8 +71,9 @@ class Rig:
         self.client.create_subscription(Detection2DArray, "tracks", self._keep(self.tracks), RELIABLE)
         self.client.create_subscription(Image, "masks", self._keep(self.masks), RELIABLE)
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self._append(self.diagnostics), RELIABLE)
+        self._change_state = self.client.create_client(ChangeState, f"{self.namespace}/savi_tracker/change_state")
         self.client.create_subscription(Log, "/rosout", lambda m: self._append(self.logs)(m.msg), RELIABLE)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -94,9 +98,16 @@ class Rig:
                 store.append(msg)
         return callback
 
+    def transition(self, transition_id: int) -> bool:
+        """Ask the node for a lifecycle transition over its change_state service; True when it succeeded."""
+        assert self._change_state.wait_for_service(timeout_sec=TIMEOUT_S)
+        future = self._change_state.call_async(ChangeState.Request(transition=Transition(id=transition_id)))
+        assert wait_for(future.done), f"transition {transition_id} got no answer"
+        return future.result().success
+
     def start(self) -> None:
-        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert self.transition(Transition.TRANSITION_CONFIGURE)
+        assert self.transition(Transition.TRANSITION_ACTIVATE)
         assert wait_for(lambda: self.image_pub.get_subscription_count() > 0
                         and self.det_pub.get_subscription_count() > 0)
 
@@ -199,9 +210,9 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     assert r.track_ids(r.send(boxes)) == ["4", "9"]
     second = r.send()
     assert wait_for(lambda: second in r.masks)
-    assert r.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
     assert r.node._tracker.live_tracks == {4: "thing", 9: "thing"}
-    assert r.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert r.transition(Transition.TRANSITION_ACTIVATE)
     assert wait_for(lambda: r.image_pub.get_subscription_count() > 0)
     third = r.send()
     assert wait_for(lambda: third in r.masks)
@@ -324,8 +335,8 @@ def test_compressed_images_are_decoded_and_a_corrupt_one_is_dropped_with_a_warni
 
     r = rig(image_transport="compressed")
     pub = r.client.create_publisher(CompressedImage, "image/compressed", RELIABLE)
-    assert r.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert r.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert r.transition(Transition.TRANSITION_CONFIGURE)
+    assert r.transition(Transition.TRANSITION_ACTIVATE)
     assert wait_for(lambda: pub.get_subscription_count() > 0 and r.det_pub.get_subscription_count() > 0)
     assert r.image_pub.get_subscription_count() == 0  # the raw topic is not subscribed
 
