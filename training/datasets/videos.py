@@ -1,7 +1,8 @@
 """A folder of the user's own (robot) videos, trained on with estimated flow.
 
-This is the paper's "estimated flow" route for footage without ground truth: frames are resized to
-the model resolution, backward flow is estimated with OpenCV DIS and cached, and optional
+This is the paper's "estimated flow" route for footage without ground truth: backward flow is
+estimated with OpenCV DIS at the video's own resolution, then frames and flow are resized to the
+model resolution (flow rescaled) and cached, and optional
 first-frame boxes (JSON) condition the slots. There is no segmentation, so ``segmentations`` are
 zeros and ``boxes`` / ``visible`` are empty (all zero / False).
 
@@ -27,13 +28,13 @@ import torch
 from torch.utils.data import Dataset
 
 from training.datasets.common import (
-    TARGET_KINDS, build_item, estimate_backward_flow, make_target, window_slice, window_start,
+    TARGET_KINDS, BackwardFlow, build_item, make_target, window_slice, window_start,
 )
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 # Bump when cached frames / flow would come out differently, to invalidate caches.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -74,17 +75,21 @@ def _discover(root: Path) -> list[_Source]:
 
 
 def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
-                 max_frames: int | None) -> _Clip:
-    """Decode, subsample and resize a video's frames (RGB uint8)."""
+                 max_frames: int | None, with_flow: bool) -> _Clip:
+    """Decode, subsample and resize a video's frames (RGB uint8), and estimate its flow on the way."""
     h, w = resolution
-    frames, original = [], None
+    frames, flows, original = [], [], None
+    estimator = BackwardFlow((h, w)) if with_flow else None
 
     def add(bgr: np.ndarray) -> None:
         nonlocal original
         if original is None:
             original = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if estimator is not None:
+            flows.append(estimator(rgb))
         interp = cv2.INTER_AREA if (h <= bgr.shape[0] and w <= bgr.shape[1]) else cv2.INTER_LINEAR
-        frames.append(cv2.cvtColor(cv2.resize(bgr, (w, h), interpolation=interp), cv2.COLOR_BGR2RGB))
+        frames.append(cv2.resize(rgb, (w, h), interpolation=interp))
 
     def full() -> bool:
         return max_frames is not None and len(frames) >= max_frames
@@ -123,7 +128,7 @@ def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
                                  "declares (truncated or corrupt); refusing it")
             warnings.warn(f"video {source.path}: decoded {index} of the {declared} frames its container declares "
                           "(truncated or corrupt?); using those", stacklevel=2)
-    return _Clip(np.stack(frames), (int(original[0]), int(original[1])))
+    return _Clip(np.stack(frames), (int(original[0]), int(original[1])), np.stack(flows) if flows else None)
 
 
 def _fingerprint(source: _Source) -> str:
@@ -256,29 +261,24 @@ class VideoFolderDataset(Dataset):
             return clip
         source = self.sources[video_index]
         if self.cache_dir is None:
-            clip = clip or _read_source(source, self.resolution, self.frame_stride, self.max_frames)
-            if need_flow:
-                clip.flow = estimate_backward_flow(clip.frames)
+            clip = _read_source(source, self.resolution, self.frame_stride, self.max_frames, need_flow)
             self._memory[video_index] = clip
             return clip
 
         stem = self.cache_dir / self._cache_stem(source)
         frames_path, flow_path, meta_path = (stem.with_name(stem.name + suffix)
                                              for suffix in (".frames.npy", ".flow.npy", ".json"))
-        if frames_path.exists() and meta_path.exists():
+        cached = frames_path.exists() and meta_path.exists() and (flow_path.exists() or not need_flow)
+        if cached:
             meta = json.loads(meta_path.read_text())
-            clip = _Clip(np.load(frames_path, mmap_mode="r"), tuple(meta["original_size"]))
+            clip = _Clip(np.load(frames_path, mmap_mode="r"), tuple(meta["original_size"]),
+                         np.load(flow_path, mmap_mode="r") if need_flow else None)
         else:
-            clip = _read_source(source, self.resolution, self.frame_stride, self.max_frames)
+            clip = _read_source(source, self.resolution, self.frame_stride, self.max_frames, need_flow)
             _atomic_save(frames_path, clip.frames)
+            if clip.flow is not None:
+                _atomic_save(flow_path, clip.flow.astype(np.float16))
             meta_path.write_text(json.dumps({"source": str(source.path), "original_size": clip.original_size}))
-        if need_flow:
-            if flow_path.exists():
-                clip.flow = np.load(flow_path, mmap_mode="r")
-            else:
-                flow = estimate_backward_flow(np.ascontiguousarray(clip.frames))
-                _atomic_save(flow_path, flow.astype(np.float16))
-                clip.flow = flow
         self._memory[video_index] = clip
         return clip
 

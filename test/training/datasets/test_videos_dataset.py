@@ -214,3 +214,53 @@ def test_a_truncated_video_is_never_read_short_silently(tmp_path, kept, outcome)
     else:
         with pytest.raises(ValueError, match=r"cut\.avi: decoded \d of the 24 frames .* refusing"):
             ds[0]
+
+
+def _moving_object_frames(height: int, width: int, step_px: int, num: int = 6) -> tuple[np.ndarray, list]:
+    """A textured square moving ``step_px`` columns per frame over a different textured background;
+    returns the frames and, per frame, the (row, col) slices of the square's interior."""
+    rng = np.random.default_rng(1)
+
+    def texture(h: int, w: int, cells: int) -> np.ndarray:
+        small = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+    background = texture(height, width, 12)
+    side = height // 3
+    square = texture(side, side, 6)
+    frames, interiors = [], []
+    for t in range(num):
+        frame = background.copy()
+        r0, c0 = height // 3, width // 6 + t * step_px
+        frame[r0:r0 + side, c0:c0 + side] = square
+        frames.append(frame)
+        q = side // 4
+        interiors.append((slice(r0 + q, r0 + side - q), slice(c0 + q, c0 + side - q)))
+    return np.stack(frames), interiors
+
+
+@pytest.mark.parametrize("source, resolution, step_px", [
+    ((64, 64), (64, 64), 1),        # 1 px/frame at 64x64
+    ((240, 320), (240, 320), 1),    # 1 px/frame at camera size
+    ((240, 320), (64, 64), 5),      # 5 px at 320 wide = 1 px at 64 wide: estimated before the resize
+])
+def test_estimated_flow_has_the_true_displacement_in_size(tmp_path, source, resolution, step_px):
+    """The object's backward flow is -step columns (scaled to the model resolution) within 10%, 0 rows."""
+    frames, interiors = _moving_object_frames(*source, step_px)
+    root = tmp_path / "videos"
+    (root / "object").mkdir(parents=True)
+    for t, f in enumerate(frames):
+        cv2.imwrite(str(root / "object" / f"{t:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    ds = VideoFolderDataset(root, resolution=resolution, window=None, max_instances=1,
+                            cache_dir=tmp_path / "cache")
+    ds.prepare()
+    flow = np.asarray(ds._clip(0).flow, np.float32)
+    scale_r, scale_c = resolution[0] / source[0], resolution[1] / source[1]
+    expected = -step_px * scale_c
+    for t in range(1, len(frames)):
+        rows, cols = interiors[t]
+        rows = slice(int(rows.start * scale_r) + 1, int(rows.stop * scale_r) - 1)
+        cols = slice(int(cols.start * scale_c) + 1, int(cols.stop * scale_c) - 1)
+        d_row, d_col = np.median(flow[t, rows, cols].reshape(-1, 2), 0)
+        assert abs(d_col - expected) <= 0.1 * abs(expected), (t, d_col, expected)
+        assert abs(d_row) <= 0.1 * abs(expected), (t, d_row)
