@@ -1,4 +1,4 @@
-"""Where the `checkpoint` parameter points.
+"""Where the `checkpoint` parameter points, and the Tracker built from the parameters.
 
 `default` is the model shipped inside the Python package (`savi_ros/models/default/`), found
 next to this module, so it resolves the same in an editable install, a wheel, or a colcon
@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from savi_core.checkpoint import CheckpointError, load_checkpoint
+from savi_core.device import resolve_device
+from savi_core.tracker import Tracker
 
 DEFAULT_NAME = "default"
 
@@ -29,3 +36,32 @@ def resolve_checkpoint(value: str) -> Path:
     if value == DEFAULT_NAME:
         return default_checkpoint_dir()
     return Path(os.path.expandvars(os.path.expanduser(value))).absolute()
+
+
+class ModelLoadError(ValueError):
+    """The tracker cannot be built from the parameters; the message says what to fix."""
+
+
+def load_tracker(node_params: Any) -> tuple[Tracker, Path, torch.device]:
+    """The Tracker the parameters describe (checkpoint, device and the Tracker's own fields), as the
+    node's configure transition and the offline bag tracker build it. Raises ModelLoadError."""
+    from savi_ros import params  # the parameter definitions; no ROS needed for validation
+
+    try:
+        tracker_cfg = params.validate(node_params)
+        path = resolve_checkpoint(node_params.checkpoint)
+        device = resolve_device(node_params.device)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot configure: {exc}") from None
+    try:
+        model, _meta = load_checkpoint(path, device=device)
+    except CheckpointError as exc:
+        raise ModelLoadError(f"cannot load checkpoint '{node_params.checkpoint}': {exc}") from None
+    except (OSError, RuntimeError, ValueError) as exc:  # e.g. unreadable file, device errors
+        raise ModelLoadError(f"cannot load checkpoint '{node_params.checkpoint}' ({path}): "
+                             f"{type(exc).__name__}: {exc}") from None
+    try:
+        tracker = Tracker(model, tracker_cfg, device=device)
+    except ValueError as exc:
+        raise ModelLoadError(f"cannot configure: {exc} (checkpoint {path})") from None
+    return tracker, path, device

@@ -5,6 +5,9 @@ node-level ones (checkpoint, device, QoS, sync, ...) in ``NodeOnlyParams`` below
 both together; the node declares it, and ``config/tracker.yaml`` and the parameter table of
 ``docs/INTERFACE.md`` are rendered from it (``python -m savi_ros.params --write`` rewrites both; a test
 checks they agree). Every error message starts with the parameter's name.
+
+rclpy is imported only by the functions that talk to a node, so the offline bag tracker reads and
+validates the same parameters on a machine without ROS.
 """
 from __future__ import annotations
 
@@ -14,14 +17,16 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
-from rclpy.parameter import Parameter
+import yaml
 
 from savi_core.device import resolve_device
 from savi_core.tracker_config import TrackerConfig, parameter
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
 
 IMAGE_QOS_CHOICES = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -72,17 +77,14 @@ LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_
                   "min_mask_area", "lost_after_frames", "sync_tolerance", "publish_debug_image",
                   "mask_threshold", "time_jump_reset", "max_image_pixels"})
 
-_TYPES = {
-    str: Parameter.Type.STRING,
-    float: Parameter.Type.DOUBLE,
-    int: Parameter.Type.INTEGER,
-    bool: Parameter.Type.BOOL,
-}
+def _param_type(name: str) -> "Parameter.Type":
+    from rclpy.parameter import Parameter
 
-
-def _param_type(name: str) -> Parameter.Type:
     default = getattr(NodeParams(), name)
-    return Parameter.Type.STRING_ARRAY if isinstance(default, tuple) else _TYPES[type(default)]
+    if isinstance(default, tuple):
+        return Parameter.Type.STRING_ARRAY
+    return {str: Parameter.Type.STRING, float: Parameter.Type.DOUBLE, int: Parameter.Type.INTEGER,
+            bool: Parameter.Type.BOOL}[type(default)]
 
 
 class ParamError(ValueError):
@@ -117,11 +119,14 @@ def validate(params: NodeParams) -> TrackerConfig:
         raise ParamError(str(exc)) from None
 
 
-def declare(node: Node) -> NodeParams:
+def declare(node: "Node") -> NodeParams:
     """Declare every parameter on `node` (typed, described) and return the values it was given.
 
     Raises ParamError for a value of the wrong type (e.g. `score_threshold:=1` instead of `1.0`).
     """
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.parameter import Parameter
+
     for f in dataclasses.fields(NodeParams):
         ptype = _param_type(f.name)
         descriptor = ParameterDescriptor(description=DESCRIPTIONS[f.name])
@@ -138,7 +143,9 @@ def declare(node: Node) -> NodeParams:
     return read(node)
 
 
-def _type_hint(ptype: Parameter.Type) -> str:
+def _type_hint(ptype: "Parameter.Type") -> str:
+    from rclpy.parameter import Parameter
+
     return {
         Parameter.Type.DOUBLE: "expected a floating-point number (write 1.0, not 1)",
         Parameter.Type.INTEGER: "expected an integer",
@@ -148,19 +155,23 @@ def _type_hint(ptype: Parameter.Type) -> str:
     }.get(ptype, "invalid value")
 
 
-def read(node: Node) -> NodeParams:
+def read(node: "Node") -> NodeParams:
     return NodeParams(**{f.name: _value(node.get_parameter(f.name)) for f in dataclasses.fields(NodeParams)})
 
 
-def _value(param: Parameter) -> Any:
+def _value(param: "Parameter") -> Any:
+    from rclpy.parameter import Parameter
+
     if param.type_ == Parameter.Type.STRING_ARRAY:
         return tuple(param.value)
     return param.value
 
 
-def with_changes(current: NodeParams, changes: Iterable[Parameter]) -> NodeParams:
+def with_changes(current: NodeParams, changes: Iterable["Parameter"]) -> NodeParams:
     """`current` with the requested changes applied; other parameters (e.g. `use_sim_time`) are
     not ours and pass through. rclpy has type-checked the changes already."""
+    from rclpy.parameter import Parameter
+
     ours = {f.name for f in dataclasses.fields(NodeParams)}
     values = {}
     for p in changes:
@@ -170,6 +181,37 @@ def with_changes(current: NodeParams, changes: Iterable[Parameter]) -> NodeParam
             raise ParamError(f"{p.name}: cannot be unset")
         values[p.name] = _value(p) if p.name != "class_ids" else tuple(p.value or ())
     return dataclasses.replace(current, **values)
+
+
+def from_assignments(assignments: Iterable[str], base: NodeParams | None = None) -> NodeParams:
+    """``NAME:=VALUE`` strings (as after ``ros2 run ... -p``; ``NAME=VALUE`` too) -> NodeParams, each value
+    read as a YAML scalar like ROS does and type-checked against the parameter's default. ParamError
+    names the parameter."""
+    params = NodeParams() if base is None else base
+    fields = {f.name: f for f in dataclasses.fields(NodeParams)}
+    values: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, raw = text.partition(":=") if ":=" in text else text.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParamError(f"{text!r}: expected NAME:=VALUE")
+        if name not in fields:
+            raise ParamError(f"{name}: not a parameter of the tracker (see docs/INTERFACE.md)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ParamError(f"{name}: cannot read {raw!r} ({exc})") from None
+        default = fields[name].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ParamError(f"{name}: expected a list of strings, e.g. [person, car]")
+            value = tuple(value)
+        elif isinstance(default, str):
+            value = raw if not isinstance(value, str) else value
+        elif type(value) is not type(default) and not (type(default) is float and type(value) is int):
+            raise ParamError(f"{name}: expected {type(default).__name__}, got {raw!r}")
+        values[name] = float(value) if type(default) is float else value
+    return dataclasses.replace(params, **values)
 
 
 def _yaml_value(value: Any) -> str:

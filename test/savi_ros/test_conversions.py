@@ -1,4 +1,5 @@
-"""Image <-> numpy and vision_msgs conversions (no DDS needed)."""
+"""Reading rclpy messages (`savi_ros.inputs`) and building them (`savi_ros.conversions` over
+`savi_ros.outputs`); no DDS needed."""
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
 from savi_core.tracker import Track  # noqa: E402
-from savi_ros import conversions as conv  # noqa: E402
+from savi_ros import conversions as conv, inputs, outputs  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -29,19 +30,19 @@ def raw_image(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = Fa
                                             ("bgra8", (6, 5, 4)), ("mono8", (5, 3)), ("16UC1", (4, 6)),
                                             ("mono16", (2, 3))])
 @pytest.mark.parametrize("pad", [0, 5])
-def test_fallback_reads_every_layout_with_padding(encoding, shape, pad):
+def test_reads_every_layout_with_padding(encoding, shape, pad):
     dtype = np.uint16 if encoding in ("16UC1", "mono16") else np.uint8
     arr = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
-    out = conv.image_to_numpy_fallback(raw_image(arr, encoding, pad))
+    out = inputs.image_to_numpy(raw_image(arr, encoding, pad))
     assert out.dtype == dtype and out.shape == shape
     np.testing.assert_array_equal(out, arr)
 
 
-def test_fallback_honours_big_endian():
+def test_honours_big_endian():
     arr = np.array([[1, 256, 65535], [258, 0, 4097]], dtype=np.uint16)
     big = raw_image(arr, "16UC1", pad=2, bigendian=True)
     assert bytes(big.data[:2]) == b"\x00\x01"  # really big-endian on the wire
-    out = conv.image_to_numpy_fallback(big)
+    out = inputs.image_to_numpy(big)
     np.testing.assert_array_equal(out, arr)
     assert out.dtype.isnative
 
@@ -56,28 +57,28 @@ def test_rgb8_from_each_input_encoding():
         "bgra8": np.concatenate([rgb[..., ::-1], alpha], axis=2),
     }
     for encoding, arr in cases.items():
-        out = conv.image_to_rgb8(raw_image(np.ascontiguousarray(arr), encoding, pad=3))
+        out = inputs.image_to_rgb8(raw_image(np.ascontiguousarray(arr), encoding, pad=3))
         assert out.flags.c_contiguous and out.dtype == np.uint8
         np.testing.assert_array_equal(out, rgb, err_msg=encoding)
     gray = rgb[..., 0].copy()
-    out = conv.image_to_rgb8(raw_image(gray, "mono8", pad=1))
+    out = inputs.image_to_rgb8(raw_image(gray, "mono8", pad=1))
     np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
 
 
 def test_unsupported_or_inconsistent_images_raise_clear_errors():
     msg = raw_image(np.zeros((2, 2, 2), np.uint8), "yuv422")
-    with pytest.raises(conv.UnsupportedEncoding, match="yuv422"):
-        conv.image_to_rgb8(msg)
-    with pytest.raises(conv.UnsupportedEncoding, match="16UC1"):  # valid ROS, not a tracker input
-        conv.image_to_rgb8(raw_image(np.zeros((2, 2), np.uint16), "16UC1"))
+    with pytest.raises(inputs.UnsupportedEncoding, match="yuv422"):
+        inputs.image_to_rgb8(msg)
+    with pytest.raises(inputs.UnsupportedEncoding, match="16UC1"):  # valid ROS, not a tracker input
+        inputs.image_to_rgb8(raw_image(np.zeros((2, 2), np.uint16), "16UC1"))
     short = raw_image(np.zeros((3, 4, 3), np.uint8), "rgb8")
     short.step = 5
     with pytest.raises(ValueError, match="step"):
-        conv.image_to_numpy_fallback(short)
+        inputs.image_to_numpy(short)
     truncated = raw_image(np.zeros((3, 4, 3), np.uint8), "rgb8")
     truncated.data = bytes(truncated.data)[:-1]
     with pytest.raises(ValueError, match="bytes"):
-        conv.image_to_numpy_fallback(truncated)
+        inputs.image_to_numpy(truncated)
 
 
 def test_numpy_to_image_round_trip_and_shape_checks():
@@ -86,30 +87,11 @@ def test_numpy_to_image_round_trip_and_shape_checks():
     msg = conv.label_map_to_image(arr, header)
     assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("16UC1", 5, 8, 16, 0)
     assert msg.header.frame_id == "cam"
-    np.testing.assert_array_equal(conv.image_to_numpy(msg), arr)
+    np.testing.assert_array_equal(inputs.image_to_numpy(msg), arr)
     rgb = RNG.integers(0, 256, (3, 4, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(conv.image_to_rgb8(conv.numpy_to_image(rgb, "rgb8")), rgb)
+    np.testing.assert_array_equal(inputs.image_to_rgb8(conv.numpy_to_image(rgb, "rgb8")), rgb)
     with pytest.raises(ValueError, match="rgb8"):
         conv.numpy_to_image(np.zeros((3, 4), np.uint8), "rgb8")
-
-
-def test_cv_bridge_and_fallback_agree():
-    if not conv.have_cv_bridge():
-        print("cv_bridge is not importable on this machine: only the numpy fallback is in use")
-        pytest.skip("cv_bridge not importable (no ROS install); the numpy fallback is tested above")
-    from cv_bridge import CvBridge
-
-    bridge = CvBridge()
-    for encoding, shape, dtype in [("rgb8", (5, 7, 3), np.uint8), ("bgra8", (3, 4, 4), np.uint8),
-                                   ("mono8", (6, 5), np.uint8), ("16UC1", (4, 3), np.uint16)]:
-        arr = RNG.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
-        for pad, big in [(0, False), (4, False), (2, True)]:
-            if big and dtype == np.uint8:
-                continue
-            msg = raw_image(arr, encoding, pad, big)
-            np.testing.assert_array_equal(
-                np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough")),
-                conv.image_to_numpy_fallback(msg), err_msg=f"{encoding} pad={pad} big={big}")
 
 
 def _det(cx, cy, sx, sy, det_id="", cls=None, score=None):
@@ -134,7 +116,7 @@ def test_detections_from_msg():
         _det(5, 5, 2, 2, "6", "nan score", float("nan")),
         _det(30, 30, 4, 4, "5", "after", 0.7),            # the bad ones cost nothing else
     ])
-    dets, rejected = conv.detections_from_msg(msg)
+    dets, rejected = inputs.detections_from_msg(msg)
     assert [(d.box_xyxy, d.class_id, d.score, d.det_id) for d in dets] == [
         ((16.0, 8.0, 24.0, 12.0), "cup", pytest.approx(0.8), "3"),
         ((4.0, 4.0, 6.0, 6.0), "", 1.0, ""),
@@ -167,9 +149,9 @@ def test_debug_overlay_marks_tracks_only():
     rgb = np.full((20, 30, 3), 100, np.uint8)
     labels = np.zeros((20, 30), np.uint16)
     labels[5:10, 5:15] = 4
-    out = conv.debug_overlay(rgb, labels, [Track(4, "x", (5.0, 5.0, 15.0, 10.0), 0.9, 50)])
+    out = outputs.debug_overlay(rgb, labels, [Track(4, "x", (5.0, 5.0, 15.0, 10.0), 0.9, 50)])
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert (out[7, 10] != rgb[7, 10]).any()          # inside the mask: tinted
     np.testing.assert_array_equal(out[18, 28], rgb[18, 28])  # far away: untouched
     with pytest.raises(ValueError, match="differs from image size"):
-        conv.debug_overlay(rgb, labels[:10], [])
+        outputs.debug_overlay(rgb, labels[:10], [])

@@ -195,7 +195,7 @@ def test_unconfigured_node_offers_no_reset_and_processes_nothing(rig):
     r = rig(autostart=False)
     names = {n for n, _ in r.client.get_service_names_and_types()}
     assert f"{r.namespace}/reset" not in names
-    assert r.image_pub.get_subscription_count() == 0 and r.node._tracker is None
+    assert r.image_pub.get_subscription_count() == 0 and r.node.pipeline is None
     r.start()
     assert wait_for(lambda: f"{r.namespace}/reset" in {n for n, _ in r.client.get_service_names_and_types()})
     assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
@@ -211,7 +211,7 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     second = r.send()
     assert wait_for(lambda: second in r.masks)
     assert r.transition(Transition.TRANSITION_DEACTIVATE)
-    assert r.node._tracker.live_tracks == {4: "thing", 9: "thing"}
+    assert r.node.pipeline.tracker.live_tracks == {4: "thing", 9: "thing"}
     assert r.transition(Transition.TRANSITION_ACTIVATE)
     assert wait_for(lambda: r.image_pub.get_subscription_count() > 0)
     third = r.send()
@@ -234,7 +234,7 @@ def test_unpaired_detections_act_on_the_next_frame_and_sync_tolerance_changes_li
     late = r.send([(2, 2, 20, 20, "5")], offset_s=0.05)  # stamped 50 ms after the image: no pair at 10 ms
     assert r.track_ids(late) == []
     assert r.track_ids(r.send()) == ["5"]  # they were not dropped: they acted on the next frame
-    assert r.node._stats.late_detections == 1 and r.node._stats.dropped_detections == 0
+    assert r.node.pipeline.stats.late_detections == 1 and r.node.pipeline.stats.dropped_detections == 0
     assert r.call_reset().success
     assert r.node.set_parameters([Parameter("sync_tolerance", value=0.1)])[0].successful
     assert r.track_ids(r.send([(2, 2, 20, 20, "7")], offset_s=0.05)) == ["7"]  # now they pair with their image
@@ -263,15 +263,15 @@ def test_bad_and_empty_images_are_counted_dropped_and_the_node_keeps_serving(rig
     bad["empty"] = empty
     for count, (name, send) in enumerate(bad.items(), start=1):
         stamp = send()
-        assert wait_for(lambda: r.node._stats.bad_images == count), name
+        assert wait_for(lambda: r.node.pipeline.stats.bad_images == count), name
         assert stamp not in r.tracks, name
     assert wait_for(lambda: r.logged("dropping image: image data has 10 bytes"))  # later ones: throttled
     assert r.track_ids(r.send()) is not None  # still serving
     # A broken image's detections are not lost with it: they act on the next good image.
     r.send([(40, 20, 60, 38, "8")], data=b"\x00" * 10)
-    assert wait_for(lambda: r.node._stats.bad_images == 3)
+    assert wait_for(lambda: r.node.pipeline.stats.bad_images == 3)
     assert r.track_ids(r.send()) is not None
-    assert set(r.node._tracker.live_tracks) == {3, 8}
+    assert set(r.node.pipeline.tracker.live_tracks) == {3, 8}
     assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["bad_images"] == "3")
     status = r.last_status()
     assert status.level == DiagnosticStatus.OK and values(status)["step_errors"] == "0"
@@ -293,7 +293,7 @@ class _FailingModel:
 def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
     r = rig()
     r.start()
-    tracker = r.node._tracker
+    tracker = r.node.pipeline.tracker
     good_model = tracker._model
     tracker._model = _FailingModel(good_model)
     failed = r.send([(2, 2, 20, 20, "3")])
@@ -322,9 +322,9 @@ def test_burst_every_image_with_detections_followed_at_once_by_another_bootstrap
         second = r.send()
         assert wait_for(lambda: second in r.tracks or first in r.tracks and bool(r.tracks[first].detections))
         assert wait_for(lambda: second in r.tracks)
-        started += r.node._tracker.live_tracks == {100 + i: "thing"}
+        started += r.node.pipeline.tracker.live_tracks == {100 + i: "thing"}
     assert started == 60
-    assert r.node._stats.dropped_detections == 0
+    assert r.node.pipeline.stats.dropped_detections == 0
 
 
 def test_compressed_images_are_decoded_and_a_corrupt_one_is_dropped_with_a_warning(rig):
@@ -360,13 +360,13 @@ def test_compressed_images_are_decoded_and_a_corrupt_one_is_dropped_with_a_warni
     png = cv2.imencode(".png", bgr)[1].tobytes()
     jpeg = cv2.imencode(".jpg", bgr)[1].tobytes()
     first = send("png", png, [(2, 2, 20, 20, "4")])
-    assert r.track_ids(first) is not None and set(r.node._tracker.live_tracks) == {4}
+    assert r.track_ids(first) is not None and set(r.node.pipeline.tracker.live_tracks) == {4}
     assert wait_for(lambda: first in r.masks)
     published = np.frombuffer(bytes(r.masks[first].data), "<u2").reshape(H, W)
     assert published.shape == (H, W)
     assert r.track_ids(send("jpeg", jpeg)) is not None
     send("jpeg", b"\xff\xd8 not really a jpeg")
-    assert wait_for(lambda: r.node._stats.bad_images == 1)
+    assert wait_for(lambda: r.node.pipeline.stats.bad_images == 1)
     assert wait_for(lambda: r.logged("dropping image: cannot decode the compressed image"))
     assert r.track_ids(send("png", png)) is not None  # still serving
 
@@ -375,9 +375,9 @@ def test_images_over_max_image_pixels_are_dropped_counted_and_warned(rig):
     r = rig(max_image_pixels=H * W - 1)
     r.start()
     big = r.send([(2, 2, 20, 20, "3")])
-    assert wait_for(lambda: r.node._stats.oversized_images == 1)
+    assert wait_for(lambda: r.node.pipeline.stats.oversized_images == 1)
     assert wait_for(lambda: r.logged(f"dropping a {W}x{H} image: more than max_image_pixels ({H * W - 1})"))
     assert big not in r.tracks
     assert r.node.set_parameters([Parameter("max_image_pixels", value=H * W)])[0].successful  # a live parameter
     assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) is not None
-    assert set(r.node._tracker.live_tracks) == {3}
+    assert set(r.node.pipeline.tracker.live_tracks) == {3}

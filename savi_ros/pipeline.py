@@ -1,0 +1,307 @@
+"""What the tracker does with its inputs, without ROS: stamp pairing, frame admission, decoding and
+the `Tracker` step.
+
+The live node (`savi_ros.tracker_node`) and the offline bag tracker (`savi_ros.bag`) both drive this
+one class, so replaying a bag reproduces the node's behaviour: the same bootstrapping wait, the same
+latest-first drops, late detections acting on the next frame, jumps in time, bad-input rejection and
+counters. Only the clock differs: the node passes its monotonic arrival time, the bag tool the time
+each message was recorded.
+
+Messages are duck-typed (rclpy's or rosbags' `sensor_msgs/Image`, `CompressedImage`,
+`vision_msgs/Detection2DArray`): only their fields are read. Thread-safe: callbacks may add inputs
+while one worker takes and processes frames.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from savi_core.tracker import Tracker, TrackResult
+from savi_ros import inputs
+from savi_ros.stats import Stats
+from savi_ros.sync import LatestFirst, Pair, StampMatcher
+
+IMAGE_HOLD_S = 0.25        # how long an image waits for detections with its stamp (while nothing is tracked)
+DETECTION_HOLD_S = 1.0     # how long detections wait for their image
+MAX_HELD_IMAGES = 8
+MAX_HELD_DETECTIONS = 16
+MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed frame
+MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
+
+
+def stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The node parameters the pipeline reads (their definitions: `savi_ros.params`)."""
+
+    sync_tolerance: float
+    time_jump_reset: float
+    max_image_pixels: int
+
+    @classmethod
+    def from_params(cls, params: Any) -> "Settings":
+        return cls(**{f.name: getattr(params, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass
+class Frame:
+    """One processed image: everything the node publishes for it."""
+
+    header: Any
+    rgb: np.ndarray
+    result: TrackResult
+    live_tracks: dict[int, str]
+    mask_threshold: float
+    max_tracks: int
+
+
+# (kind, text): a throttled warning of that kind; the node logs it, the bag tool counts and prints it.
+Warn = Callable[[str, str], None]
+
+
+class Pipeline:
+    """Inputs in (`add_image`, `add_detections`), frames out (`next_pair`, then `process`)."""
+
+    def __init__(self, tracker: Tracker, settings: Settings, warn: Warn) -> None:
+        self.cond = threading.Condition()          # guards matcher, queue, late detections, stats
+        self._tracker_lock = threading.Lock()      # guards the Tracker (step vs reset/config changes)
+        self._tracker = tracker
+        self.settings = settings
+        self._warn = warn
+        self.stats = Stats()
+        self._warned_encodings: set[str] = set()
+        self._late: deque[Any] = deque()
+        self._newest_stamp_ns: Optional[int] = None
+        self._matcher: StampMatcher = self._new_matcher()
+        self._queue: LatestFirst = LatestFirst()
+
+    def _new_matcher(self) -> StampMatcher:
+        matcher = StampMatcher(self.settings.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S,
+                               MAX_HELD_IMAGES, MAX_HELD_DETECTIONS)
+        matcher.patient = True  # no tracks yet
+        return matcher
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def tracker(self) -> Tracker:
+        return self._tracker
+
+    @property
+    def detector_lag(self) -> Optional[float]:
+        with self.cond:
+            return self._matcher.detector_lag
+
+    def live_tracks(self) -> dict[int, str]:
+        with self._tracker_lock:
+            return dict(self._tracker.live_tracks)
+
+    def restart(self) -> None:
+        """Forget held and queued inputs (activation after a pause); live tracks are kept."""
+        with self.cond:
+            self._matcher = self._new_matcher()
+            self._matcher.patient = not self._tracker.live_tracks
+            self._queue.clear()
+            self._newest_stamp_ns = None
+
+    def update(self, settings: Settings, **tracker_config: Any) -> None:
+        """New settings and live Tracker config fields (parameter changes while running)."""
+        self.settings = settings
+        with self._tracker_lock:
+            if tracker_config:
+                self._tracker.config = dataclasses.replace(self._tracker.config, **tracker_config)
+        with self.cond:
+            self._matcher.set_tolerance(settings.sync_tolerance)
+
+    def reset(self) -> list[int]:
+        """End every track and forget held inputs, as the `reset` service does; returns the ended ids."""
+        with self._tracker_lock:
+            ended = self._tracker.reset()
+        with self.cond:
+            self._matcher.clear()
+            self._matcher.patient = True
+            self._queue.clear()
+            self._late.clear()
+            self._newest_stamp_ns = None
+        return ended
+
+    # ------------------------------------------------------------------ inputs
+
+    def add_image(self, msg: Any, now: float) -> None:
+        """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
+        if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
+            if msg.encoding not in inputs.INPUT_ENCODINGS:
+                with self.cond:
+                    self.stats.unsupported_images += 1
+                    first = (msg.encoding not in self._warned_encodings
+                             and len(self._warned_encodings) < MAX_WARNED_ENCODINGS)
+                    if first:
+                        self._warned_encodings.add(msg.encoding)
+                if first:
+                    self._warn(f"encoding {msg.encoding}",
+                               f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
+                               f"{', '.join(sorted(inputs.INPUT_ENCODINGS))}); warned once per encoding")
+                return
+            if self._too_large(msg.width, msg.height):
+                return
+        with self.cond:
+            self._matcher.add_image(stamp_ns(msg.header.stamp), msg, now)
+            self.cond.notify()
+
+    def add_detections(self, msg: Any, now: float) -> None:
+        with self.cond:
+            self._matcher.add_detections(stamp_ns(msg.header.stamp), msg, now)
+            self.cond.notify()
+
+    def _too_large(self, width: int, height: int) -> bool:
+        """More pixels than max_image_pixels: counted and warned about (the caller drops the image)."""
+        if width * height <= self.settings.max_image_pixels:
+            return False
+        with self.cond:
+            self.stats.oversized_images += 1
+        self._warn("oversized", f"dropping a {width}x{height} image: more than max_image_pixels "
+                                f"({self.settings.max_image_pixels})")
+        return True
+
+    # ------------------------------------------------------------------ frames
+
+    def next_pair(self, now: Callable[[], float], wait_s: float = 0.0) -> Optional[Pair]:
+        """The next frame to process, with every detection that acts on it; None when there is none yet
+        (after waiting up to ``wait_s`` for an input or a hold deadline). ``now`` is the pipeline's clock."""
+        warnings: list[tuple[str, str]] = []
+        jumped: list[Pair] = []
+        with self.cond:
+            released = self._matcher.pop_ready(now())
+            self._keep_late([late.detections for late in released.late_detections])
+            for index, pair in enumerate(released.pairs):
+                verdict = self._admit(pair)
+                if verdict == "jump":
+                    jumped = released.pairs[index:]
+                    break
+                if verdict:
+                    warnings.append(verdict)
+            self.stats.dropped_frames = self._queue.dropped + self.stats.future_frames
+            pair = None if jumped else self._queue.take()
+            if pair is not None and self._late:
+                pair.carried.extend(self._late)
+                self._late.clear()
+            if pair is None and not jumped and not warnings and wait_s > 0:
+                deadline = self._matcher.next_deadline()
+                timeout = wait_s if deadline is None else min(wait_s, max(0.0, deadline - now()))
+                self.cond.wait(timeout=timeout)
+        for kind, text in warnings:
+            self._warn(kind, text)
+        if jumped:
+            self._start_over(jumped, now)
+            return self.next_pair(now)
+        return pair
+
+    def pending(self) -> bool:
+        """Anything held or queued (the bag tool drains until this is False)."""
+        with self.cond:
+            return bool(len(self._matcher) or len(self._queue) or self._late)
+
+    def _keep_late(self, messages: list[Any]) -> None:
+        """Detections that found no image act on the next processed frame (bounded; under `cond`)."""
+        for message in messages:
+            if len(self._late) == MAX_LATE_DETECTIONS:
+                self._late.popleft()
+                self.stats.dropped_detections += 1
+            self._late.append(message)
+            self.stats.late_detections += 1
+
+    def _admit(self, pair: Pair) -> str | tuple[str, str]:
+        """Queue a released pair (under `cond`): "" when queued, "jump" for a jump back in time that must
+        end the tracks first, else (kind, warning) for a dropped frame (whose detections are kept)."""
+        jump_ns = int(self.settings.time_jump_reset * 1e9)
+        last = self._queue.last_taken_ns
+        if last is not None and pair.stamp_ns < last - jump_ns:
+            return "jump"
+        newest = self._newest_stamp_ns
+        self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
+        if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
+            self.stats.future_frames += 1
+            self._keep_late(pair.all_detections())
+            return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
+                              f"{(pair.stamp_ns - newest) * 1e-9:.1f} s ahead of the newest image so far (more than "
+                              "time_jump_reset); its detections act on the next frame")
+        if not self._queue.put(pair):
+            self._keep_late(pair.all_detections())
+            return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
+                             f"one ({last * 1e-9:.3f} s)")
+        return ""
+
+    def _start_over(self, pairs: list[Pair], now: Callable[[], float]) -> None:
+        """A jump back in time (a restarted recording, a sim clock reset): end every track and start again
+        from ``pairs`` (the first image of the new timeline, and those released with it)."""
+        with self._tracker_lock:
+            ended = self._tracker.reset()
+        with self.cond:
+            last = self._queue.last_taken_ns or pairs[0].stamp_ns
+            self._queue.clear()
+            self.stats.dropped_detections += len(self._late)  # they belong to the old timeline
+            self._late.clear()
+            self._newest_stamp_ns = None
+            self._matcher.patient = True
+            self.stats.time_jumps += 1
+            for pair in pairs:
+                self._admit(pair)
+        self._warn("time jump", f"time jumped back by {(last - pairs[0].stamp_ns) * 1e-9:.1f} s (more than "
+                                f"time_jump_reset {self.settings.time_jump_reset:g} s): ended tracks {ended}, "
+                                "starting over as after 'reset'")
+
+    def process(self, pair: Pair, now: Callable[[], float]) -> Optional[Frame]:
+        """Decode the image, read its detections and step the Tracker; None when the frame was dropped
+        (undecodable, too large: its detections then act on the next frame) or the step failed."""
+        msg = pair.image
+        try:
+            rgb = inputs.compressed_to_rgb8(msg) if hasattr(msg, "format") else inputs.image_to_rgb8(msg)
+        except ValueError as exc:
+            with self.cond:
+                self.stats.bad_images += 1
+                self._keep_late(pair.all_detections())  # they still act, on the next good image
+            self._warn("bad image", f"dropping image: {exc}")
+            return None
+        if hasattr(msg, "format") and self._too_large(rgb.shape[1], rgb.shape[0]):
+            with self.cond:
+                self._keep_late(pair.all_detections())
+            return None
+        detections = None
+        messages = pair.all_detections()
+        if messages:
+            detections, rejected = [], []
+            for message in messages:
+                accepted, refused = inputs.detections_from_msg(message)
+                detections += accepted
+                rejected += refused
+            if rejected:
+                with self.cond:
+                    self.stats.bad_detections += len(rejected)
+                self._warn("bad detection", f"rejected {len(rejected)} detection(s): {'; '.join(rejected[:3])}")
+        with self._tracker_lock:
+            tracker = self._tracker
+            try:
+                result = tracker.step(rgb, detections)
+            except Exception as exc:  # keep serving: one bad step must not stop the tracker
+                with self.cond:
+                    self.stats.step_failed(now())
+                self._warn("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")
+                return None
+            live = dict(tracker.live_tracks)
+            frame = Frame(msg.header, rgb, result, live, tracker.config.mask_threshold, tracker.max_tracks)
+        with self.cond:
+            self._matcher.patient = not live  # nothing tracked: wait the full hold for bootstrapping detections
+            self.stats.processed += 1
+            self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))
+        if result.ignored_detections:
+            self._warn("no free slot", f"{result.ignored_detections} new detection(s) ignored: no free slot "
+                                       f"(max_tracks {frame.max_tracks})")
+        return frame

@@ -1,0 +1,43 @@
+"""The tracker's counters: every image ends in exactly one of them, every detection message acts or is
+counted as dropped. ROS-free, so the live node and the offline bag tracker count alike."""
+from __future__ import annotations
+
+from collections import deque
+
+WINDOW_S = 5.0
+
+
+class Stats:
+    """Cumulative counters plus recent step times and step errors (mutated under the pipeline's lock)."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.dropped_frames = 0          # replaced while waiting, or older than the last processed
+        self.unsupported_images = 0
+        self.bad_images = 0
+        self.bad_detections = 0          # rejected one by one (not a finite box, not a finite score)
+        self.dropped_detections = 0      # only when more late detections wait than the node keeps
+        self.late_detections = 0         # found no image of their stamp: acted on the next processed frame
+        self.future_frames = 0           # stamped too far ahead of the newest image while tracks were live
+        self.time_jumps = 0              # jumps back in time that ended every track
+        self.oversized_images = 0        # more pixels than max_image_pixels
+        self.step_errors = 0
+        self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
+        self.error_times: deque[float] = deque(maxlen=100)              # monotonic time of each failed step
+
+    def step_failed(self, now: float) -> None:
+        self.step_errors += 1
+        self.error_times.append(now)
+
+    def window(self, now: float, seconds: float = WINDOW_S) -> list[float]:
+        return [ms for t, ms in self.step_ms if now - t <= seconds]
+
+    def recent_errors(self, now: float, seconds: float = WINDOW_S) -> int:
+        return sum(1 for t in self.error_times if now - t <= seconds)
+
+    def counters(self) -> dict[str, int]:
+        return dict(processed=self.processed, dropped_frames=self.dropped_frames,
+                    dropped_detections=self.dropped_detections, late_detections=self.late_detections,
+                    unsupported_images=self.unsupported_images, bad_images=self.bad_images,
+                    oversized_images=self.oversized_images, bad_detections=self.bad_detections,
+                    time_jumps=self.time_jumps, step_errors=self.step_errors)
