@@ -1,6 +1,6 @@
 """The tracker's outputs as rclpy messages: `savi_ros.outputs` bound to the ROS 2 message classes.
 
-Reading inputs needs no ROS and lives in `savi_ros.inputs`.
+Reading inputs needs no ROS and lives in `savi_core.messages`.
 """
 from __future__ import annotations
 

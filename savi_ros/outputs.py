@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from savi_core.tracker import Track
-from savi_ros.inputs import LAYOUTS, UnsupportedEncoding
+from savi_core.messages import LAYOUTS, UnsupportedEncoding
 from savi_ros.overlay import draw_overlay
 
 UNKNOWN_CLASS = "object"

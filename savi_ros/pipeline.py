@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from savi_core.tracker import Tracker, TrackResult
-from savi_ros import inputs
+from savi_core import messages
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -138,7 +138,7 @@ class Pipeline:
     def add_image(self, msg: Any, now: float) -> None:
         """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
-            if msg.encoding not in inputs.INPUT_ENCODINGS:
+            if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:
                     self.stats.unsupported_images += 1
                     first = (msg.encoding not in self._warned_encodings
@@ -148,7 +148,7 @@ class Pipeline:
                 if first:
                     self._warn(f"encoding {msg.encoding}",
                                f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
-                               f"{', '.join(sorted(inputs.INPUT_ENCODINGS))}); warned once per encoding")
+                               f"{', '.join(sorted(messages.INPUT_ENCODINGS))}); warned once per encoding")
                 return
             if self._too_large(msg.width, msg.height):
                 return
@@ -204,10 +204,11 @@ class Pipeline:
             return self.next_pair(now)
         return pair
 
-    def pending(self) -> bool:
-        """Anything held or queued (the bag tool drains until this is False)."""
+    def next_deadline(self) -> Optional[float]:
+        """When (on the pipeline's clock) a held input is next released or given up on; None: nothing held."""
         with self.cond:
-            return bool(len(self._matcher) or len(self._queue) or self._late)
+            return self._matcher.next_deadline()
+
 
     def _keep_late(self, messages: list[Any]) -> None:
         """Detections that found no image act on the next processed frame (bounded; under `cond`)."""
@@ -263,7 +264,7 @@ class Pipeline:
         (undecodable, too large: its detections then act on the next frame) or the step failed."""
         msg = pair.image
         try:
-            rgb = inputs.compressed_to_rgb8(msg) if hasattr(msg, "format") else inputs.image_to_rgb8(msg)
+            rgb = messages.compressed_to_rgb8(msg) if hasattr(msg, "format") else messages.image_to_rgb8(msg)
         except ValueError as exc:
             with self.cond:
                 self.stats.bad_images += 1
@@ -275,11 +276,11 @@ class Pipeline:
                 self._keep_late(pair.all_detections())
             return None
         detections = None
-        messages = pair.all_detections()
-        if messages:
+        detection_msgs = pair.all_detections()
+        if detection_msgs:
             detections, rejected = [], []
-            for message in messages:
-                accepted, refused = inputs.detections_from_msg(message)
+            for message in detection_msgs:
+                accepted, refused = messages.detections_from_msg(message)
                 detections += accepted
                 rejected += refused
             if rejected:

@@ -1,7 +1,8 @@
-"""Images and detections -> numpy and Tracker detections: how the tracker reads its inputs.
+"""sensor_msgs/Image, CompressedImage and vision_msgs/Detection2DArray -> numpy and Tracker detections:
+how the tracker reads its inputs.
 
-ROS-free and duck-typed: a message from rclpy or from rosbags' typestore works alike (only fields are
-read), so the live node and the offline bag tracker decode identically. Written with numpy/OpenCV
+Duck-typed, with no ROS import: a message from rclpy or from rosbags' typestore works alike (only fields
+are read), so the live node, the offline bag tracker and the `bag` training dataset decode identically. Written with numpy/OpenCV
 rather than cv_bridge, which a plain machine lacks and which would make the two paths differ.
 """
 from __future__ import annotations
