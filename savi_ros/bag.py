@@ -210,7 +210,11 @@ def _open_reader(path: Path, store) -> AnyReader:
 
 
 def _connection(reader: AnyReader, path: Path, topic: str, allowed: set[str], role: str):
+    """The connections of ``topic``; for images, ``<topic>/compressed`` too when only that was recorded
+    (image_transport's name, so ``--image /camera/image`` finds either)."""
     found = [c for c in reader.connections if c.topic == topic]
+    if not found and role == "images":
+        found = [c for c in reader.connections if c.topic == f"{topic.rstrip('/')}/compressed"]
     if not found:
         topics = ", ".join(sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})) or "none"
         raise BagError(f"{path}: no topic {topic!r} for {role} in the bag; its topics: {topics}")
@@ -245,12 +249,12 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
 
     pipeline = Pipeline(tracker, Settings.from_params(node_params), warn)
     summary = Summary(str(in_path), str(out_path), image_topic, detections_topic)
+    reader = _open_reader(in_path, store)
     # Written as <parent>/.<name>.partial/<name>, so the bag's files carry their final names, then renamed.
     staging = out_path.with_name(f".{out_path.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     partial = staging / out_path.name
-    reader = _open_reader(in_path, store)
     complete = False
     try:
         image_conns = _connection(reader, in_path, image_topic, IMAGE_TYPES, "images")
