@@ -21,7 +21,7 @@ from savi_core.config import ConfigError, ModelConfig
 from savi_core.savi import MASK_SOURCES
 from savi_core.tracker_config import TrackerConfig
 
-DATA_KINDS = ("synthetic", "movi", "sketchy", "videos")
+DATA_KINDS = ("synthetic", "movi", "sketchy", "videos", "bag")
 TARGET_KINDS = ("flow", "rgb")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 

@@ -46,6 +46,10 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
             from training.datasets.videos import VideoFolderDataset
 
             return VideoFolderDataset(cfg.root, target=cfg.target, **common, **cfg.options)
+        if cfg.kind == "bag":
+            from training.datasets.bags import BagDataset
+
+            return BagDataset(cfg.root, target=cfg.target, **common, **cfg.options)
     except TypeError as exc:  # an unknown entry in data.options
         raise ValueError(f"data.options for kind {cfg.kind!r}: {exc}") from exc
     raise ValueError(f"data.kind: unknown dataset kind {cfg.kind!r}")

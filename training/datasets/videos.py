@@ -49,6 +49,7 @@ class _Clip:
     frames: np.ndarray            # uint8 [T,h,w,3] at the model resolution
     original_size: tuple[int, int]  # (height, width) of the source, for the boxes JSON
     flow: np.ndarray | None = None  # float [T,h,w,2] backward flow, filled on demand
+    boxes: list | None = None     # per frame: normalised yxyx boxes seen on it (bags with detections)
 
 
 def _discover(root: Path) -> list[_Source]:
@@ -216,7 +217,7 @@ class VideoFolderDataset(Dataset):
         if samples_per_video < 1:
             raise ValueError(f"samples_per_video must be >= 1, got {samples_per_video}")
         self.root = Path(root)
-        self.sources = _discover(self.root)
+        self.sources = self._discover()
         self.resolution = (h, w)
         self.window = window
         self.max_instances = int(max_instances)
@@ -231,6 +232,12 @@ class VideoFolderDataset(Dataset):
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._memory: dict[int, _Clip] = {}
+
+    def _discover(self) -> list[_Source]:
+        return _discover(self.root)
+
+    def _read(self, source: _Source, with_flow: bool) -> _Clip:
+        return _read_source(source, self.resolution, self.frame_stride, self.max_frames, with_flow)
 
     @property
     def names(self) -> list[str]:
@@ -261,7 +268,7 @@ class VideoFolderDataset(Dataset):
             return clip
         source = self.sources[video_index]
         if self.cache_dir is None:
-            clip = _read_source(source, self.resolution, self.frame_stride, self.max_frames, need_flow)
+            clip = self._read(source, need_flow)
             self._memory[video_index] = clip
             return clip
 
@@ -272,22 +279,23 @@ class VideoFolderDataset(Dataset):
         if cached:
             meta = json.loads(meta_path.read_text())
             clip = _Clip(np.load(frames_path, mmap_mode="r"), tuple(meta["original_size"]),
-                         np.load(flow_path, mmap_mode="r") if need_flow else None)
+                         np.load(flow_path, mmap_mode="r") if need_flow else None, meta.get("boxes"))
         else:
-            clip = _read_source(source, self.resolution, self.frame_stride, self.max_frames, need_flow)
+            clip = self._read(source, need_flow)
             _atomic_save(frames_path, clip.frames)
             if clip.flow is not None:
                 _atomic_save(flow_path, clip.flow.astype(np.float16))
-            meta_path.write_text(json.dumps({"source": str(source.path), "original_size": clip.original_size}))
+            meta_path.write_text(json.dumps({"source": str(source.path), "original_size": clip.original_size,
+                                             "boxes": clip.boxes}))
         self._memory[video_index] = clip
         return clip
 
-    def _cond_boxes(self, video_index: int, original_size: tuple[int, int], start: int) -> np.ndarray | None:
+    def _cond_boxes(self, video_index: int, clip: _Clip, start: int) -> np.ndarray | None:
         """Normalised yxyx first-frame boxes of a video, all -1 for windows not starting at 0."""
         xyxy = self.boxes.get(self.sources[video_index].name)
         if xyxy is None:
             return None
-        oh, ow = original_size
+        oh, ow = clip.original_size
         yxyx = np.stack([xyxy[:, 1] / oh, xyxy[:, 0] / ow, xyxy[:, 3] / oh, xyxy[:, 2] / ow], -1)
         yxyx = np.clip(yxyx, 0.0, 1.0).astype(np.float32)
         return yxyx if start == 0 else np.full_like(yxyx, -1.0)
@@ -306,6 +314,6 @@ class VideoFolderDataset(Dataset):
             video=frames,
             target=make_target(self.target, frames, flow),
             max_instances=self.max_instances,
-            cond_boxes=self._cond_boxes(video_index, clip.original_size, start),
+            cond_boxes=self._cond_boxes(video_index, clip, start),
             pad_frames_to=self.window,
         )
