@@ -88,7 +88,7 @@ def test_training_runs_a_few_steps_from_a_bag(bags, tmp_path):
     code = train_main(["--config", str(REPO / "training/configs/bag_finetune.yaml"), "--data", str(bags / "raw_mcap"),
                        "--out", str(run), "--steps", "2",
                        "--set", "train.batch_size=1", "train.num_workers=0",
-                       f"data.options.cache_dir={tmp_path / 'cache'}", "train.checkpoint_every=2",
+                       f"data.options.cache_dir={tmp_path / 'cache'}", "train.checkpoint_every=2", "train.log_every=1",
                        "eval.num_videos=1"])
     assert code == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
