@@ -24,6 +24,7 @@ PYTHON_DEPS = [
     "motmetrics",
     "safetensors",
     "msgpack",
+    "rosbags",  # bags without a ROS install: savi_ros.bag and the bag dataset kind
     "pyyaml",
     "tqdm",
     "protobuf",
