@@ -203,3 +203,30 @@ def test_command_line_runs_without_rclpy_and_errors_are_one_line(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == ["savi_ros.bag: error: score_threshold: expected float, got 'high'"]
+
+
+def test_ros1_bag_images_are_tracked_too(tmp_path):
+    """A ROS 1 bag (rosbags' rosbag1 writer, noetic types): its images are read, copied as ROS 2 messages
+    into the MCAP output, and tracked (no detections in it: nothing starts, every frame is processed)."""
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    image, header, stamp = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
+                                                      "builtin_interfaces/msg/Time"))
+    scene = generate_scene(0, SceneConfig(height=H, width=W, num_frames=5))
+    src = tmp_path / "ros1.bag"
+    with Writer(src) as writer:
+        conn = writer.add_connection("/camera/image", "sensor_msgs/msg/Image", typestore=store)
+        for t, frame in enumerate(scene.video):
+            msg = image(header=header(seq=t, stamp=stamp(sec=1 + t, nanosec=0), frame_id="cam"), height=H, width=W,
+                        encoding="rgb8", is_bigendian=0, step=3 * W, data=frame.reshape(-1))
+            writer.write(conn, (1 + t) * 10**9, store.serialize_ros1(msg, "sensor_msgs/msg/Image"))
+    summary = bag.track_bag(src, tmp_path / "out", "/camera/image", None, node_params(), progress=False)
+    assert summary.images == summary.processed == 5 and summary.tracks_started == []
+    masks, ids, _ = read_outputs(tmp_path / "out")
+    assert sorted(masks) == [(1 + t) * 10**9 for t in range(5)] and all(v == [] for v in ids.values())
+    with AnyReader([tmp_path / "out"], default_typestore=bag.typestore()) as reader:
+        copied = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages() if c.topic == "/camera/image"]
+    assert [c.header.frame_id for c in copied] == ["cam"] * 5
+    np.testing.assert_array_equal(copied[3].data.reshape(H, W, 3), scene.video[3])
