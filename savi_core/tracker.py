@@ -56,7 +56,8 @@ import torch
 from torch import nn
 
 from savi_core.device import resolve_device
-from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
+from savi_core.association import associate
+from savi_core.geometry import boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
 from savi_core.track_ids import TrackIdAllocator
 from savi_core.tracker_config import TrackerConfig
@@ -101,7 +102,7 @@ class TrackResult:
 class _LiveTrack:
     track_id: int
     class_id: str
-    box: np.ndarray | None  # last mask box (or the starting detection box) in input pixels, None = invisible
+    box: np.ndarray  # last mask box seen (or the starting detection box) in input pixels, kept while lost
     lost_frames: int = 0
 
 
@@ -246,27 +247,21 @@ class Tracker:
         bootstrap = self._slots is None
         if not candidates or (not bootstrap and self.config.reinit == "first"):
             return [], 0
-        live = [(slot, t) for slot, t in self._tracks.items() if t.box is not None]
-        taken = [t.box for _, t in live]
+        live = list(self._tracks.items())
+        found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
+                          np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
+                          [t.class_id for _, t in live], self.config.new_object_iou)
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
         new_boxes: dict[int, np.ndarray] = {}
-        refreshed: set[int] = set()
         ignored = 0
-        for box, det in candidates:
-            overlaps = box_iou_xyxy(box, np.stack(taken))[0] if taken else np.zeros(0)
-            if overlaps.size and overlaps.max() >= self.config.new_object_iou:
-                # The object is already tracked (or detected twice). With reinit: refresh, a detection of
-                # a live track (its best match, same class or either unlabelled) re-anchors that slot.
-                best = int(overlaps.argmax())
-                if self.config.reinit == "refresh" and best < len(live):
-                    slot, track = live[best]
-                    same_class = not det.class_id or not track.class_id or det.class_id == track.class_id
-                    if same_class and slot not in refreshed:
-                        refreshed.add(slot)
-                        new_boxes[slot] = box
-                continue
-            taken.append(box)
+        for det_index, track_index in found.matches.items():
+            # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
+            slot, track = live[track_index]
+            if self.config.reinit == "refresh" or track.lost_frames > 0:
+                new_boxes[slot] = candidates[det_index][0]
+        for det_index in found.new:
+            box, det = candidates[det_index]
             track_id = self._ids.claim(det.det_id) if free else None
             if track_id is None:
                 ignored += 1
@@ -380,7 +375,8 @@ class Tracker:
         for row, slot in zip(stats, self._live_order):
             track = self._tracks[slot]
             area = int(row[0])
-            track.box = row[1:5].copy() if area > 0 else None
+            if area > 0:
+                track.box = row[1:5].copy()
             track.lost_frames = track.lost_frames + 1 if area < self.config.min_mask_area else 0
             if track.lost_frames >= self.config.lost_after_frames:
                 ended.append(track.track_id)

@@ -321,6 +321,19 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert (reused.label_map == 1).sum() == 0
 
 
+def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate():
+    """add_new: a track lost (its mask too small) keeps its last box; the object's re-detection moves the
+    lost track's slot back onto it (same id) and starts no second track."""
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
+                                                               lost_after_frames=5), device="cpu")
+    img = image(32, 32)
+    assert tracker.step(img, [Detection((0, 0, 6, 6), det_id="4")]).started == [4]  # 36 px < 50: lost
+    assert tracker._tracks[0].lost_frames > 0
+    again = tracker.step(img, [Detection((0, 0, 10, 10))])  # the object, seen whole again
+    assert again.started == [] and again.live_track_ids == [4]
+    assert [(t.track_id, t.box_xyxy) for t in again.tracks] == [(4, (0, 0, 10, 10))]
+
+
 @pytest.mark.parametrize("reinit", ["add_new", "refresh"])
 def test_refresh_re_anchors_a_live_track_from_its_re_detection(reinit):
     """A re-detection overlapping a live track starts nothing; with refresh it moves that track's slot

@@ -1,0 +1,85 @@
+"""Which detections belong to live tracks: a robot's detector keeps re-detecting what is tracked, and a
+re-detection must never start a second track of the same object.
+
+Three passes over boxes in pixels (a track's box is its mask's box on the last frame):
+1. one-to-one by IoU (Hungarian, `scipy.optimize.linear_sum_assignment`), class-aware (a labelled
+   detection never takes a track of another class; unlabelled ones go with any), pairs at IoU >=
+   the threshold;
+2. a detection left over takes a left-over track whose box lies mostly inside it (`COVERED`): the mask
+   of a track that shrank to part of its object, or lost some frames, has a low IoU with a fresh box;
+3. a detection still left over overlapping a live track (of any class: detectors flicker between
+   classes), or another new detection, at IoU >= the threshold is a duplicate: it starts nothing.
+Pass 1 running first keeps a large detection (a person) from taking a small track inside it (a cup
+held in front) when the large object has its own track.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from savi_core.geometry import box_iou_xyxy
+
+COVERED = 0.6  # share of a left-over track's box inside a detection for the detection to take it
+
+
+@dataclass
+class Association:
+    """Indices into the detections given: matched to a track, new objects, duplicates (ignored)."""
+
+    matches: dict[int, int] = field(default_factory=dict)   # detection -> track
+    new: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+
+
+def _compatible(a: str, b: str) -> bool:
+    return not a or not b or a == b
+
+
+def _inside_share(boxes: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """``[N, M]``: the share of each track box's area inside each detection box."""
+    iw = np.clip(np.minimum(boxes[:, None, 2], tracks[None, :, 2]) - np.maximum(boxes[:, None, 0], tracks[None, :, 0]),
+                 0, None)
+    ih = np.clip(np.minimum(boxes[:, None, 3], tracks[None, :, 3]) - np.maximum(boxes[:, None, 1], tracks[None, :, 1]),
+                 0, None)
+    area = (tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1])
+    return np.divide(iw * ih, area[None, :], out=np.zeros_like(iw), where=area[None, :] > 0)
+
+
+def associate(boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, track_classes: list[str],
+              iou_threshold: float) -> Association:
+    """Detections ``boxes [N, 4]`` (highest priority first) against live tracks ``track_boxes [M, 4]``."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    track_boxes = np.asarray(track_boxes, np.float64).reshape(-1, 4)
+    n, m = len(boxes), len(track_boxes)
+    result = Association()
+    compatible = np.array([[_compatible(c, t) for t in track_classes] for c in classes], bool).reshape(n, m)
+    any_class_iou = box_iou_xyxy(boxes, track_boxes)
+    iou = np.where(compatible, any_class_iou, 0.0)
+    if n and m:
+        rows, cols = linear_sum_assignment(-iou)
+        result.matches = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= iou_threshold}
+        inside = np.where(compatible, _inside_share(boxes, track_boxes), 0.0)
+        taken = set(result.matches.values())
+        for det in range(n):
+            if det in result.matches:
+                continue
+            free = [t for t in range(m) if t not in taken]
+            if free:
+                best = max(free, key=lambda t: inside[det, t])
+                if inside[det, best] >= COVERED:
+                    result.matches[det] = best
+                    taken.add(best)
+    accepted: list[int] = []
+    for det in range(n):
+        if det in result.matches:
+            continue
+        against_tracks = m and (any_class_iou[det] >= iou_threshold).any()
+        against_new = accepted and (box_iou_xyxy(boxes[det], boxes[accepted])[0] >= iou_threshold).any()
+        if against_tracks or against_new:
+            result.duplicates.append(det)
+        else:
+            accepted.append(det)
+    result.new = accepted
+    return result

@@ -1,0 +1,41 @@
+"""Detections against live tracks: one-to-one, class-aware, shrunken tracks kept, duplicates dropped."""
+import numpy as np
+
+from savi_core.association import COVERED, associate
+
+
+def test_one_to_one_beats_greedy_best_overlap():
+    """Detection 0 overlaps both tracks, best with track 0; detection 1 overlaps only track 0. Greedy would
+    give track 0 to detection 0 and start a duplicate of track 0's object; the assignment pairs both."""
+    tracks = np.array([[0, 0, 10, 10], [6, 0, 16, 10]], float)
+    dets = np.array([[3, 0, 13, 10], [0, 0, 9, 10]], float)
+    found = associate(dets, ["", ""], tracks, ["", ""], 0.3)
+    assert found.matches == {0: 1, 1: 0} and found.new == [] and found.duplicates == []
+
+
+def test_a_shrunken_track_inside_a_fresh_box_is_its_object_but_a_tracked_big_object_keeps_its_own():
+    # A track whose mask shrank to a corner of its object: IoU 0.16 with the fresh box, all inside it.
+    shrunk = associate(np.array([[0, 0, 20, 20]], float), ["cup"], np.array([[0, 0, 8, 8]], float), ["cup"], 0.3)
+    assert shrunk.matches == {0: 0} and shrunk.new == []
+    # A person (tracked) holding a cup (tracked) in front: the person's box takes the person's track.
+    tracks = np.array([[0, 0, 40, 80], [10, 30, 18, 38]], float)
+    dets = np.array([[1, 0, 40, 80], [10, 30, 19, 38]], float)
+    found = associate(dets, ["person", "cup"], tracks, ["person", "cup"], 0.3)
+    assert found.matches == {0: 0, 1: 1}
+    # Less than COVERED of the track inside: a new object.
+    part = associate(np.array([[0, 0, 10, 20]], float), [""], np.array([[5, 0, 20, 20]], float), [""], 0.4)
+    assert 5 / 15 < COVERED and part.matches == {} and part.new == [0]
+
+
+def test_classes_never_match_across_but_an_overlap_of_any_class_starts_nothing():
+    tracks = np.array([[0, 0, 10, 10]], float)
+    found = associate(np.array([[0, 0, 10, 10]], float), ["dog"], tracks, ["cat"], 0.3)
+    assert found.matches == {} and found.new == [] and found.duplicates == [0]
+    unlabelled = associate(np.array([[0, 0, 10, 10]], float), [""], tracks, ["cat"], 0.3)
+    assert unlabelled.matches == {0: 0}
+
+
+def test_two_detections_of_one_new_object_start_one_track_and_distinct_ones_each_start():
+    dets = np.array([[50, 50, 60, 60], [51, 50, 61, 60], [80, 80, 90, 90]], float)
+    found = associate(dets, ["", "", ""], np.zeros((0, 4)), [], 0.3)
+    assert found.new == [0, 2] and found.duplicates == [1] and found.matches == {}
