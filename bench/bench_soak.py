@@ -1,0 +1,190 @@
+"""Soak benchmark: the real `savi_tracker` node streaming for minutes, as on a robot.
+
+A camera at --rate Hz (640x480 by default) shows three solid rectangles moving on grey, bouncing off
+the image borders; a detector without ids re-detects them on every --detect-every-th frame (30 Hz / 6
+= 5 Hz). Prints at the end: the share of outputs whose track count equals the object count (target
+>= 99%), the track ids ever published, detection messages sent against what the node counts as
+dropped (target 0), every image accounted for in the node's /diagnostics counters (processed +
+dropped + ...), and the node's RSS over time (target flat, +-20 MB after warm-up).
+
+Run on an idle machine: ``.venv/bin/python bench/bench_soak.py [--seconds 300] [--size 640x480]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+ROOT = Path(__file__).resolve().parents[1]
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+COLOURS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class Rectangles:
+    """Three solid rectangles in their own horizontal bands, bouncing left-right at constant speeds."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self.size = (width // 8, height // 6)  # w, h
+        self.rows = [height // 8 + i * height // 3 for i in range(3)]
+        self.x = [width * 0.1, width * 0.5, width * 0.3]
+        self.vx = [width / 200, -width / 150, width / 250]  # pixels per frame
+
+    def frame(self) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+        image = np.full((self.height, self.width, 3), 128, np.uint8)
+        boxes = []
+        w, h = self.size
+        for i in range(3):
+            x0, y0 = int(self.x[i]), self.rows[i]
+            image[y0:y0 + h, x0:x0 + w] = COLOURS[i]
+            boxes.append((float(x0), float(y0), float(x0 + w), float(y0 + h)))
+            self.x[i] += self.vx[i]
+            if self.x[i] < 0 or self.x[i] + w > self.width:
+                self.vx[i] = -self.vx[i]
+                self.x[i] = min(max(self.x[i], 0.0), self.width - w)
+        return image, boxes
+
+
+class Client:
+    def __init__(self, namespace: str) -> None:
+        self.node = rclpy.create_node(f"soak_client_{uuid.uuid4().hex[:6]}", namespace=namespace)
+        self.image_pub = self.node.create_publisher(Image, "image", RELIABLE)
+        self.det_pub = self.node.create_publisher(Detection2DArray, "detections", RELIABLE)
+        self.lock = threading.Lock()
+        self.track_counts: list[int] = []
+        self.ids: set[str] = set()
+        self.counters: dict[str, str] = {}
+        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _tracks(self, msg: Detection2DArray) -> None:
+        with self.lock:
+            self.track_counts.append(len(msg.detections))
+            if os.environ.get("SOAK_TRACE"):
+                print(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
+                      [(d.id, round(d.bbox.center.position.x), round(d.bbox.size_x)) for d in msg.detections],
+                      flush=True)
+            self.ids.update(d.id for d in msg.detections)
+
+    def _diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(self.node.get_namespace()):
+                with self.lock:
+                    self.counters = {kv.key: kv.value for kv in status.values}
+
+    def publish(self, stamp_ns: int, frame: np.ndarray, boxes) -> None:
+        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+        img = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3)
+        img.header.stamp = stamp
+        img.data = frame.tobytes()
+        self.image_pub.publish(img)
+        if boxes is not None:
+            dets = Detection2DArray()
+            dets.header.stamp = stamp
+            for x0, y0, x1, y1 in boxes:
+                det = Detection2D()
+                det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
+                det.bbox.size_x, det.bbox.size_y = x1 - x0, y1 - y0
+                hyp = ObjectHypothesisWithPose()
+                hyp.hypothesis.class_id, hyp.hypothesis.score = "box", 0.9
+                det.results.append(hyp)
+                dets.detections.append(det)
+            self.det_pub.publish(dets)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--detect-every", type=int, default=6)
+    parser.add_argument("--checkpoint", default="default")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    namespace = f"/soak_{uuid.uuid4().hex[:6]}"
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    node = subprocess.Popen([sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",
+                             "-p", f"checkpoint:={args.checkpoint}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rclpy.init()
+    client = None
+    try:
+        client = Client(namespace)
+        deadline = time.monotonic() + 120
+        while not (client.image_pub.get_subscription_count() and client.det_pub.get_subscription_count()):
+            if time.monotonic() > deadline:
+                print("the node did not come up", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        time.sleep(1.0)
+        scene = Rectangles(width, height)
+        rss: list[tuple[float, float]] = [(0.0, rss_mb(node.pid))]
+        start, t, detections_sent = time.perf_counter(), 0, 0
+        next_rss = 10.0
+        while time.perf_counter() - start < args.seconds:
+            frame, boxes = scene.frame()
+            with_dets = t % args.detect_every == 0
+            detections_sent += with_dets
+            client.publish(10**12 + t * int(1e9 / args.rate), frame, boxes if with_dets else None)
+            t += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= next_rss:
+                rss.append((elapsed, rss_mb(node.pid)))
+                next_rss += 10.0
+            time.sleep(max(0.0, start + t / args.rate - time.perf_counter()))
+        time.sleep(3.0)  # the last outputs and a /diagnostics report after them
+        rss.append((time.perf_counter() - start, rss_mb(node.pid)))
+        with client.lock:
+            counts, ids, counters = list(client.track_counts), sorted(client.ids, key=int), dict(client.counters)
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        if client is not None:
+            client.executor.shutdown()
+            client.thread.join(timeout=5)
+            client.node.destroy_node()
+        rclpy.try_shutdown()
+    right = sum(c == 3 for c in counts)
+    print(f"{width}x{height} at {args.rate:g} Hz for {args.seconds:g} s, detector every {args.detect_every} frames; "
+          f"client and node share {os.cpu_count()} cores")
+    print(f"outputs {len(counts)}: track count == 3 in {100 * right / max(1, len(counts)):.2f}% "
+          f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); track ids published {ids}")
+    accounted = ("processed", "dropped_frames", "unsupported_images", "bad_images", "oversized_images")
+    in_counters = sum(int(counters.get(k, 0)) for k in accounted)
+    print(f"images sent {t}: " + ", ".join(f"{k} {counters.get(k, '?')}" for k in accounted)
+          + f" (sum {in_counters}, unaccounted {t - in_counters})")
+    print(f"detection messages sent {detections_sent}: dropped {counters.get('dropped_detections', '?')}, "
+          f"acted late {counters.get('late_detections', '?')}")
+    warm = [m for s, m in rss if s >= 30.0] or [rss[-1][1]]
+    print("node RSS (MB) at " + ", ".join(f"{s:.0f}s {m:.0f}" for s, m in rss)
+          + f"; after warm-up (30 s) min {min(warm):.0f} max {max(warm):.0f} (spread {max(warm) - min(warm):.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
