@@ -71,7 +71,7 @@ setup(
         "savi_scenes", "savi_scenes.*",
     ]),
     package_data={
-        "savi_ros": ["models/**/*"],
+        "savi_ros": ["models/**/*", "fastdds_large_messages.xml"],
         "training": ["configs/*.yaml"],
     },
     data_files=[

@@ -35,6 +35,8 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 
 from savi_scenes import SceneConfig, generate_scene
 
+from savi_ros.dds import use_large_message_profile
+
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 
@@ -156,6 +158,7 @@ def main() -> int:
     parser.add_argument("--detect-every", type=int, default=6, help="detections every N-th frame (30 Hz / 6 = 5 Hz)")
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
+    use_large_message_profile()  # for this client and, inherited, the node
     namespace = f"/latency_{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     node = subprocess.Popen([sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",

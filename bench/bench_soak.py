@@ -29,6 +29,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from savi_ros.dds import use_large_message_profile
+
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 COLOURS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
@@ -126,6 +128,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    use_large_message_profile()  # for this client and, inherited, the node
     namespace = f"/soak_{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     node = subprocess.Popen([sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",

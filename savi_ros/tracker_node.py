@@ -50,6 +50,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from savi_core.numerics import flush_denormals
 from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, outputs, params
+from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import Frame, Pipeline, Settings
@@ -331,6 +332,7 @@ def main(args: Optional[list[str]] = None) -> int:
     """Entry point of `savi_tracker`; returns the process exit code (1 = could not start)."""
     interrupt_via_rclpy_only()
     flush_denormals()
+    profile = use_large_message_profile()
     rclpy.init(args=args)
     node: Optional[TrackerNode] = None
     try:
@@ -339,6 +341,9 @@ def main(args: Optional[list[str]] = None) -> int:
         except params.ParamError as exc:
             rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameter: {exc}")
             return 1
+        if profile is not None:
+            node.get_logger().info(f"Fast DDS transports for camera-sized messages from {profile} "
+                                   "(set FASTDDS_DEFAULT_PROFILES_FILE to use your own)")
         if node.params.autostart:
             # A transition that fails because Ctrl-C shut the context down meanwhile is a clean stop.
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
