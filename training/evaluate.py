@@ -33,7 +33,7 @@ from savi_core.savi import MASK_SOURCES, SAVi
 from savi_core.tracker import Detection, Tracker
 from savi_core.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
-from training.config import DataConfig, EvalConfig, config_from_dict, load_config
+from training.config import DATA_KINDS, DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
 from training.identity import identity_counts, identity_summary
 from training.report import format_table, plot_per_frame
@@ -279,7 +279,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint step directory, or a training --out directory")
     p.add_argument("--data", help="dataset path (overrides data.root)")
-    p.add_argument("--kind", choices=("synthetic", "movi", "sketchy", "videos"), help="dataset kind for --data")
+    p.add_argument("--kind", choices=DATA_KINDS, help="dataset kind for --data")
     p.add_argument("--config", help="run config YAML for the data section (default: the one in the checkpoint)")
     p.add_argument("--out", help="output directory (default: <checkpoint>/eval)")
     p.add_argument("--num-videos", type=int, help="evaluate the first N videos (default: eval.num_videos or all)")

@@ -402,3 +402,26 @@ def test_read_only_and_strided_images_give_the_same_result(savi):
         got = Tracker(savi, config).step(view, dets)
     np.testing.assert_array_equal(got.label_map, expected.label_map)
     assert got.tracks == expected.tracks
+
+
+@pytest.mark.parametrize("size", [(48, 64), (240, 320), (480, 640)])
+def test_opencv_upsampling_gives_torch_s_winners(savi, size):
+    """On the CPU the camera-size probabilities come from OpenCV's resize; its winners and winning
+    probabilities are torch's bilinear ones (the reference route, used on CUDA)."""
+    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+    probs = torch.softmax(torch.randn(savi.config.num_slots, 32, 32, generator=torch.Generator().manual_seed(1)) * 3, 0)
+    best, slot = tracker._camera_size_best(probs, *size)
+    ref_best, ref_slot = resize_probabilities(probs, size).max(dim=0)
+    assert (slot == ref_slot).float().mean() >= 0.9999
+    torch.testing.assert_close(best, ref_best, atol=1e-5, rtol=0)
+
+
+def test_stats_agree_with_the_label_map_at_camera_size(savi):
+    """Areas, boxes and scores come from counting, not per-track masks: they still describe exactly the
+    pixels the label map gives each track."""
+    tracker = Tracker(savi, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    img = image(240, 320, seed=3)
+    tracker.step(img, [Detection((10, 10, 120, 100), det_id="2"), Detection((150, 60, 300, 200), det_id="9")])
+    result = tracker.step(img)
+    check_tracks_match_label_map(result)
+    assert {t.track_id for t in result.tracks} <= {2, 9} and result.tracks
