@@ -299,7 +299,7 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
                 writer.write(copies[conn.id], time_ns, data)
                 if conn.msgtype in IMAGE_TYPES:
                     summary.images += 1
-                    pipeline.add_image(msg, t)
+                    pipeline.add_image(msg, t, time_ns)
                 else:
                     summary.detection_messages += 1
                     pipeline.add_detections(msg, t)

@@ -248,7 +248,7 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         pipeline = self.pipeline
         if pipeline is not None:
-            pipeline.add_image(msg, time.monotonic())
+            pipeline.add_image(msg, time.monotonic(), self.get_clock().now().nanoseconds)
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         pipeline = self.pipeline
@@ -341,9 +341,6 @@ def main(args: Optional[list[str]] = None) -> int:
         except params.ParamError as exc:
             rclpy.logging.get_logger(NODE_NAME).error(f"invalid parameter: {exc}")
             return 1
-        if profile is not None:
-            node.get_logger().info(f"Fast DDS transports for camera-sized messages from {profile} "
-                                   "(set FASTDDS_DEFAULT_PROFILES_FILE to use your own)")
         if node.params.autostart:
             # A transition that fails because Ctrl-C shut the context down meanwhile is a clean stop.
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -355,6 +352,9 @@ def main(args: Optional[list[str]] = None) -> int:
                 return 1
         else:
             node.get_logger().info("autostart is false: unconfigured, waiting for lifecycle transitions")
+        if profile is not None:
+            node.get_logger().info(f"Fast DDS transports for camera-sized messages from {profile} "
+                                   "(set FASTDDS_DEFAULT_PROFILES_FILE to use your own)")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin_until_shutdown(executor)

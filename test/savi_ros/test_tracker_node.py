@@ -381,3 +381,95 @@ def test_images_over_max_image_pixels_are_dropped_counted_and_warned(rig):
     assert r.node.set_parameters([Parameter("max_image_pixels", value=H * W)])[0].successful  # a live parameter
     assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) is not None
     assert set(r.node.pipeline.tracker.live_tracks) == {3}
+
+
+def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_add_up(rig):
+    """Every class of bad input the node has met (issue: empty, unsupported, short, padded-too-little
+    and oversized images, a non-finite and an overflowing box, ids that only look like numbers, a stamp
+    far in the future), each followed by a good frame. Each good frame's label map is the one a
+    Tracker fed the good frames alone computes, and /diagnostics accounts for every image and every
+    rejected detection."""
+    r = rig(max_image_pixels=H * W)
+    r.start()
+    boxes = [(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")]
+    good_frames: list[tuple[int, list | None]] = []
+
+    def good(with_boxes=None) -> None:
+        stamp = r.send(with_boxes)
+        assert wait_for(lambda: stamp in r.masks and stamp in r.tracks), f"no output for good frame {stamp}"
+        good_frames.append((stamp, with_boxes))
+
+    def image(stamp_sec: int | None = None, **fields) -> None:
+        stamp = r.next_stamp() if stamp_sec is None else Time(sec=stamp_sec, nanosec=0)
+        msg = Image(**{"height": H, "width": W, "encoding": "rgb8", "step": 3 * W, **fields})
+        msg.header.stamp = stamp
+        if "data" not in fields:
+            msg.data = Rig.pixels().tobytes()
+        r.image_pub.publish(msg)
+
+    def counted(name: str, value: int) -> None:
+        assert wait_for(lambda: getattr(r.node.pipeline.stats, name) == value), \
+            f"{name} is {getattr(r.node.pipeline.stats, name)}, expected {value}"
+
+    good(boxes)
+    image(height=0, width=0, step=0, data=b"")
+    counted("bad_images", 1)
+    good()
+    image(encoding="yuv422")
+    counted("unsupported_images", 1)
+    good()
+    image(data=b"\x01" * 100)
+    counted("bad_images", 2)
+    good()
+    image(step=W)  # step smaller than a row
+    counted("bad_images", 3)
+    good()
+    image(height=H + 1, data=b"\x00" * (3 * W * (H + 1)))  # one row over max_image_pixels
+    counted("oversized_images", 1)
+    good()
+    image(stamp_sec=2**31 - 1)  # far in the future while tracks are live: dropped, never poisons later frames
+    counted("future_frames", 1)
+    good()
+    good()
+    # Bad detections next to good ones in one message: a NaN box and an overflowing box are rejected one
+    # by one; "1_0", "+3" and Arabic-Indic digits are not ids: their objects get the smallest fresh ids.
+    stamp = r.next_stamp()
+    img = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=Rig.pixels().tobytes())
+    img.header.stamp = stamp
+    dets = Detection2DArray()
+    dets.header.stamp = stamp
+    for det_id, (cx, cy, sx, sy) in (("5", (float("nan"), 5.0, 4.0, 4.0)), ("6", (50.0, 1.7e308, 20.0, 1.7e308)),
+                                     ("1_0", (48.0, 34.0, 6.0, 6.0)), ("+3", (8.0, 34.0, 6.0, 6.0)),
+                                     ("\u0663", (28.0, 34.0, 6.0, 6.0))):
+        det = Detection2D(id=det_id)
+        det.bbox.center.position.x, det.bbox.center.position.y = cx, cy
+        det.bbox.size_x, det.bbox.size_y = sx, sy
+        dets.detections.append(det)
+    r.det_pub.publish(dets)  # first: with live tracks, an image does not wait for its detections
+    time.sleep(0.5)
+    r.image_pub.publish(img)
+    assert wait_for(lambda: stamp_ns(stamp) in r.tracks)
+    counted("bad_detections", 2)
+    live = set(r.node.pipeline.tracker.live_tracks)
+    assert live == {1, 2, 3, 4, 9}  # int() would have made "1_0" track 10
+    images_sent = len(good_frames) + 1 + 6
+    assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["processed"] == str(
+        len(good_frames) + 1))
+    counters = values(r.last_status())
+    accounted = sum(int(counters[k]) for k in ("processed", "dropped_frames", "unsupported_images", "bad_images",
+                                                "oversized_images"))
+    assert accounted == images_sent, counters
+    assert counters["step_errors"] == "0" and r.last_status().level == DiagnosticStatus.OK
+
+    # The good frames' label maps are those of a Tracker given the good frames only.
+    reference = Tracker(r.node.pipeline.tracker._model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    for stamp_value, with_boxes in good_frames:
+        dets = None if with_boxes is None else [Detection((x0, y0, x1, y1), "thing", 0.9, i)
+                                                for x0, y0, x1, y1, i in with_boxes]
+        expected = reference.step(Rig.pixels(), dets).label_map
+        published = np.frombuffer(bytes(r.masks[stamp_value].data), "<u2").reshape(H, W)
+        np.testing.assert_array_equal(published, expected, err_msg=str(stamp_value))
+
+
+def stamp_ns(stamp: Time) -> int:
+    return stamp.sec * 10**9 + stamp.nanosec
