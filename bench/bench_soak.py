@@ -5,7 +5,8 @@ the image borders; a detector without ids re-detects them on every --detect-ever
 = 5 Hz). Prints at the end: the share of outputs whose track count equals the object count (target
 >= 99%), the track ids ever published, detection messages sent against what the node counts as
 dropped (target 0), every image accounted for in the node's /diagnostics counters (processed +
-dropped + ...), and the node's RSS over time (target flat, +-20 MB after warm-up).
+dropped + ...), the node's RSS over time (target flat, +-20 MB after warm-up), and its RSS around two
+4096x4096 frames (the memory must come back).
 
 Run on an idle machine: ``.venv/bin/python bench/bench_soak.py [--seconds 300] [--size 640x480]``.
 """
@@ -164,6 +165,21 @@ def main() -> int:
         rss.append((time.perf_counter() - start, rss_mb(node.pid)))
         with client.lock:
             counts, ids, counters = list(client.track_counts), sorted(client.ids, key=int), dict(client.counters)
+        # Two frames of the largest size the node accepts by default (max_image_pixels 4096x4096), then
+        # normal frames again: the memory they took must be handed back.
+        before_large = rss_mb(node.pid)
+        big = Rectangles(4096, 4096)
+        for i in range(2):
+            frame, _ = big.frame()
+            client.publish(10**12 + (t + i) * int(1e9 / args.rate), frame, None)
+            time.sleep(8.0)
+        peak_large = rss_mb(node.pid)
+        for i in range(30):
+            frame, _ = scene.frame()
+            client.publish(10**12 + (t + 2 + i) * int(1e9 / args.rate), frame, None)
+            time.sleep(1.0 / args.rate)
+        time.sleep(5.0)
+        after_large = rss_mb(node.pid)
     finally:
         node.terminate()
         node.wait(timeout=30)
@@ -186,6 +202,8 @@ def main() -> int:
     warm = [m for s, m in rss if s >= 30.0] or [rss[-1][1]]
     print("node RSS (MB) at " + ", ".join(f"{s:.0f}s {m:.0f}" for s, m in rss)
           + f"; after warm-up (30 s) min {min(warm):.0f} max {max(warm):.0f} (spread {max(warm) - min(warm):.0f})")
+    print(f"two 4096x4096 frames: node RSS {before_large:.0f} MB before, {peak_large:.0f} MB after them, "
+          f"{after_large:.0f} MB after 30 normal frames and 5 s")
     return 0
 
 

@@ -406,11 +406,11 @@ class Tracker:
             if track.lost_frames >= self.config.lost_after_frames:
                 ended.append(track.track_id)
                 del self._tracks[slot]
-                if area > 0:
-                    label_map[label_map == track.track_id] = 0
-            elif area > 0:
+            elif track.lost_frames == 0 and area > 0:
                 tracks.append(Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]),
                                     float(row[5]), area))
+            if track.lost_frames and area > 0:  # a lost or ended track's last specks are not published
+                label_map[label_map == track.track_id] = 0
         if ended:
             if not self._tracks:
                 self._slots = None

@@ -37,7 +37,8 @@ class TrackerConfig:
                             "detection of a live track re-anchors it from the box, same id) | first (only the first "
                             "detections)", REINIT_MODES)
     new_object_iou: float = parameter(0.3, "a detection overlapping a live track at least this much (IoU) starts nothing")
-    min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) counts as lost for that frame")
+    min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) is lost for that frame: "
+                                   "not in tracks, not drawn in masks, still live")
     lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
 

@@ -296,9 +296,9 @@ def test_lost_tracks_end_after_exactly_lost_after_frames(savi):
 
 
 def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
-    """With a perfect box painter: a track whose mask is too small ends on exactly the right frame, its
-    pixels are gone from that frame's label map, the other track goes on untouched, and a later
-    detection takes the freed slot (max_tracks=2, so it could not start while both lived)."""
+    """With a perfect box painter: a track whose mask is too small is lost (neither listed nor drawn in
+    the label map, still live), ends on exactly the right frame, the other track goes on untouched, and a
+    later detection takes the freed slot (max_tracks=2, so it could not start while both lived)."""
     tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
                                                                lost_after_frames=3, max_tracks=2), device="cpu")
     img = image(32, 32)
@@ -309,8 +309,8 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert [r.ended for r in results] == [[], [], [1]]
     assert results[1].started == [] and results[1].ignored_detections == 1
     for r in results[:2]:
-        assert (r.label_map == 1).sum() == 16 and (r.label_map == 2).sum() == 400
-        assert r.live_track_ids == [1, 2]
+        assert (r.label_map == 1).sum() == 0 and (r.label_map == 2).sum() == 400
+        assert r.live_track_ids == [1, 2] and [t.track_id for t in r.tracks] == [2]
     ended = results[2]
     assert (ended.label_map == 1).sum() == 0 and (ended.label_map == 2).sum() == 400
     assert ended.live_track_ids == [2] and ended.tracks_changed and [t.track_id for t in ended.tracks] == [2]
