@@ -56,10 +56,11 @@ def associate(boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, tr
     result = Association()
     compatible = np.array([[_compatible(c, t) for t in track_classes] for c in classes], bool).reshape(n, m)
     any_class_iou = box_iou_xyxy(boxes, track_boxes)
-    iou = np.where(compatible, any_class_iou, 0.0)
+    # Pairs under the threshold are not candidates at all: left in, they would steer the assignment.
+    iou = np.where(compatible & (any_class_iou >= iou_threshold), any_class_iou, 0.0)
     if n and m:
         rows, cols = linear_sum_assignment(-iou)
-        result.matches = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] >= iou_threshold}
+        result.matches = {int(r): int(c) for r, c in zip(rows, cols) if iou[r, c] > 0}
         inside = np.where(compatible, _inside_share(boxes, track_boxes), 0.0)
         taken = set(result.matches.values())
         for det in range(n):

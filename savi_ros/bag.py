@@ -20,6 +20,7 @@ if __name__ == "__main__":  # a Ctrl-C during the imports below exits quietly
     quiet_sigint()
 
 import argparse
+import bisect
 import dataclasses
 import json
 import math
@@ -139,7 +140,8 @@ class Summary:
     detections_topic: Optional[str]
     images: int = 0
     detection_messages: int = 0
-    detections_with_their_image: int = 0
+    detections_stamped_like_an_image: int = 0   # the rest can never pair (another clock?)
+    detections_with_their_image: int = 0        # paired with their image (not acting a frame late)
     processed: int = 0
     counters: dict = field(default_factory=dict)
     tracks_started: list = field(default_factory=list)
@@ -289,6 +291,8 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
                         clock[0] = until_s
                         return
 
+            image_stamps: list[int] = []
+            detection_stamps: list[int] = []
             messages = reader.messages(connections=[*image_conns, *det_conns])
             for conn, time_ns, raw in tqdm(messages, total=total, unit="msg", disable=not progress,
                                            desc=in_path.name):
@@ -297,11 +301,14 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
                 msg = reader.deserialize(raw, conn.msgtype)
                 data = raw if reader.is2 else store.serialize_cdr(msg, _ros2_name(conn.msgtype))
                 writer.write(copies[conn.id], time_ns, data)
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 if conn.msgtype in IMAGE_TYPES:
                     summary.images += 1
+                    image_stamps.append(stamp)
                     pipeline.add_image(msg, t, time_ns)
                 else:
                     summary.detection_messages += 1
+                    detection_stamps.append(stamp)
                     pipeline.add_detections(msg, t)
                 drain(t)
             drain(math.inf)
@@ -318,7 +325,9 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
         if not complete:
             shutil.rmtree(staging, ignore_errors=True)
 
-    if summary.detection_messages and not summary.detections_with_their_image:
+    summary.detections_stamped_like_an_image = _stamps_matching(detection_stamps, image_stamps,
+                                                                int(node_params.sync_tolerance * 1e9))
+    if summary.detection_messages and not summary.detections_stamped_like_an_image:
         shutil.rmtree(staging, ignore_errors=True)
         raise BagError(f"{in_path}: none of the {summary.detection_messages} messages on {detections_topic!r} "
                        f"has the stamp of an image on {image_topic!r} (within sync_tolerance "
@@ -337,6 +346,16 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
     os.replace(partial, out_path)
     staging.rmdir()
     return summary
+
+
+def _stamps_matching(stamps: list[int], image_stamps: list[int], tolerance_ns: int) -> int:
+    """How many of ``stamps`` lie within ``tolerance_ns`` of an image stamp."""
+    ordered = sorted(image_stamps)
+    count = 0
+    for stamp in stamps:
+        i = bisect.bisect_left(ordered, stamp - tolerance_ns)
+        count += i < len(ordered) and ordered[i] <= stamp + tolerance_ns
+    return count
 
 
 def _is_read_error(exc: Exception) -> bool:

@@ -207,6 +207,11 @@ def from_assignments(assignments: Iterable[str], base: NodeParams | None = None)
             value = tuple(value)
         elif isinstance(default, str):
             value = raw if not isinstance(value, str) else value
+        elif isinstance(default, float) and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ParamError(f"{name}: expected float, got {raw!r}") from None
         elif type(value) is not type(default) and not (type(default) is float and type(value) is int):
             raise ParamError(f"{name}: expected {type(default).__name__}, got {raw!r}")
         values[name] = float(value) if type(default) is float else value

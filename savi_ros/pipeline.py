@@ -80,6 +80,7 @@ class Pipeline:
         self._warned_encodings: set[str] = set()
         self._late: deque[Any] = deque()
         self._matcher: StampMatcher = self._new_matcher()
+        self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
         self._queue: LatestFirst = LatestFirst()
 
     def _new_matcher(self) -> StampMatcher:
@@ -98,10 +99,6 @@ class Pipeline:
     def detector_lag(self) -> Optional[float]:
         with self.cond:
             return self._matcher.detector_lag
-
-    def live_tracks(self) -> dict[int, str]:
-        with self._tracker_lock:
-            return dict(self._tracker.live_tracks)
 
     def restart(self) -> None:
         """Forget held and queued inputs (activation after a pause); live tracks are kept."""
@@ -124,11 +121,27 @@ class Pipeline:
         with self._tracker_lock:
             ended = self._tracker.reset()
         with self.cond:
-            self._matcher.clear()
+            self._forget_inputs()
             self._matcher.patient = True
-            self._queue.clear()
-            self._late.clear()
+            self.live_count = 0
         return ended
+
+    def _count_dropped(self) -> None:
+        """dropped_frames: replaced or stale (the queue's count), far future, forgotten (under `cond`)."""
+        self.stats.dropped_frames = self._queue.dropped + self.stats.future_frames + self.stats.forgotten_frames
+
+    def _forget_inputs(self) -> None:
+        """Drop every held, queued and late input (under `cond`), counted as dropped."""
+        images, detections = self._matcher.clear()
+        waiting = self._queue.take()
+        if waiting is not None:
+            images += 1
+            detections += len(waiting.all_detections())
+        self._queue.clear()
+        self.stats.forgotten_frames += images
+        self.stats.dropped_detections += detections + len(self._late)
+        self._late.clear()
+        self._count_dropped()
 
     # ------------------------------------------------------------------ inputs
 
@@ -143,6 +156,7 @@ class Pipeline:
         if ahead_s > self.settings.time_jump_reset:
             with self.cond:
                 self.stats.future_frames += 1
+                self._count_dropped()
             self._warn("future", f"dropping image at stamp {stamp * 1e-9:.3f} s: {ahead_s:.1f} s ahead of the "
                                  "clock (more than time_jump_reset); its detections act on the next frame")
             return
@@ -197,7 +211,7 @@ class Pipeline:
                     break
                 if verdict:
                     warnings.append(verdict)
-            self.stats.dropped_frames = self._queue.dropped + self.stats.future_frames
+            self._count_dropped()
             pair = None if jumped else self._queue.take()
             if pair is not None and self._late:
                 pair.carried.extend(self._late)
@@ -248,10 +262,16 @@ class Pipeline:
             ended = self._tracker.reset()
         with self.cond:
             last = self._queue.last_taken_ns or pairs[0].stamp_ns
+            waiting = self._queue.take()  # a frame of the old timeline, admitted before the jump
+            if waiting is not None:
+                self.stats.forgotten_frames += 1
+                self.stats.dropped_detections += len(waiting.all_detections())
             self._queue.clear()
             self.stats.dropped_detections += len(self._late)  # they belong to the old timeline
             self._late.clear()
             self._matcher.patient = True
+            self.live_count = 0
+            self._count_dropped()
             self.stats.time_jumps += 1
             for pair in pairs:
                 self._admit(pair)
@@ -294,12 +314,14 @@ class Pipeline:
             except Exception as exc:  # keep serving: one bad step must not stop the tracker
                 with self.cond:
                     self.stats.step_failed(now())
+                    self.stats.dropped_detections += len(detection_msgs)
                 self._warn("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")
                 return None
             live = dict(tracker.live_tracks)
             frame = Frame(msg.header, rgb, result, live, tracker.config.mask_threshold, tracker.max_tracks)
         with self.cond:
             self._matcher.patient = not live  # nothing tracked: wait the full hold for bootstrapping detections
+            self.live_count = len(live)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))
         if result.ignored_detections:

@@ -12,7 +12,8 @@ class Stats:
 
     def __init__(self) -> None:
         self.processed = 0
-        self.dropped_frames = 0          # replaced while waiting, or older than the last processed
+        self.dropped_frames = 0          # replaced while waiting, older than the last processed, far future, forgotten
+        self.forgotten_frames = 0        # held or waiting when `reset` or a jump back in time started over
         self.unsupported_images = 0
         self.bad_images = 0
         self.bad_detections = 0          # rejected one by one (not a finite box, not a finite score)

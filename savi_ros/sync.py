@@ -194,14 +194,20 @@ class StampMatcher(Generic[I, D]):
             times.append(float("-inf"))
         return min(times) if times else None
 
-    def clear(self) -> None:
-        """Forget everything held (e.g. on `reset`); nothing is reported as dropped. The observed
-        detector lags are kept: they describe the detector, not the scene."""
+    def clear(self) -> tuple[int, int]:
+        """Forget everything held (e.g. on `reset`); returns how many images and detection messages were
+        forgotten, for the caller to count. The observed detector lags are kept: they describe the
+        detector, not the scene."""
+        images = len(self._images) + len(self._released)
+        detections = (len(self._detections) + len(self._late)
+                      + sum(h.detections is not None for h in self._images)
+                      + sum(len(p.all_detections()) for p in self._released))
         self._images.clear()
         self._detections.clear()
         self._recent.clear()
         self._released, self._late = [], []
         self._newest_image_ns = None
+        return images, detections
 
     def __len__(self) -> int:
         return len(self._images) + len(self._detections)

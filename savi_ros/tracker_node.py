@@ -308,9 +308,9 @@ class TrackerNode(LifecycleNode):
         if pipeline is None:
             return
         now = time.monotonic()
-        live = len(pipeline.live_tracks())
         lag = pipeline.detector_lag
         with pipeline.cond:
+            live = pipeline.live_count
             status = tracking_status(pipeline.stats, now, f"{self.get_fully_qualified_name()}: tracking",
                                      self._device_name, self._checkpoint_path, live, lag)
             counters = pipeline.stats.counters()

@@ -39,3 +39,13 @@ def test_two_detections_of_one_new_object_start_one_track_and_distinct_ones_each
     dets = np.array([[50, 50, 60, 60], [51, 50, 61, 60], [80, 80, 90, 90]], float)
     found = associate(dets, ["", "", ""], np.zeros((0, 4)), [], 0.3)
     assert found.new == [0, 2] and found.duplicates == [1] and found.matches == {}
+
+
+def test_overlaps_under_the_threshold_do_not_steer_the_assignment():
+    """A overlaps T1 at 0.91 and T2 at 0.17, B overlaps T1 at 0.8 (threshold 0.3). Counting the 0.17, the
+    best total pairs A with T2 (dropped: under the threshold) and B with T1, leaving A, the better match
+    of T1, a duplicate. Pairs under the threshold are no candidates: A takes T1."""
+    t1, t2 = [0, 0, 10, 10], [8, 0, 18, 10]
+    a, b = [0, 0, 11, 10], [0, 0, 8, 10]
+    found = associate(np.array([a, b], float), ["", ""], np.array([t1, t2], float), ["", ""], 0.3)
+    assert found.matches == {0: 0} and found.duplicates == [1]

@@ -120,3 +120,17 @@ def test_one_definition_everywhere():
     for f in dataclasses.fields(params.NodeParams):
         assert f"| `{f.name}` |" in docs and f.metadata["description"] in docs
     assert DemoOptions().mask_source == node.mask_source and DemoOptions().device == node.device
+
+
+def test_assignments_from_a_command_line_are_typed_like_ros_does():
+    from savi_ros.params import ParamError, from_assignments
+
+    p = from_assignments(["sync_tolerance:=1e-3", "score_threshold:=1", "class_ids:=[cup, ball]",
+                          "checkpoint:=/tmp/x", "publish_debug_image=true", "max_tracks:=4"])
+    assert (p.sync_tolerance, p.score_threshold, p.class_ids) == (0.001, 1.0, ("cup", "ball"))
+    assert (p.checkpoint, p.publish_debug_image, p.max_tracks) == ("/tmp/x", True, 4)
+    for bad, message in (("max_tracks:=2.5", "max_tracks: expected int"), ("nope:=1", "nope: not a parameter"),
+                         ("score_threshold:=high", "score_threshold: expected float"),
+                         ("class_ids:=cup", "class_ids: expected a list"), ("max_tracks", "expected NAME:=VALUE")):
+        with pytest.raises(ParamError, match=message):
+            from_assignments([bad])

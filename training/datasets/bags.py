@@ -80,8 +80,8 @@ class BagDataset(VideoFolderDataset):
         return discover_bags(self.root)
 
     def _cache_stem(self, source: _Source) -> str:
-        key = json.dumps([CACHE_VERSION, _fingerprint(source), self.resolution, self.frame_stride,
-                          self.max_frames, self.image_topic, self.detections_topic, self.sync_tolerance])
+        key = json.dumps([CACHE_VERSION, _fingerprint(source), self.resolution, self.frame_stride, self.max_frames,
+                          self.max_instances, self.image_topic, self.detections_topic, self.sync_tolerance])
         return f"{source.name}_{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def _read(self, source: _Source, with_flow: bool) -> _Clip:
@@ -104,7 +104,7 @@ class BagDataset(VideoFolderDataset):
                 if not det_conns:
                     raise ValueError(f"bag {source.path}: no detections topic {self.detections_topic!r}")
             detections: dict[int, np.ndarray] = {}
-            for conn, _, raw in reader.messages(connections=det_conns):
+            for conn, _, raw in reader.messages(connections=det_conns) if det_conns else ():
                 msg = reader.deserialize(raw, conn.msgtype)
                 boxes, _rejected = messages.detections_from_msg(msg)
                 stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)

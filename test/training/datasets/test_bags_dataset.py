@@ -94,3 +94,9 @@ def test_training_runs_a_few_steps_from_a_bag(bags, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2] and all(math.isfinite(r["loss"]) for r in records)
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000002"
+
+
+def test_without_a_detections_topic_every_window_is_unconditioned(bags):
+    ds = BagDataset(bags / "raw_mcap", image_topic="/camera/image", resolution=(16, 16), window=None, max_instances=2)
+    item = ds[0]
+    assert item["video"].shape[0] == T and (item["cond_boxes"] == -1).all()
