@@ -127,7 +127,7 @@ def version(dist):
         return "missing"
 import vision_msgs
 print(json.dumps({"python": sys.version.split()[0], "torch": version("torch"), "rclpy": version("ros-rclpy"),
-                  "numpy": version("numpy"), "opencv": version("opencv-python-headless"),
+                  "numpy": version("numpy"), "opencv": version("opencv-contrib-python-headless"),
                   "vision_msgs": vision_msgs.__file__, "project": version("savi_ros")}))
 """
 
