@@ -29,6 +29,11 @@ LAYOUTS: dict[str, tuple[np.dtype, int]] = {
 INPUT_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "mono8"})
 
 
+def stamp_ns(stamp) -> int:
+    """A ``builtin_interfaces/Time`` as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 class UnsupportedEncoding(ValueError):
     """The image's encoding is not one the tracker can use."""
 

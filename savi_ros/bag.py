@@ -42,6 +42,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype
 from tqdm import tqdm
 
+from savi_core.messages import stamp_ns
 from savi_ros import outputs, params
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import Frame, Pipeline, Settings
@@ -301,7 +302,7 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
                 msg = reader.deserialize(raw, conn.msgtype)
                 data = raw if reader.is2 else store.serialize_cdr(msg, _ros2_name(conn.msgtype))
                 writer.write(copies[conn.id], time_ns, data)
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg.header.stamp)
                 if conn.msgtype in IMAGE_TYPES:
                     summary.images += 1
                     image_stamps.append(stamp)
@@ -373,11 +374,11 @@ def _ros2_name(msgtype: str) -> str:
 
 # ---------------------------------------------------------------------------------------- writing
 
-def image_message(store, rgb: np.ndarray, stamp_ns_: int, frame_id: str = "camera",
+def image_message(store, rgb: np.ndarray, nanoseconds: int, frame_id: str = "camera",
                   compressed: Optional[str] = None) -> tuple[str, Any]:
     """(type name, message) of an RGB frame: raw rgb8, or jpeg/png when ``compressed`` names the format."""
     types = RosbagsTypes(store)
-    header = _header(types, stamp_ns_, frame_id)
+    header = _header(types, nanoseconds, frame_id)
     if compressed is None:
         return "sensor_msgs/msg/Image", outputs.image_msg(types, np.ascontiguousarray(rgb), "rgb8", header)
     ok, data = cv2.imencode(f".{compressed}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -388,11 +389,11 @@ def image_message(store, rgb: np.ndarray, stamp_ns_: int, frame_id: str = "camer
     return "sensor_msgs/msg/CompressedImage", msg
 
 
-def detections_message(store, boxes_xyxy: list[tuple[float, float, float, float]], stamp_ns_: int,
+def detections_message(store, boxes_xyxy: list[tuple[float, float, float, float]], nanoseconds: int,
                        class_id: str = "object", frame_id: str = "camera") -> Any:
     """A Detection2DArray of pixel boxes (ids "1", "2", ... in order), as a detector would publish."""
     types = RosbagsTypes(store)
-    header = _header(types, stamp_ns_, frame_id)
+    header = _header(types, nanoseconds, frame_id)
     msg = types.Detection2DArray(header=header)
     for index, (x0, y0, x1, y1) in enumerate(boxes_xyxy, 1):
         det = types.Detection2D(header=header, id=str(index))
@@ -405,9 +406,9 @@ def detections_message(store, boxes_xyxy: list[tuple[float, float, float, float]
     return msg
 
 
-def _header(types: RosbagsTypes, stamp_ns_: int, frame_id: str) -> Any:
-    stamp = types.store.types["builtin_interfaces/msg/Time"](sec=stamp_ns_ // 1_000_000_000,
-                                                            nanosec=stamp_ns_ % 1_000_000_000)
+def _header(types: RosbagsTypes, nanoseconds: int, frame_id: str) -> Any:
+    stamp = types.store.types["builtin_interfaces/msg/Time"](sec=nanoseconds // 1_000_000_000,
+                                                            nanosec=nanoseconds % 1_000_000_000)
     return types.store.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 

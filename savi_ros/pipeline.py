@@ -23,6 +23,7 @@ import numpy as np
 
 from savi_core.tracker import Tracker, TrackResult
 from savi_core import messages
+from savi_core.messages import stamp_ns
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -32,10 +33,6 @@ MAX_HELD_IMAGES = 8
 MAX_HELD_DETECTIONS = 16
 MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed frame
 MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
-
-
-def stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class BagDataset(VideoFolderDataset):
             for conn, _, raw in reader.messages(connections=det_conns) if det_conns else ():
                 msg = reader.deserialize(raw, conn.msgtype)
                 boxes, _rejected = messages.detections_from_msg(msg)
-                stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+                stamp = messages.stamp_ns(msg.header.stamp)
                 detections[stamp] = np.array([d.box_xyxy for d in boxes], np.float64).reshape(-1, 4)
             frames, flows, boxes_per_frame, original = [], [], [], None
             estimator = BackwardFlow((h, w)) if with_flow else None
@@ -144,7 +144,7 @@ class BagDataset(VideoFolderDataset):
 
     def _boxes_at(self, msg, detections: dict[int, np.ndarray], size: tuple[int, int]) -> list | None:
         """Normalised yxyx boxes of the detections matching this image's stamp (None: no match)."""
-        stamp = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
+        stamp = messages.stamp_ns(msg.header.stamp)
         tolerance = int(round(self.sync_tolerance * 1e9))
         near = [s for s in detections if abs(s - stamp) <= tolerance]
         if not near:
