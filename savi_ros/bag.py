@@ -306,7 +306,7 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
                 if conn.msgtype in IMAGE_TYPES:
                     summary.images += 1
                     image_stamps.append(stamp)
-                    pipeline.add_image(msg, t, time_ns)
+                    pipeline.add_image(msg, t)
                 else:
                     summary.detection_messages += 1
                     detection_stamps.append(stamp)

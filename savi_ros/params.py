@@ -45,7 +45,8 @@ class NodeOnlyParams:
     image_transport: str = parameter("raw", "raw (sensor_msgs/Image on image) | compressed (sensor_msgs/CompressedImage "
                                      "on <image>/compressed, jpeg/png decoded with OpenCV)", IMAGE_TRANSPORTS)
     time_jump_reset: float = parameter(1.0, "seconds: a jump back in time larger than this ends all tracks and "
-                                       "starts over; an image stamped this far ahead of the node's clock is dropped")
+                                       "starts over; an image this far ahead of the newest one while tracks are "
+                                       "live is dropped (a camera slower than 1/time_jump_reset Hz needs more)")
     max_image_pixels: int = parameter(4096 * 4096, "images with more pixels than this are dropped with a warning")
     publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
     autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")

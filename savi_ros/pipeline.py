@@ -78,6 +78,7 @@ class Pipeline:
         self._late: deque[Any] = deque()
         self._matcher: StampMatcher = self._new_matcher()
         self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
+        self._newest_stamp_ns: Optional[int] = None
         self._queue: LatestFirst = LatestFirst()
 
     def _new_matcher(self) -> StampMatcher:
@@ -103,6 +104,7 @@ class Pipeline:
             self._matcher = self._new_matcher()
             self._matcher.patient = not self._tracker.live_tracks
             self._queue.clear()
+            self._newest_stamp_ns = None
 
     def update(self, settings: Settings, **tracker_config: Any) -> None:
         """New settings and live Tracker config fields (parameter changes while running)."""
@@ -138,25 +140,13 @@ class Pipeline:
         self.stats.forgotten_frames += images
         self.stats.dropped_detections += detections + len(self._late)
         self._late.clear()
+        self._newest_stamp_ns = None
         self._count_dropped()
 
     # ------------------------------------------------------------------ inputs
 
-    def add_image(self, msg: Any, now: float, clock_ns: int = 0) -> None:
-        """File an image (raw or compressed); an unusable raw image is counted and warned about here.
-
-        ``clock_ns`` is the ROS time of arrival (the node's clock; a bag's recording time): an image stamped
-        more than time_jump_reset ahead of it is dropped, since accepting it would make every later frame
-        look stale. 0 means no clock yet (sim time before /clock): nothing is judged."""
-        stamp = stamp_ns(msg.header.stamp)
-        ahead_s = (stamp - clock_ns) * 1e-9 if clock_ns > 0 else 0.0
-        if ahead_s > self.settings.time_jump_reset:
-            with self.cond:
-                self.stats.future_frames += 1
-                self._count_dropped()
-            self._warn("future", f"dropping image at stamp {stamp * 1e-9:.3f} s: {ahead_s:.1f} s ahead of the "
-                                 "clock (more than time_jump_reset); its detections act on the next frame")
-            return
+    def add_image(self, msg: Any, now: float) -> None:
+        """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:
@@ -173,7 +163,7 @@ class Pipeline:
             if self._too_large(msg.width, msg.height):
                 return
         with self.cond:
-            self._matcher.add_image(stamp, msg, now)
+            self._matcher.add_image(stamp_ns(msg.header.stamp), msg, now)
             self.cond.notify()
 
     def add_detections(self, msg: Any, now: float) -> None:
@@ -246,6 +236,16 @@ class Pipeline:
         last = self._queue.last_taken_ns
         if last is not None and pair.stamp_ns < last - jump_ns:
             return "jump"
+        # docs/INTERFACE.md: an image this far ahead of the newest image so far, while tracks are live.
+        newest = self._newest_stamp_ns
+        self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
+        if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
+            self.stats.future_frames += 1
+            self._count_dropped()
+            self._keep_late(pair.all_detections())
+            return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
+                              f"{(pair.stamp_ns - newest) * 1e-9:.1f} s ahead of the newest image so far (more than "
+                              "time_jump_reset); its detections act on the next frame")
         if not self._queue.put(pair):
             self._keep_late(pair.all_detections())
             return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
@@ -268,6 +268,7 @@ class Pipeline:
             self._late.clear()
             self._matcher.patient = True
             self.live_count = 0
+            self._newest_stamp_ns = None
             self._count_dropped()
             self.stats.time_jumps += 1
             for pair in pairs:

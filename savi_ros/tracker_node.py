@@ -248,7 +248,7 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         pipeline = self.pipeline
         if pipeline is not None:
-            pipeline.add_image(msg, time.monotonic(), self.get_clock().now().nanoseconds)
+            pipeline.add_image(msg, time.monotonic())
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         pipeline = self.pipeline

@@ -389,7 +389,9 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     far in the future), each followed by a good frame. Each good frame's label map is the one a
     Tracker fed the good frames alone computes, and /diagnostics accounts for every image and every
     rejected detection."""
-    r = rig(max_image_pixels=H * W)
+    # The rig stamps frames 1 s apart and every bad image takes a stamp: time_jump_reset 5 s keeps the
+    # good frame after a bad one (2 s later) from being judged a jump ahead.
+    r = rig(max_image_pixels=H * W, time_jump_reset=5.0)
     r.start()
     boxes = [(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")]
     good_frames: list[tuple[int, list | None]] = []
