@@ -188,6 +188,18 @@ class Tracker:
         self._tracks_updated()
         return ended
 
+    def remove_track(self, track_id: int) -> bool:
+        """End one live track now (its slot is free for later detections, its id is not reused until
+        `reset`); False when no live track has that id."""
+        slot = next((s for s, t in self._tracks.items() if t.track_id == track_id), None)
+        if slot is None:
+            return False
+        del self._tracks[slot]
+        if not self._tracks:
+            self._slots = None
+        self._tracks_updated()
+        return True
+
     @torch.inference_mode()
     def step(self, image: np.ndarray, detections: list[Detection] | None = None) -> TrackResult:
         """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any."""

@@ -98,6 +98,11 @@ class Pipeline:
         with self.cond:
             return self._matcher.detector_lag
 
+    def live_tracks(self) -> dict[int, str]:
+        """{track id: class} now (waits for a running step)."""
+        with self._tracker_lock:
+            return dict(self._tracker.live_tracks)
+
     def restart(self) -> None:
         """Forget held and queued inputs (activation after a pause); live tracks are kept."""
         with self.cond:
@@ -124,6 +129,18 @@ class Pipeline:
             self._matcher.patient = True
             self.live_count = 0
         return ended
+
+    def remove_track(self, track_id: int) -> tuple[bool, str]:
+        """End one track now, as the `remove_track` service does: (success, message)."""
+        with self._tracker_lock:
+            removed = self._tracker.remove_track(track_id)
+            live = len(self._tracker.live_tracks)
+        if not removed:
+            return False, f"no live track {track_id}"
+        with self.cond:
+            self.live_count = live
+            self._matcher.patient = not live
+        return True, f"ended track {track_id}"
 
     def _count_dropped(self) -> None:
         """dropped_frames: replaced or stale (the queue's count), far future, forgotten (under `cond`)."""

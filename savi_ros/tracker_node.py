@@ -44,6 +44,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
 from sensor_msgs.msg import CompressedImage, Image
+from savi_ros_interfaces.srv import RemoveTrack
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -96,7 +98,8 @@ class TrackerNode(LifecycleNode):
         self._io_group = MutuallyExclusiveCallbackGroup()
         self._subs: list = []
         self._pubs: dict[str, object] = {}
-        self._reset_srv = None
+        self._savi_services: list = []
+        self._last_header = None  # of the last published frame: label_info published between frames uses it
         self._diag_timer = None
         self._last_stats_log = time.monotonic()
 
@@ -161,7 +164,8 @@ class TrackerNode(LifecycleNode):
                                                       event_callbacks=on_incompatible(topic))
         self._pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._reset_srv = self.create_service(Trigger, "reset", self._on_reset)
+        self._savi_services = [self.create_service(Trigger, "reset", self._on_reset),
+                          self.create_service(RemoveTrack, "remove_track", self._on_remove_track)]
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _create_subscriptions(self) -> None:
@@ -212,9 +216,9 @@ class TrackerNode(LifecycleNode):
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-        if self._reset_srv is not None:
-            self.destroy_service(self._reset_srv)
-            self._reset_srv = None
+        for service in self._savi_services:
+            self.destroy_service(service)
+        self._savi_services = []
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
         self._pubs = {}
@@ -265,6 +269,21 @@ class TrackerNode(LifecycleNode):
         response.success, response.message = True, f"ended {len(ended)} track(s)"
         return response
 
+    def _on_remove_track(self, request: RemoveTrack.Request, response: RemoveTrack.Response) -> RemoveTrack.Response:
+        pipeline = self.pipeline
+        if pipeline is None:
+            response.success, response.message = False, "no model loaded (node not configured)"
+            return response
+        response.success, response.message = pipeline.remove_track(int(request.track_id))
+        if response.success:
+            live = pipeline.live_tracks()
+            header = self._last_header or Header(stamp=self.get_clock().now().to_msg())
+            self._pubs["label_info"].publish(conversions.label_info_msg(live, header,
+                                                                        pipeline.tracker.config.mask_threshold))
+            self._published_labels = live
+            self.get_logger().info(f"remove_track: {response.message}")
+        return response
+
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
@@ -292,6 +311,7 @@ class TrackerNode(LifecycleNode):
 
     def _publish(self, frame: Frame) -> None:
         header, result, pubs = frame.header, frame.result, self._pubs
+        self._last_header = header
         pubs["tracks"].publish(conversions.tracks_to_msg(result.tracks, header))
         pubs["masks"].publish(conversions.label_map_to_image(result.label_map, header))
         if frame.live_tracks != self._published_labels:

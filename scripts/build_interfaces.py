@@ -1,4 +1,4 @@
-"""Build ROS 2 interface packages (default: interfaces/vision_msgs) into the running venv.
+"""Build ROS 2 interface packages (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces) into the running venv.
 
 Run with the venv's python (``make setup`` does). Only needed off a ROS 2 install: a package that
 already imports (e.g. the distribution's vision_msgs) is left alone. The build goes into the venv
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PACKAGES = [ROOT / "interfaces" / "vision_msgs"]
+DEFAULT_PACKAGES = [ROOT / "interfaces" / "vision_msgs", ROOT / "interfaces" / "savi_ros_interfaces"]
 STAMP_NAME = ".savi_source_sha256"
 INSTALL_HINT = "sudo apt-get install cmake g++ make python3-dev"
 
@@ -190,7 +190,7 @@ def build(package: InterfacePackage, prefix: Path, env: dict[str, str]) -> float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", nargs="*", type=Path, default=DEFAULT_PACKAGES,
-                        help="interface package source folders (default: interfaces/vision_msgs)")
+                        help="interface package source folders (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check-tools", action="store_true", help="only check cmake / compilers / headers")
     mode.add_argument("--status", action="store_true", help="report each package's state, build nothing")

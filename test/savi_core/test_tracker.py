@@ -425,3 +425,16 @@ def test_stats_agree_with_the_label_map_at_camera_size(savi):
     result = tracker.step(img)
     check_tracks_match_label_map(result)
     assert {t.track_id for t in result.tracks} <= {2, 9} and result.tracks
+
+
+def test_remove_track_ends_only_that_track_frees_its_slot_and_never_reuses_its_id():
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=2),
+                      device="cpu")
+    img = image(32, 32)
+    tracker.step(img, [Detection((0, 0, 8, 8), det_id="1"), Detection((10, 10, 30, 30), det_id="2")])
+    assert tracker.remove_track(1) and not tracker.remove_track(1) and not tracker.remove_track(7)
+    after = tracker.step(img)
+    assert after.live_track_ids == [2] and (after.label_map == 1).sum() == 0 and (after.label_map == 2).sum() == 400
+    again = tracker.step(img, [Detection((0, 0, 8, 8), det_id="1")])  # the freed slot, but not the id
+    assert again.started == [3] and again.live_track_ids == [2, 3]
+    assert tracker.remove_track(2) and tracker.remove_track(3) and tracker.step(img).live_track_ids == []

@@ -475,3 +475,39 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
 
 def stamp_ns(stamp: Time) -> int:
     return stamp.sec * 10**9 + stamp.nanosec
+
+
+def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
+    from rclpy.qos import DurabilityPolicy
+    from savi_ros_interfaces.srv import RemoveTrack
+    from vision_msgs.msg import LabelInfo
+
+    r = rig()
+    r.start()
+    labels: list[LabelInfo] = []
+    latched = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
+    assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
+    assert wait_for(lambda: labels and [c.class_id for c in labels[-1].class_map] == [4, 9])
+    client = r.client.create_client(RemoveTrack, "remove_track")
+    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+
+    def call(track_id: int):
+        future = client.call_async(RemoveTrack.Request(track_id=track_id))
+        assert wait_for(future.done)
+        return future.result()
+
+    answer = call(4)
+    assert answer.success and "4" in answer.message
+    assert wait_for(lambda: [c.class_id for c in labels[-1].class_map] == [9])  # republished at once
+    after = r.send()
+    assert "4" not in r.track_ids(after)  # (9 is listed where its random-weights mask wins pixels)
+    assert wait_for(lambda: after in r.masks)
+    published = np.frombuffer(bytes(r.masks[after].data), "<u2")
+    assert not (published == 4).any() and set(r.node.pipeline.tracker.live_tracks) == {9}
+    unknown = call(4)
+    assert not unknown.success and unknown.message == "no live track 4"
+    # The removed id is not reused: a new object asking for it gets a fresh one.
+    assert "4" not in r.track_ids(r.send([(2, 2, 12, 12, "4")]))
+    assert set(r.node.pipeline.tracker.live_tracks) == {1, 9}
