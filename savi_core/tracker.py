@@ -162,6 +162,7 @@ class Tracker:
         self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
         self._stopwatch = _Stopwatch(self.device)
         self._ids = TrackIdAllocator()
+        self._pending: list[tuple[np.ndarray, str, int]] = []  # add_objects prompts: box, class, reserved id
         self._size_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
@@ -183,6 +184,7 @@ class Tracker:
         """End every track, drop the slot state and restart ids at 1; returns the ended ids."""
         ended = sorted(t.track_id for t in self._tracks.values())
         self._tracks = {}
+        self._pending = []
         self._slots = None
         self._ids.reset()
         self._tracks_updated()
@@ -200,13 +202,40 @@ class Tracker:
         self._tracks_updated()
         return True
 
+    @property
+    def prompt_kinds(self) -> tuple[str, ...]:
+        """What `add_objects` takes for this model: boxes always; points only when its slots are
+        conditioned on centres of mass."""
+        return ("boxes", "points") if self._init_kind == "com" else ("boxes",)
+
+    def add_objects(self, boxes_xyxy: list[tuple[float, float, float, float]], class_ids: list[str],
+                    requested_ids: list[str]) -> list[int]:
+        """Reserve track ids now for objects that start on the next step, whatever their overlap with live
+        tracks (a person's prompt is not a re-detection). Raises ValueError, starting nothing, for a box
+        that is not finite and non-empty, or more objects than free slots."""
+        boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+        if not np.isfinite(boxes).all() or (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
+            raise ValueError("every box must be 4 finite numbers x0 < x1, y0 < y1 (pixels)")
+        free = self.max_tracks - len(self._tracks) - len(self._pending)
+        if len(boxes) > free:
+            raise ValueError(f"{len(boxes)} object(s) asked for, {max(free, 0)} free slot(s) (max_tracks "
+                             f"{self.max_tracks})")
+        ids = []
+        for box, class_id, requested in zip(boxes, class_ids, requested_ids):
+            track_id = self._ids.claim(requested)
+            if track_id is None:
+                raise ValueError("no track id left (all 65535 used since the last reset)")
+            self._pending.append((box, class_id, track_id))
+            ids.append(track_id)
+        return ids
+
     @torch.inference_mode()
     def step(self, image: np.ndarray, detections: list[Detection] | None = None) -> TrackResult:
         """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any."""
         t_start = time.perf_counter()
         height, width = self._check_image(image)
         candidates = self._accepted(detections or [], height, width)
-        if self._slots is None and not candidates:
+        if self._slots is None and not candidates and not self._pending:
             return self._empty_result(height, width, 0, t_start)
         clock = self._stopwatch
         clock.mark(0)
@@ -258,33 +287,47 @@ class Tracker:
 
     def _start_tracks(self, candidates: list[tuple[np.ndarray, Detection]], height: int,
                       width: int) -> tuple[list[int], int]:
-        """Start tracks for non-duplicate candidates in free slots and (re-)initialise those slots."""
+        """Start the pending `add_objects` prompts, then tracks for non-duplicate candidates, in free slots,
+        and (re-)initialise those slots."""
         bootstrap = self._slots is None
-        if not candidates or (not bootstrap and self.config.reinit == "first"):
+        if not bootstrap and self.config.reinit == "first":
+            candidates = []
+        prompts, self._pending = self._pending, []
+        if not candidates and not prompts:
             return [], 0
-        live = list(self._tracks.items())
-        found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
-                          np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
-                          [t.class_id for _, t in live], self.config.new_object_iou)
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
         new_boxes: dict[int, np.ndarray] = {}
         ignored = 0
-        for det_index, track_index in found.matches.items():
-            # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
-            slot, track = live[track_index]
-            if self.config.reinit == "refresh" or track.lost_frames > 0:
-                new_boxes[slot] = candidates[det_index][0]
-        for det_index in found.new:
-            box, det = candidates[det_index]
-            track_id = self._ids.claim(det.det_id) if free else None
-            if track_id is None:
+        for box, class_id, track_id in prompts:
+            box = np.clip(box, 0.0, [width, height, width, height])
+            if not free or box[2] <= box[0] or box[3] <= box[1]:  # taken meanwhile, or outside this image
                 ignored += 1
                 continue
             slot = free.pop(0)
-            self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
+            self._tracks[slot] = _LiveTrack(track_id, class_id, box)
             new_boxes[slot] = box
             started.append(track_id)
+        if candidates:
+            live = list(self._tracks.items())
+            found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
+                              np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
+                              [t.class_id for _, t in live], self.config.new_object_iou)
+            for det_index, track_index in found.matches.items():
+                # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
+                slot, track = live[track_index]
+                if self.config.reinit == "refresh" or track.lost_frames > 0:
+                    new_boxes[slot] = candidates[det_index][0]
+            for det_index in found.new:
+                box, det = candidates[det_index]
+                track_id = self._ids.claim(det.det_id) if free else None
+                if track_id is None:
+                    ignored += 1
+                    continue
+                slot = free.pop(0)
+                self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
+                new_boxes[slot] = box
+                started.append(track_id)
         if not new_boxes:
             return started, ignored
         cond = self._conditioning(new_boxes, height, width)

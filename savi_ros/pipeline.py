@@ -142,6 +142,30 @@ class Pipeline:
             self._matcher.patient = not live
         return True, f"ended track {track_id}"
 
+    def add_objects(self, boxes_xyxy: list, points_xy: list, class_ids: list[str],
+                    requested_ids: list[str]) -> tuple[list[int], str]:
+        """New tracks on the next processed image, as the `add_objects` service asks: (ids, message).
+        ``class_ids`` and ``requested_ids`` run over the boxes, then the points (missing entries: "").
+        Raises ValueError, starting nothing, when something asked for cannot be done."""
+        count = len(boxes_xyxy) + len(points_xy)
+        if not count:
+            raise ValueError("no boxes and no points")
+        if len(class_ids) > count or len(requested_ids) > count:
+            raise ValueError(f"{len(class_ids)} class_ids and {len(requested_ids)} ids for {count} object(s)")
+        classes = list(class_ids) + [""] * (count - len(class_ids))
+        ids = list(requested_ids) + [""] * (count - len(requested_ids))
+        with self._tracker_lock:
+            if points_xy and "points" not in self._tracker.prompt_kinds:
+                raise ValueError(f"this model takes {' and '.join(self._tracker.prompt_kinds)} only, not points "
+                                 "(its slots are conditioned on boxes)")
+            # A centre-of-mass model is conditioned on a box's centre: a point is a one-pixel box around it.
+            boxes = list(boxes_xyxy) + [(x - 0.5, y - 0.5, x + 0.5, y + 0.5) for x, y in points_xy]
+            started = self._tracker.add_objects(boxes, classes, ids)
+        with self.cond:
+            self._matcher.patient = False  # the next image must not wait for detections: it starts these
+            self.cond.notify()
+        return started, f"track(s) {started} start on the next image"
+
     def _count_dropped(self) -> None:
         """dropped_frames: replaced or stale (the queue's count), far future, forgotten (under `cond`)."""
         self.stats.dropped_frames = self._queue.dropped + self.stats.future_frames + self.stats.forgotten_frames

@@ -44,7 +44,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
 from sensor_msgs.msg import CompressedImage, Image
-from savi_ros_interfaces.srv import RemoveTrack
+from savi_ros_interfaces.srv import AddObjects, RemoveTrack
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -165,7 +165,8 @@ class TrackerNode(LifecycleNode):
         self._pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._savi_services = [self.create_service(Trigger, "reset", self._on_reset),
-                          self.create_service(RemoveTrack, "remove_track", self._on_remove_track)]
+                          self.create_service(RemoveTrack, "remove_track", self._on_remove_track),
+                          self.create_service(AddObjects, "add_objects", self._on_add_objects)]
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _create_subscriptions(self) -> None:
@@ -282,6 +283,24 @@ class TrackerNode(LifecycleNode):
                                                                         pipeline.tracker.config.mask_threshold))
             self._published_labels = live
             self.get_logger().info(f"remove_track: {response.message}")
+        return response
+
+    def _on_add_objects(self, request: AddObjects.Request, response: AddObjects.Response) -> AddObjects.Response:
+        pipeline = self.pipeline
+        if pipeline is None:
+            response.success, response.message = False, "no model loaded (node not configured)"
+            return response
+        boxes = [(b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2,
+                  b.center.position.x + b.size_x / 2, b.center.position.y + b.size_y / 2) for b in request.boxes]
+        points = [(p.x, p.y) for p in request.points]
+        try:
+            ids, response.message = pipeline.add_objects(boxes, points, list(request.class_ids), list(request.ids))
+        except ValueError as exc:
+            response.success, response.message = False, f"refused: {exc}"
+            self.get_logger().warning(f"add_objects {response.message}", throttle_duration_sec=WARN_THROTTLE_S)
+            return response
+        response.success, response.track_ids = True, ids
+        self.get_logger().info(f"add_objects: {response.message}")
         return response
 
     # ------------------------------------------------------------------ worker

@@ -438,3 +438,24 @@ def test_remove_track_ends_only_that_track_frees_its_slot_and_never_reuses_its_i
     again = tracker.step(img, [Detection((0, 0, 8, 8), det_id="1")])  # the freed slot, but not the id
     assert again.started == [3] and again.live_track_ids == [2, 3]
     assert tracker.remove_track(2) and tracker.remove_track(3) and tracker.step(img).live_track_ids == []
+
+
+def test_add_objects_reserves_ids_now_and_starts_them_on_the_next_step_even_over_a_live_track():
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=3),
+                      device="cpu")
+    img = image(32, 32)
+    assert tracker.prompt_kinds == ("boxes",)
+    assert tracker.add_objects([(0, 0, 8, 8)], ["cup"], ["7"]) == [7]  # nothing tracked yet: bootstraps
+    first = tracker.step(img)
+    assert first.started == [7] and (first.label_map == 7).sum() == 64
+    # A prompt over a live track is a person's request, not a re-detection: it starts.
+    assert tracker.add_objects([(2, 2, 10, 10), (16, 16, 30, 30)], ["", "ball"], ["", ""]) == [1, 2]
+    second = tracker.step(img)
+    assert second.started == [1, 2] and second.live_track_ids == [1, 2, 7]
+    with pytest.raises(ValueError, match="1 object\\(s\\) asked for, 0 free slot"):
+        tracker.add_objects([(20, 0, 30, 8)], [""], [""])
+    tracker.remove_track(1)
+    for bad in ([(5, 5, 5, 9)], [(0, 0, float("nan"), 4)]):
+        with pytest.raises(ValueError, match="finite numbers"):
+            tracker.add_objects(bad, [""], [""])
+    assert tracker.step(img).started == [] and set(tracker.live_tracks) == {2, 7}  # refused: nothing started

@@ -102,3 +102,14 @@ def test_an_image_far_ahead_of_the_newest_is_dropped_and_later_frames_go_on(pipe
     assert run(pipeline, 2.0) == 0 and pipeline.stats.future_frames == 1
     pipeline.add_image(image(11.0), 3.0)
     assert run(pipeline, 3.0) == 1 and accounted(pipeline) == 4
+
+
+def test_add_objects_start_tracks_on_the_next_image_without_any_detections(pipeline):
+    ids, message = pipeline.add_objects([(2, 2, 12, 12)], [], ["cup"], ["5"])
+    assert ids == [5] and "[5]" in message
+    pipeline.add_image(image(1.0), 0.0)  # nothing tracked, but prompts pending: the image does not wait
+    assert run(pipeline, 0.0) == 1 and pipeline.live_tracks() == {5: "cup"}
+    with pytest.raises(ValueError, match="not points"):
+        pipeline.add_objects([], [(3.0, 4.0)], [], [])
+    with pytest.raises(ValueError, match="no boxes and no points"):
+        pipeline.add_objects([], [], [], [])

@@ -511,3 +511,39 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
     # The removed id is not reused: a new object asking for it gets a fresh one.
     assert "4" not in r.track_ids(r.send([(2, 2, 12, 12, "4")]))
     assert set(r.node.pipeline.tracker.live_tracks) == {1, 9}
+
+
+def test_add_objects_mid_stream_adds_tracks_without_disturbing_the_others(rig):
+    from geometry_msgs.msg import Point
+    from savi_ros_interfaces.srv import AddObjects
+    from vision_msgs.msg import BoundingBox2D
+
+    r = rig()
+    r.start()
+    client = r.client.create_client(AddObjects, "add_objects")
+    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+
+    def call(boxes=(), points=(), ids=(), class_ids=()):
+        request = AddObjects.Request(ids=list(ids), class_ids=list(class_ids))
+        for x0, y0, x1, y1 in boxes:
+            box = BoundingBox2D(size_x=float(x1 - x0), size_y=float(y1 - y0))
+            box.center.position.x, box.center.position.y = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+            request.boxes.append(box)
+        request.points = [Point(x=float(x), y=float(y)) for x, y in points]
+        future = client.call_async(request)
+        assert wait_for(future.done)
+        return future.result()
+
+    assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) is not None
+    before = r.send()
+    assert wait_for(lambda: before in r.masks)
+    answer = call(boxes=[(40, 20, 60, 38)], ids=["12"], class_ids=["cup"])
+    assert answer.success and list(answer.track_ids) == [12]
+    after = r.send()
+    assert wait_for(lambda: after in r.masks)
+    assert r.node.pipeline.tracker.live_tracks == {4: "thing", 9: "thing", 12: "cup"}
+    refused = call(points=[(10, 10)])
+    assert not refused.success and "not points" in refused.message and list(refused.track_ids) == []
+    empty = call(boxes=[(5, 5, 5, 9)])
+    assert not empty.success and "finite numbers" in empty.message
+    assert set(r.node.pipeline.tracker.live_tracks) == {4, 9, 12}
