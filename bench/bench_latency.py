@@ -17,45 +17,24 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from vision_msgs.msg import Detection2D, Detection2DArray
+from vision_msgs.msg import Detection2DArray
 
+from node_client import RELIABLE, Client, rss_mb, start_tracker
 from savi_scenes import SceneConfig, generate_scene
 
-from savi_ros.dds import use_large_message_profile
 
-ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-class Client:
-    """Publishes images/detections and records when each stamp's outputs arrive."""
+class LatencyClient(Client):
+    """Records when each stamp's outputs arrive, and the node's step time from /diagnostics."""
 
     def __init__(self, namespace: str) -> None:
-        self.node = rclpy.create_node(f"latency_client_{uuid.uuid4().hex[:6]}", namespace=namespace)
-        self.image_pub = self.node.create_publisher(Image, "image", RELIABLE)
-        self.det_pub = self.node.create_publisher(Detection2DArray, "detections", RELIABLE)
-        self.lock = threading.Lock()
+        super().__init__(namespace, "latency_client")
         self.sent: dict[int, float] = {}
         self.got: dict[int, set[str]] = {}
         self.done: dict[int, float] = {}
@@ -63,10 +42,7 @@ class Client:
         self.node.create_subscription(Detection2DArray, "tracks", lambda m: self._arrived(m, "tracks"), RELIABLE)
         self.node.create_subscription(Image, "masks", lambda m: self._arrived(m, "masks"), RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _arrived(self, msg, kind: str) -> None:
         now = time.perf_counter()
@@ -84,23 +60,10 @@ class Client:
                 with self.lock:
                     self.step_ms.append(float(values["step_ms_mean"]))
 
-    def publish(self, stamp_ns: int, frame: np.ndarray, boxes: list[tuple[float, float, float, float]] | None) -> None:
-        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        img = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3)
-        img.header.stamp = stamp
-        img.data = frame.tobytes()
+    def publish(self, stamp_ns: int, frame: np.ndarray, boxes, with_ids: bool = True) -> None:
         with self.lock:
             self.sent[stamp_ns] = time.perf_counter()
-        self.image_pub.publish(img)
-        if boxes is not None:
-            dets = Detection2DArray()
-            dets.header.stamp = stamp
-            for i, (x0, y0, x1, y1) in enumerate(boxes):
-                det = Detection2D(id=str(i + 1))
-                det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
-                det.bbox.size_x, det.bbox.size_y = x1 - x0, y1 - y0
-                dets.detections.append(det)
-            self.det_pub.publish(dets)
+        super().publish(stamp_ns, frame, boxes, with_ids)
 
     def reset_records(self) -> None:
         with self.lock:
@@ -115,7 +78,7 @@ def pixel_boxes(scene, t: int, width: int, height: int) -> list[tuple[float, flo
             for (y0, x0, y1, x1), vis in zip(scene.boxes[t], scene.visible[t]) if vis]
 
 
-def run_mode(client: Client, scene, mode: str, seconds: float, rate: float, detect_every: int,
+def run_mode(client: LatencyClient, scene, mode: str, seconds: float, rate: float, detect_every: int,
              stamp0: int) -> dict[str, float]:
     client.reset_records()
     h, w = scene.video.shape[1:3]
@@ -158,26 +121,14 @@ def main() -> int:
     parser.add_argument("--detect-every", type=int, default=6, help="detections every N-th frame (30 Hz / 6 = 5 Hz)")
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
-    use_large_message_profile()  # for this client and, inherited, the node
-    namespace = f"/latency_{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    node = subprocess.Popen([sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",
-                             "-p", f"checkpoint:={args.checkpoint}", "-p", "image_qos:=reliable"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node, namespace = start_tracker("latency", f"checkpoint:={args.checkpoint}", "image_qos:=reliable")
     rclpy.init()
     client = None
     try:
-        client = Client(namespace)
-        deadline = time.monotonic() + 120
-        def ready() -> bool:
-            return client.image_pub.get_subscription_count() > 0 and client.det_pub.get_subscription_count() > 0
-
-        while not ready() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not ready():
+        client = LatencyClient(namespace)
+        if not client.wait_ready():
             print("the node did not come up", file=sys.stderr)
             return 1
-        time.sleep(1.0)
         rss_start = rss_mb(node.pid)
         print(f"node pid {node.pid}, RSS at start {rss_start:.0f} MB; client and node share this machine's "
               f"{os.cpu_count()} cores")
@@ -200,9 +151,7 @@ def main() -> int:
         node.terminate()
         node.wait(timeout=30)
         if client is not None:
-            client.executor.shutdown()
-            client.thread.join(timeout=5)
-            client.node.destroy_node()
+            client.close()
         rclpy.try_shutdown()
     return 0
 

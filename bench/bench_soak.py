@@ -14,34 +14,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from pathlib import Path
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
-from savi_ros.dds import use_large_message_profile
+from node_client import RELIABLE, Client, rss_mb, start_tracker
 
-ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 COLOURS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 class Rectangles:
@@ -69,21 +52,17 @@ class Rectangles:
         return image, boxes
 
 
-class Client:
+class SoakClient(Client):
+    """Counts the tracks of every output and keeps the node's latest /diagnostics counters."""
+
     def __init__(self, namespace: str) -> None:
-        self.node = rclpy.create_node(f"soak_client_{uuid.uuid4().hex[:6]}", namespace=namespace)
-        self.image_pub = self.node.create_publisher(Image, "image", RELIABLE)
-        self.det_pub = self.node.create_publisher(Detection2DArray, "detections", RELIABLE)
-        self.lock = threading.Lock()
+        super().__init__(namespace, "soak_client")
         self.track_counts: list[int] = []
         self.ids: set[str] = set()
         self.counters: dict[str, str] = {}
         self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _tracks(self, msg: Detection2DArray) -> None:
         with self.lock:
@@ -100,25 +79,6 @@ class Client:
                 with self.lock:
                     self.counters = {kv.key: kv.value for kv in status.values}
 
-    def publish(self, stamp_ns: int, frame: np.ndarray, boxes) -> None:
-        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        img = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3)
-        img.header.stamp = stamp
-        img.data = frame.tobytes()
-        self.image_pub.publish(img)
-        if boxes is not None:
-            dets = Detection2DArray()
-            dets.header.stamp = stamp
-            for x0, y0, x1, y1 in boxes:
-                det = Detection2D()
-                det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
-                det.bbox.size_x, det.bbox.size_y = x1 - x0, y1 - y0
-                hyp = ObjectHypothesisWithPose()
-                hyp.hypothesis.class_id, hyp.hypothesis.score = "box", 0.9
-                det.results.append(hyp)
-                dets.detections.append(det)
-            self.det_pub.publish(dets)
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,23 +89,14 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    use_large_message_profile()  # for this client and, inherited, the node
-    namespace = f"/soak_{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    node = subprocess.Popen([sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}",
-                             "-p", f"checkpoint:={args.checkpoint}"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}")
     rclpy.init()
     client = None
     try:
-        client = Client(namespace)
-        deadline = time.monotonic() + 120
-        while not (client.image_pub.get_subscription_count() and client.det_pub.get_subscription_count()):
-            if time.monotonic() > deadline:
-                print("the node did not come up", file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-        time.sleep(1.0)
+        client = SoakClient(namespace)
+        if not client.wait_ready():
+            print("the node did not come up", file=sys.stderr)
+            return 1
         scene = Rectangles(width, height)
         rss: list[tuple[float, float]] = [(0.0, rss_mb(node.pid))]
         start, t, detections_sent = time.perf_counter(), 0, 0
@@ -154,7 +105,7 @@ def main() -> int:
             frame, boxes = scene.frame()
             with_dets = t % args.detect_every == 0
             detections_sent += with_dets
-            client.publish(10**12 + t * int(1e9 / args.rate), frame, boxes if with_dets else None)
+            client.publish(10**12 + t * int(1e9 / args.rate), frame, boxes if with_dets else None, with_ids=False)
             t += 1
             elapsed = time.perf_counter() - start
             if elapsed >= next_rss:
@@ -184,9 +135,7 @@ def main() -> int:
         node.terminate()
         node.wait(timeout=30)
         if client is not None:
-            client.executor.shutdown()
-            client.thread.join(timeout=5)
-            client.node.destroy_node()
+            client.close()
         rclpy.try_shutdown()
     right = sum(c == 3 for c in counts)
     print(f"{width}x{height} at {args.rate:g} Hz for {args.seconds:g} s, detector every {args.detect_every} frames; "

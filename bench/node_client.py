@@ -1,0 +1,99 @@
+"""What the DDS benchmarks share: the real `savi_tracker` node in a subprocess, a client node that
+publishes camera frames and detections to it, and the node's resident memory."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from savi_ros.dds import use_large_message_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def start_tracker(prefix: str, *params: str) -> tuple[subprocess.Popen, str]:
+    """The node under a fresh namespace with ``-p`` ``params`` (``NAME:=VALUE``); returns it and the
+    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node."""
+    use_large_message_profile()
+    namespace = f"/{prefix}_{uuid.uuid4().hex[:6]}"
+    args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
+    for param in params:
+        args += ["-p", param]
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return node, namespace
+
+
+class Client:
+    """A client node spun in a background thread: publishes images and detections; subclasses subscribe."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.node = rclpy.create_node(f"{name}_{uuid.uuid4().hex[:6]}", namespace=namespace)
+        self.image_pub = self.node.create_publisher(Image, "image", RELIABLE)
+        self.det_pub = self.node.create_publisher(Detection2DArray, "detections", RELIABLE)
+        self.lock = threading.Lock()
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+
+    def start(self) -> None:
+        """Spin (after the subclass made its subscriptions)."""
+        self.thread.start()
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        """True once the node subscribes both inputs (then one more second for discovery to settle)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.image_pub.get_subscription_count() and self.det_pub.get_subscription_count():
+                time.sleep(1.0)
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish(self, stamp_ns: int, frame: np.ndarray, boxes: list[tuple[float, float, float, float]] | None,
+                with_ids: bool = True) -> None:
+        """An rgb8 image, and with ``boxes`` a Detection2DArray of the same stamp (ids "1", "2", ... unless
+        ``with_ids`` is False: a detector that does not track)."""
+        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+        img = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3)
+        img.header.stamp = stamp
+        img.data = frame.tobytes()
+        self.image_pub.publish(img)
+        if boxes is None:
+            return
+        dets = Detection2DArray()
+        dets.header.stamp = stamp
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            det = Detection2D(id=str(i + 1) if with_ids else "")
+            det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
+            det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
+            hyp = ObjectHypothesisWithPose()
+            hyp.hypothesis.class_id, hyp.hypothesis.score = "object", 0.9
+            det.results.append(hyp)
+            dets.detections.append(det)
+        self.det_pub.publish(dets)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(timeout=5)
+        self.node.destroy_node()
