@@ -260,10 +260,16 @@ class TrackerNode(LifecycleNode):
         if pipeline is not None:
             pipeline.add_detections(msg, time.monotonic())
 
-    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+    def _configured(self, response):
+        """The pipeline a service works on; None (and ``response`` says why) while unconfigured."""
         pipeline = self.pipeline
         if pipeline is None:
             response.success, response.message = False, "no model loaded (node not configured)"
+        return pipeline
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        pipeline = self._configured(response)
+        if pipeline is None:
             return response
         ended = pipeline.reset()
         self.get_logger().info(f"reset: ended tracks {ended}")
@@ -271,9 +277,8 @@ class TrackerNode(LifecycleNode):
         return response
 
     def _on_remove_track(self, request: RemoveTrack.Request, response: RemoveTrack.Response) -> RemoveTrack.Response:
-        pipeline = self.pipeline
+        pipeline = self._configured(response)
         if pipeline is None:
-            response.success, response.message = False, "no model loaded (node not configured)"
             return response
         response.success, response.message = pipeline.remove_track(int(request.track_id))
         if response.success:
@@ -286,9 +291,8 @@ class TrackerNode(LifecycleNode):
         return response
 
     def _on_add_objects(self, request: AddObjects.Request, response: AddObjects.Response) -> AddObjects.Response:
-        pipeline = self.pipeline
+        pipeline = self._configured(response)
         if pipeline is None:
-            response.success, response.message = False, "no model loaded (node not configured)"
             return response
         boxes = [(b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2,
                   b.center.position.x + b.size_x / 2, b.center.position.y + b.size_y / 2) for b in request.boxes]
