@@ -5,8 +5,8 @@ fragments through socket buffers smaller than one 640x480 image: fragments are l
 reader waits for the writer's next heartbeat to repair them (seen here: p90 1.6 s, p99 2.9 s at
 640x480 instead of 29 / 32 ms). `fastdds_large_messages.xml` beside this module sizes both for
 images. Every process that publishes or subscribes camera-sized messages needs it: the tracker node
-and the demo nodes apply it themselves; give it to your camera driver with
-``export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m savi_ros.dds)``.
+and the demo camera apply it themselves (the demo detector only handles detections); give it to your
+camera driver with ``export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m savi_ros.dds)``.
 """
 from __future__ import annotations
 

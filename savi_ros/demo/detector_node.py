@@ -28,7 +28,6 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.dds import use_large_message_profile
 from savi_ros.interrupt import construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
@@ -132,7 +131,6 @@ class DemoDetector(Node):
 
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
-    use_large_message_profile()
     rclpy.init(args=args)
     try:
         node = construct(DemoDetector)
