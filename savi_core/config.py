@@ -98,6 +98,9 @@ class InitializerConfig:
     # Coordinates given to an unconditioned (padding) object slot: the official code pads with zeros,
     # the paper's text says -1.
     unconditioned_value: float = 0.0
+    # Box models only: the model was also trained on points, each given as a zero-size box
+    # (ymin = ymax, xmin = xmax) at the point, so a person's click conditions a slot like a box does.
+    points: bool = False
 
     def validate(self, name: str = "initializer") -> None:
         _check(self.kind in INITIALIZER_KINDS, f"{name}.kind", f"must be one of {INITIALIZER_KINDS}, got {self.kind!r}")
@@ -105,6 +108,9 @@ class InitializerConfig:
         _positive_ints(self.seg_channels, f"{name}.seg_channels")
         _positive_ints(self.seg_strides, f"{name}.seg_strides")
         _check(len(self.seg_channels) == len(self.seg_strides), f"{name}.seg_strides", "needs one stride per conv layer")
+        _check(not self.points or self.kind == "bbox", f"{name}.points",
+               f"only box models take points as zero-size boxes (centre-of-mass models take points anyway), "
+               f"kind is {self.kind!r}")
         if self.kind not in CONDITIONAL_KINDS:
             _check(not self.background_slot, f"{name}.background_slot", f"only applies to conditional kinds {CONDITIONAL_KINDS}")
             _check(not self.partial, f"{name}.partial", f"only applies to conditional kinds {CONDITIONAL_KINDS}")

@@ -60,3 +60,15 @@ def add_center_noise(
     shift = torch.randn(size.shape, generator=generator, dtype=torch.float32).to(centers.device) * sigma * size
     keep = conditioned.unsqueeze(-1) > 0.5
     return torch.where(keep, (centers + shift).clamp(0.0, 1.0), centers)
+
+
+def as_points(boxes: torch.Tensor, centers: torch.Tensor, conditioned: torch.Tensor, share: float,
+              generator: torch.Generator) -> torch.Tensor:
+    """Replace a random ``share`` of the conditioned boxes by their object's centre of mass as a zero-size
+    box ``(y, x, y, x)``: how a box model that takes points (``initializer.points``) is given a point.
+    ``boxes [B,N,4]`` normalised yxyx, ``centers [B,N,2]`` normalised yx; share 1 = every object."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"point share must be in [0, 1], got {share}")
+    pick = torch.rand(conditioned.shape, generator=generator).to(boxes.device) < share
+    pick &= conditioned > 0.5
+    return torch.where(pick.unsqueeze(-1), centers.repeat(1, 1, 2), boxes)

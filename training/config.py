@@ -109,6 +109,9 @@ class TrainConfig:
     # Start from these weights (a checkpoint directory, or a training run's latest checkpoint) instead
     # of a random initialisation; the checkpoint's model config must equal this run's.
     init_checkpoint: str | None = None
+    # Share of conditioned objects given to a box model as a point (the centre of mass, as a zero-size
+    # box) instead of their box, so one model takes both prompt kinds (model.initializer.points).
+    point_share: float = 0.0
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):
@@ -126,6 +129,8 @@ class TrainConfig:
         _check(self.camera_resample_max_scale >= 1.0, f"{name}.camera_resample_max_scale",
                f"must be >= 1, got {self.camera_resample_max_scale}")
         _check(bool(self.out_dir), f"{name}.out_dir", "must not be empty")
+        _check(0.0 <= self.point_share <= 1.0, f"{name}.point_share",
+               f"must be a share in [0, 1], got {self.point_share}")
 
 
 @dataclass
@@ -165,6 +170,8 @@ class RunConfig:
                f"{tuple(self.data.resolution)} differs from model.resolution {tuple(m.resolution)}")
         _check(m.decoder.target_channels == 3, "model.decoder.target_channels",
                "must be 3 (flow-RGB and RGB targets both have 3 channels)")
+        _check(self.train.point_share == 0 or m.initializer.points, "train.point_share",
+               "needs model.initializer.points: true (a box model that takes points)")
         for key in ("mask_loss_weight", "attention_loss_weight"):
             _check(getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"), f"train.{key}",
                    f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have")

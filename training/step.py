@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from savi_core.savi import SAVi, SAViOutput
 from training.augment import camera_resample
-from training.conditioning import conditioning_from_batch
+from training.conditioning import as_points, conditioning_from_batch
 from training.config import RunConfig, TrainConfig
 from training.datasets.common import FRAME_KEYS
 from training.distributed import Distributed
@@ -94,6 +94,9 @@ def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimiz
     for group in optimizer.param_groups:
         group["lr"] = lr
     autocast = torch.autocast(batch["video"].device.type, dtype=dtype) if dtype is not None else nullcontext()
+    if tc.point_share > 0:
+        batch["cond_boxes"] = as_points(batch["cond_boxes"], batch["cond_centers"], batch["conditioned"],
+                                        tc.point_share, step_generator(tc.seed + 1, step))
     cond, slots = conditioning_from_batch(batch, cfg.model), None
     skip = burn_in_frames(cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window,
                           step_generator(tc.seed, step))

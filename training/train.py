@@ -17,6 +17,8 @@ Exit codes: 0 done, 1 bad configuration / resume mismatch, 2 non-finite loss.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import math
@@ -85,8 +87,11 @@ def _initial_weights(spec: str, cfg: RunConfig) -> dict[str, torch.Tensor]:
     if (path / "checkpoints").is_dir():
         path = latest_checkpoint(path) or path
     initial, _ = load_checkpoint(path)
-    if initial.config.to_dict() != cfg.model.to_dict():
-        different = sorted(k for k, v in cfg.model.to_dict().items() if initial.config.to_dict().get(k) != v)
+    # Taking points changes what the model is taught, not its weights: a box model may learn them.
+    ours = dataclasses.replace(cfg.model, initializer=dataclasses.replace(
+        cfg.model.initializer, points=initial.config.initializer.points))
+    if initial.config.to_dict() != ours.to_dict():
+        different = sorted(k for k, v in ours.to_dict().items() if initial.config.to_dict().get(k) != v)
         raise ConfigError(f"train.init_checkpoint: {path} has another model config (differs in {different})")
     return initial.state_dict()
 

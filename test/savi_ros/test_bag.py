@@ -113,8 +113,11 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(tmp_path, st
         image_pub = node.create_publisher(image_type, f"{namespace}/image{'/compressed' if compressed else ''}",
                                           RELIABLE)
         det_pub = node.create_publisher(Detection2DArray, f"{namespace}/detections", RELIABLE)
-        assert wait_for(lambda: image_pub.get_subscription_count() > 0 and det_pub.get_subscription_count() > 0,
-                        120.0), proc.output()
+        # Matched both ways (our inputs to the node, the node's outputs to us): an output published
+        # before its subscription is matched is lost, and volatile QoS never replays it.
+        assert wait_for(lambda: image_pub.get_subscription_count() > 0 and det_pub.get_subscription_count() > 0
+                        and all(sub.get_publisher_count() > 0 for sub in subs), 120.0), proc.output()
+        time.sleep(1.0)  # discovery is asymmetric: let the node's side of each match settle too
         with AnyReader([src]) as reader:
             records = [(c.msgtype, bytes(r)) for c, _, r in reader.messages()]
         pending = first = None
