@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from savi_core.tracker import Detection
+from savi_core.tracker import Detection, Prompt
 
 # encoding -> (dtype, channels) understood by the numpy path
 LAYOUTS: dict[str, tuple[np.dtype, int]] = {
@@ -27,6 +27,9 @@ LAYOUTS: dict[str, tuple[np.dtype, int]] = {
 
 #: encodings the tracker accepts as input (docs/INTERFACE.md)
 INPUT_ENCODINGS = frozenset({"rgb8", "bgr8", "rgba8", "bgra8", "mono8"})
+#: encodings of a mask prompt (a label image: each non-zero value one object)
+MASK_ENCODINGS = frozenset({"mono8", "16UC1"})
+MAX_MASK_OBJECTS = 255
 
 
 def stamp_ns(stamp) -> int:
@@ -118,3 +121,28 @@ def detections_from_msg(msg) -> tuple[list[Detection], list[str]]:
     return out, rejected
 
 
+
+
+def point_from_msg(msg) -> tuple[float, float]:
+    """``geometry_msgs/Point`` or ``PointStamped`` -> ``(x, y)`` in pixels (z ignored); ValueError when
+    not finite."""
+    point = getattr(msg, "point", msg)
+    x, y = float(point.x), float(point.y)
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError(f"point ({x}, {y}) is not finite")
+    return x, y
+
+
+def prompts_from_mask_msg(msg) -> list[Prompt]:
+    """A ``mono8``/``16UC1`` label image -> one mask prompt per non-zero id, asking for that id as its
+    track id. ValueError for another encoding, a short buffer, no object or too many ids."""
+    if msg.encoding not in MASK_ENCODINGS:
+        raise ValueError(f"mask encoding '{msg.encoding}' is not a label image ({', '.join(sorted(MASK_ENCODINGS))})")
+    labels = image_to_numpy(msg)
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    if not len(ids):
+        raise ValueError("the mask has no non-zero pixel: no object")
+    if len(ids) > MAX_MASK_OBJECTS:
+        raise ValueError(f"the mask has {len(ids)} ids, more than {MAX_MASK_OBJECTS}")
+    return [Prompt(mask=labels == value, track_id=str(int(value))) for value in ids]

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -99,6 +100,33 @@ class TrackResult:
     tracks_changed: bool = False
     ignored_detections: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """An object a person points out, to start on the next step: exactly one of a box (pixels, exclusive
+    edges), a point (pixels: ``(x, y)`` with pixel ``i`` spanning ``[i, i + 1)``) or a mask (bool
+    ``[H, W]`` of that image). ``track_id`` optionally asks for an id, as a detection's ``det_id`` does."""
+
+    box_xyxy: Optional[tuple[float, float, float, float]] = None
+    point_xy: Optional[tuple[float, float]] = None
+    mask: Optional[np.ndarray] = None
+    class_id: str = ""
+    track_id: str = ""
+
+    @property
+    def kind(self) -> str:
+        return "boxes" if self.box_xyxy is not None else "points" if self.point_xy is not None else "masks"
+
+
+@dataclass
+class _Start:
+    """What conditions a slot this step: always a box (association, the lost rule), and the point or mask
+    the box came from, which conditions the slot instead when the model takes it."""
+
+    box: np.ndarray
+    point: Optional[tuple[float, float]] = None
+    mask: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -154,6 +182,7 @@ class Tracker:
             raise ValueError("precision: 'fp16' needs a CUDA device; use 'fp32' or 'bf16' on cpu")
         self._model = model.to(self.device).eval()
         self._init_kind = init_kind
+        self._takes_points = model.config.initializer.points
         self._resolution = tuple(model.config.resolution)
         self._num_objects = model.num_object_slots
         self._offset = int(model.config.initializer.background_slot)
@@ -162,7 +191,8 @@ class Tracker:
         self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
         self._stopwatch = _Stopwatch(self.device)
         self._ids = TrackIdAllocator()
-        self._pending: list[tuple[np.ndarray, str, int]] = []  # add_objects prompts: box, class, reserved id
+        self._pending: list[tuple[Prompt, int]] = []  # add_objects prompts and their reserved ids
+        self._last_labels: Optional[np.ndarray] = None  # the last label map (points on live tracks)
         self._size_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
@@ -186,6 +216,7 @@ class Tracker:
         self._tracks = {}
         self._pending = []
         self._slots = None
+        self._last_labels = None
         self._ids.reset()
         self._tracks_updated()
         return ended
@@ -204,28 +235,52 @@ class Tracker:
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:
-        """What `add_objects` takes for this model: boxes always; points only when its slots are
-        conditioned on centres of mass."""
-        return ("boxes", "points") if self._init_kind == "com" else ("boxes",)
+        """What `add_objects` takes for this model. Boxes and masks always (a mask reaches a box model as
+        its tight box, a centre-of-mass model as its centre of mass); points when the model was trained on
+        centres of mass, or on points as zero-size boxes (``initializer.points``)."""
+        points = self._init_kind == "com" or (self._init_kind == "bbox" and self._takes_points)
+        return ("boxes", "points", "masks") if points else ("boxes", "masks")
 
-    def add_objects(self, boxes_xyxy: list[tuple[float, float, float, float]], class_ids: list[str],
-                    requested_ids: list[str]) -> list[int]:
+    def track_at(self, x: float, y: float) -> int:
+        """The live track covering pixel ``(x, y)`` in the last processed frame; 0 for none."""
+        labels = self._last_labels
+        if labels is None or not (0 <= x < labels.shape[1] and 0 <= y < labels.shape[0]):
+            return 0
+        track_id = int(labels[int(y), int(x)])
+        return track_id if track_id in self.live_tracks else 0
+
+    def add_objects(self, prompts: list[Prompt]) -> list[int]:
         """Reserve track ids now for objects that start on the next step, whatever their overlap with live
-        tracks (a person's prompt is not a re-detection). Raises ValueError, starting nothing, for a box
-        that is not finite and non-empty, or more objects than free slots."""
-        boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-        if not np.isfinite(boxes).all() or (boxes[:, 2] <= boxes[:, 0]).any() or (boxes[:, 3] <= boxes[:, 1]).any():
-            raise ValueError("every box must be 4 finite numbers x0 < x1, y0 < y1 (pixels)")
+        tracks (a person's prompt is not a re-detection). Raises ValueError, starting nothing, for a prompt
+        this model cannot take, one that is not a finite non-empty box, finite point or non-empty 2-D
+        mask, or more objects than free slots."""
+        for index, prompt in enumerate(prompts):
+            given = [v is not None for v in (prompt.box_xyxy, prompt.point_xy, prompt.mask)]
+            if sum(given) != 1:
+                raise ValueError(f"prompt {index}: give exactly one of a box, a point or a mask")
+            if prompt.kind not in self.prompt_kinds:
+                raise ValueError(f"prompt {index}: this model takes {' and '.join(self.prompt_kinds)}, not "
+                                 f"{prompt.kind} (its initializer is {self._init_kind!r})")
+            if prompt.box_xyxy is not None:
+                box = np.asarray(prompt.box_xyxy, np.float64)
+                if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+                    raise ValueError(f"prompt {index}: a box must be 4 finite numbers x0 < x1, y0 < y1 (pixels)")
+            elif prompt.point_xy is not None:
+                point = np.asarray(prompt.point_xy, np.float64)
+                if point.shape != (2,) or not np.isfinite(point).all():
+                    raise ValueError(f"prompt {index}: a point must be 2 finite numbers (x, y) in pixels")
+            elif prompt.mask.ndim != 2 or not prompt.mask.any():
+                raise ValueError(f"prompt {index}: a mask must be a 2-D array with at least one pixel set")
         free = self.max_tracks - len(self._tracks) - len(self._pending)
-        if len(boxes) > free:
-            raise ValueError(f"{len(boxes)} object(s) asked for, {max(free, 0)} free slot(s) (max_tracks "
+        if len(prompts) > free:
+            raise ValueError(f"{len(prompts)} object(s) asked for, {max(free, 0)} free slot(s) (max_tracks "
                              f"{self.max_tracks})")
         ids = []
-        for box, class_id, requested in zip(boxes, class_ids, requested_ids):
-            track_id = self._ids.claim(requested)
+        for prompt in prompts:
+            track_id = self._ids.claim(prompt.track_id)
             if track_id is None:
                 raise ValueError("no track id left (all 65535 used since the last reset)")
-            self._pending.append((box, class_id, track_id))
+            self._pending.append((prompt, track_id))
             ids.append(track_id)
         return ids
 
@@ -251,6 +306,7 @@ class Tracker:
         label_map, stats = self._postprocess(out.masks[0], height, width)
         clock.mark(3)
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
+        self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
         ended, tracks = self._update_tracks(label_map, stats)
         return TrackResult(
@@ -297,16 +353,16 @@ class Tracker:
             return [], 0
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
-        new_boxes: dict[int, np.ndarray] = {}
+        new_boxes: dict[int, _Start] = {}
         ignored = 0
-        for box, class_id, track_id in prompts:
-            box = np.clip(box, 0.0, [width, height, width, height])
-            if not free or box[2] <= box[0] or box[3] <= box[1]:  # taken meanwhile, or outside this image
+        for prompt, track_id in prompts:
+            start = self._prompt_start(prompt, height, width)
+            if not free or start is None:  # taken meanwhile, or not on this image
                 ignored += 1
                 continue
             slot = free.pop(0)
-            self._tracks[slot] = _LiveTrack(track_id, class_id, box)
-            new_boxes[slot] = box
+            self._tracks[slot] = _LiveTrack(track_id, prompt.class_id, start.box)
+            new_boxes[slot] = start
             started.append(track_id)
         if candidates:
             live = list(self._tracks.items())
@@ -317,7 +373,7 @@ class Tracker:
                 # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
                 slot, track = live[track_index]
                 if self.config.reinit == "refresh" or track.lost_frames > 0:
-                    new_boxes[slot] = candidates[det_index][0]
+                    new_boxes[slot] = _Start(candidates[det_index][0])
             for det_index in found.new:
                 box, det = candidates[det_index]
                 track_id = self._ids.claim(det.det_id) if free else None
@@ -326,7 +382,7 @@ class Tracker:
                     continue
                 slot = free.pop(0)
                 self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
-                new_boxes[slot] = box
+                new_boxes[slot] = _Start(box)
                 started.append(track_id)
         if not new_boxes:
             return started, ignored
@@ -342,12 +398,42 @@ class Tracker:
             self._tracks_updated()
         return started, ignored
 
-    def _conditioning(self, boxes: dict[int, np.ndarray], height: int, width: int) -> Conditioning:
-        """Conditioning for all object slots; only ``boxes``' slots are conditioned (the rest get -1)."""
+    @staticmethod
+    def _prompt_start(prompt: Prompt, height: int, width: int) -> Optional[_Start]:
+        """A prompt on this image: its box (a point's is the pixel it falls in), or None when it lies
+        outside the image (or a mask is not of the image's size)."""
+        if prompt.mask is not None:
+            if prompt.mask.shape != (height, width):
+                return None
+            ys, xs = np.nonzero(prompt.mask)
+            return _Start(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64),
+                          mask=prompt.mask.astype(bool))
+        if prompt.point_xy is not None:
+            x, y = prompt.point_xy
+            if not (0 <= x < width and 0 <= y < height):
+                return None
+            return _Start(np.array([np.floor(x), np.floor(y), np.floor(x) + 1, np.floor(y) + 1]), point=(x, y))
+        box = np.clip(np.asarray(prompt.box_xyxy, np.float64), 0.0, [width, height, width, height])
+        return _Start(box) if box[2] > box[0] and box[3] > box[1] else None
+
+    def _conditioning(self, starts: dict[int, _Start], height: int, width: int) -> Conditioning:
+        """Conditioning for all object slots; only ``starts``' slots are conditioned (the rest get -1).
+        Box models: a box, or a point as the zero-size box ``(y, x, y, x)``; centre-of-mass models: the
+        point, the mask's centre of mass or the box's centre; segmentation models: the mask, or the box
+        filled, at the model resolution (later slots drawn on top)."""
         yxyx = torch.full((1, self._num_objects, 4), -1.0)
         conditioned = torch.zeros(1, self._num_objects)
-        for slot, box in boxes.items():
-            yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(box, dtype=torch.float32), height, width)
+        size = torch.tensor([height, width, height, width], dtype=torch.float32)
+        for slot, start in starts.items():
+            if start.point is not None:
+                x, y = start.point
+                yxyx[0, slot] = torch.tensor([y, x, y, x], dtype=torch.float32) / size
+            elif start.mask is not None and self._init_kind == "com":
+                ys, xs = np.nonzero(start.mask)
+                y, x = ys.mean() + 0.5, xs.mean() + 0.5
+                yxyx[0, slot] = torch.tensor([y, x, y, x], dtype=torch.float32) / size
+            else:
+                yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(start.box, dtype=torch.float32), height, width)
             conditioned[0, slot] = 1.0
         yxyx, conditioned = yxyx.to(self.device), conditioned.to(self.device)
         cond = Conditioning(conditioned=conditioned)
@@ -355,10 +441,15 @@ class Tracker:
             cond.boxes = yxyx
         elif self._init_kind == "com":
             cond.centers = (yxyx[..., :2] + yxyx[..., 2:]) / 2
-        else:  # segmentation: each box filled at the model resolution, later slots drawn on top
+        else:
             b = yxyx[0].view(-1, 4, 1, 1)
             inside = ((self._pixel_y >= b[:, 0]) & (self._pixel_y < b[:, 2])
                       & (self._pixel_x >= b[:, 1]) & (self._pixel_x < b[:, 3]))
+            for slot, start in starts.items():
+                if start.mask is not None:
+                    small = cv2.resize(start.mask.astype(np.uint8), self._resolution[::-1],
+                                       interpolation=cv2.INTER_NEAREST)
+                    inside[slot] = torch.from_numpy(small > 0).to(self.device)
             ids = torch.arange(1, self._num_objects + 1, device=self.device).view(-1, 1, 1)
             cond.segmentation = (inside * ids).amax(dim=0, keepdim=True)
         return cond

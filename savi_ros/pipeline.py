@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from savi_core.tracker import Tracker, TrackResult
+from savi_core.tracker import Prompt, Tracker, TrackResult
 from savi_core import messages
 from savi_core.messages import stamp_ns
 from savi_ros.stats import Stats
@@ -33,6 +33,9 @@ MAX_HELD_IMAGES = 8
 MAX_HELD_DETECTIONS = 16
 MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed frame
 MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
+PROMPT_HOLD_S = 1.0        # how long a point or mask prompt waits for the image of its stamp
+MAX_HELD_PROMPTS = 16
+SEEN_STAMPS = 256          # recent image stamps: a prompt for one of them acts on the next processed frame
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,16 @@ class Frame:
 Warn = Callable[[str, str], None]
 
 
+@dataclass
+class _HeldPrompt:
+    """Point or mask prompts from one message, waiting for the image of their stamp (0: the next image)."""
+
+    stamp_ns: int
+    prompts: list[Prompt]
+    arrived: float
+    what: str  # "point (x, y)" or "mask with n object(s)", for log lines
+
+
 class Pipeline:
     """Inputs in (`add_image`, `add_detections`), frames out (`next_pair`, then `process`)."""
 
@@ -80,6 +93,8 @@ class Pipeline:
         self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
         self._newest_stamp_ns: Optional[int] = None
         self._queue: LatestFirst = LatestFirst()
+        self._prompts: list[_HeldPrompt] = []
+        self._seen: deque[int] = deque(maxlen=SEEN_STAMPS)  # stamps of recent images, processed or not
 
     def _new_matcher(self) -> StampMatcher:
         matcher = StampMatcher(self.settings.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S,
@@ -146,6 +161,7 @@ class Pipeline:
                     requested_ids: list[str]) -> tuple[list[int], str]:
         """New tracks on the next processed image, as the `add_objects` service asks: (ids, message).
         ``class_ids`` and ``requested_ids`` run over the boxes, then the points (missing entries: "").
+        A point on a live track's mask starts nothing: that track's id is returned for it.
         Raises ValueError, starting nothing, when something asked for cannot be done."""
         count = len(boxes_xyxy) + len(points_xy)
         if not count:
@@ -154,17 +170,124 @@ class Pipeline:
             raise ValueError(f"{len(class_ids)} class_ids and {len(requested_ids)} ids for {count} object(s)")
         classes = list(class_ids) + [""] * (count - len(class_ids))
         ids = list(requested_ids) + [""] * (count - len(requested_ids))
+        prompts = ([Prompt(box_xyxy=tuple(box)) for box in boxes_xyxy]
+                   + [Prompt(point_xy=tuple(point)) for point in points_xy])
+        prompts = [dataclasses.replace(p, class_id=c, track_id=i) for p, c, i in zip(prompts, classes, ids)]
         with self._tracker_lock:
-            if points_xy and "points" not in self._tracker.prompt_kinds:
-                raise ValueError(f"this model takes {' and '.join(self._tracker.prompt_kinds)} only, not points "
+            tracker = self._tracker
+            if points_xy and "points" not in tracker.prompt_kinds:
+                raise ValueError(f"this model takes {' and '.join(tracker.prompt_kinds)} only, not points "
                                  "(its slots are conditioned on boxes)")
-            # A centre-of-mass model is conditioned on a box's centre: a point is a one-pixel box around it.
-            boxes = list(boxes_xyxy) + [(x - 0.5, y - 0.5, x + 0.5, y + 0.5) for x, y in points_xy]
-            started = self._tracker.add_objects(boxes, classes, ids)
+            on_track = {i: tracker.track_at(*p.point_xy) for i, p in enumerate(prompts) if p.point_xy is not None}
+            on_track = {i: t for i, t in on_track.items() if t}
+            started = iter(tracker.add_objects([p for i, p in enumerate(prompts) if i not in on_track]))
+            given = [on_track[i] if i in on_track else next(started) for i in range(count)]
         with self.cond:
             self._matcher.patient = False  # the next image must not wait for detections: it starts these
             self.cond.notify()
-        return started, f"track(s) {started} start on the next image"
+        message = f"track(s) {[t for i, t in enumerate(given) if i not in on_track]} start on the next image"
+        if on_track:
+            message += "; " + ", ".join(f"point {i - len(boxes_xyxy)} is on live track {t}"
+                                        for i, t in on_track.items())
+        return given, message
+
+    def add_prompts(self, stamp: int, prompts: list[Prompt], what: str, now: float) -> None:
+        """Points or masks from a topic, for the image of ``stamp`` (0: the next image). Refused at once
+        with a warning when the model cannot take them; otherwise they start their tracks with that image,
+        on the next processed one when it was already processed or dropped, and are dropped with a
+        warning when no image of their stamp arrives within PROMPT_HOLD_S."""
+        kinds = self._tracker.prompt_kinds
+        refused = sorted({p.kind for p in prompts} - set(kinds))
+        if refused or not prompts:
+            with self.cond:
+                self.stats.refused_prompts += len(prompts)
+            self._warn(f"prompt {refused}", f"refusing {what}: this model takes {' and '.join(kinds)}, not "
+                                            f"{' and '.join(refused)}")
+            return
+        dropped = None
+        with self.cond:
+            if len(self._prompts) == MAX_HELD_PROMPTS:
+                dropped = self._prompts.pop(0)
+                self.stats.refused_prompts += len(dropped.prompts)
+            self._prompts.append(_HeldPrompt(stamp, prompts, now, what))
+            self._matcher.patient = False  # a prompt starts tracks by itself: images need not wait for detections
+            self.cond.notify()
+        if dropped is not None:
+            self._warn("prompt overflow", f"dropping {dropped.what}: more than {MAX_HELD_PROMPTS} prompts waiting")
+
+    def add_prompt_msg(self, msg: Any, now: float) -> None:
+        """A prompt message: ``geometry_msgs/PointStamped`` (its stamp; 0 = the next image), an unstamped
+        ``geometry_msgs/Point`` (a click: the next image) or a label-image ``sensor_msgs/Image``. A bad
+        one (not finite, wrong encoding, no object) is refused with a warning."""
+        try:
+            if hasattr(msg, "encoding"):
+                prompts = messages.prompts_from_mask_msg(msg)
+                what = f"mask with {len(prompts)} object(s)"
+            else:
+                x, y = messages.point_from_msg(msg)
+                prompts, what = [Prompt(point_xy=(x, y))], f"point ({x:g}, {y:g})"
+        except ValueError as exc:
+            with self.cond:
+                self.stats.refused_prompts += 1
+            self._warn("bad prompt", f"refusing a prompt: {exc}")
+            return
+        self.add_prompts(stamp_ns(msg.header.stamp) if hasattr(msg, "header") else 0, prompts, what, now)
+
+    def _due_prompts(self, stamp: int) -> list[_HeldPrompt]:
+        """The held prompts that act on the frame of ``stamp`` (under `cond`): stamp 0, this image's stamp,
+        or an image already seen (processed or dropped)."""
+        tolerance = int(self.settings.sync_tolerance * 1e9)
+
+        def due(held: _HeldPrompt) -> bool:
+            return (held.stamp_ns == 0 or abs(held.stamp_ns - stamp) <= tolerance
+                    or (held.stamp_ns < stamp and any(abs(held.stamp_ns - s) <= tolerance for s in self._seen)))
+        now_due = [held for held in self._prompts if due(held)]
+        self._prompts = [held for held in self._prompts if not due(held)]
+        return now_due
+
+    def _expire_prompts(self, now: float) -> list[tuple[str, str]]:
+        """Prompts whose image never came within PROMPT_HOLD_S: dropped (under `cond`)."""
+        expired = [held for held in self._prompts if now - held.arrived > PROMPT_HOLD_S]
+        self._prompts = [held for held in self._prompts if now - held.arrived <= PROMPT_HOLD_S]
+        self.stats.refused_prompts += sum(len(held.prompts) for held in expired)
+        return [("prompt without image", f"dropping {held.what} at stamp {held.stamp_ns * 1e-9:.3f} s: no image "
+                 f"with that stamp within {PROMPT_HOLD_S:g} s") for held in expired]
+
+    def _start_prompts(self, held: list[_HeldPrompt], height: int, width: int) -> list[tuple[str, str]]:
+        """Hand due prompts to the Tracker before the step of a ``height x width`` image (under the tracker
+        lock); returns the warnings. A point on a live track starts nothing."""
+        warnings = []
+        for item in held:
+            prompts = []
+            for prompt in item.prompts:
+                if prompt.mask is not None and prompt.mask.shape != (height, width):
+                    warnings.append(("prompt size", f"dropping {item.what}: {prompt.mask.shape[1]}x"
+                                     f"{prompt.mask.shape[0]}, the image is {width}x{height}"))
+                    break
+                if prompt.point_xy is not None:
+                    x, y = prompt.point_xy
+                    if not (0 <= x < width and 0 <= y < height):
+                        warnings.append(("prompt outside", f"dropping {item.what}: outside the {width}x{height} image"))
+                        break
+                    on = self._tracker.track_at(x, y)
+                    if on:
+                        with self.cond:
+                            self.stats.prompts_on_tracks += 1
+                        warnings.append(("point on track", f"{item.what} is on live track {on}: no new track"))
+                        continue
+                prompts.append(prompt)
+            else:
+                try:
+                    started = self._tracker.add_objects(prompts) if prompts else []
+                except ValueError as exc:
+                    warnings.append(("prompt refused", f"dropping {item.what}: {exc}"))
+                else:
+                    with self.cond:
+                        self.stats.prompts += len(started)
+                    continue
+            with self.cond:
+                self.stats.refused_prompts += len(item.prompts)
+        return warnings
 
     def _count_dropped(self) -> None:
         """dropped_frames: replaced or stale (the queue's count), far future, forgotten (under `cond`)."""
@@ -181,6 +304,8 @@ class Pipeline:
         self.stats.forgotten_frames += images
         self.stats.dropped_detections += detections + len(self._late)
         self._late.clear()
+        self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
+        self._prompts = []
         self._newest_stamp_ns = None
         self._count_dropped()
 
@@ -205,6 +330,7 @@ class Pipeline:
                 return
         with self.cond:
             self._matcher.add_image(stamp_ns(msg.header.stamp), msg, now)
+            self._seen.append(stamp_ns(msg.header.stamp))
             self.cond.notify()
 
     def add_detections(self, msg: Any, now: float) -> None:
@@ -230,6 +356,7 @@ class Pipeline:
         warnings: list[tuple[str, str]] = []
         jumped: list[Pair] = []
         with self.cond:
+            warnings += self._expire_prompts(now())
             released = self._matcher.pop_ready(now())
             self._keep_late([late.detections for late in released.late_detections])
             for index, pair in enumerate(released.pairs):
@@ -245,7 +372,7 @@ class Pipeline:
                 pair.carried.extend(self._late)
                 self._late.clear()
             if pair is None and not jumped and not warnings and wait_s > 0:
-                deadline = self._matcher.next_deadline()
+                deadline = self.next_deadline()
                 timeout = wait_s if deadline is None else min(wait_s, max(0.0, deadline - now()))
                 self.cond.wait(timeout=timeout)
         for kind, text in warnings:
@@ -258,7 +385,10 @@ class Pipeline:
     def next_deadline(self) -> Optional[float]:
         """When (on the pipeline's clock) a held input is next released or given up on; None: nothing held."""
         with self.cond:
-            return self._matcher.next_deadline()
+            deadlines = [held.arrived + PROMPT_HOLD_S for held in self._prompts]
+            matcher = self._matcher.next_deadline()
+            deadlines += [] if matcher is None else [matcher]
+            return min(deadlines, default=None)
 
 
     def _keep_late(self, messages: list[Any]) -> None:
@@ -346,15 +476,19 @@ class Pipeline:
                 with self.cond:
                     self.stats.bad_detections += len(rejected)
                 self._warn("bad detection", f"rejected {len(rejected)} detection(s): {'; '.join(rejected[:3])}")
+        with self.cond:
+            due = self._due_prompts(pair.stamp_ns)
         with self._tracker_lock:
             tracker = self._tracker
+            prompt_warnings = self._start_prompts(due, rgb.shape[0], rgb.shape[1]) if due else []
             try:
                 result = tracker.step(rgb, detections)
             except Exception as exc:  # keep serving: one bad step must not stop the tracker
                 with self.cond:
                     self.stats.step_failed(now())
                     self.stats.dropped_detections += len(detection_msgs)
-                self._warn("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")
+                for kind, text in [*prompt_warnings, ("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")]:
+                    self._warn(kind, text)
                 return None
             live = dict(tracker.live_tracks)
             frame = Frame(msg.header, rgb, result, live, tracker.config.mask_threshold, tracker.max_tracks)
@@ -363,6 +497,8 @@ class Pipeline:
             self.live_count = len(live)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))
+        for kind, text in prompt_warnings:
+            self._warn(kind, text)
         if result.ignored_detections:
             self._warn("no free slot", f"{result.ignored_detections} new detection(s) ignored: no free slot "
                                        f"(max_tracks {frame.max_tracks})")

@@ -23,6 +23,9 @@ class Stats:
         self.time_jumps = 0              # jumps back in time that ended every track
         self.oversized_images = 0        # more pixels than max_image_pixels
         self.step_errors = 0
+        self.prompts = 0                 # objects asked for by point or mask topics that started a track
+        self.prompts_on_tracks = 0       # points that fell on a live track (no duplicate started)
+        self.refused_prompts = 0         # prompts refused: bad, not for this model, no image, no free slot
         self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
         self.error_times: deque[float] = deque(maxlen=100)              # monotonic time of each failed step
 
@@ -41,4 +44,5 @@ class Stats:
                     dropped_detections=self.dropped_detections, late_detections=self.late_detections,
                     unsupported_images=self.unsupported_images, bad_images=self.bad_images,
                     oversized_images=self.oversized_images, bad_detections=self.bad_detections,
-                    time_jumps=self.time_jumps, step_errors=self.step_errors)
+                    time_jumps=self.time_jumps, step_errors=self.step_errors, prompts=self.prompts,
+                    prompts_on_tracks=self.prompts_on_tracks, refused_prompts=self.refused_prompts)

@@ -41,6 +41,7 @@ from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallba
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from geometry_msgs.msg import Point, PointStamped
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
 from sensor_msgs.msg import CompressedImage, Image
@@ -197,6 +198,12 @@ class TrackerNode(LifecycleNode):
                                      event_callbacks=on_incompatible(
                                          "detections", "Detections are subscribed reliable, keep last 10.")),
         ]
+        prompt_hint = "Prompts are subscribed reliable, keep last 10."
+        self._subs += [self.create_subscription(msg_type, topic, self._on_prompt, DETECTIONS_QOS,
+                                                callback_group=self._io_group,
+                                                event_callbacks=on_incompatible(topic, prompt_hint))
+                       for msg_type, topic in ((PointStamped, "points"), (Point, "points_click"),
+                                               (Image, "prompt_masks"))]
 
     def _stop_processing(self) -> None:
         for sub in self._subs:
@@ -259,6 +266,11 @@ class TrackerNode(LifecycleNode):
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.add_detections(msg, time.monotonic())
+
+    def _on_prompt(self, msg: PointStamped | Point | Image) -> None:
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.add_prompt_msg(msg, time.monotonic())
 
     def _configured(self, response):
         """The pipeline a service works on; None (and ``response`` says why) while unconfigured."""

@@ -20,17 +20,17 @@ from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, StepOutput
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
 from savi_core.track_ids import TrackIdAllocator
-from savi_core.tracker import Detection, Tracker
+from savi_core.tracker import Detection, Prompt, Tracker
 from savi_core.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)
 
 
-def tiny_config(resolution=(32, 32), num_slots=5, decoder=((8, 8), (2, 2)), kind="bbox") -> ModelConfig:
+def tiny_config(resolution=(32, 32), num_slots=5, decoder=((8, 8), (2, 2)), kind="bbox", points=False) -> ModelConfig:
     return ModelConfig(
         preset="custom", resolution=resolution, num_slots=num_slots, slot_dim=16,
         encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
-        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2)),
+        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points),
         corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
         predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
         decoder=DecoderConfig(broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1],
@@ -440,22 +440,97 @@ def test_remove_track_ends_only_that_track_frees_its_slot_and_never_reuses_its_i
     assert tracker.remove_track(2) and tracker.remove_track(3) and tracker.step(img).live_track_ids == []
 
 
+def box(*xyxy, class_id="", track_id=""):
+    return Prompt(box_xyxy=xyxy, class_id=class_id, track_id=track_id)
+
+
 def test_add_objects_reserves_ids_now_and_starts_them_on_the_next_step_even_over_a_live_track():
     tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=3),
                       device="cpu")
     img = image(32, 32)
-    assert tracker.prompt_kinds == ("boxes",)
-    assert tracker.add_objects([(0, 0, 8, 8)], ["cup"], ["7"]) == [7]  # nothing tracked yet: bootstraps
+    assert tracker.prompt_kinds == ("boxes", "masks")
+    assert tracker.add_objects([box(0, 0, 8, 8, class_id="cup", track_id="7")]) == [7]  # nothing tracked: bootstraps
     first = tracker.step(img)
     assert first.started == [7] and (first.label_map == 7).sum() == 64
     # A prompt over a live track is a person's request, not a re-detection: it starts.
-    assert tracker.add_objects([(2, 2, 10, 10), (16, 16, 30, 30)], ["", "ball"], ["", ""]) == [1, 2]
+    assert tracker.add_objects([box(2, 2, 10, 10), box(16, 16, 30, 30, class_id="ball")]) == [1, 2]
     second = tracker.step(img)
     assert second.started == [1, 2] and second.live_track_ids == [1, 2, 7]
     with pytest.raises(ValueError, match="1 object\\(s\\) asked for, 0 free slot"):
-        tracker.add_objects([(20, 0, 30, 8)], [""], [""])
+        tracker.add_objects([box(20, 0, 30, 8)])
     tracker.remove_track(1)
-    for bad in ([(5, 5, 5, 9)], [(0, 0, float("nan"), 4)]):
+    for bad in (box(5, 5, 5, 9), box(0, 0, float("nan"), 4)):
         with pytest.raises(ValueError, match="finite numbers"):
-            tracker.add_objects(bad, [""], [""])
+            tracker.add_objects([bad])
     assert tracker.step(img).started == [] and set(tracker.live_tracks) == {2, 7}  # refused: nothing started
+
+
+class ConditionRecorder(BoxPainter):
+    """BoxPainter that keeps the conditioning of every (re-)initialisation."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.seen: list[Conditioning] = []
+
+    def init_slots(self, cond: Conditioning) -> torch.Tensor:
+        self.seen.append(cond)
+        return super().init_slots(cond)
+
+
+def test_a_mask_starts_as_its_tight_box_and_a_point_as_a_zero_size_box_for_a_box_model_that_takes_points():
+    model = ConditionRecorder(tiny_config(points=True))
+    tracker = Tracker(model, TrackerConfig(mask_source="decoder", min_mask_area=1), device="cpu")
+    assert tracker.prompt_kinds == ("boxes", "points", "masks")
+    mask = np.zeros((24, 40), bool)
+    mask[4:12, 2:10] = True
+    mask[11, 20] = True  # the tight box reaches it
+    assert tracker.add_objects([Prompt(mask=mask, track_id="5"), Prompt(point_xy=(30.0, 6.0))]) == [5, 1]
+    result = tracker.step(image(24, 40))
+    assert result.started == [5, 1]
+    cond = model.seen[-1]
+    torch.testing.assert_close(cond.boxes[0, :2], torch.tensor([[4 / 24, 2 / 40, 12 / 24, 21 / 40],
+                                                                [6 / 24, 30 / 40, 6 / 24, 30 / 40]]))
+    assert (result.label_map == 5).sum() == 8 * 19
+    assert tracker.track_at(3, 5) == 5 and tracker.track_at(30, 20) == 0 and tracker.track_at(-1, 5) == 0
+    # The point's zero-size box paints nothing in BoxPainter: that track is lost, not on any pixel.
+    assert tracker.track_at(30, 6) == 0
+
+
+def test_prompts_the_model_cannot_take_and_bad_prompts_are_refused_whole():
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder"), device="cpu")
+    with pytest.raises(ValueError, match="takes boxes and masks, not points"):
+        tracker.add_objects([box(0, 0, 4, 4), Prompt(point_xy=(3.0, 3.0))])
+    points = Tracker(BoxPainter(tiny_config(points=True)), TrackerConfig(mask_source="decoder"), device="cpu")
+    for bad, match in ((Prompt(point_xy=(float("nan"), 2.0)), "2 finite numbers"),
+                       (Prompt(mask=np.zeros((8, 8), bool)), "at least one pixel"),
+                       (Prompt(mask=np.ones(8, bool)), "2-D array"),
+                       (Prompt(box_xyxy=(0, 0, 4, 4), point_xy=(1.0, 1.0)), "exactly one")):
+        with pytest.raises(ValueError, match=match):
+            points.add_objects([box(0, 0, 4, 4), bad])
+    assert points.step(image(16, 16)).started == []  # nothing reserved, nothing started
+
+
+def test_a_prompt_off_the_next_image_starts_nothing_and_is_counted():
+    tracker = Tracker(BoxPainter(tiny_config(points=True)), TrackerConfig(mask_source="decoder"), device="cpu")
+    tracker.add_objects([Prompt(point_xy=(50.0, 3.0)), Prompt(mask=np.ones((8, 9), bool)), box(1, 1, 5, 5)])
+    result = tracker.step(image(16, 16))
+    assert result.started == [3] and result.ignored_detections == 2
+
+
+@pytest.mark.parametrize("kind", ["com", "segmentation"])
+def test_centre_of_mass_and_segmentation_models_are_conditioned_on_the_mask_itself(kind):
+    model = ConditionRecorder(tiny_config(kind=kind))
+    model.init_slots = lambda cond: (model.seen.append(cond), torch.zeros(1, 5, 4))[1]  # slots paint nothing
+    tracker = Tracker(model, TrackerConfig(mask_source="decoder"), device="cpu")
+    mask = np.zeros((64, 64), bool)
+    mask[0:8, 0:8] = True
+    mask[56:64, 56:64] = True  # two blobs: the centre of mass lies between them, in neither
+    tracker.add_objects([Prompt(mask=mask)])
+    assert tracker.step(image(64, 64)).started == [1]
+    cond = model.seen[-1]
+    if kind == "com":
+        torch.testing.assert_close(cond.centers[0, 0], torch.tensor([0.5, 0.5]))
+        assert tracker.prompt_kinds == ("boxes", "points", "masks")
+    else:
+        assert torch.equal(cond.segmentation[0] == 1, torch.from_numpy(mask[::2, ::2]))  # at 32x32
+        assert tracker.prompt_kinds == ("boxes", "masks")
