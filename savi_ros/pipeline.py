@@ -493,7 +493,8 @@ class Pipeline:
             live = dict(tracker.live_tracks)
             frame = Frame(msg.header, rgb, result, live, tracker.config.mask_threshold, tracker.max_tracks)
         with self.cond:
-            self._matcher.patient = not live  # nothing tracked: wait the full hold for bootstrapping detections
+            # Nothing tracked and no prompt waiting: wait the full hold for bootstrapping detections.
+            self._matcher.patient = not live and not self._prompts
             self.live_count = len(live)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))

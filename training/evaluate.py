@@ -30,9 +30,9 @@ from savi_core.device import resolve_device
 from savi_core.geometry import resize_frames, resize_probabilities
 from savi_core.numerics import flush_denormals
 from savi_core.savi import MASK_SOURCES, SAVi
-from savi_core.tracker import Detection, Tracker
+from savi_core.tracker import Detection, Prompt, Tracker
 from savi_core.tracker_config import TrackerConfig
-from training.conditioning import add_box_noise, add_center_noise, conditioning_from_batch
+from training.conditioning import add_box_noise, add_center_noise, as_points, conditioning_from_batch
 from training.config import DATA_KINDS, DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
 from training.identity import identity_counts, identity_summary
@@ -41,6 +41,7 @@ from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
 
 METHODS = ("savi", "static_box", "flow_kmeans_com", "csrt_box")
+PROMPTS = ("boxes", "points")
 
 
 class _WithExtras(Dataset):
@@ -103,9 +104,19 @@ def first_frame_detections(boxes: torch.Tensor, conditioned: torch.Tensor, size:
     return detections
 
 
-def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: float = 1.0) -> torch.Tensor:
+def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: tuple[int, int]) -> list[Prompt]:
+    """Conditioning centres of mass ``[N, 2]`` (normalised yx) -> point prompts in pixels asking for the
+    instance id (``i + 1``): what a person clicking on each object gives."""
+    height, width = size
+    return [Prompt(point_xy=(x * width, y * height), track_id=str(i + 1))
+            for i, ((y, x), on) in enumerate(zip(centers.tolist(), conditioned.tolist())) if on > 0.5]
+
+
+def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: float = 1.0,
+                prompt: str = "boxes") -> torch.Tensor:
     """What the node publishes: each video streamed through ``tracker`` as camera images (``input_scale``
-    times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections.
+    times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections, or with
+    ``prompt="points"`` the centres of mass as first-frame point prompts.
     Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
     video = batch["video"]
     b, t, _, h, w = video.shape
@@ -114,7 +125,11 @@ def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: f
     for i in range(b):
         tracker.reset()
         images = _camera_images(video[i], size)
-        detections = first_frame_detections(batch["cond_boxes"][i], batch["conditioned"][i], size)
+        detections = None
+        if prompt == "points":
+            tracker.add_objects(first_frame_points(batch["cond_centers"][i], batch["conditioned"][i], size))
+        else:
+            detections = first_frame_detections(batch["cond_boxes"][i], batch["conditioned"][i], size)
         for f in range(t):
             result = tracker.step(images[f], detections if f == 0 else None)
             out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
@@ -181,8 +196,10 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
 
 def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
              noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
-             progress: bool = True, model_only: bool = False) -> dict[str, Any]:
+             progress: bool = True, model_only: bool = False, prompt: str = "boxes") -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
+    ``prompt`` is how SAVi is told the objects on the first frame: ``boxes`` or ``points`` (centres of
+    mass, for models that take them); the baselines always get the boxes.
 
     SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
     from ``eval_cfg``): camera images in, published label maps out. ``model_only`` scores the bare
@@ -195,6 +212,10 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         raise ValueError(f"--noise-sigma perturbs boxes / centres; the model's initializer is {kind!r}")
     if input_scale <= 0:
         raise ValueError(f"input scale must be positive, got {input_scale}")
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    if prompt == "points" and not (kind == "com" or (kind == "bbox" and cfg.initializer.points)):
+        raise ValueError(f"this model does not take points (initializer {kind!r}, points: {cfg.initializer.points})")
     total = len(dataset) if eval_cfg.num_videos is None else min(eval_cfg.num_videos, len(dataset))
     subset = torch.utils.data.Subset(_WithExtras(dataset, with_flow=baselines), range(total))
     loader = DataLoader(subset, batch_size=eval_cfg.batch_size, num_workers=num_workers, collate_fn=_collate)
@@ -215,9 +236,12 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
         start = time.perf_counter()
         if tracker is None:
+            if prompt == "points" and kind == "bbox":
+                on_device["cond_boxes"] = as_points(on_device["cond_boxes"], on_device["cond_centers"],
+                                                    on_device["conditioned"], 1.0, generator)
             pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
         else:
-            pred = tracker_ids(tracker, batch, input_scale)
+            pred = tracker_ids(tracker, batch, input_scale, prompt)
         elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
         per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
         per_method["savi"][-1]["ms_per_frame"] = elapsed_ms
@@ -238,6 +262,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         "mask_source": eval_cfg.mask_source,
         "scored": "model_only" if model_only else "tracker",
         "noise_sigma": noise_sigma,
+        "prompt": prompt,
         "input_scale": input_scale,
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
     }
@@ -297,6 +322,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="frames at this multiple of the model resolution, resized down like the Tracker does: "
                         "synthetic scenes are rendered at that size, recorded frames are upscaled")
     p.add_argument("--seed", type=int, default=0, help="seed of the conditioning noise and baseline k-means")
+    p.add_argument("--prompt", choices=PROMPTS, default="boxes",
+                   help="first-frame prompts given to SAVi: boxes, or points (centres of mass) for models that take them")
     p.add_argument("--num-workers", type=int, default=0)
     return p.parse_args(argv)
 
@@ -328,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(data_cfg, "eval")
         results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
                            input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
-                           progress=sys.stderr.isatty(), model_only=args.model_only)
+                           progress=sys.stderr.isatty(), model_only=args.model_only, prompt=args.prompt)
         results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution))
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

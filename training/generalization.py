@@ -108,9 +108,10 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
 
 def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
         out: Path | None, mask_source: str = TrackerConfig.mask_source,
-        families_from: str | Path | None = None) -> dict[str, Any]:
+        families_from: str | Path | None = None, points: bool = False) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
-    settings from another run, to compare two models on the very same videos."""
+    settings from another run, to compare two models on the very same videos. ``points`` adds the row
+    ``savi_points``: the same model and videos prompted by first-frame points instead of boxes."""
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
     if families_from is not None:
@@ -135,6 +136,9 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
         dataset = build_dataset(data, "eval")
         scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
                           progress=sys.stderr.isatty())
+        if points:
+            scores["methods"]["savi_points"] = evaluate(model, dataset, eval_cfg, resolve_device(device),
+                                                        progress=sys.stderr.isatty(), prompt="points")["methods"]["savi"]
         results["splits"][name] = {"options": options, "methods": scores["methods"]}
         print(f"{name}: " + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}"
                                       for m, v in scores["methods"].items()), flush=True)
@@ -171,10 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write generalization.json here")
     p.add_argument("--families-from", help="a run config YAML whose training families define the splits "
                    "(default: the checkpoint's own), to score two models on the same videos")
+    p.add_argument("--points", action="store_true",
+                   help="also score the model prompted by first-frame points (centres of mass) instead of boxes")
     args = p.parse_args(argv)
     try:
         results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source, args.families_from)
+                      args.mask_source, args.families_from, args.points)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

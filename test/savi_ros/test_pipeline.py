@@ -2,6 +2,7 @@
 an explicit clock: every image ends in exactly one counter, every detection message acts or is counted."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -113,3 +114,99 @@ def test_add_objects_start_tracks_on_the_next_image_without_any_detections(pipel
         pipeline.add_objects([], [(3.0, 4.0)], [], [])
     with pytest.raises(ValueError, match="no boxes and no points"):
         pipeline.add_objects([], [], [], [])
+
+
+def point(sec: float | None, x: float, y: float):
+    """geometry_msgs/PointStamped (``sec`` given) or Point (a click, unstamped)."""
+    p = SimpleNamespace(x=x, y=y, z=0.0)
+    return p if sec is None else SimpleNamespace(header=header(sec), point=p)
+
+
+def label_image(sec: float, labels: np.ndarray, encoding: str = "mono8"):
+    data = labels.astype("<u2" if encoding == "16UC1" else np.uint8)
+    return SimpleNamespace(header=header(sec), height=labels.shape[0], width=labels.shape[1], encoding=encoding,
+                           is_bigendian=0, step=data.strides[0], data=data.tobytes())
+
+
+@pytest.fixture()
+def points_pipeline(tiny_checkpoint):
+    """A box model that takes points (random weights: only the pipeline's rules are under test)."""
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.config = dataclasses.replace(model.config, initializer=dataclasses.replace(model.config.initializer,
+                                                                                     points=True))
+    warnings: list[tuple[str, str]] = []
+    p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
+                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, max_image_pixels=10**6),
+                 lambda kind, text: warnings.append((kind, text)))
+    p.warnings = warnings
+    return p
+
+
+def test_a_stamped_point_waits_for_its_image_and_a_late_one_acts_on_the_next_frame(points_pipeline):
+    p = points_pipeline
+    p.add_prompt_msg(point(2.0, 5.0, 6.0), 0.0)  # its image has not come yet: held
+    p.add_image(image(1.0), 0.0)
+    assert run(p, 0.0) == 1 and p.live_tracks() == {}  # image 1 is not the point's
+    p.add_image(image(2.0), 0.1)
+    assert run(p, 0.1) == 1 and list(p.live_tracks()) == [1] and p.stats.prompts == 1
+    # A point for an image already processed acts on the next one, unless it lands on a live track.
+    x, y = 30.0, 20.0
+    on = p.tracker.track_at(x, y)
+    p.add_prompt_msg(point(2.0, x, y), 0.2)
+    p.add_image(image(3.0), 0.2)
+    assert run(p, 0.2) == 1
+    assert (p.stats.prompts, p.stats.prompts_on_tracks) == ((1, 1) if on else (2, 0))
+    assert len(p.live_tracks()) == (1 if on else 2)
+    assert any(k == "point on track" and f"live track {on}" in t for k, t in p.warnings) == bool(on)
+
+
+def test_a_point_whose_stamp_matches_no_image_is_dropped_with_a_warning_after_the_hold(points_pipeline):
+    p = points_pipeline
+    p.add_image(image(1.0), 0.0)
+    run(p, 0.0)
+    p.add_prompt_msg(point(1.5, 5.0, 6.0), 0.0)  # between images: never matches
+    p.add_image(image(2.0), 0.1)
+    assert run(p, 0.1) == 1 and p.stats.prompts == 0 and p.stats.refused_prompts == 0  # still held
+    assert p.next_deadline() == pytest.approx(1.0)
+    assert p.next_pair(lambda: 1.2) is None
+    assert p.stats.refused_prompts == 1 and p.live_tracks() == {}
+    assert any(k == "prompt without image" and "stamp 1.500 s" in t for k, t in p.warnings)
+
+
+def test_a_click_acts_on_the_next_image_and_bad_points_are_refused(points_pipeline):
+    p = points_pipeline
+    p.add_prompt_msg(point(None, 4.0, 4.0), 0.0)
+    p.add_image(image(1.0), 0.0)  # nothing tracked, but a prompt waits: the image does not wait for detections
+    assert run(p, 0.0) == 1 and list(p.live_tracks()) == [1]
+    p.add_prompt_msg(point(None, float("nan"), 4.0), 0.1)
+    assert p.stats.refused_prompts == 1 and p.warnings[-1][0] == "bad prompt" and "not finite" in p.warnings[-1][1]
+    p.add_prompt_msg(point(None, W + 3.0, 4.0), 0.1)
+    p.add_image(image(2.0), 0.1)
+    assert run(p, 0.1) == 1 and p.stats.refused_prompts == 2 and list(p.live_tracks()) == [1]
+    assert p.warnings[-1] == ("prompt outside", f"dropping point ({W + 3:g}, 4): outside the {W}x{H} image")
+
+
+def test_mask_prompts_start_one_track_per_id_and_bad_masks_are_refused(pipeline):
+    p = pipeline
+    labels = np.zeros((H, W), np.uint16)
+    labels[2:10, 3:9] = 7
+    labels[12:20, 15:30] = 300
+    p.add_prompt_msg(label_image(1.0, labels, "16UC1"), 0.0)
+    p.add_image(image(1.0), 0.0)
+    assert run(p, 0.0) == 1 and sorted(p.live_tracks()) == [7, 300] and p.stats.prompts == 2
+    refused = [label_image(2.0, labels[:10], "16UC1"),  # not the image's size: dropped when its image comes
+               label_image(2.0, np.zeros((H, W)), "mono8"),  # no object: refused at once
+               SimpleNamespace(**{**vars(label_image(2.0, labels)), "encoding": "rgb8"})]
+    for msg in refused:
+        p.add_prompt_msg(msg, 0.1)
+    assert p.stats.refused_prompts == 2
+    assert "no object" in p.warnings[-2][1] and "not a label image" in p.warnings[-1][1]
+    p.add_image(image(2.0), 0.1)
+    assert run(p, 0.1) == 1 and p.stats.refused_prompts == 3 and sorted(p.live_tracks()) == [7, 300]
+    assert p.warnings[-1] == ("prompt size", f"dropping mask with 1 object(s): {W}x10, the image is {W}x{H}")
+
+
+def test_points_for_a_box_only_model_are_refused_with_a_warning(pipeline):
+    pipeline.add_prompt_msg(point(0.0, 3.0, 3.0), 0.0)
+    assert pipeline.stats.refused_prompts == 1
+    assert pipeline.warnings[-1][1] == "refusing point (3, 3): this model takes boxes and masks, not points"
