@@ -5,6 +5,7 @@ the installed config/tracker.yaml); `checkpoint` and `device` override it only w
 
     ros2 launch savi_ros tracker.launch.py image:=/camera/image_raw detections:=/detector/detections
     ros2 launch savi_ros tracker.launch.py demo:=true
+    rqt_image_view /savi/debug_image   # tick "publish click location": a click starts a track
     ros2 launch savi_ros tracker.launch.py demo:=true demo_params:=demo_out/demo_params.yaml  # as `make demo` does
 """
 from launch import LaunchDescription
@@ -31,7 +32,8 @@ def _tracker_node(context):
         name="savi_tracker",
         namespace=LaunchConfiguration("namespace"),
         remappings=[("image", LaunchConfiguration("image")),
-                    ("detections", LaunchConfiguration("detections"))],
+                    ("detections", LaunchConfiguration("detections")),
+                    ("points_click", LaunchConfiguration("click_topic"))],
         parameters=[LaunchConfiguration("params_file"), overrides],
         output="screen",
     )]
@@ -63,6 +65,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="image topic to subscribe (remap of 'image')"),
         DeclareLaunchArgument("detections", default_value="detections",
                               description="detections topic to subscribe (remap of 'detections')"),
+        DeclareLaunchArgument("click_topic", default_value="debug_image_mouse_left",
+                              description="clicks that start tracks (remap of 'points_click'): by default what "
+                                          "rqt_image_view publishes when it shows this node's debug_image"),
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
                                                                   "tracker.yaml"]),

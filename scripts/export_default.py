@@ -25,6 +25,7 @@ EVALS = [  # (file stem, what it measures)
     ("scale2", "128x128 input (2x), resized by the Tracker's path"),
     ("scale4", "256x256 input (4x), resized by the Tracker's path"),
     ("noise10", "64x64 input, box noise sigma = 10% of the object size"),
+    ("points", "64x64 input, first-frame points (centres of mass) instead of boxes"),
     ("decoder", "64x64 input, decoder masks (`mask_source: decoder`, the paper's)"),
 ]
 DOCS = ROOT / "docs"
@@ -46,6 +47,8 @@ def _data_line(run: dict, config: str) -> str:
     resample = train.get("camera_resample", 0.0)
     camera = (f", {resample:.0%} of the videos resampled as if filmed up to "
               f"{train.get('camera_resample_max_scale')}x larger and resized by the Tracker" if resample else "")
+    points = train.get("point_share", 0.0)
+    camera += f", {points:.0%} of the objects prompted by a point (centre of mass) instead of their box" if points else ""
     options = data.get("options") or {}
     worlds = ""
     if options:
@@ -60,16 +63,20 @@ def _data_line(run: dict, config: str) -> str:
             f"batch {train.get('batch_size')}{worlds}.")
 
 
-def model_card(meta: dict, evals: dict[str, dict], training: dict, config: str,
+def model_card(meta: dict, evals: dict[str, dict], training: dict, configs: list[str],
                generalization: dict | None = None) -> str:
+    config = configs[-1]
+    prompts = "boxes and points" if meta["model"]["initializer"].get("points") else "boxes"
+    commands = " then ".join(f"`python -m training.train --config {c}`" for c in configs)
     lines = [
-        "# Default model: SAVi + BBox on synthetic scenes (CPU-trained)",
+        f"# Default model: SAVi conditioned on {prompts}, on synthetic scenes (CPU-trained)",
         "",
         "Shipped as `checkpoint: default` of the `savi_tracker` node and used by `make demo`.",
         "Reproduce from scratch with `make train-default` (fixed seed; the same command wrote this card).",
         "",
         "## Training",
-        f"- Command: `python -m training.train --config {config}` (steps: {training.get('step')})",
+        f"- Commands: {commands} (each stage starts from the previous one's weights; steps of the last: "
+        f"{training.get('step')}); each config's header says why.",
         _data_line(meta.get("extra", {}).get("run_config", {}), config),
         "- Loss: the paper's flow reconstruction + auxiliary cross-entropy of the decoder masks and of the",
         "  corrector attention against the generator's ground truth (weights in the config; its header says why).",
@@ -131,7 +138,8 @@ def main() -> int:
     parser.add_argument("--eval-dir", required=True, help="folder with <stem>/metrics.json from evaluate")
     parser.add_argument("--minutes", type=float, help="training wall time to record")
     parser.add_argument("--dest", default=str(ROOT / "savi_ros" / "models" / "default"))
-    parser.add_argument("--config", default="training/configs/synthetic_cpu.yaml", help="the training config, for the card")
+    parser.add_argument("--config", nargs="+", default=["training/configs/synthetic_cpu.yaml"],
+                        help="the training configs in the order they ran, for the card")
     args = parser.parse_args()
     source = Path(args.checkpoint)
     step_dir = latest_checkpoint(source) if (source / "checkpoints").is_dir() else source
@@ -154,7 +162,7 @@ def main() -> int:
                 "minutes": None if args.minutes is None else round(args.minutes)}
     generalization_path = Path(args.eval_dir) / "generalization" / "generalization.json"
     generalization = json.loads(generalization_path.read_text()) if generalization_path.is_file() else None
-    meta["extra"] = {**meta.get("extra", {}), "trained": True, "training_config": args.config,
+    meta["extra"] = {**meta.get("extra", {}), "trained": True, "training_config": args.config[-1],
                      "metrics": {stem: {m: {k: v[k] for k in ("fg_ari", "miou") if k in v}
                                         for m, v in e["methods"].items()} for stem, e in evals.items()}}
     shutil.copyfile(weights, dest / WEIGHTS_FILE)

@@ -41,10 +41,11 @@ def test_declares_the_arguments_with_their_defaults():
         default = kw(call)["default_value"]
         declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
         assert isinstance(kw(call).get("description"), (ast.Constant, ast.BinOp)), f"{name}: no description"
-    assert set(declared) == {"namespace", "image", "detections", "params_file", "checkpoint", "device",
-                             "use_sim_time", "demo", "demo_params"}
+    assert set(declared) == {"namespace", "image", "detections", "click_topic", "params_file", "checkpoint",
+                             "device", "use_sim_time", "demo", "demo_params"}
     assert {k: v for k, v in declared.items() if k != "params_file"} == {
-        "namespace": "savi", "image": "image", "detections": "detections", "checkpoint": "",
+        "namespace": "savi", "image": "image", "detections": "detections",
+        "click_topic": "debug_image_mouse_left", "checkpoint": "",
         "device": "", "use_sim_time": "false", "demo": "false", "demo_params": ""}
     params_default = ast.unparse(declared["params_file"])
     assert params_default == "PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])"
@@ -65,7 +66,7 @@ def test_tracker_node_action():
     assert ast.literal_eval(node["name"]) == "savi_tracker"
     assert launch_config(node["namespace"]) == "namespace"
     remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in node["remappings"].elts}
-    assert remaps == {"image": "image", "detections": "detections"}
+    assert remaps == {"image": "image", "detections": "detections", "points_click": "click_topic"}
     params = node["parameters"].elts
     assert launch_config(params[0]) == "params_file" and ast.unparse(params[1]) == "overrides"
 

@@ -177,3 +177,29 @@ def test_train_and_evaluate_on_movi_files_with_baselines(tmp_path):
     assert results["data"] == {"kind": "movi", "root": str(root)} and results["num_videos"] == 2
     kmeans = results["methods"]["flow_kmeans_com"]
     assert len(kmeans["miou_per_frame"]) == 4 and 0.0 <= kmeans["miou"] <= 1.0
+
+
+def test_point_prompts_are_each_object_s_centre_of_mass_for_a_model_that_takes_points(run_dir, tmp_path):
+    import dataclasses
+
+    from training.evaluate import evaluate, first_frame_points
+
+    points = first_frame_points(torch.tensor([[0.25, 0.5], [-1.0, -1.0], [0.5, 0.125]]), torch.tensor([1.0, 0.0, 1.0]),
+                                (40, 80))
+    assert [(p.point_xy, p.track_id) for p in points] == [((40.0, 10.0), "1"), ((10.0, 20.0), "3")]
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    cfg = load_config(TINY, {"train.out_dir": str(run_dir)})
+    dataset = build_dataset(cfg.data, "eval")
+    with pytest.raises(ValueError, match="does not take points"):
+        evaluate(model, dataset, cfg.eval, torch.device("cpu"), progress=False, prompt="points")
+    model.config = dataclasses.replace(model.config, initializer=dataclasses.replace(model.config.initializer,
+                                                                                     points=True))
+    batch = _eval_batch(run_dir)
+    config = TrackerConfig(mask_threshold=0.0, min_mask_area=0)
+    ids = tracker_ids(Tracker(model, config), batch, prompt="points")
+    tracker = Tracker(model, config)
+    tracker.add_objects(first_frame_points(batch["cond_centers"][0], batch["conditioned"][0], (16, 16)))
+    first = tracker.step((batch["video"][0, 0].permute(1, 2, 0) * 255).round().byte().numpy())
+    assert torch.equal(ids[0, 0], torch.from_numpy(first.label_map.astype("int64")))
+    result = evaluate(model, dataset, cfg.eval, torch.device("cpu"), progress=False, prompt="points")
+    assert result["prompt"] == "points" and result["methods"]["savi"]["fg_ari"] is not None

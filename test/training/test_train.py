@@ -225,3 +225,33 @@ def test_init_checkpoint_starts_from_its_weights_and_refuses_another_model(tmp_p
                                "model.slot_dim": 8})
     with pytest.raises(ConfigError, match=r"train\.init_checkpoint: .* another model config \(differs in \['slot_dim'\]\)"):
         train(other)
+
+
+def test_point_share_gives_points_as_zero_size_boxes_and_a_box_model_may_learn_them(tmp_path):
+    from savi_core.config import ConfigError
+    from training.conditioning import as_points
+    from training.state import latest_checkpoint
+
+    boxes = torch.tensor([[[0.1, 0.2, 0.5, 0.6], [0.3, 0.3, 0.9, 0.8], [-1.0, -1.0, -1.0, -1.0]]])
+    centers = torch.tensor([[[0.3, 0.4], [0.6, 0.5], [-1.0, -1.0]]])
+    conditioned = torch.tensor([[1.0, 1.0, 0.0]])
+    every = as_points(boxes, centers, conditioned, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(every[0, :2], torch.tensor([[0.3, 0.4, 0.3, 0.4], [0.6, 0.5, 0.6, 0.5]]))
+    assert torch.equal(every[0, 2], boxes[0, 2])  # unconditioned slots keep their padding
+    assert torch.equal(as_points(boxes, centers, conditioned, 0.0, torch.Generator()), boxes)
+    half = torch.stack([as_points(boxes, centers, conditioned, 0.5, torch.Generator().manual_seed(s))[0, 0]
+                        for s in range(200)])
+    assert 60 < (half[:, 0] == half[:, 2]).sum() < 140
+
+    with pytest.raises(ConfigError, match=r"train\.point_share: needs model\.initializer\.points: true"):
+        load_config(TINY, {"train.point_share": 0.5})
+    with pytest.raises(ConfigError, match=r"train\.point_share: must be a share in \[0, 1\]"):
+        load_config(TINY, {"train.point_share": 1.5, "model.initializer.points": True})
+    with pytest.raises(ConfigError, match=r"model\.initializer\.points: only box models"):
+        load_config(TINY, {"model.initializer.kind": "com", "model.initializer.points": True})
+    # A box model's weights start a model that also takes points: only what it is taught differs.
+    first = train(load_config(TINY, {"train.out_dir": str(tmp_path / "boxes"), "train.steps": 1}))
+    cfg = load_config(TINY, {"train.out_dir": str(tmp_path / "points"), "train.steps": 2, "train.point_share": 0.5,
+                             "model.initializer.points": True, "train.init_checkpoint": str(first)})
+    model, _ = load_checkpoint(latest_checkpoint(train(cfg)))
+    assert model.config.initializer.points
