@@ -30,6 +30,11 @@ State machine:
     re-initialises that track's slot from the detection's box; the track keeps its id (the paper
     conditions only the first frame, but a robot's detector keeps running). ``reinit == "first"``: later
     detections are ignored without counting.
+  * Prompts (``add_objects``: a person's box, point or mask) reserve their track ids at once and start on
+    the next step in free slots, even over a live track. A box model is conditioned on a mask's tight box
+    and, when trained on them (``initializer.points``), on a point as the zero-size box ``(y, x, y, x)``;
+    a centre-of-mass model on the point or the mask's centre of mass; a segmentation model on the mask.
+    ``track_at`` says which live track covers a pixel, so a point on a tracked object need not start one.
   * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
     since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
     reused until ``reset()``.
@@ -40,7 +45,7 @@ State machine:
 Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
 CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
 
-Kept as one module (a little over 350 lines, most of it this docstring): the rules above and the code
+Kept as one module (under 600 lines, a good part of it docstrings): the rules above and the code
 that applies them are read together.
 
 Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
@@ -455,14 +460,15 @@ class Tracker:
         return cond
 
     def _tracks_updated(self) -> None:
-        """Refresh the device lookup tables after tracks started or ended (not per frame)."""
-        lut = torch.zeros(self._num_slots, dtype=torch.int32)
+        """Refresh the device lookup tables after tracks started or ended (not per frame). Each has one
+        entry past the last slot, for pixels under the mask threshold: no track id, no stats row."""
+        lut = torch.zeros(self._num_slots + 1, dtype=torch.uint16)
         slots = sorted(self._tracks)
         for slot in slots:
             lut[slot + self._offset] = self._tracks[slot].track_id
         self._slot_to_id = lut.to(self.device)
         self._live_order = slots  # object slots in the order of the stats rows
-        rows = torch.full((self._num_slots,), len(slots), dtype=torch.long)
+        rows = torch.full((self._num_slots + 1,), len(slots), dtype=torch.int32)
         for index, slot in enumerate(slots):
             rows[slot + self._offset] = index
         self._slot_to_row = rows.to(self.device)
@@ -497,8 +503,8 @@ class Tracker:
 
     def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._size_cache is None or self._size_cache[0] != (height, width):
-            ys = torch.arange(height, device=self.device)
-            xs = torch.arange(width, device=self.device)
+            ys = torch.arange(height, device=self.device, dtype=torch.int32)
+            xs = torch.arange(width, device=self.device, dtype=torch.int32)
             self._size_cache = ((height, width), ys, xs)
         return self._size_cache[1], self._size_cache[2]
 
@@ -509,18 +515,17 @@ class Tracker:
         The stats come from one pass of counting over the per-pixel track index (no per-track mask at
         camera size): areas, score sums, and which rows and columns each track occupies."""
         best, slot = self._camera_size_best(masks.float(), height, width)
-        valid = best >= self.config.mask_threshold
-        label_map = torch.where(valid, self._slot_to_id[slot], 0).to(torch.uint16)
+        slot.masked_fill_(best < self.config.mask_threshold, self._num_slots)
+        label_map = self._slot_to_id[slot]
         t = len(self._live_order)
-        row = torch.where(valid, self._slot_to_row[slot], t)  # t: not a live track's pixel
-        flat = row.view(-1)
-        area = torch.bincount(flat, minlength=t + 1)[:t]
-        # On a member pixel the track's slot is the arg-max, so its probability is ``best``.
-        score = torch.bincount(flat, weights=best.view(-1), minlength=t + 1)[:t] / area.clamp(min=1)
+        row = self._slot_to_row[slot]  # t: not a live track's pixel
         ys, xs = self._ramps(height, width)
-        rows = torch.bincount((row * height + ys.view(-1, 1)).view(-1), minlength=(t + 1) * height)
-        cols = torch.bincount((row * width + xs.view(1, -1)).view(-1), minlength=(t + 1) * width)
-        boxes = tight_boxes(rows.view(t + 1, height)[:t] > 0, cols.view(t + 1, width)[:t] > 0, ys, xs)
+        rows = torch.bincount((row * height + ys.view(-1, 1)).view(-1), minlength=(t + 1) * height).view(t + 1, height)
+        cols = torch.bincount((row * width + xs.view(1, -1)).view(-1), minlength=(t + 1) * width).view(t + 1, width)
+        area = rows[:t].sum(dim=1)  # pixels per (track, image row), summed over the rows
+        # On a member pixel the track's slot is the arg-max, so its probability is ``best``.
+        score = torch.bincount(row.view(-1), weights=best.view(-1), minlength=t + 1)[:t] / area.clamp(min=1)
+        boxes = tight_boxes(rows[:t] > 0, cols[:t] > 0, ys, xs)
         stats = torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
         return label_map, stats
 
