@@ -125,6 +125,8 @@ class Pipeline:
             self._matcher.patient = not self._tracker.live_tracks
             self._queue.clear()
             self._newest_stamp_ns = None
+            self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
+            self._prompts = []
 
     def update(self, settings: Settings, **tracker_config: Any) -> None:
         """New settings and live Tracker config fields (parameter changes while running)."""
