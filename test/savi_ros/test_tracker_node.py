@@ -177,8 +177,8 @@ class Rig:
 def rig(painting_checkpoint):
     rigs = []
 
-    def make(**overrides) -> Rig:
-        rigs.append(Rig(painting_checkpoint, **overrides))
+    def make(checkpoint=painting_checkpoint, **overrides) -> Rig:
+        rigs.append(Rig(checkpoint, **overrides))
         return rigs[-1]
 
     yield make
@@ -548,3 +548,93 @@ def test_add_objects_mid_stream_adds_tracks_without_disturbing_the_others(rig):
     empty = call(boxes=[(5, 5, 5, 9)])
     assert not empty.success and "finite numbers" in empty.message
     assert set(r.node.pipeline.tracker.live_tracks) == {4, 9, 12}
+
+
+def publish_rgb(r: Rig, rgb: np.ndarray) -> int:
+    """Publish an RGB array as the next image; returns its stamp (ns)."""
+    stamp = r.next_stamp()
+    img = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=3 * rgb.shape[1], data=rgb.tobytes())
+    img.header.stamp = stamp
+    r.image_pub.publish(img)
+    return stamp_ns(stamp)
+
+
+def prompt_publishers(r: Rig):
+    from geometry_msgs.msg import Point, PointStamped
+
+    pubs = (r.client.create_publisher(PointStamped, "points", RELIABLE),
+            r.client.create_publisher(Point, "points_click", RELIABLE),
+            r.client.create_publisher(Image, "prompt_masks", RELIABLE))
+    assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs))
+    return pubs
+
+
+def test_a_point_on_an_object_starts_a_track_whose_mask_covers_it(rig):
+    """The shipped model takes points: a click at an object's centre of mass tracks that object."""
+    from geometry_msgs.msg import PointStamped
+    from savi_scenes import SceneConfig, generate_scene
+
+    scene = generate_scene(11, SceneConfig(height=96, width=128, num_frames=4, min_objects=3, max_objects=3))
+    r = rig(checkpoint="default", mask_threshold=0.3, image_qos="reliable")
+    r.start()
+    points_pub, _, _ = prompt_publishers(r)
+    assert "points" in r.node.pipeline.tracker.prompt_kinds
+    areas = [(scene.segmentations[0] == i + 1).sum() for i in range(scene.num_objects)]
+    target = int(np.argmax(areas)) + 1
+    ys, xs = np.nonzero(scene.segmentations[0] == target)
+    stamp = Time(sec=r.stamp + 1, nanosec=0)
+    msg = PointStamped()
+    msg.header.stamp = stamp
+    msg.point.x, msg.point.y = float(xs.mean() + 0.5), float(ys.mean() + 0.5)
+    points_pub.publish(msg)  # before its image: held until the image comes
+    assert wait_for(lambda: r.node.pipeline is not None and r.node.pipeline._prompts)
+    stamps = []
+    for frame in scene.video:
+        stamps.append(publish_rgb(r, frame))
+        assert r.track_ids(stamps[-1]) == ["1"]
+    for index, stamp_value in enumerate(stamps):
+        assert wait_for(lambda: stamp_value in r.masks)
+        published = np.frombuffer(bytes(r.masks[stamp_value].data), "<u2").reshape(96, 128)
+        truth = scene.segmentations[index] == target
+        iou = ((published == 1) & truth).sum() / ((published == 1) | truth).sum()
+        assert iou >= 0.5, (index, iou)
+    # A point whose stamp matches no image is dropped with a warning once the hold time has passed.
+    ghost = PointStamped()
+    ghost.header.stamp = Time(sec=r.stamp, nanosec=500_000_000)  # between two images
+    points_pub.publish(ghost)
+    assert wait_for(lambda: r.logged(f"dropping point (0, 0) at stamp {r.stamp}.500 s: no image with that stamp"))
+    assert list(r.node.pipeline.tracker.live_tracks) == [1]
+
+
+def test_clicks_and_mask_prompts_start_tracks_and_bad_ones_are_refused_with_a_warning(rig):
+    from geometry_msgs.msg import Point, PointStamped
+
+    r = rig()
+    r.start()
+    points_pub, click_pub, mask_pub = prompt_publishers(r)
+    # A box model: a point is refused with a warning, the mask starts one track per id, asking for it.
+    click_pub.publish(Point(x=10.0, y=10.0))
+    assert wait_for(lambda: r.logged("refusing point (10, 10): this model takes boxes and masks, not points"))
+    labels = np.zeros((H, W), np.uint16)
+    labels[2:20, 3:30] = 40
+    labels[22:38, 35:60] = 2
+    stamp = r.next_stamp()
+    mask = Image(height=H, width=W, encoding="16UC1", step=2 * W, data=labels.astype("<u2").tobytes())
+    mask.header.stamp = stamp
+    mask_pub.publish(mask)
+    r.stamp -= 1  # the next image gets the mask's stamp
+    assert r.track_ids(r.send()) == ["2", "40"] or set(r.node.pipeline.tracker.live_tracks) == {2, 40}
+    assert set(r.node.pipeline.tracker.live_tracks) == {2, 40}
+    # Wrong size, wrong encoding, a point of no image: each a warning, nothing started, the node serves on.
+    small = Image(height=4, width=4, encoding="mono8", step=4, data=bytes([1] * 16))
+    small.header.stamp = Time(sec=r.stamp + 1, nanosec=0)
+    mask_pub.publish(small)
+    color = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(3 * H * W))
+    mask_pub.publish(color)
+    assert wait_for(lambda: r.logged("refusing a prompt: mask encoding 'rgb8' is not a label image"))
+    r.track_ids(r.send())
+    assert wait_for(lambda: r.logged("dropping mask with 1 object(s): 4x4, the image is 64x40"))
+    points_pub.publish(PointStamped())  # refused at once again (its warning throttled, its count not)
+    assert wait_for(lambda: r.node.pipeline.stats.refused_prompts == 4)
+    r.track_ids(r.send())
+    assert set(r.node.pipeline.tracker.live_tracks) == {2, 40} and r.node.pipeline.stats.prompts == 2
