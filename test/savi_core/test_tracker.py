@@ -405,14 +405,20 @@ def test_read_only_and_strided_images_give_the_same_result(savi):
 
 
 @pytest.mark.parametrize("size", [(48, 64), (240, 320), (480, 640)])
-def test_opencv_upsampling_gives_torch_s_winners(savi, size):
-    """On the CPU the camera-size probabilities come from OpenCV's resize; its winners and winning
-    probabilities are torch's bilinear ones (the reference route, used on CUDA)."""
-    tracker = Tracker(savi, TrackerConfig(), device="cpu")
+def test_the_opencv_route_gives_torch_s_labels_and_winning_probabilities(savi, size):
+    """On the CPU the camera-size labels come from OpenCV (plane by plane resize, running maximum,
+    cv2.LUT); they are the torch route's (the reference, used on CUDA): ids, stats rows and winning
+    probabilities, with the threshold applied alike."""
+    tracker = Tracker(savi, TrackerConfig(mask_threshold=0.3), device="cpu")
+    tracker.step(image(*size), [Detection((0, 0, size[1] // 2, size[0] // 2), det_id="7"),
+                                Detection((size[1] // 2, size[0] // 3, size[1], size[0]), det_id="3")])
     probs = torch.softmax(torch.randn(savi.config.num_slots, 32, 32, generator=torch.Generator().manual_seed(1)) * 3, 0)
-    best, slot = tracker._camera_size_best(probs, *size)
-    ref_best, ref_slot = resize_probabilities(probs, size).max(dim=0)
-    assert (slot == ref_slot).float().mean() >= 0.9999
+    best, labels, rows = tracker._opencv_camera_labels(probs.numpy(), *size, 0.3)
+    ref_best, slot = resize_probabilities(probs, size).max(dim=0)
+    slot[ref_best < 0.3] = savi.config.num_slots
+    assert (labels == tracker._slot_to_id[slot]).float().mean() >= 0.9999
+    assert (rows == tracker._slot_to_row[slot]).float().mean() >= 0.9999
+    assert set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16 and rows.dtype == torch.int32
     torch.testing.assert_close(best, ref_best, atol=1e-5, rtol=0)
 
 
