@@ -30,7 +30,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -43,7 +43,10 @@ WORLDS = ("2d", "3d")
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
-GROUND_TRUTH_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100)
+GROUND_TRUTH_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Transient local: a subscriber whose side of the match completes after the camera started (discovery is
+asymmetric, and slow on a loaded machine) still gets the frames it missed."""
 GROUND_TRUTH_TOPIC = "demo/ground_truth"
 DEFAULT_SEED = 100_000
 """First held-out scene seed; training draws its seeds far below this."""
