@@ -1,9 +1,10 @@
-"""Benchmark: Tracker.step overhead around SAVi preset S (random weights) for a camera-sized input.
+"""Benchmark: Tracker.step overhead around SAVi preset S (random weights), or a checkpoint, for a camera-sized input.
 
 Prints the median per-phase times (preprocess = upload + resize, model, postprocess = mask resize,
 arg-max, per-track stats; total includes the host copies) for each mask source, so the cost of the
 tracker around the model is visible. Run:
-``.venv/bin/python bench/bench_tracker.py [--device cpu|cuda] [--size 480x640] [--frames 30] [--tracks 5]``.
+``.venv/bin/python bench/bench_tracker.py [--device cpu|cuda] [--size 480x640] [--frames 30] [--tracks 5]
+[--checkpoint default]``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import statistics
 import numpy as np
 import torch
 
+from savi_core.checkpoint import load_checkpoint
 from savi_core.config import preset
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
@@ -29,12 +31,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--tracks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
+    parser.add_argument("--checkpoint", help="a checkpoint ('default' = the shipped model) instead of preset S")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     height, width = (int(v) for v in args.size.lower().split("x"))
     torch.manual_seed(0)
-    model = SAVi(preset("S"))
+    if args.checkpoint:
+        from savi_ros.model_store import resolve_checkpoint
+
+        model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    else:
+        model = SAVi(preset("S"))
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(4)]
     step = width // (args.tracks + 1)

@@ -308,7 +308,7 @@ def main(args: list[str] | None = None) -> int:
         # Ctrl-C shut the context down between the stop check and a publish: a clean stop.
     finally:
         shutdown()
-        spinner.join(timeout=5.0)
+        spinner.join(timeout=30.0)  # a daemon thread still in rclpy at exit can abort the process
         node.destroy_node()
     return code
 
