@@ -139,6 +139,7 @@ def main() -> int:
             w, h = (int(v) for v in size.split("x"))
             scene = generate_scene(100_000, SceneConfig(height=h, width=w, num_frames=24, max_objects=5))
             for mode in args.modes:
+                client.reset()  # each run is a new recording: its stamps start far from the last run's
                 r = run_mode(client, scene, mode, args.seconds, args.rate, args.detect_every, stamp0)
                 stamp0 += 10**12
                 if not r.get("outputs"):

@@ -16,6 +16,7 @@ from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from savi_ros.dds import use_large_message_profile
@@ -51,6 +52,7 @@ class Client:
         self.node = rclpy.create_node(f"{name}_{uuid.uuid4().hex[:6]}", namespace=namespace)
         self.image_pub = self.node.create_publisher(Image, "image", RELIABLE)
         self.det_pub = self.node.create_publisher(Detection2DArray, "detections", RELIABLE)
+        self.reset_client = self.node.create_client(Trigger, "reset")
         self.lock = threading.Lock()
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -92,6 +94,16 @@ class Client:
             det.results.append(hyp)
             dets.detections.append(det)
         self.det_pub.publish(dets)
+
+    def reset(self, timeout: float = 10.0) -> bool:
+        """Call the node's `reset` (a new recording: tracks end, so the next stamps are not a jump)."""
+        if not self.reset_client.wait_for_service(timeout_sec=timeout):
+            return False
+        future = self.reset_client.call_async(Trigger.Request())
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return future.done() and future.result().success
 
     def close(self) -> None:
         self.executor.shutdown()

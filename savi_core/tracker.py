@@ -38,8 +38,12 @@ State machine:
   * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
     since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
     reused until ``reset()``.
-  * Lost: a track whose mask area stays under ``min_mask_area`` input pixels for ``lost_after_frames``
-    consecutive processed frames ends on that frame (its pixels are cleared from that frame's label map)
+  * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or over ``max_area_growth`` times
+    the area of the box that last anchored it (its slot has then taken the background or another object), is
+    lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
+    detection's or prompt's box, refreshed by every detection matched to the track; a point's track is
+    anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames ends on
+    that frame (its pixels are cleared from that frame's label map)
     and its slot becomes free. When the last track ends the tracker is back to the no-state condition.
 
 Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
@@ -140,6 +144,7 @@ class _LiveTrack:
     class_id: str
     box: np.ndarray  # last mask box seen (or the starting detection box) in input pixels, kept while lost
     lost_frames: int = 0
+    anchor_area: Optional[float] = None  # area of the box that last anchored it (None: its first mask's)
 
 
 class _Stopwatch:
@@ -168,6 +173,10 @@ class _Stopwatch:
 
 
 # ---------------------------------------------------------------------------------------------- tracker
+
+def _box_area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
+
 
 class Tracker:
     """Streams images through a SAVi model and keeps track ids; see the module docstring for the rules.
@@ -369,7 +378,8 @@ class Tracker:
                 ignored += 1
                 continue
             slot = free.pop(0)
-            self._tracks[slot] = _LiveTrack(track_id, prompt.class_id, start.box)
+            anchor = None if start.point is not None else _box_area(start.box)
+            self._tracks[slot] = _LiveTrack(track_id, prompt.class_id, start.box, anchor_area=anchor)
             new_boxes[slot] = start
             started.append(track_id)
         if candidates:
@@ -380,6 +390,7 @@ class Tracker:
             for det_index, track_index in found.matches.items():
                 # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
                 slot, track = live[track_index]
+                track.anchor_area = _box_area(candidates[det_index][0])
                 if self.config.reinit == "refresh" or track.lost_frames > 0:
                     new_boxes[slot] = _Start(candidates[det_index][0])
             for det_index in found.new:
@@ -389,7 +400,7 @@ class Tracker:
                     ignored += 1
                     continue
                 slot = free.pop(0)
-                self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
+                self._tracks[slot] = _LiveTrack(track_id, det.class_id, box, anchor_area=_box_area(box))
                 new_boxes[slot] = _Start(box)
                 started.append(track_id)
         if not new_boxes:
@@ -579,19 +590,24 @@ class Tracker:
         """Apply the lost rule, free ended slots and build the visible tracks list (host side, tiny)."""
         ended: list[int] = []
         tracks: list[Track] = []
+        growth = self.config.max_area_growth
         for row, slot in zip(stats, self._live_order):
             track = self._tracks[slot]
             area = int(row[0])
-            if area > 0:
+            if track.anchor_area is None and area >= self.config.min_mask_area:
+                track.anchor_area = float(area)
+            overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
+            if area > 0 and not overgrown:
                 track.box = row[1:5].copy()
-            track.lost_frames = track.lost_frames + 1 if area < self.config.min_mask_area else 0
+            lost = area < self.config.min_mask_area or overgrown
+            track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:
                 ended.append(track.track_id)
                 del self._tracks[slot]
             elif track.lost_frames == 0 and area > 0:
                 tracks.append(Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]),
                                     float(row[5]), area))
-            if track.lost_frames and area > 0:  # a lost or ended track's last specks are not published
+            if track.lost_frames and area > 0:  # a lost or ended track's pixels are not published
                 label_map[label_map == track.track_id] = 0
         if ended:
             if not self._tracks:

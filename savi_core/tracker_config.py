@@ -40,6 +40,10 @@ class TrackerConfig:
     min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) is lost for that frame: "
                                    "not in tracks, not drawn in masks, still live")
     lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")
+    max_area_growth: float = parameter(
+        4.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
+        "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
+        "another object; 0 = no limit")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
 
     def __post_init__(self) -> None:
@@ -71,3 +75,5 @@ class TrackerConfig:
         check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
         check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
               "must be an integer >= 1")
+        check(is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
+              "max_area_growth", "must be 0 (no limit) or a number >= 1")

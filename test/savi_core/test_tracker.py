@@ -540,3 +540,39 @@ def test_centre_of_mass_and_segmentation_models_are_conditioned_on_the_mask_itse
     else:
         assert torch.equal(cond.segmentation[0] == 1, torch.from_numpy(mask[::2, ::2]))  # at 32x32
         assert tracker.prompt_kinds == ("boxes", "masks")
+
+
+class Spreader(BoxPainter):
+    """BoxPainter whose first object slot takes the whole frame on its 3rd and 4th steps, as a slot that
+    has taken the background does; its state then stays there until re-initialised."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.calls = 0
+
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+        self.calls += 1
+        if self.calls in (3, 4):
+            slots = slots.clone()
+            slots[:, 1] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+        return super().step(frame, slots, decode)
+
+
+@pytest.mark.parametrize("growth", [4.0, 0.0])
+def test_a_mask_that_outgrows_its_anchor_box_is_lost_and_a_detection_re_anchors_it(growth):
+    tracker = Tracker(Spreader(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1,
+                                                             max_area_growth=growth), device="cpu")
+    img = image(32, 32)
+    detection = [Detection((0, 0, 8, 8), det_id="5")]
+    assert [t.area for t in tracker.step(img, detection).tracks] == [64]
+    assert [t.area for t in tracker.step(img).tracks] == [64]
+    spread = tracker.step(img)  # the slot covers all 1024 pixels: 16x its anchor
+    if growth:
+        assert spread.tracks == [] and not (spread.label_map == 5).any() and spread.live_track_ids == [5]
+        assert tracker.step(img).tracks == []  # still overgrown: lost again, its last good box kept
+        back = tracker.step(img, detection)  # re-detected at its last box: re-anchored, same id
+        assert [(t.track_id, t.area) for t in back.tracks] == [(5, 64)] and back.started == []
+    else:
+        assert [t.area for t in spread.tracks] == [1024]
+    with pytest.raises(ValueError, match="max_area_growth: must be 0"):
+        TrackerConfig(max_area_growth=0.5)
