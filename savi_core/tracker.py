@@ -38,8 +38,8 @@ State machine:
   * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
     since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
     reused until ``reset()``.
-  * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or over ``max_area_growth`` times
-    the area of the box that last anchored it (its slot has then taken the background or another object), is
+  * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
+    over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
     detection's or prompt's box, refreshed by every detection matched to the track; a point's track is
     anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames ends on

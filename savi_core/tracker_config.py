@@ -41,7 +41,7 @@ class TrackerConfig:
                                    "not in tracks, not drawn in masks, still live")
     lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")
     max_area_growth: float = parameter(
-        4.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
+        0.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
         "another object; 0 = no limit")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
