@@ -2,6 +2,7 @@
 package's launch file where ROS 2's `ros2 launch` and an installed savi_ros exist."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -93,7 +94,10 @@ class Processes:
         text = (self.log_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
-    def stop_all(self, timeout: float = 10.0) -> dict[str, int | None]:
+    def stop_all(self, timeout: float = 20.0) -> dict[str, int | None]:
+        """SIGINT to each child once; what has not exited by ``timeout`` (ros2 launch escalates to its own
+        children within about 10 s) is killed with its whole session, so no node it started outlives the demo
+        (an orphaned tracker or detector would answer the next demo's camera on the same topics)."""
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
@@ -104,6 +108,10 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # its session: the nodes ros2 launch started
+            except ProcessLookupError:
+                pass
         for log in self._logs:
             log.close()
         return {name: proc.returncode for name, proc in self.procs.items()}
