@@ -35,15 +35,19 @@ def detections(sec: float, *boxes):
     return SimpleNamespace(header=header(sec), detections=dets)
 
 
-@pytest.fixture()
-def pipeline(tiny_checkpoint):
-    model, _ = load_checkpoint(tiny_checkpoint)
+def make_pipeline(model) -> Pipeline:
+    """A pipeline around ``model`` whose warnings are kept in ``.warnings``."""
     warnings: list[tuple[str, str]] = []
     p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
                  Settings(sync_tolerance=0.01, time_jump_reset=1.0, max_image_pixels=10**6),
                  lambda kind, text: warnings.append((kind, text)))
     p.warnings = warnings
     return p
+
+
+@pytest.fixture()
+def pipeline(tiny_checkpoint):
+    return make_pipeline(load_checkpoint(tiny_checkpoint)[0])
 
 
 def run(p: Pipeline, now: float) -> int:
@@ -134,12 +138,7 @@ def points_pipeline(tiny_checkpoint):
     model, _ = load_checkpoint(tiny_checkpoint)
     model.config = dataclasses.replace(model.config, initializer=dataclasses.replace(model.config.initializer,
                                                                                      points=True))
-    warnings: list[tuple[str, str]] = []
-    p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
-                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, max_image_pixels=10**6),
-                 lambda kind, text: warnings.append((kind, text)))
-    p.warnings = warnings
-    return p
+    return make_pipeline(model)
 
 
 def test_a_stamped_point_waits_for_its_image_and_a_late_one_acts_on_the_next_frame(points_pipeline):
