@@ -8,7 +8,10 @@ Three passes over boxes in pixels (a track's box is its mask's box on the last f
 2. a detection left over takes a left-over track whose box lies mostly inside it (`COVERED`): the mask
    of a track that shrank to part of its object, or lost some frames, has a low IoU with a fresh box;
 3. a detection still left over overlapping a live track (of any class: detectors flicker between
-   classes), or another new detection, at IoU >= the threshold is a duplicate: it starts nothing.
+   classes), or another new detection, at IoU >= the threshold is a duplicate: it starts nothing;
+4. a track left without a detection whose box lies mostly inside a matched detection and overlaps that
+   detection's track at IoU >= the threshold is a duplicate track of it: two slots that split one object
+   (one drifted onto its neighbour's object). The detector saw one object there, so one track ends.
 Pass 1 running first keeps a large detection (a person) from taking a small track inside it (a cup
 held in front) when the large object has its own track.
 """
@@ -31,6 +34,7 @@ class Association:
     matches: dict[int, int] = field(default_factory=dict)   # detection -> track
     new: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
+    duplicate_tracks: dict[int, int] = field(default_factory=dict)  # track -> the matched track it doubles
 
 
 def _compatible(a: str, b: str) -> bool:
@@ -83,4 +87,15 @@ def associate(boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, tr
         else:
             accepted.append(det)
     result.new = accepted
+    if result.matches:
+        track_iou = box_iou_xyxy(track_boxes, track_boxes)
+        taken = set(result.matches.values())
+        for track in range(m):
+            if track in taken:
+                continue
+            for det, kept in result.matches.items():
+                if (_compatible(track_classes[track], track_classes[kept]) and inside[det, track] >= COVERED
+                        and track_iou[track, kept] >= iou_threshold):
+                    result.duplicate_tracks[track] = kept
+                    break
     return result

@@ -30,6 +30,10 @@ State machine:
     re-initialises that track's slot from the detection's box; the track keeps its id (the paper
     conditions only the first frame, but a robot's detector keeps running). ``reinit == "first"``: later
     detections are ignored without counting.
+  * Duplicate tracks: when one detection covers two tracks whose boxes overlap (IoU >= ``new_object_iou``),
+    one matched to it and one left without a detection, their slots split one object: the unmatched track
+    ends on that step (its slot restarts unconditioned) and the matched one is re-anchored from the box
+    (``savi_core.association``, pass 4).
   * Prompts (``add_objects``: a person's box, point or mask) reserve their track ids at once and start on
     the next step in free slots, even over a live track. A box model is conditioned on a mask's tight box
     and, when trained on them (``initializer.points``), on a point as the zero-size box ``(y, x, y, x)``;
@@ -313,7 +317,7 @@ class Tracker:
         clock.mark(0)
         frame = self._preprocess(image)
         clock.mark(1)
-        started, ignored = self._start_tracks(candidates, height, width)
+        started, doubled, ignored = self._start_tracks(candidates, height, width)
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
             return self._empty_result(height, width, ignored, t_start)
         with self._autocast():
@@ -326,6 +330,7 @@ class Tracker:
         self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
         ended, tracks = self._update_tracks(label_map, stats)
+        ended = sorted(doubled + ended)
         return TrackResult(
             label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks),
             started=started, ended=ended, tracks_changed=bool(started or ended), ignored_detections=ignored,
@@ -359,17 +364,19 @@ class Tracker:
         return kept
 
     def _start_tracks(self, candidates: list[tuple[np.ndarray, Detection]], height: int,
-                      width: int) -> tuple[list[int], int]:
+                      width: int) -> tuple[list[int], list[int], int]:
         """Start the pending `add_objects` prompts, then tracks for non-duplicate candidates, in free slots,
-        and (re-)initialise those slots."""
+        and (re-)initialise those slots; end duplicate tracks. Returns (started ids, ended ids, ignored)."""
         bootstrap = self._slots is None
         if not bootstrap and self.config.reinit == "first":
             candidates = []
         prompts, self._pending = self._pending, []
         if not candidates and not prompts:
-            return [], 0
+            return [], [], 0
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
+        ended: list[int] = []
+        cleared: list[int] = []
         new_boxes: dict[int, _Start] = {}
         ignored = 0
         for prompt, track_id in prompts:
@@ -387,12 +394,21 @@ class Tracker:
             found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
                               np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
                               [t.class_id for _, t in live], self.config.new_object_iou)
+            doubled = set(found.duplicate_tracks.values())
             for det_index, track_index in found.matches.items():
-                # A detection of a lost track re-anchors its slot (same id); with refresh, of any live track.
+                # A detection of a lost or doubled track re-anchors its slot (same id); with refresh, of any
+                # live track.
                 slot, track = live[track_index]
                 track.anchor_area = _box_area(candidates[det_index][0])
-                if self.config.reinit == "refresh" or track.lost_frames > 0:
+                if self.config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled:
                     new_boxes[slot] = _Start(candidates[det_index][0])
+            for track_index in found.duplicate_tracks:
+                # Its slot restarts unconditioned, so it stops taking the kept track's pixels.
+                slot, track = live[track_index]
+                del self._tracks[slot]
+                ended.append(track.track_id)
+                cleared.append(slot)
+                free.append(slot)
             for det_index in found.new:
                 box, det = candidates[det_index]
                 track_id = self._ids.claim(det.det_id) if free else None
@@ -403,19 +419,19 @@ class Tracker:
                 self._tracks[slot] = _LiveTrack(track_id, det.class_id, box, anchor_area=_box_area(box))
                 new_boxes[slot] = _Start(box)
                 started.append(track_id)
-        if not new_boxes:
-            return started, ignored
+        if not new_boxes and not cleared:
+            return started, ended, ignored
         cond = self._conditioning(new_boxes, height, width)
         with self._autocast():
             if bootstrap:
                 self._slots = self._model.init_slots(cond)
             else:
                 which = torch.zeros(1, self._num_slots, dtype=torch.bool)
-                which[0, [s + self._offset for s in new_boxes]] = True
+                which[0, [s + self._offset for s in [*new_boxes, *cleared]]] = True
                 self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
-        if started:
+        if started or ended:
             self._tracks_updated()
-        return started, ignored
+        return started, ended, ignored
 
     @staticmethod
     def _prompt_start(prompt: Prompt, height: int, width: int) -> Optional[_Start]:

@@ -49,3 +49,20 @@ def test_overlaps_under_the_threshold_do_not_steer_the_assignment():
     a, b = [0, 0, 11, 10], [0, 0, 8, 10]
     found = associate(np.array([a, b], float), ["", ""], np.array([t1, t2], float), ["", ""], 0.3)
     assert found.matches == {0: 0} and found.duplicates == [1]
+
+
+def test_two_tracks_splitting_one_detected_object_are_one_track_too_many():
+    """Tracks 0 and 1 both sit on the object detected at [10, 10, 30, 30] (a slot drifted onto its
+    neighbour's object); the one left without a detection doubles the matched one. Track 2 has no
+    detection either, but lies elsewhere: kept (detectors miss objects)."""
+    tracks = np.array([[10, 10, 30, 30], [12, 11, 29, 30], [60, 60, 70, 70]], float)
+    found = associate(np.array([[10, 10, 30, 30]], float), [""], tracks, ["", "", ""], 0.3)
+    assert found.matches == {0: 0} and found.duplicate_tracks == {1: 0}
+    # A cup held in front of a tracked person whose detection came alone: the cup's box is inside the
+    # person's box but barely overlaps the person's track, so it is no duplicate.
+    person_and_cup = np.array([[0, 0, 40, 80], [10, 30, 18, 38]], float)
+    alone = associate(np.array([[1, 0, 40, 80]], float), [""], person_and_cup, ["", ""], 0.3)
+    assert alone.matches == {0: 0} and alone.duplicate_tracks == {}
+    # Another class never doubles a track.
+    labelled = associate(np.array([[10, 10, 30, 30]], float), ["cup"], tracks[:2], ["cup", "bowl"], 0.3)
+    assert labelled.matches == {0: 0} and labelled.duplicate_tracks == {}

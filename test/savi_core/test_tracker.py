@@ -576,3 +576,32 @@ def test_a_mask_that_outgrows_its_anchor_box_is_lost_and_a_detection_re_anchors_
         assert [t.area for t in spread.tracks] == [1024]
     with pytest.raises(ValueError, match="max_area_growth: must be 0"):
         TrackerConfig(max_area_growth=0.5)
+
+
+class Interleaver(BoxPainter):
+    """BoxPainter whose object slots win alternate pixels (a checkerboard) where their boxes overlap, as
+    two slots that split one object do."""
+
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+        out = super().step(frame, slots, decode)
+        h, w = out.masks.shape[-2:]
+        parity = (torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)) % 2
+        slot = torch.arange(out.masks.shape[1]).view(-1, 1, 1)
+        masks = out.masks * (1 + 0.1 * ((parity + slot) % 2))
+        masks = masks / masks.sum(dim=1, keepdim=True)
+        return StepOutput(slots=slots, predicted=slots, attention=masks, masks=masks)
+
+
+def test_two_tracks_splitting_one_detected_object_become_one_and_a_missed_object_keeps_its_track():
+    tracker = Tracker(Interleaver(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1), device="cpu")
+    img = image(32, 32)
+    tracker.step(img, [Detection((4, 4, 20, 20), det_id="7")])
+    tracker.add_objects([box(4, 4, 20, 20), box(24, 24, 30, 30)])  # a second track on the same object
+    split = tracker.step(img)
+    assert split.started == [1, 2] and sorted(t.area for t in split.tracks) == [36, 128, 128]
+    # The detector sees the object once (and misses the small one): the track left without a detection
+    # ends and its slot restarts unconditioned; the kept track gets the whole object back.
+    merged = tracker.step(img, [Detection((4, 4, 20, 20))])
+    assert merged.started == [] and merged.ended == [1] and merged.live_track_ids == [2, 7]
+    assert [(t.track_id, t.area) for t in merged.tracks] == [(7, 256), (2, 36)]
+    check_tracks_match_label_map(merged)
