@@ -87,9 +87,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--detect-every", type=int, default=6)
     parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter (repeatable), e.g. max_area_growth:=4")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}")
+    node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}", *args.param)
     rclpy.init()
     client = None
     try:

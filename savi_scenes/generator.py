@@ -69,6 +69,8 @@ class SceneConfig:
     object_saturation: tuple[float, float] = (0.55, 1.0)
     background_saturation: tuple[float, float] = (0.0, 0.45)
     effects: bool = False                             # blur, brightness/contrast and sensor noise per video
+    rotation_range: tuple[float, float] = (0.0, 0.0)  # |angular speed| of each object, radians per frame
+    scale_range: tuple[float, float] = (1.0, 1.0)     # each object's size on the last frame / on the first
     distractors: tuple[int, int] = (0, 0)             # shapes painted on the background (not objects)
 
     def __post_init__(self) -> None:
@@ -88,6 +90,10 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.size_range must lie in (0, 1], got {self.size_range}")
         self.speed_range = _pair(self.speed_range, "speed_range")
         self.pan_speed_range = _pair(self.pan_speed_range, "pan_speed_range")
+        self.rotation_range = _pair(self.rotation_range, "rotation_range")
+        self.scale_range = _pair(self.scale_range, "scale_range")
+        if self.scale_range[0] <= 0.0:
+            raise ValueError(f"SceneConfig.scale_range must be positive, got {self.scale_range}")
         for name, known in (("shapes", SHAPES), ("backgrounds", ALL_BACKGROUNDS), ("textures", ALL_TEXTURES)):
             values = tuple(getattr(self, name))
             unknown = [v for v in values if v not in known]
@@ -238,6 +244,21 @@ def _camera_effects(rng: np.random.Generator, video: np.ndarray, ref: float) -> 
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
+def _shape_transforms(rng: np.random.Generator, cfg: SceneConfig, n: int) -> np.ndarray | None:
+    """Each object's ``[T,N,2,2]`` (row, col) transform from its outline to frame t: rotation at a
+    constant angular speed and a constant per-frame growth factor. None when objects keep their shape,
+    drawing nothing from ``rng`` (the same seed gives the same scene as without these options)."""
+    if cfg.rotation_range == (0.0, 0.0) and cfg.scale_range == (1.0, 1.0):
+        return None
+    t = np.arange(cfg.num_frames, dtype=np.float64)[:, None]                # [T,1]
+    spin = rng.uniform(*cfg.rotation_range, n) * rng.choice([-1.0, 1.0], n)
+    angle = rng.uniform(0, 2 * np.pi, n) * (cfg.rotation_range[1] > 0) + spin * t        # [T,N]
+    growth = rng.uniform(*cfg.scale_range, n) ** (1.0 / max(cfg.num_frames - 1, 1))
+    scale = growth ** t                                                     # [T,N]
+    cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
+    return np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+
+
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """Render scene ``seed``; the same (seed, config) always gives the same scene."""
     cfg = config if config is not None else SceneConfig()
@@ -254,7 +275,13 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                                random_object_texture(rng, size, cfg.textured, cfg.textures, cfg.object_saturation),
                                size))
 
-    half = np.array([np.abs(o.outline).max(0) for o in objects])          # [N,2] (rows, cols)
+    transforms = _shape_transforms(rng, cfg, n)                             # [T,N,2,2] or None
+    if transforms is None:
+        half = np.array([np.abs(o.outline).max(0) for o in objects])      # [N,2] (rows, cols)
+    else:  # any rotation: the radius; the largest size along the video
+        largest = np.abs(np.linalg.det(transforms)).max(0) ** 0.5          # [N]
+        half = np.array([np.linalg.norm(o.outline, axis=1).max() for o in objects])[:, None] * largest[:, None]
+        half = np.repeat(half, 2, axis=1)
     lo = np.minimum(half, np.array([h, w]) / 2.0)
     hi = np.maximum(np.array([h, w]) - half, lo)
     start = _place(rng, objects, lo, hi)
@@ -283,9 +310,11 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     backward_flow = np.zeros((num_t, h, w, 2), np.float32)
     forward_flow[:-1] = pan
     backward_flow[1:] = -pan
-    # Crop rectangle of every object at every frame, computed in one go: [T,N] each.
-    ext_lo = np.array([o.outline.min(0) for o in objects])                 # [N,2]
-    ext_hi = np.array([o.outline.max(0) for o in objects])
+    # Outline of every object at every frame, and its crop rectangle: [T,N] each.
+    outlines = [[o.outline if transforms is None else o.outline @ transforms[t, i].T
+                 for i, o in enumerate(objects)] for t in range(num_t)]
+    ext_lo = np.array([[v.min(0) for v in frame_outlines] for frame_outlines in outlines])  # [T,N,2]
+    ext_hi = np.array([[v.max(0) for v in frame_outlines] for frame_outlines in outlines])
     lo_px = np.maximum(np.floor(positions + ext_lo), 0).astype(int)
     hi_px = np.minimum(np.ceil(positions + ext_hi).astype(int) + 1, (h, w))
     fwd_step = np.diff(positions, axis=0)                                   # [T-1,N,2]
@@ -297,20 +326,36 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 continue
             mask = np.zeros((r1 - r0, c1 - c0), np.uint8)
             # cv2 puts pixel centres on integers; ours are at +0.5.
-            verts = objects[i].outline + (positions[t, i] - 0.5 - (r0, c0))
+            verts = outlines[t][i] + (positions[t, i] - 0.5 - (r0, c0))
             pts = np.round(verts[:, ::-1] * _SCALE).astype(np.int32)
             cv2.fillPoly(mask, [pts], 1, cv2.LINE_8, _SHIFT)
             inside = mask.view(bool)
             texture = objects[i].texture
-            rows = np.arange(r1 - r0) + (r0 + 0.5 - positions[t, i, 0])     # object-local coords
+            rows = np.arange(r1 - r0) + (r0 + 0.5 - positions[t, i, 0])     # offsets from the centre
             cols = np.arange(c1 - c0) + (c0 + 0.5 - positions[t, i, 1])
-            np.copyto(frame[r0:r1, c0:c1], texture.palette[texture.levels(rows, cols)],
-                      where=inside[..., None])
+            if transforms is None:
+                levels = texture.levels(rows, cols)
+            else:  # object-local coordinates: the frame's transform undone
+                offsets_rc = np.stack(np.broadcast_arrays(rows[:, None], cols[None, :]), -1)  # [R,C,2]
+                local = offsets_rc @ np.linalg.inv(transforms[t, i]).T
+                levels = texture.levels_at(local[..., 0], local[..., 1])
+            np.copyto(frame[r0:r1, c0:c1], texture.palette[levels], where=inside[..., None])
             seg_t[r0:r1, c0:c1][inside] = i + 1
+            if transforms is None:
+                if t + 1 < num_t:
+                    forward_flow[t, r0:r1, c0:c1][inside] = fwd_step[t, i]
+                if t > 0:
+                    backward_flow[t, r0:r1, c0:c1][inside] = -fwd_step[t - 1, i]
+                continue
+            # A point at offset d from the centre at t is at c' + A' A^-1 d on another frame.
+            d = offsets_rc[inside]                                          # [P,2]
+            to_local = np.linalg.inv(transforms[t, i])
             if t + 1 < num_t:
-                forward_flow[t, r0:r1, c0:c1][inside] = fwd_step[t, i]
+                moved = positions[t + 1, i] + d @ (transforms[t + 1, i] @ to_local).T
+                forward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
             if t > 0:
-                backward_flow[t, r0:r1, c0:c1][inside] = -fwd_step[t - 1, i]
+                moved = positions[t - 1, i] + d @ (transforms[t - 1, i] @ to_local).T
+                backward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
 
     boxes, visible = _boxes(seg, n)
     if cfg.effects:

@@ -50,26 +50,32 @@ class ObjectTexture:
 
     def levels(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Palette indices ``[len(rows), len(cols)]`` at local coordinates (1-D row / col arrays)."""
+        return self.levels_at(rows[:, None], cols[None, :])
+
+    def levels_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Palette indices at local coordinates given as broadcastable arrays (a rotated or scaled object
+        samples its texture on a grid that is not axis-aligned)."""
+        shape = np.broadcast_shapes(np.shape(rows), np.shape(cols))
         if self.kind == "solid":
-            return np.zeros((rows.size, cols.size), np.intp)
+            return np.zeros(shape, np.intp)
         if self.kind == "stripes":
-            s = (rows * np.cos(self.angle))[:, None] + (cols * np.sin(self.angle))[None, :]
+            s = rows * np.cos(self.angle) + cols * np.sin(self.angle)
             return np.floor(s / self.period).astype(np.intp) & 1
         if self.kind == "checker":
             r = np.floor(rows / self.period).astype(np.intp)
             c = np.floor(cols / self.period).astype(np.intp)
-            return (r[:, None] + c[None, :]) & 1
+            return (r + c) & 1
         if self.kind == "noise":
             size = self.tile.shape[0]
             r = np.floor(rows).astype(np.intp) % size
             c = np.floor(cols).astype(np.intp) % size
-            return self.tile[np.ix_(r, c)]
+            return self.tile[np.broadcast_to(r, shape), np.broadcast_to(c, shape)]
         if self.kind == "dots":
             r = (rows / self.period) % 1.0 - 0.5
             c = (cols / self.period) % 1.0 - 0.5
-            return ((r[:, None] ** 2 + c[None, :] ** 2) < 0.09).astype(np.intp)
+            return ((r ** 2 + c ** 2) < 0.09).astype(np.intp)
         if self.kind == "ramp":
-            s = (rows * np.cos(self.angle))[:, None] + (cols * np.sin(self.angle))[None, :]
+            s = rows * np.cos(self.angle) + cols * np.sin(self.angle)
             levels = len(self.palette)
             return np.clip(np.floor((s / self.period + 0.5) * levels), 0, levels - 1).astype(np.intp)
         raise ValueError(f"unknown object texture {self.kind!r}")
