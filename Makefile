@@ -19,7 +19,7 @@ test: setup ros-env
 ros-env: setup
 	@$(PYTHON) scripts/ros_env.py $(ROS_ENV_ARGS)
 
-## train-default: retrain the shipped default model from scratch (about 150 min of training on 2 cores: boxes, then boxes and points), evaluate, export
+## train-default: retrain the shipped default model from scratch (about 180 min of training on 2 cores: boxes, then boxes and points, then static to fast objects), evaluate, export
 train-default: setup
 	@scripts/train_default.sh
 

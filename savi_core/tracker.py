@@ -48,7 +48,9 @@ State machine:
     detection's or prompt's box, refreshed by every detection matched to the track; a point's track is
     anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames ends on
     that frame (its pixels are cleared from that frame's label map)
-    and its slot becomes free. When the last track ends the tracker is back to the no-state condition.
+    and its slot becomes free and restarts unconditioned (so it stops following the object it lost, which a
+    later detection may start in another slot). When the last track ends the tracker is back to the
+    no-state condition.
 
 Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
 CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
@@ -251,8 +253,18 @@ class Tracker:
         del self._tracks[slot]
         if not self._tracks:
             self._slots = None
+        else:
+            self._clear_slots([slot])
         self._tracks_updated()
         return True
+
+    def _clear_slots(self, slots: list[int]) -> None:
+        """Restart object ``slots`` unconditioned (as padding slots start in training): a slot whose track
+        ended keeps following its object otherwise, and takes it from a slot started on it later."""
+        which = torch.zeros(1, self._num_slots, dtype=torch.bool)
+        which[0, [s + self._offset for s in slots]] = True
+        with self._autocast():
+            self._slots = self._model.init_slots_for(self._slots, self._conditioning({}, 1, 1), which.to(self.device))
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:
@@ -605,6 +617,7 @@ class Tracker:
     def _update_tracks(self, label_map: np.ndarray, stats: np.ndarray) -> tuple[list[int], list[Track]]:
         """Apply the lost rule, free ended slots and build the visible tracks list (host side, tiny)."""
         ended: list[int] = []
+        ended_slots: list[int] = []
         tracks: list[Track] = []
         growth = self.config.max_area_growth
         for row, slot in zip(stats, self._live_order):
@@ -619,6 +632,7 @@ class Tracker:
             track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:
                 ended.append(track.track_id)
+                ended_slots.append(slot)
                 del self._tracks[slot]
             elif track.lost_frames == 0 and area > 0:
                 tracks.append(Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]),
@@ -628,5 +642,7 @@ class Tracker:
         if ended:
             if not self._tracks:
                 self._slots = None
+            else:
+                self._clear_slots(ended_slots)
             self._tracks_updated()
         return ended, tracks

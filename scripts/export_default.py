@@ -53,11 +53,10 @@ def _data_line(run: dict, config: str) -> str:
     worlds = ""
     if options:
         share = float(options.get("physics_share", 0.0))
-        families = ", ".join(f"{axis}: {', '.join(options[axis])}" for axis in ("shapes", "backgrounds", "textures")
-                             if axis in options)
-        worlds = (f"; randomized 2D worlds ({families}; camera effects: {options.get('effects', False)}, "
-                  f"distractors {options.get('distractors', [0, 0])})"
-                  + (f" and {share:.0%} 3D physics scenes ({options.get('physics', {})})" if share else ""))
+        scene = "; ".join(f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                          for key, value in options.items() if key not in ("physics", "physics_share", "cache_dir"))
+        worlds = (f"; the 2D generator's options changed from its defaults: {scene}"
+                  + (f"; and {share:.0%} 3D physics scenes ({options.get('physics', {})})" if share else ""))
     return (f"- Data: `savi_scenes` synthetic videos, {height}x{width}, {data['min_objects']}-"
             f"{data['max_objects']} objects, {data['window']}-frame windows{warm}{camera}, {target} target, "
             f"batch {train.get('batch_size')}{worlds}.")

@@ -605,3 +605,22 @@ def test_two_tracks_splitting_one_detected_object_become_one_and_a_missed_object
     assert merged.started == [] and merged.ended == [1] and merged.live_track_ids == [2, 7]
     assert [(t.track_id, t.area) for t in merged.tracks] == [(7, 256), (2, 36)]
     check_tracks_match_label_map(merged)
+
+
+def test_a_slot_whose_track_ends_or_is_removed_restarts_and_no_longer_takes_pixels():
+    """An ended track's slot would otherwise keep following its object and take pixels (unlabelled) from
+    the track started on it later. With the checkerboard model two slots on one box share its pixels."""
+    tracker = Tracker(Interleaver(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=10,
+                                                                lost_after_frames=2), device="cpu")
+    img = image(32, 32)
+    assert [t.area for t in tracker.step(img, [Detection((8, 8, 12, 12), det_id="1")]).tracks] == [16]
+    tracker.add_objects([box(4, 4, 20, 20)])  # over track 1: it keeps ~8 of its 16 pixels, so it is lost
+    shared = tracker.step(img)
+    assert shared.started == [2] and [t.track_id for t in shared.tracks] == [2] and shared.tracks[0].area == 248
+    ended = tracker.step(img)
+    assert ended.ended == [1] and [(t.track_id, t.area) for t in ended.tracks] == [(2, 248)]
+    assert [(t.track_id, t.area) for t in tracker.step(img).tracks] == [(2, 256)]  # slot 0 took nothing more
+    tracker.add_objects([box(4, 4, 20, 20)])
+    assert sorted(t.area for t in tracker.step(img).tracks) == [128, 128]
+    assert tracker.remove_track(2)
+    assert [(t.track_id, t.area) for t in tracker.step(img).tracks] == [(3, 256)]
