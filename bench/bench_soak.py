@@ -9,6 +9,8 @@ dropped + ...), the node's RSS over time (target flat, +-20 MB after warm-up), a
 4096x4096 frames (the memory must come back).
 
 Run on an idle machine: ``.venv/bin/python bench/bench_soak.py [--seconds 300] [--size 640x480]``.
+``--offline FRAMES`` plays the same scene through the `Tracker` in this process instead (no DDS, every
+frame processed, deterministic): the track-count share alone, for model and Tracker-rule work.
 """
 from __future__ import annotations
 
@@ -80,6 +82,38 @@ class SoakClient(Client):
                     self.counters = {kv.key: kv.value for kv in status.values}
 
 
+def offline(args: argparse.Namespace, width: int, height: int) -> int:
+    """The scene through the Tracker directly; ``--param`` values set TrackerConfig fields."""
+    import torch
+    import yaml
+
+    from savi_core.checkpoint import load_checkpoint
+    from savi_core.tracker import Detection, Tracker
+    from savi_core.tracker_config import TrackerConfig
+    from savi_ros.model_store import resolve_checkpoint
+
+    torch.set_num_threads(1)
+    fields = {}
+    for param in args.param:
+        name, _, value = param.partition(":=")
+        fields[name] = yaml.safe_load(value)
+    model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    tracker = Tracker(model, TrackerConfig(**fields), device="cpu")
+    scene = Rectangles(width, height)
+    counts, ids = [], set()
+    for t in range(args.offline):
+        frame, boxes = scene.frame()
+        detections = [Detection(box) for box in boxes] if t % args.detect_every == 0 else None
+        tracks = tracker.step(frame, detections).tracks
+        counts.append(len(tracks))
+        ids.update(track.track_id for track in tracks)
+    right = sum(c == 3 for c in counts)
+    print(f"{width}x{height}, {args.offline} frames through the Tracker, detector every {args.detect_every} "
+          f"frames, {fields or 'default parameters'}: track count == 3 in {100 * right / len(counts):.2f}% "
+          f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); {len(ids)} track ids published")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=300.0)
@@ -89,8 +123,11 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter (repeatable), e.g. max_area_growth:=4")
+    parser.add_argument("--offline", type=int, metavar="FRAMES", help="through the Tracker in-process instead")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    if args.offline:
+        return offline(args, width, height)
     node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}", *args.param)
     rclpy.init()
     client = None
