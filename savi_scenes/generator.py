@@ -336,8 +336,9 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
             if transforms is None:
                 levels = texture.levels(rows, cols)
             else:  # object-local coordinates: the frame's transform undone
+                to_local = np.linalg.inv(transforms[t, i])
                 offsets_rc = np.stack(np.broadcast_arrays(rows[:, None], cols[None, :]), -1)  # [R,C,2]
-                local = offsets_rc @ np.linalg.inv(transforms[t, i]).T
+                local = offsets_rc @ to_local.T
                 levels = texture.levels_at(local[..., 0], local[..., 1])
             np.copyto(frame[r0:r1, c0:c1], texture.palette[levels], where=inside[..., None])
             seg_t[r0:r1, c0:c1][inside] = i + 1
@@ -349,7 +350,6 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 continue
             # A point at offset d from the centre at t is at c' + A' A^-1 d on another frame.
             d = offsets_rc[inside]                                          # [P,2]
-            to_local = np.linalg.inv(transforms[t, i])
             if t + 1 < num_t:
                 moved = positions[t + 1, i] + d @ (transforms[t + 1, i] @ to_local).T
                 forward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
