@@ -108,10 +108,13 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
 
 def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
         out: Path | None, mask_source: str = TrackerConfig.mask_source,
-        families_from: str | Path | None = None, points: bool = False) -> dict[str, Any]:
+        families_from: str | Path | None = None, points: bool = False,
+        frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
-    ``savi_points``: the same model and videos prompted by first-frame points instead of boxes."""
+    ``savi_points``: the same model and videos prompted by first-frame points instead of boxes.
+    ``frame_size`` (height, width) renders every split at a camera's size, which the Tracker resizes to
+    the model's (the generators' random draws depend on the size: other scenes of the same families)."""
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
     if families_from is not None:
@@ -128,10 +131,13 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
     held_out = validate_spec(yaml.safe_load(Path(spec_path).read_text()), train)
     eval_cfg = EvalConfig(num_videos=num_videos, mask_source=mask_source, batch_size=cfg.eval.batch_size)
     results: dict[str, Any] = {"checkpoint": str(step_dir), "num_videos": num_videos,
+                               "frame_size": list(frame_size or cfg.data.resolution),
                                "training_families": train, "splits": {}}
     for name, options in split_options(cfg.data.options, train, held_out).items():
         data = copy.deepcopy(cfg.data)
         data.options, data.eval_num_videos = options, num_videos
+        if frame_size is not None:
+            data.resolution = tuple(frame_size)
         data.validate()
         dataset = build_dataset(data, "eval")
         scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
@@ -177,10 +183,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(default: the checkpoint's own), to score two models on the same videos")
     p.add_argument("--points", action="store_true",
                    help="also score the model prompted by first-frame points (centres of mass) instead of boxes")
+    p.add_argument("--frame-size", metavar="WxH", help="render the scenes at this camera size (e.g. 320x240); "
+                   "the Tracker resizes them to the model's resolution")
     args = p.parse_args(argv)
     try:
+        frame_size = None
+        if args.frame_size:
+            width, _, height = args.frame_size.partition("x")
+            if not (width.isdigit() and height.isdigit() and int(width) >= 8 and int(height) >= 8):
+                raise ValueError(f"--frame-size: expected WxH with both at least 8, got {args.frame_size!r}")
+            frame_size = (int(height), int(width))
         results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source, args.families_from, args.points)
+                      args.mask_source, args.families_from, args.points, frame_size)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -72,3 +72,9 @@ def test_cli_scores_every_split(tmp_path, capsys):
     result = json.loads((tmp_path / "out2" / "generalization.json").read_text())
     assert result["training_families"]["shapes"] == ["star", "blob"]
     assert result["splits"]["held-out shape"]["options"]["shapes"] == ["cross"]
+    # A camera's frame size: every split rendered at it and resized by the Tracker; a bad size is refused.
+    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
+                 "--frame-size", "40x24", "--out", str(tmp_path / "out3")]) == 0
+    assert json.loads((tmp_path / "out3" / "generalization.json").read_text())["frame_size"] == [24, 40]
+    assert main(["--checkpoint", str(run), "--spec", str(spec), "--frame-size", "320x"]) == 1
+    assert "--frame-size: expected WxH" in capsys.readouterr().err
