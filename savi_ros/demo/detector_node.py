@@ -19,6 +19,7 @@ if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exi
     quiet_sigint()
 
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,22 @@ class DemoDetector(Node):
         self.config = DetectorConfig(**values)
         self._rng = np.random.default_rng(self.config.seed)
         self._pub = self.create_publisher(Detection2DArray, "detections", DETECTIONS_QOS)
-        self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, GROUND_TRUTH_QOS)
+        # Ground truth is taken only once a tracker listens (and a second more, for its side of the match):
+        # the camera waits for this subscription, so no frame's detections go to nobody.
+        self._matched_at: float | None = None
+        self._wait = self.create_timer(0.1, self._subscribe_when_heard)
+
+    def _subscribe_when_heard(self) -> None:
+        if self._pub.get_subscription_count() < 1:
+            self._matched_at = None
+            return
+        now = time.monotonic()
+        if self._matched_at is None:
+            self._matched_at = now
+        if now - self._matched_at >= 1.0:
+            self._wait.cancel()
+            self.destroy_timer(self._wait)
+            self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, GROUND_TRUTH_QOS)
 
     def _on_truth(self, truth: Detection2DArray) -> None:
         try:
