@@ -16,6 +16,14 @@ RCLError = rclpy_implementation.RCLError
 N = TypeVar("N")
 
 
+_interrupted = False
+
+
+def _remember(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
+
+
 def interrupt_via_rclpy_only() -> None:
     """Let SIGINT stop a node only through rclpy (context shutdown), never as a KeyboardInterrupt.
 
@@ -23,9 +31,22 @@ def interrupt_via_rclpy_only() -> None:
     to Python's handler, whose KeyboardInterrupt may arrive later at any point of the shutdown: in a
     `finally` or in interpreter exit, where it leaves the executor's worker threads unjoined and the
     process hanging. A terminal's Ctrl-C plus `ros2 launch`'s own SIGINT make two of them. Call before
-    `rclpy.init`, whose handler chains to this no-op.
+    `init`: until rclpy's handler is in place a Ctrl-C is only remembered, and `init` honours it (a
+    handler that dropped it left the node running, seen in a loaded fresh-clone test run).
     """
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    global _interrupted
+    _interrupted = False
+    signal.signal(signal.SIGINT, _remember)
+
+
+def init(args: Optional[list[str]] = None) -> bool:
+    """`rclpy.init`; False, with the context shut down, when a Ctrl-C came since
+    `interrupt_via_rclpy_only` (the caller then exits 0)."""
+    rclpy.init(args=args)
+    if _interrupted:
+        shutdown()
+        return False
+    return True
 
 
 def shutdown() -> None:

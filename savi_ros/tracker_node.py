@@ -51,7 +51,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from savi_core.numerics import flush_denormals
-from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import RCLError, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, outputs, params
 from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
@@ -388,7 +388,8 @@ def main(args: Optional[list[str]] = None) -> int:
     interrupt_via_rclpy_only()
     flush_denormals()
     profile = use_large_message_profile()
-    rclpy.init(args=args)
+    if not init(args):
+        return 0
     node: Optional[TrackerNode] = None
     try:
         try:

@@ -36,7 +36,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from savi_ros.dds import use_large_message_profile
-from savi_ros.interrupt import RCLError, construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import RCLError, construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
 
 WORLDS = ("2d", "3d")
@@ -277,7 +277,8 @@ class DemoCamera(Node):
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     use_large_message_profile()
-    rclpy.init(args=args)
+    if not init(args):
+        return 0
     try:
         node = construct(DemoCamera)
     except ValueError as error:

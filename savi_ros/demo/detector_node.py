@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from savi_ros.interrupt import construct, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
@@ -147,7 +147,8 @@ class DemoDetector(Node):
 
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
-    rclpy.init(args=args)
+    if not init(args):
+        return 0
     try:
         node = construct(DemoDetector)
     except ValueError as error:

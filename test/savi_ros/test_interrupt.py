@@ -154,3 +154,19 @@ def test_construct_returns_the_node_and_keeps_real_errors():
             construct(failing, context)
     finally:
         context.try_shutdown()
+
+
+def test_a_ctrl_c_before_rclpy_s_handler_is_in_place_is_honoured_not_dropped():
+    """Between `interrupt_via_rclpy_only` and rclpy's own handler a Ctrl-C is remembered: `init` then shuts
+    the context down and says so, and the node exits 0 instead of running on."""
+    code = ("import os, signal, rclpy\n"
+            "from savi_ros.interrupt import init, interrupt_via_rclpy_only\n"
+            "interrupt_via_rclpy_only()\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "print('started', init(), 'ok', rclpy.ok())\n"
+            "interrupt_via_rclpy_only()\n"
+            "print('started', init(), 'ok', rclpy.ok())\n"
+            "rclpy.try_shutdown()\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["started False ok False", "started True ok True"]
