@@ -261,10 +261,15 @@ class Tracker:
     def _clear_slots(self, slots: list[int]) -> None:
         """Restart object ``slots`` unconditioned (as padding slots start in training): a slot whose track
         ended keeps following its object otherwise, and takes it from a slot started on it later."""
+        self._restart_slots(slots, self._conditioning({}, 1, 1))
+
+    def _restart_slots(self, slots: list[int], cond: Conditioning) -> None:
+        """Re-initialise object ``slots`` from ``cond`` (unconditioned where it conditions none); the others
+        keep their state."""
         which = torch.zeros(1, self._num_slots, dtype=torch.bool)
         which[0, [s + self._offset for s in slots]] = True
         with self._autocast():
-            self._slots = self._model.init_slots_for(self._slots, self._conditioning({}, 1, 1), which.to(self.device))
+            self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:
@@ -434,13 +439,11 @@ class Tracker:
         if not new_boxes and not cleared:
             return started, ended, ignored
         cond = self._conditioning(new_boxes, height, width)
-        with self._autocast():
-            if bootstrap:
+        if bootstrap:
+            with self._autocast():
                 self._slots = self._model.init_slots(cond)
-            else:
-                which = torch.zeros(1, self._num_slots, dtype=torch.bool)
-                which[0, [s + self._offset for s in [*new_boxes, *cleared]]] = True
-                self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
+        else:
+            self._restart_slots([*new_boxes, *cleared], cond)
         if started or ended:
             self._tracks_updated()
         return started, ended, ignored
