@@ -31,8 +31,12 @@ class SlotAttention(nn.Module):
             self.norm_mlp = nn.LayerNorm(slot_dim, eps=norm_eps)
             self.mlp = nn.Sequential(nn.Linear(slot_dim, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, slot_dim))
 
-    def forward(self, slots: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``slots [B, K, D]``, ``inputs [B, N, F]`` -> (slots ``[B, K, D]``, attention ``[B, K, N]``)."""
+    def forward(self, slots: torch.Tensor, inputs: torch.Tensor,
+                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``slots [B, K, D]``, ``inputs [B, N, F]`` -> (slots ``[B, K, D]``, attention ``[B, K, N]``).
+
+        ``bias [B, K, N]`` is added to the attention logits: a large negative value keeps a slot off an
+        input (the Tracker's spatial gate); None leaves Slot Attention as published."""
         b, k, d = slots.shape
         inputs = self.norm_inputs(inputs)
         keys, values = self.to_kv(inputs).chunk(2, dim=-1)
@@ -40,6 +44,8 @@ class SlotAttention(nn.Module):
         for _ in range(self.iterations):
             queries = self.to_q(self.norm_slots(slots))
             logits = torch.einsum("bkc,bnc->bkn", queries, keys) * self.scale
+            if bias is not None:
+                logits = logits + bias
             attn = logits.softmax(dim=1)
             weights = attn / (attn.sum(dim=-1, keepdim=True) + self.eps)
             updates = torch.einsum("bkn,bnc->bkc", weights, values)

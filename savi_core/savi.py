@@ -75,13 +75,20 @@ class SAVi(nn.Module):
         fresh = self.init_slots(cond).to(slots.dtype)
         return torch.where(which.unsqueeze(-1), fresh, slots)
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
-        """One frame ``[B, 3, H, W]`` in [0, 1] with the carried slots ``[B, K, D]``."""
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None) -> StepOutput:
+        """One frame ``[B, 3, H, W]`` in [0, 1] with the carried slots ``[B, K, D]``; ``attention_bias
+        [B, K, h, w]`` at the feature resolution is added to the corrector's attention logits."""
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
         features = self.encoder(frame)
         b, h, w, c = features.shape
-        slots, attn = self.corrector(slots, features.reshape(b, h * w, c))
+        if attention_bias is not None:
+            if attention_bias.shape[-2:] != (h, w):
+                raise ValueError(f"attention_bias must be at the feature resolution {(h, w)}, got "
+                                 f"{tuple(attention_bias.shape[-2:])}")
+            attention_bias = attention_bias.reshape(b, -1, h * w)
+        slots, attn = self.corrector(slots, features.reshape(b, h * w, c), attention_bias)
         attention = attn.reshape(b, -1, h, w)
         predicted = self.predictor(slots)
         out = StepOutput(slots=slots, predicted=predicted, attention=attention)

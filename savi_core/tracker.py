@@ -74,11 +74,14 @@ from torch import nn
 
 from savi_core.device import resolve_device
 from savi_core.association import associate
-from savi_core.geometry import boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
+from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
 from savi_core.track_ids import TrackIdAllocator
 from savi_core.tracker_config import TrackerConfig
 
+GATE_BIAS = -1e4  # attention logit added outside a slot's gate: its softmax share there is nil
+REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
+WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows the whole object
 LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshold" entry must fit
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -151,6 +154,16 @@ class _LiveTrack:
     box: np.ndarray  # last mask box seen (or the starting detection box) in input pixels, kept while lost
     lost_frames: int = 0
     anchor_area: Optional[float] = None  # area of the box that last anchored it (None: its first mask's)
+    anchor_size: Optional[tuple[float, float]] = None  # (w, h) of that box (or of its first mask's box)
+    velocity: tuple[float, float] = (0.0, 0.0)  # box-centre shift (x, y) per processed frame, for the gate
+    whole: bool = False  # the last box was at least WHOLE of the anchor box on both sides (not hidden)
+
+
+    def anchor_to(self, box: np.ndarray) -> None:
+        """A detection or prompt box fixes where the track is and how big it is (the growth rule, the gate)."""
+        self.box = box
+        self.anchor_area = _box_area(box)
+        self.anchor_size = (float(box[2] - box[0]), float(box[3] - box[1]))
 
 
 class _Stopwatch:
@@ -220,6 +233,11 @@ class Tracker:
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
+        stride = model.config.encoder.stride
+        fh, fw = self._resolution[0] // stride, self._resolution[1] // stride
+        self._cell_y = ((torch.arange(fh) + 0.5) / fh).view(1, fh, 1)  # feature-cell centres, normalised
+        self._cell_x = ((torch.arange(fw) + 0.5) / fw).view(1, 1, fw)
+        self._cell = 1.0 / min(fh, fw)  # the least a gate grows: a box smaller than a cell still holds one
         if self._init_kind == "segmentation":
             h, w = self._resolution
             self._pixel_y = ((torch.arange(h, device=self.device) + 0.5) / h).view(1, h, 1)
@@ -263,11 +281,12 @@ class Tracker:
         ended keeps following its object otherwise, and takes it from a slot started on it later."""
         self._restart_slots(slots, self._conditioning({}, 1, 1))
 
-    def _restart_slots(self, slots: list[int], cond: Conditioning) -> None:
-        """Re-initialise object ``slots`` from ``cond`` (unconditioned where it conditions none); the others
-        keep their state."""
+    def _restart_slots(self, slots: list[int], cond: Conditioning, background: bool = False) -> None:
+        """Re-initialise object ``slots`` from ``cond`` (unconditioned where it conditions none), and with
+        ``background`` the background slot; the others keep their state."""
         which = torch.zeros(1, self._num_slots, dtype=torch.bool)
         which[0, [s + self._offset for s in slots]] = True
+        which[0, 0] = background and self._offset == 1
         with self._autocast():
             self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
 
@@ -337,8 +356,9 @@ class Tracker:
         started, doubled, ignored = self._start_tracks(candidates, height, width)
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
             return self._empty_result(height, width, ignored, t_start)
+        gate = self._gate_bias(height, width)
         with self._autocast():
-            out = self._model.step(frame, self._slots, decode=self.config.mask_source)
+            out = self._model.step(frame, self._slots, decode=self.config.mask_source, attention_bias=gate)
         self._slots = out.predicted
         clock.mark(2)
         label_map, stats = self._postprocess(out.masks[0], height, width)
@@ -402,8 +422,10 @@ class Tracker:
                 ignored += 1
                 continue
             slot = free.pop(0)
-            anchor = None if start.point is not None else _box_area(start.box)
-            self._tracks[slot] = _LiveTrack(track_id, prompt.class_id, start.box, anchor_area=anchor)
+            track = _LiveTrack(track_id, prompt.class_id, start.box)
+            if start.point is None:
+                track.anchor_to(start.box)
+            self._tracks[slot] = track
             new_boxes[slot] = start
             started.append(track_id)
         if candidates:
@@ -413,12 +435,14 @@ class Tracker:
                               [t.class_id for _, t in live], self.config.new_object_iou)
             doubled = set(found.duplicate_tracks.values())
             for det_index, track_index in found.matches.items():
-                # A detection of a lost or doubled track re-anchors its slot (same id); with refresh, of any
-                # live track.
+                # A detection of a lost or doubled track, or of one whose mask has left most of its box,
+                # re-anchors its slot (same id); with refresh, of any live track.
                 slot, track = live[track_index]
-                track.anchor_area = _box_area(candidates[det_index][0])
-                if self.config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled:
-                    new_boxes[slot] = _Start(candidates[det_index][0])
+                box = candidates[det_index][0]
+                drifted = box_iou_xyxy(track.box, box)[0, 0] < REANCHOR_IOU
+                track.anchor_to(box)
+                if self.config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled or drifted:
+                    new_boxes[slot] = _Start(box)
             for track_index in found.duplicate_tracks:
                 # Its slot restarts unconditioned, so it stops taking the kept track's pixels.
                 slot, track = live[track_index]
@@ -433,7 +457,8 @@ class Tracker:
                     ignored += 1
                     continue
                 slot = free.pop(0)
-                self._tracks[slot] = _LiveTrack(track_id, det.class_id, box, anchor_area=_box_area(box))
+                self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
+                self._tracks[slot].anchor_to(box)
                 new_boxes[slot] = _Start(box)
                 started.append(track_id)
         if not new_boxes and not cleared:
@@ -443,10 +468,37 @@ class Tracker:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
         else:
-            self._restart_slots([*new_boxes, *cleared], cond)
+            self._restart_slots([*new_boxes, *cleared], cond, background=bool(new_boxes))
         if started or ended:
             self._tracks_updated()
         return started, ended, ignored
+
+    def _gate_bias(self, height: int, width: int) -> Optional[torch.Tensor]:
+        """Attention-logit bias ``[1, K, h, w]`` at the feature resolution keeping each anchored track's slot
+        inside its gate (``gate_margin``); other slots, and every slot with the gate off, see the whole image.
+
+        A slot's state follows whatever it attends to, so a slot that attends to a neighbouring object of
+        similar looks, or to the background, moves there for good; the gate bounds that to the margin."""
+        margin = self.config.gate_margin
+        gated = [(slot, t) for slot, t in self._tracks.items() if t.anchor_size is not None]
+        if not margin or not gated:
+            return None
+        bounds = torch.tensor([[-1.0, -1.0, 2.0, 2.0]]).repeat(self._num_slots, 1)  # ymin, xmin, ymax, xmax
+        for slot, track in gated:
+            frames = 1 + track.lost_frames
+            x0, y0, x1, y1 = track.box
+            cx, cy = (x0 + x1) / 2 + track.velocity[0], (y0 + y1) / 2 + track.velocity[1]
+            # Never smaller than the anchor box: a partly hidden object's mask box shrinks, the object does not.
+            half_w = max(x1 - x0, track.anchor_size[0]) / 2
+            half_h = max(y1 - y0, track.anchor_size[1]) / 2
+            grow = margin * frames * 2 * max(half_w / width, half_h / height)
+            grow_y, grow_x = max(grow, self._cell), max(grow, self._cell)
+            bounds[slot + self._offset] = torch.tensor([(cy - half_h) / height - grow_y, (cx - half_w) / width - grow_x,
+                                                        (cy + half_h) / height + grow_y, (cx + half_w) / width + grow_x])
+        b = bounds.view(-1, 4, 1, 1)
+        inside = ((self._cell_y >= b[:, 0]) & (self._cell_y < b[:, 2])
+                  & (self._cell_x >= b[:, 1]) & (self._cell_x < b[:, 3]))
+        return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0).to(self.device)
 
     @staticmethod
     def _prompt_start(prompt: Prompt, height: int, width: int) -> Optional[_Start]:
@@ -628,9 +680,18 @@ class Tracker:
             area = int(row[0])
             if track.anchor_area is None and area >= self.config.min_mask_area:
                 track.anchor_area = float(area)
+                track.anchor_size = (float(row[3] - row[1]), float(row[4] - row[2]))
             overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
             if area > 0 and not overgrown:
-                track.box = row[1:5].copy()
+                box = row[1:5].copy()
+                whole = track.anchor_size is not None and (box[2] - box[0] >= WHOLE * track.anchor_size[0]
+                                                           and box[3] - box[1] >= WHOLE * track.anchor_size[1])
+                # A partly hidden object's mask box moves with the occluder, not with the object.
+                track.velocity = ((box[0] + box[2] - track.box[0] - track.box[2]) / 2,
+                                  (box[1] + box[3] - track.box[1] - track.box[3]) / 2) \
+                    if whole and track.whole and track.lost_frames == 0 else (0.0, 0.0)
+                track.whole = whole
+                track.box = box
             lost = area < self.config.min_mask_area or overgrown
             track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:

@@ -44,6 +44,10 @@ class TrackerConfig:
         0.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
         "another object; 0 = no limit")
+    gate_margin: float = parameter(
+        0.0, "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
+        "it) grown on every side by this many times the box's longer side, widening with each lost frame; "
+        "keeps a slot from drifting to a similar object or the background; 0 = no gate")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
 
     def __post_init__(self) -> None:
@@ -75,5 +79,6 @@ class TrackerConfig:
         check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
         check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
               "must be an integer >= 1")
+        check(is_number(self.gate_margin) and self.gate_margin >= 0, "gate_margin", "must be a number >= 0")
         check(is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
               "max_area_growth", "must be 0 (no limit) or a number >= 1")

@@ -9,6 +9,7 @@ Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -196,13 +198,14 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
 
 def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
              noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
-             progress: bool = True, model_only: bool = False, prompt: str = "boxes") -> dict[str, Any]:
+             progress: bool = True, model_only: bool = False, prompt: str = "boxes",
+             tracker_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
     ``prompt`` is how SAVi is told the objects on the first frame: ``boxes`` or ``points`` (centres of
     mass, for models that take them); the baselines always get the boxes.
 
     SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
-    from ``eval_cfg``): camera images in, published label maps out. ``model_only`` scores the bare
+    from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps out. ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
     from training.baselines import csrt_box_baseline, flow_kmeans_com_baseline, static_box_baseline
 
@@ -223,7 +226,8 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     num_objects = cfg.num_object_slots
     per_method: dict[str, list[dict[str, torch.Tensor]]] = {m: [] for m in (METHODS if baselines else METHODS[:1])}
     model.eval().to(device)
-    tracker = None if model_only else Tracker(model, TrackerConfig(mask_source=eval_cfg.mask_source), device=device)
+    tracker_cfg = TrackerConfig(**{"mask_source": eval_cfg.mask_source, **(tracker_params or {})})
+    tracker = None if model_only else Tracker(model, tracker_cfg, device=device)
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -266,6 +270,20 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         "input_scale": input_scale,
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
     }
+
+
+def parse_tracker_params(items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` strings (values read as YAML) -> Tracker parameters, checked by name and by value, so
+    a benchmark scores the Tracker as a node configured that way would run."""
+    names = [f.name for f in dataclasses.fields(TrackerConfig)]
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in names:
+            raise ValueError(f"--tracker: expected NAME=VALUE with NAME one of {', '.join(names)}, got {item!r}")
+        params[name] = yaml.safe_load(value)
+    TrackerConfig(**params)
+    return params
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -325,6 +343,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--prompt", choices=PROMPTS, default="boxes",
                    help="first-frame prompts given to SAVi: boxes, or points (centres of mass) for models that take them")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
+                   help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
     return p.parse_args(argv)
 
 
@@ -332,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flush_denormals()
     args = _parse(argv)
     try:
+        tracker_params = parse_tracker_params(args.tracker)
         step_dir = resolve_checkpoint(args.checkpoint)
         device = resolve_device(args.device)
         model, meta = load_checkpoint(step_dir, device=device)
@@ -355,8 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(data_cfg, "eval")
         results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
                            input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
-                           progress=sys.stderr.isatty(), model_only=args.model_only, prompt=args.prompt)
-        results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution))
+                           progress=sys.stderr.isatty(), model_only=args.model_only, prompt=args.prompt,
+                           tracker_params=tracker_params)
+        results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution), tracker=tracker_params)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

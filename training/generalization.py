@@ -31,7 +31,7 @@ from savi_core.savi import MASK_SOURCES
 from savi_core.tracker_config import TrackerConfig
 from training.config import EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
-from training.evaluate import evaluate, resolve_checkpoint
+from training.evaluate import evaluate, parse_tracker_params, resolve_checkpoint
 
 AXES_2D = {"shapes": SHAPES, "backgrounds": ALL_BACKGROUNDS, "textures": ALL_TEXTURES}
 AXES_3D = {"objects": OBJECT_FAMILIES, "floors": FLOOR_FAMILIES}
@@ -109,12 +109,13 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
 def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
         out: Path | None, mask_source: str = TrackerConfig.mask_source,
         families_from: str | Path | None = None, points: bool = False,
-        frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
+        frame_size: tuple[int, int] | None = None, tracker_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
     ``savi_points``: the same model and videos prompted by first-frame points instead of boxes.
     ``frame_size`` (height, width) renders every split at a camera's size, which the Tracker resizes to
-    the model's (the generators' random draws depend on the size: other scenes of the same families)."""
+    the model's (the generators' random draws depend on the size: other scenes of the same families).
+    ``tracker_params`` override the node's default Tracker parameters."""
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
     if families_from is not None:
@@ -131,7 +132,7 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
     held_out = validate_spec(yaml.safe_load(Path(spec_path).read_text()), train)
     eval_cfg = EvalConfig(num_videos=num_videos, mask_source=mask_source, batch_size=cfg.eval.batch_size)
     results: dict[str, Any] = {"checkpoint": str(step_dir), "num_videos": num_videos,
-                               "frame_size": list(frame_size or cfg.data.resolution),
+                               "frame_size": list(frame_size or cfg.data.resolution), "tracker": tracker_params or {},
                                "training_families": train, "splits": {}}
     for name, options in split_options(cfg.data.options, train, held_out).items():
         data = copy.deepcopy(cfg.data)
@@ -141,10 +142,11 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
         data.validate()
         dataset = build_dataset(data, "eval")
         scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
-                          progress=sys.stderr.isatty())
+                          progress=sys.stderr.isatty(), tracker_params=tracker_params)
         if points:
             scores["methods"]["savi_points"] = evaluate(model, dataset, eval_cfg, resolve_device(device),
-                                                        progress=sys.stderr.isatty(), prompt="points")["methods"]["savi"]
+                                                        progress=sys.stderr.isatty(), prompt="points",
+                                                        tracker_params=tracker_params)["methods"]["savi"]
         results["splits"][name] = {"options": options, "methods": scores["methods"]}
         print(f"{name}: " + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}"
                                       for m, v in scores["methods"].items()), flush=True)
@@ -185,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also score the model prompted by first-frame points (centres of mass) instead of boxes")
     p.add_argument("--frame-size", metavar="WxH", help="render the scenes at this camera size (e.g. 320x240); "
                    "the Tracker resizes them to the model's resolution")
+    p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
+                   help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
     args = p.parse_args(argv)
     try:
         frame_size = None
@@ -194,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--frame-size: expected WxH with both at least 8, got {args.frame_size!r}")
             frame_size = (int(height), int(width))
         results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source, args.families_from, args.points, frame_size)
+                      args.mask_source, args.families_from, args.points, frame_size, parse_tracker_params(args.tracker))
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

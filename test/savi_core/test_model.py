@@ -179,6 +179,27 @@ def test_forward_continues_from_carried_slots_like_one_long_clip() -> None:
         model(video)
 
 
+def test_attention_bias_keeps_a_slot_off_the_inputs_it_masks_and_zero_bias_changes_nothing() -> None:
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = SAVi(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    frame = torch.rand(2, 3, *cfg.resolution, generator=g)
+    slots = model.init_slots(conditioning_for(cfg, 2, g))
+    plain = model.step(frame, slots, decode="attention")
+    h, w = plain.attention.shape[-2:]
+    zero = model.step(frame, slots, decode="attention", attention_bias=torch.zeros(2, cfg.num_slots, h, w))
+    assert torch.equal(zero.attention, plain.attention) and torch.equal(zero.predicted, plain.predicted)
+    bias = torch.zeros(2, cfg.num_slots, h, w)
+    bias[:, 1, :, : w // 2] = -1e4  # object slot 0 may not attend to the left half
+    gated = model.step(frame, slots, decode="attention", attention_bias=bias)
+    assert gated.attention[:, 1, :, : w // 2].max() < 1e-6 and gated.attention[:, 1, :, w // 2:].sum() > 0
+    assert torch.allclose(gated.attention.sum(dim=1), torch.ones(2, h, w), atol=1e-5)
+    assert not torch.allclose(gated.predicted[:, 1], plain.predicted[:, 1])
+    with pytest.raises(ValueError, match="feature resolution"):
+        model.step(frame, slots, attention_bias=torch.zeros(2, cfg.num_slots, h + 1, w))
+
+
 def test_init_slots_for_replaces_only_the_selected_slots() -> None:
     cfg = tiny()
     model = SAVi(cfg).eval()

@@ -65,7 +65,8 @@ class BoxPainter(nn.Module):
     def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
         return torch.where(which.unsqueeze(-1), self.init_slots(cond), slots)
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None) -> StepOutput:
         assert tuple(frame.shape[-2:]) == tuple(self.config.resolution)
         objects = coverage(slots[:, 1:], self.config.decoder.output_size)
         background = (1 - objects.sum(dim=1, keepdim=True)).clamp(min=0)
@@ -342,13 +343,25 @@ def test_refresh_re_anchors_a_live_track_from_its_re_detection(reinit):
                                                                reinit=reinit), device="cpu")
     img = image(32, 32)
     assert tracker.step(img, [Detection((4, 4, 20, 20), "cup", det_id="7")]).started == [7]
-    moved = (8, 6, 24, 22)  # IoU with the tracked box about 0.5: a re-detection, not a new object
+    moved = (6, 5, 22, 21)  # IoU with the tracked box 0.7: a re-detection, not a new object
     result = tracker.step(img, [Detection(moved, "cup")])
     assert result.started == [] and result.live_track_ids == [7]
     expected = moved if reinit == "refresh" else (4, 4, 20, 20)
     assert [t.box_xyxy for t in result.tracks] == [expected]
     other_class = tracker.step(img, [Detection((4, 4, 20, 20), "dog")])  # never re-anchors across classes
     assert [t.box_xyxy for t in other_class.tracks] == [expected]
+
+
+@pytest.mark.parametrize("moved, re_anchored", [((8, 6, 24, 22), True), ((7, 5, 23, 21), False)])
+def test_a_detection_re_anchors_a_track_whose_mask_has_left_half_its_box(moved, re_anchored):
+    """add_new: a matched detection overlapping its track's mask box at IoU < 0.5 (here 0.49; 0.62 is kept)
+    re-anchors the slot, same id: the slot has drifted off its object or lost part of it."""
+    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=0), device="cpu")
+    img = image(32, 32)
+    tracker.step(img, [Detection((4, 4, 20, 20), det_id="7")])
+    result = tracker.step(img, [Detection(moved)])
+    assert result.started == [] and result.live_track_ids == [7]
+    assert [t.box_xyxy for t in result.tracks] == [moved if re_anchored else (4, 4, 20, 20)]
 
 
 def test_reset_ends_everything_and_restarts_ids(savi):
@@ -550,7 +563,8 @@ class Spreader(BoxPainter):
         super().__init__(cfg)
         self.calls = 0
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None) -> StepOutput:
         self.calls += 1
         if self.calls in (3, 4):
             slots = slots.clone()
@@ -582,7 +596,8 @@ class Interleaver(BoxPainter):
     """BoxPainter whose object slots win alternate pixels (a checkerboard) where their boxes overlap, as
     two slots that split one object do."""
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder") -> StepOutput:
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None) -> StepOutput:
         out = super().step(frame, slots, decode)
         h, w = out.masks.shape[-2:]
         parity = (torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)) % 2
@@ -624,3 +639,58 @@ def test_a_slot_whose_track_ends_or_is_removed_restarts_and_no_longer_takes_pixe
     assert sorted(t.area for t in tracker.step(img).tracks) == [128, 128]
     assert tracker.remove_track(2)
     assert [(t.track_id, t.area) for t in tracker.step(img).tracks] == [(3, 256)]
+
+
+class BiasRecorder(BoxPainter):
+    """BoxPainter that keeps the attention bias (the spatial gate) of each step; with ``drift`` its object
+    slots move that many pixels right per step (on a 32-pixel-wide model frame), as a moving object's do."""
+
+    def __init__(self, cfg: ModelConfig, drift: float = 0.0) -> None:
+        super().__init__(cfg)
+        self.biases: list[torch.Tensor | None] = []
+        self.drift = drift / cfg.resolution[1]
+
+    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None) -> StepOutput:
+        self.biases.append(attention_bias)
+        out = super().step(frame, slots, decode)
+        moved = slots.clone()
+        moved[:, 1:, 1::2] += self.drift
+        return StepOutput(slots=slots, predicted=moved, attention=out.attention, masks=out.masks)
+
+
+def gate_extent(bias: torch.Tensor, slot: int) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1), exclusive ends, of the cells a slot may attend to; the rest must be masked."""
+    inside = bias[0, slot] == 0
+    assert (bias[0, slot][~inside] < -1e3).all()
+    rows, cols = np.nonzero(inside.numpy())
+    return rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+
+
+def test_the_gate_is_the_track_s_box_grown_by_the_margin_and_widens_while_the_track_is_lost():
+    model = BiasRecorder(tiny_config())  # features at 32x32: one cell per pixel of a 32x32 image
+    tracker = Tracker(model, TrackerConfig(mask_source="decoder", gate_margin=0.25, min_mask_area=10**6,
+                                           lost_after_frames=5), device="cpu")
+    img = image(32, 32)
+    tracker.step(img, [Detection((8, 8, 16, 16))])
+    assert gate_extent(model.biases[0], 1) == (6, 18, 6, 18)  # an 8-pixel box, 0.25 x 8 on every side
+    assert (model.biases[0][0, 0] == 0).all() and (model.biases[0][0, 2:] == 0).all()  # background, free slots
+    tracker.step(img)  # lost (its mask is under min_mask_area): the gate widens by another margin
+    assert gate_extent(model.biases[1], 1) == (4, 20, 4, 20)
+    tracker.step(img)
+    assert gate_extent(model.biases[2], 1) == (2, 22, 2, 22)
+
+
+def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0():
+    model = BiasRecorder(tiny_config(), drift=1.0)
+    tracker = Tracker(model, TrackerConfig(mask_source="decoder", gate_margin=0.25, min_mask_area=0), device="cpu")
+    img = image(32, 32)
+    tracker.step(img, [Detection((8, 8, 16, 16))])
+    assert [t.box_xyxy for t in tracker.step(img).tracks] == [(9, 8, 17, 16)]  # moved 1 px right
+    tracker.step(img)  # expected at x 10..18: the gate is that box grown by 2 pixels
+    assert gate_extent(model.biases[2], 1) == (6, 18, 8, 20)
+    off = BiasRecorder(tiny_config())
+    Tracker(off, TrackerConfig(mask_source="decoder"), device="cpu").step(img, [Detection((8, 8, 16, 16))])
+    assert off.biases == [None]
+    with pytest.raises(ValueError, match="gate_margin: must be a number >= 0"):
+        TrackerConfig(gate_margin=-0.1)
