@@ -42,6 +42,12 @@ State machine:
   * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
     since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
     reused until ``reset()``.
+  * Gate (``gate_margin`` > 0): an anchored track's slot attends only to feature cells inside its gate:
+    its last box (at least the size of the box that last anchored it; led by its last shift while the
+    whole object showed) grown on every side by ``gate_margin`` x its longer side x (1 + frames lost).
+    A matched detection moves the gate to its box, and re-anchors the slot when the track's mask box
+    overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting or re-anchoring a slot from a box restarts the
+    background slot too, as on a first frame.
   * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
@@ -55,7 +61,7 @@ State machine:
 Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
 CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
 
-Kept as one module (under 600 lines, a good part of it docstrings): the rules above and the code
+Kept as one module (about 700 lines, a good part of it docstrings): the rules above and the code
 that applies them are read together.
 
 Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
@@ -81,6 +87,7 @@ from savi_core.tracker_config import TrackerConfig
 
 GATE_BIAS = -1e4  # attention logit added outside a slot's gate: its softmax share there is nil
 REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
+REANCHOR_SCORE = 0.8  # ... or whose slot's mean probability over its mask fell under this (it is fading)
 WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows the whole object
 LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshold" entry must fit
 
@@ -156,6 +163,7 @@ class _LiveTrack:
     anchor_area: Optional[float] = None  # area of the box that last anchored it (None: its first mask's)
     anchor_size: Optional[tuple[float, float]] = None  # (w, h) of that box (or of its first mask's box)
     velocity: tuple[float, float] = (0.0, 0.0)  # box-centre shift (x, y) per processed frame, for the gate
+    score: float = 1.0  # mean probability of its slot over its mask on the last frame it was seen
     whole: bool = False  # the last box was at least WHOLE of the anchor box on both sides (not hidden)
 
 
@@ -439,7 +447,7 @@ class Tracker:
                 # re-anchors its slot (same id); with refresh, of any live track.
                 slot, track = live[track_index]
                 box = candidates[det_index][0]
-                drifted = box_iou_xyxy(track.box, box)[0, 0] < REANCHOR_IOU
+                drifted = box_iou_xyxy(track.box, box)[0, 0] < REANCHOR_IOU or track.score < REANCHOR_SCORE
                 track.anchor_to(box)
                 if self.config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled or drifted:
                     new_boxes[slot] = _Start(box)
@@ -692,6 +700,7 @@ class Tracker:
                     if whole and track.whole and track.lost_frames == 0 else (0.0, 0.0)
                 track.whole = whole
                 track.box = box
+                track.score = float(row[5])
             lost = area < self.config.min_mask_area or overgrown
             track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:

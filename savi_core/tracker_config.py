@@ -45,7 +45,7 @@ class TrackerConfig:
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
         "another object; 0 = no limit")
     gate_margin: float = parameter(
-        0.0, "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
+        0.25, "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
         "it) grown on every side by this many times the box's longer side, widening with each lost frame; "
         "keeps a slot from drifting to a similar object or the background; 0 = no gate")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")

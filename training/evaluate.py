@@ -115,10 +115,11 @@ def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: t
 
 
 def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: float = 1.0,
-                prompt: str = "boxes") -> torch.Tensor:
+                prompt: str = "boxes", detect_every: int = 0) -> torch.Tensor:
     """What the node publishes: each video streamed through ``tracker`` as camera images (``input_scale``
     times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections, or with
-    ``prompt="points"`` the centres of mass as first-frame point prompts.
+    ``prompt="points"`` the centres of mass as first-frame point prompts. ``detect_every`` > 0 adds a
+    running detector: every that many frames the true boxes of the visible objects come as detections.
     Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
     video = batch["video"]
     b, t, _, h, w = video.shape
@@ -133,7 +134,11 @@ def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: f
         else:
             detections = first_frame_detections(batch["cond_boxes"][i], batch["conditioned"][i], size)
         for f in range(t):
-            result = tracker.step(images[f], detections if f == 0 else None)
+            if f > 0 and detect_every and f % detect_every == 0:
+                detections = first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), size)
+            elif f > 0:
+                detections = None
+            result = tracker.step(images[f], detections)
             out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
     return out
 
@@ -199,7 +204,7 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
 def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
              noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
              progress: bool = True, model_only: bool = False, prompt: str = "boxes",
-             tracker_params: dict[str, Any] | None = None) -> dict[str, Any]:
+             tracker_params: dict[str, Any] | None = None, detect_every: int = 0) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
     ``prompt`` is how SAVi is told the objects on the first frame: ``boxes`` or ``points`` (centres of
     mass, for models that take them); the baselines always get the boxes.
@@ -213,6 +218,8 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     kind = cfg.initializer.kind
     if noise_sigma > 0 and kind not in ("bbox", "com"):
         raise ValueError(f"--noise-sigma perturbs boxes / centres; the model's initializer is {kind!r}")
+    if detect_every < 0 or (detect_every and model_only):
+        raise ValueError(f"detect every must be >= 0 and needs the Tracker (not --model-only), got {detect_every}")
     if input_scale <= 0:
         raise ValueError(f"input scale must be positive, got {input_scale}")
     if prompt not in PROMPTS:
@@ -245,7 +252,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
                                                     on_device["conditioned"], 1.0, generator)
             pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
         else:
-            pred = tracker_ids(tracker, batch, input_scale, prompt)
+            pred = tracker_ids(tracker, batch, input_scale, prompt, detect_every)
         elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
         per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
         per_method["savi"][-1]["ms_per_frame"] = elapsed_ms
@@ -268,6 +275,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         "noise_sigma": noise_sigma,
         "prompt": prompt,
         "input_scale": input_scale,
+        "detect_every": detect_every,
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
     }
 
@@ -343,6 +351,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--prompt", choices=PROMPTS, default="boxes",
                    help="first-frame prompts given to SAVi: boxes, or points (centres of mass) for models that take them")
     p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--detect-every", type=int, default=0, metavar="N",
+                   help="also give the true boxes of the visible objects as detections every N frames, as a "
+                        "running detector would (0: first frame only, the paper's protocol)")
     p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
                    help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
     return p.parse_args(argv)
@@ -377,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
                            input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
                            progress=sys.stderr.isatty(), model_only=args.model_only, prompt=args.prompt,
-                           tracker_params=tracker_params)
+                           tracker_params=tracker_params, detect_every=args.detect_every)
         results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution), tracker=tracker_params)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

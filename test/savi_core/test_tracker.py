@@ -690,7 +690,61 @@ def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0(
     tracker.step(img)  # expected at x 10..18: the gate is that box grown by 2 pixels
     assert gate_extent(model.biases[2], 1) == (6, 18, 8, 20)
     off = BiasRecorder(tiny_config())
-    Tracker(off, TrackerConfig(mask_source="decoder"), device="cpu").step(img, [Detection((8, 8, 16, 16))])
+    Tracker(off, TrackerConfig(mask_source="decoder", gate_margin=0.0), device="cpu").step(img, [Detection((8, 8, 16, 16))])
     assert off.biases == [None]
     with pytest.raises(ValueError, match="gate_margin: must be a number >= 0"):
         TrackerConfig(gate_margin=-0.1)
+
+
+def test_re_anchoring_a_track_restarts_the_background_slot_and_leaves_other_tracks_alone(savi, monkeypatch):
+    """A box that re-anchors a slot restarts the background slot as on a first frame; the other track's
+    slot carries on from its prediction."""
+    given: list[torch.Tensor] = []
+    predicted: list[torch.Tensor] = []
+    step = savi.step
+
+    def recording_step(frame, slots, *args, **kwargs):
+        given.append(slots.clone())
+        out = step(frame, slots, *args, **kwargs)
+        predicted.append(out.predicted.clone())
+        return out
+
+    monkeypatch.setattr(savi, "step", recording_step)
+    tracker = Tracker(savi, TrackerConfig(min_mask_area=0, gate_margin=0.0), device="cpu")
+    img = image(32, 32)
+    boxes = [Detection((2, 2, 12, 12)), Detection((18, 18, 30, 30))]
+    tracker.step(img, boxes)
+    for _ in range(3):
+        tracker.step(img)
+    fresh = savi.init_slots(tracker._conditioning({}, 32, 32))[0, 0]
+    assert not torch.allclose(predicted[-1][0, 0], fresh)  # the background slot has moved on
+    assert torch.equal(given[-1], predicted[-2])  # without a re-anchor every slot carries on
+    tracker._tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
+    tracker.step(img, boxes)
+    assert torch.allclose(given[-1][0, 0], fresh)
+    assert torch.equal(given[-1][0, 1], predicted[-2][0, 1])  # the first track's slot carries on
+    assert not torch.equal(given[-1][0, 2], predicted[-2][0, 2])
+
+
+def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
+    """add_new: a matched detection re-anchors a track whose mean probability fell under 0.8 (a slot losing
+    its object to others), even where its box still matches; a confident track is left alone."""
+    class Fader(BoxPainter):
+        def step(self, frame, slots, decode="decoder", attention_bias=None):
+            out = super().step(frame, slots, decode)
+            masks = out.masks.clone()
+            masks[:, 1] *= self.level  # the first object slot's probability, the rest to the background
+            masks[:, 0] = 1 - masks[:, 1:].sum(dim=1)
+            return StepOutput(slots=slots, predicted=slots, attention=masks, masks=masks)
+
+    for level, re_anchored in ((0.7, True), (0.9, False)):
+        model = Fader(tiny_config())
+        model.level = level
+        tracker = Tracker(model, TrackerConfig(mask_source="decoder", min_mask_area=0, mask_threshold=0.5,
+                                               gate_margin=0.0), device="cpu")
+        img = image(32, 32)
+        tracker.step(img, [Detection((4, 4, 20, 20))])
+        moved = (5, 4, 21, 20)  # IoU 0.88 with the tracked box
+        result = tracker.step(img, [Detection(moved)])
+        assert result.started == [] and result.live_track_ids == [1]
+        assert [t.box_xyxy for t in result.tracks] == [moved if re_anchored else (4, 4, 20, 20)]
