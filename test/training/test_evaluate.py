@@ -203,3 +203,32 @@ def test_point_prompts_are_each_object_s_centre_of_mass_for_a_model_that_takes_p
     assert torch.equal(ids[0, 0], torch.from_numpy(first.label_map.astype("int64")))
     result = evaluate(model, dataset, cfg.eval, torch.device("cpu"), progress=False, prompt="points")
     assert result["prompt"] == "points" and result["methods"]["savi"]["fg_ari"] is not None
+
+
+def test_detect_every_gives_the_tracker_the_true_boxes_of_visible_objects_on_those_frames(run_dir, monkeypatch):
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    batch = _eval_batch(run_dir)
+    seen: list[tuple[int, list]] = []
+    tracker = Tracker(model, TrackerConfig(mask_threshold=0.0, min_mask_area=0))
+    step = tracker.step
+    monkeypatch.setattr(tracker, "step", lambda image, detections=None: seen.append(detections) or step(image, detections))
+    tracker_ids(tracker, batch, detect_every=2)
+    frames = batch["video"].shape[1]
+    assert [d is not None for d in seen] == [f % 2 == 0 for f in range(frames)] * 2
+    for i in range(2):
+        for f in range(2, frames, 2):
+            dets = seen[i * frames + f]
+            expected = first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), (16, 16))
+            assert dets == expected and len(dets) == int(batch["visible"][i, f].sum())
+
+
+def test_cli_tracker_parameters_are_checked_by_name_and_value_and_recorded(run_dir, tmp_path, capsys):
+    out = tmp_path / "gate"
+    assert main(["--checkpoint", str(run_dir), "--out", str(out), "--num-videos", "2", "--detect-every", "2",
+                 "--tracker", "gate_margin=0", "--tracker", "reinit=refresh"]) == 0
+    results = json.loads((out / "metrics.json").read_text())
+    assert results["tracker"] == {"gate_margin": 0, "reinit": "refresh"} and results["detect_every"] == 2
+    assert main(["--checkpoint", str(run_dir), "--tracker", "gate=1"]) == 1
+    assert "--tracker: expected NAME=VALUE with NAME one of" in capsys.readouterr().err
+    assert main(["--checkpoint", str(run_dir), "--tracker", "gate_margin=-1"]) == 1
+    assert "gate_margin: must be a number >= 0" in capsys.readouterr().err
