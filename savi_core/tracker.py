@@ -46,8 +46,8 @@ State machine:
     its last box (at least the size of the box that last anchored it; led by its last shift while the
     whole object showed) grown on every side by ``gate_margin`` x its longer side x (1 + frames lost).
     A matched detection moves the gate to its box, and re-anchors the slot when the track's mask box
-    overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting or re-anchoring a slot from a box restarts the
-    background slot too, as on a first frame.
+    overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting
+    or re-anchoring a slot from a box restarts the background slot too, as on a first frame.
   * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
@@ -165,7 +165,6 @@ class _LiveTrack:
     velocity: tuple[float, float] = (0.0, 0.0)  # box-centre shift (x, y) per processed frame, for the gate
     score: float = 1.0  # mean probability of its slot over its mask on the last frame it was seen
     whole: bool = False  # the last box was at least WHOLE of the anchor box on both sides (not hidden)
-
 
     def anchor_to(self, box: np.ndarray) -> None:
         """A detection or prompt box fixes where the track is and how big it is (the growth rule, the gate)."""
@@ -443,8 +442,8 @@ class Tracker:
                               [t.class_id for _, t in live], self.config.new_object_iou)
             doubled = set(found.duplicate_tracks.values())
             for det_index, track_index in found.matches.items():
-                # A detection of a lost or doubled track, or of one whose mask has left most of its box,
-                # re-anchors its slot (same id); with refresh, of any live track.
+                # A detection of a lost or doubled track, of one whose mask has left most of its box, or of
+                # one whose slot is fading, re-anchors its slot (same id); with refresh, of any live track.
                 slot, track = live[track_index]
                 box = candidates[det_index][0]
                 drifted = box_iou_xyxy(track.box, box)[0, 0] < REANCHOR_IOU or track.score < REANCHOR_SCORE
@@ -499,10 +498,9 @@ class Tracker:
             # Never smaller than the anchor box: a partly hidden object's mask box shrinks, the object does not.
             half_w = max(x1 - x0, track.anchor_size[0]) / 2
             half_h = max(y1 - y0, track.anchor_size[1]) / 2
-            grow = margin * frames * 2 * max(half_w / width, half_h / height)
-            grow_y, grow_x = max(grow, self._cell), max(grow, self._cell)
-            bounds[slot + self._offset] = torch.tensor([(cy - half_h) / height - grow_y, (cx - half_w) / width - grow_x,
-                                                        (cy + half_h) / height + grow_y, (cx + half_w) / width + grow_x])
+            grow = max(margin * frames * 2 * max(half_w / width, half_h / height), self._cell)
+            bounds[slot + self._offset] = torch.tensor([(cy - half_h) / height - grow, (cx - half_w) / width - grow,
+                                                        (cy + half_h) / height + grow, (cx + half_w) / width + grow])
         b = bounds.view(-1, 4, 1, 1)
         inside = ((self._cell_y >= b[:, 0]) & (self._cell_y < b[:, 2])
                   & (self._cell_x >= b[:, 1]) & (self._cell_x < b[:, 3]))

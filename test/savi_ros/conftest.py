@@ -49,7 +49,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def painting_checkpoint(tmp_path_factory) -> Path:
     """Random weights (seed 5) whose attention gives both of the e2e tests' bootstrap boxes pixels, so
-    comparing the node's masks with the in-process Tracker's compares non-empty masks."""
+    comparing the node's masks with the in-process Tracker's compares non-empty masks. Chosen, and used,
+    with the Tracker's gate off (``gate_margin: 0``): the node tests are about the node, the gate's own
+    tests are in test/savi_core/test_tracker.py."""
     return write_tiny_checkpoint(tmp_path_factory.mktemp("painting_ckpt"), seed=5)
 
 

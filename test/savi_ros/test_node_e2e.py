@@ -178,7 +178,7 @@ def expected_first_step(checkpoint: Path, boxes: list) -> "object":
     from savi_core.tracker_config import TrackerConfig
 
     model, _ = load_checkpoint(checkpoint)
-    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
     rgb = np.frombuffer(bytes(make_image(Time()).data), np.uint8).reshape(H, W, 3)
     return tracker.step(rgb, [Detection(box, cls, 1.0, det_id) for box, det_id, cls in boxes])
 
@@ -193,6 +193,7 @@ def harness(painting_checkpoint, spinner, tmp_path_factory, node_launcher):
     namespace = f"/e2e_{os.getpid()}"
     node = node_launcher(tmp_path_factory.mktemp("node"), namespace, {
         "checkpoint": str(painting_checkpoint), "device": "cpu", "min_mask_area": "0", "mask_threshold": "0.0",
+        "gate_margin": "0.0",
     })
     h = Harness(spinner, node)
     h.checkpoint = painting_checkpoint

@@ -57,7 +57,7 @@ class Rig:
         rclpy.init(context=self.context)
         self.namespace = f"/node_test_{uuid.uuid4().hex[:8]}"
         values = {"checkpoint": str(checkpoint), "device": "cpu", "min_mask_area": 0, "mask_threshold": 0.0,
-                  **overrides}
+                  "gate_margin": 0.0, **overrides}
         self.node = TrackerNode(context=self.context, namespace=self.namespace,
                                 parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.client = rclpy.create_node("node_test_client", namespace=self.namespace, context=self.context)
@@ -219,7 +219,7 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     published = np.frombuffer(bytes(r.masks[third].data), "<u2").reshape(H, W)
 
     model, _ = load_checkpoint(painting_checkpoint)
-    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
     frame = r.pixels()
     tracker.step(frame, [Detection((x0, y0, x1, y1), "thing", 0.9, i) for x0, y0, x1, y1, i in boxes])
     tracker.step(frame)
@@ -466,7 +466,7 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     # The good frames' label maps are those of a Tracker given the good frames only. Up to 0.5% of the pixels
     # may differ: the two runs share one process whose CPU threads may differ in denormal flushing (set by
     # whichever earlier test ran a CLI's main), so a pixel where two random-weight slots nearly tie can flip.
-    reference = Tracker(r.node.pipeline.tracker._model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu")
+    reference = Tracker(r.node.pipeline.tracker._model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
     for stamp_value, with_boxes in good_frames:
         dets = None if with_boxes is None else [Detection((x0, y0, x1, y1), "thing", 0.9, i)
                                                 for x0, y0, x1, y1, i in with_boxes]
