@@ -210,7 +210,8 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     mass, for models that take them); the baselines always get the boxes.
 
     SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
-    from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps out. ``model_only`` scores the bare
+    from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
+    out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
     from training.baselines import csrt_box_baseline, flow_kmeans_com_baseline, static_box_baseline
 
@@ -219,7 +220,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     if noise_sigma > 0 and kind not in ("bbox", "com"):
         raise ValueError(f"--noise-sigma perturbs boxes / centres; the model's initializer is {kind!r}")
     if detect_every < 0 or (detect_every and model_only):
-        raise ValueError(f"detect every must be >= 0 and needs the Tracker (not --model-only), got {detect_every}")
+        raise ValueError(f"detect_every must be >= 0 and needs the Tracker (not --model-only), got {detect_every}")
     if input_scale <= 0:
         raise ValueError(f"input scale must be positive, got {input_scale}")
     if prompt not in PROMPTS:
