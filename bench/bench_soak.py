@@ -10,7 +10,8 @@ dropped + ...), the node's RSS over time (target flat, +-20 MB after warm-up), a
 
 Run on an idle machine: ``.venv/bin/python bench/bench_soak.py [--seconds 300] [--size 640x480]``.
 ``--offline FRAMES`` plays the same scene through the `Tracker` in this process instead (no DDS, every
-frame processed, deterministic): the track-count share alone, for model and Tracker-rule work.
+frame processed, deterministic): the track-count share alone, for model and Tracker-rule work;
+``--drop-share P`` skips a seeded share of the frames there, as the node drops stale ones under load.
 """
 from __future__ import annotations
 
@@ -100,16 +101,21 @@ def offline(args: argparse.Namespace, width: int, height: int) -> int:
     model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     tracker = Tracker(model, TrackerConfig(**fields), device="cpu")
     scene = Rectangles(width, height)
-    counts, ids = [], set()
+    skip = np.random.default_rng(0)
+    counts, ids, waiting = [], set(), None
     for t in range(args.offline):
         frame, boxes = scene.frame()
-        detections = [Detection(box) for box in boxes] if t % args.detect_every == 0 else None
-        tracks = tracker.step(frame, detections).tracks
+        if t % args.detect_every == 0:
+            waiting = [Detection(box) for box in boxes]
+        if t and skip.random() < args.drop_share:  # dropped as stale: its detections act on the next frame
+            continue
+        tracks = tracker.step(frame, waiting).tracks
+        waiting = None
         counts.append(len(tracks))
         ids.update(track.track_id for track in tracks)
     right = sum(c == 3 for c in counts)
-    print(f"{width}x{height}, {args.offline} frames through the Tracker, detector every {args.detect_every} "
-          f"frames, {fields or 'default parameters'}: track count == 3 in {100 * right / len(counts):.2f}% "
+    print(f"{width}x{height}, {args.offline} frames through the Tracker ({len(counts)} processed), detector every "
+          f"{args.detect_every} frames, {fields or 'default parameters'}: track count == 3 in {100 * right / len(counts):.2f}% "
           f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); {len(ids)} track ids published")
     return 0
 
@@ -124,6 +130,9 @@ def main() -> int:
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter (repeatable), e.g. max_area_growth:=4")
     parser.add_argument("--offline", type=int, metavar="FRAMES", help="through the Tracker in-process instead")
+    parser.add_argument("--drop-share", type=float, default=0.0, metavar="P",
+                        help="--offline: skip each frame with this probability (seeded), as the node drops stale "
+                             "frames under load; a skipped frame's detections act on the next processed one")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     if args.offline:

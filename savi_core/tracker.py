@@ -47,7 +47,8 @@ State machine:
     whole object showed) grown on every side by ``gate_margin`` x its longer side x (1 + frames lost).
     A matched detection moves the gate to its box, and re-anchors the slot when the track's mask box
     overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting
-    or re-anchoring a slot from a box restarts the background slot too, as on a first frame.
+    or re-anchoring a slot from a box restarts the background slot and the untracked slots too, as on a
+    first frame.
   * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
@@ -475,7 +476,10 @@ class Tracker:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
         else:
-            self._restart_slots([*new_boxes, *cleared], cond, background=bool(new_boxes))
+            # A box restarts the untracked slots and the background slot with it, as on a first frame: run
+            # for minutes, they come to hold tracked objects and take them from a fresh slot.
+            idle = [s for s in range(self._num_objects) if s not in self._tracks] if new_boxes else []
+            self._restart_slots([*new_boxes, *cleared, *idle], cond, background=bool(new_boxes))
         if started or ended:
             self._tracks_updated()
         return started, ended, ignored

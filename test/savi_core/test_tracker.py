@@ -696,9 +696,9 @@ def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0(
         TrackerConfig(gate_margin=-0.1)
 
 
-def test_re_anchoring_a_track_restarts_the_background_slot_and_leaves_other_tracks_alone(savi, monkeypatch):
-    """A box that re-anchors a slot restarts the background slot as on a first frame; the other track's
-    slot carries on from its prediction."""
+def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_other_tracks_alone(savi, monkeypatch):
+    """A box that re-anchors a slot restarts the background slot and the untracked slots as on a first
+    frame; the other track's slot carries on from its prediction."""
     given: list[torch.Tensor] = []
     predicted: list[torch.Tensor] = []
     step = savi.step
@@ -716,12 +716,14 @@ def test_re_anchoring_a_track_restarts_the_background_slot_and_leaves_other_trac
     tracker.step(img, boxes)
     for _ in range(3):
         tracker.step(img)
-    fresh = savi.init_slots(tracker._conditioning({}, 32, 32))[0, 0]
+    unconditioned = savi.init_slots(tracker._conditioning({}, 32, 32))[0]
+    fresh = unconditioned[0]
     assert not torch.allclose(predicted[-1][0, 0], fresh)  # the background slot has moved on
+    assert not torch.allclose(predicted[-1][0, 3:], unconditioned[3:])  # and so have the untracked slots
     assert torch.equal(given[-1], predicted[-2])  # without a re-anchor every slot carries on
     tracker._tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
     tracker.step(img, boxes)
-    assert torch.allclose(given[-1][0, 0], fresh)
+    assert torch.allclose(given[-1][0, 0], fresh) and torch.allclose(given[-1][0, 3:], unconditioned[3:])
     assert torch.equal(given[-1][0, 1], predicted[-2][0, 1])  # the first track's slot carries on
     assert not torch.equal(given[-1][0, 2], predicted[-2][0, 2])
 
