@@ -478,8 +478,8 @@ class Tracker:
         else:
             # A box restarts the untracked slots and the background slot with it, as on a first frame: run
             # for minutes, they come to hold tracked objects and take them from a fresh slot.
-            idle = [s for s in range(self._num_objects) if s not in self._tracks] if new_boxes else []
-            self._restart_slots([*new_boxes, *cleared, *idle], cond, background=bool(new_boxes))
+            untracked = [s for s in range(self._num_objects) if s not in self._tracks]  # the cleared ones too
+            self._restart_slots([*new_boxes, *(untracked if new_boxes else cleared)], cond, background=bool(new_boxes))
         if started or ended:
             self._tracks_updated()
         return started, ended, ignored
