@@ -33,6 +33,10 @@ PYTHON_DEPS = [
     "matplotlib",
 ]
 
+# Installed by `make setup` after the rest with pip's --no-deps: vos-benchmark (DAVIS J&F) requires
+# opencv-python, whose cv2 would replace opencv-contrib's; its other requirements are listed above.
+WITHOUT_DEPS = ["vos-benchmark"]
+
 # ROS 2 (Kilted) from PyPI, for machines without a ROS 2 install.
 ROS_WHEELS = [
     "ros-rclpy[fastrtps]",

@@ -34,14 +34,24 @@ class SetupError(Exception):
     """A problem the user can fix; reported as one message."""
 
 
-def torch_requirement() -> str:
-    """The TORCH pin from setup.py, read without running setup.py."""
+def setup_constant(name: str) -> object:
+    """A module-level constant of setup.py (a string or a list of strings), read without running setup.py."""
     tree = ast.parse((ROOT / "setup.py").read_text())
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TORCH" for t in node.targets)
-                and isinstance(node.value, ast.Constant)):
-            return node.value.value
-    raise SetupError("setup.py: no module-level `TORCH = \"torch==...\"` pin")
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                break
+    raise SetupError(f"setup.py: no module-level literal `{name} = ...`")
+
+
+def torch_requirement() -> str:
+    """The TORCH pin from setup.py."""
+    pin = setup_constant("TORCH")
+    if not isinstance(pin, str):
+        raise SetupError("setup.py: `TORCH` must be a string like \"torch==2.13.0\"")
+    return pin
 
 
 def clean_env() -> dict[str, str]:
@@ -104,6 +114,8 @@ def install_python_packages(venv: Path, env: dict[str, str]) -> None:
     run(pip + [torch], env, f"pip install {torch}")
     print("installing the ROS 2 wheels, Python dependencies and the project (editable) ...", flush=True)
     run(pip + ["--editable", f".[{EXTRAS}]", torch], env, "pip install of the project")
+    without_deps = setup_constant("WITHOUT_DEPS")
+    run(pip + ["--no-deps", *without_deps], env, f"pip install --no-deps {' '.join(without_deps)}")
     site = Path(run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                     env, "locating site-packages").strip().splitlines()[-1])
     (site / "savi_ament_prefix.pth").write_text(AMENT_PTH)

@@ -2,8 +2,8 @@
 
 Protocol (paper A.8) on what the node publishes: each full-length video is played through the
 ``Tracker`` as 8-bit camera images, the conditioning boxes are the first frame's detections (with the
-object ids as detection ids, so track id = object id), and the label maps are scored (FG-ARI and
-mIoU, first frame skipped). ``--model-only`` scores the bare model instead, as a diagnostic.
+object ids as detection ids, so track id = object id), and the label maps are scored (FG-ARI,
+mIoU, DAVIS J&F, IDF1 and ID switches; first frame skipped). ``--model-only`` scores the bare model instead, as a diagnostic.
 Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_frame.png``.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ from savi_core.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, as_points, conditioning_from_batch
 from training.config import DATA_KINDS, DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
+from training.davis import davis_scores, davis_summary
 from training.identity import identity_counts, identity_summary
 from training.report import format_table, plot_per_frame
 from training.datasets.common import FRAME_KEYS, resize_id_maps
@@ -169,6 +170,7 @@ def _scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_
     pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
     return {
         "identity": identity_counts(pred, gt, frame_mask, skip_first),
+        "davis": davis_scores(pred, gt, frame_mask, skip_first),
         "fg_ari": metrics.fg_ari(pred, gt, skip_first, frame_mask),
         "miou": metrics.miou(pred, gt, num_objects, skip_first, frame_mask),
         "fg_ari_frames": metrics.per_frame_fg_ari(pred, gt, skip_first, frame_mask),
@@ -196,6 +198,9 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
         out[f"{name}_per_frame"] = [_nan_to_none(metrics.mean_over_videos(frames[:, i])[0]) for i in range(length)]
     counts = {k: sum(s["identity"][k] for s in scores) for k in scores[0]["identity"]}
     out.update({k: _nan_to_none(v) if isinstance(v, float) else v for k, v in identity_summary(counts).items()})
+    if conditional:
+        davis = {k: [v for s in scores for v in s["davis"][k]] for k in ("j", "f")}
+        out.update({k: _nan_to_none(v) for k, v in davis_summary(davis).items()})
     if "ms_per_frame" in scores[0]:
         out["ms_per_frame"] = float(sum(s["ms_per_frame"] for s in scores) / len(scores))
     return out

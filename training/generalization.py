@@ -5,8 +5,8 @@
 The training families are the run's own (``data.options`` of its run config; a run without them was
 trained on the original generator's families). The spec names held-out families per axis; each
 held-out split is the training split with that one axis replaced by its held-out families, so a
-held-out row differs from the in-family row in that axis only. The 3D family is a world of its own:
-for a model that never saw it, the whole family is held out. Every split is scored through the
+held-out row differs from the in-family row in that axis only. The 3D family and the 2D generator are
+worlds of their own: for a model that never saw one, that whole family is held out. Every split is scored through the
 Tracker (what the node publishes), beside the baselines, with identity metrics.
 """
 from __future__ import annotations
@@ -40,10 +40,12 @@ DEFAULT_SPEC = Path(__file__).resolve().parent / "configs" / "generalization.yam
 
 def training_families(options: dict[str, Any]) -> dict[str, Any]:
     """The families a run trained on, with the generators' defaults filled in; ``physics`` is None when
-    the run saw no 3D scenes."""
+    the run saw no 3D scenes, and the 2D axes are empty when it saw only 3D ones (``physics_share`` 1)."""
+    share = float(options.get("physics_share", 0.0))
     defaults_2d = SceneConfig()
-    families: dict[str, Any] = {axis: tuple(options.get(axis, getattr(defaults_2d, axis))) for axis in AXES_2D}
-    if float(options.get("physics_share", 0.0)) > 0:
+    families: dict[str, Any] = {axis: tuple(options.get(axis, getattr(defaults_2d, axis))) if share < 1.0 else ()
+                                for axis in AXES_2D}
+    if share > 0:
         physics = options.get("physics") or {}
         defaults_3d = PhysicsSceneConfig()
         families["physics"] = {axis: tuple(physics.get(axis, getattr(defaults_3d, axis))) for axis in AXES_3D}
@@ -52,12 +54,16 @@ def training_families(options: dict[str, Any]) -> dict[str, Any]:
     return families
 
 
+def _saw_2d(train: dict[str, Any]) -> bool:
+    return train["physics"] is None or any(train[axis] for axis in AXES_2D)
+
+
 def validate_spec(spec: Any, train: dict[str, Any]) -> dict[str, dict[str, tuple[str, ...]]]:
     """``held_out: {name: {axis: [families]}}`` checked against the training families; errors name the field."""
     if not isinstance(spec, dict) or not isinstance(spec.get("held_out"), dict) or not spec["held_out"]:
         raise ConfigError("held_out: must be a non-empty mapping of split name -> {axis: [families]}")
     for axis in AXES_2D:
-        if not train[axis]:
+        if _saw_2d(train) and not train[axis]:
             raise ConfigError(f"data.options.{axis}: the training split is empty")
     if train["physics"] is not None:
         for axis in AXES_3D:
@@ -87,14 +93,18 @@ def validate_spec(spec: Any, train: dict[str, Any]) -> dict[str, dict[str, tuple
 
 def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[str, dict[str, tuple[str, ...]]]
                   ) -> dict[str, dict[str, Any]]:
-    """``data.options`` of every split: in-family 2D and 3D (or the whole 3D family, held out), then
-    each held-out split."""
+    """``data.options`` of every split: in-family 2D and 3D (or a whole family the run never saw, held
+    out, with its generator's default families), then each held-out split."""
     two_d = {k: v for k, v in base.items() if k not in ("physics", "physics_share", "cache_dir")}
-    two_d.update({axis: list(train[axis]) for axis in AXES_2D})
+    if _saw_2d(train):
+        two_d.update({axis: list(train[axis]) for axis in AXES_2D})
+    else:
+        defaults_2d = SceneConfig()
+        two_d.update({axis: list(getattr(defaults_2d, axis)) for axis in AXES_2D})
     physics = {k: v for k, v in (base.get("physics") or {}).items()}
     if train["physics"] is not None:
         physics.update({axis: list(train["physics"][axis]) for axis in AXES_3D})
-    out = {"in-family 2D": {**two_d, "physics_share": 0.0}}
+    out = {"in-family 2D" if _saw_2d(train) else "2D family (held out)": {**two_d, "physics_share": 0.0}}
     out["in-family 3D" if train["physics"] is not None else "3D family (held out)"] = {
         **two_d, "physics_share": 1.0, "physics": physics}
     for name, axes in held_out.items():
@@ -157,15 +167,16 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """One row per split and method: FG-ARI, mIoU, IDF1 (percent), ID switches per 100 object-frames, ms/frame."""
+    """One row per split and method: FG-ARI, mIoU, DAVIS J&F, IDF1 (percent), ID switches per 100
+    object-frames, ms/frame."""
     def cell(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
-    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
+    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
     for split, entry in results["splits"].items():
         for method, v in entry["methods"].items():
             lines.append(f"{split:<28}{method:<17}{cell(v.get('fg_ari')):>7}{cell(v.get('miou')):>7}"
-                         f"{cell(v.get('idf1')):>7}{cell(v.get('id_switches_per_100'), 1.0, 2):>7}"
+                         f"{cell(v.get('j_and_f')):>7}{cell(v.get('idf1')):>7}{cell(v.get('id_switches_per_100'), 1.0, 2):>7}"
                          f"{cell(v.get('ms_per_frame'), 1.0):>7}")
     return "\n".join(lines)
 

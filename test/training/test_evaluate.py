@@ -37,7 +37,7 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
     out = tmp_path / "eval"
     assert main(["--checkpoint", str(run_dir), "--out", str(out), "--baselines", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert all(name in printed for name in ("savi", "static_box", "flow_kmeans_com"))
+    assert all(name in printed for name in ("savi", "static_box", "flow_kmeans_com", "J&F"))
     results = json.loads((out / "metrics.json").read_text())
     assert results["checkpoint"].endswith("step_0000002") and results["step"] == 2
     assert results["num_videos"] == 3 and results["skip_first"] is True  # tiny: eval_num_videos 3
@@ -46,6 +46,7 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
         m = results["methods"][method]
         assert len(m["fg_ari_per_video"]) == len(m["miou_per_video"]) == 3
         assert 0.0 <= m["miou"] <= 1.0 and -1.0 <= m["fg_ari"] <= 1.0
+        assert 0.0 <= m["j"] <= 1.0 and 0.0 <= m["f"] <= 1.0 and m["j_and_f"] == (m["j"] + m["f"]) / 2
         assert len(m["miou_per_frame"]) == 5 and m["miou_per_frame"][0] is None  # frame 0 is skipped
         assert all(v is not None for v in m["miou_per_frame"][1:])
     assert (out / "per_frame.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

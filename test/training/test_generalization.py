@@ -35,6 +35,19 @@ def test_a_run_without_3d_has_the_whole_3d_family_held_out():
     assert "3D family (held out)" in splits and splits["3D family (held out)"]["physics_share"] == 1.0
 
 
+def test_a_3d_only_run_has_the_whole_2d_family_held_out():
+    options = {"physics_share": 1.0, "physics": {"objects": ["primitives"], "floors": ["plain"]}}
+    train_families = training_families(options)
+    assert all(train_families[axis] == () for axis in ("shapes", "backgrounds", "textures"))
+    held = validate_spec({"held_out": {"s": {"shapes": ["thin"]}, "toys": {"objects": ["toys"]}}}, train_families)
+    splits = split_options(options, train_families, held)
+    assert list(splits) == ["2D family (held out)", "in-family 3D", "held-out s", "held-out toys"]
+    two_d = splits["2D family (held out)"]
+    assert two_d["physics_share"] == 0.0 and "circle" in two_d["shapes"]  # the 2D generator's defaults
+    assert splits["held-out s"] == {**two_d, "shapes": ["thin"]}
+    assert splits["held-out toys"]["physics"] == {"objects": ["toys"], "floors": ["plain"]}
+
+
 @pytest.mark.parametrize("spec, field", [
     ({"held_out": {"bg": {"backgrounds": ["lava"]}}}, r"held_out\.bg\.backgrounds: unknown family 'lava'"),
     ({"held_out": {"s": {"shapes": ["star"]}}}, r"held_out\.s\.shapes: 'star' is also a training family"),
