@@ -99,17 +99,14 @@ def _initial_weights(spec: str, cfg: RunConfig) -> dict[str, torch.Tensor]:
 def train(cfg: RunConfig, resume: bool = False, stop_at: int | None = None) -> Path:
     """Run (or continue) training; returns the output directory. Raises NonFiniteLossError on NaN/Inf."""
     info, device = init_distributed(cfg.train.device)
-    try:
-        out = _train(cfg, resume, stop_at, info, device)
-        if info.enabled:
-            # Rank 0 ends later (final.json, closing the logs): tear the group down together rather than
-            # after a peer has exited. (A 2-process CPU test aborted once at exit, "terminate called
-            # without an active exception"; not reproduced since, so this is a precaution.)
-            dist.barrier()
-        return out
-    finally:
-        if info.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+    out = _train(cfg, resume, stop_at, info, device)
+    if info.enabled:
+        # Rank 0 ends later (final.json, closing the logs): tear the group down together rather than
+        # after a peer has exited. Only on success: destroying the group while a peer still waits in a
+        # collective can abort this process before its exception is printed (torchrun then stops the rest).
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
 
 
 def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed, device: torch.device) -> Path:

@@ -1,8 +1,10 @@
 """Multi-process training: torchrun, 2 CPU processes, gloo; both ranks train and end with the same weights."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -14,17 +16,31 @@ from training.train import train
 ROOT = Path(__file__).resolve().parents[2]
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
 TORCHRUN = Path(sys.executable).parent / "torchrun"
+# A worker once aborted in CI (twice over many runs, never reproduced here in 23 repeats) with only
+# "terminate called without an active exception" from C++: no Python traceback, no sign of where.
+ABORT = "terminate called without an active exception"
+
+
+def torchrun(config: Path, out: Path, steps: int) -> subprocess.CompletedProcess:
+    """Two gloo CPU workers. Python's fault handler prints every worker's stack on an abort, so a repeat of
+    the abort above says where it happened; that one failure is run once more (with a warning carrying
+    the first run's output) instead of failing the suite; every other failure fails the test."""
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "training.train", "--config",
+               str(config), "--out", str(out), "--steps", str(steps), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and ABORT in proc.stderr:
+        warnings.warn(f"a DDP worker aborted; running again. Its output:\n{proc.stderr[-6000:]}")
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return proc
 
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is installed with torch next to the interpreter")
 def test_two_process_gloo_run_matches_the_single_process_run(tmp_path):
     steps = 3
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "training.train",
-         "--config", str(TINY), "--out", str(out), "--steps", str(steps), "--device", "cpu"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = torchrun(TINY, out, steps)
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = json.loads((out / "final.json").read_text())
     assert final["world_size"] == 2
@@ -51,10 +67,7 @@ def test_two_process_run_with_burn_in_matches_the_single_process_run(tmp_path):
     data["data"].update({k.split(".")[1]: v for k, v in overrides.items()})
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "ddp"
-    proc = subprocess.run(
-        [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "training.train",
-         "--config", str(config), "--out", str(out), "--steps", str(steps), "--device", "cpu"],
-        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    proc = torchrun(config, out, steps)
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = json.loads((out / "final.json").read_text())
     assert final["param_digests"][0] == final["param_digests"][1]
