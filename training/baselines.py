@@ -1,6 +1,6 @@
 """Non-learned baselines, producing id maps for the same evaluation as SAVi (``savi_core.metrics``).
 
-Both follow the mIoU convention: object ``i`` (0-based) is predicted with id ``i + 1``, 0 = background;
+All follow the mIoU convention: object ``i`` (0-based) is predicted with id ``i + 1``, 0 = background;
 unconditioned objects are never predicted (their mask stays empty).
 
 * :func:`static_box_baseline` — "nothing moves": every frame repeats the first-frame boxes.
@@ -8,6 +8,8 @@ unconditioned objects are never predicted (their mask stays empty).
   k-means on the optical flow enriched with pixel positions, cluster centres initialised from the
   objects' centre-of-mass coordinates. The paper gives no further detail; what is inferred is listed in
   that function's docstring.
+* :func:`csrt_box_baseline` — OpenCV's CSRT box tracker per object, its boxes painted as masks or, with
+  GrabCut, the foreground found inside each box.
 """
 from __future__ import annotations
 
@@ -148,11 +150,15 @@ def flow_kmeans_com_baseline(
     return torch.stack(frames, dim=1)
 
 
-def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor) -> tuple[Tensor, float]:
+def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor,
+                      grabcut_iterations: int = 0) -> tuple[Tensor, float]:
     """What a user would pick instead of a learned tracker: OpenCV's CSRT tracker (opencv-contrib) per
-    object, started from the first-frame box, each tracked box painted as the object's mask (smaller
-    boxes on top, as in :func:`static_box_baseline`). ``video [B,T,3,H,W]`` in [0, 1]; returns the id
-    maps ``[B,T,H,W]`` and the mean milliseconds per frame (all objects of a frame together)."""
+    object, started from the first-frame box. Each tracked box is painted as the object's mask, or with
+    ``grabcut_iterations`` > 0 the foreground that OpenCV's GrabCut finds inside the box (started from the
+    box, that many iterations; a box GrabCut cannot work on, e.g. one covering the whole image, is painted
+    whole). Smaller boxes on top, as in :func:`static_box_baseline`. ``video [B,T,3,H,W]`` in [0, 1];
+    returns the id maps ``[B,T,H,W]`` and the mean milliseconds per frame (all objects of a frame together,
+    GrabCut included)."""
     import time
 
     import cv2
@@ -167,7 +173,7 @@ def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Ten
         trackers: dict[int, object] = {}
         boxes: dict[int, tuple[float, float, float, float]] = {}
         for t in range(frames):
-            frame = np.ascontiguousarray(images[b, t][..., ::-1])  # OpenCV trackers take BGR
+            frame = np.ascontiguousarray(images[b, t][..., ::-1])  # OpenCV takes BGR
             start = time.perf_counter()
             if t == 0:
                 for i in torch.nonzero(active[b]).flatten().tolist():
@@ -189,11 +195,35 @@ def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Ten
                         ok = False
                     if ok:
                         boxes[i] = tuple(float(v) for v in box)
-            elapsed += time.perf_counter() - start
-            steps += 1
+            masks = []
             for i, (x, y, w, h) in sorted(boxes.items(), key=lambda kv: -kv[1][2] * kv[1][3]):
                 r0, c0 = max(0, int(round(y))), max(0, int(round(x)))
                 r1, c1 = min(height, int(round(y + h))), min(width, int(round(x + w)))
                 if r1 > r0 and c1 > c0:
-                    out[b, t, r0:r1, c0:c1] = i + 1
+                    masks.append((i, r0, c0, r1, c1, _grabcut(frame, r0, c0, r1, c1, grabcut_iterations)))
+            elapsed += time.perf_counter() - start
+            steps += 1
+            for i, r0, c0, r1, c1, inside in masks:
+                region = out[b, t, r0:r1, c0:c1]
+                if inside is None:
+                    region[...] = i + 1
+                else:
+                    region[torch.from_numpy(inside)] = i + 1
     return out, 1000.0 * elapsed / max(steps, 1)
+
+
+def _grabcut(frame, r0: int, c0: int, r1: int, c1: int, iterations: int):
+    """GrabCut's foreground (definite or probable) inside the box as a bool array, or None: no GrabCut
+    asked for, or none possible here (OpenCV needs background pixels outside the box)."""
+    if iterations <= 0:
+        return None
+    import cv2
+    import numpy as np
+
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    try:
+        cv2.grabCut(frame, mask, (c0, r0, c1 - c0, r1 - r0), np.zeros((1, 65), np.float64),
+                    np.zeros((1, 65), np.float64), iterations, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        return None
+    return np.isin(mask[r0:r1, c0:c1], (cv2.GC_FGD, cv2.GC_PR_FGD))

@@ -43,7 +43,9 @@ from training.report import format_table, plot_per_frame
 from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
 
-METHODS = ("savi", "static_box", "flow_kmeans_com", "csrt_box")
+METHODS = ("savi", "static_box", "flow_kmeans_com", "csrt_box", "csrt_grabcut")
+#: GrabCut iterations of the csrt_grabcut baseline (OpenCV's usual few; each costs another pass).
+GRABCUT_ITERATIONS = 3
 PROMPTS = ("boxes", "points")
 
 
@@ -268,9 +270,13 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
             kmeans = flow_kmeans_com_baseline(batch["flow"], batch["cond_centers"], batch["conditioned"],
                                               num_clusters=num_objects + 1, seed=seed)
             csrt, csrt_ms = csrt_box_baseline(batch["video"], batch["cond_boxes"], batch["conditioned"])
-            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans), ("csrt_box", csrt)):
+            cut, cut_ms = csrt_box_baseline(batch["video"], batch["cond_boxes"], batch["conditioned"],
+                                            GRABCUT_ITERATIONS)
+            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans), ("csrt_box", csrt),
+                              ("csrt_grabcut", cut)):
                 per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
             per_method["csrt_box"][-1]["ms_per_frame"] = csrt_ms
+            per_method["csrt_grabcut"][-1]["ms_per_frame"] = cut_ms
         bar.update(int(gt.shape[0]))
     bar.close()
     return {
@@ -347,7 +353,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model-only", action="store_true",
                    help="diagnostic: score the bare model (arg-max over slots) instead of the Tracker the node runs")
     p.add_argument("--include-first-frame", action="store_true", help="score frame 0 too (official-code style)")
-    p.add_argument("--baselines", action="store_true", help="also score the static-box and flow k-means baselines")
+    p.add_argument("--baselines", action="store_true", help="also score the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
     p.add_argument("--noise-sigma", type=float, default=0.0,
                    help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size")
     p.add_argument("--input-scale", type=float, default=1.0,

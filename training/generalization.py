@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint step directory, or a training --out directory")
     p.add_argument("--spec", default=str(DEFAULT_SPEC), help="held-out families (YAML)")
     p.add_argument("--num-videos", type=int, default=100, help="videos per split")
-    p.add_argument("--baselines", action="store_true", help="also the static-box, flow k-means and CSRT baselines")
+    p.add_argument("--baselines", action="store_true", help="also the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
     p.add_argument("--device", default="auto")
     p.add_argument("--mask-source", choices=MASK_SOURCES, default=TrackerConfig.mask_source,
                    help="the Tracker's mask source (default: the node's)")

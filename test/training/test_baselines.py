@@ -119,3 +119,27 @@ def test_csrt_follows_a_moving_square():
         painted = ids[0, t] == 1
         iou = (painted & truth).sum() / (painted | truth).sum()
         assert iou > 0.7, (t, float(iou))
+
+
+def test_grabcut_inside_the_csrt_box_paints_the_object_not_its_box():
+    """A red disc sliding over a grey floor: the box covers its corners too (IoU pi/4 at best); GrabCut's
+    foreground inside the tracked box is the disc."""
+    from training.baselines import csrt_box_baseline
+
+    frames, size, radius = 6, 64, 10
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    video = torch.full((1, frames, 3, size, size), 0.5)
+    discs = []
+    for t in range(frames):
+        disc = (yy - 30) ** 2 + (xx - 20 - 2 * t) ** 2 <= radius ** 2
+        video[0, t, :, disc] = torch.tensor([0.9, 0.1, 0.1])[:, None]
+        discs.append(disc)
+    boxes = torch.tensor([[[20 / size, 10 / size, 41 / size, 31 / size]]])
+    box_ids, _ = csrt_box_baseline(video, boxes, torch.ones(1, 1))
+    cut_ids, ms = csrt_box_baseline(video, boxes, torch.ones(1, 1), grabcut_iterations=3)
+    assert ms > 0
+    for t in range(1, frames):
+        def iou(ids):
+            painted = ids[0, t] == 1
+            return float((painted & discs[t]).sum() / (painted | discs[t]).sum())
+        assert iou(cut_ids) > 0.85 and iou(cut_ids) > iou(box_ids) + 0.05, (t, iou(cut_ids), iou(box_ids))

@@ -42,7 +42,7 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
     assert results["checkpoint"].endswith("step_0000002") and results["step"] == 2
     assert results["num_videos"] == 3 and results["skip_first"] is True  # tiny: eval_num_videos 3
     assert results["scored"] == "tracker" and results["mask_source"] == "attention"  # the node's default
-    for method in ("savi", "static_box", "flow_kmeans_com"):
+    for method in ("savi", "static_box", "flow_kmeans_com", "csrt_box", "csrt_grabcut"):
         m = results["methods"][method]
         assert len(m["fg_ari_per_video"]) == len(m["miou_per_video"]) == 3
         assert 0.0 <= m["miou"] <= 1.0 and -1.0 <= m["fg_ari"] <= 1.0
