@@ -3,7 +3,8 @@
 Protocol (paper A.8) on what the node publishes: each full-length video is played through the
 ``Tracker`` as 8-bit camera images, the conditioning boxes are the first frame's detections (with the
 object ids as detection ids, so track id = object id), and the label maps are scored (FG-ARI,
-mIoU, DAVIS J&F, IDF1 and ID switches; first frame skipped). ``--model-only`` scores the bare model instead, as a diagnostic.
+mIoU, DAVIS J&F, IDF1 and ID switches; first frame skipped). ``--model-only`` scores the bare model
+instead, as a diagnostic.
 Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_frame.png``.
 """
 from __future__ import annotations
@@ -353,7 +354,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model-only", action="store_true",
                    help="diagnostic: score the bare model (arg-max over slots) instead of the Tracker the node runs")
     p.add_argument("--include-first-frame", action="store_true", help="score frame 0 too (official-code style)")
-    p.add_argument("--baselines", action="store_true", help="also score the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
     p.add_argument("--noise-sigma", type=float, default=0.0,
                    help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size")
     p.add_argument("--input-scale", type=float, default=1.0,

@@ -6,8 +6,8 @@ The training families are the run's own (``data.options`` of its run config; a r
 trained on the original generator's families). The spec names held-out families per axis; each
 held-out split is the training split with that one axis replaced by its held-out families, so a
 held-out row differs from the in-family row in that axis only. The 3D family and the 2D generator are
-worlds of their own: for a model that never saw one, that whole family is held out. Every split is scored through the
-Tracker (what the node publishes), beside the baselines, with identity metrics.
+worlds of their own: for a model that never saw one, that whole family is held out. Every split is
+scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F.
 """
 from __future__ import annotations
 
