@@ -34,8 +34,9 @@ PYTHON_DEPS = [
 ]
 
 # Installed by `make setup` after the rest with pip's --no-deps: vos-benchmark (DAVIS J&F) requires
-# opencv-python, whose cv2 would replace opencv-contrib's; its other requirements are listed above.
-WITHOUT_DEPS = ["vos-benchmark"]
+# opencv-python, whose cv2 would replace opencv-contrib's; what it imports otherwise comes with the above.
+# Pinned, since --no-deps would hide a requirement a later release adds.
+WITHOUT_DEPS = ["vos-benchmark==0.1.0"]
 
 # ROS 2 (Kilted) from PyPI, for machines without a ROS 2 install.
 ROS_WHEELS = [

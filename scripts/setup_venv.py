@@ -41,7 +41,7 @@ def setup_constant(name: str) -> object:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
             try:
                 return ast.literal_eval(node.value)
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError):
                 break
     raise SetupError(f"setup.py: no module-level literal `{name} = ...`")
 
@@ -52,6 +52,14 @@ def torch_requirement() -> str:
     if not isinstance(pin, str):
         raise SetupError("setup.py: `TORCH` must be a string like \"torch==2.13.0\"")
     return pin
+
+
+def without_deps_requirements() -> list[str]:
+    """WITHOUT_DEPS from setup.py: requirements pip installs with --no-deps after the project."""
+    names = setup_constant("WITHOUT_DEPS")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise SetupError("setup.py: `WITHOUT_DEPS` must be a non-empty list of requirement strings")
+    return names
 
 
 def clean_env() -> dict[str, str]:
@@ -109,12 +117,12 @@ def install_python_packages(venv: Path, env: dict[str, str]) -> None:
         return
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     torch = torch_requirement()
+    without_deps = without_deps_requirements()
     start = time.monotonic()
     print(f"installing {torch} ...", flush=True)
     run(pip + [torch], env, f"pip install {torch}")
     print("installing the ROS 2 wheels, Python dependencies and the project (editable) ...", flush=True)
     run(pip + ["--editable", f".[{EXTRAS}]", torch], env, "pip install of the project")
-    without_deps = setup_constant("WITHOUT_DEPS")
     run(pip + ["--no-deps", *without_deps], env, f"pip install --no-deps {' '.join(without_deps)}")
     site = Path(run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                     env, "locating site-packages").strip().splitlines()[-1])

@@ -1,10 +1,11 @@
 """DAVIS J&F of id maps against ground truth, by vos-benchmark's per-frame evaluator.
 
 J is each object's mask IoU and F its boundary F-measure (boundaries matched within 0.8% of the image
-diagonal), both averaged over the scored frames of a video; the reported J&F is DAVIS's global score:
-the mean J and mean F over every (video, object), averaged. Frames are the other metrics' (the first,
-conditioned, frame skipped), not DAVIS's own rule, which also drops the last frame. An object counts
-once it appears in a scored frame of the ground truth.
+diagonal); the reported J&F is DAVIS's global score: the mean J and mean F over every (video, object),
+averaged. The frames fed are the other metrics' (the first, conditioned, frame skipped; DAVIS also drops the
+last). vos-benchmark counts an object that appears in a fed frame of the ground truth, from the first fed
+frame where it shows in the ground truth or the prediction; so unlike mIoU, an object seen only on the
+skipped first frame is not scored.
 """
 from __future__ import annotations
 

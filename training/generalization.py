@@ -45,6 +45,7 @@ def training_families(options: dict[str, Any]) -> dict[str, Any]:
     defaults_2d = SceneConfig()
     families: dict[str, Any] = {axis: tuple(options.get(axis, getattr(defaults_2d, axis))) if share < 1.0 else ()
                                 for axis in AXES_2D}
+    families["saw_2d"] = share < 1.0
     if share > 0:
         physics = options.get("physics") or {}
         defaults_3d = PhysicsSceneConfig()
@@ -54,16 +55,12 @@ def training_families(options: dict[str, Any]) -> dict[str, Any]:
     return families
 
 
-def _saw_2d(train: dict[str, Any]) -> bool:
-    return train["physics"] is None or any(train[axis] for axis in AXES_2D)
-
-
 def validate_spec(spec: Any, train: dict[str, Any]) -> dict[str, dict[str, tuple[str, ...]]]:
     """``held_out: {name: {axis: [families]}}`` checked against the training families; errors name the field."""
     if not isinstance(spec, dict) or not isinstance(spec.get("held_out"), dict) or not spec["held_out"]:
         raise ConfigError("held_out: must be a non-empty mapping of split name -> {axis: [families]}")
     for axis in AXES_2D:
-        if _saw_2d(train) and not train[axis]:
+        if train["saw_2d"] and not train[axis]:
             raise ConfigError(f"data.options.{axis}: the training split is empty")
     if train["physics"] is not None:
         for axis in AXES_3D:
@@ -96,7 +93,7 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
     """``data.options`` of every split: in-family 2D and 3D (or a whole family the run never saw, held
     out, with its generator's default families), then each held-out split."""
     two_d = {k: v for k, v in base.items() if k not in ("physics", "physics_share", "cache_dir")}
-    if _saw_2d(train):
+    if train["saw_2d"]:
         two_d.update({axis: list(train[axis]) for axis in AXES_2D})
     else:
         defaults_2d = SceneConfig()
@@ -104,7 +101,7 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
     physics = {k: v for k, v in (base.get("physics") or {}).items()}
     if train["physics"] is not None:
         physics.update({axis: list(train["physics"][axis]) for axis in AXES_3D})
-    out = {"in-family 2D" if _saw_2d(train) else "2D family (held out)": {**two_d, "physics_share": 0.0}}
+    out = {"in-family 2D" if train["saw_2d"] else "2D family (held out)": {**two_d, "physics_share": 0.0}}
     out["in-family 3D" if train["physics"] is not None else "3D family (held out)"] = {
         **two_d, "physics_share": 1.0, "physics": physics}
     for name, axes in held_out.items():
@@ -172,12 +169,13 @@ def format_results(results: dict[str, Any]) -> str:
     def cell(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
-    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
+    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}"
+             f"{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
     for split, entry in results["splits"].items():
         for method, v in entry["methods"].items():
             lines.append(f"{split:<28}{method:<17}{cell(v.get('fg_ari')):>7}{cell(v.get('miou')):>7}"
-                         f"{cell(v.get('j_and_f')):>7}{cell(v.get('idf1')):>7}{cell(v.get('id_switches_per_100'), 1.0, 2):>7}"
-                         f"{cell(v.get('ms_per_frame'), 1.0):>7}")
+                         f"{cell(v.get('j_and_f')):>7}{cell(v.get('idf1')):>7}"
+                         f"{cell(v.get('id_switches_per_100'), 1.0, 2):>7}{cell(v.get('ms_per_frame'), 1.0):>7}")
     return "\n".join(lines)
 
 
@@ -187,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint step directory, or a training --out directory")
     p.add_argument("--spec", default=str(DEFAULT_SPEC), help="held-out families (YAML)")
     p.add_argument("--num-videos", type=int, default=100, help="videos per split")
-    p.add_argument("--baselines", action="store_true", help="also the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
+    p.add_argument("--baselines", action="store_true",
+                   help="also the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
     p.add_argument("--device", default="auto")
     p.add_argument("--mask-source", choices=MASK_SOURCES, default=TrackerConfig.mask_source,
                    help="the Tracker's mask source (default: the node's)")

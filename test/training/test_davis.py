@@ -49,3 +49,11 @@ def test_no_object_gives_nan_and_mismatched_shapes_are_refused():
     assert math.isnan(davis_summary(davis_scores(empty, empty))["j_and_f"])
     with pytest.raises(ValueError, match=r"\[B,T,H,W\]"):
         davis_scores(empty, empty[:, :2])
+
+
+def test_an_object_seen_only_on_the_skipped_first_frame_is_not_scored():
+    gt = two_squares(frames=3)
+    gt[0, 1:][gt[0, 1:] == 2] = 0  # object 2 leaves after the conditioned frame
+    pred = gt.clone()
+    pred[0, 1:, 20:30, 20:30] = 2  # ... and is still painted where it was
+    assert davis_scores(pred, gt) == {"j": [1.0], "f": [1.0]}  # mIoU would score object 2 at 0

@@ -91,3 +91,9 @@ def test_cli_scores_every_split(tmp_path, capsys):
     assert json.loads((tmp_path / "out3" / "generalization.json").read_text())["frame_size"] == [24, 40]
     assert main(["--checkpoint", str(run), "--spec", str(spec), "--frame-size", "320x"]) == 1
     assert "--frame-size: expected WxH" in capsys.readouterr().err
+
+
+def test_a_mixed_run_with_every_2d_axis_emptied_is_refused_not_taken_for_3d_only():
+    families = training_families({**TRAIN_OPTIONS, "shapes": [], "backgrounds": [], "textures": []})
+    with pytest.raises(ConfigError, match=r"data\.options\.shapes: the training split is empty"):
+        validate_spec({"held_out": {"s": {"shapes": ["thin"]}}}, families)
