@@ -8,7 +8,7 @@ unconditioned objects are never predicted (their mask stays empty).
   k-means on the optical flow enriched with pixel positions, cluster centres initialised from the
   objects' centre-of-mass coordinates. The paper gives no further detail; what is inferred is listed in
   that function's docstring.
-* :func:`csrt_box_baseline` — OpenCV's CSRT box tracker per object, its boxes painted as masks or, with
+* :func:`csrt_baselines` — OpenCV's CSRT box tracker per object, its boxes painted as masks or, with
   GrabCut, the foreground found inside each box.
 """
 from __future__ import annotations
@@ -150,25 +150,26 @@ def flow_kmeans_com_baseline(
     return torch.stack(frames, dim=1)
 
 
-def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor,
-                      grabcut_iterations: int = 0) -> tuple[Tensor, float]:
+def csrt_baselines(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor,
+                   grabcut_iterations: int = 0) -> dict[str, tuple[Tensor, float]]:
     """What a user would pick instead of a learned tracker: OpenCV's CSRT tracker (opencv-contrib) per
-    object, started from the first-frame box. Each tracked box is painted as the object's mask, or with
-    ``grabcut_iterations`` > 0 the foreground that OpenCV's GrabCut finds inside the box (started from the
-    box, that many iterations; a box GrabCut cannot work on, e.g. one covering the whole image, is painted
-    whole). Smaller boxes on top, as in :func:`static_box_baseline`. ``video [B,T,3,H,W]`` in [0, 1];
-    returns the id maps ``[B,T,H,W]`` and the mean milliseconds per frame (all objects of a frame together,
-    GrabCut included)."""
+    object, started from the first-frame box. ``csrt_box``: each tracked box painted as the object's mask;
+    with ``grabcut_iterations`` > 0 also ``csrt_grabcut``: the foreground that OpenCV's GrabCut finds inside
+    each tracked box (started from the box, that many iterations; a box GrabCut cannot work on, e.g. one
+    covering the whole image, is painted whole). Smaller boxes on top, as in :func:`static_box_baseline`.
+    ``video [B,T,3,H,W]`` in [0, 1]; returns each method's id maps ``[B,T,H,W]`` and mean milliseconds per
+    frame (all objects of a frame together; GrabCut's include the tracking), from one tracking pass."""
     import time
 
     import cv2
     import numpy as np
 
     batch, frames, _, height, width = video.shape
-    out = torch.zeros(batch, frames, height, width, dtype=torch.long)
+    boxes_out = torch.zeros(batch, frames, height, width, dtype=torch.long)
+    cut_out = torch.zeros_like(boxes_out)
     active = _conditioned_bool(conditioned, batch, first_frame_boxes.shape[1])
     images = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
-    elapsed, steps = 0.0, 0
+    tracking, cutting, steps = 0.0, 0.0, 0
     for b in range(batch):
         trackers: dict[int, object] = {}
         boxes: dict[int, tuple[float, float, float, float]] = {}
@@ -195,28 +196,33 @@ def csrt_box_baseline(video: Tensor, first_frame_boxes: Tensor, conditioned: Ten
                         ok = False
                     if ok:
                         boxes[i] = tuple(float(v) for v in box)
-            masks = []
+            tracking += time.perf_counter() - start
+            steps += 1
             for i, (x, y, w, h) in sorted(boxes.items(), key=lambda kv: -kv[1][2] * kv[1][3]):
                 r0, c0 = max(0, int(round(y))), max(0, int(round(x)))
                 r1, c1 = min(height, int(round(y + h))), min(width, int(round(x + w)))
-                if r1 > r0 and c1 > c0:
-                    masks.append((i, r0, c0, r1, c1, _grabcut(frame, r0, c0, r1, c1, grabcut_iterations)))
-            elapsed += time.perf_counter() - start
-            steps += 1
-            for i, r0, c0, r1, c1, inside in masks:
-                region = out[b, t, r0:r1, c0:c1]
-                if inside is None:
-                    region[...] = i + 1
-                else:
-                    region[torch.from_numpy(inside)] = i + 1
-    return out, 1000.0 * elapsed / max(steps, 1)
+                if r1 <= r0 or c1 <= c0:
+                    continue
+                boxes_out[b, t, r0:r1, c0:c1] = i + 1
+                if grabcut_iterations > 0:
+                    start = time.perf_counter()
+                    inside = _grabcut(frame, r0, c0, r1, c1, grabcut_iterations)
+                    cutting += time.perf_counter() - start
+                    region = cut_out[b, t, r0:r1, c0:c1]
+                    if inside is None:
+                        region[...] = i + 1
+                    else:
+                        region[torch.from_numpy(inside)] = i + 1
+    steps = max(steps, 1)
+    out = {"csrt_box": (boxes_out, 1000.0 * tracking / steps)}
+    if grabcut_iterations > 0:
+        out["csrt_grabcut"] = (cut_out, 1000.0 * (tracking + cutting) / steps)
+    return out
 
 
 def _grabcut(frame, r0: int, c0: int, r1: int, c1: int, iterations: int):
-    """GrabCut's foreground (definite or probable) inside the box as a bool array, or None: no GrabCut
-    asked for, or none possible here (OpenCV needs background pixels outside the box)."""
-    if iterations <= 0:
-        return None
+    """GrabCut's foreground (definite or probable) inside the box as a bool array, or None where none is
+    possible (OpenCV needs background pixels outside the box)."""
     import cv2
     import numpy as np
 

@@ -221,7 +221,7 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
     out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
-    from training.baselines import csrt_box_baseline, flow_kmeans_com_baseline, static_box_baseline
+    from training.baselines import csrt_baselines, flow_kmeans_com_baseline, static_box_baseline
 
     cfg = model.config
     kind = cfg.initializer.kind
@@ -270,14 +270,12 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
             kmeans = flow_kmeans_com_baseline(batch["flow"], batch["cond_centers"], batch["conditioned"],
                                               num_clusters=num_objects + 1, seed=seed)
-            csrt, csrt_ms = csrt_box_baseline(batch["video"], batch["cond_boxes"], batch["conditioned"])
-            cut, cut_ms = csrt_box_baseline(batch["video"], batch["cond_boxes"], batch["conditioned"],
-                                            GRABCUT_ITERATIONS)
-            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans), ("csrt_box", csrt),
-                              ("csrt_grabcut", cut)):
+            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
                 per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
-            per_method["csrt_box"][-1]["ms_per_frame"] = csrt_ms
-            per_method["csrt_grabcut"][-1]["ms_per_frame"] = cut_ms
+            csrt = csrt_baselines(batch["video"], batch["cond_boxes"], batch["conditioned"], GRABCUT_ITERATIONS)
+            for name, (ids, ms) in csrt.items():
+                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
+                per_method[name][-1]["ms_per_frame"] = ms
         bar.update(int(gt.shape[0]))
     bar.close()
     return {
