@@ -16,7 +16,7 @@ from savi_scenes import PhysicsSceneConfig, SceneConfig, generate_physics_scene,
 
 RANDOMIZED = dict(shapes=("circle", "polygon", "blob", "star"), backgrounds=("multicolour", "bold_stripes", "photo"),
                   textures=("solid", "noise", "dots"), object_saturation=(0.0, 1.0), background_saturation=(0.0, 1.0),
-                  effects=True, distractors=(0, 3), camera_pan=True)
+                  effects=True, distractors=(0, 3), camera_pan=True, zoom_range=(1.0, 1.5))
 
 
 def matmul_gflops(n: int = 512, repeats: int = 20) -> float:

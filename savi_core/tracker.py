@@ -49,6 +49,9 @@ State machine:
     overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting
     or re-anchoring a slot from a box restarts the background slot and the untracked slots too, as on a
     first frame.
+  * Crossings (``swap_margin`` > 0): two tracks whose boxes touched, and whose slots traded objects while
+    one passed in front of the other, trade their ids back when each mask's colours match the other's
+    object better than its own by the margin (``savi_core.appearance``); the frame's label map follows.
   * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
@@ -79,8 +82,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from savi_core.device import resolve_device
+from savi_core.appearance import AppearanceMemory
 from savi_core.association import associate
+from savi_core.device import resolve_device
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
 from savi_core.track_ids import TrackIdAllocator
@@ -173,6 +177,16 @@ class _LiveTrack:
         self.anchor_area = _box_area(box)
         self.anchor_size = (float(box[2] - box[0]), float(box[3] - box[1]))
 
+    def trade_objects(self, other: "_LiveTrack") -> None:
+        """Two slots traded objects: the object's identity (id, class, anchor) moves to the slot now on it;
+        where each slot is (box, lost frames, score) stays. No motion is measured across the trade."""
+        for name in ("track_id", "class_id", "anchor_area", "anchor_size"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs)
+            setattr(other, name, mine)
+        self.whole = other.whole = False
+        self.velocity = other.velocity = (0.0, 0.0)
+
 
 class _Stopwatch:
     """Phase times without extra host syncs: CUDA events read after the step's final copy, or wall clock."""
@@ -240,6 +254,7 @@ class Tracker:
         self._opencv_labels = self.device.type == "cpu" and model.config.num_slots < LUT_SIZE - 1
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
+        self._appearance = AppearanceMemory()
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
         stride = model.config.encoder.stride
         fh, fw = self._resolution[0] // stride, self._resolution[1] // stride
@@ -266,6 +281,7 @@ class Tracker:
         self._pending = []
         self._slots = None
         self._last_labels = None
+        self._appearance.reset()
         self._ids.reset()
         self._tracks_updated()
         return ended
@@ -374,7 +390,7 @@ class Tracker:
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
-        ended, tracks = self._update_tracks(label_map, stats)
+        ended, tracks = self._update_tracks(image, label_map, stats)
         ended = sorted(doubled + ended)
         return TrackResult(
             label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks),
@@ -679,8 +695,26 @@ class Tracker:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _update_tracks(self, label_map: np.ndarray, stats: np.ndarray) -> tuple[list[int], list[Track]]:
-        """Apply the lost rule, free ended slots and build the visible tracks list (host side, tiny)."""
+    def _undo_trades(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> None:
+        """Give back the ids of tracks whose slots traded objects in a crossing (`savi_core.appearance`):
+        the ids move to the slots now on their objects, in this frame's label map too."""
+        boxes = {self._tracks[slot].track_id: row[1:5] for row, slot in zip(stats, self._live_order) if row[0] > 0}
+        trades = self._appearance.trades(image, label_map, boxes, self.config.swap_margin)
+        if not trades:
+            return
+        slot_of = {track.track_id: slot for slot, track in self._tracks.items()}
+        for a, b in trades:
+            first, second = label_map == a, label_map == b
+            label_map[first], label_map[second] = b, a
+            self._tracks[slot_of[a]].trade_objects(self._tracks[slot_of[b]])
+        self._tracks_updated()
+
+    def _update_tracks(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray
+                       ) -> tuple[list[int], list[Track]]:
+        """Undo traded objects, apply the lost rule, free ended slots and build the visible tracks list (host side)."""
+        swapping = self.config.swap_margin > 0
+        if swapping:
+            self._undo_trades(image, label_map, stats)
         ended: list[int] = []
         ended_slots: list[int] = []
         tracks: list[Track] = []
@@ -714,6 +748,10 @@ class Tracker:
                                     float(row[5]), area))
             if track.lost_frames and area > 0:  # a lost or ended track's pixels are not published
                 label_map[label_map == track.track_id] = 0
+        if swapping:
+            self._appearance.update(image, label_map, {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
+                                    {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames},
+                                    set(self.live_tracks))
         if ended:
             if not self._tracks:
                 self._slots = None

@@ -48,6 +48,10 @@ class TrackerConfig:
         0.25, "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
         "it) grown on every side by this many times the box's longer side, widening with each lost frame; "
         "keeps a slot from drifting to a similar object or the background; 0 = no gate")
+    swap_margin: float = parameter(
+        0.5, "two tracks whose boxes touched trade ids when each mask's colours match the other track's object "
+        "better than its own by this much (sum of the two Bhattacharyya distances of colour histograms, 0..2): "
+        "undoes slots that traded objects while crossing; 0 = off")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
 
     def __post_init__(self) -> None:
@@ -80,5 +84,6 @@ class TrackerConfig:
         check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
               "must be an integer >= 1")
         check(is_number(self.gate_margin) and self.gate_margin >= 0, "gate_margin", "must be a number >= 0")
+        check(is_number(self.swap_margin) and self.swap_margin >= 0, "swap_margin", "must be a number >= 0 (0 = off)")
         check(is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
               "max_area_growth", "must be 0 (no limit) or a number >= 1")

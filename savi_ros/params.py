@@ -74,7 +74,8 @@ DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in datac
 
 #: Applied while the node runs; the others take effect on the next configure transition.
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
-                  "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "sync_tolerance", "publish_debug_image",
+                  "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "swap_margin",
+                  "sync_tolerance", "publish_debug_image",
                   "mask_threshold", "time_jump_reset", "max_image_pixels"})
 
 def _param_type(name: str) -> "Parameter.Type":

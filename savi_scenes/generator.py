@@ -72,6 +72,7 @@ class SceneConfig:
     rotation_range: tuple[float, float] = (0.0, 0.0)  # |angular speed| of each object, radians per frame
     scale_range: tuple[float, float] = (1.0, 1.0)     # each object's size on the last frame / on the first
     distractors: tuple[int, int] = (0, 0)             # shapes painted on the background (not objects)
+    zoom_range: tuple[float, float] = (1.0, 1.0)      # camera zoom: magnification at one end of the video
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "num_frames", "min_objects", "max_objects"):
@@ -94,6 +95,10 @@ class SceneConfig:
         self.scale_range = _pair(self.scale_range, "scale_range")
         if self.scale_range[0] <= 0.0:
             raise ValueError(f"SceneConfig.scale_range must be positive, got {self.scale_range}")
+        self.zoom_range = _pair(self.zoom_range, "zoom_range")
+        if self.zoom_range[0] < 1.0:
+            raise ValueError(f"SceneConfig.zoom_range must be >= 1 (the camera never sees past the scene), got "
+                             f"{self.zoom_range}")
         for name, known in (("shapes", SHAPES), ("backgrounds", ALL_BACKGROUNDS), ("textures", ALL_TEXTURES)):
             values = tuple(getattr(self, name))
             unknown = [v for v in values if v not in known]
@@ -259,6 +264,39 @@ def _shape_transforms(rng: np.random.Generator, cfg: SceneConfig, n: int) -> np.
     return np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
 
 
+def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, seg: np.ndarray,
+                 forward_flow: np.ndarray, backward_flow: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Zoom the rendered video in place about the image centre, in (magnification 1 -> z) or out
+    (z -> 1) at a constant rate, with z from ``zoom_range``; returns the zoomed object positions.
+
+    Frame t shows the rendered frame magnified s_t times (s_t >= 1, so it never samples outside it).
+    A point q of the rendered frame t is at c + s_t (q - c); with rendered flow f, the zoomed flow at
+    p = c + s_t (q - c) is s_t' f(q) + (s_t' / s_t - 1)(p - c) to frame t' = t +- 1: exact for the
+    background and translating objects, the ground truth's nearest sample of q otherwise."""
+    num_t, h, w = seg.shape
+    z = float(rng.uniform(*cfg.zoom_range))
+    ramp = np.arange(num_t) / max(num_t - 1, 1)
+    scale = z ** (ramp if rng.random() < 0.5 else 1.0 - ramp)                  # [T]
+    center = np.array([h / 2.0, w / 2.0])
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    from_center = np.stack([rows + 0.5 - center[0], cols + 0.5 - center[1]], -1)  # [H,W,2] (row, col)
+    forward, backward = forward_flow.copy(), backward_flow.copy()
+    def warp(image: np.ndarray, s: float, interpolation: int) -> np.ndarray:
+        # cv2 pixel centres are integers, ours at +0.5: source = (p + 0.5 - c) / s + c - 0.5.
+        inverse = np.array([[1 / s, 0, (0.5 - center[1]) / s + center[1] - 0.5],
+                            [0, 1 / s, (0.5 - center[0]) / s + center[0] - 0.5]])
+        return cv2.warpAffine(image, inverse, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    for t, s in enumerate(scale):
+        video[t] = warp(video[t], s, cv2.INTER_LINEAR)
+        seg[t] = warp(seg[t], s, cv2.INTER_NEAREST)
+        for other, flow, rendered in ((t + 1, forward_flow, forward), (t - 1, backward_flow, backward)):
+            if 0 <= other < num_t:
+                flow[t] = scale[other] * warp(rendered[t], s, cv2.INTER_NEAREST) + (scale[other] / s - 1) * from_center
+    return center + scale[:, None, None] * (positions - center)
+
+
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """Render scene ``seed``; the same (seed, config) always gives the same scene."""
     cfg = config if config is not None else SceneConfig()
@@ -357,6 +395,8 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 moved = positions[t - 1, i] + d @ (transforms[t - 1, i] @ to_local).T
                 backward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
 
+    if cfg.zoom_range != (1.0, 1.0):
+        positions = _camera_zoom(rng, cfg, video, seg, forward_flow, backward_flow, positions)
     boxes, visible = _boxes(seg, n)
     if cfg.effects:
         video = _camera_effects(rng, video, ref)

@@ -271,3 +271,46 @@ def test_rotating_and_scaling_objects_keep_exact_flow_boxes_and_stay_in_frame(di
         areas = [(scene.segmentations == i + 1).sum(axis=(1, 2)) for i in range(scene.num_objects)]
         assert any(a[-1] != a[0] for a in areas)  # sizes change over the video
     assert np.mean(interior) > 0.97  # sub-pixel rounding of rotated interiors; rigid objects are exact
+
+
+def test_camera_zoom_flow_is_the_known_radial_field_of_a_static_scene():
+    """Static objects, no pan: every pixel's flow is (s_t' / s_t - 1)(p - c) with the zoom s_t = z^(t/(T-1))
+    in or out; the frame at magnification 1 is the unzoomed scene's."""
+    h, w, num_t, z = 48, 64, 6, 1.5
+    plain = SceneConfig(height=h, width=w, num_frames=num_t, speed_range=(0.0, 0.0))
+    cfg = SceneConfig(height=h, width=w, num_frames=num_t, speed_range=(0.0, 0.0), zoom_range=(z, z))
+    rows, cols = np.mgrid[0:h, 0:w]
+    from_center = np.stack([rows + 0.5 - h / 2, cols + 0.5 - w / 2], -1)
+    directions = set()
+    for seed in range(4):
+        zoomed, still = generate_scene(seed, cfg), generate_scene(seed, plain)
+        growth = (zoomed.positions[-1, 0, 0] - h / 2) / (zoomed.positions[0, 0, 0] - h / 2)
+        zoom_in = growth > 1
+        directions.add(zoom_in)
+        assert growth == pytest.approx(z if zoom_in else 1 / z, rel=1e-4)
+        unzoomed = 0 if zoom_in else num_t - 1
+        np.testing.assert_array_equal(zoomed.video[unzoomed], still.video[unzoomed])
+        scale = z ** (np.arange(num_t) / (num_t - 1) if zoom_in else 1 - np.arange(num_t) / (num_t - 1))
+        for t in range(num_t - 1):
+            np.testing.assert_allclose(zoomed.forward_flow[t], (scale[t + 1] / scale[t] - 1) * from_center, atol=1e-4)
+            np.testing.assert_allclose(zoomed.backward_flow[t + 1], (scale[t] / scale[t + 1] - 1) * from_center,
+                                       atol=1e-4)
+        assert np.all(zoomed.forward_flow[-1] == 0) and np.all(zoomed.backward_flow[0] == 0)
+    assert directions == {True, False}
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_zooming_camera_with_moving_objects_keeps_flow_and_boxes_exact(direction):
+    cfg = SceneConfig(height=64, width=64, num_frames=10, camera_pan=True, zoom_range=(1.2, 1.6))
+    interior = []
+    for seed in range(3):
+        scene = generate_scene(seed, cfg)
+        for t in range(cfg.num_frames - 1):
+            interior.append(_warp_agreement(scene, t, direction, interior_only=True))
+        assert np.array_equal(scene.boxes, boxes_from_segmentation(scene.segmentations, scene.num_objects)[0])
+    assert np.mean(interior) > 0.97
+
+
+def test_zoom_range_below_one_is_refused():
+    with pytest.raises(ValueError, match="zoom_range"):
+        SceneConfig(zoom_range=(0.8, 1.2))
