@@ -16,16 +16,20 @@ import numpy as np
 BINS = 8  # per RGB channel: coarse enough for shading and noise, fine enough for two colours
 EMA = 0.1  # weight of a new view in a reference: the object's look drifts slowly (light, turning)
 APART_FRAMES = 5  # a watched pair whose boxes were apart this many frames is released
+MAX_AREA_RATIO = 2.0  # a mask over this many times the area of a track's anchor box is not its object
+SAMPLES = 1024  # at most about this many pixels of a box are read: the cost does not grow with the camera
 
 
 def colour_histogram(image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray) -> np.ndarray | None:
     """The normalised RGB histogram ``[BINS, BINS, BINS]`` of the pixels labelled ``track_id`` inside
-    ``box`` (x0, y0, x1, y1, exclusive edges); None when there are none."""
+    ``box`` (x0, y0, x1, y1, exclusive edges), on a regular grid of about `SAMPLES` of them; None when
+    there are none."""
     x0, y0, x1, y1 = (int(v) for v in np.round(box))
-    roi = labels[y0:y1, x0:x1] == track_id
+    step = max(1, int(np.sqrt((x1 - x0) * (y1 - y0) / SAMPLES)))  # a colour histogram needs no more pixels
+    roi = labels[y0:y1:step, x0:x1:step] == track_id
     if not roi.any():
         return None
-    hist = cv2.calcHist([np.ascontiguousarray(image[y0:y1, x0:x1])], [0, 1, 2], roi.view(np.uint8),
+    hist = cv2.calcHist([np.ascontiguousarray(image[y0:y1:step, x0:x1:step])], [0, 1, 2], roi.view(np.uint8),
                         [BINS] * 3, [0, 256] * 3)
     return hist / hist.sum()
 
@@ -51,11 +55,13 @@ class AppearanceMemory:
         self.references.clear()
         self.watched.clear()
 
-    def trades(self, image: np.ndarray, labels: np.ndarray, boxes: dict[int, np.ndarray],
-               margin: float) -> list[tuple[int, int]]:
-        """Watched pairs of visible tracks (``boxes``: id -> mask box) whose slots traded objects: the sum of
-        each mask's distance to its own reference exceeds the sum of its distances to the other's by more
-        than ``margin``. The strongest first; a track trades at most once per frame."""
+    def trades(self, image: np.ndarray, labels: np.ndarray, boxes: dict[int, np.ndarray], areas: dict[int, float],
+               anchor_areas: dict[int, float | None], margin: float) -> list[tuple[int, int]]:
+        """Watched pairs of visible tracks (``boxes``: id -> mask box, ``areas``: its pixels) whose slots traded
+        objects: the sum of each mask's distance to its own reference exceeds the sum of its distances to
+        the other's by more than ``margin``, and neither mask is too large to be the other's object (over
+        `MAX_AREA_RATIO` times the box that anchored it: a slot spread over the background looks like
+        anything). The strongest first; a track trades at most once per frame."""
         current: dict[int, np.ndarray | None] = {}
 
         def look(track_id: int) -> np.ndarray | None:
@@ -66,6 +72,9 @@ class AppearanceMemory:
         found = []
         for a, b in self.watched:
             if not (a in boxes and b in boxes and a in self.references and b in self.references):
+                continue
+            if any(anchor_areas.get(other) and areas[mine] > MAX_AREA_RATIO * anchor_areas[other]
+                   for mine, other in ((a, b), (b, a))):
                 continue
             seen_a, seen_b = look(a), look(b)
             if seen_a is None or seen_b is None:

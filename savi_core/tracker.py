@@ -698,8 +698,10 @@ class Tracker:
     def _undo_trades(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> None:
         """Give back the ids of tracks whose slots traded objects in a crossing (`savi_core.appearance`):
         the ids move to the slots now on their objects, in this frame's label map too."""
-        boxes = {self._tracks[slot].track_id: row[1:5] for row, slot in zip(stats, self._live_order) if row[0] > 0}
-        trades = self._appearance.trades(image, label_map, boxes, self.config.swap_margin)
+        visible = [(self._tracks[slot], row) for row, slot in zip(stats, self._live_order) if row[0] > 0]
+        trades = self._appearance.trades(image, label_map, {t.track_id: row[1:5] for t, row in visible},
+                                         {t.track_id: float(row[0]) for t, row in visible},
+                                         {t.track_id: t.anchor_area for t, row in visible}, self.config.swap_margin)
         if not trades:
             return
         slot_of = {track.track_id: slot for slot, track in self._tracks.items()}

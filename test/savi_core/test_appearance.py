@@ -28,6 +28,12 @@ def flip(boxes):
     return {1: boxes[2], 2: boxes[1]}
 
 
+def trades(memory, image, labels, boxes, margin, anchor_area=400.0):
+    """The trades found, with each mask's area counted and every track anchored by a box of ``anchor_area``."""
+    areas = {k: float((labels == k).sum()) for k in boxes}
+    return memory.trades(image, labels, boxes, areas, {k: anchor_area for k in boxes}, margin)
+
+
 def test_colour_histogram_is_normalised_and_none_without_pixels():
     image, labels, boxes = scene(RED, BLUE)
     hist = colour_histogram(image, labels, 1, boxes[1])
@@ -40,16 +46,25 @@ def test_tracks_that_traded_objects_are_found_and_right_ones_are_not():
     image, labels, boxes = scene(RED, BLUE)
     memory.update(image, labels, boxes, whole={1, 2}, live={1, 2})
     assert set(memory.references) == {1, 2} and memory.watched == {(1, 2): 0}  # touching boxes: watched
-    assert memory.trades(image, labels, boxes, margin=0.5) == []
-    assert memory.trades(image, swapped(labels), flip(boxes), margin=0.5) == [(1, 2)]
-    assert memory.trades(image, swapped(labels), flip(boxes), margin=2.0) == []  # the margin is the bar
+    assert trades(memory, image, labels, boxes, 0.5) == []
+    assert trades(memory, image, swapped(labels), flip(boxes), 0.5) == [(1, 2)]
+    assert trades(memory, image, swapped(labels), flip(boxes), 2.0) == []  # the margin is the bar
+
+
+def test_a_mask_too_large_for_the_other_object_does_not_trade():
+    """A slot spread over the background matches any reference; its track keeps its id."""
+    memory = AppearanceMemory()
+    image, labels, boxes = scene(RED, BLUE)
+    memory.update(image, labels, boxes, whole={1, 2}, live={1, 2})
+    assert trades(memory, image, swapped(labels), flip(boxes), 0.5, anchor_area=400.0) == [(1, 2)]
+    assert trades(memory, image, swapped(labels), flip(boxes), 0.5, anchor_area=199.0) == []  # 400 px > 2 x 199
 
 
 def test_objects_of_the_same_colours_never_trade():
     memory = AppearanceMemory()
     image, labels, boxes = scene(RED, OTHER_RED)
     memory.update(image, labels, boxes, whole={1, 2}, live={1, 2})
-    assert memory.trades(image, swapped(labels), flip(boxes), margin=0.5) == []
+    assert trades(memory, image, swapped(labels), flip(boxes), 0.5) == []
 
 
 def test_pairs_are_watched_only_after_touching_until_apart_long_enough():
@@ -57,7 +72,7 @@ def test_pairs_are_watched_only_after_touching_until_apart_long_enough():
     image, labels, boxes = scene(RED, BLUE, gap=10)
     memory.update(image, labels, boxes, whole={1, 2}, live={1, 2})
     assert memory.watched == {}
-    assert memory.trades(image, swapped(labels), flip(boxes), margin=0.5) == []  # never touched: no trade
+    assert trades(memory, image, swapped(labels), flip(boxes), 0.5) == []  # never touched: no trade
     touching = scene(RED, BLUE)
     memory.update(*touching, whole={1, 2}, live={1, 2})
     for frame in range(APART_FRAMES):
