@@ -7,11 +7,22 @@ the node's own handling (``savi_ros.interrupt``) takes over once rclpy is up.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import sys
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    """Exit 0 at once. Raising SystemExit here would unwind through whatever import is running: a
+    half-imported extension (numpy's core) then failed loudly when interpreter exit imported it again
+    ("cannot load module more than once per process", exit 1; seen on a loaded machine). Nothing has
+    started yet that needs cleaning up, so only the output buffers are flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def quiet_sigint() -> None:
