@@ -51,6 +51,10 @@ class BackboneFeatures:
     def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.s4, self.s8, self.s16
 
+    def __getitem__(self, index) -> "BackboneFeatures":  # noqa: ANN001 - any tensor index
+        """The same index on every tap (e.g. ``[:, :t]``: the first frames of a clip batch)."""
+        return BackboneFeatures(*(tap[index] for tap in self.as_tuple()))
+
 
 class _SameConv(nn.Conv2d):
     """TF "SAME" convolution (the weights were trained with it): output ``ceil(size / stride)``, the odd

@@ -1,5 +1,8 @@
 """Checkpoints: weights in safetensors, the model config in JSON. Nothing is ever unpickled.
 
+A model on the frozen pretrained backbone stores only what was trained; its config names the backbone
+by the weight file's sha256, and loading refuses a backbone whose file has another.
+
 Loading checks everything it can before building the model and raises ``CheckpointError`` with a
 message naming the file and the problem, so a robot operator sees *why* a model was refused.
 """
@@ -15,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from savi_core.backbone import BackboneError
 from savi_core.config import ConfigError, ModelConfig
 from savi_core.savi import SAVi
 
@@ -106,7 +110,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         tensors = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {weights_path}: corrupt or truncated safetensors file ({exc})") from exc
-    model = SAVi(cfg)
+    try:
+        model = SAVi(cfg)
+    except BackboneError as exc:
+        raise CheckpointError(f"checkpoint {directory}: {exc}") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -9,10 +9,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-ENCODER_KINDS = ("cnn", "resnet34")
+ENCODER_KINDS = ("cnn", "resnet34", "efficientnet_lite0")
+CORRECTOR_KINDS = ("slot_attention", "prototype")
 INITIALIZER_KINDS = ("bbox", "com", "segmentation", "learned", "gaussian")
 CONDITIONAL_KINDS = ("bbox", "com", "segmentation")
-PREDICTOR_KINDS = ("transformer", "mlp", "identity")
+PREDICTOR_KINDS = ("transformer", "mlp", "identity", "kinematic")
+# Channels of the fused EfficientNet-Lite0 taps (strides 4, 8, 16: 24 + 40 + 112).
+PRETRAINED_FEATURE_DIM = 176
 PRESETS = ("S", "M", "L")
 POSITION_EMBEDDINGS = ("linear", "ramps4")
 CONV_PADDINGS = ("flax_same", "symmetric")
@@ -45,7 +48,8 @@ def _positive_ints(values: tuple[int, ...], name: str) -> None:
 
 @dataclass
 class EncoderConfig:
-    """Table A.5 CNN (or the ResNet-34 backbone of SAVi (ResNet)), then position embedding, LN and a 1x1 MLP."""
+    """Table A.5 CNN (or the ResNet-34 backbone of SAVi (ResNet)), then position embedding, LN and a 1x1 MLP;
+    or ``efficientnet_lite0``: the frozen pretrained backbone, named by its weight file's sha256."""
 
     kind: str = "cnn"
     channels: tuple[int, ...] = (32, 32, 32, 32)
@@ -57,9 +61,16 @@ class EncoderConfig:
     # Official ResNet-34 for small inputs: 3x3 root conv, GroupNorm and no ReLU (paper variant: 7x7, ReLU).
     resnet_root_kernel: int = 3
     resnet_root_activation: bool = False
+    # efficientnet_lite0: the weight file the model was trained on, and the stride of the fused features.
+    backbone_sha256: str = ""
+    output_stride: int = 4
 
     def validate(self, name: str = "encoder") -> None:
         _check(self.kind in ENCODER_KINDS, f"{name}.kind", f"must be one of {ENCODER_KINDS}, got {self.kind!r}")
+        if self.kind == "efficientnet_lite0":
+            _check(isinstance(self.backbone_sha256, str) and len(self.backbone_sha256) == 64, f"{name}.backbone_sha256",
+                   "must be the 64-hex-digit sha256 of the backbone weight file")
+            _check(self.output_stride in (4, 8, 16), f"{name}.output_stride", f"must be 4, 8 or 16, got {self.output_stride!r}")
         _positive_ints(self.mlp_dims, f"{name}.mlp_dims")
         if self.kind == "cnn":
             _positive_ints(self.channels, f"{name}.channels")
@@ -75,6 +86,8 @@ class EncoderConfig:
         """Total down-sampling from the input frame to the feature map."""
         if self.kind == "resnet34":
             return 8
+        if self.kind == "efficientnet_lite0":
+            return self.output_stride
         total = 1
         for s in self.strides:
             total *= s
@@ -82,7 +95,7 @@ class EncoderConfig:
 
     @property
     def feature_dim(self) -> int:
-        return self.mlp_dims[-1]
+        return PRETRAINED_FEATURE_DIM if self.kind == "efficientnet_lite0" else self.mlp_dims[-1]
 
 
 @dataclass
@@ -122,14 +135,19 @@ class InitializerConfig:
 
 @dataclass
 class CorrectorConfig:
-    """Slot Attention: LN before the projections, softmax over slots, weighted mean over inputs, GRU."""
+    """Slot Attention: LN before the projections, softmax over slots, weighted mean over inputs, GRU; or
+    ``prototype``: slots are prototypes in the frozen backbone's feature space (``savi_core.prototypes``)."""
 
+    kind: str = "slot_attention"
+    # prototype: object slots also attend by distance to their expected place.
+    spatial_prior: bool = True
     iterations: int = 1
     qkv_dim: int = 128
     mlp_hidden: int = 256
     eps: float = 1e-8
 
     def validate(self, name: str = "corrector") -> None:
+        _check(self.kind in CORRECTOR_KINDS, f"{name}.kind", f"must be one of {CORRECTOR_KINDS}, got {self.kind!r}")
         _check(self.iterations >= 1, f"{name}.iterations", "must be at least 1")
         _check(self.qkv_dim > 0, f"{name}.qkv_dim", "must be positive")
         _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
@@ -222,16 +240,35 @@ class ModelConfig:
         self.initializer.validate()
         self.corrector.validate()
         self.predictor.validate()
-        self.decoder.validate()
+        if self.corrector.kind != "prototype":
+            self.decoder.validate()
         if self.initializer.background_slot:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
         h, w = self.resolution
         stride = self.encoder.stride
         _check(h % stride == 0 and w % stride == 0, "resolution",
                f"{self.resolution} is not divisible by the encoder stride {stride}")
+        if self.corrector.kind == "prototype":
+            self._validate_prototype()
+            return
         oh, ow = self.decoder.output_size
         _check(h % oh == 0 and w % ow == 0 and h // oh == w // ow, "decoder",
                f"output size {(oh, ow)} must divide the resolution {self.resolution} by the same factor")
+
+    def _validate_prototype(self) -> None:
+        """Prototype slots live in the pretrained feature space and are read through their attention."""
+        _check(self.encoder.kind == "efficientnet_lite0", "encoder.kind",
+               "the prototype corrector needs the efficientnet_lite0 encoder")
+        want = self.encoder.feature_dim + 7
+        _check(self.slot_dim == want, "slot_dim", f"must be {want} with the prototype corrector (features + geometry)")
+        _check(self.predictor.kind in ("kinematic", "identity"), "predictor.kind",
+               "must be kinematic or identity with the prototype corrector")
+        _check(self.initializer.kind == "bbox" and self.initializer.background_slot, "initializer",
+               "the prototype corrector takes boxes (and points as zero-size boxes) with a background slot")
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.corrector.kind != "prototype"
 
     @property
     def num_object_slots(self) -> int:
@@ -320,3 +357,17 @@ def preset(name: str) -> ModelConfig:
             decoder=DecoderConfig(strides=(2, 2, 2, 2)),
         )
     raise ConfigError(f"preset: unknown preset {name!r}, expected one of {PRESETS}")
+
+
+def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 17) -> ModelConfig:
+    """Prototype slots over the frozen pretrained EfficientNet-Lite0 (``savi_core.prototypes``): a box or
+    point starts an object slot, every other slot holds a background prototype of the scene."""
+    from savi_core.backbone import WEIGHT_SHA256
+
+    return ModelConfig(
+        preset="custom", resolution=tuple(resolution), num_slots=num_slots, slot_dim=PRETRAINED_FEATURE_DIM + 7,
+        encoder=EncoderConfig(kind="efficientnet_lite0", backbone_sha256=WEIGHT_SHA256, output_stride=4),
+        initializer=InitializerConfig(kind="bbox", background_slot=True, points=True),
+        corrector=CorrectorConfig(kind="prototype"),
+        predictor=PredictorConfig(kind="kinematic"),
+    )

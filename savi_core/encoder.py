@@ -1,12 +1,15 @@
-"""Frame encoder: CNN (Table A.5) or ResNet-34 with GroupNorm, then position embedding, LayerNorm and MLP.
+"""Frame encoders: CNN (Table A.5) or ResNet-34 with GroupNorm, then position embedding, LayerNorm and MLP;
+or the frozen pretrained EfficientNet-Lite0 with a fusion of its scales.
 
 The output is a flat set of feature vectors ``[B, h*w, D]`` that Slot Attention attends over.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from savi_core.backbone import TAPS, BackboneFeatures, EfficientNetLite0
 from savi_core.config import EncoderConfig, ModelConfig
 from savi_core.convolution import Conv2d
 
@@ -114,3 +117,58 @@ class Encoder(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.backbone(frames).permute(0, 2, 3, 1)
         return self.mlp(self.norm(self.pos(x)))
+
+
+class PretrainedEncoder(nn.Module):
+    """Frozen EfficientNet-Lite0 taps (strides 4, 8, 16) fused into one unit-length feature per cell.
+
+    Each tap is resampled to the output grid and normalised; the fusion weighs the taps and adds a
+    learned linear correction (zero at start, so an untrained model matches in the raw backbone space).
+    The frozen network is kept out of ``state_dict`` and ``parameters()`` (checkpoints hold only what
+    was trained; the backbone is named by its weight file's sha256) but moves with the module."""
+
+    def __init__(self, model_cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg = model_cfg.encoder
+        backbone = EfficientNetLite0()
+        backbone.load_pretrained(expected_sha256=cfg.backbone_sha256)
+        self._frozen = [backbone]
+        self.output_stride = cfg.output_stride
+        self.tap_weights = nn.Parameter(torch.full((len(TAPS),), len(TAPS) ** -0.5))
+        dim = sum(channels for _, channels, _ in TAPS)
+        self.mix = nn.Linear(dim, dim, bias=False)
+        nn.init.zeros_(self.mix.weight)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self._frozen[0]
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 - torch's signature
+        self._frozen[0]._apply(fn, recurse)
+        return super()._apply(fn, recurse)
+
+    def frozen(self, frames: torch.Tensor) -> BackboneFeatures:
+        """The cacheable part: frames ``[B, 3, H, W]`` in [0, 1] -> backbone taps, without gradients."""
+        with torch.no_grad():
+            return self.backbone(frames)
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        """Feature grid of a ``height x width`` input."""
+        return -(-height // self.output_stride), -(-width // self.output_stride)
+
+    def head(self, taps: BackboneFeatures) -> torch.Tensor:
+        """Backbone taps -> fused features ``[B, h, w, C]`` of unit length."""
+        s4 = taps.s4
+        size = (-(-s4.shape[-2] * 4 // self.output_stride), -(-s4.shape[-1] * 4 // self.output_stride))
+        parts = []
+        for weight, tap in zip(self.tap_weights, taps.as_tuple()):
+            tap = tap.float()
+            if tuple(tap.shape[-2:]) != size:
+                mode = "area" if tap.shape[-2] > size[0] else "bilinear"
+                tap = F.interpolate(tap, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
+            parts.append(weight * F.normalize(tap, dim=1))
+        x = torch.cat(parts, dim=1).permute(0, 2, 3, 1)
+        return F.normalize(x + self.mix(x), dim=-1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.head(self.frozen(frames))

@@ -26,6 +26,7 @@ class Conditioning:
     segmentation: torch.Tensor | None = None  # [B, H, W] int, 0 = background, i + 1 = object i
     conditioned: torch.Tensor | None = None  # [B, N] 0/1; None = all conditioned
     batch_size: int | None = None  # unconditional initializers only
+    features: torch.Tensor | None = None  # [B, h, w, C] the frame's features (models that pool them)
 
     def infer_batch_size(self) -> int:
         for value in (self.boxes, self.centers, self.segmentation, self.conditioned):

@@ -5,18 +5,21 @@ paths cannot drift apart.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from savi_core.backbone import BackboneFeatures
 from savi_core.config import ModelConfig
 from savi_core.corrector import SlotAttention
 from savi_core.decoder import SpatialBroadcastDecoder
-from savi_core.encoder import Encoder
+from savi_core.encoder import Encoder, PretrainedEncoder
 from savi_core.initializers import Conditioning, SlotInitializer
 from savi_core.predictor import build_predictor
+from savi_core.prototypes import KinematicPredictor, PrototypeCorrector, PrototypeInitializer, split
 
 MASK_SOURCES = ("decoder", "attention")
 DECODE_MODES = MASK_SOURCES + ("none",)
@@ -48,10 +51,21 @@ class SAViOutput:
 
 
 class SAVi(nn.Module):
+    """The paper's model, or (``corrector.kind: prototype``) prototype slots over frozen pretrained
+    features, whose initializer pools each box's features and so needs the frame's features."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         cfg.validate()
         self.config = cfg
+        self.prototypes = cfg.corrector.kind == "prototype"
+        self.decoder: SpatialBroadcastDecoder | None = None
+        if self.prototypes:
+            self.encoder: nn.Module = PretrainedEncoder(cfg)
+            self.initializer: nn.Module = PrototypeInitializer(cfg.num_slots, cfg.encoder.feature_dim)
+            self.corrector: nn.Module = PrototypeCorrector(cfg.corrector.spatial_prior)
+            self.predictor: nn.Module = KinematicPredictor() if cfg.predictor.kind == "kinematic" else nn.Identity()
+            return
         self.encoder = Encoder(cfg)
         self.initializer = SlotInitializer(cfg)
         self.corrector = SlotAttention(cfg.corrector, cfg.slot_dim, cfg.encoder.feature_dim, cfg.layer_norm_eps)
@@ -62,33 +76,66 @@ class SAVi(nn.Module):
     def num_object_slots(self) -> int:
         return self.config.num_object_slots
 
-    def init_slots(self, cond: Conditioning) -> torch.Tensor:
+    @property
+    def needs_features(self) -> bool:
+        """Whether ``Conditioning.features`` (this frame's :meth:`encode`) must come with the conditioning."""
+        return self.prototypes
+
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        """Frame ``[B, 3, H, W]`` in [0, 1] -> features ``[B, h, w, C]`` (what ``step`` attends over)."""
+        return self.encoder(frame)
+
+    def init_slots(self, cond: Conditioning, kept: torch.Tensor | None = None) -> torch.Tensor:
         """Initial slot state ``[B, K, D]`` for the first frame."""
-        return self.initializer(cond)
+        if not self.prototypes:
+            return self.initializer(cond)
+        if cond.features is None or cond.boxes is None:
+            raise ValueError("this model starts slots from the frame's features: Conditioning needs boxes and "
+                             "features (SAVi.encode of the frame)")
+        b, h, w, c = cond.features.shape
+        conditioned = cond.conditioned if cond.conditioned is not None else torch.ones(
+            cond.boxes.shape[:2], device=cond.boxes.device)
+        if cond.boxes.shape[1] != self.num_object_slots:
+            raise ValueError(f"conditioning has {cond.boxes.shape[1]} objects, the model has "
+                             f"{self.num_object_slots} object slots")
+        return self.initializer(cond.features.reshape(b, h * w, c), (h, w), cond.boxes.to(cond.features.dtype),
+                                conditioned.to(cond.features.dtype), 1, kept)
 
     def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
         """Re-initialise the slots where ``which [B, K]`` is true from ``cond``; keep the others.
 
         Used when a new object appears mid-video: its free slot restarts from the new box while every
-        tracked slot keeps its state.
+        tracked slot keeps its state (and prototype slots' new background avoids the kept objects).
         """
-        fresh = self.init_slots(cond).to(slots.dtype)
+        kept = None
+        if self.prototypes:
+            proto, *_, obj = split(slots)
+            kept = proto * ((obj > 0.5) & ~which).unsqueeze(-1).to(proto.dtype)
+        fresh = self.init_slots(cond, kept).to(slots.dtype)
         return torch.where(which.unsqueeze(-1), fresh, slots)
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None) -> StepOutput:
+    def step(self, frame: torch.Tensor | None, slots: torch.Tensor, decode: str = "decoder",
+             attention_bias: torch.Tensor | None = None, features: torch.Tensor | None = None) -> StepOutput:
         """One frame ``[B, 3, H, W]`` in [0, 1] with the carried slots ``[B, K, D]``; ``attention_bias
-        [B, K, h, w]`` at the feature resolution is added to the corrector's attention logits."""
+        [B, K, h, w]`` at the feature resolution is added to the corrector's attention logits.
+        ``features`` (:meth:`encode` of the frame, when already computed) skip the encoder; without a
+        frame, attention masks stay at the feature resolution."""
         if decode not in DECODE_MODES:
             raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
-        features = self.encoder(frame)
+        if decode == "decoder" and self.decoder is None:
+            raise ValueError("this model has no decoder: its masks are its attention (decode='attention')")
+        if features is None:
+            features = self.encoder(frame)
         b, h, w, c = features.shape
         if attention_bias is not None:
             if attention_bias.shape[-2:] != (h, w):
                 raise ValueError(f"attention_bias must be at the feature resolution {(h, w)}, got "
                                  f"{tuple(attention_bias.shape[-2:])}")
             attention_bias = attention_bias.reshape(b, -1, h * w)
-        slots, attn = self.corrector(slots, features.reshape(b, h * w, c), attention_bias)
+        if self.prototypes:
+            slots, attn = self.corrector(slots, features.reshape(b, h * w, c), (h, w), attention_bias)
+        else:
+            slots, attn = self.corrector(slots, features.reshape(b, h * w, c), attention_bias)
         attention = attn.reshape(b, -1, h, w)
         predicted = self.predictor(slots)
         out = StepOutput(slots=slots, predicted=predicted, attention=attention)
@@ -98,21 +145,34 @@ class SAVi(nn.Module):
             out.outputs = outputs
             out.reconstruction = (out.masks.unsqueeze(2) * outputs).sum(dim=1)
         elif decode == "attention":
-            size = frame.shape[-2:]
+            size = frame.shape[-2:] if frame is not None else (h, w)
             out.masks = attention if (h, w) == tuple(size) else F.interpolate(
                 attention, size=size, mode="bilinear", align_corners=False)
         return out
 
-    def forward(self, video: torch.Tensor, cond: Conditioning | None = None, decode: str = "decoder",
-                slots: torch.Tensor | None = None) -> SAViOutput:
-        """A clip ``[B, T, 3, H, W]``: initialise from ``cond``, or continue from ``slots [B, K, D]``
-        carried over from earlier frames (exactly one of the two), and step through every frame."""
+    def forward(self, video: torch.Tensor | BackboneFeatures, cond: Conditioning | None = None,
+                decode: str = "decoder", slots: torch.Tensor | None = None) -> SAViOutput:
+        """A clip ``[B, T, 3, H, W]`` (or, for the pretrained encoder, its cached backbone taps with a time
+        axis): initialise from ``cond``, or continue from ``slots [B, K, D]`` carried over from earlier
+        frames (exactly one of the two), and step through every frame."""
         if (cond is None) == (slots is None):
             raise ValueError("pass exactly one of cond (first frame) and slots (carried from earlier frames)")
-        slots = self.init_slots(cond) if slots is None else slots
+        cached = isinstance(video, BackboneFeatures)
+        length = video.s4.shape[1] if cached else video.shape[1]
+
+        def frame_features(t: int) -> torch.Tensor | None:
+            if cached:
+                return self.encoder.head(BackboneFeatures(video.s4[:, t], video.s8[:, t], video.s16[:, t]))
+            return self.encoder(video[:, t]) if self.prototypes else None
+
         steps: list[StepOutput] = []
-        for t in range(video.shape[1]):
-            step = self.step(video[:, t], slots, decode=decode)
+        for t in range(length):
+            features = frame_features(t)
+            if slots is None:
+                if self.prototypes and cond.features is None:
+                    cond = dataclasses.replace(cond, features=features)
+                slots = self.init_slots(cond)
+            step = self.step(None if cached else video[:, t], slots, decode=decode, features=features)
             steps.append(step)
             slots = step.predicted
 

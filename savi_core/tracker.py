@@ -280,6 +280,7 @@ class Tracker:
         self._tracks = {}
         self._pending = []
         self._slots = None
+        self._features = None  # the last frame's features, for models whose slots start from them
         self._last_labels = None
         self._appearance.reset()
         self._ids.reset()
@@ -377,12 +378,17 @@ class Tracker:
         clock.mark(0)
         frame = self._preprocess(image)
         clock.mark(1)
+        features = None
+        if self._model.needs_features:  # the slots start from this frame's features: encode once, before
+            with self._autocast():
+                features = self._features = self._model.encode(frame)
         started, doubled, ignored = self._start_tracks(candidates, height, width)
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
             return self._empty_result(height, width, ignored, t_start)
         gate = self._gate_bias(height, width)
         with self._autocast():
-            out = self._model.step(frame, self._slots, decode=self.config.mask_source, attention_bias=gate)
+            out = self._model.step(frame, self._slots, decode=self.config.mask_source, attention_bias=gate,
+                                   features=features)
         self._slots = out.predicted
         clock.mark(2)
         label_map, stats = self._postprocess(out.masks[0], height, width)
@@ -564,7 +570,7 @@ class Tracker:
                 yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(start.box, dtype=torch.float32), height, width)
             conditioned[0, slot] = 1.0
         yxyx, conditioned = yxyx.to(self.device), conditioned.to(self.device)
-        cond = Conditioning(conditioned=conditioned)
+        cond = Conditioning(conditioned=conditioned, features=self._features)
         if self._init_kind == "bbox":
             cond.boxes = yxyx
         elif self._init_kind == "com":

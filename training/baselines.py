@@ -10,11 +10,28 @@ unconditioned objects are never predicted (their mask stays empty).
   that function's docstring.
 * :func:`csrt_baselines` — OpenCV's CSRT box tracker per object, its boxes painted as masks or, with
   GrabCut, the foreground found inside each box.
+* :func:`feature_prototype_model` — frozen EfficientNet-Lite0 features, each first-frame box pooled into
+  a prototype, every pixel given to its nearest prototype (background prototypes from the scene), inside
+  the Tracker's window around each object's last box: no training. Run through the Tracker like SAVi.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from savi_core.config import prototype_config
+from savi_core.savi import SAVi
+
+#: Method name of the feature-prototype baseline in evaluation results.
+FEATURE_PROTOTYPE = "feature_prototype"
+
+
+def feature_prototype_model(resolution: tuple[int, int] = (128, 160)) -> SAVi:
+    """The untrained prototype model: nearest prototype in the raw backbone space, prototypes fixed,
+    no spatial prior (``PrototypeCorrector.make_neutral``); a trained prototype model starts from it."""
+    model = SAVi(prototype_config(resolution))
+    model.corrector.make_neutral()
+    return model.eval()
 
 
 def _pixel_centres(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:

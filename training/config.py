@@ -56,6 +56,9 @@ class DataConfig:
     seed: int = 0
     # Extra keyword arguments for the dataset class (e.g. sketchy camera); checked by the class.
     options: dict[str, Any] = field(default_factory=dict)
+    # Pretrained-encoder models: a directory where the frozen backbone's features of every training frame
+    # are kept (training.feature_cache); "" computes them on the fly (the choice on a GPU).
+    feature_cache: str = ""
 
     def validate(self, name: str = "data") -> None:
         _check(self.kind in DATA_KINDS, f"{name}.kind", f"must be one of {DATA_KINDS}, got {self.kind!r}")
@@ -181,6 +184,16 @@ class RunConfig:
                "needs model.initializer.points: true (a box model that takes points)")
         _check(self.train.restart_share == 0 or (m.initializer.kind == "bbox" and self.data.burn_in > 0),
                "train.restart_share", "needs a box model (model.initializer.kind: bbox) and data.burn_in > 0")
+        if self.data.feature_cache:
+            _check(m.encoder.kind == "efficientnet_lite0", "data.feature_cache",
+                   f"caches a pretrained backbone's features; model.encoder.kind is {m.encoder.kind!r}")
+            _check(self.train.camera_resample == 0, "train.camera_resample",
+                   "changes the pixels after the cached features were read: must be 0 with data.feature_cache")
+        if not m.has_decoder:
+            _check(self.train.attention_loss_weight > 0 or self.train.mask_loss_weight > 0,
+                   "train.attention_loss_weight", "a model without a decoder learns from its masks: must be > 0")
+            _check(self.train.restart_share == 0, "train.restart_share",
+                   "is not available for prototype models (their slots start from the frame's features)")
         for key in ("mask_loss_weight", "attention_loss_weight"):
             _check(getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"), f"train.{key}",
                    f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have")

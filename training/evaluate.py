@@ -212,8 +212,10 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
 def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
              noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
              progress: bool = True, model_only: bool = False, prompt: str = "boxes",
-             tracker_params: dict[str, Any] | None = None, detect_every: int = 0) -> dict[str, Any]:
+             tracker_params: dict[str, Any] | None = None, detect_every: int = 0,
+             prototype_baseline: bool = False) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
+    ``prototype_baseline`` adds the untrained feature-prototype model through the same Tracker.
     ``prompt`` is how SAVi is told the objects on the first frame: ``boxes`` or ``points`` (centres of
     mass, for models that take them); the baselines always get the boxes.
 
@@ -221,7 +223,8 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
     out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
-    from training.baselines import csrt_baselines, flow_kmeans_com_baseline, static_box_baseline
+    from training.baselines import (FEATURE_PROTOTYPE, csrt_baselines, feature_prototype_model,
+                                    flow_kmeans_com_baseline, static_box_baseline)
 
     cfg = model.config
     kind = cfg.initializer.kind
@@ -244,6 +247,11 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     model.eval().to(device)
     tracker_cfg = TrackerConfig(**{"mask_source": eval_cfg.mask_source, **(tracker_params or {})})
     tracker = None if model_only else Tracker(model, tracker_cfg, device=device)
+    prototypes = None
+    if prototype_baseline:
+        per_method[FEATURE_PROTOTYPE] = []
+        prototypes = Tracker(feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"),
+                             device=device)
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -265,6 +273,13 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
         per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
         per_method["savi"][-1]["ms_per_frame"] = elapsed_ms
+        if prototypes is not None:
+            start = time.perf_counter()
+            ids = tracker_ids(prototypes, batch, input_scale, "boxes", detect_every)
+            elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
+            per_method[FEATURE_PROTOTYPE].append(_scores(ids, resize_id_maps(gt, size), frame_mask, num_objects,
+                                                         eval_cfg.skip_first))
+            per_method[FEATURE_PROTOTYPE][-1]["ms_per_frame"] = elapsed_ms
         if baselines:
             b, t, h, w = gt.shape
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)

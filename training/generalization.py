@@ -7,7 +7,9 @@ trained on the original generator's families). The spec names held-out families 
 held-out split is the training split with that one axis replaced by its held-out families, so a
 held-out row differs from the in-family row in that axis only. The 3D family and the 2D generator are
 worlds of their own: for a model that never saw one, that whole family is held out. Every split is
-scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F.
+scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F;
+the untrained feature-prototype baseline is always scored (it is cheap, and the floor a pretrained model
+must clear).
 """
 from __future__ import annotations
 
@@ -149,7 +151,7 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
         data.validate()
         dataset = build_dataset(data, "eval")
         scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
-                          progress=sys.stderr.isatty(), tracker_params=tracker_params)
+                          progress=sys.stderr.isatty(), tracker_params=tracker_params, prototype_baseline=True)
         if points:
             scores["methods"]["savi_points"] = evaluate(model, dataset, eval_cfg, resolve_device(device),
                                                         progress=sys.stderr.isatty(), prompt="points",

@@ -52,12 +52,30 @@ def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: tor
     return -(picked * valid).sum() / b
 
 
-def savi_loss(output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, reconstruction MSE) of one clip batch: reconstruction plus the weighted mask losses."""
-    loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
+def merged_background(masks: torch.Tensor, conditioned: torch.Tensor) -> torch.Tensor:
+    """Prototype models hold the background in slot 0 and every unconditioned object slot: their
+    probabilities are summed into slot 0 (and zeroed there), so the background has one slot to belong to."""
+    b, t, k = masks.shape[:3]
+    background = torch.ones(b, k, dtype=torch.bool, device=masks.device)
+    background[:, 1:1 + conditioned.shape[1]] = conditioned <= 0.5
+    weight = background.view(b, 1, k, 1, 1).to(masks.dtype)
+    merged = masks * (1 - weight)
+    merged[:, :, 0] = (masks * weight).sum(2)
+    return merged
+
+
+def savi_loss(output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool,
+              prototypes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss, reconstruction MSE) of one clip batch: reconstruction (models with a decoder) plus
+    the weighted mask losses."""
+    if output.reconstruction is not None:
+        loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
+    else:
+        loss = mse = output.attention.new_zeros(())
     for weight, masks in ((tc.mask_loss_weight, output.masks), (tc.attention_loss_weight, output.attention)):
         if weight > 0:
+            if prototypes:
+                masks = merged_background(masks, batch["conditioned"])
             loss = loss + weight * mask_loss(masks, batch["segmentations"], batch["conditioned"],
                                              batch["frame_mask"], background_slot)
     return loss, mse

@@ -20,6 +20,7 @@ from training.augment import camera_resample
 from training.conditioning import as_points, conditioning_from_batch
 from training.config import RunConfig, TrainConfig
 from training.datasets.common import FRAME_KEYS
+from training.feature_cache import batch_features
 from training.distributed import Distributed
 from training.losses import savi_loss
 
@@ -108,6 +109,7 @@ def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimiz
     Raises NonFiniteLossError before touching the weights when the loss or gradient is not finite."""
     tc = cfg.train
     batch["video"] = camera_resample(batch["video"], tc.camera_resample, tc.camera_resample_max_scale)
+    decode = "decoder" if cfg.model.has_decoder else "attention"
     lr = learning_rate(step, tc)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -119,15 +121,16 @@ def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimiz
     skip = burn_in_frames(cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window,
                           step_generator(tc.seed, step))
     if skip:
+        inputs = batch_features(batch) or batch["video"]
         with torch.no_grad(), autocast:
-            slots = model(batch["video"][:, :skip], cond, decode="none").predicted[:, -1]
+            slots = model(inputs[:, :skip], cond, decode="none").predicted[:, -1]
         cond = None
     batch = {k: v[:, skip:skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
     if skip and tc.restart_share > 0:
         slots = restart_slots(model, slots, batch, tc.restart_share, step_generator(tc.seed + 2, step))
     with autocast:
-        output = net(batch["video"], cond, slots=slots)
-    loss, mse = savi_loss(output, batch, tc, cfg.model.initializer.background_slot)
+        output = net(batch_features(batch) or batch["video"], cond, decode=decode, slots=slots)
+    loss, mse = savi_loss(output, batch, tc, cfg.model.initializer.background_slot, not cfg.model.has_decoder)
     reported = torch.stack([loss.detach(), mse.detach()])
     if info.enabled:
         dist.all_reduce(reported)

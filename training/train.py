@@ -38,6 +38,7 @@ from savi_core.config import ConfigError
 from savi_core.numerics import flush_denormals
 from savi_core.savi import SAVi
 from training.config import RunConfig, load_config, parse_overrides
+from training.feature_cache import CachedFeatureDataset, FeatureCache
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches
 from training.distributed import Distributed, gather_strings, init_distributed, param_digest
 from training.state import (
@@ -131,6 +132,8 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
     config_hash = cfg.hash()
 
     dataset = build_dataset(cfg.data, "train")
+    if cfg.data.feature_cache:
+        dataset = CachedFeatureDataset(dataset, FeatureCache(cfg.data.feature_cache, model.encoder.backbone))
     batches_per_epoch = EpochBatchSampler(len(dataset), local_batch, tc.seed, 0, 0, info.world_size).batches_per_epoch
     step, epoch, position = 0, 0, 0
     if resume:

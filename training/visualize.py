@@ -21,18 +21,17 @@ def masks_to_rgb(masks: torch.Tensor) -> torch.Tensor:
 
 
 def clip_image(batch: dict[str, torch.Tensor], output, index: int = 0) -> torch.Tensor:
-    """Rows video / target / reconstruction / masks of clip ``index``, frames side by side: ``[3, 4H, TW]``."""
+    """Rows video / target / reconstruction / masks of clip ``index``, frames side by side: ``[3, 4H, TW]``
+    (a model without a decoder shows its masks in the reconstruction's row too)."""
     video = batch["video"][index].detach().float()
     size = video.shape[-2:]
 
     def at_input_size(x: torch.Tensor) -> torch.Tensor:
         return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="nearest")
 
-    rows = [
-        video,
-        batch["target"][index].detach().float(),
-        at_input_size(output.reconstruction[index].detach().float()).clamp(0, 1),
-        at_input_size(masks_to_rgb(output.masks[index].detach().float())),
-    ]
+    masks = at_input_size(masks_to_rgb(output.masks[index].detach().float()))
+    reconstruction = masks if output.reconstruction is None else at_input_size(
+        output.reconstruction[index].detach().float()).clamp(0, 1)
+    rows = [video, batch["target"][index].detach().float(), reconstruction, masks]
     grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)  # [3, 4H, TW]
     return grid.cpu()

@@ -35,7 +35,8 @@ ITEM_KEYS = (
     "video", "target", "segmentations", "boxes", "visible", "cond_boxes", "cond_centers",
     "conditioned", "instance_mask", "frame_mask",
 )
-FRAME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask")  # time axis first
+# Time axis first; s4/s8/s16 are cached backbone taps (training.feature_cache).
+FRAME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask", "s4", "s8", "s16")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,198 @@
+"""Prototype slots: slot attention kept in the frozen backbone's feature space.
+
+Measured before this module existed: frozen EfficientNet-Lite0 features with the first frame's boxes
+turned into prototypes and every later pixel given to its nearest prototype scored about 70 mIoU on
+held-out families, while a slot-attention head trained on synthetic families scored 48 (its learned
+parts fitted the families). So here a slot *is* a prototype in the normalised feature space, plus the
+object's geometry, and training only tunes how the matching behaves over time (temperature, spatial
+prior, prototype and geometry update rates, the box pooling, the fusion of scales) starting from the
+untrained matching: ``PrototypeCorrector.neutral()`` *is* the feature-prototype baseline.
+
+Slot layout ``[prototype (C) | cy, cx, h, w, vy, vx | object]``: normalised image coordinates; the
+last entry is 1 for an object slot conditioned by a box or point, 0 for a background prototype.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GEOMETRY = 7  # cy, cx, h, w, vy, vx, object flag
+# Background prototypes: farthest-point seeds refined by this many k-means rounds over their cells.
+KMEANS_ROUNDS = 2
+
+
+def slot_dim(feature_dim: int) -> int:
+    return feature_dim + GEOMETRY
+
+
+def split(slots: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(prototype, centre [.., 2], size [.., 2], velocity [.., 2], object flag [..])."""
+    c = slots.shape[-1] - GEOMETRY
+    return (slots[..., :c], slots[..., c:c + 2], slots[..., c + 2:c + 4], slots[..., c + 4:c + 6],
+            slots[..., c + 6])
+
+
+def join(proto: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, velocity: torch.Tensor,
+         obj: torch.Tensor) -> torch.Tensor:
+    return torch.cat([proto, centre, size, velocity, obj.unsqueeze(-1)], dim=-1)
+
+
+def cell_centres(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """``[h*w, 2]`` (y, x) centres of the feature cells, normalised to [0, 1]."""
+    ys = (torch.arange(height, device=device) + 0.5) / height
+    xs = (torch.arange(width, device=device) + 0.5) / width
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class PrototypeInitializer(nn.Module):
+    """Slots from one frame's features: a box or point pools the features around it (a Gaussian over the
+    box, so its corners, usually background, weigh little); every other slot becomes a background
+    prototype of the scene itself (farthest-point seeds among the cells outside the conditioned boxes and
+    unlike every object prototype, refined by k-means)."""
+
+    def __init__(self, num_slots: int, feature_dim: int) -> None:
+        super().__init__()
+        self.num_slots = num_slots
+        self.feature_dim = feature_dim
+        # Gaussian width as a share of the box's side (softplus); 0.3 keeps the middle of a round object.
+        self.pool_width = nn.Parameter(torch.tensor(math.log(math.expm1(0.3))))
+
+    def forward(self, features: torch.Tensor, grid: tuple[int, int], boxes: torch.Tensor, conditioned: torch.Tensor,
+                offset: int, kept: torch.Tensor | None = None) -> torch.Tensor:
+        """``features [B, N, C]`` (unit length), ``boxes [B, M, 4]`` normalised (ymin, xmin, ymax, xmax; a
+        point is a zero-size box), ``conditioned [B, M]``; object ``i`` goes to slot ``i + offset``.
+        ``kept [B, E, C]`` are prototypes of slots that carry on (new background avoids them)."""
+        b, n, c = features.shape
+        h, w = grid
+        cells = cell_centres(h, w, features.device).to(features.dtype)  # [N, 2]
+        centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+        size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(0)
+        cell = features.new_tensor([1.0 / h, 1.0 / w])
+        extent = torch.maximum(size, 1.5 * cell)  # a point pools a few cells around it
+        sigma = F.softplus(self.pool_width) * extent  # [B, M, 2]
+        d = (cells.view(1, 1, n, 2) - centre.unsqueeze(2)) / sigma.unsqueeze(2)
+        inside = ((cells.view(1, 1, n, 2) - centre.unsqueeze(2)).abs() <= (extent / 2 + cell / 2).unsqueeze(2)).all(-1)
+        weights = torch.exp(-0.5 * d.square().sum(-1)) * inside  # [B, M, N]
+        protos = F.normalize(torch.einsum("bmn,bnc->bmc", weights, features), dim=-1)
+        on = conditioned > 0.5
+        obj_slots = join(protos, centre, size, torch.zeros_like(centre), on.to(features.dtype))
+        background = self._background(features, cells, boxes, on, protos, kept)  # [B, K, C]
+        bg_slots = join(background, torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+                        torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+                        torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+                        torch.zeros(b, self.num_slots, device=features.device, dtype=features.dtype))
+        slots = bg_slots.clone()
+        m = boxes.shape[1]
+        slots[:, offset:offset + m] = torch.where(on.unsqueeze(-1), obj_slots, bg_slots[:, offset:offset + m])
+        return slots
+
+    def _background(self, features: torch.Tensor, cells: torch.Tensor, boxes: torch.Tensor, on: torch.Tensor,
+                    protos: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+        """``[B, K, C]`` background prototypes, one per slot (an object slot's is used only while it is
+        unconditioned). Selection is discrete; the chosen prototypes are means of features, so gradients
+        still reach the fusion of scales."""
+        b, n, c = features.shape
+        k = self.num_slots
+        inside = ((cells.view(1, 1, n, 2) >= boxes[..., :2].unsqueeze(2))
+                  & (cells.view(1, 1, n, 2) <= boxes[..., 2:].unsqueeze(2))).all(-1) & on.unsqueeze(-1)
+        candidate = ~inside.any(1)  # [B, N]
+        candidate = torch.where(candidate.any(1, keepdim=True), candidate, torch.ones_like(candidate))
+        with torch.no_grad():
+            known = protos * on.unsqueeze(-1)
+            if kept is not None:
+                known = torch.cat([known, kept], dim=1)
+            # Distance of each cell to the nearest known prototype (2 where none is known).
+            near = 1 - torch.einsum("bnc,bec->bne", features, known)
+            near = torch.where((known.abs().sum(-1) > 0).unsqueeze(1), near, torch.full_like(near, 2.0))
+            dist = near.amin(-1) if near.shape[-1] else torch.full((b, n), 2.0, device=features.device)
+            dist = torch.where(candidate, dist, torch.full_like(dist, -1.0))
+            seeds = []
+            for _ in range(k):
+                pick = dist.argmax(1)  # [B]
+                seed = features[torch.arange(b), pick]  # [B, C]
+                seeds.append(seed)
+                dist = torch.minimum(dist, torch.where(candidate, 1 - torch.einsum("bnc,bc->bn", features, seed),
+                                                       torch.full_like(dist, -1.0)))
+            centres = torch.stack(seeds, 1)  # [B, K, C]
+            for _ in range(KMEANS_ROUNDS):
+                assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1)
+                member = F.one_hot(assign, k).to(features.dtype) * candidate.unsqueeze(-1)
+                sums = torch.einsum("bnk,bnc->bkc", member, features)
+                centres = torch.where(member.sum(1).unsqueeze(-1) > 0, F.normalize(sums, dim=-1), centres)
+            assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1)
+            member = F.one_hot(assign, k).to(features.dtype) * candidate.unsqueeze(-1)
+        means = F.normalize(torch.einsum("bnk,bnc->bkc", member, features), dim=-1)
+        return torch.where(member.sum(1).unsqueeze(-1) > 0, means, centres)
+
+
+class PrototypeCorrector(nn.Module):
+    """Each slot attends to the cells by cosine similarity to its prototype (softmax over slots), an object
+    slot also by distance to its expected place; then prototypes, centres, sizes and velocities move
+    towards what was attended, at learned rates. Returns (slots, attention ``[B, K, N]``) like
+    ``SlotAttention``."""
+
+    def __init__(self, spatial_prior: bool = True) -> None:
+        super().__init__()
+        self.spatial_prior = spatial_prior
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(30.0)))
+        self.prior = nn.Parameter(torch.tensor(0.5))  # spatial prior strength (softplus-free: may go to 0)
+        self.object_rate = nn.Parameter(torch.tensor(_logit(0.05)))  # prototype update, object slots
+        self.background_rate = nn.Parameter(torch.tensor(_logit(0.2)))  # prototype update, background
+        self.velocity_rate = nn.Parameter(torch.tensor(_logit(0.5)))
+        self.size_rate = nn.Parameter(torch.tensor(_logit(0.2)))
+        self.register_buffer("prior_mass", torch.tensor(2.0))  # cells of evidence a centre needs to move
+
+    @torch.no_grad()
+    def make_neutral(self) -> None:
+        """The untrained matching: nearest prototype, fixed prototypes, no spatial prior."""
+        self.log_temperature.fill_(math.log(100.0))
+        self.prior.fill_(0.0)
+        self.object_rate.fill_(-30.0)
+        self.background_rate.fill_(-30.0)
+
+    def forward(self, slots: torch.Tensor, features: torch.Tensor, grid: tuple[int, int],
+                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        proto, centre, size, velocity, obj = split(slots)
+        h, w = grid
+        cells = cell_centres(h, w, features.device).to(features.dtype)
+        proto = F.normalize(proto, dim=-1)
+        logits = torch.einsum("bkc,bnc->bkn", proto, features) * self.log_temperature.exp()
+        cell = features.new_tensor([1.0 / h, 1.0 / w])
+        if self.spatial_prior:
+            extent = torch.maximum(size, 2 * cell)
+            d = (cells.view(1, 1, -1, 2) - centre.unsqueeze(2)) / extent.unsqueeze(2)
+            logits = logits - (obj * self.prior).unsqueeze(-1) * d.square().sum(-1)
+        if bias is not None:
+            logits = logits + bias
+        attn = logits.softmax(dim=1)
+        mass = attn.sum(-1)  # [B, K] in cells
+        seen = F.normalize(torch.einsum("bkn,bnc->bkc", attn, features), dim=-1)
+        rate = torch.where(obj > 0.5, torch.sigmoid(self.object_rate), torch.sigmoid(self.background_rate))
+        trust = (mass / (mass + self.prior_mass)).unsqueeze(-1)
+        proto = F.normalize(proto + rate.unsqueeze(-1) * trust * (seen - proto), dim=-1)
+        where = torch.einsum("bkn,nd->bkd", attn, cells) / mass.clamp_min(1e-6).unsqueeze(-1)
+        new_centre = centre + trust * (where - centre)
+        spread = torch.einsum("bkn,bknd->bkd", attn, (cells.view(1, 1, -1, 2) - new_centre.unsqueeze(2)).square())
+        observed = (12 * spread / mass.clamp_min(1e-6).unsqueeze(-1)).clamp_min(0).sqrt()
+        new_size = size + torch.sigmoid(self.size_rate) * trust * (observed - size)
+        previous = centre - velocity
+        new_velocity = velocity + torch.sigmoid(self.velocity_rate) * trust * (new_centre - previous - velocity)
+        keep = (obj > 0.5).unsqueeze(-1)
+        out = join(proto, torch.where(keep, new_centre, centre), torch.where(keep, new_size, size),
+                   torch.where(keep, new_velocity, velocity), obj)
+        return out, attn
+
+
+class KinematicPredictor(nn.Module):
+    """Carries an object slot's centre along its velocity to the next frame; prototypes unchanged."""
+
+    def forward(self, slots: torch.Tensor) -> torch.Tensor:
+        proto, centre, size, velocity, obj = split(slots)
+        return join(proto, centre + velocity * obj.unsqueeze(-1), size, velocity, obj)

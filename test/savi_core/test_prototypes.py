@@ -1,0 +1,144 @@
+"""Prototype slots over the frozen backbone: the untrained matching on a known answer, the slot
+layout, the checkpoint that names its backbone, and config validation."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from savi_core.backbone import WEIGHT_SHA256, BackboneFeatures
+from savi_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from savi_core.config import ConfigError, ModelConfig, prototype_config
+from savi_core.initializers import Conditioning
+from savi_core.prototypes import split
+from savi_core.savi import SAVi
+from savi_core.tracker import Detection, Tracker
+
+
+@pytest.fixture(scope="module")
+def neutral() -> SAVi:
+    model = SAVi(prototype_config((64, 80)))
+    model.corrector.make_neutral()
+    return model.eval()
+
+
+def scene(t: int, height: int = 120, width: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """A red square moving right and a striped green disc moving down on a grey checker floor."""
+    ys, xs = np.mgrid[:height, :width]
+    image = np.where(((ys // 10 + xs // 10) % 2)[..., None] == 0, 150, 110).astype(np.uint8).repeat(3, 2)
+    labels = np.zeros((height, width), np.uint16)
+    square = (abs(ys - 50) < 16) & (abs(xs - (40 + 4 * t)) < 16)
+    image[square] = (220, 30, 30)
+    labels[square] = 1
+    disc = (ys - (30 + 3 * t)) ** 2 + (xs - 115) ** 2 < 18 ** 2
+    image[disc] = np.where(((xs[disc] // 4) % 2)[:, None] == 0, (30, 200, 40), (10, 120, 20))
+    labels[disc] = 2
+    return image, labels
+
+
+def test_untrained_matching_tracks_a_known_scene():
+    model = SAVi(prototype_config())
+    model.corrector.make_neutral()
+    tracker = Tracker(model)
+    image, labels = scene(0)
+    boxes = [(24, 34, 56, 66), (97, 12, 133, 48)]
+    result = tracker.step(image, [Detection(box_xyxy=b, det_id=str(i + 1)) for i, b in enumerate(boxes)])
+    assert result.started == [1, 2]
+    for t in range(1, 8):
+        image, labels = scene(t)
+        result = tracker.step(image)
+        for track in (1, 2):
+            pred, true = result.label_map == track, labels == track
+            # Stride-4 cells on an object's border mix it with the floor and go to the floor.
+            assert (pred & true).sum() / (pred | true).sum() > 0.6, (t, track)
+            assert (pred & true).sum() / pred.sum() > 0.95, (t, track)
+
+
+def test_box_slot_pools_the_box_and_background_avoids_it(neutral):
+    image, _ = scene(0)
+    frame = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+    frame = F.interpolate(frame, size=(64, 80), mode="bilinear", antialias=True, align_corners=False)
+    features = neutral.encode(frame)  # [1, 16, 20, C]
+    boxes = torch.full((1, 16, 4), -1.0)
+    boxes[0, 0] = torch.tensor([34 / 120, 24 / 160, 66 / 120, 56 / 160])
+    conditioned = torch.zeros(1, 16)
+    conditioned[0, 0] = 1
+    slots = neutral.init_slots(Conditioning(boxes=boxes, conditioned=conditioned, features=features))
+    proto, centre, size, velocity, obj = split(slots)
+    assert obj[0].tolist() == [0.0, 1.0] + [0.0] * 15
+    assert torch.allclose(centre[0, 1], torch.tensor([0.5 * (34 + 66) / 120, 0.5 * (24 + 56) / 160]))
+    flat = features.reshape(-1, features.shape[-1])
+    similarity = flat @ F.normalize(proto[0], dim=-1).T  # [cells, slots]
+    square_cell = 6 * 20 + 5  # the feature cell under the square's centre (y 50/120, x 40/160) on the 16 x 20 grid
+    assert similarity[square_cell].argmax() == 1
+    # Every background prototype is nearer to some cell outside the box than to the square's middle.
+    assert (similarity[square_cell, [0] + list(range(2, 17))] < similarity[square_cell, 1]).all()
+
+
+def test_state_dict_holds_only_trained_parameters_and_checkpoint_names_the_backbone(neutral, tmp_path):
+    keys = set(neutral.state_dict())
+    assert keys and not any("backbone" in k or "_blocks" in k for k in keys)
+    assert sum(p.numel() for p in neutral.parameters()) < 40_000
+    save_checkpoint(tmp_path / "ok", neutral)
+    loaded, _ = load_checkpoint(tmp_path / "ok")
+    for key, value in neutral.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    image, _ = scene(0)
+    frame = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+    assert torch.equal(loaded.encode(frame), neutral.encode(frame))
+
+
+def test_checkpoint_with_another_backbone_hash_is_refused_naming_both(neutral, tmp_path):
+    save_checkpoint(tmp_path / "bad", neutral)
+    meta = json.loads((tmp_path / "bad" / "config.json").read_text())
+    other = "0" * 64
+    meta["model"]["encoder"]["backbone_sha256"] = other
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "bad")
+    assert other in str(err.value) and WEIGHT_SHA256 in str(err.value)
+
+
+def test_training_mode_keeps_the_backbone_frozen(neutral):
+    model = SAVi(prototype_config((64, 80)))
+    model.train()
+    assert not model.encoder.backbone.training
+    assert all(not p.requires_grad for p in model.encoder.backbone.parameters())
+    assert not any(p is q for p in model.parameters() for q in model.encoder.backbone.parameters())
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"encoder": {"kind": "cnn"}}, "encoder.kind"),
+    ({"slot_dim": 64}, "slot_dim"),
+    ({"predictor": {"kind": "transformer"}}, "predictor.kind"),
+    ({"encoder": {"backbone_sha256": "abc"}}, "encoder.backbone_sha256"),
+    ({"encoder": {"output_stride": 2}}, "encoder.output_stride"),
+])
+def test_bad_prototype_configs_name_the_field(change, field):
+    data = prototype_config().to_dict()
+    for key, value in change.items():
+        if isinstance(value, dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        ModelConfig.from_dict(data)
+
+
+def test_clip_forward_from_cached_taps_equals_forward_from_frames(neutral):
+    video = torch.rand(1, 3, 3, 64, 80)
+    boxes = torch.full((1, 16, 4), -1.0)
+    boxes[0, 0] = torch.tensor([0.2, 0.2, 0.6, 0.5])
+    conditioned = torch.zeros(1, 16)
+    conditioned[0, 0] = 1
+    cond = Conditioning(boxes=boxes, conditioned=conditioned)
+    with torch.no_grad():
+        from_frames = neutral(video, cond, decode="attention")
+        taps = neutral.encoder.frozen(video.flatten(0, 1))
+        cached = BackboneFeatures(*(t.unflatten(0, (1, 3)) for t in taps.as_tuple()))
+        from_taps = neutral(cached, cond, decode="attention")
+    # Batched and single-frame convolutions round differently; temperature 100 magnifies that a little.
+    assert (from_frames.attention - from_taps.attention).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="no decoder"):
+        neutral(video, cond, decode="decoder")
