@@ -139,8 +139,9 @@ class CorrectorConfig:
     ``prototype``: slots are prototypes in the frozen backbone's feature space (``savi_core.prototypes``)."""
 
     kind: str = "slot_attention"
-    # prototype: object slots also attend by distance to their expected place.
+    # prototype: object slots also attend by distance to their expected place, and hold this many looks.
     spatial_prior: bool = True
+    prototypes: int = 1
     iterations: int = 1
     qkv_dim: int = 128
     mlp_hidden: int = 256
@@ -148,6 +149,8 @@ class CorrectorConfig:
 
     def validate(self, name: str = "corrector") -> None:
         _check(self.kind in CORRECTOR_KINDS, f"{name}.kind", f"must be one of {CORRECTOR_KINDS}, got {self.kind!r}")
+        _check(isinstance(self.prototypes, int) and 1 <= self.prototypes <= 8, f"{name}.prototypes",
+               f"must be an integer from 1 to 8, got {self.prototypes!r}")
         _check(self.iterations >= 1, f"{name}.iterations", "must be at least 1")
         _check(self.qkv_dim > 0, f"{name}.qkv_dim", "must be positive")
         _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
@@ -259,8 +262,9 @@ class ModelConfig:
         """Prototype slots live in the pretrained feature space and are read through their attention."""
         _check(self.encoder.kind == "efficientnet_lite0", "encoder.kind",
                "the prototype corrector needs the efficientnet_lite0 encoder")
-        want = self.encoder.feature_dim + 7
-        _check(self.slot_dim == want, "slot_dim", f"must be {want} with the prototype corrector (features + geometry)")
+        want = self.corrector.prototypes * self.encoder.feature_dim + 7
+        _check(self.slot_dim == want, "slot_dim",
+               f"must be {want} with the prototype corrector (prototypes x features + geometry)")
         _check(self.predictor.kind in ("kinematic", "identity"), "predictor.kind",
                "must be kinematic or identity with the prototype corrector")
         _check(self.initializer.kind == "bbox" and self.initializer.background_slot, "initializer",
@@ -359,15 +363,16 @@ def preset(name: str) -> ModelConfig:
     raise ConfigError(f"preset: unknown preset {name!r}, expected one of {PRESETS}")
 
 
-def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 17) -> ModelConfig:
+def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 17, prototypes: int = 1) -> ModelConfig:
     """Prototype slots over the frozen pretrained EfficientNet-Lite0 (``savi_core.prototypes``): a box or
     point starts an object slot, every other slot holds a background prototype of the scene."""
     from savi_core.backbone import WEIGHT_SHA256
 
     return ModelConfig(
-        preset="custom", resolution=tuple(resolution), num_slots=num_slots, slot_dim=PRETRAINED_FEATURE_DIM + 7,
+        preset="custom", resolution=tuple(resolution), num_slots=num_slots,
+        slot_dim=prototypes * PRETRAINED_FEATURE_DIM + 7,
         encoder=EncoderConfig(kind="efficientnet_lite0", backbone_sha256=WEIGHT_SHA256, output_stride=4),
         initializer=InitializerConfig(kind="bbox", background_slot=True, points=True),
-        corrector=CorrectorConfig(kind="prototype"),
+        corrector=CorrectorConfig(kind="prototype", prototypes=prototypes),
         predictor=PredictorConfig(kind="kinematic"),
     )

@@ -8,8 +8,9 @@ object's geometry, and training only tunes how the matching behaves over time (t
 prior, prototype and geometry update rates, the box pooling, the fusion of scales) starting from the
 untrained matching: ``PrototypeCorrector.neutral()`` *is* the feature-prototype baseline.
 
-Slot layout ``[prototype (C) | cy, cx, h, w, vy, vx | object]``: normalised image coordinates; the
-last entry is 1 for an object slot conditioned by a box or point, 0 for a background prototype.
+Slot layout ``[prototypes (S x C) | cy, cx, h, w, vy, vx | object]``: S prototypes per slot (an object's
+looks are seldom one feature: stripes, shading, a logo), normalised image coordinates, and 1 for an
+object slot conditioned by a box or point, 0 for a background slot.
 """
 from __future__ import annotations
 
@@ -24,20 +25,21 @@ GEOMETRY = 7  # cy, cx, h, w, vy, vx, object flag
 KMEANS_ROUNDS = 2
 
 
-def slot_dim(feature_dim: int) -> int:
-    return feature_dim + GEOMETRY
+def slot_dim(feature_dim: int, prototypes: int = 1) -> int:
+    return prototypes * feature_dim + GEOMETRY
 
 
-def split(slots: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(prototype, centre [.., 2], size [.., 2], velocity [.., 2], object flag [..])."""
+def split(slots: torch.Tensor, prototypes: int = 1) -> tuple[torch.Tensor, ...]:
+    """(prototypes [.., S, C], centre [.., 2], size [.., 2], velocity [.., 2], object flag [..])."""
     c = slots.shape[-1] - GEOMETRY
-    return (slots[..., :c], slots[..., c:c + 2], slots[..., c + 2:c + 4], slots[..., c + 4:c + 6],
-            slots[..., c + 6])
+    return (slots[..., :c].unflatten(-1, (prototypes, c // prototypes)), slots[..., c:c + 2], slots[..., c + 2:c + 4],
+            slots[..., c + 4:c + 6], slots[..., c + 6])
 
 
 def join(proto: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, velocity: torch.Tensor,
          obj: torch.Tensor) -> torch.Tensor:
-    return torch.cat([proto, centre, size, velocity, obj.unsqueeze(-1)], dim=-1)
+    """Inverse of :func:`split`; ``proto [.., S, C]``."""
+    return torch.cat([proto.flatten(-2), centre, size, velocity, obj.unsqueeze(-1)], dim=-1)
 
 
 def cell_centres(height: int, width: int, device: torch.device) -> torch.Tensor:
@@ -57,10 +59,11 @@ class PrototypeInitializer(nn.Module):
     prototype of the scene itself (farthest-point seeds among the cells outside the conditioned boxes and
     unlike every object prototype, refined by k-means)."""
 
-    def __init__(self, num_slots: int, feature_dim: int) -> None:
+    def __init__(self, num_slots: int, feature_dim: int, prototypes: int = 1) -> None:
         super().__init__()
         self.num_slots = num_slots
         self.feature_dim = feature_dim
+        self.prototypes = prototypes
         # Gaussian width as a share of the box's side (softplus); 0.3 keeps the middle of a round object.
         self.pool_width = nn.Parameter(torch.tensor(math.log(math.expm1(0.3))))
 
@@ -82,9 +85,11 @@ class PrototypeInitializer(nn.Module):
         weights = torch.exp(-0.5 * d.square().sum(-1)) * inside  # [B, M, N]
         protos = F.normalize(torch.einsum("bmn,bnc->bmc", weights, features), dim=-1)
         on = conditioned > 0.5
-        obj_slots = join(protos, centre, size, torch.zeros_like(centre), on.to(features.dtype))
         background = self._background(features, cells, boxes, on, protos, kept)  # [B, K, C]
-        bg_slots = join(background, torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+        looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
+        obj_slots = join(looks, centre, size, torch.zeros_like(centre), on.to(features.dtype))
+        s = self.prototypes
+        bg_slots = join(background.unsqueeze(2).expand(-1, -1, s, -1), torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
                         torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
                         torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
                         torch.zeros(b, self.num_slots, device=features.device, dtype=features.dtype))
@@ -92,6 +97,38 @@ class PrototypeInitializer(nn.Module):
         m = boxes.shape[1]
         slots[:, offset:offset + m] = torch.where(on.unsqueeze(-1), obj_slots, bg_slots[:, offset:offset + m])
         return slots
+
+    def _looks(self, features: torch.Tensor, weights: torch.Tensor, main: torch.Tensor,
+               background: torch.Tensor) -> torch.Tensor:
+        """``[B, M, S, C]``: the box's mean feature, then farthest-point seeds among the box's central cells
+        refined by weighted k-means; a look nearer to some background prototype than to the mean is the
+        box's background showing between its corners, and is replaced by the mean."""
+        s = self.prototypes
+        if s == 1:
+            return main.unsqueeze(2)
+        b, m, n = weights.shape
+        central = weights > 0.2 * weights.amax(-1, keepdim=True).clamp_min(1e-12)  # [B, M, N]
+        with torch.no_grad():
+            seeds = [main]
+            far = torch.where(central, 1 - torch.einsum("bnc,bmc->bmn", features, main), torch.full_like(weights, -1))
+            for _ in range(s - 1):
+                pick = far.argmax(-1)  # [B, M]
+                seed = torch.gather(features, 1, pick.reshape(b, m, 1).expand(-1, -1, features.shape[-1]))
+                seeds.append(seed)
+                far = torch.minimum(far, torch.where(central, 1 - torch.einsum("bnc,bmc->bmn", features, seed),
+                                                     torch.full_like(weights, -1)))
+            centres = torch.stack(seeds, 2)  # [B, M, S, C]
+            for _ in range(KMEANS_ROUNDS + 1):
+                assign = torch.einsum("bnc,bmsc->bmns", features, centres).argmax(-1)  # [B, M, N]
+                member = F.one_hot(assign, s).to(features.dtype) * (weights * central).unsqueeze(-1)
+                sums = torch.einsum("bmns,bnc->bmsc", member, features)
+                centres = torch.where(member.sum(2).unsqueeze(-1) > 0, F.normalize(sums, dim=-1), centres)
+        looks = F.normalize(torch.einsum("bmns,bnc->bmsc", member, features), dim=-1)
+        looks = torch.where(member.sum(2).unsqueeze(-1) > 0, looks, main.unsqueeze(2))
+        to_main = torch.einsum("bmsc,bmc->bms", looks, main)
+        to_background = torch.einsum("bmsc,bkc->bmsk", looks, background).amax(-1)
+        looks = torch.where((to_background > to_main).unsqueeze(-1), main.unsqueeze(2), looks)
+        return torch.cat([main.unsqueeze(2), looks[:, :, 1:]], dim=2)
 
     def _background(self, features: torch.Tensor, cells: torch.Tensor, boxes: torch.Tensor, on: torch.Tensor,
                     protos: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
@@ -138,9 +175,10 @@ class PrototypeCorrector(nn.Module):
     towards what was attended, at learned rates. Returns (slots, attention ``[B, K, N]``) like
     ``SlotAttention``."""
 
-    def __init__(self, spatial_prior: bool = True) -> None:
+    def __init__(self, spatial_prior: bool = True, prototypes: int = 1) -> None:
         super().__init__()
         self.spatial_prior = spatial_prior
+        self.prototypes = prototypes
         self.log_temperature = nn.Parameter(torch.tensor(math.log(30.0)))
         self.prior = nn.Parameter(torch.tensor(0.5))  # spatial prior strength (softplus-free: may go to 0)
         self.object_rate = nn.Parameter(torch.tensor(_logit(0.05)))  # prototype update, object slots
@@ -159,11 +197,12 @@ class PrototypeCorrector(nn.Module):
 
     def forward(self, slots: torch.Tensor, features: torch.Tensor, grid: tuple[int, int],
                 bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        proto, centre, size, velocity, obj = split(slots)
+        proto, centre, size, velocity, obj = split(slots, self.prototypes)
         h, w = grid
         cells = cell_centres(h, w, features.device).to(features.dtype)
-        proto = F.normalize(proto, dim=-1)
-        logits = torch.einsum("bkc,bnc->bkn", proto, features) * self.log_temperature.exp()
+        proto = F.normalize(proto, dim=-1)  # [B, K, S, C]
+        similarity, nearest = torch.einsum("bksc,bnc->bksn", proto, features).max(dim=2)  # a slot's best look
+        logits = similarity * self.log_temperature.exp()
         cell = features.new_tensor([1.0 / h, 1.0 / w])
         if self.spatial_prior:
             extent = torch.maximum(size, 2 * cell)
@@ -173,10 +212,13 @@ class PrototypeCorrector(nn.Module):
             logits = logits + bias
         attn = logits.softmax(dim=1)
         mass = attn.sum(-1)  # [B, K] in cells
-        seen = F.normalize(torch.einsum("bkn,bnc->bkc", attn, features), dim=-1)
+        per_look = attn.unsqueeze(2) * F.one_hot(nearest, self.prototypes).permute(0, 1, 3, 2).to(attn.dtype)
+        seen = F.normalize(torch.einsum("bksn,bnc->bksc", per_look, features), dim=-1)
+        look_mass = per_look.sum(-1)  # [B, K, S]
         rate = torch.where(obj > 0.5, torch.sigmoid(self.object_rate), torch.sigmoid(self.background_rate))
+        look_trust = (look_mass / (look_mass + self.prior_mass)).unsqueeze(-1)
+        proto = F.normalize(proto + rate.view(*rate.shape, 1, 1) * look_trust * (seen - proto), dim=-1)
         trust = (mass / (mass + self.prior_mass)).unsqueeze(-1)
-        proto = F.normalize(proto + rate.unsqueeze(-1) * trust * (seen - proto), dim=-1)
         where = torch.einsum("bkn,nd->bkd", attn, cells) / mass.clamp_min(1e-6).unsqueeze(-1)
         new_centre = centre + trust * (where - centre)
         spread = torch.einsum("bkn,bknd->bkd", attn, (cells.view(1, 1, -1, 2) - new_centre.unsqueeze(2)).square())
@@ -193,6 +235,10 @@ class PrototypeCorrector(nn.Module):
 class KinematicPredictor(nn.Module):
     """Carries an object slot's centre along its velocity to the next frame; prototypes unchanged."""
 
+    def __init__(self, prototypes: int = 1) -> None:
+        super().__init__()
+        self.prototypes = prototypes
+
     def forward(self, slots: torch.Tensor) -> torch.Tensor:
-        proto, centre, size, velocity, obj = split(slots)
+        proto, centre, size, velocity, obj = split(slots, self.prototypes)
         return join(proto, centre + velocity * obj.unsqueeze(-1), size, velocity, obj)

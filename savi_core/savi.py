@@ -62,9 +62,11 @@ class SAVi(nn.Module):
         self.decoder: SpatialBroadcastDecoder | None = None
         if self.prototypes:
             self.encoder: nn.Module = PretrainedEncoder(cfg)
-            self.initializer: nn.Module = PrototypeInitializer(cfg.num_slots, cfg.encoder.feature_dim)
-            self.corrector: nn.Module = PrototypeCorrector(cfg.corrector.spatial_prior)
-            self.predictor: nn.Module = KinematicPredictor() if cfg.predictor.kind == "kinematic" else nn.Identity()
+            looks = cfg.corrector.prototypes
+            self.initializer: nn.Module = PrototypeInitializer(cfg.num_slots, cfg.encoder.feature_dim, looks)
+            self.corrector: nn.Module = PrototypeCorrector(cfg.corrector.spatial_prior, looks)
+            self.predictor: nn.Module = (KinematicPredictor(looks) if cfg.predictor.kind == "kinematic"
+                                         else nn.Identity())
             return
         self.encoder = Encoder(cfg)
         self.initializer = SlotInitializer(cfg)
@@ -109,8 +111,8 @@ class SAVi(nn.Module):
         """
         kept = None
         if self.prototypes:
-            proto, *_, obj = split(slots)
-            kept = proto * ((obj > 0.5) & ~which).unsqueeze(-1).to(proto.dtype)
+            proto, *_, obj = split(slots, self.config.corrector.prototypes)
+            kept = (proto * ((obj > 0.5) & ~which).view(*obj.shape, 1, 1).to(proto.dtype)).flatten(1, 2)
         fresh = self.init_slots(cond, kept).to(slots.dtype)
         return torch.where(which.unsqueeze(-1), fresh, slots)
 

@@ -15,6 +15,7 @@ from savi_core.savi import MASK_SOURCES
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 REINIT_MODES = ("add_new", "refresh", "first")
+MASK_EDGES = ("auto", "guided", "bilinear")
 
 
 def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> Any:
@@ -53,6 +54,10 @@ class TrackerConfig:
         "better than its own by this much (sum of the two Bhattacharyya distances of colour histograms, 0..2): "
         "undoes slots that traded objects while crossing; 0 = off")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
+    mask_edges: str = parameter(
+        "auto", "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
+        "resolution, so their edges follow the image's) | bilinear (plain resize) | auto (guided for models "
+        "whose masks come at a feature stride above 1, such as the pretrained-backbone models)", MASK_EDGES)
 
     def __post_init__(self) -> None:
         if isinstance(self.class_ids, str):

@@ -76,7 +76,7 @@ DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in datac
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
                   "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "swap_margin",
                   "sync_tolerance", "publish_debug_image",
-                  "mask_threshold", "time_jump_reset", "max_image_pixels"})
+                  "mask_threshold", "mask_edges", "time_jump_reset", "max_image_pixels"})
 
 def _param_type(name: str) -> "Parameter.Type":
     from rclpy.parameter import Parameter

@@ -69,7 +69,7 @@ def test_box_slot_pools_the_box_and_background_avoids_it(neutral):
     assert obj[0].tolist() == [0.0, 1.0] + [0.0] * 15
     assert torch.allclose(centre[0, 1], torch.tensor([0.5 * (34 + 66) / 120, 0.5 * (24 + 56) / 160]))
     flat = features.reshape(-1, features.shape[-1])
-    similarity = flat @ F.normalize(proto[0], dim=-1).T  # [cells, slots]
+    similarity = flat @ F.normalize(proto[0, :, 0], dim=-1).T  # [cells, slots]
     square_cell = 6 * 20 + 5  # the feature cell under the square's centre (y 50/120, x 40/160) on the 16 x 20 grid
     assert similarity[square_cell].argmax() == 1
     # Every background prototype is nearer to some cell outside the box than to the square's middle.
