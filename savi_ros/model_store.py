@@ -19,13 +19,24 @@ from savi_core.tracker import Tracker
 DEFAULT_NAME = "default"
 
 
+def packaged_models_dir() -> Path:
+    return Path(__file__).resolve().parent / "models"
+
+
 def default_checkpoint_dir() -> Path:
     """The packaged model directory (may be absent if the package was built without it)."""
-    return Path(__file__).resolve().parent / "models" / DEFAULT_NAME
+    return packaged_models_dir() / DEFAULT_NAME
+
+
+def packaged_model_names() -> list[str]:
+    """Models shipped in the package, loadable by name: `default` and earlier versions kept for comparison."""
+    root = packaged_models_dir()
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
 
 
 def resolve_checkpoint(value: str) -> Path:
-    """`default` -> the packaged model; anything else -> that path (`~` and `$VARS` expanded).
+    """`default` or another packaged model's name (`v6`) -> that packaged model; anything else -> that path
+    (`~` and `$VARS` expanded).
 
     Only resolves: existence and contents are checked by `savi_core.checkpoint.load_checkpoint`,
     which reports what is wrong with the path it was given.
@@ -35,6 +46,8 @@ def resolve_checkpoint(value: str) -> Path:
         raise ValueError("checkpoint: empty; use 'default' or a path to a checkpoint directory")
     if value == DEFAULT_NAME:
         return default_checkpoint_dir()
+    if "/" not in value and value in packaged_model_names():
+        return packaged_models_dir() / value
     return Path(os.path.expandvars(os.path.expanduser(value))).absolute()
 
 

@@ -29,3 +29,11 @@ def test_paths_are_expanded_and_absolute(monkeypatch, tmp_path):
 def test_empty_value_is_refused_by_name():
     with pytest.raises(ValueError, match="^checkpoint: empty"):
         model_store.resolve_checkpoint("  ")
+
+
+def test_earlier_packaged_models_load_by_name():
+    assert "v6" in model_store.packaged_model_names()
+    path = model_store.resolve_checkpoint("v6")
+    assert path == Path(model_store.__file__).resolve().parent / "models" / "v6"
+    assert (path / "config.json").is_file()
+    assert model_store.resolve_checkpoint("no_such_model") == Path("no_such_model").absolute()

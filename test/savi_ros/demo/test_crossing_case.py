@@ -1,7 +1,8 @@
 """The demo's crossing case: in scene 3 a star passes in front of a circle and the two slots trade objects;
 the Tracker's appearance rule (``swap_margin``) gives each id back to its object once they part.
 
-Played through the Tracker in-process (what the node runs), the shipped model, the demo camera's scene.
+Played through the Tracker in-process (what the node runs), the packaged v6 model (whose slots trade objects
+there), the demo camera's scene.
 """
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ def best_object(scene, labels: np.ndarray, t: int, track_id: int) -> tuple[int, 
 
 
 def play(scene, swap_margin: float) -> list[np.ndarray]:
-    model, _ = load_checkpoint(resolve_checkpoint("default"))
+    model, _ = load_checkpoint(resolve_checkpoint("v6"))
     tracker = Tracker(model, TrackerConfig(swap_margin=swap_margin), device="cpu")
     h, w = scene.video.shape[1:3]
     boxes = scene.boxes[0] * np.array([h, w, h, w])  # yxyx pixels
