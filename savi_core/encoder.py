@@ -122,9 +122,9 @@ class Encoder(nn.Module):
 class PretrainedEncoder(nn.Module):
     """Frozen EfficientNet-Lite0 taps (strides 4, 8, 16) fused into one unit-length feature per cell.
 
-    Each tap is resampled to the output grid and normalised; the fusion weighs the taps and adds a
-    learned linear correction (zero at start, so an untrained model matches in the raw backbone space).
-    The frozen network is kept out of ``state_dict`` and ``parameters()`` (checkpoints hold only what
+    Each tap is resampled to the output grid and normalised; the fusion weighs the taps (equal at start,
+    so an untrained model matches in the raw backbone space). No learned projection: measured before, parts
+    learned on synthetic families fitted them and lost on held-out ones. The frozen network is kept out of ``state_dict`` and ``parameters()`` (checkpoints hold only what
     was trained; the backbone is named by its weight file's sha256) but moves with the module."""
 
     def __init__(self, model_cfg: ModelConfig) -> None:
@@ -135,9 +135,6 @@ class PretrainedEncoder(nn.Module):
         self._frozen = [backbone]
         self.output_stride = cfg.output_stride
         self.tap_weights = nn.Parameter(torch.full((len(TAPS),), len(TAPS) ** -0.5))
-        dim = sum(channels for _, channels, _ in TAPS)
-        self.mix = nn.Linear(dim, dim, bias=False)
-        nn.init.zeros_(self.mix.weight)
 
     @property
     def backbone(self) -> nn.Module:
@@ -167,8 +164,7 @@ class PretrainedEncoder(nn.Module):
                 mode = "area" if tap.shape[-2] > size[0] else "bilinear"
                 tap = F.interpolate(tap, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
             parts.append(weight * F.normalize(tap, dim=1))
-        x = torch.cat(parts, dim=1).permute(0, 2, 3, 1)
-        return F.normalize(x + self.mix(x), dim=-1)
+        return F.normalize(torch.cat(parts, dim=1).permute(0, 2, 3, 1), dim=-1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.head(self.frozen(frames))

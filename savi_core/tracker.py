@@ -729,6 +729,8 @@ class Tracker:
         cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
         slot.fill(0)
         for index in range(1, k):
+            if not probs[index].any():  # e.g. slots the guided masks emptied: they win no pixel
+                continue
             cv2.resize(probs[index], (width, height), dst=plane, interpolation=cv2.INTER_LINEAR)
             cv2.compare(plane, best, cv2.CMP_GT, dst=mask)
             slot[mask.view(bool)] = index
