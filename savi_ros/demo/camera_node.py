@@ -39,7 +39,7 @@ from savi_ros.dds import use_large_message_profile
 from savi_ros.interrupt import RCLError, construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
 
-WORLDS = ("2d", "3d")
+WORLDS = ("mixed", "2d", "3d")
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
@@ -91,7 +91,7 @@ class CameraConfig:
     seed: int = DEFAULT_SEED
     min_objects: int = 2
     max_objects: int = 5
-    world: str = "2d"              # 2d: the original generator's scenes; 3d: the physics family
+    world: str = "mixed"           # 2d: the original generator; 3d: the physics family; mixed: odd seeds 3d
     frame_id: str = "camera"
     encoding: str = "rgb8"
     reset_between_scenes: bool = True
@@ -142,7 +142,7 @@ class CameraConfig:
         """Scene ``seed`` of this camera's world (the demo regenerates it for scoring)."""
         sizes = dict(height=self.height, width=self.width, num_frames=self.frames_per_scene,
                      min_objects=self.min_objects, max_objects=self.max_objects)
-        if self.world == "3d":
+        if self.world == "3d" or (self.world == "mixed" and seed % 2 == 1):
             return generate_physics_scene(seed, PhysicsSceneConfig(**sizes))
         return generate_scene(seed, SceneConfig(**sizes))
 

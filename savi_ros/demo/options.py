@@ -19,7 +19,7 @@ LAUNCH_MODES = ("auto", "on", "off")
 class DemoOptions:
     """What `run_demo` plays and where it writes; the CLI flags of the same names."""
 
-    scenes: int = 3
+    scenes: int = 4
     frames: int = 24
     rate: float = 10.0
     width: int = 320
@@ -34,10 +34,11 @@ class DemoOptions:
     drop_prob: float = 0.0
     every_n_frames: int = 0
     shape_classes: bool = True
-    world: str = "2d"
+    world: str = "mixed"
     out: Path = Path("demo_out")
     launch: str = "auto"
     startup_timeout: float = 90.0
+    baselines: bool = True
 
     def __post_init__(self) -> None:
         if self.scenes < 1:
@@ -100,6 +101,8 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     p.add_argument("--launch", default=d.launch, choices=LAUNCH_MODES,
                    help="start the nodes with the package's launch file (auto: where `ros2 launch` finds an "
                         "installed savi_ros), or as three processes")
+    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=d.baselines,
+                   help="also score the untrained baselines (feature prototypes, CSRT + GrabCut) on the same scenes")
     p.add_argument("--startup-timeout", type=float, default=d.startup_timeout, help="seconds to wait for the nodes")
     a = p.parse_args(argv)
     try:

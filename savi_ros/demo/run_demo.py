@@ -33,7 +33,7 @@ from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
 from savi_ros.demo.processes import (LAUNCH_FILE, Processes, camera_params, detector_params, launch_available, ros_args,
                                      tracker_params, wait_for, write_launch_params)
 from savi_ros.demo.recorder import Recorder
-from savi_ros.demo.scoring import evaluate, print_table, write_video
+from savi_ros.demo.scoring import baseline_scores, evaluate, print_table, write_video
 
 NAMESPACE = "/savi"
 UNTRAINED_BANNER = """
@@ -113,6 +113,8 @@ def run(opts: DemoOptions) -> dict[str, Any]:
         recorder.close()
     rec = recorder.snapshot()
     metrics, frames, sheet = evaluate(rec, opts, banner=" UNTRAINED" if untrained else "")
+    if opts.baselines:
+        metrics["baselines"] = baseline_scores(opts, [s["seed"] for s in metrics["scenes"]])
     metrics.update({"checkpoint": opts.checkpoint, "checkpoint_path": ckpt.path, "trained": ckpt.trained,
                     "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
                     "started_by": "ros2 launch" if use_launch else "processes",

@@ -1,5 +1,5 @@
 """Scoring what the demo recorded: per-scene FG-ARI / mIoU against regenerated ground truth, latency,
-the overlay video and the contact sheet."""
+the overlay video and the contact sheet; and the untrained baselines on the same scenes, for comparison."""
 from __future__ import annotations
 
 import math
@@ -76,9 +76,7 @@ def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES
         present = np.array([(gt == i + 1).any() for i in range(scene.num_objects)])
         frame_mask = torch.from_numpy(received)[None]
         pred_t, gt_t = torch.from_numpy(pred)[None], torch.from_numpy(gt)[None]
-        ari = float(fg_ari(pred_t, gt_t, skip_first=True, frame_mask=frame_mask)[0])
-        iou = float(miou(pred_t, gt_t, scene.num_objects, skip_first=True, frame_mask=frame_mask,
-                         instance_mask=torch.from_numpy(present)[None])[0])
+        ari, iou = _scene_scores(pred, gt, received, scene.num_objects, present)
         scenes_out.append({"scene": index, "seed": seed, "objects": scene.num_objects,
                            "frames_published": sum((index, t) in by_frame for t in range(opts.frames)),
                            "frames_with_output": int(received.sum()),
@@ -94,6 +92,49 @@ def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES
         "label_info_messages": len(rec.label_info),
     }
     return metrics, frames_out, contact_sheet(sheet_rows)
+
+
+def _scene_scores(pred: np.ndarray, gt: np.ndarray, received: np.ndarray, num_objects: int,
+                  present: np.ndarray) -> tuple[float, float]:
+    """(FG-ARI, mIoU) of one scene's label maps, first frame not scored, frames without output excluded."""
+    frame_mask = torch.from_numpy(received)[None]
+    pred_t, gt_t = torch.from_numpy(pred)[None], torch.from_numpy(gt)[None]
+    ari = float(fg_ari(pred_t, gt_t, skip_first=True, frame_mask=frame_mask)[0])
+    iou = float(miou(pred_t, gt_t, num_objects, skip_first=True, frame_mask=frame_mask,
+                     instance_mask=torch.from_numpy(present)[None])[0])
+    return ari, iou
+
+
+def baseline_scores(opts: DemoOptions, seeds: list[int]) -> dict[str, dict[str, float | None]]:
+    """Mean FG-ARI / mIoU of the untrained baselines on the demo's scenes, given the same first-frame boxes:
+    frozen-feature prototypes through the Tracker, and OpenCV's CSRT + GrabCut (the project's benchmark
+    baselines, from ``training.baselines``)."""
+    from savi_core.tracker import Detection, Tracker
+    from training.baselines import FEATURE_PROTOTYPE, csrt_baselines, feature_prototype_model
+
+    camera = opts.camera_config()
+    prototypes = Tracker(feature_prototype_model())
+    rows: dict[str, list[dict[str, Any]]] = {FEATURE_PROTOTYPE: [], "csrt_grabcut": []}
+    for seed in seeds:
+        scene = camera.make_scene(seed)
+        gt = scene.segmentations.astype(np.int64)
+        present = np.array([(gt == i + 1).any() for i in range(scene.num_objects)])
+        visible = scene.visible[0]
+        height, width = gt.shape[1:]
+        detections = [Detection(box_xyxy=(x0 * width, y0 * height, x1 * width, y1 * height), det_id=str(i + 1))
+                      for i, (y0, x0, y1, x1) in enumerate(scene.boxes[0].tolist()) if visible[i]]
+        prototypes.reset()
+        pred = np.stack([prototypes.step(frame, detections if t == 0 else None).label_map
+                         for t, frame in enumerate(scene.video)]).astype(np.int64)
+        video = torch.from_numpy(scene.video).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
+        cut, _ = csrt_baselines(video, torch.from_numpy(scene.boxes[0]).float()[None],
+                                torch.from_numpy(visible).float()[None], grabcut_iterations=3)["csrt_grabcut"]
+        received = np.ones(len(gt), bool)
+        for name, ids in ((FEATURE_PROTOTYPE, pred), ("csrt_grabcut", cut[0].numpy())):
+            ari, iou = _scene_scores(ids, gt, received, scene.num_objects, present)
+            rows[name].append({"fg_ari": _nan_to_none(ari), "miou": _nan_to_none(iou)})
+    return {name: {"mean_fg_ari": _mean_defined(r, "fg_ari"), "mean_miou": _mean_defined(r, "miou")}
+            for name, r in rows.items()}
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
@@ -118,6 +159,9 @@ def print_table(metrics: dict[str, Any]) -> None:
         print(f"{s['scene']:>5} {s['seed']:>7} {s['objects']:>7} {s['frames_with_output']:>4}/{s['frames_published']:<5} "
               f"{_format(s['fg_ari']):>7} {_format(s['miou']):>7}")
     print(f"{'mean':>5} {'':>26} {_format(metrics['mean_fg_ari']):>7} {_format(metrics['mean_miou']):>7}")
+    for name, scores in metrics.get("baselines", {}).items():
+        label = f"untrained {name} on the same scenes (offline)"
+        print(f"{label:<39} {_format(scores['mean_fg_ari']):>7} {_format(scores['mean_miou']):>7}")
     lat = metrics["latency"]
     if lat["count"]:
         print(f"end-to-end latency over {lat['count']} frames: p50 {lat['p50_ms']:.0f} ms, "

@@ -53,7 +53,7 @@ def _recording(opts: DemoOptions, masks_for) -> Recording:
     return rec
 
 
-@pytest.mark.parametrize("world", ["2d", "3d"])
+@pytest.mark.parametrize("world", ["2d", "3d", "mixed"])
 def test_perfect_masks_score_one_and_missing_frames_are_excluded(tmp_path, world):
     opts = DemoOptions(scenes=2, frames=5, width=40, height=30, out=tmp_path, world=world)
     rec = _recording(opts, lambda scene, t: None if t == 3 else scene.segmentations[t].astype(np.uint16))
@@ -124,3 +124,16 @@ def test_run_demo_end_to_end_writes_outputs(tmp_path):
     assert scene["frames_published"] == frames and scene["frames_with_output"] >= 1
     assert metrics["trained"] is False and metrics["latency"]["count"] >= 1
     assert metrics["exit_codes"]["camera"] == 0
+
+
+def test_baselines_score_the_demo_scenes_of_both_worlds(tmp_path):
+    from savi_ros.demo.scoring import baseline_scores
+
+    opts = DemoOptions(scenes=2, frames=4, width=80, height=64, out=tmp_path)
+    camera = opts.camera_config()
+    seeds = [opts.seed, opts.seed + 1]
+    assert camera.make_scene(seeds[1]).video.shape == camera.make_scene(seeds[1]).video.shape
+    scores = baseline_scores(opts, seeds)
+    assert set(scores) == {"feature_prototype", "csrt_grabcut"}
+    for name, values in scores.items():
+        assert 0.0 < values["mean_miou"] <= 1.0, name
