@@ -24,6 +24,7 @@ import numpy as np
 from savi_core.tracker import Prompt, Tracker, TrackResult
 from savi_core import messages
 from savi_core.messages import stamp_ns
+from savi_core.track_ids import MAX_TRACK_ID, parse_track_id
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -35,6 +36,7 @@ MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed f
 MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
 PROMPT_HOLD_S = 1.0        # how long a point or mask prompt waits for the image of its stamp
 MAX_HELD_PROMPTS = 16
+MAX_SHOWN_ID = 16          # characters of a refused id shown in a warning
 SEEN_STAMPS = 256          # recent image stamps: a prompt for one of them acts on the next processed frame
 
 
@@ -65,6 +67,8 @@ class Frame:
 
 # (kind, text): a throttled warning of that kind; the node logs it, the bag tool counts and prints it.
 Warn = Callable[[str, str], None]
+#: The kinds of failed steps (one per exception type) start with this: they are errors, not warnings.
+STEP_FAILED = "step failed:"
 
 
 @dataclass
@@ -75,6 +79,15 @@ class _HeldPrompt:
     prompts: list[Prompt]
     arrived: float
     what: str  # "point (x, y)" or "mask with n object(s)", for log lines
+
+
+def _shown(text: str) -> str:
+    """A requested id for a log line: any string a detector sent, bounded."""
+    return repr(text) if len(text) <= MAX_SHOWN_ID else f"{text[:MAX_SHOWN_ID]!r}... ({len(text)} characters)"
+
+
+def _box(box_xyxy: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box_xyxy) + ")"
 
 
 class Pipeline:
@@ -175,6 +188,8 @@ class Pipeline:
         prompts = ([Prompt(box_xyxy=tuple(box)) for box in boxes_xyxy]
                    + [Prompt(point_xy=tuple(point)) for point in points_xy])
         prompts = [dataclasses.replace(p, class_id=c, track_id=i) for p, c, i in zip(prompts, classes, ids)]
+        ignored = self._check_ids(ids, [f"add_objects {'box' if p.box_xyxy is not None else 'point'} {n}"
+                                        for n, p in enumerate(prompts)])
         with self._tracker_lock:
             tracker = self._tracker
             if points_xy and "points" not in tracker.prompt_kinds:
@@ -191,7 +206,23 @@ class Pipeline:
         if on_track:
             message += "; " + ", ".join(f"point {i - len(boxes_xyxy)} is on live track {t}"
                                         for i, t in on_track.items())
+        if ignored:
+            message += f"; {ignored}"
         return given, message
+
+    def _check_ids(self, ids: list[str], names: list[str]) -> str:
+        """Requested track ids that are not ids by the contract's rule (their tracks get the next free id):
+        counted, and one throttled warning naming the first few; returns its text ("" when all are fine)."""
+        bad = [f"{name} (id {_shown(text)})" for text, name in zip(ids, names)
+               if text and parse_track_id(text) is None]
+        if not bad:
+            return ""
+        with self.cond:
+            self.stats.ignored_ids += len(bad)
+        text = (f"ignoring the id of {len(bad)} object(s), not a decimal track id 1..{MAX_TRACK_ID}: "
+                f"{'; '.join(bad[:3])}; they get the next free id")
+        self._warn("bad id", text)
+        return text
 
     def add_prompts(self, stamp: int, prompts: list[Prompt], what: str, now: float) -> None:
         """Points or masks from a topic, for the image of ``stamp`` (0: the next image). Refused at once
@@ -478,6 +509,7 @@ class Pipeline:
                 with self.cond:
                     self.stats.bad_detections += len(rejected)
                 self._warn("bad detection", f"rejected {len(rejected)} detection(s): {'; '.join(rejected[:3])}")
+            self._check_ids([d.det_id for d in detections], [f"detection at {_box(d.box_xyxy)}" for d in detections])
         with self.cond:
             due = self._due_prompts(pair.stamp_ns)
         with self._tracker_lock:
@@ -489,7 +521,9 @@ class Pipeline:
                 with self.cond:
                     self.stats.step_failed(now())
                     self.stats.dropped_detections += len(detection_msgs)
-                for kind, text in [*prompt_warnings, ("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")]:
+                failed = (f"{STEP_FAILED} {type(exc).__name__}", f"tracker step failed on the image at stamp "
+                          f"{pair.stamp_ns * 1e-9:.3f} s: {type(exc).__name__}: {exc}")
+                for kind, text in [*prompt_warnings, failed]:
                     self._warn(kind, text)
                 return None
             live = dict(tracker.live_tracks)

@@ -17,6 +17,7 @@ class Stats:
         self.unsupported_images = 0
         self.bad_images = 0
         self.bad_detections = 0          # rejected one by one (not a finite box, not a finite score)
+        self.ignored_ids = 0             # requested track ids that are not ids (their objects got a free id)
         self.dropped_detections = 0      # only when more late detections wait than the node keeps
         self.late_detections = 0         # found no image of their stamp: acted on the next processed frame
         self.future_frames = 0           # stamped too far ahead of the newest image while tracks were live
@@ -44,5 +45,6 @@ class Stats:
                     dropped_detections=self.dropped_detections, late_detections=self.late_detections,
                     unsupported_images=self.unsupported_images, bad_images=self.bad_images,
                     oversized_images=self.oversized_images, bad_detections=self.bad_detections,
+                    ignored_ids=self.ignored_ids,
                     time_jumps=self.time_jumps, step_errors=self.step_errors, prompts=self.prompts,
                     prompts_on_tracks=self.prompts_on_tracks, refused_prompts=self.refused_prompts)

@@ -114,6 +114,10 @@ def test_add_objects_start_tracks_on_the_next_image_without_any_detections(pipel
     assert ids == [5] and "[5]" in message
     pipeline.add_image(image(1.0), 0.0)  # nothing tracked, but prompts pending: the image does not wait
     assert run(pipeline, 0.0) == 1 and pipeline.live_tracks() == {5: "cup"}
+    ids, message = pipeline.add_objects([(20, 2, 30, 12), (2, 14, 12, 22)], [], [], ["9" * 5000, " 7 "])
+    assert ids == [1, 2] and pipeline.stats.ignored_ids == 2  # not ids by the contract's rule: free ids instead
+    assert "ignoring the id of 2 object(s)" in message and "(5000 characters)" in message and "' 7 '" in message
+    assert pipeline.warnings[-1] == ("bad id", message.split("; ", 1)[1])
     with pytest.raises(ValueError, match="not points"):
         pipeline.add_objects([], [(3.0, 4.0)], [], [])
     with pytest.raises(ValueError, match="no boxes and no points"):

@@ -65,14 +65,14 @@ class Rig:
         self.tracks: dict[int, Detection2DArray] = {}
         self.masks: dict[int, Image] = {}
         self.diagnostics: list[DiagnosticArray] = []
-        self.logs: list[str] = []
+        self.logs: list[Log] = []
         self.image_pub = self.client.create_publisher(Image, "image", RELIABLE)
         self.det_pub = self.client.create_publisher(Detection2DArray, "detections", RELIABLE)
         self.client.create_subscription(Detection2DArray, "tracks", self._keep(self.tracks), RELIABLE)
         self.client.create_subscription(Image, "masks", self._keep(self.masks), RELIABLE)
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self._append(self.diagnostics), RELIABLE)
         self._change_state = self.client.create_client(ChangeState, f"{self.namespace}/savi_tracker/change_state")
-        self.client.create_subscription(Log, "/rosout", lambda m: self._append(self.logs)(m.msg), RELIABLE)
+        self.client.create_subscription(Log, "/rosout", self._append(self.logs), RELIABLE)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
@@ -152,9 +152,10 @@ class Rig:
         assert wait_for(future.done)
         return future.result()
 
-    def logged(self, text: str) -> bool:
+    def logged(self, text: str, level: int | None = None) -> bool:
+        """Whether /rosout has a line containing ``text`` (at ``level``, e.g. ``Log.ERROR``, if given)."""
         with self.lock:
-            return any(text in line for line in self.logs)
+            return any(text in log.msg and level in (None, log.level) for log in self.logs)
 
     def last_status(self) -> DiagnosticStatus | None:
         """This node's newest status (other nodes of the test run publish on /diagnostics too)."""
@@ -291,23 +292,44 @@ class _FailingModel:
 
 
 def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
+    """The ERROR line names the real cause and the frame's stamp, also after warnings from the same code
+    (rclpy refuses a severity change at one call site; that refusal used to replace the message)."""
     r = rig()
     r.start()
+    assert r.track_ids(r.send([(2, 2, 20, 20, "x3")])) == ["1"]
+    assert wait_for(lambda: r.logged("ignoring the id of 1 object(s)", Log.WARN))
     tracker = r.node.pipeline.tracker
     good_model = tracker._model
     tracker._model = _FailingModel(good_model)
-    failed = r.send([(2, 2, 20, 20, "3")])
-    assert wait_for(lambda: r.logged("tracker step failed: RuntimeError: simulated device fault"))
+    failed = r.send([(30, 5, 60, 35, "3")])
+    assert wait_for(lambda: r.logged(f"tracker step failed on the image at stamp {failed * 1e-9:.3f} s: "
+                                     "RuntimeError: simulated device fault", Log.ERROR))
+    assert not r.logged("Logger severity cannot be changed")
     assert failed not in r.tracks
     assert wait_for(lambda: r.last_status() is not None and r.last_status().level == DiagnosticStatus.ERROR)
     assert values(r.last_status())["step_errors"] == "1"
     tracker._model = good_model
-    assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) == ["3"]
+    assert r.track_ids(r.send([(30, 5, 60, 35, "3")])) == ["1", "3"]
     # The error leaves the window: OK again (the cumulative counter stays).
     assert wait_for(lambda: r.last_status().level == DiagnosticStatus.OK, timeout=20.0)
     status = values(r.last_status())
-    assert status["step_errors"] == "1" and int(status["processed"]) >= 1 and status["live_tracks"] == "1"
+    assert status["step_errors"] == "1" and int(status["processed"]) >= 1 and status["live_tracks"] == "2"
     assert float(status["detector_lag_ms"]) >= 0.0  # images and their detections paired: the lag is known
+
+
+def test_any_detection_id_is_handled_and_a_bad_one_is_ignored_with_a_warning_naming_it(rig):
+    """A 5000-digit id made int() raise inside the step: that frame published nothing. Ids that are not
+    decimal 1..65535 (" 7 " included) are ignored: their objects get the next free ids, the frame is tracked."""
+    r = rig()
+    r.start()
+    boxes = [(2, 2, 20, 20, "9" * 5000), (30, 5, 60, 35, " 7 "), (2, 24, 20, 38, "12")]
+    assert r.track_ids(r.send(boxes)) is not None  # the frame is published
+    assert set(r.node.pipeline.tracker.live_tracks) == {1, 2, 12}
+    assert wait_for(lambda: r.logged("ignoring the id of 2 object(s), not a decimal track id 1..65535: detection at "
+                                     "(2, 2, 20, 20) (id '9999999999999999'... (5000 characters)); detection at "
+                                     "(30, 5, 60, 35) (id ' 7 ')", Log.WARN))
+    assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["ignored_ids"] == "2")
+    assert values(r.last_status())["step_errors"] == "0"
 
 
 def test_burst_every_image_with_detections_followed_at_once_by_another_bootstraps(rig):
