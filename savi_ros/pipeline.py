@@ -25,6 +25,7 @@ from savi_core.tracker import Prompt, Tracker, TrackResult
 from savi_core import messages
 from savi_core.messages import stamp_ns
 from savi_core.track_ids import MAX_TRACK_ID, parse_track_id
+from savi_ros.poison import Newest, ahead_of_clock_ns, is_poison
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -46,6 +47,7 @@ class Settings:
 
     sync_tolerance: float
     time_jump_reset: float
+    future_tolerance: float
     max_image_pixels: int
 
     @classmethod
@@ -93,18 +95,21 @@ def _box(box_xyxy: tuple[float, ...]) -> str:
 class Pipeline:
     """Inputs in (`add_image`, `add_detections`), frames out (`next_pair`, then `process`)."""
 
-    def __init__(self, tracker: Tracker, settings: Settings, warn: Warn) -> None:
+    def __init__(self, tracker: Tracker, settings: Settings, warn: Warn, clock_ns: Callable[[], int]) -> None:
+        """``clock_ns``: the node's clock in ns (ROS time, sim time under use_sim_time; for a bag, the
+        recording time), against which a stamp far in the future is judged (`savi_ros.poison`)."""
         self.cond = threading.Condition()          # guards matcher, queue, late detections, stats
         self._tracker_lock = threading.Lock()      # guards the Tracker (step vs reset/config changes)
         self._tracker = tracker
         self.settings = settings
         self._warn = warn
+        self._clock_ns = clock_ns
         self.stats = Stats()
         self._warned_encodings: set[str] = set()
         self._late: deque[Any] = deque()
         self._matcher: StampMatcher = self._new_matcher()
         self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
-        self._newest_stamp_ns: Optional[int] = None
+        self._newest: Optional[Newest] = None  # the newest admitted image: what a poison stamp is judged by
         self._queue: LatestFirst = LatestFirst()
         self._prompts: list[_HeldPrompt] = []
         self._seen: deque[int] = deque(maxlen=SEEN_STAMPS)  # stamps of recent images, processed or not
@@ -137,7 +142,7 @@ class Pipeline:
             self._matcher = self._new_matcher()
             self._matcher.patient = not self._tracker.live_tracks
             self._queue.clear()
-            self._newest_stamp_ns = None
+            self._newest = None
             self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
             self._prompts = []
 
@@ -339,7 +344,7 @@ class Pipeline:
         self._late.clear()
         self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
         self._prompts = []
-        self._newest_stamp_ns = None
+        self._newest = None
         self._count_dropped()
 
     # ------------------------------------------------------------------ inputs
@@ -440,16 +445,21 @@ class Pipeline:
         last = self._queue.last_taken_ns
         if last is not None and pair.stamp_ns < last - jump_ns:
             return "jump"
-        # docs/INTERFACE.md: an image this far ahead of the newest image so far, while tracks are live.
-        newest = self._newest_stamp_ns
-        self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
-        if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
+        # docs/INTERFACE.md: a poison stamp, while tracks are live; it does not become the newest image.
+        newest, clock = self._newest, self._clock_ns()
+        settings = self.settings
+        if not self._matcher.patient and is_poison(pair.stamp_ns, clock, newest, settings.time_jump_reset,
+                                                   settings.future_tolerance):
             self.stats.future_frames += 1
             self._count_dropped()
             self._keep_late(pair.all_detections())
             return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
-                              f"{(pair.stamp_ns - newest) * 1e-9:.1f} s ahead of the newest image so far (more than "
-                              "time_jump_reset); its detections act on the next frame")
+                              f"{(pair.stamp_ns - newest.stamp_ns) * 1e-9:.1f} s ahead of the newest image and "
+                              f"{ahead_of_clock_ns(pair.stamp_ns, clock, newest) * 1e-9:.1f} s ahead of the node's "
+                              "clock (more than time_jump_reset and future_tolerance); its detections act on the "
+                              "next frame")
+        if newest is None or pair.stamp_ns >= newest.stamp_ns:
+            self._newest = Newest(pair.stamp_ns, clock)
         if not self._queue.put(pair):
             self._keep_late(pair.all_detections())
             return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
@@ -472,7 +482,7 @@ class Pipeline:
             self._late.clear()
             self._matcher.patient = True
             self.live_count = 0
-            self._newest_stamp_ns = None
+            self._newest = None
             self._count_dropped()
             self.stats.time_jumps += 1
             for pair in pairs:

@@ -112,7 +112,8 @@ class TrackerNode(LifecycleNode):
         except ModelLoadError as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = Pipeline(tracker, Settings.from_params(self.params), self._warn)
+        self.pipeline = Pipeline(tracker, Settings.from_params(self.params), self._warn,
+                                 lambda: self.get_clock().now().nanoseconds)
         self._device_name, self._checkpoint_path = str(device), str(path)
         if tracker.max_tracks < self.params.max_tracks:
             self.get_logger().info(f"max_tracks {self.params.max_tracks} capped to the model's "

@@ -36,12 +36,14 @@ def detections(sec: float, *boxes):
 
 
 def make_pipeline(model) -> Pipeline:
-    """A pipeline around ``model`` whose warnings are kept in ``.warnings``."""
+    """A pipeline around ``model`` whose warnings are kept in ``.warnings``; the node's clock (ns) is
+    ``.clock[0]``, 0 (a sim clock before its first message) unless a test sets it."""
     warnings: list[tuple[str, str]] = []
+    clock = [0]
     p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
-                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, max_image_pixels=10**6),
-                 lambda kind, text: warnings.append((kind, text)))
-    p.warnings = warnings
+                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, future_tolerance=5.0, max_image_pixels=10**6),
+                 lambda kind, text: warnings.append((kind, text)), lambda: clock[0])
+    p.warnings, p.clock = warnings, clock
     return p
 
 
@@ -107,6 +109,64 @@ def test_an_image_far_ahead_of_the_newest_is_dropped_and_later_frames_go_on(pipe
     assert run(pipeline, 2.0) == 0 and pipeline.stats.future_frames == 1
     pipeline.add_image(image(11.0), 3.0)
     assert run(pipeline, 3.0) == 1 and accounted(pipeline) == 4
+
+
+WALL = 1_800_000_000.0  # the node's clock at the start of each camera below, in seconds
+
+
+def camera(p: Pipeline, stamps: list[float], clocks: list[float]) -> list[bool]:
+    """Images of ``stamps`` arriving when the node's clock reads ``clocks`` (the first with a detection);
+    whether each was tracked (processed, with the track live)."""
+    tracked = []
+    for index, (stamp, clock) in enumerate(zip(stamps, clocks)):
+        p.clock[0] = int(round(clock * 1e9))
+        now = clock - WALL  # the pipeline's monotonic clock
+        p.add_image(image(stamp), now)
+        if index == 0:
+            p.add_detections(detections(stamp, (2, 2, 12, 12)), now)
+        tracked.append(run(p, now) == 1 and p.live_count == 1)
+    return tracked
+
+
+@pytest.mark.parametrize("offset", [0.0, -60.0, 60.0])  # the camera's clock minus the node's
+def test_slow_and_paused_cameras_lose_no_frame_whatever_their_clock_offset(tiny_checkpoint, offset):
+    slow = [WALL + 5.0 * i for i in range(4)]                                        # 0.2 Hz
+    paused = [WALL + i / 30 for i in range(5)] + [WALL + 30 + i / 30 for i in range(5)]  # a 30 s pause
+    for clocks in (slow, paused):
+        p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+        arrival = [c + 0.01 for c in clocks]  # 10 ms transport
+        assert camera(p, [c + offset for c in clocks], arrival) == [True] * len(clocks)
+        assert p.stats.future_frames == 0 and p.stats.time_jumps == 0 and accounted(p) == len(clocks)
+
+
+@pytest.mark.parametrize("offset", [0.0, -60.0, 60.0])
+def test_a_stamp_an_hour_ahead_is_dropped_and_every_frame_after_it_tracked(tiny_checkpoint, offset):
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    clocks = [WALL + 5.0 * i for i in range(6)]
+    stamps = [c + offset for c in clocks]
+    stamps[2] += 3600.0
+    assert camera(p, stamps, clocks) == [True, True, False, True, True, True]
+    assert p.stats.future_frames == 1 and p.stats.dropped_frames == 1 and accounted(p) == 6
+    kind, text = p.warnings[-1]
+    assert kind == "future" and f"3605.0 s ahead of the newest image and {3600 + min(offset, 0):.1f} s ahead of " \
+        "the node's clock" in text
+
+
+def test_sim_time_and_a_replayed_bag(tiny_checkpoint):
+    """Under use_sim_time the node's clock is the bag's --clock: a replay paused for a minute and resumed
+    loses no frame; a bag stamped long ago replayed without --clock (the camera years behind the wall
+    clock) neither; restarting the bag is a jump back in time (its rule: tracks end, and start over)."""
+    sim = [1000.0 + i / 10 for i in range(5)] + [1000.5 + i / 10 for i in range(5)]  # /clock stands while paused
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    assert camera(p, sim, sim) == [True] * 10
+    old = [1_600_000_000.0 + 3 * i for i in range(4)]
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    assert camera(p, old, [WALL + 3 * i for i in range(4)]) == [True] * 4
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    looped = [1000.0, 1001.0, 1002.0, 1003.0, 1000.0, 1001.0]
+    assert camera(p, looped, looped)[:4] == [True] * 4
+    run(p, looped[-1] - WALL + 1.0)  # the new timeline's last image has waited out its hold for detections
+    assert p.stats.time_jumps == 1 and p.stats.future_frames == 0 and accounted(p) == 6
 
 
 def test_add_objects_start_tracks_on_the_next_image_without_any_detections(pipeline):

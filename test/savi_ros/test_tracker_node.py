@@ -332,6 +332,33 @@ def test_any_detection_id_is_handled_and_a_bad_one_is_ignored_with_a_warning_nam
     assert values(r.last_status())["step_errors"] == "0"
 
 
+def test_slow_offset_cameras_lose_no_frame_and_a_stamp_an_hour_ahead_is_dropped(rig):
+    """Through the real node, whose clock is ROS time (the wall clock here): frames 2 s apart (a camera slower
+    than 1/time_jump_reset Hz, or a pause) are all tracked with the camera's clock in step with the node's,
+    a minute behind and a minute ahead of it; a stamp an hour ahead is dropped and the frame after it tracked."""
+    r = rig()
+    r.start()
+
+    def send_at(offset_s: float, boxes=None) -> int:
+        """An image stamped the node's clock plus ``offset_s`` (whole seconds, as the rig stamps)."""
+        r.stamp = int(r.node.get_clock().now().nanoseconds * 1e-9 + offset_s) - 1
+        return r.send(boxes)
+
+    for offset in (0.0, -60.0, 60.0):
+        assert r.call_reset().success  # a new camera: no newest image yet
+        assert r.track_ids(send_at(offset, [(2, 2, 20, 20, "4")])) is not None
+        time.sleep(2.2)
+        later = send_at(offset)
+        assert wait_for(lambda: later in r.tracks), f"camera {offset:+g} s: the frame after 2 s was not tracked"
+        assert set(r.node.pipeline.tracker.live_tracks) == {4}
+    assert r.node.pipeline.stats.future_frames == 0
+    poison = send_at(3600.0)
+    assert wait_for(lambda: r.node.pipeline.stats.future_frames == 1)
+    assert r.logged("s ahead of the node's clock (more than time_jump_reset and future_tolerance)", Log.WARN)
+    after = send_at(60.0)
+    assert wait_for(lambda: after in r.tracks) and poison not in r.tracks
+
+
 def test_burst_every_image_with_detections_followed_at_once_by_another_bootstraps(rig):
     """60 times: reset, an image with detections and, under 1 ms later, another image. Whichever image
     the node processes, the detections act (on their own image, or on the next one): 60 of 60 start."""
@@ -411,9 +438,9 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     far in the future), each followed by a good frame. Each good frame's label map is the one a
     Tracker fed the good frames alone computes, and /diagnostics accounts for every image and every
     rejected detection."""
-    # The rig stamps frames 1 s apart and every bad image takes a stamp: time_jump_reset 5 s keeps the
-    # good frame after a bad one (2 s later) from being judged a jump ahead.
-    r = rig(max_image_pixels=H * W, time_jump_reset=5.0)
+    # The rig stamps frames 1 s apart and every bad image takes a stamp: the good frame after a bad one is 2 s
+    # after the newest image, but behind the node's clock, so it is no poison stamp.
+    r = rig(max_image_pixels=H * W)
     r.start()
     boxes = [(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")]
     good_frames: list[tuple[int, list | None]] = []
