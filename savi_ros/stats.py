@@ -20,7 +20,7 @@ class Stats:
         self.ignored_ids = 0             # requested track ids that are not ids (their objects got a free id)
         self.dropped_detections = 0      # only when more late detections wait than the node keeps
         self.late_detections = 0         # found no image of their stamp: acted on the next processed frame
-        self.future_frames = 0           # stamped too far ahead of the newest image while tracks were live
+        self.future_frames = 0           # poison stamps (savi_ros.poison) dropped while tracks were live
         self.time_jumps = 0              # jumps back in time that ended every track
         self.oversized_images = 0        # more pixels than max_image_pixels
         self.step_errors = 0
