@@ -137,14 +137,10 @@ class Pipeline:
             return dict(self._tracker.live_tracks)
 
     def restart(self) -> None:
-        """Forget held and queued inputs (activation after a pause); live tracks are kept."""
+        """Forget held and queued inputs, counted (activation after a pause); live tracks are kept."""
         with self.cond:
-            self._matcher = self._new_matcher()
+            self._forget_inputs()
             self._matcher.patient = not self._tracker.live_tracks
-            self._queue.clear()
-            self._newest = None
-            self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
-            self._prompts = []
 
     def update(self, settings: Settings, **tracker_config: Any) -> None:
         """New settings and live Tracker config fields (parameter changes while running)."""
@@ -351,6 +347,8 @@ class Pipeline:
 
     def add_image(self, msg: Any, now: float) -> None:
         """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
+        with self.cond:
+            self.stats.images += 1
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:

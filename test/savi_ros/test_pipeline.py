@@ -90,6 +90,30 @@ def test_a_jump_back_counts_the_frame_of_the_old_timeline_still_waiting(pipeline
     assert any(kind == "time jump" for kind, _ in pipeline.warnings)
 
 
+def test_every_image_of_bursts_resets_jumps_and_restarts_ends_in_exactly_one_counter(pipeline):
+    """Bursts (an image with detections, another 0.5 ms later, both filed before the worker runs), resets
+    while images wait, a jump back in time, a restart (activation) with a frame waiting, a stale and an
+    unsupported image: every image received is counted once, processed or dropped with a reason."""
+    p, now, stamp = pipeline, 0.0, 10.0
+    for i in range(11):
+        if i % 4 == 0:
+            p.reset()
+        p.add_image(image(stamp), now)
+        p.add_detections(detections(stamp, (2, 2, 12, 12)), now)
+        p.add_image(image(stamp + 0.0005), now)
+        if i % 3 == 2:
+            p.restart()  # an activation while the burst waits
+        run(p, now)
+        stamp, now = stamp + 0.1, now + 0.1
+    p.add_image(image(stamp - 5.0), now)  # far back: a jump, tracks start over
+    p.add_image(image(stamp - 5.05), now)  # slightly older than the one before: stale
+    p.add_image(SimpleNamespace(**{**vars(image(stamp)), "encoding": "yuv422"}), now)
+    run(p, now + 1.0)
+    c = p.stats
+    assert c.images == 25 and c.time_jumps == 1 and c.unsupported_images == 1 and c.forgotten_frames > 0
+    assert c.images_accounted() == c.images, c.counters()
+
+
 def test_a_failed_step_counts_its_detections_as_dropped(pipeline):
     pipeline.tracker._model.step = None  # any call fails, as a device fault would
     pipeline.add_image(image(1.0), 0.0)

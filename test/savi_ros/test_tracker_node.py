@@ -509,7 +509,7 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     counters = values(r.last_status())
     accounted = sum(int(counters[k]) for k in ("processed", "dropped_frames", "unsupported_images", "bad_images",
                                                 "oversized_images"))
-    assert accounted == images_sent, counters
+    assert accounted == images_sent and counters["images"] == str(images_sent), counters
     assert counters["step_errors"] == "0" and r.last_status().level == DiagnosticStatus.OK
 
     # The good frames' label maps are those of a Tracker given the good frames only. Up to 0.5% of the pixels
