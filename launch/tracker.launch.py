@@ -7,7 +7,10 @@ the installed config/tracker.yaml); `checkpoint` and `device` override it only w
     ros2 launch savi_ros tracker.launch.py demo:=true
     rqt_image_view /savi/debug_image   # tick "publish click location": a click starts a track
     ros2 launch savi_ros tracker.launch.py demo:=true demo_params:=demo_out/demo_params.yaml  # as `make demo` does
+    ros2 launch savi_ros tracker.launch.py respawn:=true respawn_delay:=2.0   # supervised: back after a crash
 """
+import math
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
 from launch.conditions import IfCondition
@@ -18,14 +21,31 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "savi_ros"
 
 
+def _flag(context, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _respawn_delay(context) -> float:
+    """Seconds before a respawn (launch wants a number, not a substitution); a bad value names the argument."""
+    text = LaunchConfiguration("respawn_delay").perform(context).strip()
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = math.nan
+    if not (math.isfinite(delay) and delay >= 0.0):
+        raise ValueError(f"respawn_delay: expected seconds >= 0, got {text!r}")
+    return delay
+
+
 def _tracker_node(context):
-    """The node, with overrides only for the arguments that were given (empty = keep params_file)."""
-    overrides = {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context).strip().lower()
-                 in ("true", "1", "yes", "on")}
+    """The node, with overrides only for the arguments that were given (empty = keep params_file); with
+    `respawn:=true` launch starts it again whenever it exits (a crash, a kill) until launch itself stops."""
+    overrides = {"use_sim_time": _flag(context, "use_sim_time")}
     for name in ("checkpoint", "device"):
         value = LaunchConfiguration(name).perform(context).strip()
         if value:
             overrides[name] = value
+    respawn, respawn_delay = _flag(context, "respawn"), _respawn_delay(context)
     return [Node(
         package=PACKAGE,
         executable="savi_tracker",
@@ -36,6 +56,8 @@ def _tracker_node(context):
                     ("points_click", LaunchConfiguration("click_topic"))],
         parameters=[LaunchConfiguration("params_file"), overrides],
         output="screen",
+        respawn=respawn,
+        respawn_delay=respawn_delay,
     )]
 
 
@@ -80,6 +102,11 @@ def generate_launch_description() -> LaunchDescription:
                                           "empty = from params_file"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="use /clock (true when playing a recording)"),
+        DeclareLaunchArgument("respawn", default_value="false",
+                              description="start the tracker node again whenever it exits (supervised)"),
+        DeclareLaunchArgument("respawn_delay", default_value="2.0",
+                              description="seconds to wait before a respawn (keeps a node that cannot start "
+                                          "from restarting in a tight loop)"),
         DeclareLaunchArgument("demo", default_value="false",
                               description="also start the demo camera and detector"),
         DeclareLaunchArgument("demo_params", default_value="",

@@ -337,7 +337,22 @@ def _merge(base: ModelConfig, data: dict[str, Any]) -> ModelConfig:
     try:
         return dataclasses.replace(base, **values)
     except TypeError as exc:
-        raise ConfigError(f"invalid model config: {exc}") from exc
+        # A wrongly typed value fails a comparison inside validation, whose message names no field: find it.
+        # No "invalid model config" prefix here: callers (checkpoint, training config) add their own context.
+        field = next((key for key in values if _wrong_type(base, key, values[key])), None)
+        raise ConfigError(f"{field}: a value of the wrong type ({exc})" if field
+                          else f"a value of the wrong type ({exc})") from exc
+
+
+def _wrong_type(base: ModelConfig, key: str, value: Any) -> bool:
+    """Whether ``value`` alone makes ``key`` fail validation with a TypeError."""
+    try:
+        dataclasses.replace(base, **{key: value})
+    except TypeError:
+        return True
+    except ValueError:
+        return False
+    return False
 
 
 def preset(name: str) -> ModelConfig:

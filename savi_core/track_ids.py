@@ -2,6 +2,17 @@
 from __future__ import annotations
 
 MAX_TRACK_ID = 65535
+MAX_ID_DIGITS = len(str(MAX_TRACK_ID))
+
+
+def parse_track_id(text: str) -> int | None:
+    """The id a detection or prompt asks for, by the contract's rule (ASCII decimal digits, 1..65535), else
+    None. The length is checked before ``int()``: a detector's id may be any string, and ``int()`` of a few
+    thousand digits raises instead of answering."""
+    if not (0 < len(text) <= MAX_ID_DIGITS and text.isascii() and text.isdigit()):
+        return None  # isdigit alone would pass other scripts' digits; int() would take "1_0", "+3", " 7 "
+    value = int(text)
+    return value if 1 <= value <= MAX_TRACK_ID else None
 
 
 class TrackIdAllocator:
@@ -18,10 +29,8 @@ class TrackIdAllocator:
 
     def claim(self, requested: str = "") -> int | None:
         """The id for a new track, or None when all 65535 ids were used."""
-        text = requested.strip()
-        # ASCII decimal digits only: int() would also take "1_0", "+3" and other scripts' digits.
-        wanted = int(text) if text.isascii() and text.isdigit() else 0
-        if 1 <= wanted <= MAX_TRACK_ID and wanted not in self._used:
+        wanted = parse_track_id(requested)
+        if wanted is not None and wanted not in self._used:
             self._used.add(wanted)
             return wanted
         while self._next in self._used:

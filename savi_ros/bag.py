@@ -250,7 +250,8 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
             print(f"warning: {text}", file=sys.stderr)
         warnings[kind] = warnings.get(kind, 0) + 1
 
-    pipeline = Pipeline(tracker, Settings.from_params(node_params), warn)
+    recorded_ns = [0]  # the node's clock for poison stamps: the recording time of the newest message read
+    pipeline = Pipeline(tracker, Settings.from_params(node_params), warn, lambda: recorded_ns[0])
     summary = Summary(str(in_path), str(out_path), image_topic, detections_topic)
     reader = _open_reader(in_path, store)
     # Written as <parent>/.<name>.partial/<name>, so the bag's files carry their final names, then renamed.
@@ -298,6 +299,7 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
             for conn, time_ns, raw in tqdm(messages, total=total, unit="msg", disable=not progress,
                                            desc=in_path.name):
                 t = time_ns * 1e-9
+                recorded_ns[0] = time_ns
                 drain(t)
                 msg = reader.deserialize(raw, conn.msgtype)
                 data = raw if reader.is2 else store.serialize_cdr(msg, _ros2_name(conn.msgtype))

@@ -45,8 +45,11 @@ class NodeOnlyParams:
     image_transport: str = parameter("raw", "raw (sensor_msgs/Image on image) | compressed (sensor_msgs/CompressedImage "
                                      "on <image>/compressed, jpeg/png decoded with OpenCV)", IMAGE_TRANSPORTS)
     time_jump_reset: float = parameter(1.0, "seconds: a jump back in time larger than this ends all tracks and "
-                                       "starts over; an image this far ahead of the newest one while tracks are "
-                                       "live is dropped (a camera slower than 1/time_jump_reset Hz needs more)")
+                                       "starts over; an image is a poison stamp only when this far ahead of the "
+                                       "newest one and future_tolerance ahead of the node's clock")
+    future_tolerance: float = parameter(5.0, "seconds: an image this far ahead of the node's clock (ROS time; "
+                                        "beyond the camera's usual lead) and time_jump_reset ahead of the newest "
+                                        "image is a poison stamp, dropped while tracks are live")
     max_image_pixels: int = parameter(4096 * 4096, "images with more pixels than this are dropped with a warning")
     publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
     autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")
@@ -76,7 +79,7 @@ DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in datac
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
                   "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "swap_margin",
                   "sync_tolerance", "publish_debug_image",
-                  "mask_threshold", "mask_edges", "time_jump_reset", "max_image_pixels"})
+                  "mask_threshold", "mask_edges", "time_jump_reset", "future_tolerance", "max_image_pixels"})
 
 def _param_type(name: str) -> "Parameter.Type":
     from rclpy.parameter import Parameter
@@ -110,6 +113,8 @@ def validate(params: NodeParams) -> TrackerConfig:
         raise ParamError(f"sync_tolerance: must be in [0, 1] seconds, got {params.sync_tolerance!r}")
     if not (math.isfinite(params.time_jump_reset) and params.time_jump_reset > 0.0):
         raise ParamError(f"time_jump_reset: must be a positive number of seconds, got {params.time_jump_reset!r}")
+    if not (math.isfinite(params.future_tolerance) and params.future_tolerance >= 0.0):
+        raise ParamError(f"future_tolerance: must be a number of seconds >= 0, got {params.future_tolerance!r}")
     if params.max_image_pixels < 1:
         raise ParamError(f"max_image_pixels: must be at least 1, got {params.max_image_pixels!r}")
     if any(not c for c in params.class_ids):

@@ -24,6 +24,8 @@ import numpy as np
 from savi_core.tracker import Prompt, Tracker, TrackResult
 from savi_core import messages
 from savi_core.messages import stamp_ns
+from savi_core.track_ids import MAX_TRACK_ID, parse_track_id
+from savi_ros.poison import Newest, ahead_of_clock_ns, is_poison
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
@@ -35,6 +37,7 @@ MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed f
 MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
 PROMPT_HOLD_S = 1.0        # how long a point or mask prompt waits for the image of its stamp
 MAX_HELD_PROMPTS = 16
+MAX_SHOWN_ID = 16          # characters of a refused id shown in a warning
 SEEN_STAMPS = 256          # recent image stamps: a prompt for one of them acts on the next processed frame
 
 
@@ -44,6 +47,7 @@ class Settings:
 
     sync_tolerance: float
     time_jump_reset: float
+    future_tolerance: float
     max_image_pixels: int
 
     @classmethod
@@ -65,6 +69,8 @@ class Frame:
 
 # (kind, text): a throttled warning of that kind; the node logs it, the bag tool counts and prints it.
 Warn = Callable[[str, str], None]
+#: The kinds of failed steps (one per exception type) start with this: they are errors, not warnings.
+STEP_FAILED = "step failed:"
 
 
 @dataclass
@@ -77,21 +83,33 @@ class _HeldPrompt:
     what: str  # "point (x, y)" or "mask with n object(s)", for log lines
 
 
+def _shown(text: str) -> str:
+    """A requested id for a log line: any string a detector sent, bounded."""
+    return repr(text) if len(text) <= MAX_SHOWN_ID else f"{text[:MAX_SHOWN_ID]!r}... ({len(text)} characters)"
+
+
+def _box(box_xyxy: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in box_xyxy) + ")"
+
+
 class Pipeline:
     """Inputs in (`add_image`, `add_detections`), frames out (`next_pair`, then `process`)."""
 
-    def __init__(self, tracker: Tracker, settings: Settings, warn: Warn) -> None:
+    def __init__(self, tracker: Tracker, settings: Settings, warn: Warn, clock_ns: Callable[[], int]) -> None:
+        """``clock_ns``: the node's clock in ns (ROS time, sim time under use_sim_time; for a bag, the
+        recording time), against which a stamp far in the future is judged (`savi_ros.poison`)."""
         self.cond = threading.Condition()          # guards matcher, queue, late detections, stats
         self._tracker_lock = threading.Lock()      # guards the Tracker (step vs reset/config changes)
         self._tracker = tracker
         self.settings = settings
         self._warn = warn
+        self._clock_ns = clock_ns
         self.stats = Stats()
         self._warned_encodings: set[str] = set()
         self._late: deque[Any] = deque()
         self._matcher: StampMatcher = self._new_matcher()
         self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
-        self._newest_stamp_ns: Optional[int] = None
+        self._newest: Optional[Newest] = None  # the newest admitted image: what a poison stamp is judged by
         self._queue: LatestFirst = LatestFirst()
         self._prompts: list[_HeldPrompt] = []
         self._seen: deque[int] = deque(maxlen=SEEN_STAMPS)  # stamps of recent images, processed or not
@@ -119,14 +137,10 @@ class Pipeline:
             return dict(self._tracker.live_tracks)
 
     def restart(self) -> None:
-        """Forget held and queued inputs (activation after a pause); live tracks are kept."""
+        """Forget held and queued inputs, counted (activation after a pause); live tracks are kept."""
         with self.cond:
-            self._matcher = self._new_matcher()
+            self._forget_inputs()
             self._matcher.patient = not self._tracker.live_tracks
-            self._queue.clear()
-            self._newest_stamp_ns = None
-            self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
-            self._prompts = []
 
     def update(self, settings: Settings, **tracker_config: Any) -> None:
         """New settings and live Tracker config fields (parameter changes while running)."""
@@ -175,6 +189,8 @@ class Pipeline:
         prompts = ([Prompt(box_xyxy=tuple(box)) for box in boxes_xyxy]
                    + [Prompt(point_xy=tuple(point)) for point in points_xy])
         prompts = [dataclasses.replace(p, class_id=c, track_id=i) for p, c, i in zip(prompts, classes, ids)]
+        ignored = self._check_ids(ids, [f"add_objects {'box' if p.box_xyxy is not None else 'point'} {n}"
+                                        for n, p in enumerate(prompts)])
         with self._tracker_lock:
             tracker = self._tracker
             if points_xy and "points" not in tracker.prompt_kinds:
@@ -191,7 +207,23 @@ class Pipeline:
         if on_track:
             message += "; " + ", ".join(f"point {i - len(boxes_xyxy)} is on live track {t}"
                                         for i, t in on_track.items())
+        if ignored:
+            message += f"; {ignored}"
         return given, message
+
+    def _check_ids(self, ids: list[str], names: list[str]) -> str:
+        """Requested track ids that are not ids by the contract's rule (their tracks get the next free id):
+        counted, and one throttled warning naming the first few; returns its text ("" when all are fine)."""
+        bad = [f"{name} (id {_shown(text)})" for text, name in zip(ids, names)
+               if text and parse_track_id(text) is None]
+        if not bad:
+            return ""
+        with self.cond:
+            self.stats.ignored_ids += len(bad)
+        text = (f"ignoring the id of {len(bad)} object(s), not a decimal track id 1..{MAX_TRACK_ID}: "
+                f"{'; '.join(bad[:3])}; they get the next free id")
+        self._warn("bad id", text)
+        return text
 
     def add_prompts(self, stamp: int, prompts: list[Prompt], what: str, now: float) -> None:
         """Points or masks from a topic, for the image of ``stamp`` (0: the next image). Refused at once
@@ -308,13 +340,15 @@ class Pipeline:
         self._late.clear()
         self.stats.refused_prompts += sum(len(held.prompts) for held in self._prompts)
         self._prompts = []
-        self._newest_stamp_ns = None
+        self._newest = None
         self._count_dropped()
 
     # ------------------------------------------------------------------ inputs
 
     def add_image(self, msg: Any, now: float) -> None:
         """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
+        with self.cond:
+            self.stats.images += 1
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:
@@ -409,16 +443,21 @@ class Pipeline:
         last = self._queue.last_taken_ns
         if last is not None and pair.stamp_ns < last - jump_ns:
             return "jump"
-        # docs/INTERFACE.md: an image this far ahead of the newest image so far, while tracks are live.
-        newest = self._newest_stamp_ns
-        self._newest_stamp_ns = pair.stamp_ns if newest is None else max(newest, pair.stamp_ns)
-        if not self._matcher.patient and newest is not None and pair.stamp_ns > newest + jump_ns:
+        # docs/INTERFACE.md: a poison stamp, while tracks are live; it does not become the newest image.
+        newest, clock = self._newest, self._clock_ns()
+        settings = self.settings
+        if not self._matcher.patient and is_poison(pair.stamp_ns, clock, newest, settings.time_jump_reset,
+                                                   settings.future_tolerance):
             self.stats.future_frames += 1
             self._count_dropped()
             self._keep_late(pair.all_detections())
             return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
-                              f"{(pair.stamp_ns - newest) * 1e-9:.1f} s ahead of the newest image so far (more than "
-                              "time_jump_reset); its detections act on the next frame")
+                              f"{(pair.stamp_ns - newest.stamp_ns) * 1e-9:.1f} s ahead of the newest image and "
+                              f"{ahead_of_clock_ns(pair.stamp_ns, clock, newest) * 1e-9:.1f} s ahead of the node's "
+                              "clock (more than time_jump_reset and future_tolerance); its detections act on the "
+                              "next frame")
+        if newest is None or pair.stamp_ns >= newest.stamp_ns:
+            self._newest = Newest(pair.stamp_ns, clock)
         if not self._queue.put(pair):
             self._keep_late(pair.all_detections())
             return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
@@ -441,7 +480,7 @@ class Pipeline:
             self._late.clear()
             self._matcher.patient = True
             self.live_count = 0
-            self._newest_stamp_ns = None
+            self._newest = None
             self._count_dropped()
             self.stats.time_jumps += 1
             for pair in pairs:
@@ -478,6 +517,7 @@ class Pipeline:
                 with self.cond:
                     self.stats.bad_detections += len(rejected)
                 self._warn("bad detection", f"rejected {len(rejected)} detection(s): {'; '.join(rejected[:3])}")
+            self._check_ids([d.det_id for d in detections], [f"detection at {_box(d.box_xyxy)}" for d in detections])
         with self.cond:
             due = self._due_prompts(pair.stamp_ns)
         with self._tracker_lock:
@@ -489,7 +529,9 @@ class Pipeline:
                 with self.cond:
                     self.stats.step_failed(now())
                     self.stats.dropped_detections += len(detection_msgs)
-                for kind, text in [*prompt_warnings, ("step failed", f"tracker step failed: {type(exc).__name__}: {exc}")]:
+                failed = (f"{STEP_FAILED} {type(exc).__name__}", f"tracker step failed on the image at stamp "
+                          f"{pair.stamp_ns * 1e-9:.3f} s: {type(exc).__name__}: {exc}")
+                for kind, text in [*prompt_warnings, failed]:
                     self._warn(kind, text)
                 return None
             live = dict(tracker.live_tracks)

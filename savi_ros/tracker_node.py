@@ -56,7 +56,7 @@ from savi_ros import conversions, outputs, params
 from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
 from savi_ros.model_store import ModelLoadError, load_tracker
-from savi_ros.pipeline import Frame, Pipeline, Settings
+from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
 
 NODE_NAME = "savi_tracker"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -112,7 +112,8 @@ class TrackerNode(LifecycleNode):
         except ModelLoadError as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = Pipeline(tracker, Settings.from_params(self.params), self._warn)
+        self.pipeline = Pipeline(tracker, Settings.from_params(self.params), self._warn,
+                                 lambda: self.get_clock().now().nanoseconds)
         self._device_name, self._checkpoint_path = str(device), str(path)
         if tracker.max_tracks < self.params.max_tracks:
             self.get_logger().info(f"max_tracks {self.params.max_tracks} capped to the model's "
@@ -337,12 +338,16 @@ class TrackerNode(LifecycleNode):
 
     def _warn(self, kind: str, text: str) -> None:
         """A warning throttled per kind (rclpy's own throttle is per call site, shared by every kind here);
-        a failed tracker step is an error."""
+        a failed tracker step is an error. One call site per severity: rclpy refuses a severity change at
+        a call site (ValueError), which would replace the message."""
         now = time.monotonic()
-        if now - self._warned_at.get(kind, -WARN_THROTTLE_S) >= WARN_THROTTLE_S:
-            self._warned_at[kind] = now
-            log = self.get_logger().error if kind == "step failed" else self.get_logger().warning
-            log(text)
+        if now - self._warned_at.get(kind, -WARN_THROTTLE_S) < WARN_THROTTLE_S:
+            return
+        self._warned_at[kind] = now
+        if kind.startswith(STEP_FAILED):
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
 
     def _publish(self, frame: Frame) -> None:
         header, result, pubs = frame.header, frame.result, self._pubs

@@ -105,6 +105,19 @@ def test_bad_json_and_versions(ckpt) -> None:
         load_checkpoint(path)
 
 
+def test_a_wrongly_typed_model_value_is_named_once_with_one_prefix(ckpt) -> None:
+    """A value of the wrong type fails a comparison inside validation: the message names the field, and says
+    "invalid model config" once (it used to say it twice)."""
+    path, _ = ckpt
+    meta = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**meta, "model": {**meta["model"], "slot_dim": "wide"}}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.count("invalid model config") == 1, message
+    assert "invalid model config: slot_dim: a value of the wrong type" in message
+
+
 def test_shape_mismatch_names_the_tensor(ckpt) -> None:
     path, _ = ckpt
     meta = json.loads((path / "config.json").read_text())

@@ -19,7 +19,7 @@ from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, Ini
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, StepOutput
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
-from savi_core.track_ids import TrackIdAllocator
+from savi_core.track_ids import TrackIdAllocator, parse_track_id
 from savi_core.tracker import Detection, Prompt, Tracker
 from savi_core.tracker_config import TrackerConfig
 
@@ -131,6 +131,16 @@ def test_id_allocator_rules():
     ids.reset()
     # Only ASCII decimal digits: not Python's int() literals, signs or other scripts' digits.
     assert [ids.claim(s) for s in ("1_0", "+3", "\u0663", "-4", "0x1f", "12")] == [1, 2, 3, 4, 5, 12]
+
+
+def test_ids_follow_the_contract_rule_within_a_bounded_length():
+    """Decimal ASCII digits valued 1..65535, nothing else: no spaces, and no int() of an unbounded string
+    (a 5000-digit id made int() raise and cost the frame)."""
+    assert [parse_track_id(s) for s in ("1", "65535", "00012", "7")] == [1, 65535, 12, 7]
+    for text in ("", " 7 ", "7 ", "0", "65536", "000012", "9" * 5000, "1" * 6, "1e3", "-1", "\u0663", "7\n"):
+        assert parse_track_id(text) is None, repr(text)
+    ids = TrackIdAllocator()
+    assert [ids.claim(s) for s in (" 9 ", "9" * 5000, "00009")] == [1, 2, 9]
 
 
 def test_id_allocator_exhaustion():

@@ -42,11 +42,12 @@ def test_declares_the_arguments_with_their_defaults():
         declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
         assert isinstance(kw(call).get("description"), (ast.Constant, ast.BinOp)), f"{name}: no description"
     assert set(declared) == {"namespace", "image", "detections", "click_topic", "params_file", "checkpoint",
-                             "device", "use_sim_time", "demo", "demo_params"}
+                             "device", "use_sim_time", "respawn", "respawn_delay", "demo", "demo_params"}
     assert {k: v for k, v in declared.items() if k != "params_file"} == {
         "namespace": "savi", "image": "image", "detections": "detections",
         "click_topic": "debug_image_mouse_left", "checkpoint": "",
-        "device": "", "use_sim_time": "false", "demo": "false", "demo_params": ""}
+        "device": "", "use_sim_time": "false", "respawn": "false", "respawn_delay": "2.0", "demo": "false",
+        "demo_params": ""}
     params_default = ast.unparse(declared["params_file"])
     assert params_default == "PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])"
     assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "PACKAGE = 'savi_ros'" for n in TREE.body)
@@ -69,6 +70,22 @@ def test_tracker_node_action():
     assert remaps == {"image": "image", "detections": "detections", "points_click": "click_topic"}
     params = node["parameters"].elts
     assert launch_config(params[0]) == "params_file" and ast.unparse(params[1]) == "overrides"
+
+
+def test_respawn_arguments_reach_the_tracker_node_only():
+    """Off by default (declared above); `respawn` and `respawn_delay` are read from their arguments and given
+    to the tracker's Node action, not to the demo nodes."""
+    func = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_tracker_node")
+    assigned = {ast.unparse(n.targets[0]): ast.unparse(n.value) for n in ast.walk(func) if isinstance(n, ast.Assign)}
+    assert assigned["(respawn, respawn_delay)"] == "(_flag(context, 'respawn'), _respawn_delay(context))"
+    node = _nodes()["savi_tracker"]
+    assert ast.unparse(node["respawn"]) == "respawn" and ast.unparse(node["respawn_delay"]) == "respawn_delay"
+    delay = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_respawn_delay")
+    assert "LaunchConfiguration('respawn_delay')" in ast.unparse(delay)
+    flag = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_flag")
+    assert "LaunchConfiguration(name)" in ast.unparse(flag)
+    for name in ("demo_camera", "demo_detector"):
+        assert "respawn" not in _nodes()[name]
 
 
 def test_checkpoint_and_device_override_only_when_given():
@@ -125,11 +142,24 @@ def test_with_real_launch_ros_when_available():
                              {"use_sim_time": True, "checkpoint": "/m", "device": "cpu"})]:
         context = LaunchContext()
         context.launch_configurations.update({"checkpoint": "", "device": "", "use_sim_time": "false",
+                                              "respawn": "false", "respawn_delay": "2.0",
                                               "params_file": str(CONFIG), **given})
         [node] = module._tracker_node(context)
         # launch_ros keeps the normalised parameters only privately; evaluate them as it would
         evaluated = evaluate_parameters(context, node._Node__parameters)
         assert evaluated[1] == expected
+        assert (node._ExecuteLocal__respawn, node._ExecuteLocal__respawn_delay) == (False, 2.0)
+    for respawn, delay, expected in (("true", "0.5", (True, 0.5)), ("false", "-1", None), ("true", "soon", None)):
+        context = LaunchContext()
+        context.launch_configurations.update({"checkpoint": "", "device": "", "use_sim_time": "false",
+                                              "params_file": str(CONFIG), "respawn": respawn,
+                                              "respawn_delay": delay})
+        if expected is None:
+            with pytest.raises(ValueError, match="respawn_delay: expected seconds >= 0"):
+                module._tracker_node(context)
+            continue
+        [node] = module._tracker_node(context)
+        assert (node._ExecuteLocal__respawn, node._ExecuteLocal__respawn_delay) == expected
     for demo_params, files in (("", []), ("/tmp/demo.yaml", ["/tmp/demo.yaml"])):
         context = LaunchContext()
         context.launch_configurations.update({"namespace": "savi", "image": "image", "detections": "detections",

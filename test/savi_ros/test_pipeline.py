@@ -36,12 +36,14 @@ def detections(sec: float, *boxes):
 
 
 def make_pipeline(model) -> Pipeline:
-    """A pipeline around ``model`` whose warnings are kept in ``.warnings``."""
+    """A pipeline around ``model`` whose warnings are kept in ``.warnings``; the node's clock (ns) is
+    ``.clock[0]``, 0 (a sim clock before its first message) unless a test sets it."""
     warnings: list[tuple[str, str]] = []
+    clock = [0]
     p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
-                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, max_image_pixels=10**6),
-                 lambda kind, text: warnings.append((kind, text)))
-    p.warnings = warnings
+                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, future_tolerance=5.0, max_image_pixels=10**6),
+                 lambda kind, text: warnings.append((kind, text)), lambda: clock[0])
+    p.warnings, p.clock = warnings, clock
     return p
 
 
@@ -88,6 +90,30 @@ def test_a_jump_back_counts_the_frame_of_the_old_timeline_still_waiting(pipeline
     assert any(kind == "time jump" for kind, _ in pipeline.warnings)
 
 
+def test_every_image_of_bursts_resets_jumps_and_restarts_ends_in_exactly_one_counter(pipeline):
+    """Bursts (an image with detections, another 0.5 ms later, both filed before the worker runs), resets
+    while images wait, a jump back in time, a restart (activation) with a frame waiting, a stale and an
+    unsupported image: every image received is counted once, processed or dropped with a reason."""
+    p, now, stamp = pipeline, 0.0, 10.0
+    for i in range(11):
+        if i % 4 == 0:
+            p.reset()
+        p.add_image(image(stamp), now)
+        p.add_detections(detections(stamp, (2, 2, 12, 12)), now)
+        p.add_image(image(stamp + 0.0005), now)
+        if i % 3 == 2:
+            p.restart()  # an activation while the burst waits
+        run(p, now)
+        stamp, now = stamp + 0.1, now + 0.1
+    p.add_image(image(stamp - 5.0), now)  # far back: a jump, tracks start over
+    p.add_image(image(stamp - 5.05), now)  # slightly older than the one before: stale
+    p.add_image(SimpleNamespace(**{**vars(image(stamp)), "encoding": "yuv422"}), now)
+    run(p, now + 1.0)
+    c = p.stats
+    assert c.images == 25 and c.time_jumps == 1 and c.unsupported_images == 1 and c.forgotten_frames > 0
+    assert c.images_accounted() == c.images, c.counters()
+
+
 def test_a_failed_step_counts_its_detections_as_dropped(pipeline):
     pipeline.tracker._model.step = None  # any call fails, as a device fault would
     pipeline.add_image(image(1.0), 0.0)
@@ -109,11 +135,73 @@ def test_an_image_far_ahead_of_the_newest_is_dropped_and_later_frames_go_on(pipe
     assert run(pipeline, 3.0) == 1 and accounted(pipeline) == 4
 
 
+WALL = 1_800_000_000.0  # the node's clock at the start of each camera below, in seconds
+
+
+def camera(p: Pipeline, stamps: list[float], clocks: list[float]) -> list[bool]:
+    """Images of ``stamps`` arriving when the node's clock reads ``clocks`` (the first with a detection);
+    whether each was tracked (processed, with the track live)."""
+    tracked = []
+    for index, (stamp, clock) in enumerate(zip(stamps, clocks)):
+        p.clock[0] = int(round(clock * 1e9))
+        now = clock - WALL  # the pipeline's monotonic clock
+        p.add_image(image(stamp), now)
+        if index == 0:
+            p.add_detections(detections(stamp, (2, 2, 12, 12)), now)
+        tracked.append(run(p, now) == 1 and p.live_count == 1)
+    return tracked
+
+
+@pytest.mark.parametrize("offset", [0.0, -60.0, 60.0])  # the camera's clock minus the node's
+def test_slow_and_paused_cameras_lose_no_frame_whatever_their_clock_offset(tiny_checkpoint, offset):
+    slow = [WALL + 5.0 * i for i in range(4)]                                        # 0.2 Hz
+    paused = [WALL + i / 30 for i in range(5)] + [WALL + 30 + i / 30 for i in range(5)]  # a 30 s pause
+    for clocks in (slow, paused):
+        p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+        arrival = [c + 0.01 for c in clocks]  # 10 ms transport
+        assert camera(p, [c + offset for c in clocks], arrival) == [True] * len(clocks)
+        assert p.stats.future_frames == 0 and p.stats.time_jumps == 0 and accounted(p) == len(clocks)
+
+
+@pytest.mark.parametrize("offset", [0.0, -60.0, 60.0])
+def test_a_stamp_an_hour_ahead_is_dropped_and_every_frame_after_it_tracked(tiny_checkpoint, offset):
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    clocks = [WALL + 5.0 * i for i in range(6)]
+    stamps = [c + offset for c in clocks]
+    stamps[2] += 3600.0
+    assert camera(p, stamps, clocks) == [True, True, False, True, True, True]
+    assert p.stats.future_frames == 1 and p.stats.dropped_frames == 1 and accounted(p) == 6
+    kind, text = p.warnings[-1]
+    assert kind == "future" and f"3605.0 s ahead of the newest image and {3600 + min(offset, 0):.1f} s ahead of " \
+        "the node's clock" in text
+
+
+def test_sim_time_and_a_replayed_bag(tiny_checkpoint):
+    """Under use_sim_time the node's clock is the bag's --clock: a replay paused for a minute and resumed
+    loses no frame; a bag stamped long ago replayed without --clock (the camera years behind the wall
+    clock) neither; restarting the bag is a jump back in time (its rule: tracks end, and start over)."""
+    sim = [1000.0 + i / 10 for i in range(5)] + [1000.5 + i / 10 for i in range(5)]  # /clock stands while paused
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    assert camera(p, sim, sim) == [True] * 10
+    old = [1_600_000_000.0 + 3 * i for i in range(4)]
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    assert camera(p, old, [WALL + 3 * i for i in range(4)]) == [True] * 4
+    p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
+    looped = [1000.0, 1001.0, 1002.0, 1003.0, 1000.0, 1001.0]
+    assert camera(p, looped, looped)[:4] == [True] * 4
+    run(p, looped[-1] - WALL + 1.0)  # the new timeline's last image has waited out its hold for detections
+    assert p.stats.time_jumps == 1 and p.stats.future_frames == 0 and accounted(p) == 6
+
+
 def test_add_objects_start_tracks_on_the_next_image_without_any_detections(pipeline):
     ids, message = pipeline.add_objects([(2, 2, 12, 12)], [], ["cup"], ["5"])
     assert ids == [5] and "[5]" in message
     pipeline.add_image(image(1.0), 0.0)  # nothing tracked, but prompts pending: the image does not wait
     assert run(pipeline, 0.0) == 1 and pipeline.live_tracks() == {5: "cup"}
+    ids, message = pipeline.add_objects([(20, 2, 30, 12), (2, 14, 12, 22)], [], [], ["9" * 5000, " 7 "])
+    assert ids == [1, 2] and pipeline.stats.ignored_ids == 2  # not ids by the contract's rule: free ids instead
+    assert "ignoring the id of 2 object(s)" in message and "(5000 characters)" in message and "' 7 '" in message
+    assert pipeline.warnings[-1] == ("bad id", message.split("; ", 1)[1])
     with pytest.raises(ValueError, match="not points"):
         pipeline.add_objects([], [(3.0, 4.0)], [], [])
     with pytest.raises(ValueError, match="no boxes and no points"):
