@@ -1,0 +1,35 @@
+"""Docs tables come from results files: rendering, staleness, and the repository's own docs."""
+import json
+
+import pytest
+
+from training.results_tables import ResultsError, main, render_document
+
+
+def results(model: str, n: int, miou: float) -> dict:
+    scores = {"fg_ari": 0.9, "miou": miou, "j_and_f": 0.5, "idf1": None}
+    return {"checkpoint": f"x/{model}", "num_videos": n,
+            "splits": {"in-family 2D": {"methods": {"savi": scores, "feature_prototype": scores}},
+                       "held-out shape": {"methods": {"savi": scores}}}}
+
+
+def test_marked_table_is_rendered_from_its_files_and_other_text_is_kept(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(results("v7", 100, 0.812)))
+    doc = "intro\n<!-- results: generalization a.json -->\nold table\n<!-- end results -->\noutro\n"
+    out = render_document(doc, tmp_path)
+    assert out.startswith("intro\n<!-- results: generalization a.json -->\n| split | v7 (100 videos) |")
+    assert "| in-family 2D | 90.0 / 81.2 / 50.0 / n/a | 90.0 / 81.2 / 50.0 / n/a |" in out
+    assert "| held-out shape | 90.0 / 81.2 / 50.0 / n/a | — |" in out  # a method a split lacks
+    assert out.endswith("<!-- end results -->\noutro\n") and "old table" not in out
+    assert render_document(out, tmp_path) == out
+
+
+def test_unknown_kind_or_missing_file_names_it(tmp_path):
+    with pytest.raises(ResultsError, match="nope"):
+        render_document("<!-- results: nope a.json -->\n<!-- end results -->", tmp_path)
+    with pytest.raises(ResultsError, match="missing.json"):
+        render_document("<!-- results: generalization missing.json -->\n<!-- end results -->", tmp_path)
+
+
+def test_the_repository_docs_tables_match_their_results_files():
+    assert main(["--check"]) == 0

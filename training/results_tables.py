@@ -1,0 +1,112 @@
+"""Results tables in the docs are rendered from checked-in results files, never typed by hand.
+
+A document marks each table with ``<!-- results: KIND FILE [FILE ...] -->`` ... ``<!-- end results -->``;
+``python -m training.results_tables --write`` renders every marked table from its JSON files (written by
+the evaluation and bench scripts) and ``--check`` fails when a document's table differs from its files
+(a test runs it), so a number in the docs is always the number a script wrote.
+
+Kinds:
+  * ``generalization``: files of ``python -m training.generalization --out``; one row per split, one
+    column group (FG-ARI / mIoU / J&F / IDF1) per method of every file, labelled ``method (file's model,
+    N videos)``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = ("docs/RESULTS.md", "savi_ros/models/default/MODEL_CARD.md")
+BLOCK = re.compile(r"(<!-- results: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end results -->)", re.S)
+
+
+class ResultsError(ValueError):
+    """A marked table cannot be rendered; the message names the document or file."""
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def _model_name(results: dict[str, Any]) -> str:
+    return Path(results.get("checkpoint", "?")).name
+
+
+def generalization_table(files: list[dict[str, Any]]) -> str:
+    """Rows: splits (in the first file's order); cells: FG-ARI / mIoU / J&F / IDF1 per method and file."""
+    columns: list[tuple[str, dict[str, Any], str]] = []
+    for results in files:
+        first = next(iter(results["splits"].values()))
+        for method in first["methods"]:
+            label = method if method != "savi" else _model_name(results)
+            columns.append((f"{label} ({results['num_videos']} videos)", results, method))
+    header = "| split | " + " | ".join(label for label, _, _ in columns) + " |"
+    lines = [header, "| --- |" + " --- |" * len(columns)]
+    for split in files[0]["splits"]:
+        cells = []
+        for _, results, method in columns:
+            v = results["splits"].get(split, {}).get("methods", {}).get(method)
+            cells.append("—" if v is None else " / ".join(_percent(v.get(k)) for k in ("fg_ari", "miou", "j_and_f",
+                                                                                        "idf1")))
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"generalization": generalization_table}
+
+
+def render_document(text: str, base: Path) -> str:
+    """``text`` with every marked table rendered from its files (paths relative to the repository root)."""
+    def render(match: re.Match) -> str:
+        kind, *names = match.group("spec").split()
+        if kind not in RENDERERS:
+            raise ResultsError(f"unknown results kind {kind!r} (known: {sorted(RENDERERS)})")
+        if not names:
+            raise ResultsError(f"results block {kind!r} names no file")
+        files = []
+        for name in names:
+            path = base / name
+            try:
+                files.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ResultsError(f"{name}: {exc}") from exc
+        return match.group(1) + RENDERERS[kind](files) + match.group(4)
+
+    return BLOCK.sub(render, text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.results_tables", description=__doc__.split("\n\n")[0])
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="re-render the marked tables in place")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a document's table is stale")
+    args = p.parse_args(argv)
+    stale = []
+    for name in DOCUMENTS:
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            rendered = render_document(text, ROOT)
+        except ResultsError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            return 1
+        if rendered != text:
+            stale.append(name)
+            if args.write:
+                path.write_text(rendered, encoding="utf-8")
+    if args.check and stale:
+        print("stale results tables (run python -m training.results_tables --write): " + ", ".join(stale),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
