@@ -75,7 +75,8 @@ class DormantTrack:
 
     track_id: int
     class_id: str
-    box: np.ndarray  # its last mask box, input pixels
+    box: np.ndarray  # its last mask box, input pixels (often a sliver: the object went behind something)
+    size: tuple[float, float]  # (w, h) of the whole object: the box that last anchored it
     since: float  # stamp (s) of the frame it became dormant
 
 
@@ -105,8 +106,10 @@ class Dormancy:
         self.due.clear()
         return ended
 
-    def sleep(self, track_id: int, class_id: str, box: np.ndarray, stamp: float) -> None:
-        self.dormant[track_id] = DormantTrack(track_id, class_id, box.copy(), stamp)
+    def sleep(self, track_id: int, class_id: str, box: np.ndarray, size: tuple[float, float] | None,
+              stamp: float) -> None:
+        size = size if size is not None else (float(box[2] - box[0]), float(box[3] - box[1]))
+        self.dormant[track_id] = DormantTrack(track_id, class_id, box.copy(), size, stamp)
 
     def wake(self, track_id: int) -> Optional[DormantTrack]:
         """Take a dormant track back (it lives again on a slot); None when ``track_id`` is not dormant."""
@@ -154,7 +157,7 @@ class Dormancy:
 
     def match(self, candidates: list[Candidate], threshold: float, diagonal: float) -> dict[int, int]:
         """New track id -> the dormant id it revives. A pair needs compatible classes (equal, or either
-        unlabelled), plausible sizes (`SIZE_RATIO`) and a similarity of at least ``threshold``; pairs are
+        unlabelled), plausible sizes (`SIZE_RATIO`, against the whole object's) and a similarity of at least ``threshold``; pairs are
         taken one to one, best first (similarity less `DISTANCE_WEIGHT` x the distance from the dormant
         track's last box, as a share of the image diagonal)."""
         pairs = []
@@ -163,7 +166,7 @@ class Dormancy:
             for sleeper in self.dormant.values():
                 if cand.class_id and sleeper.class_id and cand.class_id != sleeper.class_id:
                     continue
-                w, h = sleeper.box[2] - sleeper.box[0], sleeper.box[3] - sleeper.box[1]
+                w, h = sleeper.size
                 if not (w / SIZE_RATIO <= width <= w * SIZE_RATIO and h / SIZE_RATIO <= height <= h * SIZE_RATIO):
                     continue
                 sim = self.similarity(sleeper.track_id, cand.look)

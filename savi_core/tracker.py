@@ -870,7 +870,7 @@ class Tracker:
             track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:
                 if self.config.dormant_seconds > 0:
-                    self._dormancy.sleep(track.track_id, track.class_id, track.box, now)
+                    self._dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
                     slept.append(track.track_id)
                 else:
                     ended.append(track.track_id)

@@ -196,8 +196,8 @@ def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size()
     looks = Looks(img, labels, None)
     boxes = {1: np.array(RED_AT, float), 2: np.array(RED_BACK, float)}
     dormancy.observe(looks, boxes, {1, 2})
-    dormancy.sleep(1, "", boxes[1], 0.0)
-    dormancy.sleep(2, "cup", boxes[2], 0.0)
+    dormancy.sleep(1, "", boxes[1], None, 0.0)
+    dormancy.sleep(2, "cup", np.array((18, 18, 20, 26), float), (8.0, 8.0), 0.0)  # a sliver of an 8x8 object
     look = looks.of(1, boxes[1])
     near_2 = Candidate(7, "", np.array((17, 17, 25, 25), float), look)
     assert dormancy.match([near_2], 0.9, 45.0) == {7: 2}
