@@ -39,3 +39,8 @@ class TrackIdAllocator:
             return None
         self._used.add(self._next)
         return self._next
+
+    def release(self, track_id: int) -> None:
+        """Give back an id that was claimed but never shown to anyone (a track that revived a dormant one)."""
+        self._used.discard(track_id)
+        self._next = min(self._next, track_id)

@@ -56,11 +56,16 @@ State machine:
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
     detection's or prompt's box, refreshed by every detection matched to the track; a point's track is
-    anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames ends on
-    that frame (its pixels are cleared from that frame's label map)
-    and its slot becomes free and restarts unconditioned (so it stops following the object it lost, which a
-    later detection may start in another slot). When the last track ends the tracker is back to the
-    no-state condition.
+    anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames leaves
+    its slot on that frame (its pixels are cleared from that frame's label map): the slot becomes free and
+    restarts unconditioned (so it stops following the object it lost, which a later detection may start in
+    another slot). When no track is left on a slot the tracker is back to the no-state condition.
+  * Dormant (``dormant_seconds`` > 0; ``savi_core.reid``): that track is not ended but dormant, with its id and
+    looks, until ``dormant_seconds`` of stamp time (``step``'s ``stamp``) have passed; then it ends on the first
+    step at or after that time. A new track started by an id-less prompt or a detection (one that no live
+    track explains) while tracks are dormant is provisional: when its first mask looks like a dormant track
+    (``reid_threshold``), it takes that track's id on the same step (``TrackResult.revived``, not ``started``).
+    A detection or prompt naming a dormant id revives it whatever it looks like. With 0, the track ends.
 
 Edges (``mask_edges``): ``guided`` refines the live tracks' masks with a guided filter steered by the
 model-resolution frame before they are resized to the camera (OpenCV's ``ximgproc``; on CUDA the planes
@@ -92,6 +97,7 @@ from savi_core.association import associate
 from savi_core.device import resolve_device
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
 from savi_core.initializers import Conditioning
+from savi_core.reid import Candidate, Dormancy, Looks
 from savi_core.track_ids import TrackIdAllocator
 from savi_core.tracker_config import TrackerConfig
 
@@ -133,7 +139,11 @@ class TrackResult:
     tracks: list[Track] = field(default_factory=list)
     live_track_ids: list[int] = field(default_factory=list)
     started: list[int] = field(default_factory=list)
-    ended: list[int] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)  # expired dormant tracks included
+    dormant_track_ids: list[int] = field(default_factory=list)  # after this step
+    slept: list[int] = field(default_factory=list)  # live tracks that became dormant on this step
+    revived: list[int] = field(default_factory=list)  # dormant tracks live again on this step
+    expired: list[int] = field(default_factory=list)  # dormant tracks whose time ran out (also in ended)
     tracks_changed: bool = False
     ignored_detections: int = 0
     timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
@@ -264,6 +274,8 @@ class Tracker:
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
         self._appearance = AppearanceMemory()
+        self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.reid)
+        self._provisional: dict[int, bool] = {}  # slot started this step that may revive -> free its id then
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
         stride = model.config.encoder.stride
         fh, fw = self._resolution[0] // stride, self._resolution[1] // stride
@@ -283,9 +295,14 @@ class Tracker:
         """Live track id -> class id of the detection that started it."""
         return {t.track_id: t.class_id for t in self._tracks.values()}
 
+    @property
+    def dormant_tracks(self) -> dict[int, str]:
+        """Dormant track id -> class id: no slot, id reserved until revived or expired (`savi_core.reid`)."""
+        return {t.track_id: t.class_id for t in self._dormancy.dormant.values()}
+
     def reset(self) -> list[int]:
-        """End every track, drop the slot state and restart ids at 1; returns the ended ids."""
-        ended = sorted(t.track_id for t in self._tracks.values())
+        """End every track, dormant ones too, drop the slot state and restart ids at 1; returns the ended ids."""
+        ended = sorted([t.track_id for t in self._tracks.values()] + self._dormancy.reset())
         self._tracks = {}
         self._pending = []
         self._slots = None
@@ -297,8 +314,10 @@ class Tracker:
         return ended
 
     def remove_track(self, track_id: int) -> bool:
-        """End one live track now (its slot is free for later detections, its id is not reused until
-        `reset`); False when no live track has that id."""
+        """End one live or dormant track now (its slot is free for later detections, its id is not reused
+        until `reset`); False when no live or dormant track has that id."""
+        if self._dormancy.wake(track_id) is not None:
+            return True
         slot = next((s for s, t in self._tracks.items() if t.track_id == track_id), None)
         if slot is None:
             return False
@@ -368,7 +387,12 @@ class Tracker:
                              f"{self.max_tracks})")
         ids = []
         for prompt in prompts:
-            track_id = self._ids.claim(prompt.track_id)
+            # A prompt naming a dormant track revives it on the next step (it stays dormant until then).
+            named = self._dormancy.named(prompt.track_id)
+            if named and named not in {i for _, i in self._pending}:
+                track_id = named
+            else:
+                track_id = self._ids.claim(prompt.track_id)
             if track_id is None:
                 raise ValueError("no track id left (all 65535 used since the last reset)")
             self._pending.append((prompt, track_id))
@@ -376,13 +400,18 @@ class Tracker:
         return ids
 
     @torch.inference_mode()
-    def step(self, image: np.ndarray, detections: list[Detection] | None = None) -> TrackResult:
-        """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any."""
+    def step(self, image: np.ndarray, detections: list[Detection] | None = None,
+             stamp: float | None = None) -> TrackResult:
+        """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any.
+        ``stamp``: the image's time in seconds, which dormant tracks' windows are measured in; None = the
+        host's monotonic clock at the call (a live stream; give stamps for recordings and tests)."""
         t_start = time.perf_counter()
         height, width = self._check_image(image)
+        now = time.monotonic() if stamp is None else float(stamp)
+        expired = self._dormancy.expire(now, self.config.dormant_seconds)
         candidates = self._accepted(detections or [], height, width)
         if self._slots is None and not candidates and not self._pending:
-            return self._empty_result(height, width, 0, t_start)
+            return self._empty_result(height, width, 0, t_start, expired, sorted(self._dormancy.dormant))
         clock = self._stopwatch
         clock.mark(0)
         frame = self._preprocess(image)
@@ -391,9 +420,9 @@ class Tracker:
         if self._needs_features:  # the slots start from this frame's features: encode once, before
             with self._autocast():
                 features = self._features = self._model.encode(frame)
-        started, doubled, ignored = self._start_tracks(candidates, height, width)
+        started, doubled, ignored, revived = self._start_tracks(candidates, height, width)
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
-            return self._empty_result(height, width, ignored, t_start)
+            return self._empty_result(height, width, ignored, t_start, expired, sorted(self._dormancy.dormant))
         gate = self._gate_bias(height, width)
         with self._autocast():
             extra = {} if features is None else {"features": features}
@@ -411,19 +440,25 @@ class Tracker:
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
-        ended, tracks = self._update_tracks(image, label_map, stats)
-        ended = sorted(doubled + ended)
+        renamed = self._revive(image, label_map, stats)
+        started = [i for i in started if i not in renamed]
+        revived = sorted(revived + list(renamed.values()))
+        ended, tracks, slept = self._update_tracks(image, label_map, stats, now)
+        ended = sorted(doubled + ended + expired)
         return TrackResult(
-            label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks),
-            started=started, ended=ended, tracks_changed=bool(started or ended), ignored_detections=ignored,
+            label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks), started=started,
+            ended=ended, dormant_track_ids=sorted(self._dormancy.dormant), slept=slept, revived=revived,
+            expired=expired, tracks_changed=bool(started or ended or slept or revived), ignored_detections=ignored,
             timings={"preprocess": pre_ms, "model": model_ms, "postprocess": post_ms,
                      "total": (time.perf_counter() - t_start) * 1e3},
         )
 
     @staticmethod
-    def _empty_result(height: int, width: int, ignored: int, t_start: float) -> TrackResult:
-        """No state: nothing to run, an all-zero label map."""
+    def _empty_result(height: int, width: int, ignored: int, t_start: float, expired: list[int],
+                      dormant: list[int]) -> TrackResult:
+        """No live track: nothing to run, an all-zero label map; dormant tracks may expire."""
         return TrackResult(label_map=np.zeros((height, width), np.uint16), ignored_detections=ignored,
+                           ended=expired, expired=expired, dormant_track_ids=dormant, tracks_changed=bool(expired),
                            timings={"preprocess": 0.0, "model": 0.0, "postprocess": 0.0,
                                     "total": (time.perf_counter() - t_start) * 1e3})
 
@@ -446,17 +481,21 @@ class Tracker:
         return kept
 
     def _start_tracks(self, candidates: list[tuple[np.ndarray, Detection]], height: int,
-                      width: int) -> tuple[list[int], list[int], int]:
+                      width: int) -> tuple[list[int], list[int], int, list[int]]:
         """Start the pending `add_objects` prompts, then tracks for non-duplicate candidates, in free slots,
-        and (re-)initialise those slots; end duplicate tracks. Returns (started ids, ended ids, ignored)."""
+        and (re-)initialise those slots; end duplicate tracks. A start that names a dormant id revives it;
+        an id-less one is provisional while tracks are dormant (`_revive`). Returns (started ids, ended ids,
+        ignored, revived ids)."""
         bootstrap = self._slots is None
         if not bootstrap and self.config.reinit == "first":
             candidates = []
         prompts, self._pending = self._pending, []
+        self._provisional = {}
         if not candidates and not prompts:
-            return [], [], 0
+            return [], [], 0, []
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
         started: list[int] = []
+        revived: list[int] = []
         ended: list[int] = []
         cleared: list[int] = []
         new_boxes: dict[int, _Start] = {}
@@ -472,7 +511,12 @@ class Tracker:
                 track.anchor_to(start.box)
             self._tracks[slot] = track
             new_boxes[slot] = start
+            if self._dormancy.wake(track_id):
+                revived.append(track_id)
+                continue
             started.append(track_id)
+            if not prompt.track_id.strip() and self._dormancy.dormant:
+                self._provisional[slot] = False  # its id was given out by add_objects: never freed
         if candidates:
             live = list(self._tracks.items())
             found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
@@ -497,7 +541,8 @@ class Tracker:
                 free.append(slot)
             for det_index in found.new:
                 box, det = candidates[det_index]
-                track_id = self._ids.claim(det.det_id) if free else None
+                named = self._dormancy.named(det.det_id) if free else 0
+                track_id = named or (self._ids.claim(det.det_id) if free else None)
                 if track_id is None:
                     ignored += 1
                     continue
@@ -505,9 +550,15 @@ class Tracker:
                 self._tracks[slot] = _LiveTrack(track_id, det.class_id, box)
                 self._tracks[slot].anchor_to(box)
                 new_boxes[slot] = _Start(box)
+                if named:
+                    self._dormancy.wake(named)
+                    revived.append(named)
+                    continue
                 started.append(track_id)
+                if self._dormancy.dormant:
+                    self._provisional[slot] = True
         if not new_boxes and not cleared:
-            return started, ended, ignored
+            return started, ended, ignored, revived
         cond = self._conditioning(new_boxes, height, width)
         if bootstrap:
             with self._autocast():
@@ -517,9 +568,9 @@ class Tracker:
             # for minutes, they come to hold tracked objects and take them from a fresh slot.
             untracked = [s for s in range(self._num_objects) if s not in self._tracks]  # the cleared ones too
             self._restart_slots([*new_boxes, *(untracked if new_boxes else cleared)], cond, background=bool(new_boxes))
-        if started or ended:
+        if started or ended or revived:
             self._tracks_updated()
-        return started, ended, ignored
+        return started, ended, ignored, revived
 
     def _gate_bias(self, height: int, width: int) -> Optional[torch.Tensor]:
         """Attention-logit bias ``[1, K, h, w]`` at the feature resolution keeping each anchored track's slot
@@ -759,13 +810,43 @@ class Tracker:
             self._tracks[slot_of[a]].trade_objects(self._tracks[slot_of[b]])
         self._tracks_updated()
 
-    def _update_tracks(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray
-                       ) -> tuple[list[int], list[Track]]:
-        """Undo traded objects, apply the lost rule, free ended slots and build the visible tracks list (host side)."""
+    def _revive(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> dict[int, int]:
+        """Provisional tracks (started id-less this step while tracks are dormant) whose first mask looks like
+        a dormant track (`savi_core.reid`) take its id and class, in this frame's label map too; the id a
+        detection's track had is freed (never published). Returns {provisional id: revived id}."""
+        if not self._provisional:
+            return {}
+        looks = Looks(image, label_map, self._features)
+        found = []
+        for row, slot in zip(stats, self._live_order):
+            if slot in self._provisional and row[0] >= max(self.config.min_mask_area, 1):
+                track = self._tracks[slot]
+                look = looks.of(track.track_id, row[1:5])
+                if look is not None:
+                    found.append(Candidate(track.track_id, track.class_id, row[1:5].copy(), look))
+        renamed = self._dormancy.match(found, self.config.reid_threshold, float(np.hypot(*label_map.shape)))
+        slot_of = {t.track_id: s for s, t in self._tracks.items()}
+        for new, old in renamed.items():
+            slot = slot_of[new]
+            label_map[label_map == new] = old
+            track = self._tracks[slot]
+            track.track_id, track.class_id = old, self._dormancy.wake(old).class_id or track.class_id
+            if self._provisional[slot]:
+                self._ids.release(new)
+        if renamed:
+            self._tracks_updated()
+        return renamed
+
+    def _update_tracks(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray, now: float
+                       ) -> tuple[list[int], list[Track], list[int]]:
+        """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends), free
+        those slots, refresh the tracks' looks and build the visible tracks list (host side). Returns (ended
+        ids, visible tracks, ids that became dormant)."""
         swapping = self.config.swap_margin > 0
         if swapping:
             self._undo_trades(image, label_map, stats)
         ended: list[int] = []
+        slept: list[int] = []
         ended_slots: list[int] = []
         tracks: list[Track] = []
         growth = self.config.max_area_growth
@@ -790,7 +871,11 @@ class Tracker:
             lost = area < self.config.min_mask_area or overgrown
             track.lost_frames = track.lost_frames + 1 if lost else 0
             if track.lost_frames >= self.config.lost_after_frames:
-                ended.append(track.track_id)
+                if self.config.dormant_seconds > 0:
+                    self._dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
+                    slept.append(track.track_id)
+                else:
+                    ended.append(track.track_id)
                 ended_slots.append(slot)
                 del self._tracks[slot]
             elif track.lost_frames == 0 and area > 0:
@@ -802,10 +887,15 @@ class Tracker:
             self._appearance.update(image, label_map, {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
                                     {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames},
                                     set(self.live_tracks))
-        if ended:
+        if self.config.dormant_seconds > 0:
+            self._dormancy.observe(Looks(image, label_map, self._features),
+                                   {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
+                                   {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames})
+        self._dormancy.forget(set(self.live_tracks) | set(self._dormancy.dormant))
+        if ended_slots:
             if not self._tracks:
                 self._slots = None
             else:
                 self._clear_slots(ended_slots)
             self._tracks_updated()
-        return ended, tracks
+        return ended, tracks, slept

@@ -40,7 +40,8 @@ class TrackerConfig:
     new_object_iou: float = parameter(0.3, "a detection overlapping a live track at least this much (IoU) starts nothing")
     min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) is lost for that frame: "
                                    "not in tracks, not drawn in masks, still live")
-    lost_after_frames: int = parameter(10, "a track ends after this many consecutive lost frames")
+    lost_after_frames: int = parameter(10, "a track becomes dormant (or ends, with dormant_seconds 0) after this many "
+                                       "consecutive lost frames")
     max_area_growth: float = parameter(
         0.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
@@ -53,6 +54,13 @@ class TrackerConfig:
         0.5, "two tracks whose boxes touched trade ids when each mask's colours match the other track's object "
         "better than its own by this much (sum of the two Bhattacharyya distances of colour histograms, 0..2): "
         "undoes slots that traded objects while crossing; 0 = off")
+    dormant_seconds: float = parameter(
+        10.0, "seconds (image stamp time) a lost track stays dormant: no slot, not in tracks or masks, its id "
+        "kept in label_info and revived when a detection or prompt of a new object matches its appearance; "
+        "then it ends; 0 = a lost track ends at once")
+    reid_threshold: float = parameter(
+        0.8, "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
+        "of colour histograms for models without features) for a new object to revive a dormant track's id")
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
     mask_edges: str = parameter(
         "auto", "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
@@ -80,7 +88,7 @@ class TrackerConfig:
             choices = f.metadata["choices"]
             if choices:
                 check(getattr(self, f.name) in choices, f.name, f"must be one of {choices}")
-        for name in ("score_threshold", "new_object_iou", "mask_threshold"):
+        for name in ("score_threshold", "new_object_iou", "mask_threshold", "reid_threshold"):
             value = getattr(self, name)
             check(is_number(value) and 0.0 <= value <= 1.0, name, "must be a number in [0, 1]")
         check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
@@ -90,5 +98,7 @@ class TrackerConfig:
               "must be an integer >= 1")
         check(is_number(self.gate_margin) and self.gate_margin >= 0, "gate_margin", "must be a number >= 0")
         check(is_number(self.swap_margin) and self.swap_margin >= 0, "swap_margin", "must be a number >= 0 (0 = off)")
+        check(is_number(self.dormant_seconds) and self.dormant_seconds >= 0, "dormant_seconds",
+              "must be a number >= 0 (0 = lost tracks end at once)")
         check(is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
               "max_area_growth", "must be 0 (no limit) or a number >= 1")

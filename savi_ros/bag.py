@@ -174,10 +174,10 @@ class _Outputs:
         result, header = frame.result, frame.header
         self._put("tracks", outputs.tracks_msg(self.types, result.tracks, header), time_ns)
         self._put("masks", outputs.label_map_msg(self.types, result.label_map, header), time_ns)
-        if frame.live_tracks != self.published_labels:
-            self._put("label_info", outputs.label_info_msg(self.types, frame.live_tracks, header,
+        if frame.labelled_tracks != self.published_labels:
+            self._put("label_info", outputs.label_info_msg(self.types, frame.labelled_tracks, header,
                                                            frame.mask_threshold), time_ns)
-            self.published_labels = frame.live_tracks
+            self.published_labels = frame.labelled_tracks
         for track in result.tracks:
             if track.track_id not in self.frames_per_track:
                 self.started.append(track.track_id)

@@ -12,7 +12,7 @@ from savi_ros.stats import WINDOW_S, Stats
 
 
 def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint: str, live_tracks: int,
-                    detector_lag: float | None = None) -> DiagnosticStatus:
+                    detector_lag: float | None = None, dormant_tracks: int = 0) -> DiagnosticStatus:
     """The status of the last ``WINDOW_S`` seconds, with the cumulative counters as values."""
     recent = stats.window(now)
     fps = len(recent) / WINDOW_S
@@ -27,7 +27,8 @@ def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint
     elif not recent:
         status.message = f"idle (no frames in the last {WINDOW_S:.0f} s)"
     values = dict(fps=f"{fps:.2f}", step_ms_mean=f"{mean_ms:.2f}", step_ms_max=f"{max_ms:.2f}",
-                  live_tracks=str(live_tracks), device=device, checkpoint=checkpoint,
+                  live_tracks=str(live_tracks), dormant_tracks=str(dormant_tracks), device=device,
+                  checkpoint=checkpoint,
                   detector_lag_ms="n/a" if detector_lag is None else f"{1000 * detector_lag:.1f}",
                   **{k: str(v) for k, v in stats.counters().items()})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

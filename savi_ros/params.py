@@ -78,6 +78,7 @@ DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in datac
 #: Applied while the node runs; the others take effect on the next configure transition.
 LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
                   "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "swap_margin",
+                  "dormant_seconds", "reid_threshold",
                   "sync_tolerance", "publish_debug_image",
                   "mask_threshold", "mask_edges", "time_jump_reset", "future_tolerance", "max_image_pixels"})
 

@@ -63,8 +63,14 @@ class Frame:
     rgb: np.ndarray
     result: TrackResult
     live_tracks: dict[int, str]
+    dormant_tracks: dict[int, str]
     mask_threshold: float
     max_tracks: int
+
+    @property
+    def labelled_tracks(self) -> dict[int, str]:
+        """What label_info lists: live and dormant tracks (a dormant id is still the object's)."""
+        return {**self.live_tracks, **self.dormant_tracks}
 
 
 # (kind, text): a throttled warning of that kind; the node logs it, the bag tool counts and prints it.
@@ -109,6 +115,7 @@ class Pipeline:
         self._late: deque[Any] = deque()
         self._matcher: StampMatcher = self._new_matcher()
         self.live_count = 0  # live tracks after the last step (under `cond`: read without waiting for a step)
+        self.dormant_count = 0  # dormant tracks after the last step (likewise)
         self._newest: Optional[Newest] = None  # the newest admitted image: what a poison stamp is judged by
         self._queue: LatestFirst = LatestFirst()
         self._prompts: list[_HeldPrompt] = []
@@ -136,6 +143,11 @@ class Pipeline:
         with self._tracker_lock:
             return dict(self._tracker.live_tracks)
 
+    def labelled_tracks(self) -> dict[int, str]:
+        """{track id: class} of the live and dormant tracks now, as label_info lists them."""
+        with self._tracker_lock:
+            return {**self._tracker.live_tracks, **self._tracker.dormant_tracks}
+
     def restart(self) -> None:
         """Forget held and queued inputs, counted (activation after a pause); live tracks are kept."""
         with self.cond:
@@ -158,7 +170,7 @@ class Pipeline:
         with self.cond:
             self._forget_inputs()
             self._matcher.patient = True
-            self.live_count = 0
+            self.live_count = self.dormant_count = 0
         return ended
 
     def remove_track(self, track_id: int) -> tuple[bool, str]:
@@ -166,10 +178,11 @@ class Pipeline:
         with self._tracker_lock:
             removed = self._tracker.remove_track(track_id)
             live = len(self._tracker.live_tracks)
+            dormant = len(self._tracker.dormant_tracks)
         if not removed:
-            return False, f"no live track {track_id}"
+            return False, f"no live or dormant track {track_id}"
         with self.cond:
-            self.live_count = live
+            self.live_count, self.dormant_count = live, dormant
             self._matcher.patient = not live
         return True, f"ended track {track_id}"
 
@@ -524,7 +537,7 @@ class Pipeline:
             tracker = self._tracker
             prompt_warnings = self._start_prompts(due, rgb.shape[0], rgb.shape[1]) if due else []
             try:
-                result = tracker.step(rgb, detections)
+                result = tracker.step(rgb, detections, stamp=pair.stamp_ns * 1e-9)
             except Exception as exc:  # keep serving: one bad step must not stop the tracker
                 with self.cond:
                     self.stats.step_failed(now())
@@ -535,11 +548,14 @@ class Pipeline:
                     self._warn(kind, text)
                 return None
             live = dict(tracker.live_tracks)
-            frame = Frame(msg.header, rgb, result, live, tracker.config.mask_threshold, tracker.max_tracks)
+            frame = Frame(msg.header, rgb, result, live, tracker.dormant_tracks, tracker.config.mask_threshold,
+                          tracker.max_tracks)
         with self.cond:
             # Nothing tracked and no prompt waiting: wait the full hold for bootstrapping detections.
             self._matcher.patient = not live and not self._prompts
-            self.live_count = len(live)
+            self.live_count, self.dormant_count = len(live), len(frame.dormant_tracks)
+            self.stats.revivals += len(result.revived)
+            self.stats.expiries += len(result.expired)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))
         for kind, text in prompt_warnings:

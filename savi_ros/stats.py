@@ -28,6 +28,8 @@ class Stats:
         self.prompts = 0                 # objects asked for by point or mask topics that started a track
         self.prompts_on_tracks = 0       # points that fell on a live track (no duplicate started)
         self.refused_prompts = 0         # prompts refused: bad, not for this model, no image, no free slot
+        self.revivals = 0                # dormant tracks live again (a detection or prompt matched them)
+        self.expiries = 0                # dormant tracks that ended when their dormant_seconds ran out
         self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
         self.error_times: deque[float] = deque(maxlen=100)              # monotonic time of each failed step
 
@@ -53,4 +55,5 @@ class Stats:
                     oversized_images=self.oversized_images, bad_detections=self.bad_detections,
                     ignored_ids=self.ignored_ids,
                     time_jumps=self.time_jumps, step_errors=self.step_errors, prompts=self.prompts,
-                    prompts_on_tracks=self.prompts_on_tracks, refused_prompts=self.refused_prompts)
+                    prompts_on_tracks=self.prompts_on_tracks, refused_prompts=self.refused_prompts,
+                    revivals=self.revivals, expiries=self.expiries)

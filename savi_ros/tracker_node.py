@@ -295,11 +295,11 @@ class TrackerNode(LifecycleNode):
             return response
         response.success, response.message = pipeline.remove_track(int(request.track_id))
         if response.success:
-            live = pipeline.live_tracks()
+            labelled = pipeline.labelled_tracks()
             header = self._last_header or Header(stamp=self.get_clock().now().to_msg())
-            self._pubs["label_info"].publish(conversions.label_info_msg(live, header,
+            self._pubs["label_info"].publish(conversions.label_info_msg(labelled, header,
                                                                         pipeline.tracker.config.mask_threshold))
-            self._published_labels = live
+            self._published_labels = labelled
             self.get_logger().info(f"remove_track: {response.message}")
         return response
 
@@ -354,9 +354,9 @@ class TrackerNode(LifecycleNode):
         self._last_header = header
         pubs["tracks"].publish(conversions.tracks_to_msg(result.tracks, header))
         pubs["masks"].publish(conversions.label_map_to_image(result.label_map, header))
-        if frame.live_tracks != self._published_labels:
-            pubs["label_info"].publish(conversions.label_info_msg(frame.live_tracks, header, frame.mask_threshold))
-            self._published_labels = frame.live_tracks
+        if frame.labelled_tracks != self._published_labels:
+            pubs["label_info"].publish(conversions.label_info_msg(frame.labelled_tracks, header, frame.mask_threshold))
+            self._published_labels = frame.labelled_tracks
         if self.params.publish_debug_image or pubs["debug_image"].get_subscription_count() > 0:
             overlay = outputs.debug_overlay(frame.rgb, result.label_map, result.tracks)
             pubs["debug_image"].publish(conversions.numpy_to_image(overlay, "rgb8", header))
@@ -372,7 +372,7 @@ class TrackerNode(LifecycleNode):
         with pipeline.cond:
             live = pipeline.live_count
             status = tracking_status(pipeline.stats, now, f"{self.get_fully_qualified_name()}: tracking",
-                                     self._device_name, self._checkpoint_path, live, lag)
+                                     self._device_name, self._checkpoint_path, live, lag, pipeline.dormant_count)
             counters = pipeline.stats.counters()
             recent = pipeline.stats.window(now)
         array = DiagnosticArray(status=[status])

@@ -73,6 +73,11 @@ class SceneConfig:
     scale_range: tuple[float, float] = (1.0, 1.0)     # each object's size on the last frame / on the first
     distractors: tuple[int, int] = (0, 0)             # shapes painted on the background (not objects)
     zoom_range: tuple[float, float] = (1.0, 1.0)      # camera zoom: magnification at one end of the video
+    # Re-identification families: objects that vanish and come back.
+    occluder: bool = False                            # a static pillar in front of every object, wide enough
+    #                                                   that an object passing behind it is hidden whole
+    exits: bool = False                               # objects leave the view whole and come back (they
+    #                                                   bounce off walls beyond the image instead of its borders)
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "num_frames", "min_objects", "max_objects"):
@@ -118,6 +123,8 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.distractors must satisfy 0 <= low <= high <= 20, got {(lo, hi)}")
         self.distractors = (lo, hi)
         self.effects = bool(self.effects)
+        self.occluder = bool(self.occluder)
+        self.exits = bool(self.exits)
         self.camera_pan = bool(self.camera_pan)
         self.textured = bool(self.textured)
 
@@ -297,6 +304,22 @@ def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, 
     return center + scale[:, None, None] * (positions - center)
 
 
+def _paint_pillar(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, seg: np.ndarray,
+                  forward_flow: np.ndarray, backward_flow: np.ndarray, widest: float) -> None:
+    """A full-height pillar, static in the image, over every object: ``widest`` (the widest object) plus a
+    margin wide, so an object behind it is hidden whole. Its own generator (seeded from the scene's seed)
+    leaves every other draw of the scene as it is without a pillar. Its pixels are background (seg 0)."""
+    h, w = cfg.height, cfg.width
+    width = min(int(np.ceil(widest + 0.06 * min(h, w))), w // 2)
+    x0 = int(rng.integers(w // 4, max(w // 4 + 1, 3 * w // 4 - width)))
+    colour = rng.integers(40, 216, 3)
+    shade = 0.75 + 0.25 * np.sin(np.linspace(0, np.pi, width))  # a round pillar: darker at its sides
+    video[:, :, x0:x0 + width] = (colour[None, :] * shade[:, None]).astype(np.uint8)
+    seg[:, :, x0:x0 + width] = 0
+    forward_flow[:, :, x0:x0 + width] = 0.0
+    backward_flow[:, :, x0:x0 + width] = 0.0
+
+
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     """Render scene ``seed``; the same (seed, config) always gives the same scene."""
     cfg = config if config is not None else SceneConfig()
@@ -326,7 +349,11 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     angle = rng.uniform(0, 2 * np.pi, n)
     speed = rng.uniform(*cfg.speed_range, n) * ref
     velocity = np.stack([np.sin(angle), np.cos(angle)], -1) * speed[:, None]
-    positions = _bounce(start, velocity, lo, hi, num_t)                     # [T,N,2]
+    if cfg.exits:  # walls one object size plus a margin beyond the image: each object leaves it whole
+        beyond = half + 0.05 * ref
+        positions = _bounce(start, velocity, -beyond, np.array([h, w]) + beyond, num_t)
+    else:
+        positions = _bounce(start, velocity, lo, hi, num_t)                 # [T,N,2]
     depth = rng.permutation(n)                                              # drawing order, last on top
 
     pan = np.zeros(2)
@@ -395,6 +422,9 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 moved = positions[t - 1, i] + d @ (transforms[t - 1, i] @ to_local).T
                 backward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
 
+    if cfg.occluder:
+        _paint_pillar(np.random.default_rng([int(seed), 1]), cfg, video, seg, forward_flow, backward_flow,
+                      2 * float(half[:, 1].max()))
     if cfg.zoom_range != (1.0, 1.0):
         positions = _camera_zoom(rng, cfg, video, seg, forward_flow, backward_flow, positions)
     boxes, visible = _boxes(seg, n)

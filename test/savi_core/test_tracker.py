@@ -102,6 +102,7 @@ def check_tracks_match_label_map(result) -> None:
     ("mask_source", "pixels"), ("precision", "fp8"), ("score_threshold", 1.5), ("score_threshold", float("nan")),
     ("class_ids", ("person", 3)), ("class_ids", "person"), ("max_tracks", 0), ("max_tracks", 2.5), ("reinit", "never"),
     ("new_object_iou", -0.1), ("min_mask_area", -1), ("lost_after_frames", 0), ("mask_threshold", 2),
+    ("dormant_seconds", -1.0), ("dormant_seconds", float("inf")), ("reid_threshold", 1.5),
 ])
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}:"):
@@ -292,7 +293,7 @@ def test_reinit_first_ignores_later_detections(savi):
 
 
 def test_lost_tracks_end_after_exactly_lost_after_frames(savi):
-    tracker = Tracker(savi, TrackerConfig(min_mask_area=10**9, lost_after_frames=3), device="cpu")
+    tracker = Tracker(savi, TrackerConfig(min_mask_area=10**9, lost_after_frames=3, dormant_seconds=0), device="cpu")
     img = image(30, 44)
     results = [tracker.step(img, [Detection((0, 0, 10, 10)), Detection((20, 10, 40, 28), det_id="8")])]
     results += [tracker.step(img) for _ in range(2)]
@@ -309,9 +310,11 @@ def test_lost_tracks_end_after_exactly_lost_after_frames(savi):
 def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     """With a perfect box painter: a track whose mask is too small is lost (neither listed nor drawn in
     the label map, still live), ends on exactly the right frame, the other track goes on untouched, and a
-    later detection takes the freed slot (max_tracks=2, so it could not start while both lived)."""
+    later detection takes the freed slot (max_tracks=2, so it could not start while both lived); dormant_seconds
+    0 is the v2 rule (the dormant tests are in test_reid.py)."""
     tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
-                                                               lost_after_frames=3, max_tracks=2), device="cpu")
+                                                               lost_after_frames=3, max_tracks=2, dormant_seconds=0),
+                      device="cpu")
     img = image(32, 32)
     small, large = (0, 0, 4, 4), (10, 10, 30, 30)  # 16 and 400 pixels
     results = [tracker.step(img, [Detection(small, det_id="1"), Detection(large, det_id="2")])]
@@ -636,7 +639,7 @@ def test_a_slot_whose_track_ends_or_is_removed_restarts_and_no_longer_takes_pixe
     """An ended track's slot would otherwise keep following its object and take pixels (unlabelled) from
     the track started on it later. With the checkerboard model two slots on one box share its pixels."""
     tracker = Tracker(Interleaver(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=10,
-                                                                lost_after_frames=2), device="cpu")
+                                                                lost_after_frames=2, dormant_seconds=0), device="cpu")
     img = image(32, 32)
     assert [t.area for t in tracker.step(img, [Detection((8, 8, 12, 12), det_id="1")]).tracks] == [16]
     tracker.add_objects([box(4, 4, 20, 20)])  # over track 1: it keeps ~8 of its 16 pixels, so it is lost

@@ -559,11 +559,39 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
     published = np.frombuffer(bytes(r.masks[after].data), "<u2")
     assert not (published == 4).any() and set(r.node.pipeline.tracker.live_tracks) == {9}
     unknown = call(4)
-    assert not unknown.success and unknown.message == "no live track 4"
+    assert not unknown.success and unknown.message == "no live or dormant track 4"
     # The removed id is not reused: a new object asking for it gets a fresh one.
     assert "4" not in r.track_ids(r.send([(2, 2, 12, 12, "4")]))
     # Tracks are live, so that image did not wait for its detections: they act on it or, late, on the next.
     assert r.track_ids(r.send()) is not None and set(r.node.pipeline.tracker.live_tracks) == {1, 9}
+
+
+def test_label_info_keeps_dormant_tracks_until_they_expire_and_diagnostics_count_them(rig):
+    """Every mask is under min_mask_area, so both tracks are lost on their first frame and, with
+    lost_after_frames 1, dormant at once: in neither tracks nor masks, still in label_info."""
+    from rclpy.qos import DurabilityPolicy
+    from vision_msgs.msg import LabelInfo
+
+    r = rig(min_mask_area=10**6, lost_after_frames=1, dormant_seconds=2.5)
+    r.start()
+    labels: list[LabelInfo] = []
+    latched = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
+    first = r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])
+    assert r.track_ids(first) == []
+    assert wait_for(lambda: first in r.masks) and not np.frombuffer(bytes(r.masks[first].data), "<u2").any()
+    assert wait_for(lambda: labels and [c.class_id for c in labels[-1].class_map] == [4, 9])
+    assert r.node.pipeline.tracker.dormant_tracks == {4: "thing", 9: "thing"}
+    assert wait_for(lambda: (s := r.last_status()) is not None and values(s)["dormant_tracks"] == "2"
+                    and values(s)["live_tracks"] == "0")
+    revived = r.send([(2, 2, 20, 20, "4")])  # a detection naming a dormant id revives it (lost again at once)
+    assert r.track_ids(revived) == [] and wait_for(lambda: r.node.pipeline.stats.revivals == 1)
+    r.track_ids(r.send())  # stamps are 1 s apart: 9 slept on the first one, 2 s ago
+    assert [c.class_id for c in labels[-1].class_map] == [4, 9]
+    r.track_ids(r.send())  # 3 s: 9 ends; 4 slept again on the second stamp, 2 s ago
+    assert wait_for(lambda: [c.class_id for c in labels[-1].class_map] == [4])
+    assert wait_for(lambda: values(r.last_status())["expiries"] == "1" and values(r.last_status())["revivals"] == "1")
 
 
 def test_add_objects_mid_stream_adds_tracks_without_disturbing_the_others(rig):

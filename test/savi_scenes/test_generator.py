@@ -1,6 +1,8 @@
 """The synthetic generator: determinism, ground truth that matches the rendering, flow consistency."""
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -318,3 +320,51 @@ def test_zooming_camera_with_moving_objects_keeps_flow_and_boxes_exact(direction
 def test_zoom_range_below_one_is_refused():
     with pytest.raises(ValueError, match="zoom_range"):
         SceneConfig(zoom_range=(0.8, 1.2))
+
+
+REID = SceneConfig(height=120, width=160, num_frames=60, min_objects=2, max_objects=4)
+
+
+def _comebacks(visible: np.ndarray, gone: int = 3) -> int:
+    """Objects visible, then invisible for at least ``gone`` frames, then visible again."""
+    count = 0
+    for column in visible.T:
+        run, seen = 0, False
+        for v in column:
+            if v and seen and run >= gone:
+                count += 1
+            run = 0 if v else run + 1
+            seen = seen or bool(v)
+    return count
+
+
+def test_occluder_pillar_is_static_hides_objects_whole_and_leaves_the_rest_of_the_scene_unchanged():
+    plain = generate_scene(3, REID)
+    scene = generate_scene(3, dataclasses.replace(REID, occluder=True))
+    changed = (scene.video != plain.video).any(axis=(0, 1, 3))  # columns the pillar covers
+    columns = np.flatnonzero(changed)
+    assert columns.size and np.array_equal(columns, np.arange(columns[0], columns[-1] + 1))
+    pillar = scene.video[:, :, columns]
+    assert (pillar == pillar[:1]).all() and not scene.segmentations[:, :, columns].any()
+    assert not scene.forward_flow[:, :, columns].any() and not scene.backward_flow[:, :, columns].any()
+    outside = np.ones(REID.width, bool)
+    outside[columns] = False
+    np.testing.assert_array_equal(scene.video[:, :, outside], plain.video[:, :, outside])
+    np.testing.assert_array_equal(scene.segmentations[:, :, outside], plain.segmentations[:, :, outside])
+    hidden = sum(_comebacks(generate_scene(s, dataclasses.replace(REID, occluder=True)).visible) for s in range(10))
+    assert hidden >= 5  # objects do pass behind it whole and come out again
+
+
+def test_exits_objects_leave_the_view_whole_and_come_back_with_exact_ground_truth():
+    config = dataclasses.replace(REID, exits=True)
+    scenes = [generate_scene(s, config) for s in range(10)]
+    assert sum(_comebacks(s.visible) for s in scenes) >= 5
+    assert sum(_comebacks(generate_scene(s, REID).visible) for s in range(10)) < sum(
+        _comebacks(s.visible) for s in scenes)
+    for scene in scenes[:3]:
+        boxes, visible = boxes_from_segmentation(scene.segmentations, scene.num_objects)
+        np.testing.assert_array_equal(scene.visible, visible)
+        np.testing.assert_allclose(scene.boxes, boxes, atol=1e-6)
+        for t in range(REID.num_frames - 1):
+            agreement = _warp_agreement(scene, t, "forward", interior_only=True)
+            assert agreement > 0.99 or (np.isnan(agreement) and scene.visible[t].sum() <= 1), (t, agreement)

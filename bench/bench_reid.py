@@ -1,0 +1,146 @@
+"""Benchmark: re-identification through the Tracker, dormancy on vs off (issue 25).
+
+Scenes of the generator's re-identification families (``occluder`` and ``exits``: objects pass whole
+behind a pillar, leave the view and come back), held-out seeds, run through the Tracker with a
+detector that sends id-less ground-truth boxes of the visible objects every `DETECT_EVERY` frames.
+Reported: reappearances (an object back after `GONE` or more frames unseen, that had an id before)
+resumed under its original id by `RESUME_WITHIN` frames after the first detection that sees it, under a
+new id, or not picked up; false revivals (a revived id on another object); IDF1 and ID switches
+(motmetrics, mask IoU >= 0.5). Run:
+``PYTHONPATH=. .venv/bin/python bench/bench_reid.py [--scenes 10] [--first-seed 5000] [--checkpoint default]``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import motmetrics as mm
+import numpy as np
+import torch
+
+from savi_core.checkpoint import load_checkpoint
+from savi_core.numerics import flush_denormals
+from savi_core.tracker import Detection, Tracker
+from savi_core.tracker_config import TrackerConfig
+from savi_scenes.generator import SceneConfig, generate_scene
+
+DETECT_EVERY = 6  # a detector slower than the camera
+RESUME_WITHIN = 2  # frames after the first detection that sees a returning object
+GONE = 3  # frames unseen for a comeback to count as a reappearance
+MIN_PIXELS = 64  # the detector sees an object with at least this many visible pixels
+FPS = 10.0  # stamps
+OWN = 0.5  # an id is on an object when it covers at least this share of the object's visible pixels
+
+
+def overlaps(seg: np.ndarray, labels: np.ndarray, objects: int) -> tuple[np.ndarray, dict[int, int], np.ndarray]:
+    """(pixels per (object, id) ``[N+1, ids]``, id -> column, pixels per object) for one frame."""
+    ids = np.unique(labels[labels > 0])
+    column = {int(i): c for c, i in enumerate(ids)}
+    index = np.searchsorted(ids, labels) if ids.size else np.zeros_like(labels, np.int64)
+    joint = np.zeros((objects + 1, ids.size), np.int64)
+    on = labels > 0
+    np.add.at(joint, (seg[on].astype(np.int64), index[on]), 1)
+    return joint, column, np.bincount(seg.ravel(), minlength=objects + 1)
+
+
+def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds: float) -> dict[str, float]:
+    scene = generate_scene(seed, config)
+    tracker = Tracker(model, TrackerConfig(dormant_seconds=dormant_seconds), device="cpu")
+    n = scene.num_objects
+    height, width = config.height, config.width
+    id_on = np.zeros((config.num_frames, n), np.int64)  # the id covering an object, 0 = none
+    revivals: list[tuple[int, int]] = []
+    acc = mm.MOTAccumulator(auto_id=True)
+    for t in range(config.num_frames):
+        seg = scene.segmentations[t]
+        pixels = np.bincount(seg.ravel(), minlength=n + 1)
+        dets = None
+        if t % DETECT_EVERY == 0:
+            dets = []
+            for k in range(n):
+                if pixels[k + 1] >= MIN_PIXELS:
+                    y0, x0, y1, x1 = scene.boxes[t, k] * [height, width, height, width]
+                    dets.append(Detection((float(x0), float(y0), float(x1), float(y1))))
+        result = tracker.step(scene.video[t], dets, stamp=t / FPS)
+        joint, column, area = overlaps(seg, result.label_map, n)
+        ids = sorted(column)
+        for k in range(n):
+            if area[k + 1] and ids:
+                best = int(np.argmax(joint[k + 1]))
+                if joint[k + 1, best] >= OWN * area[k + 1]:
+                    id_on[t, k] = ids[best]
+        revivals += [(t, i) for i in result.revived]
+        gt = [k for k in range(n) if area[k + 1]]
+        dist = np.full((len(gt), len(ids)), np.nan)
+        for a, k in enumerate(gt):
+            for b, i in enumerate(ids):
+                inter = joint[k + 1, column[i]]
+                iou = inter / (area[k + 1] + joint[:, column[i]].sum() - inter)
+                if iou >= 0.5:
+                    dist[a, b] = 1 - iou
+        acc.update(gt, ids, dist)
+    counts = dict(reappearances=0, resumed=0, new_id=0, missed=0, revivals=len(revivals), false_revivals=0)
+    visible = scene.visible & (np.stack([np.bincount(s.ravel(), minlength=n + 1)[1:]
+                                         for s in scene.segmentations]) >= MIN_PIXELS)
+    for k in range(n):
+        unseen, original = 0, 0
+        for t in range(config.num_frames):
+            if not visible[t, k]:
+                unseen += 1
+                continue
+            if unseen >= GONE and original:
+                detected = next((f for f in range(t, config.num_frames) if f % DETECT_EVERY == 0
+                                 and visible[f, k]), None)
+                if detected is not None:
+                    window = id_on[detected:detected + RESUME_WITHIN + 1, k]
+                    counts["reappearances"] += 1
+                    if (window == original).any():
+                        counts["resumed"] += 1
+                    elif window.any():
+                        counts["new_id"] += 1
+                    else:
+                        counts["missed"] += 1
+            unseen = 0
+            original = int(id_on[t, k]) or original
+    for t, track_id in revivals:  # a revived id on an object other than the one it covered before
+        before = [k for k in range(n) if (id_on[:t, k] == track_id).any()]
+        now = [k for k in range(n) if id_on[t, k] == track_id]
+        if before and now and now[0] not in before:
+            counts["false_revivals"] += 1
+    summary = mm.metrics.create().compute(acc, metrics=["idf1", "num_switches"], name="scene")
+    counts["idf1"] = float(summary["idf1"].iloc[0])
+    counts["switches"] = int(summary["num_switches"].iloc[0])
+    return counts
+
+
+def main() -> None:
+    flush_denormals()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=5000, help="held out: training uses seeds below")
+    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--size", default="240x320", help="HxW")
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from savi_ros.model_store import resolve_checkpoint
+
+    model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    config = SceneConfig(height=height, width=width, num_frames=args.frames, min_objects=2, max_objects=4,
+                         occluder=True, exits=True)
+    for dormant in (0.0, TrackerConfig().dormant_seconds):
+        start = time.perf_counter()
+        rows = [run(model, seed, config, dormant) for seed in range(args.first_seed, args.first_seed + args.scenes)]
+        total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "idf1"}
+        idf1 = 100 * float(np.mean([r["idf1"] for r in rows]))
+        share = 100 * total["resumed"] / max(total["reappearances"], 1)
+        print(f"dormant_seconds {dormant:g}: reappearances {total['reappearances']}: resumed under the original id "
+              f"{total['resumed']} ({share:.0f}%), new id {total['new_id']}, not picked up {total['missed']}; "
+              f"revivals {total['revivals']}, false {total['false_revivals']}; IDF1 {idf1:.1f} (mean of scenes), "
+              f"ID switches {total['switches']}  [{time.perf_counter() - start:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Re-identification: a track whose object is gone sleeps with its id and its look, and wakes when a new
+object that looks like it is detected.
+
+Slots follow pixels, not identities: once an object is fully hidden or out of view its slot has nothing
+to follow, so the Tracker frees it. Without memory the object's return would start a new id. Here each
+track keeps a small gallery of *looks* while its object shows whole and alone, a lost track becomes
+*dormant* (id and gallery kept, no slot), and a new track's first mask is compared with the dormant
+tracks' galleries: a confident match gives it the dormant id back. Only a detection or a prompt starts a
+slot, so a slot never wanders onto a dormant track's object and takes its id on its own.
+
+A look is a unit vector, and two looks compare by their dot product (1 = the same):
+  * pooled backbone features of the track's mask, for models that compute features (cosine similarity);
+  * else the square root of its colour histogram (`savi_core.appearance`), whose dot product is the
+    Bhattacharyya coefficient of the two histograms.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from savi_core.appearance import colour_histogram
+
+VIEWS = 4  # looks kept per track, the newest: an object that turns or moves into other light keeps matching
+VIEW_EVERY = 5  # processed frames between two looks of a track: neighbouring frames add nothing new
+SIZE_RATIO = 3.0  # a new box whose width or height is more than this factor off a dormant track's is not it
+DISTANCE_WEIGHT = 0.1  # ranking only: among confident matches the one nearer the dormant track's last box wins
+
+
+def _touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Boxes (exclusive edges) that overlap or share an edge."""
+    return bool(min(a[2], b[2]) >= max(a[0], b[0]) and min(a[3], b[3]) >= max(a[1], b[1]))
+
+
+class Looks:
+    """Computes looks on one frame; the features come to the host once, and only when a look is needed."""
+
+    def __init__(self, image: np.ndarray, labels: np.ndarray, features: Optional[torch.Tensor]) -> None:
+        self._image, self._labels, self._features = image, labels, features
+        self._host: Optional[np.ndarray] = None
+
+    def of(self, track_id: int, box: np.ndarray) -> Optional[np.ndarray]:
+        """The unit-length look of the pixels labelled ``track_id`` in ``box``; None when there are none."""
+        if self._features is None:
+            hist = colour_histogram(self._image, self._labels, track_id, box)
+            return None if hist is None else np.sqrt(hist).ravel().astype(np.float32)
+        if self._host is None:
+            self._host = self._features[0].float().cpu().numpy()  # [h, w, C]
+        return self._pooled(track_id, box)
+
+    def _pooled(self, track_id: int, box: np.ndarray) -> Optional[np.ndarray]:
+        """Features of the cells under the box, weighted by the share of each cell the track's mask covers."""
+        height, width = self._labels.shape
+        h, w, _ = self._host.shape
+        cx0, cy0 = int(box[0] * w // width), int(box[1] * h // height)
+        cx1, cy1 = int(np.ceil(box[2] * w / width)), int(np.ceil(box[3] * h / height))
+        px0, px1 = round(cx0 * width / w), round(cx1 * width / w)
+        py0, py1 = round(cy0 * height / h), round(cy1 * height / h)
+        mask = (self._labels[py0:py1, px0:px1] == track_id).astype(np.float32)
+        if not mask.any() or cx1 <= cx0 or cy1 <= cy0:
+            return None
+        weights = cv2.resize(mask, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_AREA)
+        pooled = np.tensordot(weights, self._host[cy0:cy1, cx0:cx1], axes=([0, 1], [0, 1]))
+        norm = float(np.linalg.norm(pooled))
+        return pooled / norm if norm > 0 else None
+
+
+@dataclass
+class DormantTrack:
+    """A track whose object is gone: its id stays reserved until ``since + dormant_seconds``."""
+
+    track_id: int
+    class_id: str
+    box: np.ndarray  # its last mask box, input pixels (often a sliver: the object went behind something)
+    size: tuple[float, float]  # (w, h) of the whole object: the box that last anchored it
+    since: float  # stamp (s) of the frame it became dormant
+
+
+@dataclass
+class Candidate:
+    """A track started this step by an id-less detection or prompt: its first mask's look and box."""
+
+    track_id: int
+    class_id: str
+    box: np.ndarray
+    look: np.ndarray
+
+
+@dataclass
+class Dormancy:
+    """The tracks' galleries and the dormant tracks, keyed by track id (the Tracker clears them on reset)."""
+
+    dormant: dict[int, DormantTrack] = field(default_factory=dict)
+    gallery: dict[int, deque[np.ndarray]] = field(default_factory=dict)
+    due: dict[int, int] = field(default_factory=dict)  # track id -> frames until its next look
+
+    def reset(self) -> list[int]:
+        """Forget everything; returns the dormant ids (they end)."""
+        ended = sorted(self.dormant)
+        self.dormant.clear()
+        self.gallery.clear()
+        self.due.clear()
+        return ended
+
+    def sleep(self, track_id: int, class_id: str, box: np.ndarray, size: tuple[float, float] | None,
+              stamp: float) -> None:
+        size = size if size is not None else (float(box[2] - box[0]), float(box[3] - box[1]))
+        self.dormant[track_id] = DormantTrack(track_id, class_id, box.copy(), size, stamp)
+
+    def wake(self, track_id: int) -> Optional[DormantTrack]:
+        """Take a dormant track back (it lives again on a slot); None when ``track_id`` is not dormant."""
+        return self.dormant.pop(track_id, None)
+
+    def named(self, requested: str) -> int:
+        """The dormant id a detection's or prompt's id names (ASCII digits, as `TrackIdAllocator`); 0 if none."""
+        text = requested.strip()
+        wanted = int(text) if text.isascii() and text.isdigit() else 0
+        return wanted if wanted in self.dormant else 0
+
+    def expire(self, stamp: float, seconds: float) -> list[int]:
+        """End the dormant tracks whose window is over at ``stamp``; returns their ids."""
+        expired = sorted(i for i, t in self.dormant.items() if stamp - t.since >= seconds)
+        for track_id in expired:
+            del self.dormant[track_id]
+        return expired
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop the galleries of tracks that are neither live nor dormant."""
+        for track_id in [i for i in self.gallery if i not in keep]:
+            del self.gallery[track_id]
+            self.due.pop(track_id, None)
+
+    def observe(self, looks: Looks, boxes: dict[int, np.ndarray], whole: set[int]) -> None:
+        """Add a look of each track in ``whole`` (its object shows whole) whose box touches no other visible
+        track's box (its mask is its object alone), at most every `VIEW_EVERY` frames."""
+        for track_id, box in boxes.items():
+            self.due[track_id] = self.due.get(track_id, 0) - 1
+            if track_id not in whole or self.due[track_id] > 0:
+                continue
+            if any(_touch(box, other) for i, other in boxes.items() if i != track_id):
+                continue
+            look = looks.of(track_id, box)
+            if look is not None:
+                self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
+                self.due[track_id] = VIEW_EVERY
+
+    def similarity(self, track_id: int, look: np.ndarray) -> float:
+        """The best match of ``look`` among the track's looks (dot product); -1 when it has none."""
+        views = self.gallery.get(track_id)
+        if not views or views[0].shape != look.shape:
+            return -1.0
+        return float(max(np.dot(view, look) for view in views))
+
+    def match(self, candidates: list[Candidate], threshold: float, diagonal: float) -> dict[int, int]:
+        """New track id -> the dormant id it revives. A pair needs compatible classes (equal, or either
+        unlabelled), plausible sizes (`SIZE_RATIO`, against the whole object's) and a similarity of at least ``threshold``; pairs are
+        taken one to one, best first (similarity less `DISTANCE_WEIGHT` x the distance from the dormant
+        track's last box, as a share of the image diagonal)."""
+        pairs = []
+        for cand in candidates:
+            width, height = cand.box[2] - cand.box[0], cand.box[3] - cand.box[1]
+            for sleeper in self.dormant.values():
+                if cand.class_id and sleeper.class_id and cand.class_id != sleeper.class_id:
+                    continue
+                w, h = sleeper.size
+                if not (w / SIZE_RATIO <= width <= w * SIZE_RATIO and h / SIZE_RATIO <= height <= h * SIZE_RATIO):
+                    continue
+                sim = self.similarity(sleeper.track_id, cand.look)
+                if sim < threshold:
+                    continue
+                shift = np.hypot(*((cand.box[:2] + cand.box[2:] - sleeper.box[:2] - sleeper.box[2:]) / 2))
+                pairs.append((sim - DISTANCE_WEIGHT * shift / diagonal, cand.track_id, sleeper.track_id))
+        revived: dict[int, int] = {}
+        for _, new, old in sorted(pairs, reverse=True):
+            if new not in revived and old not in revived.values():
+                revived[new] = old
+        return revived

@@ -1,0 +1,206 @@
+"""Dormant tracks and re-identification (docs/INTERFACE.md, dormancy and revival; `savi_core.reid`).
+
+The scenes are painted: coloured squares on grey. ``Seer`` is the test module's ``BoxPainter`` whose slot
+paints its box only where the frame is not background, so a hidden object's track is lost for real and
+a slot never finds an object outside its box. With ``features`` it is a model that computes per-cell
+unit features (the colour, normalised), which the Tracker pools into looks instead of colour histograms.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from savi_core.reid import Candidate, Dormancy, Looks
+from savi_core.tracker import Detection, Prompt, Tracker
+from savi_core.tracker_config import TrackerConfig
+
+_spec = importlib.util.spec_from_file_location("savi_test_tracker", Path(__file__).with_name("test_tracker.py"))
+_fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fakes)
+BoxPainter, coverage, tiny_config = _fakes.BoxPainter, _fakes.coverage, _fakes.tiny_config
+
+GREY = (128, 128, 128)
+RED, BLUE, GREEN = (220, 30, 30), (30, 40, 220), (40, 200, 40)
+SIZE = 32  # images at the model resolution
+STEP_S = 0.25  # stamp step, exact in binary
+
+
+class Seer(BoxPainter):
+    """A perfect segmenter of the non-grey pixels inside each slot's box; see the module docstring."""
+
+    def __init__(self, features: bool = False) -> None:
+        super().__init__(tiny_config())
+        self.needs_features = features
+
+    def encode(self, frame: torch.Tensor) -> torch.Tensor:
+        cells = frame[0].permute(1, 2, 0) + 0.05
+        return (cells / cells.norm(dim=-1, keepdim=True)).unsqueeze(0)
+
+    def step(self, frame, slots, decode="decoder", attention_bias=None, features=None):
+        foreground = ((frame - 128 / 255).abs().amax(dim=1, keepdim=True) > 0.1).float()
+        objects = coverage(slots[:, 1:], self.config.decoder.output_size) * foreground
+        background = (1 - objects.sum(dim=1, keepdim=True)).clamp(min=0)
+        masks = torch.cat([background, objects], dim=1)
+        masks = masks / masks.sum(dim=1, keepdim=True)
+        return type(super().step(frame, slots))(slots=slots, predicted=slots, attention=masks, masks=masks)
+
+
+def scene(*squares: tuple[tuple[int, int, int, int], tuple[int, int, int]]) -> np.ndarray:
+    img = np.full((SIZE, SIZE, 3), GREY, np.uint8)
+    for (x0, y0, x1, y1), colour in squares:
+        img[y0:y1, x0:x1] = colour
+    return img
+
+
+RED_AT, RED_BACK, GREEN_AT = (4, 4, 12, 12), (18, 18, 26, 26), (20, 2, 28, 10)
+
+
+@pytest.fixture(params=[False, True], ids=["colour", "features"])
+def tracker(request) -> Tracker:
+    config = TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=3, dormant_seconds=2.0)
+    return Tracker(Seer(features=request.param), config, device="cpu")
+
+
+class Clock:
+    """Stamps STEP_S apart, starting at 0."""
+
+    def __init__(self) -> None:
+        self.now = -STEP_S
+
+    def __call__(self) -> float:
+        self.now += STEP_S
+        return self.now
+
+
+def hide_red(tracker: Tracker, clock: Clock) -> None:
+    """Red (track 1) and green (track 2) start; red shows for 6 frames, then hides until it is dormant."""
+    first = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)),
+                         [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
+    assert first.started == [1, 2]
+    for _ in range(5):
+        assert [t.track_id for t in tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock()).tracks] \
+            == [1, 2]
+    results = [tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()) for _ in range(3)]
+    assert [r.slept for r in results] == [[], [], [1]] and [r.ended for r in results] == [[], [], []]
+    assert results[1].live_track_ids == [1, 2] and results[2].live_track_ids == [2]
+    assert results[2].dormant_track_ids == [1] and results[2].tracks_changed
+    assert tracker.dormant_tracks == {1: ""} and tracker.live_tracks == {2: ""}
+
+
+def test_a_hidden_object_comes_back_under_its_id_after_a_detection(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    back = scene((RED_BACK, RED), (GREEN_AT, GREEN))
+    for _ in range(3):  # red is back elsewhere: no slot takes it on its own, its id stays dormant
+        between = tracker.step(back, stamp=clock())
+        assert not (between.label_map == 1).any() and between.dormant_track_ids == [1]
+        assert [t.track_id for t in between.tracks] == [2]
+    revived = tracker.step(back, [Detection(RED_BACK)], stamp=clock())
+    assert revived.revived == [1] and revived.started == [] and revived.tracks_changed
+    assert revived.dormant_track_ids == [] and revived.live_track_ids == [1, 2]
+    assert [(t.track_id, t.box_xyxy) for t in revived.tracks] == [(1, RED_BACK), (2, GREEN_AT)]
+    assert (revived.label_map == 1).sum() == 64
+    # The id the revived track held for a moment was never shown: the next new object gets it.
+    blue = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)),
+                        [Detection((2, 20, 10, 28))], stamp=clock())
+    assert blue.started == [3] and blue.revived == []
+
+
+def test_a_different_looking_object_where_a_dormant_one_vanished_gets_a_new_id(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    blue = tracker.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert blue.started == [3] and blue.revived == [] and blue.dormant_track_ids == [1]
+    assert (blue.label_map == 3).sum() == 64 and not (blue.label_map == 1).any()
+
+
+def test_a_dormant_track_expires_and_ends_on_exactly_its_frame(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    slept_at = clock.now
+    while clock.now + STEP_S < slept_at + 2.0:
+        assert tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()).dormant_track_ids == [1]
+    expired = tracker.step(scene((GREEN_AT, GREEN)), stamp=clock())
+    assert clock.now == slept_at + 2.0
+    assert expired.ended == [1] and expired.expired == [1] and expired.tracks_changed
+    assert expired.dormant_track_ids == [] and tracker.dormant_tracks == {}
+    again = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert again.started == [3] and again.revived == []  # the same look, but its id has ended
+
+
+def test_a_dormant_track_expires_with_no_live_track_left(tracker):
+    clock = Clock()
+    assert tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock()).started == [1]
+    results = [tracker.step(scene(), stamp=clock()) for _ in range(3)]
+    assert results[-1].slept == [1] and results[-1].live_track_ids == []
+    slept_at = clock.now
+    idle = [tracker.step(scene(), stamp=clock()) for _ in range(8)]
+    assert clock.now == slept_at + 2.0
+    assert [r.ended for r in idle] == [[]] * 7 + [[1]] and idle[-1].timings["model"] == 0.0
+
+
+def test_reset_and_remove_track_clear_dormant_tracks(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    assert tracker.reset() == [1, 2] and tracker.dormant_tracks == {}
+    hide_red(tracker, clock)  # ids restart at 1 after reset
+    assert tracker.remove_track(1) and tracker.dormant_tracks == {} and not tracker.remove_track(1)
+    back = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert back.started == [3] and back.revived == []
+
+
+def test_a_detection_or_prompt_naming_a_dormant_id_revives_it_whatever_it_looks_like(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    named = tracker.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT, det_id="1")], stamp=clock())
+    assert named.revived == [1] and named.started == [] and (named.label_map == 1).sum() == 64
+    tracker.reset()
+    hide_red(tracker, clock)
+    assert tracker.add_objects([Prompt(box_xyxy=RED_BACK, track_id="1")]) == [1]
+    prompted = tracker.step(scene((RED_BACK, BLUE), (GREEN_AT, GREEN)), stamp=clock())
+    assert prompted.revived == [1] and prompted.started == [] and prompted.dormant_track_ids == []
+
+
+def test_an_id_less_prompt_revives_by_appearance(tracker):
+    clock = Clock()
+    hide_red(tracker, clock)
+    reserved = tracker.add_objects([Prompt(box_xyxy=RED_BACK)])
+    assert reserved == [3]
+    prompted = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN)), stamp=clock())
+    assert prompted.revived == [1] and prompted.started == [] and (prompted.label_map == 1).sum() == 64
+    # The prompt's id was given out by add_objects: never used for another object.
+    blue = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)),
+                        [Detection((2, 20, 10, 28))], stamp=clock())
+    assert blue.started == [4]
+
+
+def test_dormant_seconds_0_ends_a_lost_track_and_takes_no_looks():
+    tracker = Tracker(Seer(), TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=3,
+                                            dormant_seconds=0), device="cpu")
+    clock = Clock()
+    tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
+    results = [tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()) for _ in range(3)]
+    assert results[-1].ended == [1] and results[-1].slept == [] and tracker.dormant_tracks == {}
+    assert tracker._dormancy.gallery == {}
+
+
+def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size():
+    dormancy = Dormancy()
+    img = scene((RED_AT, RED), (RED_BACK, RED))
+    labels = np.zeros((SIZE, SIZE), np.uint16)
+    labels[4:12, 4:12], labels[18:26, 18:26] = 1, 2
+    looks = Looks(img, labels, None)
+    boxes = {1: np.array(RED_AT, float), 2: np.array(RED_BACK, float)}
+    dormancy.observe(looks, boxes, {1, 2})
+    dormancy.sleep(1, "", boxes[1], None, 0.0)
+    dormancy.sleep(2, "cup", np.array((18, 18, 20, 26), float), (8.0, 8.0), 0.0)  # a sliver of an 8x8 object
+    look = looks.of(1, boxes[1])
+    near_2 = Candidate(7, "", np.array((17, 17, 25, 25), float), look)
+    assert dormancy.match([near_2], 0.9, 45.0) == {7: 2}
+    assert dormancy.match([Candidate(7, "dog", near_2.box, look)], 0.9, 45.0) == {7: 1}  # class rules out 2
+    huge = Candidate(7, "", np.array((0, 0, 32, 32), float), look)
+    assert dormancy.match([huge], 0.9, 45.0) == {}  # 4x the size of both
