@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from savi_core.appearance import colour_histogram
+from savi_core.track_ids import parse_track_id
 
 VIEWS = 4  # looks kept per track, the newest: an object that turns or moves into other light keeps matching
 VIEW_EVERY = 5  # processed frames between two looks of a track: neighbouring frames add nothing new
@@ -116,9 +117,8 @@ class Dormancy:
         return self.dormant.pop(track_id, None)
 
     def named(self, requested: str) -> int:
-        """The dormant id a detection's or prompt's id names (ASCII digits, as `TrackIdAllocator`); 0 if none."""
-        text = requested.strip()
-        wanted = int(text) if text.isascii() and text.isdigit() else 0
+        """The dormant id a detection's or prompt's id names (the contract's rule, `parse_track_id`); 0 if none."""
+        wanted = parse_track_id(requested)
         return wanted if wanted in self.dormant else 0
 
     def expire(self, stamp: float, seconds: float) -> list[int]:
