@@ -2,7 +2,7 @@
 on CPU (the videos scripts/evaluate_default.sh scores every model version on).
 
 The floors sit about 3 points under this subset's numbers when the model was shipped (v6: FG-ARI 88.3,
-mIoU 86.4 on these 12 videos; 91.3 / 88.9 on the README's 100): a change to the model, the Tracker's
+mIoU 86.4 on these 12 videos; 91.3 / 88.9 on 100, docs/CHANGELOG.md): a change to the model, the Tracker's
 rules or the data path that costs more than that fails here, in seconds.
 """
 import json
