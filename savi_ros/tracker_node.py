@@ -55,6 +55,7 @@ from savi_ros.interrupt import RCLError, init, interrupt_via_rclpy_only, shutdow
 from savi_ros import conversions, outputs, params
 from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
+from savi_ros.memory import Trimmer
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
 
@@ -103,6 +104,7 @@ class TrackerNode(LifecycleNode):
         self._last_header = None  # of the last published frame: label_info published between frames uses it
         self._diag_timer = None
         self._last_stats_log = time.monotonic()
+        self._memory = Trimmer()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -261,6 +263,7 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         pipeline = self.pipeline
         if pipeline is not None:
+            self._memory.saw(getattr(msg, "width", 0) * getattr(msg, "height", 0))  # compressed: once decoded
             pipeline.add_image(msg, time.monotonic())
 
     def _on_detections(self, msg: Detection2DArray) -> None:
@@ -330,6 +333,7 @@ class TrackerNode(LifecycleNode):
                 frame = None if pair is None else pipeline.process(pair, time.monotonic)
                 if frame is not None:
                     self._publish(frame)
+                    self._memory.processed(frame.rgb.shape[0] * frame.rgb.shape[1])
             except Exception as exc:  # keep serving; at shutdown the context is gone: just stop
                 if not self.context.ok():
                     return
