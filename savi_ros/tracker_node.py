@@ -55,7 +55,7 @@ from savi_ros.interrupt import RCLError, init, interrupt_via_rclpy_only, shutdow
 from savi_ros import conversions, outputs, params
 from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
-from savi_ros.memory import Trimmer
+from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
 
@@ -396,6 +396,7 @@ def main(args: Optional[list[str]] = None) -> int:
     """Entry point of `savi_tracker`; returns the process exit code (1 = could not start)."""
     interrupt_via_rclpy_only()
     flush_denormals()
+    mmap_large_buffers()
     profile = use_large_message_profile()
     if not init(args):
         return 0

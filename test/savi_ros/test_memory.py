@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from savi_ros import dds
-from savi_ros.memory import Trimmer
+from savi_ros.memory import Trimmer, mmap_large_buffers
 
 
 def test_trims_once_when_frames_shrink_below_half_the_largest_seen():
@@ -35,3 +35,8 @@ def test_the_profile_frees_history_buffers_and_rmw_is_told_to_read_it(monkeypatc
     text = dds.PROFILE.read_text()
     assert text.count("<historyMemoryPolicy>DYNAMIC</historyMemoryPolicy>") == 2  # writers and readers
     assert text.count("<kind>OFF</kind>") == 2  # data sharing off, as rmw_fastrtps sets it without the variable
+
+
+def test_a_users_mmap_threshold_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert not mmap_large_buffers()
