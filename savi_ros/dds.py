@@ -7,6 +7,11 @@ reader waits for the writer's next heartbeat to repair them (seen here: p90 1.6 
 images. Every process that publishes or subscribes camera-sized messages needs it: the tracker node
 and the demo camera apply it themselves (the demo detector only handles detections); give it to your
 camera driver with ``export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m savi_ros.dds)``.
+
+The profile also frees each message's history buffer after use, where rmw_fastrtps would keep buffers grown
+to the largest message (issue 27: ~100 MB held after a few 4000x3000 images); rmw_fastrtps applies a
+profile's history memory policy only under ``RMW_FASTRTPS_USE_QOS_FROM_XML=1``, set here with the profile
+(the ROS QoS of each topic still applies: the profile sets nothing else).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import Optional
 
 PROFILE = Path(__file__).resolve().parent / "fastdds_large_messages.xml"
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+QOS_FROM_XML = "RMW_FASTRTPS_USE_QOS_FROM_XML"
 
 
 def use_large_message_profile() -> Optional[Path]:
@@ -30,6 +36,7 @@ def use_large_message_profile() -> Optional[Path]:
     if any(os.environ.get(name) for name in PROFILE_VARIABLES) or not PROFILE.exists():
         return None
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILE)
+    os.environ.setdefault(QOS_FROM_XML, "1")
     return PROFILE
 
 

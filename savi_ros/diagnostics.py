@@ -12,8 +12,10 @@ from savi_ros.stats import WINDOW_S, Stats
 
 
 def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint: str, live_tracks: int,
-                    detector_lag: float | None = None, dormant_tracks: int = 0) -> DiagnosticStatus:
-    """The status of the last ``WINDOW_S`` seconds, with the cumulative counters as values."""
+                    detector_lag: float | None = None, image_ages: dict[str, str] | None = None,
+                    dormant_tracks: int = 0) -> DiagnosticStatus:
+    """The status of the last ``WINDOW_S`` seconds, with the cumulative counters as values, and the recent
+    images' age on arrival (`savi_ros.transport`)."""
     recent = stats.window(now)
     fps = len(recent) / WINDOW_S
     mean_ms = sum(recent) / len(recent) if recent else 0.0
@@ -30,6 +32,6 @@ def tracking_status(stats: Stats, now: float, name: str, device: str, checkpoint
                   live_tracks=str(live_tracks), dormant_tracks=str(dormant_tracks), device=device,
                   checkpoint=checkpoint,
                   detector_lag_ms="n/a" if detector_lag is None else f"{1000 * detector_lag:.1f}",
-                  **{k: str(v) for k, v in stats.counters().items()})
+                  **(image_ages or {}), **{k: str(v) for k, v in stats.counters().items()})
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     return status

@@ -42,6 +42,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import Point, PointStamped
+from rclpy.subscription import MessageInfo
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
 from sensor_msgs.msg import CompressedImage, Image
@@ -50,13 +51,16 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from savi_core.messages import stamp_ns
 from savi_core.numerics import flush_denormals
 from savi_ros.interrupt import RCLError, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, outputs, params
 from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
+from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
+from savi_ros.transport import ImageAges
 
 NODE_NAME = "savi_tracker"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -103,6 +107,9 @@ class TrackerNode(LifecycleNode):
         self._last_header = None  # of the last published frame: label_info published between frames uses it
         self._diag_timer = None
         self._last_stats_log = time.monotonic()
+        self._memory = Trimmer()
+        self._ages = ImageAges()  # touched only in the executor's thread (image callback, diagnostics timer)
+        self._fast_dds = rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -258,9 +265,14 @@ class TrackerNode(LifecycleNode):
 
     # ------------------------------------------------------------------ callbacks (cheap only)
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
         pipeline = self.pipeline
         if pipeline is not None:
+            slow = self._ages.add(stamp_ns(msg.header.stamp), info["received_timestamp"], info["source_timestamp"],
+                                  len(msg.data), self.get_clock().ros_time_is_active)
+            if slow and self._fast_dds:
+                self.get_logger().warning(slow)
+            self._memory.saw(getattr(msg, "width", 0) * getattr(msg, "height", 0))  # compressed: once decoded
             pipeline.add_image(msg, time.monotonic())
 
     def _on_detections(self, msg: Detection2DArray) -> None:
@@ -330,6 +342,7 @@ class TrackerNode(LifecycleNode):
                 frame = None if pair is None else pipeline.process(pair, time.monotonic)
                 if frame is not None:
                     self._publish(frame)
+                    self._memory.processed(frame.rgb.shape[0] * frame.rgb.shape[1])
             except Exception as exc:  # keep serving; at shutdown the context is gone: just stop
                 if not self.context.ok():
                     return
@@ -372,7 +385,8 @@ class TrackerNode(LifecycleNode):
         with pipeline.cond:
             live = pipeline.live_count
             status = tracking_status(pipeline.stats, now, f"{self.get_fully_qualified_name()}: tracking",
-                                     self._device_name, self._checkpoint_path, live, lag, pipeline.dormant_count)
+                                     self._device_name, self._checkpoint_path, live, lag, self._ages.values(),
+                                     pipeline.dormant_count)
             counters = pipeline.stats.counters()
             recent = pipeline.stats.window(now)
         array = DiagnosticArray(status=[status])
@@ -392,6 +406,7 @@ def main(args: Optional[list[str]] = None) -> int:
     """Entry point of `savi_tracker`; returns the process exit code (1 = could not start)."""
     interrupt_via_rclpy_only()
     flush_denormals()
+    mmap_large_buffers()
     profile = use_large_message_profile()
     if not init(args):
         return 0

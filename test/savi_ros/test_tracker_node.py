@@ -359,6 +359,21 @@ def test_slow_offset_cameras_lose_no_frame_and_a_stamp_an_hour_ahead_is_dropped(
     assert wait_for(lambda: after in r.tracks) and poison not in r.tracks
 
 
+def test_diagnostics_report_the_age_of_images_on_arrival(rig):
+    """Stamped with the node's clock, whole seconds 1 to 4 s ago (the rig counts stamps up by 1 s), images
+    report their age on arrival; these tiny images are no large images, whose transport time stays n/a."""
+    r = rig()
+    r.start()
+    r.stamp = int(r.node.get_clock().now().nanoseconds * 1e-9) - 5
+    assert r.track_ids(r.send([(2, 2, 20, 20, "1")])) == ["1"]
+    for _ in range(3):
+        assert r.track_ids(r.send()) is not None  # answered
+    assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["image_age_ms_p50"] != "n/a")
+    status = values(r.last_status())
+    assert 1000.0 <= float(status["image_age_ms_p50"]) <= float(status["image_age_ms_max"]) < 10000.0
+    assert status["large_image_transport_ms_p50"] == "n/a"
+
+
 def test_burst_every_image_with_detections_followed_at_once_by_another_bootstraps(rig):
     """60 times: reset, an image with detections and, under 1 ms later, another image. Whichever image
     the node processes, the detections act (on their own image, or on the next one): 60 of 60 start."""
