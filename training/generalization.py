@@ -8,8 +8,8 @@ held-out split is the training split with that one axis replaced by its held-out
 held-out row differs from the in-family row in that axis only. The 3D family and the 2D generator are
 worlds of their own: for a model that never saw one, that whole family is held out. Every split is
 scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F;
-the untrained feature-prototype baseline is always scored (it is cheap, and the floor a pretrained model
-must clear).
+the untrained feature-prototype baseline is scored too unless ``--no-prototype-baseline`` (it is cheap, and
+the floor a pretrained model must clear).
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
 def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
         out: Path | None, mask_source: str = TrackerConfig.mask_source,
         families_from: str | Path | None = None, points: bool = False,
-        frame_size: tuple[int, int] | None = None, tracker_params: dict[str, Any] | None = None) -> dict[str, Any]:
+        frame_size: tuple[int, int] | None = None, tracker_params: dict[str, Any] | None = None,
+        prototype_baseline: bool = True) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
     ``savi_points``: the same model and videos prompted by first-frame points instead of boxes.
@@ -151,7 +152,8 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
         data.validate()
         dataset = build_dataset(data, "eval")
         scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
-                          progress=sys.stderr.isatty(), tracker_params=tracker_params, prototype_baseline=True)
+                          progress=sys.stderr.isatty(), tracker_params=tracker_params,
+                          prototype_baseline=prototype_baseline)
         if points:
             scores["methods"]["savi_points"] = evaluate(model, dataset, eval_cfg, resolve_device(device),
                                                         progress=sys.stderr.isatty(), prompt="points",
@@ -201,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "the Tracker resizes them to the model's resolution")
     p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
                    help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
+    p.add_argument("--prototype-baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also score the untrained feature-prototype model through the Tracker")
     args = p.parse_args(argv)
     try:
         frame_size = None
@@ -210,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--frame-size: expected WxH with both at least 8, got {args.frame_size!r}")
             frame_size = (int(height), int(width))
         results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source, args.families_from, args.points, frame_size, parse_tracker_params(args.tracker))
+                      args.mask_source, args.families_from, args.points, frame_size, parse_tracker_params(args.tracker),
+                      args.prototype_baseline)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
