@@ -96,7 +96,7 @@ def fit(config: str, videos: int, out: Path) -> dict[str, float]:
             if value_score > best:
                 best, chosen = value_score, value
         _set(model, name, chosen)
-    chosen = {name: float(getattr(getattr(model, name.split(".")[0]), name.split(".")[1])) for name in GRID}
+    chosen = {name: float(getattr(getattr(model, name.split(".")[0]), name.split(".")[1]).detach()) for name in GRID}
     save_checkpoint(out, model, extra={"run_config": cfg.to_dict(), "fit": {"videos_per_world": videos,
                                                                            "chosen": chosen, "log": log}})
     (out / "fit.json").write_text(json.dumps({"chosen": chosen, "miou": best, "log": log}, indent=1) + "\n")
