@@ -40,7 +40,9 @@ class PositionEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-3], x.shape[-2]
         if self._grid_size != (height, width) or self._grid.device != x.device:
-            self._grid = position_grid(height, width, self.kind, device=x.device)
+            # Made outside inference mode: a grid first built by an inference step must still serve training.
+            with torch.inference_mode(False):
+                self._grid = position_grid(height, width, self.kind, device=x.device)
             self._grid_size = (height, width)
         return x + self.proj(self._grid.to(x.dtype))
 
