@@ -117,7 +117,8 @@ class Encoder(nn.Module):
         self.mlp = nn.Sequential(*mlp)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(frames).permute(0, 2, 3, 1)
+        # Channels-last convolutions skip oneDNN's layout reorders, and the permute below becomes a free view.
+        x = self.backbone(frames.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
         return self.mlp(self.norm(self.pos(x)))
 
 
