@@ -6,7 +6,8 @@ virtualenv, a fresh process: decoder and nodecoder) and this project's preset S 
 and attention mode), with the same threads, slots, batch 1, 64x64 frames, warm-up and timed frames; the
 order flips every round (official first, then project first, ...) so drifting load hits both alike.
 The figure compared is the per-frame median of one round's streamed frames on both sides (the mean is
-printed beside it). Exits 1 when any round's ratio is below ``--target`` in either mode.
+printed beside it). Exits 1 when any round's ratio is below ``--target`` in either mode. ``--keep-heap``
+keeps freed memory in glibc's heap on both sides alike (see :func:`keep_heap`).
 
 Setup (once, ~80 s): ``../shared/official_savi_bench/official_savi_setup.sh SRC_GIT VENV WORK``. Run:
 ``python bench/bench_vs_official.py --official-src WORK --official-python VENV/bin/python [--threads 2]``.
@@ -14,6 +15,7 @@ Setup (once, ~80 s): ``../shared/official_savi_bench/official_savi_setup.sh SRC_
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -34,6 +36,18 @@ REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_BENCH = REPO.parent / "shared" / "official_savi_bench" / "official_savi_bench.py"
 # Official mode name -> the project's mode doing the same work (attention = decoder switched off).
 MODES = {"decoder": "decoder", "nodecoder": "attention"}
+# glibc mallopt parameters; 32 MiB is the largest mmap threshold it accepts on 64-bit.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+HEAP_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}
+
+
+def keep_heap() -> None:
+    """Stop glibc from unmapping freed multi-MB activations only to fault them back in on the next frame
+    (preset S's decoder step: ~6k page faults, ~10 ms of system time, 1 thread); this process now, the
+    official one through the environment."""
+    libc = ctypes.CDLL("libc.so.6")
+    if not (libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) and libc.mallopt(M_MMAP_THRESHOLD, 1 << 25)):
+        sys.exit("mallopt refused the heap thresholds")
 
 
 @dataclasses.dataclass
@@ -49,7 +63,8 @@ def run_official(args: argparse.Namespace) -> dict[str, Timing]:
         cmd = [args.official_python, str(args.official_bench), "--src", str(args.official_src),
                "--num-slots", str(args.slots), "--threads", str(args.threads), "--frames", str(args.frames),
                "--warmup", str(args.warmup), "--rounds", "1", "--json", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        env = {**os.environ, **(HEAP_ENV if args.keep_heap else {})}
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if proc.returncode != 0:
             sys.exit(f"official bench failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         results = json.loads(out.read_text())["results"]
@@ -89,12 +104,16 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=11)
     parser.add_argument("--frames", type=int, default=30, help="timed streamed frames per round and mode (>= 30)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--keep-heap", action="store_true", help="glibc keeps freed memory, both sides")
     parser.add_argument("--target", type=float, default=2.0, help="minimum official/project ratio per round")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.keep_heap:
+        keep_heap()
     project = Project(args.slots, args.frames)
     print(f"preset S vs official-jax S: slots={args.slots} threads={args.threads} batch=1 64x64, "
-          f"{args.warmup} warm-up + {args.frames} timed frames per round and mode; ms = per-frame median (mean)")
+          f"{args.warmup} warm-up + {args.frames} timed frames per round and mode; ms = per-frame median (mean)"
+          f"{'; heap kept (both sides)' if args.keep_heap else ''}")
     ratios: dict[str, list[float]] = {mode: [] for mode in MODES}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
