@@ -39,16 +39,18 @@ class SlotAttention(nn.Module):
         input (the Tracker's spatial gate); None leaves Slot Attention as published."""
         b, k, d = slots.shape
         inputs = self.norm_inputs(inputs)
-        keys, values = self.to_kv(inputs).chunk(2, dim=-1)
+        # Keys and values are never formed: logits = (q Wk) x^T and updates = (attn x) Wv^T are the same
+        # products reassociated, and with K slots << N inputs the [B, N, 2C] projection was most of the work.
+        w_keys, w_values = self.to_kv.weight.chunk(2, dim=0)
+        inputs_t = inputs.transpose(1, 2)
         attn = slots.new_empty(0)
         for _ in range(self.iterations):
             queries = self.to_q(self.norm_slots(slots))
-            logits = torch.einsum("bkc,bnc->bkn", queries, keys) * self.scale
-            if bias is not None:
-                logits = logits + bias
+            query_keys = (queries * self.scale) @ w_keys
+            logits = query_keys @ inputs_t if bias is None else torch.baddbmm(bias, query_keys, inputs_t)
             attn = logits.softmax(dim=1)
             weights = attn / (attn.sum(dim=-1, keepdim=True) + self.eps)
-            updates = torch.einsum("bkn,bnc->bkc", weights, values)
+            updates = (weights @ inputs) @ w_values.t()
             slots = self.gru(updates.reshape(b * k, -1), slots.reshape(b * k, d)).reshape(b, k, d)
             if self.mlp is not None:
                 slots = slots + self.mlp(self.norm_mlp(slots))

@@ -25,7 +25,7 @@ class SpatialBroadcastDecoder(nn.Module):
             # official mix of transposed and plain layers.
             layers.append(ConvTranspose2d(in_ch, ch, cfg.kernel_size, stride, model_cfg.conv_padding))
             if cfg.final_activation or i < len(cfg.channels) - 1:
-                layers.append(nn.ReLU())
+                layers.append(nn.ReLU(inplace=True))  # each conv's output is fresh: no extra pass to allocate
             in_ch = ch
         self.cnn = nn.Sequential(*layers)
         self.head = nn.Conv2d(in_ch, cfg.target_channels + 1, 1)

@@ -40,7 +40,9 @@ class PositionEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-3], x.shape[-2]
         if self._grid_size != (height, width) or self._grid.device != x.device:
-            self._grid = position_grid(height, width, self.kind, device=x.device)
+            # Made outside inference mode: a grid first built by an inference step must still serve training.
+            with torch.inference_mode(False):
+                self._grid = position_grid(height, width, self.kind, device=x.device)
             self._grid_size = (height, width)
         return x + self.proj(self._grid.to(x.dtype))
 
@@ -115,7 +117,8 @@ class Encoder(nn.Module):
         self.mlp = nn.Sequential(*mlp)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = self.backbone(frames).permute(0, 2, 3, 1)
+        # Channels-last convolutions skip oneDNN's layout reorders, and the permute below becomes a free view.
+        x = self.backbone(frames.contiguous(memory_format=torch.channels_last)).permute(0, 2, 3, 1)
         return self.mlp(self.norm(self.pos(x)))
 
 

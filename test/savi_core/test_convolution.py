@@ -40,3 +40,20 @@ def test_flax_transposed_conv_is_a_correlation_of_the_dilated_input_padded_3_bef
 def test_symmetric_transposed_conv_doubles_exactly() -> None:
     layer = ConvTranspose2d(3, 4, 5, 2, "symmetric")
     assert layer(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 16, 16)
+
+
+@pytest.mark.parametrize("padding", ["flax_same", "symmetric"])
+@pytest.mark.parametrize("kernel", [3, 5])  # the decoder config allows odd kernels only
+def test_sub_pixel_form_equals_the_transposed_conv_in_values_and_gradients(padding: str, kernel: int) -> None:
+    """Inputs of at least MIN_SUB_PIXEL_INPUT pixels take the per-phase convolutions; small ones torch's kernel."""
+    torch.manual_seed(2)
+    layer = ConvTranspose2d(3, 4, kernel, 2, padding)
+    x = torch.randn(2, 3, 16, 18, requires_grad=True)
+    assert x.shape[-2] * x.shape[-1] >= layer.MIN_SUB_PIXEL_INPUT
+    out = layer(x)
+    reference = torch.nn.ConvTranspose2d.forward(layer, x)[..., : 32, : 36]
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), [x, layer.weight, layer.bias])
+    expected = torch.autograd.grad(reference.square().sum(), [x, layer.weight, layer.bias])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -91,6 +91,19 @@ def test_presets_forward_backward(name: str) -> None:
     assert not missing
 
 
+def test_training_works_after_an_inference_mode_step() -> None:
+    """Position grids cached by a streaming step under inference mode must not break a later backward."""
+    cfg = tiny()
+    model = SAVi(cfg)
+    g = torch.Generator().manual_seed(2)
+    video = torch.rand(1, 2, 3, *cfg.resolution, generator=g)
+    cond = conditioning_for(cfg, 1, g)
+    with torch.inference_mode():
+        model.step(video[:, 0], model.init_slots(cond))
+    model(video, cond).reconstruction.square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_presets_match_the_official_configs() -> None:
     s, m, l = preset("S"), preset("M"), preset("L")
     assert s.resolution == (64, 64) and s.encoder.channels == (32,) * 4 and s.encoder.strides == (1,) * 4
