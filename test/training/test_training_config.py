@@ -140,3 +140,16 @@ def test_set_overrides_reach_nested_keys_typed_and_validated(tmp_path):
         parse_overrides(["train.batch_size"])
     with pytest.raises(ConfigError, match="dotted key"):
         load_config(tiny, parse_overrides(["steps=3"]))
+
+
+def test_pretrained_configs_load_with_the_backbone_and_refuse_pixel_augmentation_with_a_cache():
+    from savi_core.backbone import WEIGHT_SHA256
+
+    movi = load_config(CONFIGS / "movi_pretrained_bbox.yaml", {"data.root": "/d"})
+    cpu = load_config(CONFIGS / "pretrained_cpu.yaml")
+    for cfg in (movi, cpu):
+        assert cfg.model.encoder.kind == "efficientnet_lite0" and cfg.model.encoder.backbone_sha256 == WEIGHT_SHA256
+        assert cfg.model.corrector.kind == "prototype" and cfg.data.max_instances == cfg.model.num_object_slots
+    assert movi.data.feature_cache == "" and cpu.data.feature_cache
+    with pytest.raises(ConfigError, match="train.camera_resample"):
+        load_config(CONFIGS / "pretrained_cpu.yaml", {"train.camera_resample": 0.5})
