@@ -115,11 +115,6 @@ class TrainConfig:
     # Share of conditioned objects given to a box model as a point (the centre of mass, as a zero-size
     # box) instead of their box, so one model takes both prompt kinds (model.initializer.points).
     point_share: float = 0.0
-    # Not in the paper: on this share of the steps that carry slots over from burn-in frames, a random
-    # half of the visible conditioned objects have their slot started afresh from their box on the
-    # window's first frame, among slots that have tracked for a while: what the Tracker does when a
-    # detection starts or re-anchors a track mid-video. The paper only conditions the first frame.
-    restart_share: float = 0.0
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):
@@ -139,8 +134,6 @@ class TrainConfig:
         _check(bool(self.out_dir), f"{name}.out_dir", "must not be empty")
         _check(0.0 <= self.point_share <= 1.0, f"{name}.point_share",
                f"must be a share in [0, 1], got {self.point_share}")
-        _check(0.0 <= self.restart_share <= 1.0, f"{name}.restart_share",
-               f"must be a share in [0, 1], got {self.restart_share}")
 
 
 @dataclass
@@ -182,8 +175,6 @@ class RunConfig:
                "must be 3 (flow-RGB and RGB targets both have 3 channels)")
         _check(self.train.point_share == 0 or m.initializer.points, "train.point_share",
                "needs model.initializer.points: true (a box model that takes points)")
-        _check(self.train.restart_share == 0 or (m.initializer.kind == "bbox" and self.data.burn_in > 0),
-               "train.restart_share", "needs a box model (model.initializer.kind: bbox) and data.burn_in > 0")
         if self.data.feature_cache:
             _check(m.encoder.kind == "efficientnet_lite0", "data.feature_cache",
                    f"caches a pretrained backbone's features; model.encoder.kind is {m.encoder.kind!r}")
@@ -192,8 +183,6 @@ class RunConfig:
         if not m.has_decoder:
             _check(self.train.attention_loss_weight > 0 or self.train.mask_loss_weight > 0,
                    "train.attention_loss_weight", "a model without a decoder learns from its masks: must be > 0")
-            _check(self.train.restart_share == 0, "train.restart_share",
-                   "is not available for prototype models (their slots start from the frame's features)")
         for key in ("mask_loss_weight", "attention_loss_weight"):
             _check(getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"), f"train.{key}",
                    f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have")

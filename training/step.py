@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, SAViOutput
 from training.augment import camera_resample
 from training.conditioning import as_points, conditioning_from_batch
@@ -84,23 +83,6 @@ class StepResult:
     output: SAViOutput
 
 
-def restart_slots(model: SAVi, slots: torch.Tensor, batch: dict[str, torch.Tensor], share: float,
-                  generator: torch.Generator) -> torch.Tensor:
-    """On ``share`` of the clips, start a random half of the conditioned objects visible on the window's
-    first frame afresh from their box there (``batch`` already cut to the window); other slots carry on."""
-    visible = batch["visible"][:, 0].bool() & (batch["conditioned"] > 0.5)                  # [B, N]
-    draw = torch.rand(visible.shape, generator=generator).to(visible.device)
-    clips = torch.rand(visible.shape[0], 1, generator=generator).to(visible.device) < share
-    chosen = visible & (draw < 0.5) & clips
-    if not chosen.any():
-        return slots
-    offset = slots.shape[1] - chosen.shape[1]  # the background slot, when the model has one
-    which = torch.zeros(slots.shape[:2], dtype=torch.bool, device=slots.device)
-    which[:, offset:] = chosen
-    cond = Conditioning(boxes=batch["boxes"][:, 0], conditioned=chosen.to(batch["conditioned"].dtype))
-    return model.init_slots_for(slots, cond, which)  # the initialiser learns from the restarted slots too
-
-
 def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                batch: dict[str, torch.Tensor], cfg: RunConfig, step: int, dtype: torch.dtype | None,
                info: Distributed) -> StepResult:
@@ -126,8 +108,6 @@ def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimiz
             slots = model(inputs[:, :skip], cond, decode="none").predicted[:, -1]
         cond = None
     batch = {k: v[:, skip:skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
-    if skip and tc.restart_share > 0:
-        slots = restart_slots(model, slots, batch, tc.restart_share, step_generator(tc.seed + 2, step))
     with autocast:
         output = net(batch_features(batch) or batch["video"], cond, decode=decode, slots=slots)
     loss, mse = savi_loss(output, batch, tc, cfg.model.initializer.background_slot, not cfg.model.has_decoder)

@@ -255,33 +255,3 @@ def test_point_share_gives_points_as_zero_size_boxes_and_a_box_model_may_learn_t
                              "model.initializer.points": True, "train.init_checkpoint": str(first)})
     model, _ = load_checkpoint(latest_checkpoint(train(cfg)))
     assert model.config.initializer.points
-
-
-def test_restarted_slots_start_from_their_box_on_the_window_s_first_frame_and_the_rest_carry_on(tmp_path):
-    from savi_core.config import ConfigError
-    from savi_core.savi import SAVi
-    from training.step import restart_slots
-
-    cfg = load_config(TINY, {"data.burn_in": 2, "data.num_frames": 6})
-    torch.manual_seed(0)
-    model = SAVi(cfg.model)
-    n = cfg.model.num_object_slots
-    offset = cfg.model.num_slots - n
-    carried = torch.randn(2, cfg.model.num_slots, cfg.model.slot_dim)
-    boxes = torch.rand(2, 3, n, 4).sort(dim=-1).values  # [B, T, N, 4], y0 <= x0 <= y1 <= x1 is a valid box
-    visible = torch.ones(2, 3, n, dtype=torch.bool)
-    visible[:, 0, 0] = False  # not on the window's first frame: never restarted
-    batch = {"boxes": boxes, "visible": visible, "conditioned": torch.ones(2, n)}
-    out = restart_slots(model, carried, batch, 1.0, torch.Generator().manual_seed(3))
-    changed = (out != carried).any(dim=-1)  # [B, K]
-    assert not changed[:, :offset].any() and not changed[:, offset].any()  # background slot, invisible object
-    assert changed.any() and not changed.all()
-    fresh = model.init_slots(Conditioning(boxes=boxes[:, 0], conditioned=torch.ones(2, n)))
-    assert torch.allclose(out[changed], fresh[changed])
-    assert torch.equal(restart_slots(model, carried, batch, 0.0, torch.Generator().manual_seed(3)), carried)
-    with pytest.raises(ConfigError, match=r"train\.restart_share: needs a box model .* and data\.burn_in > 0"):
-        load_config(TINY, {"train.restart_share": 0.5})
-    run = load_config(TINY, {"data.burn_in": 2, "data.num_frames": 6, "train.restart_share": 1.0,
-                             "train.out_dir": str(tmp_path / "run")})
-    records = [json.loads(line) for line in (train(run) / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == run.train.steps and all(math.isfinite(r["loss"]) for r in records)
