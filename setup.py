@@ -5,6 +5,7 @@ but setuptools and keeps every pip-only dependency in extras (ROS users get the 
 packages from package.xml via rosdep, and torch from pip). `make setup` installs the extras below
 into .venv; this file is the one place that lists them.
 """
+
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -62,7 +63,7 @@ ROS_BUILD_WHEELS = [
     "catkin-pkg",
 ]
 
-TEST_DEPS = ["pytest", "scikit-learn"]
+TEST_DEPS = ["pytest", "scikit-learn", "ruff==0.17.6"]  # ruff pinned: its formatting must not move under us
 
 setup(
     name=PACKAGE,
@@ -70,12 +71,18 @@ setup(
     description="SAVi (Slot Attention for Video) object tracking as a ROS 2 node",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=[
-        "savi_ros", "savi_ros.*",
-        "savi_core", "savi_core.*",
-        "training", "training.*",
-        "savi_scenes", "savi_scenes.*",
-    ]),
+    packages=find_packages(
+        include=[
+            "savi_ros",
+            "savi_ros.*",
+            "savi_core",
+            "savi_core.*",
+            "training",
+            "training.*",
+            "savi_scenes",
+            "savi_scenes.*",
+        ]
+    ),
     package_data={
         "savi_ros": ["models/**/*", "fastdds_large_messages.xml"],
         "training": ["configs/*.yaml"],

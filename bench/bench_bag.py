@@ -7,6 +7,7 @@ bag; without and with the overlay video). The ratio (b)/(a) is what bag I/O cost
 Run on an idle machine:
 ``.venv/bin/python bench/bench_bag.py [--size 640x480] [--frames 60] [--device cpu] [--checkpoint default]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,20 +58,29 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_bag_"))
     try:
         src = work / "in"
-        bag.synthetic_bag(src, frames=args.frames, size=(width, height), fps=10.0, detect_every=6,
-                          storage=args.storage)
+        bag.synthetic_bag(src, frames=args.frames, size=(width, height), fps=10.0, detect_every=6, storage=args.storage)
         alone, count = tracker_alone(node_params, src)
         print(f"{width}x{height}, {count} frames, {args.device}, checkpoint {args.checkpoint}")
         print(f"Tracker.step alone:         {alone:7.2f} frames/s")
         for overlay in (False, True):
             out = work / f"out_{overlay}"
             start = time.perf_counter()
-            summary = bag.track_bag(src, out, "/camera/image", "/detections", node_params, storage=args.storage,
-                                    overlay=overlay, progress=False)
+            summary = bag.track_bag(
+                src,
+                out,
+                "/camera/image",
+                "/detections",
+                node_params,
+                storage=args.storage,
+                overlay=overlay,
+                progress=False,
+            )
             rate = summary.processed / (time.perf_counter() - start)
-            print(f"bag track{' + overlay.mp4' if overlay else '              '}: {rate:7.2f} frames/s "
-                  f"(ratio to Tracker.step {rate / alone:.2f}; {summary.processed} of {summary.images} frames, "
-                  f"model loading excluded: {summary.frames_per_s:.2f} frames/s)")
+            print(
+                f"bag track{' + overlay.mp4' if overlay else '              '}: {rate:7.2f} frames/s "
+                f"(ratio to Tracker.step {rate / alone:.2f}; {summary.processed} of {summary.images} frames, "
+                f"model loading excluded: {summary.frames_per_s:.2f} frames/s)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

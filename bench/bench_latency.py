@@ -12,6 +12,7 @@ the node: say so when comparing numbers.
 
 Run: ``.venv/bin/python bench/bench_latency.py [--sizes 320x240 640x480 1280x720] [--seconds 30]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,19 +75,25 @@ class LatencyClient(Client):
 
 
 def pixel_boxes(scene, t: int, width: int, height: int) -> list[tuple[float, float, float, float]]:
-    return [(float(x0) * width, float(y0) * height, float(x1) * width, float(y1) * height)
-            for (y0, x0, y1, x1), vis in zip(scene.boxes[t], scene.visible[t]) if vis]
+    return [
+        (float(x0) * width, float(y0) * height, float(x1) * width, float(y1) * height)
+        for (y0, x0, y1, x1), vis in zip(scene.boxes[t], scene.visible[t])
+        if vis
+    ]
 
 
-def run_mode(client: LatencyClient, scene, mode: str, seconds: float, rate: float, detect_every: int,
-             stamp0: int) -> dict[str, float]:
+def run_mode(
+    client: LatencyClient, scene, mode: str, seconds: float, rate: float, detect_every: int, stamp0: int
+) -> dict[str, float]:
     client.reset_records()
     h, w = scene.video.shape[1:3]
     frames = scene.video.shape[0]
     start, sent, t = time.perf_counter(), 0, 0
     while time.perf_counter() - start < seconds:
         index = t % frames
-        boxes = pixel_boxes(scene, index, w, h) if (index == 0 or (mode == "streaming" and t % detect_every == 0)) else None
+        boxes = (
+            pixel_boxes(scene, index, w, h) if (index == 0 or (mode == "streaming" and t % detect_every == 0)) else None
+        )
         stamp = stamp0 + t * int(1e9 / rate)
         client.publish(stamp, scene.video[index], boxes)
         sent += 1
@@ -107,9 +114,18 @@ def run_mode(client: LatencyClient, scene, mode: str, seconds: float, rate: floa
         return {"sent": sent, "outputs": 0}
     p = lambda q: float(np.percentile(latencies, q))  # noqa: E731
     step = statistics.median(steps) if steps else float("nan")
-    return {"sent": sent, "outputs": len(latencies), "rate": len(latencies) / elapsed, "p50": p(50), "p90": p(90),
-            "p99": p(99), "max": latencies[-1], "step": step, "overhead": p(50) - step,
-            "no_output": sent - len(latencies)}
+    return {
+        "sent": sent,
+        "outputs": len(latencies),
+        "rate": len(latencies) / elapsed,
+        "p50": p(50),
+        "p90": p(90),
+        "p99": p(99),
+        "max": latencies[-1],
+        "step": step,
+        "overhead": p(50) - step,
+        "no_output": sent - len(latencies),
+    }
 
 
 def main() -> int:
@@ -130,10 +146,14 @@ def main() -> int:
             print("the node did not come up", file=sys.stderr)
             return 1
         rss_start = rss_mb(node.pid)
-        print(f"node pid {node.pid}, RSS at start {rss_start:.0f} MB; client and node share this machine's "
-              f"{os.cpu_count()} cores")
-        print(f"{'size':>9} {'mode':>9} {'sent':>5} {'out/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} "
-              f"{'step':>6} {'overhd':>6} {'no out':>6}   (ms)")
+        print(
+            f"node pid {node.pid}, RSS at start {rss_start:.0f} MB; client and node share this machine's "
+            f"{os.cpu_count()} cores"
+        )
+        print(
+            f"{'size':>9} {'mode':>9} {'sent':>5} {'out/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} "
+            f"{'step':>6} {'overhd':>6} {'no out':>6}   (ms)"
+        )
         stamp0 = 10**12
         for size in args.sizes:
             w, h = (int(v) for v in size.split("x"))
@@ -145,8 +165,10 @@ def main() -> int:
                 if not r.get("outputs"):
                     print(f"{size:>9} {mode:>9} {r['sent']:>5}  no outputs")
                     continue
-                print(f"{size:>9} {mode:>9} {r['sent']:>5} {r['rate']:6.1f} {r['p50']:6.1f} {r['p90']:6.1f} "
-                      f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {r['overhead']:6.1f} {r['no_output']:6d}")
+                print(
+                    f"{size:>9} {mode:>9} {r['sent']:>5} {r['rate']:6.1f} {r['p50']:6.1f} {r['p90']:6.1f} "
+                    f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {r['overhead']:6.1f} {r['no_output']:6d}"
+                )
         print(f"node RSS at end {rss_mb(node.pid):.0f} MB (start {rss_start:.0f} MB)")
     finally:
         node.terminate()

@@ -10,6 +10,7 @@ exits 1 when after > steady + --tolerance MB (issue 27: within 50 MB "within a f
 
 Run: ``.venv/bin/python bench/bench_memory.py [--large 4000x3000] [--large-frames 4] [--settle 5]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -130,11 +131,13 @@ def main() -> int:
         if client is not None:
             client.close()
         rclpy.try_shutdown()
-    print(f"node RSS (MB): steady {steady:.0f} ({args.size} at {args.rate:g} Hz), peak {peak:.0f} over "
-          f"{args.large_frames} {args.large} frames ({unanswered} unanswered; answered in "
-          f"{', '.join(f'{s:.1f}' for s in answer_s)} s), after {args.settle:g} s of "
-          f"{args.size} frames {after:.0f} (max in that time {max(lingering):.0f}); after - steady "
-          f"{after - steady:+.0f} (limit +{args.tolerance:g}); client and node share {os.cpu_count()} cores")
+    print(
+        f"node RSS (MB): steady {steady:.0f} ({args.size} at {args.rate:g} Hz), peak {peak:.0f} over "
+        f"{args.large_frames} {args.large} frames ({unanswered} unanswered; answered in "
+        f"{', '.join(f'{s:.1f}' for s in answer_s)} s), after {args.settle:g} s of "
+        f"{args.size} frames {after:.0f} (max in that time {max(lingering):.0f}); after - steady "
+        f"{after - steady:+.0f} (limit +{args.tolerance:g}); client and node share {os.cpu_count()} cores"
+    )
     return 0 if after <= steady + args.tolerance else 1
 
 

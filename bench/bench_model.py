@@ -5,6 +5,7 @@ torch's FlopCounterMode), achieved GFLOP/s, and the ratio to a fp32 matmul measu
 so numbers from different machines can be compared. Targets on the 2-core CPU: decoder <= 85 ms,
 attention <= 8 ms. Run: ``.venv/bin/python bench/bench_model.py [--device cuda] [--frames 50]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,9 +81,11 @@ def main() -> None:
             median = statistics.median(times)
             achieved = gflop / (median / 1000)
             verdict = "OK" if median <= TARGET_MS[mode] else "OVER TARGET"
-            print(f"{mode:9s}: {median:7.2f} ms/frame (p90 {sorted(times)[int(0.9 * len(times))]:.2f}), "
-                  f"{gflop:6.2f} GFLOP/frame, {achieved:6.1f} GFLOP/s = {achieved / matmul:.2f} x matmul; "
-                  f"target <= {TARGET_MS[mode]:.0f} ms: {verdict}")
+            print(
+                f"{mode:9s}: {median:7.2f} ms/frame (p90 {sorted(times)[int(0.9 * len(times))]:.2f}), "
+                f"{gflop:6.2f} GFLOP/frame, {achieved:6.1f} GFLOP/s = {achieved / matmul:.2f} x matmul; "
+                f"target <= {TARGET_MS[mode]:.0f} ms: {verdict}"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ new id, or not picked up; false revivals (a revived id on another object); IDF1 
 (motmetrics, mask IoU >= 0.5). Run:
 ``PYTHONPATH=. .venv/bin/python bench/bench_reid.py [--scenes 10] [--first-seed 5000] [--checkpoint default]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,8 +81,9 @@ def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds:
                     dist[a, b] = 1 - iou
         acc.update(gt, ids, dist)
     counts = dict(reappearances=0, resumed=0, new_id=0, missed=0, revivals=len(revivals), false_revivals=0)
-    visible = scene.visible & (np.stack([np.bincount(s.ravel(), minlength=n + 1)[1:]
-                                         for s in scene.segmentations]) >= MIN_PIXELS)
+    visible = scene.visible & (
+        np.stack([np.bincount(s.ravel(), minlength=n + 1)[1:] for s in scene.segmentations]) >= MIN_PIXELS
+    )
     for k in range(n):
         unseen, original = 0, 0
         for t in range(config.num_frames):
@@ -89,10 +91,11 @@ def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds:
                 unseen += 1
                 continue
             if unseen >= GONE and original:
-                detected = next((f for f in range(t, config.num_frames) if f % DETECT_EVERY == 0
-                                 and visible[f, k]), None)
+                detected = next(
+                    (f for f in range(t, config.num_frames) if f % DETECT_EVERY == 0 and visible[f, k]), None
+                )
                 if detected is not None:
-                    window = id_on[detected:detected + RESUME_WITHIN + 1, k]
+                    window = id_on[detected : detected + RESUME_WITHIN + 1, k]
                     counts["reappearances"] += 1
                     if (window == original).any():
                         counts["resumed"] += 1
@@ -128,18 +131,21 @@ def main() -> None:
 
     model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     height, width = (int(v) for v in args.size.lower().split("x"))
-    config = SceneConfig(height=height, width=width, num_frames=args.frames, min_objects=2, max_objects=4,
-                         occluder=True, exits=True)
+    config = SceneConfig(
+        height=height, width=width, num_frames=args.frames, min_objects=2, max_objects=4, occluder=True, exits=True
+    )
     for dormant in (0.0, TrackerConfig().dormant_seconds):
         start = time.perf_counter()
         rows = [run(model, seed, config, dormant) for seed in range(args.first_seed, args.first_seed + args.scenes)]
         total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "idf1"}
         idf1 = 100 * float(np.mean([r["idf1"] for r in rows]))
         share = 100 * total["resumed"] / max(total["reappearances"], 1)
-        print(f"dormant_seconds {dormant:g}: reappearances {total['reappearances']}: resumed under the original id "
-              f"{total['resumed']} ({share:.0f}%), new id {total['new_id']}, not picked up {total['missed']}; "
-              f"revivals {total['revivals']}, false {total['false_revivals']}; IDF1 {idf1:.1f} (mean of scenes), "
-              f"ID switches {total['switches']}  [{time.perf_counter() - start:.0f} s]")
+        print(
+            f"dormant_seconds {dormant:g}: reappearances {total['reappearances']}: resumed under the original id "
+            f"{total['resumed']} ({share:.0f}%), new id {total['new_id']}, not picked up {total['missed']}; "
+            f"revivals {total['revivals']}, false {total['false_revivals']}; IDF1 {idf1:.1f} (mean of scenes), "
+            f"ID switches {total['switches']}  [{time.perf_counter() - start:.0f} s]"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ family at 64x64 and 128x128, with the ratio to a fp32 matmul measured in the sam
 of the default config (batch 8) needs 8 videos; compare with its s/step.
 Run: ``.venv/bin/python bench/bench_scenes.py [--videos 10]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,17 @@ import numpy as np
 
 from savi_scenes import PhysicsSceneConfig, SceneConfig, generate_physics_scene, generate_scene
 
-RANDOMIZED = dict(shapes=("circle", "polygon", "blob", "star"), backgrounds=("multicolour", "bold_stripes", "photo"),
-                  textures=("solid", "noise", "dots"), object_saturation=(0.0, 1.0), background_saturation=(0.0, 1.0),
-                  effects=True, distractors=(0, 3), camera_pan=True, zoom_range=(1.0, 1.5))
+RANDOMIZED = dict(
+    shapes=("circle", "polygon", "blob", "star"),
+    backgrounds=("multicolour", "bold_stripes", "photo"),
+    textures=("solid", "noise", "dots"),
+    object_saturation=(0.0, 1.0),
+    background_saturation=(0.0, 1.0),
+    effects=True,
+    distractors=(0, 3),
+    camera_pan=True,
+    zoom_range=(1.0, 1.5),
+)
 
 
 def matmul_gflops(n: int = 512, repeats: int = 20) -> float:

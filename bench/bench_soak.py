@@ -13,6 +13,7 @@ Run on an idle machine: ``.venv/bin/python bench/bench_soak.py [--seconds 300] [
 frame processed, deterministic): the track-count share alone, for model and Tracker-rule work;
 ``--drop-share P`` skips a seeded share of the frames there, as the node drops stale ones under load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ class Rectangles:
         w, h = self.size
         for i in range(3):
             x0, y0 = int(self.x[i]), self.rows[i]
-            image[y0:y0 + h, x0:x0 + w] = COLOURS[i]
+            image[y0 : y0 + h, x0 : x0 + w] = COLOURS[i]
             boxes.append((float(x0), float(y0), float(x0 + w), float(y0 + h)))
             self.x[i] += self.vx[i]
             if self.x[i] < 0 or self.x[i] + w > self.width:
@@ -71,9 +72,11 @@ class SoakClient(Client):
         with self.lock:
             self.track_counts.append(len(msg.detections))
             if os.environ.get("SOAK_TRACE"):
-                print(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
-                      [(d.id, round(d.bbox.center.position.x), round(d.bbox.size_x)) for d in msg.detections],
-                      flush=True)
+                print(
+                    msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
+                    [(d.id, round(d.bbox.center.position.x), round(d.bbox.size_x)) for d in msg.detections],
+                    flush=True,
+                )
             self.ids.update(d.id for d in msg.detections)
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
@@ -114,9 +117,12 @@ def offline(args: argparse.Namespace, width: int, height: int) -> int:
         counts.append(len(tracks))
         ids.update(track.track_id for track in tracks)
     right = sum(c == 3 for c in counts)
-    print(f"{width}x{height}, {args.offline} frames through the Tracker ({len(counts)} processed), detector every "
-          f"{args.detect_every} frames, {fields or 'default parameters'}: track count == 3 in {100 * right / len(counts):.2f}% "
-          f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); {len(ids)} track ids published")
+    print(
+        f"{width}x{height}, {args.offline} frames through the Tracker ({len(counts)} processed), detector every "
+        f"{args.detect_every} frames, {fields or 'default parameters'}: "
+        f"track count == 3 in {100 * right / len(counts):.2f}% "
+        f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); {len(ids)} track ids published"
+    )
     return 0
 
 
@@ -127,12 +133,22 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--detect-every", type=int, default=6)
     parser.add_argument("--checkpoint", default="default")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
-                        help="a node parameter (repeatable), e.g. max_area_growth:=4")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="a node parameter (repeatable), e.g. max_area_growth:=4",
+    )
     parser.add_argument("--offline", type=int, metavar="FRAMES", help="through the Tracker in-process instead")
-    parser.add_argument("--drop-share", type=float, default=0.0, metavar="P",
-                        help="--offline: skip each frame with this probability (seeded), as the node drops stale "
-                             "frames under load; a skipped frame's detections act on the next processed one")
+    parser.add_argument(
+        "--drop-share",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--offline: skip each frame with this probability (seeded), as the node drops stale "
+        "frames under load; a skipped frame's detections act on the next processed one",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     if args.offline:
@@ -186,21 +202,35 @@ def main() -> int:
             client.close()
         rclpy.try_shutdown()
     right = sum(c == 3 for c in counts)
-    print(f"{width}x{height} at {args.rate:g} Hz for {args.seconds:g} s, detector every {args.detect_every} frames; "
-          f"client and node share {os.cpu_count()} cores")
-    print(f"outputs {len(counts)}: track count == 3 in {100 * right / max(1, len(counts)):.2f}% "
-          f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); track ids published {ids}")
+    print(
+        f"{width}x{height} at {args.rate:g} Hz for {args.seconds:g} s, detector every {args.detect_every} frames; "
+        f"client and node share {os.cpu_count()} cores"
+    )
+    print(
+        f"outputs {len(counts)}: track count == 3 in {100 * right / max(1, len(counts)):.2f}% "
+        f"(more: {sum(c > 3 for c in counts)}, fewer: {sum(c < 3 for c in counts)}); track ids published {ids}"
+    )
     accounted = ("processed", "dropped_frames", "unsupported_images", "bad_images", "oversized_images")
     in_counters = sum(int(counters.get(k, 0)) for k in accounted)
-    print(f"images sent {t}: " + ", ".join(f"{k} {counters.get(k, '?')}" for k in accounted)
-          + f" (sum {in_counters}, unaccounted {t - in_counters})")
-    print(f"detection messages sent {detections_sent}: dropped {counters.get('dropped_detections', '?')}, "
-          f"acted late {counters.get('late_detections', '?')}")
+    print(
+        f"images sent {t}: "
+        + ", ".join(f"{k} {counters.get(k, '?')}" for k in accounted)
+        + f" (sum {in_counters}, unaccounted {t - in_counters})"
+    )
+    print(
+        f"detection messages sent {detections_sent}: dropped {counters.get('dropped_detections', '?')}, "
+        f"acted late {counters.get('late_detections', '?')}"
+    )
     warm = [m for s, m in rss if s >= 30.0] or [rss[-1][1]]
-    print("node RSS (MB) at " + ", ".join(f"{s:.0f}s {m:.0f}" for s, m in rss)
-          + f"; after warm-up (30 s) min {min(warm):.0f} max {max(warm):.0f} (spread {max(warm) - min(warm):.0f})")
-    print(f"two 4096x4096 frames: node RSS {before_large:.0f} MB before, {peak_large:.0f} MB after them, "
-          f"{after_large:.0f} MB after 30 normal frames and 5 s")
+    print(
+        "node RSS (MB) at "
+        + ", ".join(f"{s:.0f}s {m:.0f}" for s, m in rss)
+        + f"; after warm-up (30 s) min {min(warm):.0f} max {max(warm):.0f} (spread {max(warm) - min(warm):.0f})"
+    )
+    print(
+        f"two 4096x4096 frames: node RSS {before_large:.0f} MB before, {peak_large:.0f} MB after them, "
+        f"{after_large:.0f} MB after 30 normal frames and 5 s"
+    )
     return 0
 
 

@@ -6,6 +6,7 @@ tracker around the model is visible. Run:
 ``.venv/bin/python bench/bench_tracker.py [--device cpu|cuda] [--size 480x640] [--frames 30] [--tracks 5]
 [--checkpoint default] [--versus-csrt]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,12 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
     parser.add_argument("--checkpoint", help="a checkpoint ('default' = the shipped model) instead of preset S")
-    parser.add_argument("--versus-csrt", action="store_true",
-                        help="also time OpenCV's CSRT + GrabCut on the same frames and boxes (a generated scene "
-                             "instead of noise) and print the ratio")
+    parser.add_argument(
+        "--versus-csrt",
+        action="store_true",
+        help="also time OpenCV's CSRT + GrabCut on the same frames and boxes (a generated scene "
+        "instead of noise) and print the ratio",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,8 +65,10 @@ def main() -> None:
             tracker.step(frames[t % len(frames)])
         timings = [tracker.step(frames[t % len(frames)]).timings for t in range(args.frames)]
         medians = {k: statistics.median(t[k] for t in timings) for k in timings[0]}
-        print(f"{mode:9s} {height}x{width} {args.device} {args.precision}: "
-              + "  ".join(f"{k} {v:7.2f} ms" for k, v in medians.items()))
+        print(
+            f"{mode:9s} {height}x{width} {args.device} {args.precision}: "
+            + "  ".join(f"{k} {v:7.2f} ms" for k, v in medians.items())
+        )
 
 
 def versus_csrt(model: torch.nn.Module, height: int, width: int, args: argparse.Namespace) -> None:
@@ -70,22 +76,36 @@ def versus_csrt(model: torch.nn.Module, height: int, width: int, args: argparse.
     from savi_scenes import SceneConfig, generate_scene
     from training.baselines import csrt_baselines
 
-    scene = generate_scene(7, SceneConfig(height=height, width=width, num_frames=args.frames,
-                                          min_objects=args.tracks, max_objects=args.tracks))
+    scene = generate_scene(
+        7,
+        SceneConfig(
+            height=height, width=width, num_frames=args.frames, min_objects=args.tracks, max_objects=args.tracks
+        ),
+    )
     visible = scene.visible[0]
-    detections = [Detection((x0 * width, y0 * height, x1 * width, y1 * height))
-                  for (y0, x0, y1, x1), on in zip(scene.boxes[0].tolist(), visible) if on]
+    detections = [
+        Detection((x0 * width, y0 * height, x1 * width, y1 * height))
+        for (y0, x0, y1, x1), on in zip(scene.boxes[0].tolist(), visible)
+        if on
+    ]
     tracker = Tracker(model, TrackerConfig(), device=args.device)
     for _ in range(2):  # the second pass is measured: caches and kernels warm
         tracker.reset()
-        totals = [tracker.step(frame, detections if t == 0 else None).timings["total"]
-                  for t, frame in enumerate(scene.video)]
+        totals = [
+            tracker.step(frame, detections if t == 0 else None).timings["total"] for t, frame in enumerate(scene.video)
+        ]
     ours = statistics.median(totals[1:])
     video = torch.from_numpy(scene.video).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
-    _, csrt_ms = csrt_baselines(video, torch.from_numpy(scene.boxes[0]).float()[None],
-                                torch.from_numpy(visible).float()[None], grabcut_iterations=3)["csrt_grabcut"]
-    print(f"{height}x{width}, {len(detections)} objects, {args.frames} frames: Tracker.step median {ours:.1f} ms, "
-          f"CSRT + GrabCut mean {csrt_ms:.1f} ms per frame: {csrt_ms / ours:.1f}x")
+    _, csrt_ms = csrt_baselines(
+        video,
+        torch.from_numpy(scene.boxes[0]).float()[None],
+        torch.from_numpy(visible).float()[None],
+        grabcut_iterations=3,
+    )["csrt_grabcut"]
+    print(
+        f"{height}x{width}, {len(detections)} objects, {args.frames} frames: Tracker.step median {ours:.1f} ms, "
+        f"CSRT + GrabCut mean {csrt_ms:.1f} ms per frame: {csrt_ms / ours:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ official's loss shape), alternated the same way; the figure is the median step o
 Setup (once, ~80 s): ``../shared/official_savi_bench/official_savi_setup.sh SRC_GIT VENV WORK``. Run:
 ``python bench/bench_vs_official.py --official-src WORK --official-python VENV/bin/python [--threads 2]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,7 @@ class Timing:
 
 def official(args: argparse.Namespace, script: Path, *options: str) -> str:
     """Run one official script in a fresh process with the shared settings; its stdout."""
-    cmd = [args.official_python, str(script), "--src", str(args.official_src), "--threads", str(args.threads),
-           *options]
+    cmd = [args.official_python, str(script), "--src", str(args.official_src), "--threads", str(args.threads), *options]
     env = {**os.environ, **(HEAP_ENV if args.keep_heap else {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
@@ -75,16 +75,36 @@ def run_official(args: argparse.Namespace) -> dict[str, Timing]:
     """One official streaming round: ``{official mode: Timing}``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "official.json"
-        official(args, args.official_bench, "--num-slots", str(args.slots), "--frames", str(args.frames),
-                 "--warmup", str(args.warmup), "--rounds", "1", "--json", str(out))
+        official(
+            args,
+            args.official_bench,
+            "--num-slots",
+            str(args.slots),
+            "--frames",
+            str(args.frames),
+            "--warmup",
+            str(args.warmup),
+            "--rounds",
+            "1",
+            "--json",
+            str(out),
+        )
         results = json.loads(out.read_text())["results"]
     return {r["mode"]: Timing(r["median_ms"], r["round_means_ms"][0]) for r in results}
 
 
 def run_official_train(args: argparse.Namespace) -> float:
     """One official training round: its median ms/step."""
-    stdout = official(args, args.official_bench.with_name("official_savi_train_bench.py"), "--batch",
-                      str(args.train_batch), "--frames", str(args.train_frames), "--steps", str(args.train_steps))
+    stdout = official(
+        args,
+        args.official_bench.with_name("official_savi_train_bench.py"),
+        "--batch",
+        str(args.train_batch),
+        "--frames",
+        str(args.train_frames),
+        "--steps",
+        str(args.train_steps),
+    )
     match = OFFICIAL_TRAIN_LINE.search(stdout)
     if match is None:
         sys.exit(f"no result line in the official training bench's output:\n{stdout}")
@@ -148,33 +168,42 @@ class ProjectTrain:
 def compare_training(args: argparse.Namespace) -> float:
     """Alternated training rounds; the worst ratio."""
     project = ProjectTrain(args.train_batch, args.train_frames)
-    print(f"training step, preset S vs official-jax S: B={args.train_batch} T={args.train_frames} 64x64, "
-          f"threads={args.threads}, median of {args.train_steps} steps per round")
+    print(
+        f"training step, preset S vs official-jax S: B={args.train_batch} T={args.train_frames} 64x64, "
+        f"threads={args.threads}, median of {args.train_steps} steps per round"
+    )
     ratios = []
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         timings = {}
-        for side in (("official", "project") if r % 2 == 0 else ("project", "official")):
+        for side in ("official", "project") if r % 2 == 0 else ("project", "official"):
             timings[side] = run_official_train(args) if side == "official" else project.time_steps(args.train_steps)
         ratios.append(timings["official"] / timings["project"])
-        print(f"round {r + 1} (load {load:.1f}): official {timings['official']:.0f} ms/step, project "
-              f"{timings['project']:.0f} ms/step = {ratios[-1]:.2f}x", flush=True)
-    print(f"training ratio official/project: min {min(ratios):.2f}x median {statistics.median(ratios):.2f}x "
-          f"(target >= {args.target:.1f}x every round)")
+        print(
+            f"round {r + 1} (load {load:.1f}): official {timings['official']:.0f} ms/step, project "
+            f"{timings['project']:.0f} ms/step = {ratios[-1]:.2f}x",
+            flush=True,
+        )
+    print(
+        f"training ratio official/project: min {min(ratios):.2f}x median {statistics.median(ratios):.2f}x "
+        f"(target >= {args.target:.1f}x every round)"
+    )
     return min(ratios)
 
 
 def compare_streaming(args: argparse.Namespace) -> float:
     """Alternated streaming rounds in both modes; the worst ratio."""
     project = Project(args.slots, args.frames)
-    print(f"preset S vs official-jax S: slots={args.slots} threads={args.threads} batch=1 64x64, "
-          f"{args.warmup} warm-up + {args.frames} timed frames per round and mode; ms = per-frame median (mean)"
-          f"{'; heap kept (both sides)' if args.keep_heap else ''}")
+    print(
+        f"preset S vs official-jax S: slots={args.slots} threads={args.threads} batch=1 64x64, "
+        f"{args.warmup} warm-up + {args.frames} timed frames per round and mode; ms = per-frame median (mean)"
+        f"{'; heap kept (both sides)' if args.keep_heap else ''}"
+    )
     ratios: dict[str, list[float]] = {mode: [] for mode in MODES}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         timings: dict[str, dict[str, Timing]] = {}
-        for side in (("official", "project") if r % 2 == 0 else ("project", "official")):
+        for side in ("official", "project") if r % 2 == 0 else ("project", "official"):
             if side == "official":
                 timings[side] = run_official(args)
             else:
@@ -184,14 +213,20 @@ def compare_streaming(args: argparse.Namespace) -> float:
             theirs, ours = timings["official"][off], timings["project"][off]
             ratio = theirs.median_ms / ours.median_ms
             ratios[off].append(ratio)
-            parts.append(f"{mine} official {theirs.median_ms:.1f} ({theirs.mean_ms:.1f}) "
-                         f"project {ours.median_ms:.2f} ({ours.mean_ms:.2f}) = {ratio:.2f}x")
-        print(f"round {r + 1} (load {load:.1f}, first {'official' if r % 2 == 0 else 'project'}): " + "; ".join(parts),
-              flush=True)
+            parts.append(
+                f"{mine} official {theirs.median_ms:.1f} ({theirs.mean_ms:.1f}) "
+                f"project {ours.median_ms:.2f} ({ours.mean_ms:.2f}) = {ratio:.2f}x"
+            )
+        print(
+            f"round {r + 1} (load {load:.1f}, first {'official' if r % 2 == 0 else 'project'}): " + "; ".join(parts),
+            flush=True,
+        )
     worst = {off: min(values) for off, values in ratios.items()}
-    print("ratios official/project: " + "; ".join(
-        f"{MODES[off]} min {worst[off]:.2f}x median {statistics.median(ratios[off]):.2f}x" for off in MODES)
-        + f" (target >= {args.target:.1f}x every round)")
+    print(
+        "ratios official/project: "
+        + "; ".join(f"{MODES[off]} min {worst[off]:.2f}x median {statistics.median(ratios[off]):.2f}x" for off in MODES)
+        + f" (target >= {args.target:.1f}x every round)"
+    )
     return min(worst.values())
 
 

@@ -1,5 +1,6 @@
 """What the DDS benchmarks share: the real `savi_tracker` node in a subprocess, a client node that
 publishes camera frames and detections to it, and the node's resident memory."""
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,13 @@ class Client:
             time.sleep(0.1)
         return False
 
-    def publish(self, stamp_ns: int, frame: np.ndarray, boxes: list[tuple[float, float, float, float]] | None,
-                with_ids: bool = True) -> None:
+    def publish(
+        self,
+        stamp_ns: int,
+        frame: np.ndarray,
+        boxes: list[tuple[float, float, float, float]] | None,
+        with_ids: bool = True,
+    ) -> None:
         """An rgb8 image, and with ``boxes`` a Detection2DArray of the same stamp (ids "1", "2", ... unless
         ``with_ids`` is False: a detector that does not track)."""
         stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)

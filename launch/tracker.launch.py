@@ -9,6 +9,7 @@ the installed config/tracker.yaml); `checkpoint` and `device` override it only w
     ros2 launch savi_ros tracker.launch.py demo:=true demo_params:=demo_out/demo_params.yaml  # as `make demo` does
     ros2 launch savi_ros tracker.launch.py respawn:=true respawn_delay:=2.0   # supervised: back after a crash
 """
+
 import math
 
 from launch import LaunchDescription
@@ -46,19 +47,23 @@ def _tracker_node(context):
         if value:
             overrides[name] = value
     respawn, respawn_delay = _flag(context, "respawn"), _respawn_delay(context)
-    return [Node(
-        package=PACKAGE,
-        executable="savi_tracker",
-        name="savi_tracker",
-        namespace=LaunchConfiguration("namespace"),
-        remappings=[("image", LaunchConfiguration("image")),
-                    ("detections", LaunchConfiguration("detections")),
-                    ("points_click", LaunchConfiguration("click_topic"))],
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        output="screen",
-        respawn=respawn,
-        respawn_delay=respawn_delay,
-    )]
+    return [
+        Node(
+            package=PACKAGE,
+            executable="savi_tracker",
+            name="savi_tracker",
+            namespace=LaunchConfiguration("namespace"),
+            remappings=[
+                ("image", LaunchConfiguration("image")),
+                ("detections", LaunchConfiguration("detections")),
+                ("points_click", LaunchConfiguration("click_topic")),
+            ],
+            parameters=[LaunchConfiguration("params_file"), overrides],
+            output="screen",
+            respawn=respawn,
+            respawn_delay=respawn_delay,
+        )
+    ]
 
 
 def _demo_nodes(context):
@@ -67,50 +72,87 @@ def _demo_nodes(context):
     extra = LaunchConfiguration("demo_params").perform(context).strip()
     files = [extra] if extra else []
     return [
-        Node(package=PACKAGE, executable="demo_camera", name="demo_camera", namespace=namespace,
-             remappings=[("image", LaunchConfiguration("image"))], output="screen",
-             # play only once the tracker (image) and the detector (ground truth) listen
-             parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}, *files]),
-        Node(package=PACKAGE, executable="demo_detector", name="demo_detector", namespace=namespace,
-             remappings=[("detections", LaunchConfiguration("detections"))], output="screen",
-             parameters=files),
+        Node(
+            package=PACKAGE,
+            executable="demo_camera",
+            name="demo_camera",
+            namespace=namespace,
+            remappings=[("image", LaunchConfiguration("image"))],
+            output="screen",
+            # play only once the tracker (image) and the detector (ground truth) listen
+            parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}, *files],
+        ),
+        Node(
+            package=PACKAGE,
+            executable="demo_detector",
+            name="demo_detector",
+            namespace=namespace,
+            remappings=[("detections", LaunchConfiguration("detections"))],
+            output="screen",
+            parameters=files,
+        ),
     ]
 
 
 def generate_launch_description() -> LaunchDescription:
-    demo = GroupAction(condition=IfCondition(LaunchConfiguration("demo")),
-                       actions=[OpaqueFunction(function=_demo_nodes)])
-    return LaunchDescription([
-        DeclareLaunchArgument("namespace", default_value="savi",
-                              description="namespace of the node and its topics"),
-        DeclareLaunchArgument("image", default_value="image",
-                              description="image topic to subscribe (remap of 'image')"),
-        DeclareLaunchArgument("detections", default_value="detections",
-                              description="detections topic to subscribe (remap of 'detections')"),
-        DeclareLaunchArgument("click_topic", default_value="debug_image_mouse_left",
-                              description="clicks that start tracks (remap of 'points_click'): by default what "
-                                          "rqt_image_view publishes when it shows this node's debug_image"),
-        DeclareLaunchArgument("params_file",
-                              default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config",
-                                                                  "tracker.yaml"]),
-                              description="parameter file (default: the installed config/tracker.yaml)"),
-        DeclareLaunchArgument("checkpoint", default_value="",
-                              description="override the 'checkpoint' parameter ('default' or a path); "
-                                          "empty = from params_file"),
-        DeclareLaunchArgument("device", default_value="",
-                              description="override the 'device' parameter (auto|cpu|cuda|cuda:N); "
-                                          "empty = from params_file"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="use /clock (true when playing a recording)"),
-        DeclareLaunchArgument("respawn", default_value="false",
-                              description="start the tracker node again whenever it exits (supervised)"),
-        DeclareLaunchArgument("respawn_delay", default_value="2.0",
-                              description="seconds to wait before a respawn (keeps a node that cannot start "
-                                          "from restarting in a tight loop)"),
-        DeclareLaunchArgument("demo", default_value="false",
-                              description="also start the demo camera and detector"),
-        DeclareLaunchArgument("demo_params", default_value="",
-                              description="parameter file for the demo camera and detector (empty = defaults)"),
-        OpaqueFunction(function=_tracker_node),
-        demo,
-    ])
+    demo = GroupAction(
+        condition=IfCondition(LaunchConfiguration("demo")), actions=[OpaqueFunction(function=_demo_nodes)]
+    )
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "namespace", default_value="savi", description="namespace of the node and its topics"
+            ),
+            DeclareLaunchArgument(
+                "image", default_value="image", description="image topic to subscribe (remap of 'image')"
+            ),
+            DeclareLaunchArgument(
+                "detections",
+                default_value="detections",
+                description="detections topic to subscribe (remap of 'detections')",
+            ),
+            DeclareLaunchArgument(
+                "click_topic",
+                default_value="debug_image_mouse_left",
+                description="clicks that start tracks (remap of 'points_click'): by default what "
+                "rqt_image_view publishes when it shows this node's debug_image",
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "tracker.yaml"]),
+                description="parameter file (default: the installed config/tracker.yaml)",
+            ),
+            DeclareLaunchArgument(
+                "checkpoint",
+                default_value="",
+                description="override the 'checkpoint' parameter ('default' or a path); empty = from params_file",
+            ),
+            DeclareLaunchArgument(
+                "device",
+                default_value="",
+                description="override the 'device' parameter (auto|cpu|cuda|cuda:N); empty = from params_file",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time", default_value="false", description="use /clock (true when playing a recording)"
+            ),
+            DeclareLaunchArgument(
+                "respawn",
+                default_value="false",
+                description="start the tracker node again whenever it exits (supervised)",
+            ),
+            DeclareLaunchArgument(
+                "respawn_delay",
+                default_value="2.0",
+                description="seconds to wait before a respawn (keeps a node that cannot start "
+                "from restarting in a tight loop)",
+            ),
+            DeclareLaunchArgument("demo", default_value="false", description="also start the demo camera and detector"),
+            DeclareLaunchArgument(
+                "demo_params",
+                default_value="",
+                description="parameter file for the demo camera and detector (empty = defaults)",
+            ),
+            OpaqueFunction(function=_tracker_node),
+            demo,
+        ]
+    )

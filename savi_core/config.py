@@ -3,6 +3,7 @@
 Configs travel inside checkpoints as JSON, so every field is a plain type and ``from_dict`` rejects
 unknown keys instead of silently ignoring a typo.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,18 +69,33 @@ class EncoderConfig:
     def validate(self, name: str = "encoder") -> None:
         _check(self.kind in ENCODER_KINDS, f"{name}.kind", f"must be one of {ENCODER_KINDS}, got {self.kind!r}")
         if self.kind == "efficientnet_lite0":
-            _check(isinstance(self.backbone_sha256, str) and len(self.backbone_sha256) == 64, f"{name}.backbone_sha256",
-                   "must be the 64-hex-digit sha256 of the backbone weight file")
-            _check(self.output_stride in (4, 8, 16), f"{name}.output_stride", f"must be 4, 8 or 16, got {self.output_stride!r}")
+            _check(
+                isinstance(self.backbone_sha256, str) and len(self.backbone_sha256) == 64,
+                f"{name}.backbone_sha256",
+                "must be the 64-hex-digit sha256 of the backbone weight file",
+            )
+            _check(
+                self.output_stride in (4, 8, 16),
+                f"{name}.output_stride",
+                f"must be 4, 8 or 16, got {self.output_stride!r}",
+            )
         _positive_ints(self.mlp_dims, f"{name}.mlp_dims")
         if self.kind == "cnn":
             _positive_ints(self.channels, f"{name}.channels")
             _positive_ints(self.strides, f"{name}.strides")
-            _check(len(self.channels) == len(self.strides), f"{name}.strides",
-                   f"needs one stride per conv layer ({len(self.channels)}), got {len(self.strides)}")
-            _check(self.kernel_size % 2 == 1 and self.kernel_size > 0, f"{name}.kernel_size", "must be odd and positive")
-        _check(self.resnet_root_kernel % 2 == 1 and self.resnet_root_kernel > 0, f"{name}.resnet_root_kernel",
-               "must be odd and positive")
+            _check(
+                len(self.channels) == len(self.strides),
+                f"{name}.strides",
+                f"needs one stride per conv layer ({len(self.channels)}), got {len(self.strides)}",
+            )
+            _check(
+                self.kernel_size % 2 == 1 and self.kernel_size > 0, f"{name}.kernel_size", "must be odd and positive"
+            )
+        _check(
+            self.resnet_root_kernel % 2 == 1 and self.resnet_root_kernel > 0,
+            f"{name}.resnet_root_kernel",
+            "must be odd and positive",
+        )
 
     @property
     def stride(self) -> int:
@@ -120,12 +136,21 @@ class InitializerConfig:
         _check(self.hidden_dim > 0, f"{name}.hidden_dim", "must be positive")
         _positive_ints(self.seg_channels, f"{name}.seg_channels")
         _positive_ints(self.seg_strides, f"{name}.seg_strides")
-        _check(len(self.seg_channels) == len(self.seg_strides), f"{name}.seg_strides", "needs one stride per conv layer")
-        _check(not self.points or self.kind == "bbox", f"{name}.points",
-               f"only box models take points as zero-size boxes (centre-of-mass models take points anyway), "
-               f"kind is {self.kind!r}")
+        _check(
+            len(self.seg_channels) == len(self.seg_strides), f"{name}.seg_strides", "needs one stride per conv layer"
+        )
+        _check(
+            not self.points or self.kind == "bbox",
+            f"{name}.points",
+            f"only box models take points as zero-size boxes (centre-of-mass models take points anyway), "
+            f"kind is {self.kind!r}",
+        )
         if self.kind not in CONDITIONAL_KINDS:
-            _check(not self.background_slot, f"{name}.background_slot", f"only applies to conditional kinds {CONDITIONAL_KINDS}")
+            _check(
+                not self.background_slot,
+                f"{name}.background_slot",
+                f"only applies to conditional kinds {CONDITIONAL_KINDS}",
+            )
             _check(not self.partial, f"{name}.partial", f"only applies to conditional kinds {CONDITIONAL_KINDS}")
 
     @property
@@ -149,8 +174,11 @@ class CorrectorConfig:
 
     def validate(self, name: str = "corrector") -> None:
         _check(self.kind in CORRECTOR_KINDS, f"{name}.kind", f"must be one of {CORRECTOR_KINDS}, got {self.kind!r}")
-        _check(isinstance(self.prototypes, int) and 1 <= self.prototypes <= 8, f"{name}.prototypes",
-               f"must be an integer from 1 to 8, got {self.prototypes!r}")
+        _check(
+            isinstance(self.prototypes, int) and 1 <= self.prototypes <= 8,
+            f"{name}.prototypes",
+            f"must be an integer from 1 to 8, got {self.prototypes!r}",
+        )
         _check(self.iterations >= 1, f"{name}.iterations", "must be at least 1")
         _check(self.qkv_dim > 0, f"{name}.qkv_dim", "must be positive")
         _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
@@ -168,8 +196,11 @@ class PredictorConfig:
 
     def validate(self, name: str = "predictor") -> None:
         _check(self.kind in PREDICTOR_KINDS, f"{name}.kind", f"must be one of {PREDICTOR_KINDS}, got {self.kind!r}")
-        _check(self.num_heads > 0 and self.qkv_dim % self.num_heads == 0, f"{name}.num_heads",
-               f"must divide qkv_dim={self.qkv_dim}")
+        _check(
+            self.num_heads > 0 and self.qkv_dim % self.num_heads == 0,
+            f"{name}.num_heads",
+            f"must divide qkv_dim={self.qkv_dim}",
+        )
         _check(self.mlp_hidden > 0, f"{name}.mlp_hidden", "must be positive")
 
 
@@ -229,16 +260,26 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        _check(self.preset in PRESETS + ("custom",), "preset", f"must be one of {PRESETS + ('custom',)}, got {self.preset!r}")
+        _check(
+            self.preset in PRESETS + ("custom",),
+            "preset",
+            f"must be one of {PRESETS + ('custom',)}, got {self.preset!r}",
+        )
         _check(len(self.resolution) == 2, "resolution", "must be [height, width]")
         _positive_ints(tuple(self.resolution), "resolution")
         _check(self.num_slots >= 1, "num_slots", "must be at least 1")
         _check(self.slot_dim > 0, "slot_dim", "must be positive")
         _check(0 < self.layer_norm_eps < 1e-2, "layer_norm_eps", "must be a small positive number")
-        _check(self.position_embedding in POSITION_EMBEDDINGS, "position_embedding",
-               f"must be one of {POSITION_EMBEDDINGS}, got {self.position_embedding!r}")
-        _check(self.conv_padding in CONV_PADDINGS, "conv_padding",
-               f"must be one of {CONV_PADDINGS}, got {self.conv_padding!r}")
+        _check(
+            self.position_embedding in POSITION_EMBEDDINGS,
+            "position_embedding",
+            f"must be one of {POSITION_EMBEDDINGS}, got {self.position_embedding!r}",
+        )
+        _check(
+            self.conv_padding in CONV_PADDINGS,
+            "conv_padding",
+            f"must be one of {CONV_PADDINGS}, got {self.conv_padding!r}",
+        )
         self.encoder.validate()
         self.initializer.validate()
         self.corrector.validate()
@@ -249,26 +290,44 @@ class ModelConfig:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
         h, w = self.resolution
         stride = self.encoder.stride
-        _check(h % stride == 0 and w % stride == 0, "resolution",
-               f"{self.resolution} is not divisible by the encoder stride {stride}")
+        _check(
+            h % stride == 0 and w % stride == 0,
+            "resolution",
+            f"{self.resolution} is not divisible by the encoder stride {stride}",
+        )
         if self.corrector.kind == "prototype":
             self._validate_prototype()
             return
         oh, ow = self.decoder.output_size
-        _check(h % oh == 0 and w % ow == 0 and h // oh == w // ow, "decoder",
-               f"output size {(oh, ow)} must divide the resolution {self.resolution} by the same factor")
+        _check(
+            h % oh == 0 and w % ow == 0 and h // oh == w // ow,
+            "decoder",
+            f"output size {(oh, ow)} must divide the resolution {self.resolution} by the same factor",
+        )
 
     def _validate_prototype(self) -> None:
         """Prototype slots live in the pretrained feature space and are read through their attention."""
-        _check(self.encoder.kind == "efficientnet_lite0", "encoder.kind",
-               "the prototype corrector needs the efficientnet_lite0 encoder")
+        _check(
+            self.encoder.kind == "efficientnet_lite0",
+            "encoder.kind",
+            "the prototype corrector needs the efficientnet_lite0 encoder",
+        )
         want = self.corrector.prototypes * self.encoder.feature_dim + 7
-        _check(self.slot_dim == want, "slot_dim",
-               f"must be {want} with the prototype corrector (prototypes x features + geometry)")
-        _check(self.predictor.kind in ("kinematic", "identity"), "predictor.kind",
-               "must be kinematic or identity with the prototype corrector")
-        _check(self.initializer.kind == "bbox" and self.initializer.background_slot, "initializer",
-               "the prototype corrector takes boxes (and points as zero-size boxes) with a background slot")
+        _check(
+            self.slot_dim == want,
+            "slot_dim",
+            f"must be {want} with the prototype corrector (prototypes x features + geometry)",
+        )
+        _check(
+            self.predictor.kind in ("kinematic", "identity"),
+            "predictor.kind",
+            "must be kinematic or identity with the prototype corrector",
+        )
+        _check(
+            self.initializer.kind == "bbox" and self.initializer.background_slot,
+            "initializer",
+            "the prototype corrector takes boxes (and points as zero-size boxes) with a background slot",
+        )
 
     @property
     def has_decoder(self) -> bool:
@@ -340,8 +399,9 @@ def _merge(base: ModelConfig, data: dict[str, Any]) -> ModelConfig:
         # A wrongly typed value fails a comparison inside validation, whose message names no field: find it.
         # No "invalid model config" prefix here: callers (checkpoint, training config) add their own context.
         field = next((key for key in values if _wrong_type(base, key, values[key])), None)
-        raise ConfigError(f"{field}: a value of the wrong type ({exc})" if field
-                          else f"a value of the wrong type ({exc})") from exc
+        raise ConfigError(
+            f"{field}: a value of the wrong type ({exc})" if field else f"a value of the wrong type ({exc})"
+        ) from exc
 
 
 def _wrong_type(base: ModelConfig, key: str, value: Any) -> bool:
@@ -384,7 +444,9 @@ def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 
     from savi_core.backbone import WEIGHT_SHA256
 
     return ModelConfig(
-        preset="custom", resolution=tuple(resolution), num_slots=num_slots,
+        preset="custom",
+        resolution=tuple(resolution),
+        num_slots=num_slots,
         slot_dim=prototypes * PRETRAINED_FEATURE_DIM + 7,
         encoder=EncoderConfig(kind="efficientnet_lite0", backbone_sha256=WEIGHT_SHA256, output_stride=4),
         initializer=InitializerConfig(kind="bbox", background_slot=True, points=True),

@@ -4,6 +4,7 @@ They differ only for strided layers: Flax pads SAME asymmetrically (more after t
 more before than after for a transposed conv), so a kernel ported from the official model lands one
 pixel off under torch's symmetric padding. Both classes keep torch's parameter names and layouts.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,9 @@ def _same_transpose_pads(kernel: int, stride: int) -> tuple[int, int]:
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` with "same" output size ``ceil(H / stride)``, aligned as ``padding`` says."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: str = "flax_same",
-                 bias: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: str = "flax_same", bias: bool = True
+    ) -> None:
         # Stride 1 is symmetric in both conventions; a strided Flax layer pads explicitly in forward.
         explicit = padding == "flax_same" and stride > 1
         super().__init__(in_ch, out_ch, kernel, stride, 0 if explicit else kernel // 2, bias=bias)

@@ -1,4 +1,5 @@
 """Corrector: Slot Attention (Locatello et al., 2020) updating slots from one frame's features."""
+
 from __future__ import annotations
 
 import torch
@@ -29,10 +30,13 @@ class SlotAttention(nn.Module):
         self.mlp: nn.Module | None = None
         if cfg.iterations > 1:
             self.norm_mlp = nn.LayerNorm(slot_dim, eps=norm_eps)
-            self.mlp = nn.Sequential(nn.Linear(slot_dim, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, slot_dim))
+            self.mlp = nn.Sequential(
+                nn.Linear(slot_dim, cfg.mlp_hidden), nn.ReLU(), nn.Linear(cfg.mlp_hidden, slot_dim)
+            )
 
-    def forward(self, slots: torch.Tensor, inputs: torch.Tensor,
-                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, slots: torch.Tensor, inputs: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``slots [B, K, D]``, ``inputs [B, N, F]`` -> (slots ``[B, K, D]``, attention ``[B, K, N]``).
 
         ``bias [B, K, N]`` is added to the attention logits: a large negative value keeps a slot off an

@@ -1,4 +1,5 @@
 """Spatial broadcast decoder (Table A.6): each slot is decoded alone, then slots compete via a softmax."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@ or the frozen pretrained EfficientNet-Lite0 with a fusion of its scales.
 
 The output is a flat set of feature vectors ``[B, h*w, D]`` that Slot Attention attends over.
 """
+
 from __future__ import annotations
 
 import torch
@@ -127,8 +128,9 @@ class PretrainedEncoder(nn.Module):
 
     Each tap is resampled to the output grid and normalised; the fusion weighs the taps (equal at start,
     so an untrained model matches in the raw backbone space). No learned projection: measured before, parts
-    learned on synthetic families fitted them and lost on held-out ones. The frozen network is kept out of ``state_dict`` and ``parameters()`` (checkpoints hold only what
-    was trained; the backbone is named by its weight file's sha256) but moves with the module."""
+    learned on synthetic families fitted them and lost on held-out ones. The frozen network is kept out of
+    ``state_dict`` and ``parameters()`` (checkpoints hold only what was trained; the backbone is named by its
+    weight file's sha256) but moves with the module."""
 
     def __init__(self, model_cfg: ModelConfig) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 Follows the official SAVi code so targets match the paper: hue from the flow direction, saturation
 from its magnitude relative to the image diagonal, value 1, quantised to uint8 and back.
 """
+
 from __future__ import annotations
 
 import math

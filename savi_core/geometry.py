@@ -3,6 +3,7 @@
 Pixel boxes are ``(x0, y0, x1, y1)`` with exclusive right/bottom edges; model boxes are normalised
 ``(ymin, xmin, ymax, xmax)``. Images are resized (not letterboxed) to the model resolution.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -12,6 +12,7 @@ Layouts (Flax -> torch): Dense ``(in, out)`` -> ``(out, in)``; Conv ``(kh, kw, i
 bias in both). Only CNN encoders (presets S and M) are supported: no official ResNet parameters were
 available to prove the L mapping against.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def read_params(path: str | Path) -> Params:
         raise FlaxImportError(f"{path}: no such file")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
-            params = {k[len("params/"):]: data[k] for k in data.files if k.startswith("params/")}
+            params = {k[len("params/") :]: data[k] for k in data.files if k.startswith("params/")}
     else:
         params = _read_msgpack_checkpoint(path)
     if not params:
@@ -151,8 +152,11 @@ def _mapping(model: SAVi) -> list[tuple[str, list[str], Convert]]:
     add("corrector.gru.weight_ih", [f"{gru}/{g}/kernel" for g in ("ir", "iz", "in")], _stack_dense)
     add("corrector.gru.bias_ih", [f"{gru}/{g}/bias" for g in ("ir", "iz", "in")], _stack_bias)
     add("corrector.gru.weight_hh", [f"{gru}/{g}/kernel" for g in ("hr", "hz", "hn")], _stack_dense)
-    add("corrector.gru.bias_hh", [f"{gru}/hn/bias"],
-        lambda a: np.concatenate([np.zeros(2 * a[0].size, a[0].dtype), a[0]]))
+    add(
+        "corrector.gru.bias_hh",
+        [f"{gru}/hn/bias"],
+        lambda a: np.concatenate([np.zeros(2 * a[0].size, a[0].dtype), a[0]]),
+    )
     if model.corrector.mlp is not None:
         norm("corrector.norm_mlp", f"{sa}/MLP_0/LayerNorm_0")
         dense("corrector.mlp.0", f"{sa}/MLP_0/dense_mlp_0")
@@ -185,7 +189,9 @@ def _check_fixed_grids(params: Params, cfg: ModelConfig, used: set[str]) -> None
         grid = params[path]
         expected = position_grid(grid.shape[1], grid.shape[2], cfg.position_embedding).numpy()
         if grid.shape[1:] != expected.shape or not np.allclose(grid[0], expected, atol=1e-6):
-            raise FlaxImportError(f"{path}: shape {grid.shape} or values are not the [-1, 1] linear grid this model uses")
+            raise FlaxImportError(
+                f"{path}: shape {grid.shape} or values are not the [-1, 1] linear grid this model uses"
+            )
         used.add(path)
 
 
@@ -194,8 +200,10 @@ def state_dict_from_flax(params: Params, cfg: ModelConfig) -> dict[str, torch.Te
     if cfg.encoder.kind != "cnn":
         raise FlaxImportError(f"encoder.kind {cfg.encoder.kind!r}: only the CNN encoder (presets S, M) can be imported")
     if cfg.initializer.kind != "bbox" or cfg.predictor.kind != "transformer" or cfg.position_embedding != "linear":
-        raise FlaxImportError("only the official configuration (bbox initializer, transformer predictor, "
-                              "linear position embedding) can be imported")
+        raise FlaxImportError(
+            "only the official configuration (bbox initializer, transformer predictor, "
+            "linear position embedding) can be imported"
+        )
     model = SAVi(cfg)
     expected = model.state_dict()
     used: set[str] = set()
@@ -210,22 +218,26 @@ def state_dict_from_flax(params: Params, cfg: ModelConfig) -> dict[str, torch.Te
         except ValueError as exc:
             raise FlaxImportError(f"{paths[0]}: shape {params[paths[0]].shape} does not fit {key} ({exc})") from exc
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise FlaxImportError(f"{paths[0]}: shape {params[paths[0]].shape} does not fit {key} "
-                                  f"(needs {tuple(expected[key].shape)} after conversion)")
+            raise FlaxImportError(
+                f"{paths[0]}: shape {params[paths[0]].shape} does not fit {key} "
+                f"(needs {tuple(expected[key].shape)} after conversion)"
+            )
         out[key] = torch.from_numpy(value.copy())
         used.update(paths)
     unexpected = sorted(set(params) - used)
     if unexpected:
-        raise FlaxImportError(f"{unexpected[0]}: not part of preset {cfg.preset!r} "
-                              f"({len(unexpected)} unexpected parameter(s))")
+        raise FlaxImportError(
+            f"{unexpected[0]}: not part of preset {cfg.preset!r} ({len(unexpected)} unexpected parameter(s))"
+        )
     missing = sorted(set(expected) - set(out))
     if missing:
         raise FlaxImportError(f"{missing[0]}: no Flax parameter maps to it")
     return out
 
 
-def import_flax(params_path: str | Path, out_dir: str | Path, preset_name: str = "S",
-                num_slots: int | None = None) -> SAVi:
+def import_flax(
+    params_path: str | Path, out_dir: str | Path, preset_name: str = "S", num_slots: int | None = None
+) -> SAVi:
     """Read ``params_path``, build ``preset_name`` (with ``num_slots``), load the weights, save a checkpoint."""
     cfg = preset(preset_name)
     if num_slots is not None:
@@ -241,8 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("params", help="official SAVi parameters: .npz of params/... arrays, or a msgpack checkpoint")
     parser.add_argument("out_dir", help="checkpoint directory to write (model.safetensors + config.json)")
     parser.add_argument("--preset", default="S", choices=PRESETS)
-    parser.add_argument("--num-slots", type=int, default=None,
-                        help="slots including the background one (the preset's 11 by default; official MOVi runs use 24)")
+    parser.add_argument(
+        "--num-slots",
+        type=int,
+        default=None,
+        help="slots including the background one (the preset's 11 by default; official MOVi runs use 24)",
+    )
     args = parser.parse_args(argv)
     try:
         import_flax(args.params, args.out_dir, args.preset, args.num_slots)

@@ -5,6 +5,7 @@ objects permutes the slots. Unconditioned entries get ``initializer.unconditione
 (official code 0, paper -1) or, with partial conditioning, a Gaussian sample plus a 0/1 "conditioned"
 indicator (paper A.4).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -122,9 +123,13 @@ class SlotInitializer(nn.Module):
             return self._from_segmentation(cond, conditioned)
         coords = cond.boxes if self.kind == "bbox" else cond.centers
         if coords is None:
-            raise ValueError(f"the '{self.kind}' initializer needs Conditioning.{'boxes' if self.kind == 'bbox' else 'centers'}")
+            raise ValueError(
+                f"the '{self.kind}' initializer needs Conditioning.{'boxes' if self.kind == 'bbox' else 'centers'}"
+            )
         if coords.shape[1] != self.num_objects:
-            raise ValueError(f"conditioning has {coords.shape[1]} objects, the model has {self.num_objects} object slots")
+            raise ValueError(
+                f"conditioning has {coords.shape[1]} objects, the model has {self.num_objects} object slots"
+            )
         coords = coords.to(self.encode[0].weight.dtype)
         if self.background:
             # Official SAVi: the background slot is conditioned on the all-zero box / centre.
@@ -135,7 +140,10 @@ class SlotInitializer(nn.Module):
     def _conditioned(self, cond: Conditioning, batch: int) -> torch.Tensor:
         if cond.conditioned is not None:
             if tuple(cond.conditioned.shape) != (batch, self.num_objects):
-                raise ValueError(f"Conditioning.conditioned must be [{batch}, {self.num_objects}], got {tuple(cond.conditioned.shape)}")
+                raise ValueError(
+                    f"Conditioning.conditioned must be [{batch}, {self.num_objects}], "
+                    f"got {tuple(cond.conditioned.shape)}"
+                )
             return cond.conditioned.float()
         device = next(self.parameters()).device
         return torch.ones(batch, self.num_objects, device=device)

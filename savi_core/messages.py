@@ -2,9 +2,11 @@
 how the tracker reads its inputs.
 
 Duck-typed, with no ROS import: a message from rclpy or from rosbags' typestore works alike (only fields
-are read), so the live node, the offline bag tracker and the `bag` training dataset decode identically. Written with numpy/OpenCV
-rather than cv_bridge, which a plain machine lacks and which would make the two paths differ.
+are read), so the live node, the offline bag tracker and the `bag` training dataset decode identically.
+Written with numpy/OpenCV rather than cv_bridge, which a plain machine lacks and which would make the two
+paths differ.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -74,8 +76,9 @@ def compressed_to_rgb8(msg) -> np.ndarray:
 def image_to_rgb8(msg) -> np.ndarray:
     """Any accepted input encoding -> contiguous uint8 `[H,W,3]` RGB (what the Tracker takes)."""
     if msg.encoding not in INPUT_ENCODINGS:
-        raise UnsupportedEncoding(f"unsupported image encoding '{msg.encoding}' "
-                                  f"(accepted: {', '.join(sorted(INPUT_ENCODINGS))})")
+        raise UnsupportedEncoding(
+            f"unsupported image encoding '{msg.encoding}' (accepted: {', '.join(sorted(INPUT_ENCODINGS))})"
+        )
     img = image_to_numpy(msg)
     if img.size == 0:
         raise ValueError(f"empty image ({msg.height}x{msg.width})")
@@ -106,8 +109,10 @@ def detections_from_msg(msg) -> tuple[list[Detection], list[str]]:
         with np.errstate(over="ignore", invalid="ignore"):
             corners = np.array([cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2], dtype=np.float64)
         if not (np.isfinite([cx, cy, sx, sy]).all() and sx > 0 and sy > 0 and np.isfinite(corners).all()):
-            rejected.append(f"detection {index} (id {det.id!r}): box centre ({cx}, {cy}) size ({sx}, {sy}) "
-                            "is not a finite, non-empty box")
+            rejected.append(
+                f"detection {index} (id {det.id!r}): box centre ({cx}, {cy}) size ({sx}, {sy}) "
+                "is not a finite, non-empty box"
+            )
             continue
         class_id, score = "", 1.0
         if det.results:
@@ -116,11 +121,8 @@ def detections_from_msg(msg) -> tuple[list[Detection], list[str]]:
         if not np.isfinite(score):
             rejected.append(f"detection {index} (id {det.id!r}): score {score} is not finite")
             continue
-        out.append(Detection(box_xyxy=tuple(float(v) for v in corners), class_id=class_id, score=score,
-                             det_id=det.id))
+        out.append(Detection(box_xyxy=tuple(float(v) for v in corners), class_id=class_id, score=score, det_id=det.id))
     return out, rejected
-
-
 
 
 def point_from_msg(msg) -> tuple[float, float]:

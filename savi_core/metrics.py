@@ -12,6 +12,7 @@ Conventions shared by every function here:
   In particular FG-ARI of a video without ground-truth foreground in its evaluated frames is NaN,
   where sklearn's ``adjusted_rand_score([], [])`` says 1.0; everywhere else FG-ARI equals sklearn's.
 """
+
 from __future__ import annotations
 
 import torch
@@ -121,9 +122,7 @@ def _fg_ari_groups(pred_ids: Tensor, gt_ids: Tensor, frames: Tensor, per_frame: 
     return _grouped_ari(group, pred_ids[selected].long(), gt_ids[selected].long(), num_groups)
 
 
-def fg_ari(
-    pred_ids: Tensor, gt_ids: Tensor, skip_first: bool = True, frame_mask: Tensor | None = None
-) -> Tensor:
+def fg_ari(pred_ids: Tensor, gt_ids: Tensor, skip_first: bool = True, frame_mask: Tensor | None = None) -> Tensor:
     """Foreground ARI per video, float64 ``[B]`` (<= 1, can be negative; NaN if no foreground pixel).
 
     All ground-truth foreground pixels of all evaluated frames of a video form one clustering problem,
@@ -196,9 +195,7 @@ def _miou_weights(
         objects = ((gt_area > 0) & real[:, :, None]).any(dim=1)
     else:
         if tuple(instance_mask.shape) != (batch, num_objects):
-            raise ValueError(
-                f"instance_mask must be [B,N] = {(batch, num_objects)}, got {tuple(instance_mask.shape)}"
-            )
+            raise ValueError(f"instance_mask must be [B,N] = {(batch, num_objects)}, got {tuple(instance_mask.shape)}")
         objects = instance_mask.to(device=gt_ids.device, dtype=torch.bool)
     return frames_eval[:, :, None] & objects[:, None, :]
 

@@ -1,4 +1,5 @@
 """CPU floating-point settings shared by every entry point that runs the model."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Predictor: models how slots evolve from one frame to the next."""
+
 from __future__ import annotations
 
 import torch

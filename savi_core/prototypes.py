@@ -12,6 +12,7 @@ Slot layout ``[prototypes (S x C) | cy, cx, h, w, vy, vx | object]``: S prototyp
 looks are seldom one feature: stripes, shading, a logo), normalised image coordinates, and 1 for an
 object slot conditioned by a box or point, 0 for a background slot.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,12 +33,18 @@ def slot_dim(feature_dim: int, prototypes: int = 1) -> int:
 def split(slots: torch.Tensor, prototypes: int = 1) -> tuple[torch.Tensor, ...]:
     """(prototypes [.., S, C], centre [.., 2], size [.., 2], velocity [.., 2], object flag [..])."""
     c = slots.shape[-1] - GEOMETRY
-    return (slots[..., :c].unflatten(-1, (prototypes, c // prototypes)), slots[..., c:c + 2], slots[..., c + 2:c + 4],
-            slots[..., c + 4:c + 6], slots[..., c + 6])
+    return (
+        slots[..., :c].unflatten(-1, (prototypes, c // prototypes)),
+        slots[..., c : c + 2],
+        slots[..., c + 2 : c + 4],
+        slots[..., c + 4 : c + 6],
+        slots[..., c + 6],
+    )
 
 
-def join(proto: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, velocity: torch.Tensor,
-         obj: torch.Tensor) -> torch.Tensor:
+def join(
+    proto: torch.Tensor, centre: torch.Tensor, size: torch.Tensor, velocity: torch.Tensor, obj: torch.Tensor
+) -> torch.Tensor:
     """Inverse of :func:`split`; ``proto [.., S, C]``."""
     return torch.cat([proto.flatten(-2), centre, size, velocity, obj.unsqueeze(-1)], dim=-1)
 
@@ -67,8 +74,15 @@ class PrototypeInitializer(nn.Module):
         # Gaussian width as a share of the box's side (softplus); 0.3 keeps the middle of a round object.
         self.pool_width = nn.Parameter(torch.tensor(math.log(math.expm1(0.3))))
 
-    def forward(self, features: torch.Tensor, grid: tuple[int, int], boxes: torch.Tensor, conditioned: torch.Tensor,
-                offset: int, kept: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        grid: tuple[int, int],
+        boxes: torch.Tensor,
+        conditioned: torch.Tensor,
+        offset: int,
+        kept: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``features [B, N, C]`` (unit length), ``boxes [B, M, 4]`` normalised (ymin, xmin, ymax, xmax; a
         point is a zero-size box), ``conditioned [B, M]``; object ``i`` goes to slot ``i + offset``.
         ``kept [B, E, C]`` are prototypes of slots that carry on (new background avoids them)."""
@@ -89,17 +103,21 @@ class PrototypeInitializer(nn.Module):
         looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
         obj_slots = join(looks, centre, size, torch.zeros_like(centre), on.to(features.dtype))
         s = self.prototypes
-        bg_slots = join(background.unsqueeze(2).expand(-1, -1, s, -1), torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-                        torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-                        torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-                        torch.zeros(b, self.num_slots, device=features.device, dtype=features.dtype))
+        bg_slots = join(
+            background.unsqueeze(2).expand(-1, -1, s, -1),
+            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
+            torch.zeros(b, self.num_slots, device=features.device, dtype=features.dtype),
+        )
         slots = bg_slots.clone()
         m = boxes.shape[1]
-        slots[:, offset:offset + m] = torch.where(on.unsqueeze(-1), obj_slots, bg_slots[:, offset:offset + m])
+        slots[:, offset : offset + m] = torch.where(on.unsqueeze(-1), obj_slots, bg_slots[:, offset : offset + m])
         return slots
 
-    def _looks(self, features: torch.Tensor, weights: torch.Tensor, main: torch.Tensor,
-               background: torch.Tensor) -> torch.Tensor:
+    def _looks(
+        self, features: torch.Tensor, weights: torch.Tensor, main: torch.Tensor, background: torch.Tensor
+    ) -> torch.Tensor:
         """``[B, M, S, C]``: the box's mean feature, then farthest-point seeds among the box's central cells
         refined by weighted k-means; a look nearer to some background prototype than to the mean is the
         box's background showing between its corners, and is replaced by the mean."""
@@ -115,8 +133,12 @@ class PrototypeInitializer(nn.Module):
                 pick = far.argmax(-1)  # [B, M]
                 seed = torch.gather(features, 1, pick.reshape(b, m, 1).expand(-1, -1, features.shape[-1]))
                 seeds.append(seed)
-                far = torch.minimum(far, torch.where(central, 1 - torch.einsum("bnc,bmc->bmn", features, seed),
-                                                     torch.full_like(weights, -1)))
+                far = torch.minimum(
+                    far,
+                    torch.where(
+                        central, 1 - torch.einsum("bnc,bmc->bmn", features, seed), torch.full_like(weights, -1)
+                    ),
+                )
             centres = torch.stack(seeds, 2)  # [B, M, S, C]
             for _ in range(KMEANS_ROUNDS + 1):
                 assign = torch.einsum("bnc,bmsc->bmns", features, centres).argmax(-1)  # [B, M, N]
@@ -130,15 +152,24 @@ class PrototypeInitializer(nn.Module):
         looks = torch.where((to_background > to_main).unsqueeze(-1), main.unsqueeze(2), looks)
         return torch.cat([main.unsqueeze(2), looks[:, :, 1:]], dim=2)
 
-    def _background(self, features: torch.Tensor, cells: torch.Tensor, boxes: torch.Tensor, on: torch.Tensor,
-                    protos: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+    def _background(
+        self,
+        features: torch.Tensor,
+        cells: torch.Tensor,
+        boxes: torch.Tensor,
+        on: torch.Tensor,
+        protos: torch.Tensor,
+        kept: torch.Tensor | None,
+    ) -> torch.Tensor:
         """``[B, K, C]`` background prototypes, one per slot (an object slot's is used only while it is
         unconditioned). Selection is discrete; the chosen prototypes are means of features, so gradients
         still reach the fusion of scales."""
         b, n, c = features.shape
         k = self.num_slots
-        inside = ((cells.view(1, 1, n, 2) >= boxes[..., :2].unsqueeze(2))
-                  & (cells.view(1, 1, n, 2) <= boxes[..., 2:].unsqueeze(2))).all(-1) & on.unsqueeze(-1)
+        inside = (
+            (cells.view(1, 1, n, 2) >= boxes[..., :2].unsqueeze(2))
+            & (cells.view(1, 1, n, 2) <= boxes[..., 2:].unsqueeze(2))
+        ).all(-1) & on.unsqueeze(-1)
         candidate = ~inside.any(1)  # [B, N]
         candidate = torch.where(candidate.any(1, keepdim=True), candidate, torch.ones_like(candidate))
         with torch.no_grad():
@@ -155,8 +186,10 @@ class PrototypeInitializer(nn.Module):
                 pick = dist.argmax(1)  # [B]
                 seed = features[torch.arange(b), pick]  # [B, C]
                 seeds.append(seed)
-                dist = torch.minimum(dist, torch.where(candidate, 1 - torch.einsum("bnc,bc->bn", features, seed),
-                                                       torch.full_like(dist, -1.0)))
+                dist = torch.minimum(
+                    dist,
+                    torch.where(candidate, 1 - torch.einsum("bnc,bc->bn", features, seed), torch.full_like(dist, -1.0)),
+                )
             centres = torch.stack(seeds, 1)  # [B, K, C]
             for _ in range(KMEANS_ROUNDS):
                 assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1)
@@ -195,8 +228,9 @@ class PrototypeCorrector(nn.Module):
         self.object_rate.fill_(-30.0)
         self.background_rate.fill_(-30.0)
 
-    def forward(self, slots: torch.Tensor, features: torch.Tensor, grid: tuple[int, int],
-                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, slots: torch.Tensor, features: torch.Tensor, grid: tuple[int, int], bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         proto, centre, size, velocity, obj = split(slots, self.prototypes)
         h, w = grid
         cells = cell_centres(h, w, features.device).to(features.dtype)
@@ -227,8 +261,13 @@ class PrototypeCorrector(nn.Module):
         previous = centre - velocity
         new_velocity = velocity + torch.sigmoid(self.velocity_rate) * trust * (new_centre - previous - velocity)
         keep = (obj > 0.5).unsqueeze(-1)
-        out = join(proto, torch.where(keep, new_centre, centre), torch.where(keep, new_size, size),
-                   torch.where(keep, new_velocity, velocity), obj)
+        out = join(
+            proto,
+            torch.where(keep, new_centre, centre),
+            torch.where(keep, new_size, size),
+            torch.where(keep, new_velocity, velocity),
+            obj,
+        )
         return out, attn
 
 

@@ -13,6 +13,7 @@ A look is a unit vector, and two looks compare by their dot product (1 = the sam
   * else the square root of its colour histogram (`savi_core.appearance`), whose dot product is the
     Bhattacharyya coefficient of the two histograms.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -107,8 +108,9 @@ class Dormancy:
         self.due.clear()
         return ended
 
-    def sleep(self, track_id: int, class_id: str, box: np.ndarray, size: tuple[float, float] | None,
-              stamp: float) -> None:
+    def sleep(
+        self, track_id: int, class_id: str, box: np.ndarray, size: tuple[float, float] | None, stamp: float
+    ) -> None:
         size = size if size is not None else (float(box[2] - box[0]), float(box[3] - box[1]))
         self.dormant[track_id] = DormantTrack(track_id, class_id, box.copy(), size, stamp)
 
@@ -157,9 +159,9 @@ class Dormancy:
 
     def match(self, candidates: list[Candidate], threshold: float, diagonal: float) -> dict[int, int]:
         """New track id -> the dormant id it revives. A pair needs compatible classes (equal, or either
-        unlabelled), plausible sizes (`SIZE_RATIO`, against the whole object's) and a similarity of at least ``threshold``; pairs are
-        taken one to one, best first (similarity less `DISTANCE_WEIGHT` x the distance from the dormant
-        track's last box, as a share of the image diagonal)."""
+        unlabelled), plausible sizes (`SIZE_RATIO`, against the whole object's) and a similarity of at least
+        ``threshold``; pairs are taken one to one, best first (similarity less `DISTANCE_WEIGHT` x the
+        distance from the dormant track's last box, as a share of the image diagonal)."""
         pairs = []
         for cand in candidates:
             width, height = cand.box[2] - cand.box[0], cand.box[3] - cand.box[1]

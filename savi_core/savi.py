@@ -3,6 +3,7 @@
 ``forward`` (training, whole clips) is literally a loop over ``step`` (streaming inference), so the two
 paths cannot drift apart.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,8 +66,9 @@ class SAVi(nn.Module):
             looks = cfg.corrector.prototypes
             self.initializer: nn.Module = PrototypeInitializer(cfg.num_slots, cfg.encoder.feature_dim, looks)
             self.corrector: nn.Module = PrototypeCorrector(cfg.corrector.spatial_prior, looks)
-            self.predictor: nn.Module = (KinematicPredictor(looks) if cfg.predictor.kind == "kinematic"
-                                         else nn.Identity())
+            self.predictor: nn.Module = (
+                KinematicPredictor(looks) if cfg.predictor.kind == "kinematic" else nn.Identity()
+            )
             return
         self.encoder = Encoder(cfg)
         self.initializer = SlotInitializer(cfg)
@@ -92,16 +94,28 @@ class SAVi(nn.Module):
         if not self.prototypes:
             return self.initializer(cond)
         if cond.features is None or cond.boxes is None:
-            raise ValueError("this model starts slots from the frame's features: Conditioning needs boxes and "
-                             "features (SAVi.encode of the frame)")
+            raise ValueError(
+                "this model starts slots from the frame's features: Conditioning needs boxes and "
+                "features (SAVi.encode of the frame)"
+            )
         b, h, w, c = cond.features.shape
-        conditioned = cond.conditioned if cond.conditioned is not None else torch.ones(
-            cond.boxes.shape[:2], device=cond.boxes.device)
+        conditioned = (
+            cond.conditioned
+            if cond.conditioned is not None
+            else torch.ones(cond.boxes.shape[:2], device=cond.boxes.device)
+        )
         if cond.boxes.shape[1] != self.num_object_slots:
-            raise ValueError(f"conditioning has {cond.boxes.shape[1]} objects, the model has "
-                             f"{self.num_object_slots} object slots")
-        return self.initializer(cond.features.reshape(b, h * w, c), (h, w), cond.boxes.to(cond.features.dtype),
-                                conditioned.to(cond.features.dtype), 1, kept)
+            raise ValueError(
+                f"conditioning has {cond.boxes.shape[1]} objects, the model has {self.num_object_slots} object slots"
+            )
+        return self.initializer(
+            cond.features.reshape(b, h * w, c),
+            (h, w),
+            cond.boxes.to(cond.features.dtype),
+            conditioned.to(cond.features.dtype),
+            1,
+            kept,
+        )
 
     def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
         """Re-initialise the slots where ``which [B, K]`` is true from ``cond``; keep the others.
@@ -116,8 +130,14 @@ class SAVi(nn.Module):
         fresh = self.init_slots(cond, kept).to(slots.dtype)
         return torch.where(which.unsqueeze(-1), fresh, slots)
 
-    def step(self, frame: torch.Tensor | None, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None, features: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        frame: torch.Tensor | None,
+        slots: torch.Tensor,
+        decode: str = "decoder",
+        attention_bias: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> StepOutput:
         """One frame ``[B, 3, H, W]`` in [0, 1] with the carried slots ``[B, K, D]``; ``attention_bias
         [B, K, h, w]`` at the feature resolution is added to the corrector's attention logits.
         ``features`` (:meth:`encode` of the frame, when already computed) skip the encoder; without a
@@ -131,8 +151,9 @@ class SAVi(nn.Module):
         b, h, w, c = features.shape
         if attention_bias is not None:
             if attention_bias.shape[-2:] != (h, w):
-                raise ValueError(f"attention_bias must be at the feature resolution {(h, w)}, got "
-                                 f"{tuple(attention_bias.shape[-2:])}")
+                raise ValueError(
+                    f"attention_bias must be at the feature resolution {(h, w)}, got {tuple(attention_bias.shape[-2:])}"
+                )
             attention_bias = attention_bias.reshape(b, -1, h * w)
         if self.prototypes:
             slots, attn = self.corrector(slots, features.reshape(b, h * w, c), (h, w), attention_bias)
@@ -148,12 +169,20 @@ class SAVi(nn.Module):
             out.reconstruction = (out.masks.unsqueeze(2) * outputs).sum(dim=1)
         elif decode == "attention":
             size = frame.shape[-2:] if frame is not None else (h, w)
-            out.masks = attention if (h, w) == tuple(size) else F.interpolate(
-                attention, size=size, mode="bilinear", align_corners=False)
+            out.masks = (
+                attention
+                if (h, w) == tuple(size)
+                else F.interpolate(attention, size=size, mode="bilinear", align_corners=False)
+            )
         return out
 
-    def forward(self, video: torch.Tensor | BackboneFeatures, cond: Conditioning | None = None,
-                decode: str = "decoder", slots: torch.Tensor | None = None) -> SAViOutput:
+    def forward(
+        self,
+        video: torch.Tensor | BackboneFeatures,
+        cond: Conditioning | None = None,
+        decode: str = "decoder",
+        slots: torch.Tensor | None = None,
+    ) -> SAViOutput:
         """A clip ``[B, T, 3, H, W]`` (or, for the pretrained encoder, its cached backbone taps with a time
         axis): initialise from ``cond``, or continue from ``slots [B, K, D]`` carried over from earlier
         frames (exactly one of the two), and step through every frame."""
@@ -183,6 +212,10 @@ class SAVi(nn.Module):
             return None if values[0] is None else torch.stack(values, dim=1)
 
         return SAViOutput(
-            slots=stack("slots"), predicted=stack("predicted"), attention=stack("attention"),
-            masks=stack("masks"), outputs=stack("outputs"), reconstruction=stack("reconstruction"),
+            slots=stack("slots"),
+            predicted=stack("predicted"),
+            attention=stack("attention"),
+            masks=stack("masks"),
+            outputs=stack("outputs"),
+            reconstruction=stack("reconstruction"),
         )

@@ -1,4 +1,5 @@
 """Track ids as the node's users see them: 1..65535, a detector's proposal honoured when it is free."""
+
 from __future__ import annotations
 
 MAX_TRACK_ID = 65535

@@ -80,6 +80,7 @@ that applies them are read together.
 Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
 copies exactly two tensors to the host (label map, per-track stats). Size-dependent constants are cached.
 """
+
 from __future__ import annotations
 
 import time
@@ -232,6 +233,7 @@ class _Stopwatch:
 
 # ---------------------------------------------------------------------------------------------- tracker
 
+
 def _box_area(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
@@ -242,8 +244,9 @@ class Tracker:
     The model is moved to ``device`` and put in eval mode (the caller's module object is used in place).
     """
 
-    def __init__(self, model: nn.Module, config: TrackerConfig | None = None,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, model: nn.Module, config: TrackerConfig | None = None, device: str | torch.device = "cpu"
+    ) -> None:
         self.config = config if config is not None else TrackerConfig()
         self.config.validate()
         self.device = resolve_device(device)
@@ -369,8 +372,10 @@ class Tracker:
             if sum(given) != 1:
                 raise ValueError(f"prompt {index}: give exactly one of a box, a point or a mask")
             if prompt.kind not in self.prompt_kinds:
-                raise ValueError(f"prompt {index}: this model takes {' and '.join(self.prompt_kinds)}, not "
-                                 f"{prompt.kind} (its initializer is {self._init_kind!r})")
+                raise ValueError(
+                    f"prompt {index}: this model takes {' and '.join(self.prompt_kinds)}, not "
+                    f"{prompt.kind} (its initializer is {self._init_kind!r})"
+                )
             if prompt.box_xyxy is not None:
                 box = np.asarray(prompt.box_xyxy, np.float64)
                 if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
@@ -383,8 +388,9 @@ class Tracker:
                 raise ValueError(f"prompt {index}: a mask must be a 2-D array with at least one pixel set")
         free = self.max_tracks - len(self._tracks) - len(self._pending)
         if len(prompts) > free:
-            raise ValueError(f"{len(prompts)} object(s) asked for, {max(free, 0)} free slot(s) (max_tracks "
-                             f"{self.max_tracks})")
+            raise ValueError(
+                f"{len(prompts)} object(s) asked for, {max(free, 0)} free slot(s) (max_tracks {self.max_tracks})"
+            )
         ids = []
         for prompt in prompts:
             # A prompt naming a dormant track revives it on the next step (it stays dormant until then).
@@ -400,8 +406,9 @@ class Tracker:
         return ids
 
     @torch.inference_mode()
-    def step(self, image: np.ndarray, detections: list[Detection] | None = None,
-             stamp: float | None = None) -> TrackResult:
+    def step(
+        self, image: np.ndarray, detections: list[Detection] | None = None, stamp: float | None = None
+    ) -> TrackResult:
         """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any.
         ``stamp``: the image's time in seconds, which dormant tracks' windows are measured in; None = the
         host's monotonic clock at the call (a live stream; give stamps for recordings and tests)."""
@@ -431,8 +438,9 @@ class Tracker:
         clock.mark(2)
         masks = out.masks[0]
         edges = self.config.mask_edges  # live: read every step
-        guided = edges == "guided" or (edges == "auto" and self._feature_stride > 1
-                                       and self.config.mask_source == "attention")
+        guided = edges == "guided" or (
+            edges == "auto" and self._feature_stride > 1 and self.config.mask_source == "attention"
+        )
         if guided and self._live_order:
             masks = self._guided_masks(masks, frame[0])
         label_map, stats = self._postprocess(masks, height, width)
@@ -446,21 +454,44 @@ class Tracker:
         ended, tracks, slept = self._update_tracks(image, label_map, stats, now)
         ended = sorted(doubled + ended + expired)
         return TrackResult(
-            label_map=label_map, tracks=tracks, live_track_ids=sorted(self.live_tracks), started=started,
-            ended=ended, dormant_track_ids=sorted(self._dormancy.dormant), slept=slept, revived=revived,
-            expired=expired, tracks_changed=bool(started or ended or slept or revived), ignored_detections=ignored,
-            timings={"preprocess": pre_ms, "model": model_ms, "postprocess": post_ms,
-                     "total": (time.perf_counter() - t_start) * 1e3},
+            label_map=label_map,
+            tracks=tracks,
+            live_track_ids=sorted(self.live_tracks),
+            started=started,
+            ended=ended,
+            dormant_track_ids=sorted(self._dormancy.dormant),
+            slept=slept,
+            revived=revived,
+            expired=expired,
+            tracks_changed=bool(started or ended or slept or revived),
+            ignored_detections=ignored,
+            timings={
+                "preprocess": pre_ms,
+                "model": model_ms,
+                "postprocess": post_ms,
+                "total": (time.perf_counter() - t_start) * 1e3,
+            },
         )
 
     @staticmethod
-    def _empty_result(height: int, width: int, ignored: int, t_start: float, expired: list[int],
-                      dormant: list[int]) -> TrackResult:
+    def _empty_result(
+        height: int, width: int, ignored: int, t_start: float, expired: list[int], dormant: list[int]
+    ) -> TrackResult:
         """No live track: nothing to run, an all-zero label map; dormant tracks may expire."""
-        return TrackResult(label_map=np.zeros((height, width), np.uint16), ignored_detections=ignored,
-                           ended=expired, expired=expired, dormant_track_ids=dormant, tracks_changed=bool(expired),
-                           timings={"preprocess": 0.0, "model": 0.0, "postprocess": 0.0,
-                                    "total": (time.perf_counter() - t_start) * 1e3})
+        return TrackResult(
+            label_map=np.zeros((height, width), np.uint16),
+            ignored_detections=ignored,
+            ended=expired,
+            expired=expired,
+            dormant_track_ids=dormant,
+            tracks_changed=bool(expired),
+            timings={
+                "preprocess": 0.0,
+                "model": 0.0,
+                "postprocess": 0.0,
+                "total": (time.perf_counter() - t_start) * 1e3,
+            },
+        )
 
     # ------------------------------------------------------------------ detections and slots
 
@@ -480,8 +511,9 @@ class Tracker:
         kept.sort(key=lambda item: -item[1].score)
         return kept
 
-    def _start_tracks(self, candidates: list[tuple[np.ndarray, Detection]], height: int,
-                      width: int) -> tuple[list[int], list[int], int, list[int]]:
+    def _start_tracks(
+        self, candidates: list[tuple[np.ndarray, Detection]], height: int, width: int
+    ) -> tuple[list[int], list[int], int, list[int]]:
         """Start the pending `add_objects` prompts, then tracks for non-duplicate candidates, in free slots,
         and (re-)initialise those slots; end duplicate tracks. A start that names a dormant id revives it;
         an id-less one is provisional while tracks are dormant (`_revive`). Returns (started ids, ended ids,
@@ -519,9 +551,13 @@ class Tracker:
                 self._provisional[slot] = False  # its id was given out by add_objects: never freed
         if candidates:
             live = list(self._tracks.items())
-            found = associate(np.stack([box for box, _ in candidates]), [det.class_id for _, det in candidates],
-                              np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
-                              [t.class_id for _, t in live], self.config.new_object_iou)
+            found = associate(
+                np.stack([box for box, _ in candidates]),
+                [det.class_id for _, det in candidates],
+                np.stack([t.box for _, t in live]) if live else np.zeros((0, 4)),
+                [t.class_id for _, t in live],
+                self.config.new_object_iou,
+            )
             doubled = set(found.duplicate_tracks.values())
             for det_index, track_index in found.matches.items():
                 # A detection of a lost or doubled track, of one whose mask has left most of its box, or of
@@ -591,11 +627,18 @@ class Tracker:
             half_w = max(x1 - x0, track.anchor_size[0]) / 2
             half_h = max(y1 - y0, track.anchor_size[1]) / 2
             grow = max(margin * frames * 2 * max(half_w / width, half_h / height), self._cell)
-            bounds[slot + self._offset] = torch.tensor([(cy - half_h) / height - grow, (cx - half_w) / width - grow,
-                                                        (cy + half_h) / height + grow, (cx + half_w) / width + grow])
+            bounds[slot + self._offset] = torch.tensor(
+                [
+                    (cy - half_h) / height - grow,
+                    (cx - half_w) / width - grow,
+                    (cy + half_h) / height + grow,
+                    (cx + half_w) / width + grow,
+                ]
+            )
         b = bounds.view(-1, 4, 1, 1)
-        inside = ((self._cell_y >= b[:, 0]) & (self._cell_y < b[:, 2])
-                  & (self._cell_x >= b[:, 1]) & (self._cell_x < b[:, 3]))
+        inside = (
+            (self._cell_y >= b[:, 0]) & (self._cell_y < b[:, 2]) & (self._cell_x >= b[:, 1]) & (self._cell_x < b[:, 3])
+        )
         return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0).to(self.device)
 
     @staticmethod
@@ -606,8 +649,9 @@ class Tracker:
             if prompt.mask.shape != (height, width):
                 return None
             ys, xs = np.nonzero(prompt.mask)
-            return _Start(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64),
-                          mask=prompt.mask.astype(bool))
+            return _Start(
+                np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64), mask=prompt.mask.astype(bool)
+            )
         if prompt.point_xy is not None:
             x, y = prompt.point_xy
             if not (0 <= x < width and 0 <= y < height):
@@ -643,12 +687,17 @@ class Tracker:
             cond.centers = (yxyx[..., :2] + yxyx[..., 2:]) / 2
         else:
             b = yxyx[0].view(-1, 4, 1, 1)
-            inside = ((self._pixel_y >= b[:, 0]) & (self._pixel_y < b[:, 2])
-                      & (self._pixel_x >= b[:, 1]) & (self._pixel_x < b[:, 3]))
+            inside = (
+                (self._pixel_y >= b[:, 0])
+                & (self._pixel_y < b[:, 2])
+                & (self._pixel_x >= b[:, 1])
+                & (self._pixel_x < b[:, 3])
+            )
             for slot, start in starts.items():
                 if start.mask is not None:
-                    small = cv2.resize(start.mask.astype(np.uint8), self._resolution[::-1],
-                                       interpolation=cv2.INTER_NEAREST)
+                    small = cv2.resize(
+                        start.mask.astype(np.uint8), self._resolution[::-1], interpolation=cv2.INTER_NEAREST
+                    )
                     inside[slot] = torch.from_numpy(small > 0).to(self.device)
             ids = torch.arange(1, self._num_objects + 1, device=self.device).view(-1, 1, 1)
             cond.segmentation = (inside * ids).amax(dim=0, keepdim=True)
@@ -669,9 +718,9 @@ class Tracker:
         self._slot_to_row = rows.to(self.device)
         if self._opencv_labels:  # the same tables for cv2.LUT
             self._id_lut = np.zeros((1, LUT_SIZE), np.uint16)
-            self._id_lut[0, :self._num_slots + 1] = lut.numpy()
+            self._id_lut[0, : self._num_slots + 1] = lut.numpy()
             self._row_lut = np.full((1, LUT_SIZE), len(slots), np.uint8)
-            self._row_lut[0, :self._num_slots + 1] = rows.numpy()
+            self._row_lut[0, : self._num_slots + 1] = rows.numpy()
 
     # ------------------------------------------------------------------ tensors
 
@@ -738,12 +787,12 @@ class Tracker:
         tracked = probs[slots].float()
         planes = torch.cat([tracked, (1 - tracked.sum(0, keepdim=True)).clamp_min(0)])
         if tuple(planes.shape[-2:]) != tuple(frame.shape[-2:]):
-            planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear",
-                                   align_corners=False)[0]
+            planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
         guide = frame.mul(255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         radius = max(1, round(GUIDED_RADIUS * frame.shape[-2] / 128))
-        smooth = cv2.ximgproc.guidedFilter(guide, np.ascontiguousarray(planes.permute(1, 2, 0).cpu().numpy()),
-                                           radius, GUIDED_EPS * 255.0 ** 2)
+        smooth = cv2.ximgproc.guidedFilter(
+            guide, np.ascontiguousarray(planes.permute(1, 2, 0).cpu().numpy()), radius, GUIDED_EPS * 255.0**2
+        )
         smooth = torch.from_numpy(smooth.reshape(*planes.shape[-2:], -1)).permute(2, 0, 1).clamp_min(0)
         smooth = (smooth / smooth.sum(0, keepdim=True).clamp_min(1e-6)).to(probs.device, probs.dtype)
         out = torch.zeros(probs.shape[0], *smooth.shape[-2:], dtype=probs.dtype, device=probs.device)
@@ -751,8 +800,9 @@ class Tracker:
         out[rest] = smooth[-1]  # "not a tracked object", in a slot without a track id
         return out
 
-    def _camera_size_labels(self, probs: torch.Tensor, height: int,
-                            width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _camera_size_labels(
+        self, probs: torch.Tensor, height: int, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per camera pixel: the winning probability of the bilinearly resized slot probabilities, the
         track id of the winning slot (0 under ``mask_threshold``) and its stats row (int32; ``T`` for
         none)."""
@@ -767,15 +817,22 @@ class Tracker:
         slot.masked_fill_(best < threshold, self._num_slots)
         return best, self._slot_to_id[slot], self._slot_to_row[slot]
 
-    def _opencv_camera_labels(self, probs: np.ndarray, height: int, width: int,
-                              threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _opencv_camera_labels(
+        self, probs: np.ndarray, height: int, width: int, threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The CPU route of `_camera_size_labels`: each slot plane resized by OpenCV (the same half-pixel
         bilinear as torch's), a running maximum that keeps the first winner on ties (as torch's ``max``),
         and the slot -> id / row tables applied by ``cv2.LUT`` to a uint8 slot map."""
         k = probs.shape[0]
         if (height, width) not in self._buffers:
-            self._buffers = {(height, width): (np.empty((height, width), np.float32), np.empty((height, width), np.float32),
-                                               np.empty((height, width), np.uint8), np.empty((height, width), np.uint8))}
+            self._buffers = {
+                (height, width): (
+                    np.empty((height, width), np.float32),
+                    np.empty((height, width), np.float32),
+                    np.empty((height, width), np.uint8),
+                    np.empty((height, width), np.uint8),
+                )
+            }
         plane, best, slot, mask = self._buffers[(height, width)]
         cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
         slot.fill(0)
@@ -798,9 +855,14 @@ class Tracker:
         """Give back the ids of tracks whose slots traded objects in a crossing (`savi_core.appearance`):
         the ids move to the slots now on their objects, in this frame's label map too."""
         visible = [(self._tracks[slot], row) for row, slot in zip(stats, self._live_order) if row[0] > 0]
-        trades = self._appearance.trades(image, label_map, {t.track_id: row[1:5] for t, row in visible},
-                                         {t.track_id: float(row[0]) for t, row in visible},
-                                         {t.track_id: t.anchor_area for t, row in visible}, self.config.swap_margin)
+        trades = self._appearance.trades(
+            image,
+            label_map,
+            {t.track_id: row[1:5] for t, row in visible},
+            {t.track_id: float(row[0]) for t, row in visible},
+            {t.track_id: t.anchor_area for t, row in visible},
+            self.config.swap_margin,
+        )
         if not trades:
             return
         slot_of = {track.track_id: slot for slot, track in self._tracks.items()}
@@ -837,8 +899,9 @@ class Tracker:
             self._tracks_updated()
         return renamed
 
-    def _update_tracks(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray, now: float
-                       ) -> tuple[list[int], list[Track], list[int]]:
+    def _update_tracks(
+        self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray, now: float
+    ) -> tuple[list[int], list[Track], list[int]]:
         """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends), free
         those slots, refresh the tracks' looks and build the visible tracks list (host side). Returns (ended
         ids, visible tracks, ids that became dormant)."""
@@ -859,12 +922,18 @@ class Tracker:
             overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
             if area > 0 and not overgrown:
                 box = row[1:5].copy()
-                whole = track.anchor_size is not None and (box[2] - box[0] >= WHOLE * track.anchor_size[0]
-                                                           and box[3] - box[1] >= WHOLE * track.anchor_size[1])
+                whole = track.anchor_size is not None and (
+                    box[2] - box[0] >= WHOLE * track.anchor_size[0] and box[3] - box[1] >= WHOLE * track.anchor_size[1]
+                )
                 # A partly hidden object's mask box moves with the occluder, not with the object.
-                track.velocity = ((box[0] + box[2] - track.box[0] - track.box[2]) / 2,
-                                  (box[1] + box[3] - track.box[1] - track.box[3]) / 2) \
-                    if whole and track.whole and track.lost_frames == 0 else (0.0, 0.0)
+                track.velocity = (
+                    (
+                        (box[0] + box[2] - track.box[0] - track.box[2]) / 2,
+                        (box[1] + box[3] - track.box[1] - track.box[3]) / 2,
+                    )
+                    if whole and track.whole and track.lost_frames == 0
+                    else (0.0, 0.0)
+                )
                 track.whole = whole
                 track.box = box
                 track.score = float(row[5])
@@ -879,18 +948,25 @@ class Tracker:
                 ended_slots.append(slot)
                 del self._tracks[slot]
             elif track.lost_frames == 0 and area > 0:
-                tracks.append(Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]),
-                                    float(row[5]), area))
+                tracks.append(
+                    Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]), float(row[5]), area)
+                )
             if track.lost_frames and area > 0:  # a lost or ended track's pixels are not published
                 label_map[label_map == track.track_id] = 0
         if swapping:
-            self._appearance.update(image, label_map, {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
-                                    {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames},
-                                    set(self.live_tracks))
+            self._appearance.update(
+                image,
+                label_map,
+                {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
+                {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames},
+                set(self.live_tracks),
+            )
         if self.config.dormant_seconds > 0:
-            self._dormancy.observe(Looks(image, label_map, self._features),
-                                   {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
-                                   {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames})
+            self._dormancy.observe(
+                Looks(image, label_map, self._features),
+                {t.track_id: np.asarray(t.box_xyxy) for t in tracks},
+                {t.track_id for t in self._tracks.values() if t.whole and not t.lost_frames},
+            )
         self._dormancy.forget(set(self.live_tracks) | set(self._dormancy.dormant))
         if ended_slots:
             if not self._tracks:

@@ -4,6 +4,7 @@ The ROS node declares exactly these (plus its own node-level ones, defined the s
 ``savi_ros.params``), ``config/tracker.yaml`` and the parameter table of ``docs/INTERFACE.md`` are
 rendered from them, and a test checks that all of them agree. The defaults are the ones users get.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,43 +30,71 @@ class TrackerConfig:
 
     precision: str = parameter("fp32", "fp32 | fp16 (CUDA only) | bf16", PRECISIONS)
     mask_source: str = parameter(
-        "attention", "attention (corrector attention: faster, and the better masks of the default model) | "
-        "decoder (decoder alpha masks, as in the paper)", MASK_SOURCES)
+        "attention",
+        "attention (corrector attention: faster, and the better masks of the default model) | "
+        "decoder (decoder alpha masks, as in the paper)",
+        MASK_SOURCES,
+    )
     score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]")
-    class_ids: tuple[str, ...] = parameter((), "allow-list of detection class ids, e.g. [person, car]; empty = all classes")
+    class_ids: tuple[str, ...] = parameter(
+        (), "allow-list of detection class ids, e.g. [person, car]; empty = all classes"
+    )
     max_tracks: int = parameter(10, "most tracks alive at once (also capped by the model's object slots)")
-    reinit: str = parameter("add_new", "add_new (later detections start new tracks) | refresh (as add_new, and a "
-                            "detection of a live track re-anchors it from the box, same id) | first (only the first "
-                            "detections)", REINIT_MODES)
-    new_object_iou: float = parameter(0.3, "a detection overlapping a live track at least this much (IoU) starts nothing")
-    min_mask_area: int = parameter(20, "a track whose mask is smaller than this (pixels) is lost for that frame: "
-                                   "not in tracks, not drawn in masks, still live")
-    lost_after_frames: int = parameter(10, "a track becomes dormant (or ends, with dormant_seconds 0) after this many "
-                                       "consecutive lost frames")
+    reinit: str = parameter(
+        "add_new",
+        "add_new (later detections start new tracks) | refresh (as add_new, and a "
+        "detection of a live track re-anchors it from the box, same id) | first (only the first "
+        "detections)",
+        REINIT_MODES,
+    )
+    new_object_iou: float = parameter(
+        0.3, "a detection overlapping a live track at least this much (IoU) starts nothing"
+    )
+    min_mask_area: int = parameter(
+        20,
+        "a track whose mask is smaller than this (pixels) is lost for that frame: "
+        "not in tracks, not drawn in masks, still live",
+    )
+    lost_after_frames: int = parameter(
+        10, "a track becomes dormant (or ends, with dormant_seconds 0) after this many consecutive lost frames"
+    )
     max_area_growth: float = parameter(
-        0.0, "a track whose mask covers more than this many times the area of the box that last anchored it "
+        0.0,
+        "a track whose mask covers more than this many times the area of the box that last anchored it "
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
-        "another object; 0 = no limit")
+        "another object; 0 = no limit",
+    )
     gate_margin: float = parameter(
-        0.25, "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
+        0.25,
+        "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
         "it) grown on every side by this many times the box's longer side, widening with each lost frame; "
-        "keeps a slot from drifting to a similar object or the background; 0 = no gate")
+        "keeps a slot from drifting to a similar object or the background; 0 = no gate",
+    )
     swap_margin: float = parameter(
-        0.5, "two tracks whose boxes touched trade ids when each mask's colours match the other track's object "
+        0.5,
+        "two tracks whose boxes touched trade ids when each mask's colours match the other track's object "
         "better than its own by this much (sum of the two Bhattacharyya distances of colour histograms, 0..2): "
-        "undoes slots that traded objects while crossing; 0 = off")
+        "undoes slots that traded objects while crossing; 0 = off",
+    )
     dormant_seconds: float = parameter(
-        10.0, "seconds (image stamp time) a lost track stays dormant: no slot, not in tracks or masks, its id "
+        10.0,
+        "seconds (image stamp time) a lost track stays dormant: no slot, not in tracks or masks, its id "
         "kept in label_info and revived when a detection or prompt of a new object matches its appearance; "
-        "then it ends; 0 = a lost track ends at once")
+        "then it ends; 0 = a lost track ends at once",
+    )
     reid_threshold: float = parameter(
-        0.8, "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
-        "of colour histograms for models without features) for a new object to revive a dormant track's id")
+        0.8,
+        "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
+        "of colour histograms for models without features) for a new object to revive a dormant track's id",
+    )
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
     mask_edges: str = parameter(
-        "auto", "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
+        "auto",
+        "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
         "resolution, so their edges follow the image's) | bilinear (plain resize) | auto (guided for models "
-        "whose masks come at a feature stride above 1, such as the pretrained-backbone models)", MASK_EDGES)
+        "whose masks come at a feature stride above 1, such as the pretrained-backbone models)",
+        MASK_EDGES,
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.class_ids, str):
@@ -94,11 +123,20 @@ class TrackerConfig:
         check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
         check(is_int(self.max_tracks) and self.max_tracks >= 1, "max_tracks", "must be an integer >= 1")
         check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
-        check(is_int(self.lost_after_frames) and self.lost_after_frames >= 1, "lost_after_frames",
-              "must be an integer >= 1")
+        check(
+            is_int(self.lost_after_frames) and self.lost_after_frames >= 1,
+            "lost_after_frames",
+            "must be an integer >= 1",
+        )
         check(is_number(self.gate_margin) and self.gate_margin >= 0, "gate_margin", "must be a number >= 0")
         check(is_number(self.swap_margin) and self.swap_margin >= 0, "swap_margin", "must be a number >= 0 (0 = off)")
-        check(is_number(self.dormant_seconds) and self.dormant_seconds >= 0, "dormant_seconds",
-              "must be a number >= 0 (0 = lost tracks end at once)")
-        check(is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
-              "max_area_growth", "must be 0 (no limit) or a number >= 1")
+        check(
+            is_number(self.dormant_seconds) and self.dormant_seconds >= 0,
+            "dormant_seconds",
+            "must be a number >= 0 (0 = lost tracks end at once)",
+        )
+        check(
+            is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
+            "max_area_growth",
+            "must be 0 (no limit) or a number >= 1",
+        )

@@ -12,6 +12,7 @@ The worker of the live node processes a frame as soon as it is released; offline
 processed at the moment they would be released (hold deadlines included), before the next recorded
 message arrives, which is the live node with a model that keeps up.
 """
+
 from __future__ import annotations
 
 if __name__ == "__main__":  # a Ctrl-C during the imports below exits quietly
@@ -47,11 +48,18 @@ from savi_ros import outputs, params
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import Frame, Pipeline, Settings
 
-IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
-               "sensor_msgs/Image", "sensor_msgs/CompressedImage"}
+IMAGE_TYPES = {
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CompressedImage",
+    "sensor_msgs/Image",
+    "sensor_msgs/CompressedImage",
+}
 DETECTIONS_TYPES = {"vision_msgs/msg/Detection2DArray", "vision_msgs/Detection2DArray"}
-OUTPUT_TYPES = {"tracks": "vision_msgs/msg/Detection2DArray", "masks": "sensor_msgs/msg/Image",
-                "label_info": "vision_msgs/msg/LabelInfo"}
+OUTPUT_TYPES = {
+    "tracks": "vision_msgs/msg/Detection2DArray",
+    "masks": "sensor_msgs/msg/Image",
+    "label_info": "vision_msgs/msg/LabelInfo",
+}
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
@@ -60,6 +68,7 @@ class BagError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------- types
+
 
 def _vision_msgs_dirs() -> list[Path]:
     """Where the project's vision_msgs .msg files are: the repository's own copy, else a ROS install's."""
@@ -81,21 +90,38 @@ def typestore():
                 types.update(get_types_from_msg(path.read_text(), f"vision_msgs/msg/{path.stem}"))
             store.register(types)
             return store
-    raise BagError("cannot find vision_msgs' .msg files (looked in "
-                   + ", ".join(str(d) for d in _vision_msgs_dirs()) + ")")
+    raise BagError(
+        "cannot find vision_msgs' .msg files (looked in " + ", ".join(str(d) for d in _vision_msgs_dirs()) + ")"
+    )
 
 
 class RosbagsTypes:
     """`savi_ros.outputs`' message factory over a rosbags typestore: classes that take some fields as
     keywords and default the rest, as rclpy's do (rosbags' dataclasses want every field)."""
 
-    _SHORT = {"Image": "sensor_msgs/msg/Image", "Detection2D": "vision_msgs/msg/Detection2D",
-              "Detection2DArray": "vision_msgs/msg/Detection2DArray",
-              "ObjectHypothesisWithPose": "vision_msgs/msg/ObjectHypothesisWithPose",
-              "LabelInfo": "vision_msgs/msg/LabelInfo", "VisionClass": "vision_msgs/msg/VisionClass"}
-    _NUMPY = {"bool": np.bool_, "int8": np.int8, "uint8": np.uint8, "byte": np.uint8, "char": np.uint8,
-              "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32,
-              "int64": np.int64, "uint64": np.uint64, "float32": np.float32, "float64": np.float64}
+    _SHORT = {
+        "Image": "sensor_msgs/msg/Image",
+        "Detection2D": "vision_msgs/msg/Detection2D",
+        "Detection2DArray": "vision_msgs/msg/Detection2DArray",
+        "ObjectHypothesisWithPose": "vision_msgs/msg/ObjectHypothesisWithPose",
+        "LabelInfo": "vision_msgs/msg/LabelInfo",
+        "VisionClass": "vision_msgs/msg/VisionClass",
+    }
+    _NUMPY = {
+        "bool": np.bool_,
+        "int8": np.int8,
+        "uint8": np.uint8,
+        "byte": np.uint8,
+        "char": np.uint8,
+        "int16": np.int16,
+        "uint16": np.uint16,
+        "int32": np.int32,
+        "uint32": np.uint32,
+        "int64": np.int64,
+        "uint64": np.uint64,
+        "float32": np.float32,
+        "float64": np.float64,
+    }
 
     def __init__(self, store) -> None:
         self.store = store
@@ -121,8 +147,15 @@ class RosbagsTypes:
             return self.make(detail)
         if kind == Nodetype.BASE:
             base = detail[0]
-            return "" if base in ("string", "wstring") else False if base == "bool" else \
-                0.0 if base.startswith("float") else 0
+            return (
+                ""
+                if base in ("string", "wstring")
+                else False
+                if base == "bool"
+                else 0.0
+                if base.startswith("float")
+                else 0
+            )
         (inner_kind, inner), length = detail
         if inner_kind == Nodetype.BASE and inner[0] in self._NUMPY:
             return np.zeros(length if kind == Nodetype.ARRAY else 0, self._NUMPY[inner[0]])
@@ -130,6 +163,7 @@ class RosbagsTypes:
 
 
 # ---------------------------------------------------------------------------------------- tracking
+
 
 @dataclass
 class Summary:
@@ -141,8 +175,8 @@ class Summary:
     detections_topic: Optional[str]
     images: int = 0
     detection_messages: int = 0
-    detections_stamped_like_an_image: int = 0   # the rest can never pair (another clock?)
-    detections_with_their_image: int = 0        # paired with their image (not acting a frame late)
+    detections_stamped_like_an_image: int = 0  # the rest can never pair (another clock?)
+    detections_with_their_image: int = 0  # paired with their image (not acting a frame late)
     processed: int = 0
     counters: dict = field(default_factory=dict)
     tracks_started: list = field(default_factory=list)
@@ -159,8 +193,10 @@ class _Outputs:
         self.writer, self.store = writer, store
         self.types = RosbagsTypes(store)
         prefix = "/" + namespace.strip("/") if namespace.strip("/") else ""
-        self.connections = {name: writer.add_connection(f"{prefix}/{name}", msgtype, typestore=store)
-                            for name, msgtype in OUTPUT_TYPES.items()}
+        self.connections = {
+            name: writer.add_connection(f"{prefix}/{name}", msgtype, typestore=store)
+            for name, msgtype in OUTPUT_TYPES.items()
+        }
         self.overlay_path = overlay_path
         self.video: Optional[cv2.VideoWriter] = None
         self.video_size = (0, 0)
@@ -175,8 +211,11 @@ class _Outputs:
         self._put("tracks", outputs.tracks_msg(self.types, result.tracks, header), time_ns)
         self._put("masks", outputs.label_map_msg(self.types, result.label_map, header), time_ns)
         if frame.labelled_tracks != self.published_labels:
-            self._put("label_info", outputs.label_info_msg(self.types, frame.labelled_tracks, header,
-                                                           frame.mask_threshold), time_ns)
+            self._put(
+                "label_info",
+                outputs.label_info_msg(self.types, frame.labelled_tracks, header, frame.mask_threshold),
+                time_ns,
+            )
             self.published_labels = frame.labelled_tracks
         for track in result.tracks:
             if track.track_id not in self.frames_per_track:
@@ -186,8 +225,9 @@ class _Outputs:
             overlay = outputs.debug_overlay(frame.rgb, result.label_map, result.tracks)
             if self.video is None:
                 self.video_size = (overlay.shape[1], overlay.shape[0])
-                self.video = cv2.VideoWriter(str(self.overlay_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                             self.video_size)
+                self.video = cv2.VideoWriter(
+                    str(self.overlay_path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.video_size
+                )
             if (overlay.shape[1], overlay.shape[0]) != self.video_size:  # the camera changed size mid-bag
                 overlay = cv2.resize(overlay, self.video_size)
             self.video.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
@@ -222,8 +262,10 @@ def _connection(reader: AnyReader, path: Path, topic: str, allowed: set[str], ro
         topics = ", ".join(sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections})) or "none"
         raise BagError(f"{path}: no topic {topic!r} for {role} in the bag; its topics: {topics}")
     if found[0].msgtype not in allowed:
-        raise BagError(f"{path}: topic {topic!r} carries {found[0].msgtype}, not {role} "
-                       f"({', '.join(sorted(t for t in allowed if '/msg/' in t))})")
+        raise BagError(
+            f"{path}: topic {topic!r} carries {found[0].msgtype}, not {role} "
+            f"({', '.join(sorted(t for t in allowed if '/msg/' in t))})"
+        )
     return found
 
 
@@ -234,9 +276,17 @@ def _frames_per_second(images: int, duration_ns: int) -> float:
     return float(min(60.0, max(1.0, (images - 1) * 1e9 / duration_ns)))
 
 
-def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic: Optional[str],
-              node_params: Any, storage: str = "mcap", namespace: str = "savi", overlay: bool = True,
-              progress: bool = True) -> Summary:
+def track_bag(
+    in_path: Path,
+    out_path: Path,
+    image_topic: str,
+    detections_topic: Optional[str],
+    node_params: Any,
+    storage: str = "mcap",
+    namespace: str = "savi",
+    overlay: bool = True,
+    progress: bool = True,
+) -> Summary:
     """Track ``in_path`` into a new bag ``out_path`` (see the module docstring). Raises BagError."""
     in_path, out_path = Path(in_path), Path(out_path)
     if out_path.exists():
@@ -262,15 +312,18 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
     complete = False
     try:
         image_conns = _connection(reader, in_path, image_topic, IMAGE_TYPES, "images")
-        det_conns = (_connection(reader, in_path, detections_topic, DETECTIONS_TYPES, "detections")
-                     if detections_topic else [])
+        det_conns = (
+            _connection(reader, in_path, detections_topic, DETECTIONS_TYPES, "detections") if detections_topic else []
+        )
         writer = Writer(partial, version=9, storage_plugin=STORAGES[storage])
         writer.open()
         try:
             out = _Outputs(writer, store, namespace, partial / "overlay.mp4" if overlay else None)
             out.fps = _frames_per_second(sum(c.msgcount for c in image_conns), reader.duration)
-            copies = {c.id: writer.add_connection(c.topic, _ros2_name(c.msgtype), typestore=store)
-                      for c in [*image_conns, *det_conns]}
+            copies = {
+                c.id: writer.add_connection(c.topic, _ros2_name(c.msgtype), typestore=store)
+                for c in [*image_conns, *det_conns]
+            }
             start = time.perf_counter()
             total = sum(c.msgcount for c in [*image_conns, *det_conns])
             clock = [0.0]
@@ -296,8 +349,7 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
             image_stamps: list[int] = []
             detection_stamps: list[int] = []
             messages = reader.messages(connections=[*image_conns, *det_conns])
-            for conn, time_ns, raw in tqdm(messages, total=total, unit="msg", disable=not progress,
-                                           desc=in_path.name):
+            for conn, time_ns, raw in tqdm(messages, total=total, unit="msg", disable=not progress, desc=in_path.name):
                 t = time_ns * 1e-9
                 recorded_ns[0] = time_ns
                 drain(t)
@@ -328,21 +380,31 @@ def track_bag(in_path: Path, out_path: Path, image_topic: str, detections_topic:
         if not complete:
             shutil.rmtree(staging, ignore_errors=True)
 
-    summary.detections_stamped_like_an_image = _stamps_matching(detection_stamps, image_stamps,
-                                                                int(node_params.sync_tolerance * 1e9))
+    summary.detections_stamped_like_an_image = _stamps_matching(
+        detection_stamps, image_stamps, int(node_params.sync_tolerance * 1e9)
+    )
     if summary.detection_messages and not summary.detections_stamped_like_an_image:
         shutil.rmtree(staging, ignore_errors=True)
-        raise BagError(f"{in_path}: none of the {summary.detection_messages} messages on {detections_topic!r} "
-                       f"has the stamp of an image on {image_topic!r} (within sync_tolerance "
-                       f"{node_params.sync_tolerance:g} s): is the detector stamping with its own clock?")
+        raise BagError(
+            f"{in_path}: none of the {summary.detection_messages} messages on {detections_topic!r} "
+            f"has the stamp of an image on {image_topic!r} (within sync_tolerance "
+            f"{node_params.sync_tolerance:g} s): is the detector stamping with its own clock?"
+        )
     wall = time.perf_counter() - start
     steps = [ms for _, ms in pipeline.stats.step_ms]
     summary.processed = pipeline.stats.processed
     summary.counters = pipeline.stats.counters()
     summary.tracks_started = out.started
     summary.frames_per_track = {str(k): v for k, v in out.frames_per_track.items()}
-    summary.step_ms = ({"mean": round(statistics.fmean(steps), 2), "p50": round(statistics.median(steps), 2),
-                        "max": round(max(steps), 2)} if steps else {})
+    summary.step_ms = (
+        {
+            "mean": round(statistics.fmean(steps), 2),
+            "p50": round(statistics.median(steps), 2),
+            "max": round(max(steps), 2),
+        }
+        if steps
+        else {}
+    )
     summary.wall_s = round(wall, 3)
     summary.frames_per_s = round(summary.processed / wall, 2) if wall > 0 else 0.0
     (partial / "summary.json").write_text(json.dumps(dataclasses.asdict(summary), indent=2) + "\n")
@@ -365,8 +427,9 @@ def _is_read_error(exc: Exception) -> bool:
     """A truncated or corrupt bag surfaces mid-read as an error of rosbags, its storage or decompression
     libraries, or of unpacking short bytes; anything else is a bug to show as is."""
     module = type(exc).__module__ or ""
-    return (module.split(".")[0] in {"rosbags", "apsw", "sqlite3", "lz4", "zstandard", "backports"}
-            or isinstance(exc, (EOFError, struct.error, UnicodeDecodeError)))
+    return module.split(".")[0] in {"rosbags", "apsw", "sqlite3", "lz4", "zstandard", "backports"} or isinstance(
+        exc, (EOFError, struct.error, UnicodeDecodeError)
+    )
 
 
 def _ros2_name(msgtype: str) -> str:
@@ -376,8 +439,10 @@ def _ros2_name(msgtype: str) -> str:
 
 # ---------------------------------------------------------------------------------------- writing
 
-def image_message(store, rgb: np.ndarray, nanoseconds: int, frame_id: str = "camera",
-                  compressed: Optional[str] = None) -> tuple[str, Any]:
+
+def image_message(
+    store, rgb: np.ndarray, nanoseconds: int, frame_id: str = "camera", compressed: Optional[str] = None
+) -> tuple[str, Any]:
     """(type name, message) of an RGB frame: raw rgb8, or jpeg/png when ``compressed`` names the format."""
     types = RosbagsTypes(store)
     header = _header(types, nanoseconds, frame_id)
@@ -386,13 +451,19 @@ def image_message(store, rgb: np.ndarray, nanoseconds: int, frame_id: str = "cam
     ok, data = cv2.imencode(f".{compressed}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"cannot encode a frame as {compressed}")
-    msg = types.make("sensor_msgs/msg/CompressedImage", header=header, format=compressed,
-                     data=np.asarray(data, np.uint8).ravel())
+    msg = types.make(
+        "sensor_msgs/msg/CompressedImage", header=header, format=compressed, data=np.asarray(data, np.uint8).ravel()
+    )
     return "sensor_msgs/msg/CompressedImage", msg
 
 
-def detections_message(store, boxes_xyxy: list[tuple[float, float, float, float]], nanoseconds: int,
-                       class_id: str = "object", frame_id: str = "camera") -> Any:
+def detections_message(
+    store,
+    boxes_xyxy: list[tuple[float, float, float, float]],
+    nanoseconds: int,
+    class_id: str = "object",
+    frame_id: str = "camera",
+) -> Any:
     """A Detection2DArray of pixel boxes (ids "1", "2", ... in order), as a detector would publish."""
     types = RosbagsTypes(store)
     header = _header(types, nanoseconds, frame_id)
@@ -409,15 +480,24 @@ def detections_message(store, boxes_xyxy: list[tuple[float, float, float, float]
 
 
 def _header(types: RosbagsTypes, nanoseconds: int, frame_id: str) -> Any:
-    stamp = types.store.types["builtin_interfaces/msg/Time"](sec=nanoseconds // 1_000_000_000,
-                                                            nanosec=nanoseconds % 1_000_000_000)
+    stamp = types.store.types["builtin_interfaces/msg/Time"](
+        sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000
+    )
     return types.store.types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 
-def write_bag(path: Path, frames: np.ndarray, boxes: dict[int, list], image_topic: str = "/camera/image",
-              detections_topic: str = "/detections", fps: float = 10.0, storage: str = "mcap",
-              compressed: Optional[str] = None, start_ns: int = 1_000_000_000,
-              detection_delay_s: float = 0.0) -> None:
+def write_bag(
+    path: Path,
+    frames: np.ndarray,
+    boxes: dict[int, list],
+    image_topic: str = "/camera/image",
+    detections_topic: str = "/detections",
+    fps: float = 10.0,
+    storage: str = "mcap",
+    compressed: Optional[str] = None,
+    start_ns: int = 1_000_000_000,
+    detection_delay_s: float = 0.0,
+) -> None:
     """A bag as a robot records it: ``frames`` (uint8 RGB [T,H,W,3]) on ``image_topic`` at ``fps``
     (topic ``<image_topic>/compressed`` when ``compressed``), and for each frame index in ``boxes``
     a Detection2DArray stamped like that frame, recorded ``detection_delay_s`` after it."""
@@ -427,8 +507,9 @@ def write_bag(path: Path, frames: np.ndarray, boxes: dict[int, list], image_topi
     writer.open()
     try:
         image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-        image_conn = writer.add_connection(f"{image_topic}/compressed" if compressed else image_topic,
-                                           image_type, typestore=store)
+        image_conn = writer.add_connection(
+            f"{image_topic}/compressed" if compressed else image_topic, image_type, typestore=store
+        )
         det_conn = writer.add_connection(detections_topic, "vision_msgs/msg/Detection2DArray", typestore=store)
         records = []
         for t, rgb in enumerate(frames):
@@ -437,16 +518,30 @@ def write_bag(path: Path, frames: np.ndarray, boxes: dict[int, list], image_topi
             records.append((stamp, 0, image_conn, store.serialize_cdr(msg, typename)))
             if t in boxes:
                 det = detections_message(store, boxes[t], stamp)
-                records.append((stamp + int(detection_delay_s * 1e9), 1, det_conn,
-                                store.serialize_cdr(det, "vision_msgs/msg/Detection2DArray")))
+                records.append(
+                    (
+                        stamp + int(detection_delay_s * 1e9),
+                        1,
+                        det_conn,
+                        store.serialize_cdr(det, "vision_msgs/msg/Detection2DArray"),
+                    )
+                )
         for time_ns, _, conn, data in sorted(records, key=lambda r: r[:2]):
             writer.write(conn, time_ns, data)
     finally:
         writer.close()
 
 
-def synthetic_bag(path: Path, world: str = "2d", seed: int = 0, frames: int = 24, size: tuple[int, int] = (320, 240),
-                  fps: float = 10.0, detect_every: int = 0, **kwargs: Any) -> None:
+def synthetic_bag(
+    path: Path,
+    world: str = "2d",
+    seed: int = 0,
+    frames: int = 24,
+    size: tuple[int, int] = (320, 240),
+    fps: float = 10.0,
+    detect_every: int = 0,
+    **kwargs: Any,
+) -> None:
     """A bag of one synthetic scene (the demo's worlds) with first-frame detections (and every
     ``detect_every`` frames if > 0): something to try the bag workflow on without a robot."""
     from savi_scenes import SceneConfig, generate_scene
@@ -460,12 +555,16 @@ def synthetic_bag(path: Path, world: str = "2d", seed: int = 0, frames: int = 24
     boxes = {}
     for t in range(frames):
         if t == 0 or (detect_every > 0 and t % detect_every == 0):
-            boxes[t] = [(float(b[1] * width), float(b[0] * height), float(b[3] * width), float(b[2] * height))
-                        for b, v in zip(scene.boxes[t], scene.visible[t]) if v]
+            boxes[t] = [
+                (float(b[1] * width), float(b[0] * height), float(b[3] * width), float(b[2] * height))
+                for b, v in zip(scene.boxes[t], scene.visible[t])
+                if v
+            ]
     write_bag(path, scene.video, boxes, fps=fps, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- CLI
+
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m savi_ros.bag", description=__doc__.split("\n")[0])
@@ -477,8 +576,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     track.add_argument("--detections", help="detections topic (vision_msgs/Detection2DArray)")
     track.add_argument("--checkpoint", default=None, help="'default' or a checkpoint folder (node parameter)")
     track.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (node parameter)")
-    track.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
-                       help="any other node parameter, as with ros2 run (repeatable)")
+    track.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="any other node parameter, as with ros2 run (repeatable)",
+    )
     track.add_argument("--storage", choices=sorted(STORAGES), default="mcap", help="output bag storage")
     track.add_argument("--namespace", default="savi", help="namespace of the added topics (as the launch file's)")
     track.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
@@ -502,10 +607,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.output.exists():
             print(f"savi_ros.bag: error: {args.output}: already exists", file=sys.stderr)
             return 1
-        synthetic_bag(args.output, args.world, args.seed, args.frames, (width, height), args.fps,
-                      args.detect_every, storage=args.storage, compressed=args.compressed)
-        print(f"{args.output}: {args.frames} frames on /camera/image{'/compressed' if args.compressed else ''}, "
-              "detections on /detections")
+        synthetic_bag(
+            args.output,
+            args.world,
+            args.seed,
+            args.frames,
+            (width, height),
+            args.fps,
+            args.detect_every,
+            storage=args.storage,
+            compressed=args.compressed,
+        )
+        print(
+            f"{args.output}: {args.frames} frames on /camera/image{'/compressed' if args.compressed else ''}, "
+            "detections on /detections"
+        )
         return 0
     try:
         assignments = list(args.param)
@@ -514,20 +630,30 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.device is not None:
             assignments.append(f"device:={args.device}")
         node_params = params.from_assignments(assignments)
-        summary = track_bag(args.input, args.output, args.image, args.detections, node_params,
-                            storage=args.storage, namespace=args.namespace, overlay=not args.no_overlay,
-                            progress=not args.no_progress)
+        summary = track_bag(
+            args.input,
+            args.output,
+            args.image,
+            args.detections,
+            node_params,
+            storage=args.storage,
+            namespace=args.namespace,
+            overlay=not args.no_overlay,
+            progress=not args.no_progress,
+        )
     except (BagError, ModelLoadError, params.ParamError) as exc:
         print(f"savi_ros.bag: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     counters = summary.counters
-    print(f"{summary.output}: {summary.processed} of {summary.images} images tracked "
-          f"({counters['dropped_frames']} dropped, {counters['bad_images']} bad), "
-          f"{summary.detection_messages} detection messages ({summary.detections_with_their_image} with their image, "
-          f"{counters['late_detections']} late), tracks {summary.tracks_started}, "
-          f"step p50 {summary.step_ms.get('p50', 0)} ms, {summary.frames_per_s} frames/s")
+    print(
+        f"{summary.output}: {summary.processed} of {summary.images} images tracked "
+        f"({counters['dropped_frames']} dropped, {counters['bad_images']} bad), "
+        f"{summary.detection_messages} detection messages ({summary.detections_with_their_image} with their image, "
+        f"{counters['late_detections']} late), tracks {summary.tracks_started}, "
+        f"step p50 {summary.step_ms.get('p50', 0)} ms, {summary.frames_per_s} frames/s"
+    )
     return 0
 
 

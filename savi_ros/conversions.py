@@ -2,6 +2,7 @@
 
 Reading inputs needs no ROS and lives in `savi_core.messages`.
 """
+
 from __future__ import annotations
 
 import array
@@ -11,15 +12,18 @@ from typing import Iterable, Mapping, Optional
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import (Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose,
-                             VisionClass)
+from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
 from savi_core.tracker import Track
 from savi_ros import outputs
 
 ROS_TYPES = SimpleNamespace(
-    Image=Image, Detection2D=Detection2D, Detection2DArray=Detection2DArray,
-    ObjectHypothesisWithPose=ObjectHypothesisWithPose, LabelInfo=LabelInfo, VisionClass=VisionClass,
+    Image=Image,
+    Detection2D=Detection2D,
+    Detection2DArray=Detection2DArray,
+    ObjectHypothesisWithPose=ObjectHypothesisWithPose,
+    LabelInfo=LabelInfo,
+    VisionClass=VisionClass,
     uint8_array=lambda data: array.array("B", data),  # rclpy's fast path for uint8[]
 )
 

@@ -13,6 +13,7 @@ to the largest message (issue 27: ~100 MB held after a few 4000x3000 images); rm
 profile's history memory policy only under ``RMW_FASTRTPS_USE_QOS_FROM_XML=1``, set here with the profile
 (the ROS QoS of each topic still applies: the profile sets nothing else).
 """
+
 from __future__ import annotations
 
 import os

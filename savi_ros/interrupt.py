@@ -1,4 +1,5 @@
 """Ctrl-C handling shared by the node executables."""
+
 from __future__ import annotations
 
 import signal

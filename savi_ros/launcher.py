@@ -4,6 +4,7 @@ A Ctrl-C while torch, OpenCV and rclpy are still being imported (the first secon
 otherwise surface as a KeyboardInterrupt traceback and exit code -2. Here SIGINT means "exit 0" until
 the node's own handling (``savi_ros.interrupt``) takes over once rclpy is up.
 """
+
 from __future__ import annotations
 
 import importlib

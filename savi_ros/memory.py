@@ -11,14 +11,15 @@ large buffer's size, up to 32 MB, after which a large frame's buffers land in a 
 2 MB or more are then mapped and unmapped on their own (measured with bench/bench_memory.py: after - steady
 +20 MB instead of +41..+56 MB with the trim alone).
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
 from typing import Callable, Optional
 
-M_MMAP_THRESHOLD = -3              # mallopt's parameter number (malloc.h)
-MMAP_THRESHOLD = 2 * 1024 * 1024   # bytes; a 640x480 float plane (1.2 MB) stays in the heap
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+MMAP_THRESHOLD = 2 * 1024 * 1024  # bytes; a 640x480 float plane (1.2 MB) stays in the heap
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:

@@ -4,6 +4,7 @@
 next to this module, so it resolves the same in an editable install, a wheel, or a colcon
 install (all of which keep package data beside the code).
 """
+
 from __future__ import annotations
 
 import os
@@ -71,8 +72,9 @@ def load_tracker(node_params: Any) -> tuple[Tracker, Path, torch.device]:
     except CheckpointError as exc:
         raise ModelLoadError(f"cannot load checkpoint '{node_params.checkpoint}': {exc}") from None
     except (OSError, RuntimeError, ValueError) as exc:  # e.g. unreadable file, device errors
-        raise ModelLoadError(f"cannot load checkpoint '{node_params.checkpoint}' ({path}): "
-                             f"{type(exc).__name__}: {exc}") from None
+        raise ModelLoadError(
+            f"cannot load checkpoint '{node_params.checkpoint}' ({path}): {type(exc).__name__}: {exc}"
+        ) from None
     try:
         tracker = Tracker(model, tracker_cfg, device=device)
     except ValueError as exc:

@@ -7,6 +7,7 @@ Detection2D, Detection2DArray, ObjectHypothesisWithPose, LabelInfo, VisionClass)
 with keyword arguments for some fields (the others at their defaults), and `uint8_array(bytes)`,
 the library's own value for a `uint8[]` field.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
@@ -30,8 +31,15 @@ def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
         raise ValueError(f"array {arr.dtype}{list(arr.shape)} does not fit encoding '{encoding}'")
     height, width = int(arr.shape[0]), int(arr.shape[1])
     data = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<")).tobytes()
-    return types.Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-                       step=width * channels * dtype.itemsize, data=types.uint8_array(data))
+    return types.Image(
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=width * channels * dtype.itemsize,
+        data=types.uint8_array(data),
+    )
 
 
 def label_map_msg(types: Any, label_map: np.ndarray, header: Any) -> Any:
@@ -68,5 +76,9 @@ def label_info_msg(types: Any, live_tracks: Mapping[int, str], header: Any, thre
 def debug_overlay(rgb: np.ndarray, label_map: np.ndarray, tracks: Iterable[Track]) -> np.ndarray:
     """The node's ``debug_image``: the same drawing as the demo (``savi_ros.overlay``) for one Tracker result."""
     tracks = list(tracks)
-    return draw_overlay(rgb, label_map, boxes={t.track_id: t.box_xyxy for t in tracks},
-                        captions={t.track_id: f"{t.track_id} {t.class_id}".strip() for t in tracks})
+    return draw_overlay(
+        rgb,
+        label_map,
+        boxes={t.track_id: t.box_xyxy for t in tracks},
+        captions={t.track_id: f"{t.track_id} {t.class_id}".strip() for t in tracks},
+    )

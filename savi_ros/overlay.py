@@ -4,6 +4,7 @@ Kept free of ROS so the demo orchestrator and the tracker node's ``debug_image``
 Colours come from a fixed palette indexed by track id, so an object keeps its colour through
 occlusions and across runs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -13,10 +14,26 @@ import numpy as np
 
 # Well separated RGB colours (hand picked); id 1 gets the first one.
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
 )
 
 BoxXYXY = tuple[float, float, float, float]
@@ -99,8 +116,9 @@ def draw_overlay(
         cv2.putText(out, text, (x0 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     if banner:
         cv2.putText(out, banner, (4, int(14 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, banner, (4, int(14 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, banner, (4, int(14 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return out
 
 
@@ -121,5 +139,5 @@ def contact_sheet(rows: Sequence[Sequence[np.ndarray]], gap: int = 4) -> np.ndar
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
             y, x = r * (tile_h + gap), c * (tile_w + gap)
-            sheet[y:y + tile_h, x:x + tile_w] = tile
+            sheet[y : y + tile_h, x : x + tile_w] = tile
     return sheet

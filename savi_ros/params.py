@@ -9,6 +9,7 @@ checks they agree). Every error message starts with the parameter's name.
 rclpy is imported only by the functions that talk to a node, so the offline bag tracker reads and
 validates the same parameters on a machine without ROS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,20 +37,32 @@ IMAGE_TRANSPORTS = ("raw", "compressed")
 class NodeOnlyParams:
     """The node's own parameters; the Tracker's come from ``TrackerConfig``."""
 
-    checkpoint: str = parameter("default", "'default' (the model shipped in the package) or a checkpoint directory / "
-                                "config.json path")
+    checkpoint: str = parameter(
+        "default", "'default' (the model shipped in the package) or a checkpoint directory / config.json path"
+    )
     device: str = parameter("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available, else cpu)")
     sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp")
-    image_qos: str = parameter("sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)",
-                               IMAGE_QOS_CHOICES)
-    image_transport: str = parameter("raw", "raw (sensor_msgs/Image on image) | compressed (sensor_msgs/CompressedImage "
-                                     "on <image>/compressed, jpeg/png decoded with OpenCV)", IMAGE_TRANSPORTS)
-    time_jump_reset: float = parameter(1.0, "seconds: a jump back in time larger than this ends all tracks and "
-                                       "starts over; an image is a poison stamp only when this far ahead of the "
-                                       "newest one and future_tolerance ahead of the node's clock")
-    future_tolerance: float = parameter(5.0, "seconds: an image this far ahead of the node's clock (ROS time; "
-                                        "beyond the camera's usual lead) and time_jump_reset ahead of the newest "
-                                        "image is a poison stamp, dropped while tracks are live")
+    image_qos: str = parameter(
+        "sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)", IMAGE_QOS_CHOICES
+    )
+    image_transport: str = parameter(
+        "raw",
+        "raw (sensor_msgs/Image on image) | compressed (sensor_msgs/CompressedImage "
+        "on <image>/compressed, jpeg/png decoded with OpenCV)",
+        IMAGE_TRANSPORTS,
+    )
+    time_jump_reset: float = parameter(
+        1.0,
+        "seconds: a jump back in time larger than this ends all tracks and "
+        "starts over; an image is a poison stamp only when this far ahead of the "
+        "newest one and future_tolerance ahead of the node's clock",
+    )
+    future_tolerance: float = parameter(
+        5.0,
+        "seconds: an image this far ahead of the node's clock (ROS time; "
+        "beyond the camera's usual lead) and time_jump_reset ahead of the newest "
+        "image is a poison stamp, dropped while tracks are live",
+    )
     max_image_pixels: int = parameter(4096 * 4096, "images with more pixels than this are dropped with a warning")
     publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
     autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")
@@ -68,19 +81,40 @@ _NODE_FIELDS = dataclasses.fields(NodeOnlyParams)
 #: Every parameter the node declares: its own first (checkpoint, device), the Tracker's, then the rest.
 NodeParams = dataclasses.make_dataclass(
     "NodeParams",
-    [_field_spec(f) for f in _NODE_FIELDS[:2]] + [_field_spec(f) for f in dataclasses.fields(TrackerConfig)]
+    [_field_spec(f) for f in _NODE_FIELDS[:2]]
+    + [_field_spec(f) for f in dataclasses.fields(TrackerConfig)]
     + [_field_spec(f) for f in _NODE_FIELDS[2:]],
-    frozen=True, namespace={"tracker_config": _tracker_config, "__module__": __name__},
+    frozen=True,
+    namespace={"tracker_config": _tracker_config, "__module__": __name__},
 )
 
 DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in dataclasses.fields(NodeParams)}
 
 #: Applied while the node runs; the others take effect on the next configure transition.
-LIVE = frozenset({"mask_source", "score_threshold", "class_ids", "reinit", "new_object_iou",
-                  "min_mask_area", "lost_after_frames", "max_area_growth", "gate_margin", "swap_margin",
-                  "dormant_seconds", "reid_threshold",
-                  "sync_tolerance", "publish_debug_image",
-                  "mask_threshold", "mask_edges", "time_jump_reset", "future_tolerance", "max_image_pixels"})
+LIVE = frozenset(
+    {
+        "mask_source",
+        "score_threshold",
+        "class_ids",
+        "reinit",
+        "new_object_iou",
+        "min_mask_area",
+        "lost_after_frames",
+        "max_area_growth",
+        "gate_margin",
+        "swap_margin",
+        "dormant_seconds",
+        "reid_threshold",
+        "sync_tolerance",
+        "publish_debug_image",
+        "mask_threshold",
+        "mask_edges",
+        "time_jump_reset",
+        "future_tolerance",
+        "max_image_pixels",
+    }
+)
+
 
 def _param_type(name: str) -> "Parameter.Type":
     from rclpy.parameter import Parameter
@@ -88,8 +122,12 @@ def _param_type(name: str) -> "Parameter.Type":
     default = getattr(NodeParams(), name)
     if isinstance(default, tuple):
         return Parameter.Type.STRING_ARRAY
-    return {str: Parameter.Type.STRING, float: Parameter.Type.DOUBLE, int: Parameter.Type.INTEGER,
-            bool: Parameter.Type.BOOL}[type(default)]
+    return {
+        str: Parameter.Type.STRING,
+        float: Parameter.Type.DOUBLE,
+        int: Parameter.Type.INTEGER,
+        bool: Parameter.Type.BOOL,
+    }[type(default)]
 
 
 class ParamError(ValueError):
@@ -105,8 +143,10 @@ def validate(params: NodeParams) -> TrackerConfig:
     except ValueError as exc:
         raise ParamError(str(exc)) from None
     if params.precision == "fp16" and device.type != "cuda":
-        raise ParamError(f"precision: 'fp16' needs a CUDA device, but device {params.device!r} "
-                         f"is {device.type}; use 'fp32' or 'bf16'")
+        raise ParamError(
+            f"precision: 'fp16' needs a CUDA device, but device {params.device!r} "
+            f"is {device.type}; use 'fp32' or 'bf16'"
+        )
     for f in _NODE_FIELDS:
         if f.metadata["choices"] and getattr(params, f.name) not in f.metadata["choices"]:
             raise ParamError(f"{f.name}: must be one of {f.metadata['choices']}, got {getattr(params, f.name)!r}")
@@ -236,8 +276,12 @@ def _yaml_value(value: Any) -> str:
 
 def render_yaml() -> str:
     """``config/tracker.yaml``: every parameter with its default, its description as the comment."""
-    lines = ["# savi_tracker parameters (docs/INTERFACE.md); generated by `python -m savi_ros.params --write`.",
-             "# `/**` applies them under any namespace / node name.", "/**:", "  ros__parameters:"]
+    lines = [
+        "# savi_tracker parameters (docs/INTERFACE.md); generated by `python -m savi_ros.params --write`.",
+        "# `/**` applies them under any namespace / node name.",
+        "/**:",
+        "  ros__parameters:",
+    ]
     for f in dataclasses.fields(NodeParams):
         entry = f"    {f.name}: {_yaml_value(f.default)}"
         lines.append(f"{entry:<34}# {f.metadata['description']}")
@@ -250,7 +294,12 @@ TABLE_END = "<!-- end of parameters -->"
 
 def render_table() -> str:
     """The parameter table of docs/INTERFACE.md."""
-    rows = [TABLE_BEGIN, "", "| parameter | type | default | applied | description |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        TABLE_BEGIN,
+        "",
+        "| parameter | type | default | applied | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for f in dataclasses.fields(NodeParams):
         kind = {str: "string", float: "double", int: "integer", bool: "bool"}.get(type(f.default), "string[]")
         applied = "live" if f.name in LIVE else "on configure"
@@ -270,8 +319,10 @@ DOCS_PATH = ROOT / "docs" / "INTERFACE.md"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m savi_ros.params", description="print or rewrite the "
-                                     "parameter file and docs table from the parameter definitions")
+    parser = argparse.ArgumentParser(
+        prog="python -m savi_ros.params",
+        description="print or rewrite the parameter file and docs table from the parameter definitions",
+    )
     parser.add_argument("--write", action="store_true", help=f"rewrite {YAML_PATH.name} and {DOCS_PATH.name}")
     args = parser.parse_args(argv)
     if not args.write:

@@ -11,6 +11,7 @@ Messages are duck-typed (rclpy's or rosbags' `sensor_msgs/Image`, `CompressedIma
 `vision_msgs/Detection2DArray`): only their fields are read. Thread-safe: callbacks may add inputs
 while one worker takes and processes frames.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,16 +30,16 @@ from savi_ros.poison import Newest, ahead_of_clock_ns, is_poison
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
 
-IMAGE_HOLD_S = 0.25        # how long an image waits for detections with its stamp (while nothing is tracked)
-DETECTION_HOLD_S = 1.0     # how long detections wait for their image
+IMAGE_HOLD_S = 0.25  # how long an image waits for detections with its stamp (while nothing is tracked)
+DETECTION_HOLD_S = 1.0  # how long detections wait for their image
 MAX_HELD_IMAGES = 8
 MAX_HELD_DETECTIONS = 16
-MAX_LATE_DETECTIONS = 16   # detection messages waiting for the next processed frame
+MAX_LATE_DETECTIONS = 16  # detection messages waiting for the next processed frame
 MAX_WARNED_ENCODINGS = 32  # beyond that, unsupported encodings are counted but not warned about by name
-PROMPT_HOLD_S = 1.0        # how long a point or mask prompt waits for the image of its stamp
+PROMPT_HOLD_S = 1.0  # how long a point or mask prompt waits for the image of its stamp
 MAX_HELD_PROMPTS = 16
-MAX_SHOWN_ID = 16          # characters of a refused id shown in a warning
-SEEN_STAMPS = 256          # recent image stamps: a prompt for one of them acts on the next processed frame
+MAX_SHOWN_ID = 16  # characters of a refused id shown in a warning
+SEEN_STAMPS = 256  # recent image stamps: a prompt for one of them acts on the next processed frame
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ class Pipeline:
     def __init__(self, tracker: Tracker, settings: Settings, warn: Warn, clock_ns: Callable[[], int]) -> None:
         """``clock_ns``: the node's clock in ns (ROS time, sim time under use_sim_time; for a bag, the
         recording time), against which a stamp far in the future is judged (`savi_ros.poison`)."""
-        self.cond = threading.Condition()          # guards matcher, queue, late detections, stats
-        self._tracker_lock = threading.Lock()      # guards the Tracker (step vs reset/config changes)
+        self.cond = threading.Condition()  # guards matcher, queue, late detections, stats
+        self._tracker_lock = threading.Lock()  # guards the Tracker (step vs reset/config changes)
         self._tracker = tracker
         self.settings = settings
         self._warn = warn
@@ -122,8 +123,9 @@ class Pipeline:
         self._seen: deque[int] = deque(maxlen=SEEN_STAMPS)  # stamps of recent images, processed or not
 
     def _new_matcher(self) -> StampMatcher:
-        matcher = StampMatcher(self.settings.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S,
-                               MAX_HELD_IMAGES, MAX_HELD_DETECTIONS)
+        matcher = StampMatcher(
+            self.settings.sync_tolerance, IMAGE_HOLD_S, DETECTION_HOLD_S, MAX_HELD_IMAGES, MAX_HELD_DETECTIONS
+        )
         matcher.patient = True  # no tracks yet
         return matcher
 
@@ -186,8 +188,9 @@ class Pipeline:
             self._matcher.patient = not live
         return True, f"ended track {track_id}"
 
-    def add_objects(self, boxes_xyxy: list, points_xy: list, class_ids: list[str],
-                    requested_ids: list[str]) -> tuple[list[int], str]:
+    def add_objects(
+        self, boxes_xyxy: list, points_xy: list, class_ids: list[str], requested_ids: list[str]
+    ) -> tuple[list[int], str]:
         """New tracks on the next processed image, as the `add_objects` service asks: (ids, message).
         ``class_ids`` and ``requested_ids`` run over the boxes, then the points (missing entries: "").
         A point on a live track's mask starts nothing: that track's id is returned for it.
@@ -199,16 +202,20 @@ class Pipeline:
             raise ValueError(f"{len(class_ids)} class_ids and {len(requested_ids)} ids for {count} object(s)")
         classes = list(class_ids) + [""] * (count - len(class_ids))
         ids = list(requested_ids) + [""] * (count - len(requested_ids))
-        prompts = ([Prompt(box_xyxy=tuple(box)) for box in boxes_xyxy]
-                   + [Prompt(point_xy=tuple(point)) for point in points_xy])
+        prompts = [Prompt(box_xyxy=tuple(box)) for box in boxes_xyxy] + [
+            Prompt(point_xy=tuple(point)) for point in points_xy
+        ]
         prompts = [dataclasses.replace(p, class_id=c, track_id=i) for p, c, i in zip(prompts, classes, ids)]
-        ignored = self._check_ids(ids, [f"add_objects {'box' if p.box_xyxy is not None else 'point'} {n}"
-                                        for n, p in enumerate(prompts)])
+        ignored = self._check_ids(
+            ids, [f"add_objects {'box' if p.box_xyxy is not None else 'point'} {n}" for n, p in enumerate(prompts)]
+        )
         with self._tracker_lock:
             tracker = self._tracker
             if points_xy and "points" not in tracker.prompt_kinds:
-                raise ValueError(f"this model takes {' and '.join(tracker.prompt_kinds)} only, not points "
-                                 "(its slots are conditioned on boxes)")
+                raise ValueError(
+                    f"this model takes {' and '.join(tracker.prompt_kinds)} only, not points "
+                    "(its slots are conditioned on boxes)"
+                )
             on_track = {i: tracker.track_at(*p.point_xy) for i, p in enumerate(prompts) if p.point_xy is not None}
             on_track = {i: t for i, t in on_track.items() if t}
             started = iter(tracker.add_objects([p for i, p in enumerate(prompts) if i not in on_track]))
@@ -218,8 +225,9 @@ class Pipeline:
             self.cond.notify()
         message = f"track(s) {[t for i, t in enumerate(given) if i not in on_track]} start on the next image"
         if on_track:
-            message += "; " + ", ".join(f"point {i - len(boxes_xyxy)} is on live track {t}"
-                                        for i, t in on_track.items())
+            message += "; " + ", ".join(
+                f"point {i - len(boxes_xyxy)} is on live track {t}" for i, t in on_track.items()
+            )
         if ignored:
             message += f"; {ignored}"
         return given, message
@@ -227,14 +235,15 @@ class Pipeline:
     def _check_ids(self, ids: list[str], names: list[str]) -> str:
         """Requested track ids that are not ids by the contract's rule (their tracks get the next free id):
         counted, and one throttled warning naming the first few; returns its text ("" when all are fine)."""
-        bad = [f"{name} (id {_shown(text)})" for text, name in zip(ids, names)
-               if text and parse_track_id(text) is None]
+        bad = [f"{name} (id {_shown(text)})" for text, name in zip(ids, names) if text and parse_track_id(text) is None]
         if not bad:
             return ""
         with self.cond:
             self.stats.ignored_ids += len(bad)
-        text = (f"ignoring the id of {len(bad)} object(s), not a decimal track id 1..{MAX_TRACK_ID}: "
-                f"{'; '.join(bad[:3])}; they get the next free id")
+        text = (
+            f"ignoring the id of {len(bad)} object(s), not a decimal track id 1..{MAX_TRACK_ID}: "
+            f"{'; '.join(bad[:3])}; they get the next free id"
+        )
         self._warn("bad id", text)
         return text
 
@@ -248,8 +257,10 @@ class Pipeline:
         if refused or not prompts:
             with self.cond:
                 self.stats.refused_prompts += len(prompts)
-            self._warn(f"prompt {refused}", f"refusing {what}: this model takes {' and '.join(kinds)}, not "
-                                            f"{' and '.join(refused)}")
+            self._warn(
+                f"prompt {refused}",
+                f"refusing {what}: this model takes {' and '.join(kinds)}, not {' and '.join(refused)}",
+            )
             return
         dropped = None
         with self.cond:
@@ -286,8 +297,12 @@ class Pipeline:
         tolerance = int(self.settings.sync_tolerance * 1e9)
 
         def due(held: _HeldPrompt) -> bool:
-            return (held.stamp_ns == 0 or abs(held.stamp_ns - stamp) <= tolerance
-                    or (held.stamp_ns < stamp and any(abs(held.stamp_ns - s) <= tolerance for s in self._seen)))
+            return (
+                held.stamp_ns == 0
+                or abs(held.stamp_ns - stamp) <= tolerance
+                or (held.stamp_ns < stamp and any(abs(held.stamp_ns - s) <= tolerance for s in self._seen))
+            )
+
         now_due = [held for held in self._prompts if due(held)]
         self._prompts = [held for held in self._prompts if not due(held)]
         return now_due
@@ -297,8 +312,14 @@ class Pipeline:
         expired = [held for held in self._prompts if now - held.arrived > PROMPT_HOLD_S]
         self._prompts = [held for held in self._prompts if now - held.arrived <= PROMPT_HOLD_S]
         self.stats.refused_prompts += sum(len(held.prompts) for held in expired)
-        return [("prompt without image", f"dropping {held.what} at stamp {held.stamp_ns * 1e-9:.3f} s: no image "
-                 f"with that stamp within {PROMPT_HOLD_S:g} s") for held in expired]
+        return [
+            (
+                "prompt without image",
+                f"dropping {held.what} at stamp {held.stamp_ns * 1e-9:.3f} s: no image "
+                f"with that stamp within {PROMPT_HOLD_S:g} s",
+            )
+            for held in expired
+        ]
 
     def _start_prompts(self, held: list[_HeldPrompt], height: int, width: int) -> list[tuple[str, str]]:
         """Hand due prompts to the Tracker before the step of a ``height x width`` image (under the tracker
@@ -308,8 +329,13 @@ class Pipeline:
             prompts = []
             for prompt in item.prompts:
                 if prompt.mask is not None and prompt.mask.shape != (height, width):
-                    warnings.append(("prompt size", f"dropping {item.what}: {prompt.mask.shape[1]}x"
-                                     f"{prompt.mask.shape[0]}, the image is {width}x{height}"))
+                    warnings.append(
+                        (
+                            "prompt size",
+                            f"dropping {item.what}: {prompt.mask.shape[1]}x"
+                            f"{prompt.mask.shape[0]}, the image is {width}x{height}",
+                        )
+                    )
                     break
                 if prompt.point_xy is not None:
                     x, y = prompt.point_xy
@@ -366,14 +392,18 @@ class Pipeline:
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:
                     self.stats.unsupported_images += 1
-                    first = (msg.encoding not in self._warned_encodings
-                             and len(self._warned_encodings) < MAX_WARNED_ENCODINGS)
+                    first = (
+                        msg.encoding not in self._warned_encodings
+                        and len(self._warned_encodings) < MAX_WARNED_ENCODINGS
+                    )
                     if first:
                         self._warned_encodings.add(msg.encoding)
                 if first:
-                    self._warn(f"encoding {msg.encoding}",
-                               f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
-                               f"{', '.join(sorted(messages.INPUT_ENCODINGS))}); warned once per encoding")
+                    self._warn(
+                        f"encoding {msg.encoding}",
+                        f"dropping images with unsupported encoding '{msg.encoding}' (accepted: "
+                        f"{', '.join(sorted(messages.INPUT_ENCODINGS))}); warned once per encoding",
+                    )
                 return
             if self._too_large(msg.width, msg.height):
                 return
@@ -393,8 +423,10 @@ class Pipeline:
             return False
         with self.cond:
             self.stats.oversized_images += 1
-        self._warn("oversized", f"dropping a {width}x{height} image: more than max_image_pixels "
-                                f"({self.settings.max_image_pixels})")
+        self._warn(
+            "oversized",
+            f"dropping a {width}x{height} image: more than max_image_pixels ({self.settings.max_image_pixels})",
+        )
         return True
 
     # ------------------------------------------------------------------ frames
@@ -439,7 +471,6 @@ class Pipeline:
             deadlines += [] if matcher is None else [matcher]
             return min(deadlines, default=None)
 
-
     def _keep_late(self, messages: list[Any]) -> None:
         """Detections that found no image act on the next processed frame (bounded; under `cond`)."""
         for message in messages:
@@ -459,22 +490,27 @@ class Pipeline:
         # docs/INTERFACE.md: a poison stamp, while tracks are live; it does not become the newest image.
         newest, clock = self._newest, self._clock_ns()
         settings = self.settings
-        if not self._matcher.patient and is_poison(pair.stamp_ns, clock, newest, settings.time_jump_reset,
-                                                   settings.future_tolerance):
+        if not self._matcher.patient and is_poison(
+            pair.stamp_ns, clock, newest, settings.time_jump_reset, settings.future_tolerance
+        ):
             self.stats.future_frames += 1
             self._count_dropped()
             self._keep_late(pair.all_detections())
-            return "future", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
-                              f"{(pair.stamp_ns - newest.stamp_ns) * 1e-9:.1f} s ahead of the newest image and "
-                              f"{ahead_of_clock_ns(pair.stamp_ns, clock, newest) * 1e-9:.1f} s ahead of the node's "
-                              "clock (more than time_jump_reset and future_tolerance); its detections act on the "
-                              "next frame")
+            return "future", (
+                f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: "
+                f"{(pair.stamp_ns - newest.stamp_ns) * 1e-9:.1f} s ahead of the newest image and "
+                f"{ahead_of_clock_ns(pair.stamp_ns, clock, newest) * 1e-9:.1f} s ahead of the node's "
+                "clock (more than time_jump_reset and future_tolerance); its detections act on the "
+                "next frame"
+            )
         if newest is None or pair.stamp_ns >= newest.stamp_ns:
             self._newest = Newest(pair.stamp_ns, clock)
         if not self._queue.put(pair):
             self._keep_late(pair.all_detections())
-            return "stale", (f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
-                             f"one ({last * 1e-9:.3f} s)")
+            return "stale", (
+                f"dropping image at stamp {pair.stamp_ns * 1e-9:.3f} s: older than the last processed "
+                f"one ({last * 1e-9:.3f} s)"
+            )
         return ""
 
     def _start_over(self, pairs: list[Pair], now: Callable[[], float]) -> None:
@@ -498,9 +534,12 @@ class Pipeline:
             self.stats.time_jumps += 1
             for pair in pairs:
                 self._admit(pair)
-        self._warn("time jump", f"time jumped back by {(last - pairs[0].stamp_ns) * 1e-9:.1f} s (more than "
-                                f"time_jump_reset {self.settings.time_jump_reset:g} s): ended tracks {ended}, "
-                                "starting over as after 'reset'")
+        self._warn(
+            "time jump",
+            f"time jumped back by {(last - pairs[0].stamp_ns) * 1e-9:.1f} s (more than "
+            f"time_jump_reset {self.settings.time_jump_reset:g} s): ended tracks {ended}, "
+            "starting over as after 'reset'",
+        )
 
     def process(self, pair: Pair, now: Callable[[], float]) -> Optional[Frame]:
         """Decode the image, read its detections and step the Tracker; None when the frame was dropped
@@ -542,14 +581,18 @@ class Pipeline:
                 with self.cond:
                     self.stats.step_failed(now())
                     self.stats.dropped_detections += len(detection_msgs)
-                failed = (f"{STEP_FAILED} {type(exc).__name__}", f"tracker step failed on the image at stamp "
-                          f"{pair.stamp_ns * 1e-9:.3f} s: {type(exc).__name__}: {exc}")
+                failed = (
+                    f"{STEP_FAILED} {type(exc).__name__}",
+                    f"tracker step failed on the image at stamp "
+                    f"{pair.stamp_ns * 1e-9:.3f} s: {type(exc).__name__}: {exc}",
+                )
                 for kind, text in [*prompt_warnings, failed]:
                     self._warn(kind, text)
                 return None
             live = dict(tracker.live_tracks)
-            frame = Frame(msg.header, rgb, result, live, tracker.dormant_tracks, tracker.config.mask_threshold,
-                          tracker.max_tracks)
+            frame = Frame(
+                msg.header, rgb, result, live, tracker.dormant_tracks, tracker.config.mask_threshold, tracker.max_tracks
+            )
         with self.cond:
             # Nothing tracked and no prompt waiting: wait the full hold for bootstrapping detections.
             self._matcher.patient = not live and not self._prompts
@@ -561,6 +604,8 @@ class Pipeline:
         for kind, text in prompt_warnings:
             self._warn(kind, text)
         if result.ignored_detections:
-            self._warn("no free slot", f"{result.ignored_detections} new detection(s) ignored: no free slot "
-                                       f"(max_tracks {frame.max_tracks})")
+            self._warn(
+                "no free slot",
+                f"{result.ignored_detections} new detection(s) ignored: no free slot (max_tracks {frame.max_tracks})",
+            )
         return frame

@@ -8,6 +8,7 @@ the camera's clock already had at the newest image: a camera whose clock runs a 
 is not a stream of poison stamps after a pause. ROS-free: the clock is passed in (the node's ROS time, the
 bag tool's recording time), so the rule is unit-tested with explicit clocks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,12 @@ def ahead_of_clock_ns(stamp_ns: int, clock_ns: int, newest: Optional[Newest]) ->
     return stamp_ns - clock_ns - lead
 
 
-def is_poison(stamp_ns: int, clock_ns: int, newest: Optional[Newest], time_jump_reset_s: float,
-              future_tolerance_s: float) -> bool:
+def is_poison(
+    stamp_ns: int, clock_ns: int, newest: Optional[Newest], time_jump_reset_s: float, future_tolerance_s: float
+) -> bool:
     """Whether an image of ``stamp_ns`` arriving at ``clock_ns`` is a poison stamp (never the first image)."""
-    return (newest is not None and stamp_ns - newest.stamp_ns > time_jump_reset_s * 1e9
-            and ahead_of_clock_ns(stamp_ns, clock_ns, newest) > future_tolerance_s * 1e9)
+    return (
+        newest is not None
+        and stamp_ns - newest.stamp_ns > time_jump_reset_s * 1e9
+        and ahead_of_clock_ns(stamp_ns, clock_ns, newest) > future_tolerance_s * 1e9
+    )

@@ -6,13 +6,14 @@ ROS-free on purpose: `message_filters` is not available on a plain machine and t
 Stamps are integer nanoseconds; `now` is a monotonic clock in seconds (arrival time, not
 message time, decides how long something is held).
 """
+
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Generic, List, Optional, TypeVar
 
-I = TypeVar("I")
+I = TypeVar("I")  # noqa: E741 - the image type of StampMatcher, beside D for detections
 D = TypeVar("D")
 
 
@@ -71,9 +72,15 @@ class StampMatcher(Generic[I, D]):
     detections; beyond `max_detections` the oldest detections are handed on.
     """
 
-    def __init__(self, tolerance_s: float, image_hold_s: float = 0.25,
-                 detection_hold_s: float = 1.0, max_images: int = 8,
-                 max_detections: int = 16, lag_window: int = 20) -> None:
+    def __init__(
+        self,
+        tolerance_s: float,
+        image_hold_s: float = 0.25,
+        detection_hold_s: float = 1.0,
+        max_images: int = 8,
+        max_detections: int = 16,
+        lag_window: int = 20,
+    ) -> None:
         if tolerance_s < 0:
             raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
         if image_hold_s < 0 or detection_hold_s < 0:
@@ -116,8 +123,9 @@ class StampMatcher(Generic[I, D]):
         for det in list(self._detections):
             if det.stamp_ns < stamp_ns - self.tolerance_ns:
                 self._detections.remove(det)
-                self._late.append(LateDetections(det.stamp_ns, det.item,
-                                                 "no image with this stamp arrived before a newer image"))
+                self._late.append(
+                    LateDetections(det.stamp_ns, det.item, "no image with this stamp arrived before a newer image")
+                )
         if self._newest_image_ns is None or stamp_ns > self._newest_image_ns:
             self._newest_image_ns = stamp_ns
         self._images.append(held)
@@ -136,8 +144,7 @@ class StampMatcher(Generic[I, D]):
                 self._late.append(LateDetections(stamp_ns, detections, "its image was already released"))
                 return
         if self._newest_image_ns is not None and stamp_ns < self._newest_image_ns - self.tolerance_ns:
-            self._late.append(LateDetections(stamp_ns, detections,
-                                             "its image was already released or never arrived"))
+            self._late.append(LateDetections(stamp_ns, detections, "its image was already released or never arrived"))
             return
         self._detections.append(_Held(stamp_ns, detections, now))
         while len(self._detections) > self.max_detections:
@@ -168,17 +175,19 @@ class StampMatcher(Generic[I, D]):
         newest_evidence = max(newer) if newer else None
         while self._images:
             head = self._images[0]
-            ready = (head.matched
-                     or now >= head.arrived + hold
-                     or (newest_evidence is not None
-                         and newest_evidence > head.stamp_ns + self.tolerance_ns))
+            ready = (
+                head.matched
+                or now >= head.arrived + hold
+                or (newest_evidence is not None and newest_evidence > head.stamp_ns + self.tolerance_ns)
+            )
             if not ready:
                 break
             self._release(self._images.popleft())
         while self._detections and now >= self._detections[0].arrived + self.detection_hold_s:
             old = self._detections.popleft()
-            self._late.append(LateDetections(old.stamp_ns, old.item,
-                                             f"no image with this stamp within {self.detection_hold_s:g} s"))
+            self._late.append(
+                LateDetections(old.stamp_ns, old.item, f"no image with this stamp within {self.detection_hold_s:g} s")
+            )
         out = Released(self._released, self._late)
         self._released, self._late = [], []
         return out
@@ -199,9 +208,12 @@ class StampMatcher(Generic[I, D]):
         forgotten, for the caller to count. The observed detector lags are kept: they describe the
         detector, not the scene."""
         images = len(self._images) + len(self._released)
-        detections = (len(self._detections) + len(self._late)
-                      + sum(h.detections is not None for h in self._images)
-                      + sum(len(p.all_detections()) for p in self._released))
+        detections = (
+            len(self._detections)
+            + len(self._late)
+            + sum(h.detections is not None for h in self._images)
+            + sum(len(p.all_detections()) for p in self._released)
+        )
         self._images.clear()
         self._detections.clear()
         self._recent.clear()

@@ -19,6 +19,7 @@ and it runs only while active.
 
 Run: ``python -m savi_ros.tracker_node --ros-args -r __ns:=/savi -p checkpoint:=default``
 """
+
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
@@ -43,8 +44,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.subscription import MessageInfo
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_policy_name_from_kind)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CompressedImage, Image
 from savi_ros_interfaces.srv import AddObjects, RemoveTrack
 from std_msgs.msg import Header
@@ -68,19 +68,18 @@ STATS_LOG_PERIOD_S = 10.0
 WARN_THROTTLE_S = 5.0
 
 IMAGE_QOS = {
-    "sensor_data": QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT,
-                              history=HistoryPolicy.KEEP_LAST, depth=1),
-    "reliable": QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                           history=HistoryPolicy.KEEP_LAST, depth=1),
+    "sensor_data": QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1),
+    "reliable": QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1),
 }
-DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                            history=HistoryPolicy.KEEP_LAST, depth=10)
-OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                        history=HistoryPolicy.KEEP_LAST, depth=5)
-LATCHED_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
-                         depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-DIAGNOSTICS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                             history=HistoryPolicy.KEEP_LAST, depth=10)
+DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5)
+LATCHED_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+DIAGNOSTICS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 
 
 class TrackerNode(LifecycleNode):
@@ -93,7 +92,7 @@ class TrackerNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self.pipeline: Optional[Pipeline] = None   # exists from configure to cleanup
+        self.pipeline: Optional[Pipeline] = None  # exists from configure to cleanup
         self._device_name = ""
         self._checkpoint_path = ""
         self._worker: Optional[threading.Thread] = None
@@ -119,15 +118,19 @@ class TrackerNode(LifecycleNode):
         except ModelLoadError as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
-        self.pipeline = Pipeline(tracker, Settings.from_params(self.params), self._warn,
-                                 lambda: self.get_clock().now().nanoseconds)
+        self.pipeline = Pipeline(
+            tracker, Settings.from_params(self.params), self._warn, lambda: self.get_clock().now().nanoseconds
+        )
         self._device_name, self._checkpoint_path = str(device), str(path)
         if tracker.max_tracks < self.params.max_tracks:
-            self.get_logger().info(f"max_tracks {self.params.max_tracks} capped to the model's "
-                                   f"{tracker.max_tracks} object slots")
+            self.get_logger().info(
+                f"max_tracks {self.params.max_tracks} capped to the model's {tracker.max_tracks} object slots"
+            )
         self._create_outputs()
-        self.get_logger().info(f"configured: checkpoint {path} on {device}, "
-                               f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}")
+        self.get_logger().info(
+            f"configured: checkpoint {path} on {device}, "
+            f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -137,8 +140,10 @@ class TrackerNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="savi_tracker_worker", daemon=True)
         self._worker.start()
         self._create_subscriptions()
-        self.get_logger().info(f"active: listening on '{self._subs[0].topic_name}' "
-                               f"(image_qos {self.params.image_qos}) and '{self._subs[1].topic_name}'")
+        self.get_logger().info(
+            f"active: listening on '{self._subs[0].topic_name}' "
+            f"(image_qos {self.params.image_qos}) and '{self._subs[1].topic_name}'"
+        )
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -165,17 +170,22 @@ class TrackerNode(LifecycleNode):
                 self.get_logger().warning(
                     f"a subscriber of '{topic}' requests a QoS this node does not offer "
                     f"(policy {qos_policy_name_from_kind(event.last_policy_kind)}): it receives "
-                    "nothing. Outputs are reliable+volatile; only label_info is transient local.")
+                    "nothing. Outputs are reliable+volatile; only label_info is transient local."
+                )
+
             return PublisherEventCallbacks(incompatible_qos=warn)
 
         for topic, msg_type in (("tracks", Detection2DArray), ("masks", Image), ("debug_image", Image)):
-            self._pubs[topic] = self.create_publisher(msg_type, topic, OUTPUT_QOS,
-                                                      event_callbacks=on_incompatible(topic))
+            self._pubs[topic] = self.create_publisher(
+                msg_type, topic, OUTPUT_QOS, event_callbacks=on_incompatible(topic)
+            )
         self._pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
-        self._savi_services = [self.create_service(Trigger, "reset", self._on_reset),
-                          self.create_service(RemoveTrack, "remove_track", self._on_remove_track),
-                          self.create_service(AddObjects, "add_objects", self._on_add_objects)]
+        self._savi_services = [
+            self.create_service(Trigger, "reset", self._on_reset),
+            self.create_service(RemoveTrack, "remove_track", self._on_remove_track),
+            self.create_service(AddObjects, "add_objects", self._on_add_objects),
+        ]
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _create_subscriptions(self) -> None:
@@ -184,34 +194,58 @@ class TrackerNode(LifecycleNode):
                 self.get_logger().warning(
                     f"a publisher on '{topic}' offers a QoS incompatible with this node's "
                     f"subscription (policy {qos_policy_name_from_kind(event.last_policy_kind)}): "
-                    f"none of its messages will arrive. {offered_hint}")
+                    f"none of its messages will arrive. {offered_hint}"
+                )
+
             return SubscriptionEventCallbacks(incompatible_qos=warn)
 
-        image_hint = (f"This node subscribes with image_qos '{self.params.image_qos}'; "
-                      "set image_qos:=sensor_data to accept best-effort publishers.")
+        image_hint = (
+            f"This node subscribes with image_qos '{self.params.image_qos}'; "
+            "set image_qos:=sensor_data to accept best-effort publishers."
+        )
         if self.params.image_transport == "compressed":
             # image_transport's naming: the resolved (remapped) image topic plus "/compressed".
             topic = f"{self.resolve_topic_name('image')}/compressed"
-            image_sub = self.create_subscription(CompressedImage, topic, self._on_image, IMAGE_QOS[self.params.image_qos],
-                                                 callback_group=self._io_group,
-                                                 event_callbacks=on_incompatible(topic, image_hint))
+            image_sub = self.create_subscription(
+                CompressedImage,
+                topic,
+                self._on_image,
+                IMAGE_QOS[self.params.image_qos],
+                callback_group=self._io_group,
+                event_callbacks=on_incompatible(topic, image_hint),
+            )
         else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS[self.params.image_qos],
-                                                 callback_group=self._io_group,
-                                                 event_callbacks=on_incompatible("image", image_hint))
+            image_sub = self.create_subscription(
+                Image,
+                "image",
+                self._on_image,
+                IMAGE_QOS[self.params.image_qos],
+                callback_group=self._io_group,
+                event_callbacks=on_incompatible("image", image_hint),
+            )
         self._subs = [
             image_sub,
-            self.create_subscription(Detection2DArray, "detections", self._on_detections, DETECTIONS_QOS,
-                                     callback_group=self._io_group,
-                                     event_callbacks=on_incompatible(
-                                         "detections", "Detections are subscribed reliable, keep last 10.")),
+            self.create_subscription(
+                Detection2DArray,
+                "detections",
+                self._on_detections,
+                DETECTIONS_QOS,
+                callback_group=self._io_group,
+                event_callbacks=on_incompatible("detections", "Detections are subscribed reliable, keep last 10."),
+            ),
         ]
         prompt_hint = "Prompts are subscribed reliable, keep last 10."
-        self._subs += [self.create_subscription(msg_type, topic, self._on_prompt, DETECTIONS_QOS,
-                                                callback_group=self._io_group,
-                                                event_callbacks=on_incompatible(topic, prompt_hint))
-                       for msg_type, topic in ((PointStamped, "points"), (Point, "points_click"),
-                                               (Image, "prompt_masks"))]
+        self._subs += [
+            self.create_subscription(
+                msg_type,
+                topic,
+                self._on_prompt,
+                DETECTIONS_QOS,
+                callback_group=self._io_group,
+                event_callbacks=on_incompatible(topic, prompt_hint),
+            )
+            for msg_type, topic in ((PointStamped, "points"), (Point, "points_click"), (Image, "prompt_masks"))
+        ]
 
     def _stop_processing(self) -> None:
         for sub in self._subs:
@@ -256,11 +290,16 @@ class TrackerNode(LifecycleNode):
         names = {p.name for p in changes} & {f.name for f in dataclasses.fields(params.NodeParams)}
         later = sorted(names - params.LIVE)
         if later:
-            self.get_logger().info(f"{', '.join(later)} take effect after a reconfigure (deactivate, cleanup, configure, activate)")
+            self.get_logger().info(
+                f"{', '.join(later)} take effect after a reconfigure (deactivate, cleanup, configure, activate)"
+            )
         pipeline = self.pipeline
         if pipeline is not None:
-            live = {n: getattr(self.params, n) for n in names & params.LIVE
-                    if n in {f.name for f in dataclasses.fields(type(pipeline.tracker.config))}}
+            live = {
+                n: getattr(self.params, n)
+                for n in names & params.LIVE
+                if n in {f.name for f in dataclasses.fields(type(pipeline.tracker.config))}
+            }
             pipeline.update(Settings.from_params(self.params), **live)
 
     # ------------------------------------------------------------------ callbacks (cheap only)
@@ -268,8 +307,13 @@ class TrackerNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
         pipeline = self.pipeline
         if pipeline is not None:
-            slow = self._ages.add(stamp_ns(msg.header.stamp), info["received_timestamp"], info["source_timestamp"],
-                                  len(msg.data), self.get_clock().ros_time_is_active)
+            slow = self._ages.add(
+                stamp_ns(msg.header.stamp),
+                info["received_timestamp"],
+                info["source_timestamp"],
+                len(msg.data),
+                self.get_clock().ros_time_is_active,
+            )
             if slow and self._fast_dds:
                 self.get_logger().warning(slow)
             self._memory.saw(getattr(msg, "width", 0) * getattr(msg, "height", 0))  # compressed: once decoded
@@ -309,8 +353,9 @@ class TrackerNode(LifecycleNode):
         if response.success:
             labelled = pipeline.labelled_tracks()
             header = self._last_header or Header(stamp=self.get_clock().now().to_msg())
-            self._pubs["label_info"].publish(conversions.label_info_msg(labelled, header,
-                                                                        pipeline.tracker.config.mask_threshold))
+            self._pubs["label_info"].publish(
+                conversions.label_info_msg(labelled, header, pipeline.tracker.config.mask_threshold)
+            )
             self._published_labels = labelled
             self.get_logger().info(f"remove_track: {response.message}")
         return response
@@ -319,8 +364,15 @@ class TrackerNode(LifecycleNode):
         pipeline = self._configured(response)
         if pipeline is None:
             return response
-        boxes = [(b.center.position.x - b.size_x / 2, b.center.position.y - b.size_y / 2,
-                  b.center.position.x + b.size_x / 2, b.center.position.y + b.size_y / 2) for b in request.boxes]
+        boxes = [
+            (
+                b.center.position.x - b.size_x / 2,
+                b.center.position.y - b.size_y / 2,
+                b.center.position.x + b.size_x / 2,
+                b.center.position.y + b.size_y / 2,
+            )
+            for b in request.boxes
+        ]
         points = [(p.x, p.y) for p in request.points]
         try:
             ids, response.message = pipeline.add_objects(boxes, points, list(request.class_ids), list(request.ids))
@@ -346,8 +398,9 @@ class TrackerNode(LifecycleNode):
             except Exception as exc:  # keep serving; at shutdown the context is gone: just stop
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"processing a frame failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=WARN_THROTTLE_S)
+                self.get_logger().error(
+                    f"processing a frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S
+                )
 
     def _warn(self, kind: str, text: str) -> None:
         """A warning throttled per kind (rclpy's own throttle is per call site, shared by every kind here);
@@ -384,9 +437,17 @@ class TrackerNode(LifecycleNode):
         lag = pipeline.detector_lag
         with pipeline.cond:
             live = pipeline.live_count
-            status = tracking_status(pipeline.stats, now, f"{self.get_fully_qualified_name()}: tracking",
-                                     self._device_name, self._checkpoint_path, live, lag, self._ages.values(),
-                                     pipeline.dormant_count)
+            status = tracking_status(
+                pipeline.stats,
+                now,
+                f"{self.get_fully_qualified_name()}: tracking",
+                self._device_name,
+                self._checkpoint_path,
+                live,
+                lag,
+                self._ages.values(),
+                pipeline.dormant_count,
+            )
             counters = pipeline.stats.counters()
             recent = pipeline.stats.window(now)
         array = DiagnosticArray(status=[status])
@@ -397,9 +458,11 @@ class TrackerNode(LifecycleNode):
         if recent and now - self._last_stats_log >= STATS_LOG_PERIOD_S:
             self._last_stats_log = now
             values = {kv.key: kv.value for kv in status.values}
-            self.get_logger().info(f"{values['fps']} fps, step {values['step_ms_mean']} ms (max {values['step_ms_max']}), "
-                                   f"{live} live track(s), dropped frames {counters['dropped_frames']}, "
-                                   f"dropped detections {counters['dropped_detections']}")
+            self.get_logger().info(
+                f"{values['fps']} fps, step {values['step_ms_mean']} ms (max {values['step_ms_max']}), "
+                f"{live} live track(s), dropped frames {counters['dropped_frames']}, "
+                f"dropped detections {counters['dropped_detections']}"
+            )
 
 
 def main(args: Optional[list[str]] = None) -> int:
@@ -429,8 +492,10 @@ def main(args: Optional[list[str]] = None) -> int:
         else:
             node.get_logger().info("autostart is false: unconfigured, waiting for lifecycle transitions")
         if profile is not None:
-            node.get_logger().info(f"Fast DDS transports for camera-sized messages from {profile} "
-                                   "(set FASTDDS_DEFAULT_PROFILES_FILE to use your own)")
+            node.get_logger().info(
+                f"Fast DDS transports for camera-sized messages from {profile} "
+                "(set FASTDDS_DEFAULT_PROFILES_FILE to use your own)"
+            )
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin_until_shutdown(executor)

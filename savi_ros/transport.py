@@ -15,17 +15,18 @@ project's profile, and stalls of seconds). With the profile an image of that siz
 a median over ``SLOW_TRANSPORT_MS`` (15 ms) across at least ``MIN_LARGE`` images over ``LARGE_BYTES``
 (500 KB: more than the default segment holds) is the default transport, not a busy moment. ROS-free.
 """
+
 from __future__ import annotations
 
 import statistics
 from collections import deque
 from typing import Optional
 
-WINDOW = 100                # recent images the figures cover
-LARGE_BYTES = 500_000       # an image that does not fit Fast DDS's default 512 KB shared-memory segment
-SLOW_TRANSPORT_MS = 15.0    # median transport time of large images that means the default transport
-MIN_LARGE = 30              # large images in the window before judging
-COMPARABLE_S = 10.0         # a larger difference is two clocks, not a delay
+WINDOW = 100  # recent images the figures cover
+LARGE_BYTES = 500_000  # an image that does not fit Fast DDS's default 512 KB shared-memory segment
+SLOW_TRANSPORT_MS = 15.0  # median transport time of large images that means the default transport
+MIN_LARGE = 30  # large images in the window before judging
+COMPARABLE_S = 10.0  # a larger difference is two clocks, not a delay
 
 FIX = "export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m savi_ros.dds)"
 
@@ -61,14 +62,18 @@ class ImageAges:
         if median <= SLOW_TRANSPORT_MS:
             return None
         self.warned = True
-        return (f"images over {LARGE_BYTES // 1000} KB take {median:.1f} ms (median of the last "
-                f"{len(self._large_transport)}) from the camera's publish to this node: its Fast DDS likely keeps "
-                f"the default transport (512 KB shared memory, small socket buffers). Start the camera's process "
-                f"with: {FIX}")
+        return (
+            f"images over {LARGE_BYTES // 1000} KB take {median:.1f} ms (median of the last "
+            f"{len(self._large_transport)}) from the camera's publish to this node: its Fast DDS likely keeps "
+            f"the default transport (512 KB shared memory, small socket buffers). Start the camera's process "
+            f"with: {FIX}"
+        )
 
     def values(self) -> dict[str, str]:
         """The /diagnostics values: p50 / max of the recent ages, the large images' median transport time."""
         ages, large = list(self._ages), list(self._large_transport)
-        return dict(image_age_ms_p50=f"{statistics.median(ages):.1f}" if ages else "n/a",
-                    image_age_ms_max=f"{max(ages):.1f}" if ages else "n/a",
-                    large_image_transport_ms_p50=f"{statistics.median(large):.1f}" if large else "n/a")
+        return dict(
+            image_age_ms_p50=f"{statistics.median(ages):.1f}" if ages else "n/a",
+            image_age_ms_max=f"{max(ages):.1f}" if ages else "n/a",
+            large_image_transport_ms_p50=f"{statistics.median(large):.1f}" if large else "n/a",
+        )

@@ -9,6 +9,7 @@ shifted by it, flow is exact: a pixel of object i at frame t has forward flow
 Coordinates: a pixel at (row r, col c) covers [r, r+1] x [c, c+1]; flow channels are (d_row, d_col)
 in pixels, MOVi's convention; boxes are MOVi's normalised [ymin, xmin, ymax, xmax].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -17,13 +18,20 @@ import cv2
 import numpy as np
 
 from savi_scenes.shapes import PRIMITIVES, SHAPES, make_outline
-from savi_scenes.textures import (BACKGROUNDS, MORE_BACKGROUNDS, MORE_OBJECT_TEXTURES, OBJECT_TEXTURES, ObjectTexture,
-                                  random_background, random_object_texture)
+from savi_scenes.textures import (
+    BACKGROUNDS,
+    MORE_BACKGROUNDS,
+    MORE_OBJECT_TEXTURES,
+    OBJECT_TEXTURES,
+    ObjectTexture,
+    random_background,
+    random_object_texture,
+)
 
 ALL_BACKGROUNDS = BACKGROUNDS + MORE_BACKGROUNDS
 ALL_TEXTURES = OBJECT_TEXTURES + MORE_OBJECT_TEXTURES
 
-_SHIFT = 4                      # cv2 sub-pixel bits: vertices on a 1/16 px grid
+_SHIFT = 4  # cv2 sub-pixel bits: vertices on a 1/16 px grid
 _SCALE = float(1 << _SHIFT)
 _PLACEMENT_TRIES = 30
 
@@ -56,11 +64,11 @@ class SceneConfig:
     num_frames: int = 24
     min_objects: int = 2
     max_objects: int = 6
-    size_range: tuple[float, float] = (0.18, 0.4)     # object extent
-    speed_range: tuple[float, float] = (0.01, 0.05)   # object displacement per frame
-    camera_pan: bool = False                          # the background translates over the video
+    size_range: tuple[float, float] = (0.18, 0.4)  # object extent
+    speed_range: tuple[float, float] = (0.01, 0.05)  # object displacement per frame
+    camera_pan: bool = False  # the background translates over the video
     pan_speed_range: tuple[float, float] = (0.01, 0.03)
-    textured: bool = True                             # textured objects and background (else solid)
+    textured: bool = True  # textured objects and background (else solid)
     # Named families, so that any of them can be held out of training. The defaults are the original
     # generator's (muted backgrounds, saturated objects); the same seed then gives the same scene.
     shapes: tuple[str, ...] = field(default=PRIMITIVES)
@@ -68,15 +76,15 @@ class SceneConfig:
     textures: tuple[str, ...] = field(default=OBJECT_TEXTURES)
     object_saturation: tuple[float, float] = (0.55, 1.0)
     background_saturation: tuple[float, float] = (0.0, 0.45)
-    effects: bool = False                             # blur, brightness/contrast and sensor noise per video
+    effects: bool = False  # blur, brightness/contrast and sensor noise per video
     rotation_range: tuple[float, float] = (0.0, 0.0)  # |angular speed| of each object, radians per frame
-    scale_range: tuple[float, float] = (1.0, 1.0)     # each object's size on the last frame / on the first
-    distractors: tuple[int, int] = (0, 0)             # shapes painted on the background (not objects)
-    zoom_range: tuple[float, float] = (1.0, 1.0)      # camera zoom: magnification at one end of the video
+    scale_range: tuple[float, float] = (1.0, 1.0)  # each object's size on the last frame / on the first
+    distractors: tuple[int, int] = (0, 0)  # shapes painted on the background (not objects)
+    zoom_range: tuple[float, float] = (1.0, 1.0)  # camera zoom: magnification at one end of the video
     # Re-identification families: objects that vanish and come back.
-    occluder: bool = False                            # a static pillar in front of every object, wide enough
+    occluder: bool = False  # a static pillar in front of every object, wide enough
     #                                                   that an object passing behind it is hidden whole
-    exits: bool = False                               # objects leave the view whole and come back (they
+    exits: bool = False  # objects leave the view whole and come back (they
     #                                                   bounce off walls beyond the image instead of its borders)
 
     def __post_init__(self) -> None:
@@ -89,8 +97,9 @@ class SceneConfig:
         if self.num_frames < 1:
             raise ValueError(f"SceneConfig.num_frames must be >= 1, got {self.num_frames}")
         if not 1 <= self.min_objects <= self.max_objects <= 254:
-            raise ValueError("SceneConfig needs 1 <= min_objects <= max_objects <= 254, got "
-                             f"{self.min_objects}..{self.max_objects}")
+            raise ValueError(
+                f"SceneConfig needs 1 <= min_objects <= max_objects <= 254, got {self.min_objects}..{self.max_objects}"
+            )
         self.size_range = _pair(self.size_range, "size_range")
         if self.size_range[0] <= 0.0 or self.size_range[1] > 1.0:
             raise ValueError(f"SceneConfig.size_range must lie in (0, 1], got {self.size_range}")
@@ -102,8 +111,9 @@ class SceneConfig:
             raise ValueError(f"SceneConfig.scale_range must be positive, got {self.scale_range}")
         self.zoom_range = _pair(self.zoom_range, "zoom_range")
         if self.zoom_range[0] < 1.0:
-            raise ValueError(f"SceneConfig.zoom_range must be >= 1 (the camera never sees past the scene), got "
-                             f"{self.zoom_range}")
+            raise ValueError(
+                f"SceneConfig.zoom_range must be >= 1 (the camera never sees past the scene), got {self.zoom_range}"
+            )
         for name, known in (("shapes", SHAPES), ("backgrounds", ALL_BACKGROUNDS), ("textures", ALL_TEXTURES)):
             values = tuple(getattr(self, name))
             unknown = [v for v in values if v not in known]
@@ -118,7 +128,9 @@ class SceneConfig:
         try:
             lo, hi = (int(v) for v in self.distractors)
         except (TypeError, ValueError):
-            raise ValueError(f"SceneConfig.distractors must be a (low, high) pair of ints, got {self.distractors!r}") from None
+            raise ValueError(
+                f"SceneConfig.distractors must be a (low, high) pair of ints, got {self.distractors!r}"
+            ) from None
         if not 0 <= lo <= hi <= 20:
             raise ValueError(f"SceneConfig.distractors must satisfy 0 <= low <= high <= 20, got {(lo, hi)}")
         self.distractors = (lo, hi)
@@ -137,14 +149,14 @@ class SceneConfig:
 class Scene:
     """One rendered video and its ground truth (T frames, N objects)."""
 
-    video: np.ndarray            # uint8 [T,H,W,3] RGB
-    segmentations: np.ndarray    # uint8 [T,H,W], 0 background, i+1 object i
-    forward_flow: np.ndarray     # float32 [T,H,W,2] (d_row, d_col) t -> t+1, last frame 0
-    backward_flow: np.ndarray    # float32 [T,H,W,2] (d_row, d_col) t -> t-1, first frame 0
-    boxes: np.ndarray            # float32 [T,N,4] normalised yxyx of visible pixels, 0 if invisible
-    visible: np.ndarray          # bool [T,N] any pixel of the object visible
-    classes: list[str]           # shape name per object
-    positions: np.ndarray        # float32 [T,N,2] object centres (row, col) in pixels
+    video: np.ndarray  # uint8 [T,H,W,3] RGB
+    segmentations: np.ndarray  # uint8 [T,H,W], 0 background, i+1 object i
+    forward_flow: np.ndarray  # float32 [T,H,W,2] (d_row, d_col) t -> t+1, last frame 0
+    backward_flow: np.ndarray  # float32 [T,H,W,2] (d_row, d_col) t -> t-1, first frame 0
+    boxes: np.ndarray  # float32 [T,N,4] normalised yxyx of visible pixels, 0 if invisible
+    visible: np.ndarray  # bool [T,N] any pixel of the object visible
+    classes: list[str]  # shape name per object
+    positions: np.ndarray  # float32 [T,N,2] object centres (row, col) in pixels
     background_offset: np.ndarray  # float32 [T,2] background displacement since frame 0 (pixels)
 
     @property
@@ -155,13 +167,12 @@ class Scene:
 @dataclass
 class _Object:
     shape: str
-    outline: np.ndarray          # [V,2] (row, col) around the centre
+    outline: np.ndarray  # [V,2] (row, col) around the centre
     texture: ObjectTexture
     size: float
 
 
-def _bounce(start: np.ndarray, velocity: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-            num_frames: int) -> np.ndarray:
+def _bounce(start: np.ndarray, velocity: np.ndarray, lo: np.ndarray, hi: np.ndarray, num_frames: int) -> np.ndarray:
     """Positions ``[T,N,2]`` moving at ``velocity`` and reflecting off ``[lo, hi]`` per axis."""
     pos = np.empty((num_frames, *start.shape))
     p, v = start.copy(), velocity.copy()
@@ -216,8 +227,9 @@ def _boxes(seg: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
     return boxes, visible
 
 
-def _render_background(canvas: np.ndarray, offsets: np.ndarray, base: np.ndarray,
-                       height: int, width: int) -> np.ndarray:
+def _render_background(
+    canvas: np.ndarray, offsets: np.ndarray, base: np.ndarray, height: int, width: int
+) -> np.ndarray:
     """Frames ``[T,H,W,3]``: the canvas seen through a window that moves by -offset (bilinear)."""
     if not np.any(offsets):
         return np.broadcast_to(canvas[:height, :width], (len(offsets), height, width, 3)).copy()
@@ -262,17 +274,24 @@ def _shape_transforms(rng: np.random.Generator, cfg: SceneConfig, n: int) -> np.
     drawing nothing from ``rng`` (the same seed gives the same scene as without these options)."""
     if cfg.rotation_range == (0.0, 0.0) and cfg.scale_range == (1.0, 1.0):
         return None
-    t = np.arange(cfg.num_frames, dtype=np.float64)[:, None]                # [T,1]
+    t = np.arange(cfg.num_frames, dtype=np.float64)[:, None]  # [T,1]
     spin = rng.uniform(*cfg.rotation_range, n) * rng.choice([-1.0, 1.0], n)
-    angle = rng.uniform(0, 2 * np.pi, n) * (cfg.rotation_range[1] > 0) + spin * t        # [T,N]
+    angle = rng.uniform(0, 2 * np.pi, n) * (cfg.rotation_range[1] > 0) + spin * t  # [T,N]
     growth = rng.uniform(*cfg.scale_range, n) ** (1.0 / max(cfg.num_frames - 1, 1))
-    scale = growth ** t                                                     # [T,N]
+    scale = growth**t  # [T,N]
     cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
     return np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
 
 
-def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, seg: np.ndarray,
-                 forward_flow: np.ndarray, backward_flow: np.ndarray, positions: np.ndarray) -> np.ndarray:
+def _camera_zoom(
+    rng: np.random.Generator,
+    cfg: SceneConfig,
+    video: np.ndarray,
+    seg: np.ndarray,
+    forward_flow: np.ndarray,
+    backward_flow: np.ndarray,
+    positions: np.ndarray,
+) -> np.ndarray:
     """Zoom the rendered video in place about the image centre, in (magnification 1 -> z) or out
     (z -> 1) at a constant rate, with z from ``zoom_range``; returns the zoomed object positions.
 
@@ -283,17 +302,20 @@ def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, 
     num_t, h, w = seg.shape
     z = float(rng.uniform(*cfg.zoom_range))
     ramp = np.arange(num_t) / max(num_t - 1, 1)
-    scale = z ** (ramp if rng.random() < 0.5 else 1.0 - ramp)                  # [T]
+    scale = z ** (ramp if rng.random() < 0.5 else 1.0 - ramp)  # [T]
     center = np.array([h / 2.0, w / 2.0])
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
     from_center = np.stack([rows + 0.5 - center[0], cols + 0.5 - center[1]], -1)  # [H,W,2] (row, col)
     forward, backward = forward_flow.copy(), backward_flow.copy()
+
     def warp(image: np.ndarray, s: float, interpolation: int) -> np.ndarray:
         # cv2 pixel centres are integers, ours at +0.5: source = (p + 0.5 - c) / s + c - 0.5.
-        inverse = np.array([[1 / s, 0, (0.5 - center[1]) / s + center[1] - 0.5],
-                            [0, 1 / s, (0.5 - center[0]) / s + center[0] - 0.5]])
-        return cv2.warpAffine(image, inverse, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        inverse = np.array(
+            [[1 / s, 0, (0.5 - center[1]) / s + center[1] - 0.5], [0, 1 / s, (0.5 - center[0]) / s + center[0] - 0.5]]
+        )
+        return cv2.warpAffine(
+            image, inverse, (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        )
 
     for t, s in enumerate(scale):
         video[t] = warp(video[t], s, cv2.INTER_LINEAR)
@@ -304,8 +326,15 @@ def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, 
     return center + scale[:, None, None] * (positions - center)
 
 
-def _paint_pillar(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray, seg: np.ndarray,
-                  forward_flow: np.ndarray, backward_flow: np.ndarray, widest: float) -> None:
+def _paint_pillar(
+    rng: np.random.Generator,
+    cfg: SceneConfig,
+    video: np.ndarray,
+    seg: np.ndarray,
+    forward_flow: np.ndarray,
+    backward_flow: np.ndarray,
+    widest: float,
+) -> None:
     """A full-height pillar, static in the image, over every object: ``widest`` (the widest object) plus a
     margin wide, so an object behind it is hidden whole. Its own generator (seeded from the scene's seed)
     leaves every other draw of the scene as it is without a pillar. Its pixels are background (seg 0)."""
@@ -314,10 +343,10 @@ def _paint_pillar(rng: np.random.Generator, cfg: SceneConfig, video: np.ndarray,
     x0 = int(rng.integers(w // 4, max(w // 4 + 1, 3 * w // 4 - width)))
     colour = rng.integers(40, 216, 3)
     shade = 0.75 + 0.25 * np.sin(np.linspace(0, np.pi, width))  # a round pillar: darker at its sides
-    video[:, :, x0:x0 + width] = (colour[None, :] * shade[:, None]).astype(np.uint8)
-    seg[:, :, x0:x0 + width] = 0
-    forward_flow[:, :, x0:x0 + width] = 0.0
-    backward_flow[:, :, x0:x0 + width] = 0.0
+    video[:, :, x0 : x0 + width] = (colour[None, :] * shade[:, None]).astype(np.uint8)
+    seg[:, :, x0 : x0 + width] = 0
+    forward_flow[:, :, x0 : x0 + width] = 0.0
+    backward_flow[:, :, x0 : x0 + width] = 0.0
 
 
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
@@ -332,15 +361,20 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     for _ in range(n):
         shape = str(rng.choice(cfg.shapes))
         size = float(rng.uniform(*cfg.size_range)) * ref
-        objects.append(_Object(shape, make_outline(shape, size, rng),
-                               random_object_texture(rng, size, cfg.textured, cfg.textures, cfg.object_saturation),
-                               size))
+        objects.append(
+            _Object(
+                shape,
+                make_outline(shape, size, rng),
+                random_object_texture(rng, size, cfg.textured, cfg.textures, cfg.object_saturation),
+                size,
+            )
+        )
 
-    transforms = _shape_transforms(rng, cfg, n)                             # [T,N,2,2] or None
+    transforms = _shape_transforms(rng, cfg, n)  # [T,N,2,2] or None
     if transforms is None:
-        half = np.array([np.abs(o.outline).max(0) for o in objects])      # [N,2] (rows, cols)
+        half = np.array([np.abs(o.outline).max(0) for o in objects])  # [N,2] (rows, cols)
     else:  # any rotation: the radius; the largest size along the video
-        largest = np.abs(np.linalg.det(transforms)).max(0) ** 0.5          # [N]
+        largest = np.abs(np.linalg.det(transforms)).max(0) ** 0.5  # [N]
         half = np.array([np.linalg.norm(o.outline, axis=1).max() for o in objects])[:, None] * largest[:, None]
         half = np.repeat(half, 2, axis=1)
     lo = np.minimum(half, np.array([h, w]) / 2.0)
@@ -353,18 +387,19 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         beyond = half + 0.05 * ref
         positions = _bounce(start, velocity, -beyond, np.array([h, w]) + beyond, num_t)
     else:
-        positions = _bounce(start, velocity, lo, hi, num_t)                 # [T,N,2]
-    depth = rng.permutation(n)                                              # drawing order, last on top
+        positions = _bounce(start, velocity, lo, hi, num_t)  # [T,N,2]
+    depth = rng.permutation(n)  # drawing order, last on top
 
     pan = np.zeros(2)
     if cfg.camera_pan:
         a = rng.uniform(0, 2 * np.pi)
         pan = np.array([np.sin(a), np.cos(a)]) * rng.uniform(*cfg.pan_speed_range) * ref
-    offsets = np.arange(num_t)[:, None] * pan[None, :]                     # [T,2]
+    offsets = np.arange(num_t)[:, None] * pan[None, :]  # [T,2]
     extent = np.ceil(np.abs(pan) * max(num_t - 1, 0)).astype(int) + 2
     base = np.maximum(offsets.max(0), 0.0) + 1.0
-    canvas = random_background(rng, h + int(extent[0]), w + int(extent[1]), cfg.textured, ref,
-                               cfg.backgrounds, cfg.background_saturation)
+    canvas = random_background(
+        rng, h + int(extent[0]), w + int(extent[1]), cfg.textured, ref, cfg.backgrounds, cfg.background_saturation
+    )
     if cfg.distractors[1] > 0:
         _paint_distractors(rng, canvas, cfg, ref)
 
@@ -376,13 +411,15 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
     forward_flow[:-1] = pan
     backward_flow[1:] = -pan
     # Outline of every object at every frame, and its crop rectangle: [T,N] each.
-    outlines = [[o.outline if transforms is None else o.outline @ transforms[t, i].T
-                 for i, o in enumerate(objects)] for t in range(num_t)]
+    outlines = [
+        [o.outline if transforms is None else o.outline @ transforms[t, i].T for i, o in enumerate(objects)]
+        for t in range(num_t)
+    ]
     ext_lo = np.array([[v.min(0) for v in frame_outlines] for frame_outlines in outlines])  # [T,N,2]
     ext_hi = np.array([[v.max(0) for v in frame_outlines] for frame_outlines in outlines])
     lo_px = np.maximum(np.floor(positions + ext_lo), 0).astype(int)
     hi_px = np.minimum(np.ceil(positions + ext_hi).astype(int) + 1, (h, w))
-    fwd_step = np.diff(positions, axis=0)                                   # [T-1,N,2]
+    fwd_step = np.diff(positions, axis=0)  # [T-1,N,2]
     for t in range(num_t):
         frame, seg_t = video[t], seg[t]
         for i in depth:
@@ -396,7 +433,7 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
             cv2.fillPoly(mask, [pts], 1, cv2.LINE_8, _SHIFT)
             inside = mask.view(bool)
             texture = objects[i].texture
-            rows = np.arange(r1 - r0) + (r0 + 0.5 - positions[t, i, 0])     # offsets from the centre
+            rows = np.arange(r1 - r0) + (r0 + 0.5 - positions[t, i, 0])  # offsets from the centre
             cols = np.arange(c1 - c0) + (c0 + 0.5 - positions[t, i, 1])
             if transforms is None:
                 levels = texture.levels(rows, cols)
@@ -414,7 +451,7 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                     backward_flow[t, r0:r1, c0:c1][inside] = -fwd_step[t - 1, i]
                 continue
             # A point at offset d from the centre at t is at c' + A' A^-1 d on another frame.
-            d = offsets_rc[inside]                                          # [P,2]
+            d = offsets_rc[inside]  # [P,2]
             if t + 1 < num_t:
                 moved = positions[t + 1, i] + d @ (transforms[t + 1, i] @ to_local).T
                 forward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
@@ -423,15 +460,28 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 backward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
 
     if cfg.occluder:
-        _paint_pillar(np.random.default_rng([int(seed), 1]), cfg, video, seg, forward_flow, backward_flow,
-                      2 * float(half[:, 1].max()))
+        _paint_pillar(
+            np.random.default_rng([int(seed), 1]),
+            cfg,
+            video,
+            seg,
+            forward_flow,
+            backward_flow,
+            2 * float(half[:, 1].max()),
+        )
     if cfg.zoom_range != (1.0, 1.0):
         positions = _camera_zoom(rng, cfg, video, seg, forward_flow, backward_flow, positions)
     boxes, visible = _boxes(seg, n)
     if cfg.effects:
         video = _camera_effects(rng, video, ref)
     return Scene(
-        video=video, segmentations=seg, forward_flow=forward_flow, backward_flow=backward_flow,
-        boxes=boxes, visible=visible, classes=[o.shape for o in objects],
-        positions=positions.astype(np.float32), background_offset=offsets.astype(np.float32),
+        video=video,
+        segmentations=seg,
+        forward_flow=forward_flow,
+        backward_flow=backward_flow,
+        boxes=boxes,
+        visible=visible,
+        classes=[o.shape for o in objects],
+        positions=positions.astype(np.float32),
+        background_offset=offsets.astype(np.float32),
     )

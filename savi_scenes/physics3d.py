@@ -8,6 +8,7 @@ moved by T_k(t+1) T_k(t)^-1, and projected with the camera of t+1; the floor and
 Flow channels are (d_row, d_col) in pixels, boxes normalised [ymin, xmin, ymax, xmax], as in
 ``savi_scenes.generator``; a ``Scene`` of either family has the same fields.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class PhysicsSceneConfig:
     floors: tuple[str, ...] = field(default=FLOOR_FAMILIES)
     size_range: tuple[float, float] = (0.2, 0.45)
     moving_camera: bool = True
-    steps_per_frame: int = 8           # 240 Hz physics: 30 frames per second
+    steps_per_frame: int = 8  # 240 Hz physics: 30 frames per second
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "num_frames", "min_objects", "max_objects", "steps_per_frame"):
@@ -46,8 +47,10 @@ class PhysicsSceneConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"PhysicsSceneConfig.{name} must be a positive int, got {value!r}")
         if not self.min_objects <= self.max_objects <= 254:
-            raise ValueError("PhysicsSceneConfig needs min_objects <= max_objects <= 254, got "
-                             f"{self.min_objects}..{self.max_objects}")
+            raise ValueError(
+                "PhysicsSceneConfig needs min_objects <= max_objects <= 254, got "
+                f"{self.min_objects}..{self.max_objects}"
+            )
         for name, known in (("objects", OBJECT_FAMILIES), ("floors", FLOOR_FAMILIES)):
             values = tuple(getattr(self, name))
             if not values or any(v not in known for v in values):
@@ -118,8 +121,14 @@ def metric_depth(buffer: np.ndarray) -> np.ndarray:
     return _FAR * _NEAR / (_FAR - (_FAR - _NEAR) * buffer)
 
 
-def rigid_flow(depth: np.ndarray, ids: np.ndarray, poses_from: dict[int, np.ndarray],
-               poses_to: dict[int, np.ndarray], cam_from: Camera, cam_to: Camera) -> np.ndarray:
+def rigid_flow(
+    depth: np.ndarray,
+    ids: np.ndarray,
+    poses_from: dict[int, np.ndarray],
+    poses_to: dict[int, np.ndarray],
+    cam_from: Camera,
+    cam_to: Camera,
+) -> np.ndarray:
     """Flow ``[H,W,2]`` (d_row, d_col) from one frame to another: every pixel back-projected with its
     depth, moved with its body (``ids``; bodies missing from the pose maps are static), re-projected."""
     h, w = depth.shape
@@ -163,9 +172,17 @@ class PhysicsWorld:
         """(RGB uint8 ``[H,W,3]``, body id per pixel ``[H,W]`` (-1 = sky), metric depth ``[H,W]``)."""
         p = self.p
         view, proj = camera.flat()
-        _, _, rgba, depth, seg = p.getCameraImage(width, height, view, proj, renderer=p.ER_TINY_RENDERER,
-                                                  shadow=1, lightDirection=self.light[0],
-                                                  lightColor=self.light[1], physicsClientId=self.client)
+        _, _, rgba, depth, seg = p.getCameraImage(
+            width,
+            height,
+            view,
+            proj,
+            renderer=p.ER_TINY_RENDERER,
+            shadow=1,
+            lightDirection=self.light[0],
+            lightColor=self.light[1],
+            physicsClientId=self.client,
+        )
         rgb = np.asarray(rgba, np.uint8).reshape(height, width, 4)[..., :3].copy()
         ids = np.asarray(seg, np.int64).reshape(height, width)
         depth = metric_depth(np.asarray(depth, np.float64).reshape(height, width))
@@ -176,8 +193,9 @@ class PhysicsWorld:
         return pose_matrix(*self.p.getBasePositionAndOrientation(body, physicsClientId=self.client))
 
 
-def _random_object(world: PhysicsWorld, rng: np.random.Generator, family: str, size: float,
-                   position: np.ndarray) -> int:
+def _random_object(
+    world: PhysicsWorld, rng: np.random.Generator, family: str, size: float, position: np.ndarray
+) -> int:
     p, c = world.p, world.client
     rgba = [*rng.uniform(0.05, 1.0, 3), 1.0]
     if family == "primitives":
@@ -196,16 +214,25 @@ def _random_object(world: PhysicsWorld, rng: np.random.Generator, family: str, s
             col = p.createCollisionShape(geom, radius=r * 0.6, height=length, physicsClientId=c)
             vis = p.createVisualShape(geom, radius=r * 0.6, length=length, rgbaColor=rgba, physicsClientId=c)
         orientation = p.getQuaternionFromEuler(rng.uniform(0, np.pi, 3).tolist())
-        return p.createMultiBody(float(rng.uniform(0.2, 2.0)), col, vis, position.tolist(), orientation,
-                                 physicsClientId=c)
+        return p.createMultiBody(
+            float(rng.uniform(0.2, 2.0)), col, vis, position.tolist(), orientation, physicsClientId=c
+        )
     if family == "meshes":
         index = int(rng.integers(0, 1000))
         name = f"random_urdfs/{index:03d}/{index:03d}.urdf"
         scale = size / 0.1
     else:
         name = str(rng.choice(_TOYS))
-        scale = size / {"duck_vhacd.urdf": 0.1, "teddy_vhacd.urdf": 0.2, "soccerball.urdf": 1.0,
-                        "sphere2.urdf": 1.0, "cube_small.urdf": 0.05}[name]
+        scale = (
+            size
+            / {
+                "duck_vhacd.urdf": 0.1,
+                "teddy_vhacd.urdf": 0.2,
+                "soccerball.urdf": 1.0,
+                "sphere2.urdf": 1.0,
+                "cube_small.urdf": 0.05,
+            }[name]
+        )
     orientation = p.getQuaternionFromEuler(rng.uniform(0, np.pi, 3).tolist())
     body = p.loadURDF(name, position.tolist(), orientation, globalScaling=float(scale), physicsClientId=c)
     if family == "meshes" or rng.random() < 0.5:
@@ -220,8 +247,9 @@ def _dress_floor(world: PhysicsWorld, rng: np.random.Generator, family: str) -> 
         return
     name = "checker_blue.png" if family == "checker" else str(rng.choice(_FLOOR_IMAGES))
     texture = p.loadTexture(name, physicsClientId=c)
-    p.changeVisualShape(world.floor, -1, textureUniqueId=texture, rgbaColor=[*rng.uniform(0.6, 1.0, 3), 1.0],
-                        physicsClientId=c)
+    p.changeVisualShape(
+        world.floor, -1, textureUniqueId=texture, rgbaColor=[*rng.uniform(0.6, 1.0, 3), 1.0], physicsClientId=c
+    )
 
 
 def _camera_path(rng: np.random.Generator, cfg: PhysicsSceneConfig) -> list[Camera]:
@@ -234,8 +262,9 @@ def _camera_path(rng: np.random.Generator, cfg: PhysicsSceneConfig) -> list[Came
     for t in range(cfg.num_frames):
         a = azimuth + spin * t
         target = np.array([drift[0] * t, drift[1] * t, 0.0])
-        eye = target + distance * np.array([np.cos(elevation) * np.cos(a), np.cos(elevation) * np.sin(a),
-                                            np.sin(elevation)])
+        eye = target + distance * np.array(
+            [np.cos(elevation) * np.cos(a), np.cos(elevation) * np.sin(a), np.sin(elevation)]
+        )
         cams.append(Camera.look_at(eye, target, cfg.width, cfg.height))
     return cams
 
@@ -256,8 +285,12 @@ def generate_physics_scene(seed: int, config: PhysicsSceneConfig | None = None) 
             size = float(rng.uniform(*cfg.size_range))
             position = np.array([*rng.uniform(-0.5, 0.5, 2), rng.uniform(0.15, 0.8) + 0.4 * i / max(n, 1)])
             body = _random_object(world, rng, family, size, position)
-            world.p.resetBaseVelocity(body, [*rng.uniform(-1.0, 1.0, 2), float(rng.uniform(-0.5, 1.0))],
-                                      rng.uniform(-3, 3, 3).tolist(), physicsClientId=world.client)
+            world.p.resetBaseVelocity(
+                body,
+                [*rng.uniform(-1.0, 1.0, 2), float(rng.uniform(-0.5, 1.0))],
+                rng.uniform(-3, 3, 3).tolist(),
+                physicsClientId=world.client,
+            )
             bodies.append(body)
             classes.append(family)
         cameras = _camera_path(rng, cfg)
@@ -276,8 +309,15 @@ def generate_physics_scene(seed: int, config: PhysicsSceneConfig | None = None) 
     return _scene_from_buffers(frames, ids, depth, poses, cameras, bodies, classes)
 
 
-def _scene_from_buffers(frames: np.ndarray, ids: np.ndarray, depth: np.ndarray, poses: list[dict[int, np.ndarray]],
-                        cameras: list[Camera], bodies: list[int], classes: list[str]) -> Scene:
+def _scene_from_buffers(
+    frames: np.ndarray,
+    ids: np.ndarray,
+    depth: np.ndarray,
+    poses: list[dict[int, np.ndarray]],
+    cameras: list[Camera],
+    bodies: list[int],
+    classes: list[str],
+) -> Scene:
     num_t, h, w = ids.shape
     n = len(bodies)
     seg = np.zeros((num_t, h, w), np.uint8)
@@ -292,6 +332,14 @@ def _scene_from_buffers(frames: np.ndarray, ids: np.ndarray, depth: np.ndarray, 
             backward[t] = rigid_flow(depth[t], ids[t], poses[t], poses[t - 1], cameras[t], cameras[t - 1])
     boxes, visible = _boxes(seg, n)
     centres = np.stack([np.stack([cameras[t].project(poses[t][b][:3, 3], h, w) for b in bodies]) for t in range(num_t)])
-    return Scene(video=frames, segmentations=seg, forward_flow=forward, backward_flow=backward, boxes=boxes,
-                 visible=visible, classes=classes, positions=centres.astype(np.float32),
-                 background_offset=np.zeros((num_t, 2), np.float32))
+    return Scene(
+        video=frames,
+        segmentations=seg,
+        forward_flow=forward,
+        backward_flow=backward,
+        boxes=boxes,
+        visible=visible,
+        classes=classes,
+        positions=centres.astype(np.float32),
+        background_offset=np.zeros((num_t, 2), np.float32),
+    )

@@ -3,6 +3,7 @@
 Objects only translate over a video, so an outline is built once per object and its rasterisation
 at each frame is the same polygon shifted: that is what makes the flow exact.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,9 @@ def make_outline(shape: str, size: float, rng: np.random.Generator) -> np.ndarra
     elif shape == "cross":
         arm = radius * float(rng.uniform(0.25, 0.4))
         r, a = radius, arm
-        pts = np.array([[-a, -r], [-a, -a], [-r, -a], [-r, a], [-a, a], [-a, r],
-                        [a, r], [a, a], [r, a], [r, -a], [a, -a], [a, -r]])
+        pts = np.array(
+            [[-a, -r], [-a, -a], [-r, -a], [-r, a], [-a, a], [-a, r], [a, r], [a, a], [r, a], [r, -a], [a, -a], [a, -r]]
+        )
     else:
         raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
     c, s = np.cos(phase), np.sin(phase)

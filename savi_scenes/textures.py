@@ -4,6 +4,7 @@ An object texture is a function of object-local coordinates, evaluated on the se
 column coordinates of a crop (cheap outer sums / index products), returning palette indices. It
 moves rigidly with the object, so the rendered pixels follow the ground-truth flow.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,8 +18,12 @@ MORE_OBJECT_TEXTURES = ("dots", "ramp")
 BACKGROUNDS = ("noise", "gradient", "checker", "stripes")
 MORE_BACKGROUNDS = ("plain", "multicolour", "bold_stripes", "multiscale_noise", "photo")
 #: Photographs shipped inside scikit-image, with the licences its documentation gives them.
-PHOTOS = {"astronaut": "public domain (NASA)", "coffee": "CC0 (Rachel Michetti)",
-          "chelsea": "CC0 (Stefan van der Walt)", "rocket": "public domain (SpaceX)"}
+PHOTOS = {
+    "astronaut": "public domain (NASA)",
+    "coffee": "CC0 (Rachel Michetti)",
+    "chelsea": "CC0 (Stefan van der Walt)",
+    "rocket": "public domain (SpaceX)",
+}
 _NOISE_LEVELS = 8
 _NOISE_TILE = 64
 
@@ -43,9 +48,9 @@ class ObjectTexture:
     """Palette-indexed texture in object-local pixel coordinates."""
 
     kind: str
-    palette: np.ndarray          # uint8 [L,3]
-    period: float = 1.0          # stripes / checker period in pixels
-    angle: float = 0.0           # stripes direction
+    palette: np.ndarray  # uint8 [L,3]
+    period: float = 1.0  # stripes / checker period in pixels
+    angle: float = 0.0  # stripes direction
     tile: np.ndarray | None = None  # noise: int levels [S,S]
 
     def levels(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -73,7 +78,7 @@ class ObjectTexture:
         if self.kind == "dots":
             r = (rows / self.period) % 1.0 - 0.5
             c = (cols / self.period) % 1.0 - 0.5
-            return ((r ** 2 + c ** 2) < 0.09).astype(np.intp)
+            return ((r**2 + c**2) < 0.09).astype(np.intp)
         if self.kind == "ramp":
             s = rows * np.cos(self.angle) + cols * np.sin(self.angle)
             levels = len(self.palette)
@@ -81,9 +86,13 @@ class ObjectTexture:
         raise ValueError(f"unknown object texture {self.kind!r}")
 
 
-def random_object_texture(rng: np.random.Generator, size: float, textured: bool,
-                          kinds: tuple[str, ...] = OBJECT_TEXTURES,
-                          saturation: tuple[float, float] = (0.55, 1.0)) -> ObjectTexture:
+def random_object_texture(
+    rng: np.random.Generator,
+    size: float,
+    textured: bool,
+    kinds: tuple[str, ...] = OBJECT_TEXTURES,
+    saturation: tuple[float, float] = (0.55, 1.0),
+) -> ObjectTexture:
     """A texture for an object of extent ``size`` px: solid when untextured, else one of ``kinds``."""
     base = random_color(rng, saturation, (0.55, 1.0))
     kind = str(rng.choice(kinds)) if textured else "solid"
@@ -115,7 +124,7 @@ def _photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     cw = max(8, min(iw, int(round(ch * width / height))))
     ch = min(ch, int(round(cw * height / width))) if cw == iw else ch
     r0, c0 = int(rng.integers(0, ih - ch + 1)), int(rng.integers(0, iw - cw + 1))
-    crop = np.ascontiguousarray(image[r0:r0 + ch, c0:c0 + cw])
+    crop = np.ascontiguousarray(image[r0 : r0 + ch, c0 : c0 + cw])
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
@@ -136,8 +145,10 @@ def _bold_background(rng: np.random.Generator, kind: str, height: int, width: in
         t = np.broadcast_to(t, (height, width))[..., None]
         return np.round(colors[0] * (1 - t) + colors[1] * t).astype(np.uint8)
     if kind == "multicolour":  # smooth fields of 4 colours, each weighting where its noise is high
-        weights = np.stack([_smooth_noise(rng, height, width, scale * float(rng.uniform(0.2, 0.6)))
-                            for _ in range(4)], -1) ** 3
+        weights = (
+            np.stack([_smooth_noise(rng, height, width, scale * float(rng.uniform(0.2, 0.6))) for _ in range(4)], -1)
+            ** 3
+        )
     else:  # multiscale_noise: fine to coarse noise mixing three colours
         weights = np.stack([_smooth_noise(rng, height, width, scale * f) for f in (0.04, 0.15, 0.5)], -1) ** 2
         colors = colors[:3]
@@ -145,9 +156,15 @@ def _bold_background(rng: np.random.Generator, kind: str, height: int, width: in
     return np.round(weights @ colors).clip(0, 255).astype(np.uint8)
 
 
-def random_background(rng: np.random.Generator, height: int, width: int, textured: bool,
-                      scale: float, kinds: tuple[str, ...] = BACKGROUNDS,
-                      saturation: tuple[float, float] = (0.0, 0.45)) -> np.ndarray:
+def random_background(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    textured: bool,
+    scale: float,
+    kinds: tuple[str, ...] = BACKGROUNDS,
+    saturation: tuple[float, float] = (0.0, 0.45),
+) -> np.ndarray:
     """A uint8 RGB canvas ``[height, width, 3]`` of one of ``kinds``; ``scale`` (px) sets the size of
     its features. The original kinds are less saturated than objects (as in MOVi) unless ``saturation``
     says otherwise; the randomized-world kinds (MORE_BACKGROUNDS) are not."""

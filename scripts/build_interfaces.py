@@ -1,4 +1,5 @@
-"""Build ROS 2 interface packages (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces) into the running venv.
+"""Build ROS 2 interface packages (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces) into the
+running venv.
 
 Run with the venv's python (``make setup`` does). Only needed off a ROS 2 install: a package that
 already imports (e.g. the distribution's vision_msgs) is left alone. The build goes into the venv
@@ -7,6 +8,7 @@ start, so the generated libraries are found without exporting LD_LIBRARY_PATH.
 
 Exit status: 0 ready, 1 build failed, 2 missing tools (one clear line on stderr).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +34,8 @@ INSTALL_HINT = "sudo apt-get install cmake g++ make python3-dev"
 # ("Imported target ... includes non-existent path").
 BUILD_MACHINE_PYTHON_INCLUDE = re.compile(r"/opt/python/cp3\d+-cp3\d+/include/python3\.\d+")
 BUILD_MACHINE_NUMPY_INCLUDE = re.compile(
-    r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/(?:_core|core)/include")
+    r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/(?:_core|core)/include"
+)
 
 
 class SetupError(Exception):
@@ -73,8 +76,7 @@ class InterfacePackage:
         for kind in ("msg", "srv", "action"):
             files = sorted((self.source / kind).glob(f"*.{kind}"))
             if files:
-                return (f"from {self.name}.{kind} import {files[0].stem} as T; "
-                        f"T.__class__.__import_type_support__()")
+                return f"from {self.name}.{kind} import {files[0].stem} as T; T.__class__.__import_type_support__()"
         raise SetupError(f"{self.source}: no msg/, srv/ or action/ files")
 
 
@@ -97,8 +99,11 @@ def missing_tools() -> list[str]:
 def require_tools() -> None:
     missing = missing_tools()
     if missing:
-        raise SetupError(f"cannot build ROS interface packages: missing {', '.join(missing)}. "
-                         f"Install what is missing, e.g. `{INSTALL_HINT}`, then re-run `make setup`.", exit_code=2)
+        raise SetupError(
+            f"cannot build ROS interface packages: missing {', '.join(missing)}. "
+            f"Install what is missing, e.g. `{INSTALL_HINT}`, then re-run `make setup`.",
+            exit_code=2,
+        )
 
 
 def fix_exported_include_dirs(prefix: Path) -> int:
@@ -123,8 +128,13 @@ def fix_exported_include_dirs(prefix: Path) -> int:
 def importable(package: InterfacePackage, env: dict[str, str]) -> bool:
     # A fresh interpreter, so libraries installed a moment ago are on the bootstrapped library path;
     # cwd=/ so a source folder named like the package can't shadow the installed one.
-    result = subprocess.run([sys.executable, "-c", package.probe_code()], cwd="/", env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-c", package.probe_code()],
+        cwd="/",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return result.returncode == 0
 
 
@@ -173,12 +183,26 @@ def build(package: InterfacePackage, prefix: Path, env: dict[str, str]) -> float
     log = work.parent / f"{package.name}.log"
     log.write_text("")
     start = time.monotonic()
-    run_logged(["cmake", "-S", str(package.source), "-B", str(work),
-                f"-DCMAKE_PREFIX_PATH={prefix}", f"-DCMAKE_INSTALL_PREFIX={prefix}",
-                f"-DPython3_EXECUTABLE={sys.executable}", "-DBUILD_TESTING=OFF",
-                "-DCMAKE_BUILD_TYPE=Release"], log, env, f"cmake configure of {package.name}")
-    run_logged(["cmake", "--build", str(work), "--parallel", str(os.cpu_count() or 1)],
-               log, env, f"build of {package.name}")
+    run_logged(
+        [
+            "cmake",
+            "-S",
+            str(package.source),
+            "-B",
+            str(work),
+            f"-DCMAKE_PREFIX_PATH={prefix}",
+            f"-DCMAKE_INSTALL_PREFIX={prefix}",
+            f"-DPython3_EXECUTABLE={sys.executable}",
+            "-DBUILD_TESTING=OFF",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ],
+        log,
+        env,
+        f"cmake configure of {package.name}",
+    )
+    run_logged(
+        ["cmake", "--build", str(work), "--parallel", str(os.cpu_count() or 1)], log, env, f"build of {package.name}"
+    )
     run_logged(["cmake", "--install", str(work)], log, env, f"install of {package.name}")
     (prefix / "share" / package.name / STAMP_NAME).write_text(package.source_hash() + "\n")
     if not importable(package, env):
@@ -189,8 +213,13 @@ def build(package: InterfacePackage, prefix: Path, env: dict[str, str]) -> float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("packages", nargs="*", type=Path, default=DEFAULT_PACKAGES,
-                        help="interface package source folders (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces)")
+    parser.add_argument(
+        "packages",
+        nargs="*",
+        type=Path,
+        default=DEFAULT_PACKAGES,
+        help="interface package source folders (default: interfaces/vision_msgs, interfaces/savi_ros_interfaces)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check-tools", action="store_true", help="only check cmake / compilers / headers")
     mode.add_argument("--status", action="store_true", help="report each package's state, build nothing")

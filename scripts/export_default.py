@@ -6,6 +6,7 @@ Copies ``model.safetensors`` + ``config.json`` (marked ``trained: true``, with t
 ``python scripts/export_default.py --checkpoint runs/pretrained_fit --generalization
 runs/pretrained_fit/eval/generalization/generalization.json --fit-seconds 600``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,11 +85,19 @@ def main() -> int:
     (ROOT / RESULTS).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.generalization, ROOT / RESULTS)
     height, width = run["data"]["resolution"]
-    (dest / "MODEL_CARD.md").write_text(CARD.format(
-        parameters=sum(p.numel() for p in model.parameters()), height=height, width=width,
-        config="training/configs/pretrained_cpu.yaml", videos=meta["extra"]["fit"]["videos_per_world"],
-        share=float(run["data"]["options"].get("physics_share", 0.0)), fit=round(args.fit_seconds / 60),
-        chosen=", ".join(f"`{k}` {v:.3g}" for k, v in meta["extra"]["fit"]["chosen"].items()), results=RESULTS))
+    (dest / "MODEL_CARD.md").write_text(
+        CARD.format(
+            parameters=sum(p.numel() for p in model.parameters()),
+            height=height,
+            width=width,
+            config="training/configs/pretrained_cpu.yaml",
+            videos=meta["extra"]["fit"]["videos_per_world"],
+            share=float(run["data"]["options"].get("physics_share", 0.0)),
+            fit=round(args.fit_seconds / 60),
+            chosen=", ".join(f"`{k}` {v:.3g}" for k, v in meta["extra"]["fit"]["chosen"].items()),
+            results=RESULTS,
+        )
+    )
     load_checkpoint(dest)  # what ships must load
     render_tables(["--write"])
     print(f"exported {step_dir} -> {dest}")

@@ -15,6 +15,7 @@ Runs under any Python 3 (stdlib only). Exit status: 0 ready; 1 a step failed; 3 
 install nor the launch tooling sources exist (with `--if-available`: a note and 0, so
 `make test` goes on and the launch test says it is skipped).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,11 +57,20 @@ WHEELS = [
 # Python packages inside the archive, installed in this order (dependencies first).
 PYTHON_SOURCES = [
     "rosidl_runtime_py/rosidl_runtime_py",
-    "launch/launch", "launch/launch_xml", "launch/launch_yaml",
+    "launch/launch",
+    "launch/launch_xml",
+    "launch/launch_yaml",
     "ros2cli/ros2cli",
-    "launch_ros/launch_ros", "launch_ros/ros2launch",
-    "ros2cli/ros2pkg", "ros2cli/ros2run", "ros2cli/ros2node", "ros2cli/ros2param",
-    "ros2cli/ros2topic", "ros2cli/ros2service", "ros2cli/ros2lifecycle", "ros2cli/ros2interface",
+    "launch_ros/launch_ros",
+    "launch_ros/ros2launch",
+    "ros2cli/ros2pkg",
+    "ros2cli/ros2run",
+    "ros2cli/ros2node",
+    "ros2cli/ros2param",
+    "ros2cli/ros2topic",
+    "ros2cli/ros2service",
+    "ros2cli/ros2lifecycle",
+    "ros2cli/ros2interface",
 ]
 INTERFACE_SOURCES = ["rcl_interfaces/composition_interfaces"]
 # Run by the venv's python: every piece imports and the venv is an ament prefix.
@@ -86,9 +96,9 @@ class EnvError(Exception):
 class RosEnv:
     """How to get a shell with `ros2` and `colcon`: source `setup` (if any) and put `bin` first on PATH."""
 
-    kind: str                   # "system" (a ROS 2 install) or "venv" (.venv + launch sources)
-    setup: Path | None          # script to source first (a system install's setup.bash)
-    bin: Path | None            # folder to prepend to PATH (the venv's bin)
+    kind: str  # "system" (a ROS 2 install) or "venv" (.venv + launch sources)
+    setup: Path | None  # script to source first (a system install's setup.bash)
+    bin: Path | None  # folder to prepend to PATH (the venv's bin)
     description: str
 
     def shell_prefix(self) -> str:
@@ -104,8 +114,9 @@ class RosEnv:
 def system_ros() -> Path | None:
     """The setup.bash of a ROS 2 install whose `ros2` runs, newest distro first."""
     for setup in sorted(glob.glob(ROS_SETUP_GLOB), reverse=True):
-        result = subprocess.run(["bash", "-c", f'source "{setup}" && ros2 --help'],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", "-c", f'source "{setup}" && ros2 --help'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if result.returncode == 0:
             return Path(setup)
     return None
@@ -125,8 +136,9 @@ def venv_ready(venv: Path, env: dict[str, str]) -> bool:
     """True when the venv holds everything (checked by importing it, not by trusting the stamp)."""
     if not all((venv / "bin" / tool).exists() for tool in ("ros2", "colcon")):
         return False
-    result = subprocess.run([str(venv_python(venv)), "-c", PROBE], env=env, cwd="/",
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(venv_python(venv)), "-c", PROBE], env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return result.returncode == 0
 
 
@@ -149,11 +161,14 @@ def run(cmd: list[str], env: dict[str, str], what: str, cwd: Path | str = ROOT) 
 
 
 def prepare_system(setup: Path) -> RosEnv:
-    result = subprocess.run(["bash", "-c", f'source "{setup}" && colcon --help'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["bash", "-c", f'source "{setup}" && colcon --help'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     if result.returncode != 0:
-        raise EnvError(f"ROS 2 install {setup.parent} found, but `colcon` does not run there: "
-                       "`sudo apt-get install python3-colcon-common-extensions`, then re-run `make ros-env`.")
+        raise EnvError(
+            f"ROS 2 install {setup.parent} found, but `colcon` does not run there: "
+            "`sudo apt-get install python3-colcon-common-extensions`, then re-run `make ros-env`."
+        )
     return RosEnv("system", setup, None, f"ROS 2 install {setup.parent} (its ros2 and colcon)")
 
 
@@ -179,15 +194,23 @@ def prepare_venv(venv: Path, archive: Path) -> RosEnv:
         if missing:
             raise EnvError(f"{archive}: expected ros2_launch_src/{missing[0]} inside (and {len(missing) - 1} more)")
         print(f"make ros-env: installing launch, launch_ros, ros2cli from {archive.name} ...", flush=True)
-        run(pip + ["--no-deps", "--no-build-isolation"] + [str(top / p) for p in PYTHON_SOURCES],
-            env, "pip install of the launch tooling sources", cwd=tmp)
-        result = subprocess.run([python, str(ROOT / "scripts" / "build_interfaces.py")]
-                                + [str(top / p) for p in INTERFACE_SOURCES], env=env, cwd=ROOT)
+        run(
+            pip + ["--no-deps", "--no-build-isolation"] + [str(top / p) for p in PYTHON_SOURCES],
+            env,
+            "pip install of the launch tooling sources",
+            cwd=tmp,
+        )
+        result = subprocess.run(
+            [python, str(ROOT / "scripts" / "build_interfaces.py")] + [str(top / p) for p in INTERFACE_SOURCES],
+            env=env,
+            cwd=ROOT,
+        )
         if result.returncode != 0:
             raise EnvError("building composition_interfaces failed (see above)", result.returncode)
     if not venv_ready(venv, env):
-        probe = subprocess.run([python, "-c", PROBE], env=env, cwd="/", text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        probe = subprocess.run(
+            [python, "-c", PROBE], env=env, cwd="/", text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         raise EnvError(f"installed, but the venv does not pass its check:\n{probe.stdout[-2000:]}")
     stamp.write_text(wanted + "\n")
     return ready
@@ -202,7 +225,9 @@ def prepare(venv: Path, archive: Path) -> RosEnv:
             f"no ROS 2 install (no {ROS_SETUP_GLOB} whose `ros2` runs) and no launch tooling sources "
             f"({archive} is missing; it lives in the shared/ folder beside the repository). "
             "Install ROS 2 (docs.ros.org) or provide that archive; until then `ros2 launch` cannot run here "
-            "and the launch test is skipped.", NOT_AVAILABLE)
+            "and the launch test is skipped.",
+            NOT_AVAILABLE,
+        )
     return prepare_venv(venv, archive)
 
 
@@ -210,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
     parser.add_argument("--sources", type=Path, default=LAUNCH_SOURCES, help="ros2_launch_src.tar.gz")
-    parser.add_argument("--if-available", action="store_true",
-                        help="exit 0 (with a note) when neither a ROS 2 install nor the sources exist")
+    parser.add_argument(
+        "--if-available",
+        action="store_true",
+        help="exit 0 (with a note) when neither a ROS 2 install nor the sources exist",
+    )
     parser.add_argument("--json", action="store_true", help="print the prepared environment as JSON")
     args = parser.parse_args(argv)
     start = time.monotonic()

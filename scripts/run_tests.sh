@@ -3,6 +3,9 @@
 # a suite that silently finds nothing must not pass.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Lint and format first (ruff.toml): cheap, and a failure names the file and line.
+"$root/.venv/bin/ruff" check "$root" || exit 1
+"$root/.venv/bin/ruff" format --check "$root" || { echo "make test: run .venv/bin/ruff format ." >&2; exit 1; }
 "$root/.venv/bin/python" -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

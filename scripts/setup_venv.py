@@ -5,6 +5,7 @@ Runs under any CPython 3.11 (stdlib only). Safe to re-run: the pip step is skipp
 in the venv matches setup.py (where every dependency is listed) and this script; the interface
 build is skipped while vision_msgs imports. Errors are one clear message, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,10 @@ BOOTSTRAP_GUARD = "_ROS_WHEELS_BOOTSTRAP_COMPLETE"
 # Puts the venv on AMENT_PREFIX_PATH at interpreter start, as sourcing a ROS setup file would:
 # ament_index lookups (packages, launch files, ros2 CLI verbs) need it. Appended, so a sourced
 # workspace (e.g. a colcon install/) keeps precedence over the venv.
-AMENT_PTH = ("import os, sys; os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(dict.fromkeys("
-             "[p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]))\n")
+AMENT_PTH = (
+    "import os, sys; os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(dict.fromkeys("
+    "[p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p] + [sys.prefix]))\n"
+)
 
 
 class SetupError(Exception):
@@ -50,7 +53,7 @@ def torch_requirement() -> str:
     """The TORCH pin from setup.py."""
     pin = setup_constant("TORCH")
     if not isinstance(pin, str):
-        raise SetupError("setup.py: `TORCH` must be a string like \"torch==2.13.0\"")
+        raise SetupError('setup.py: `TORCH` must be a string like "torch==2.13.0"')
     return pin
 
 
@@ -70,9 +73,13 @@ def clean_env() -> dict[str, str]:
     """
     env = dict(os.environ)
     if env.pop(BOOTSTRAP_GUARD, None) is not None:
-        kept = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
-                if p and not (Path(p).name.endswith(".libs") and Path(p).parent.name == "site-packages")
-                and not (Path(p).name == "lib" and (Path(p).parent / "pyvenv.cfg").is_file())]
+        kept = [
+            p
+            for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
+            if p
+            and not (Path(p).name.endswith(".libs") and Path(p).parent.name == "site-packages")
+            and not (Path(p).name == "lib" and (Path(p).parent / "pyvenv.cfg").is_file())
+        ]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(kept)
     env.pop("VIRTUAL_ENV", None)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -92,13 +99,17 @@ def create_venv(venv: Path) -> None:
     if (venv / "bin" / "python").exists():
         return
     if sys.version_info[:2] != REQUIRED_PYTHON:
-        raise SetupError(f"need CPython {REQUIRED_PYTHON[0]}.{REQUIRED_PYTHON[1]} (the ROS 2 wheels are built for it), "
-                         f"this is {sys.version.split()[0]} at {sys.executable}; run `make setup PYTHON=python3.11`")
+        raise SetupError(
+            f"need CPython {REQUIRED_PYTHON[0]}.{REQUIRED_PYTHON[1]} (the ROS 2 wheels are built for it), "
+            f"this is {sys.version.split()[0]} at {sys.executable}; run `make setup PYTHON=python3.11`"
+        )
     try:
         import venv as venv_module  # noqa: F401  (Debian splits it out as python3-venv)
         import ensurepip  # noqa: F401
     except ImportError:
-        raise SetupError("this python cannot create virtual environments; `sudo apt-get install python3-venv`") from None
+        raise SetupError(
+            "this python cannot create virtual environments; `sudo apt-get install python3-venv`"
+        ) from None
     print(f"creating {venv} ...", flush=True)
     run([sys.executable, "-m", "venv", str(venv)], dict(os.environ), "python -m venv")
 
@@ -124,16 +135,24 @@ def install_python_packages(venv: Path, env: dict[str, str]) -> None:
     print("installing the ROS 2 wheels, Python dependencies and the project (editable) ...", flush=True)
     run(pip + ["--editable", f".[{EXTRAS}]", torch], env, "pip install of the project")
     run(pip + ["--no-deps", *without_deps], env, f"pip install --no-deps {' '.join(without_deps)}")
-    site = Path(run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                    env, "locating site-packages").strip().splitlines()[-1])
+    site = Path(
+        run(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            env,
+            "locating site-packages",
+        )
+        .strip()
+        .splitlines()[-1]
+    )
     (site / "savi_ament_prefix.pth").write_text(AMENT_PTH)
     stamp.write_text(wanted + "\n")
     print(f"python packages installed in {time.monotonic() - start:.0f} s", flush=True)
 
 
 def build_interfaces(venv: Path, env: dict[str, str]) -> None:
-    result = subprocess.run([str(venv / "bin" / "python"), str(ROOT / "scripts" / "build_interfaces.py")],
-                            env=env, cwd=ROOT)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), str(ROOT / "scripts" / "build_interfaces.py")], env=env, cwd=ROOT
+    )
     if result.returncode != 0:
         raise SystemExit(result.returncode)  # build_interfaces.py already said why
 
@@ -153,18 +172,21 @@ print(json.dumps({"python": sys.version.split()[0], "torch": version("torch"), "
 
 
 def summary(venv: Path, env: dict[str, str], seconds: float) -> str:
-    info = json.loads(run([str(venv / "bin" / "python"), "-c", SUMMARY_CODE], env, "checking the venv")
-                      .strip().splitlines()[-1])
+    info = json.loads(
+        run([str(venv / "bin" / "python"), "-c", SUMMARY_CODE], env, "checking the venv").strip().splitlines()[-1]
+    )
     rel = os.path.relpath(venv, Path.cwd())
-    return "\n".join([
-        f"make setup: ready in {seconds:.0f} s  ({rel}, activation not needed: use {rel}/bin/python)",
-        f"  python       {info['python']}",
-        f"  torch        {info['torch']}",
-        f"  rclpy        {info['rclpy']} (ROS 2 Kilted wheels, Fast DDS)",
-        f"  numpy/opencv {info['numpy']} / {info['opencv']}",
-        f"  vision_msgs  {Path(info['vision_msgs']).parent}",
-        f"  savi_ros     {info['project']} (editable install of {ROOT})",
-    ])
+    return "\n".join(
+        [
+            f"make setup: ready in {seconds:.0f} s  ({rel}, activation not needed: use {rel}/bin/python)",
+            f"  python       {info['python']}",
+            f"  torch        {info['torch']}",
+            f"  rclpy        {info['rclpy']} (ROS 2 Kilted wheels, Fast DDS)",
+            f"  numpy/opencv {info['numpy']} / {info['opencv']}",
+            f"  vision_msgs  {Path(info['vision_msgs']).parent}",
+            f"  savi_ros     {info['project']} (editable install of {ROOT})",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

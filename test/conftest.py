@@ -4,6 +4,7 @@ Parallel runs on one machine (several developers, CI jobs) would otherwise disco
 DDS participants on the default domain. Set here, before any test imports rclpy, so in-process
 nodes and every child process a test spawns inherit the same settings.
 """
+
 import os
 import random
 import shutil
@@ -39,4 +40,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID')} ROS_LOG_DIR={os.environ.get('ROS_LOG_DIR')}"
-

@@ -7,6 +7,7 @@ with some probability, upscaled by a random factor per axis (a camera of another
 quantised to 8 bits like a camera image, and resized back with `savi_core.geometry.resize_frames`.
 Targets and ground truth are untouched: the scene is the same, only its pixels are resampled.
 """
+
 from __future__ import annotations
 
 import torch
@@ -14,8 +15,9 @@ import torch
 from savi_core.geometry import resize_frames
 
 
-def camera_resample(video: torch.Tensor, probability: float, max_scale: float,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def camera_resample(
+    video: torch.Tensor, probability: float, max_scale: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``video [B, T, 3, H, W]`` in [0, 1]: each video, with ``probability``, upscaled by factors drawn
     uniformly in [1, ``max_scale``] (one per axis and video), quantised to 8 bits and resized back."""
     if not 0.0 <= probability <= 1.0:

@@ -14,6 +14,7 @@ unconditioned objects are never predicted (their mask stays empty).
   a prototype, every pixel given to its nearest prototype (background prototypes from the scene), inside
   the Tracker's window around each object's last box: no training. Run through the Tracker like SAVi.
 """
+
 from __future__ import annotations
 
 import torch
@@ -133,7 +134,9 @@ def flow_kmeans_com_baseline(
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     device = flow.device
     object_active = _conditioned_bool(conditioned, batch, num_objects).to(device)
-    active = torch.cat([object_active, torch.ones(batch, num_clusters - num_objects, dtype=torch.bool, device=device)], 1)
+    active = torch.cat(
+        [object_active, torch.ones(batch, num_clusters - num_objects, dtype=torch.bool, device=device)], 1
+    )
     labels = torch.cat([torch.arange(1, num_objects + 1), torch.zeros(num_clusters - num_objects, dtype=torch.int64)])
     labels = labels.to(device)
 
@@ -167,8 +170,9 @@ def flow_kmeans_com_baseline(
     return torch.stack(frames, dim=1)
 
 
-def csrt_baselines(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor,
-                   grabcut_iterations: int = 0) -> dict[str, tuple[Tensor, float]]:
+def csrt_baselines(
+    video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor, grabcut_iterations: int = 0
+) -> dict[str, tuple[Tensor, float]]:
     """What a user would pick instead of a learned tracker: OpenCV's CSRT tracker (opencv-contrib) per
     object, started from the first-frame box. ``csrt_box``: each tracked box painted as the object's mask;
     with ``grabcut_iterations`` > 0 also ``csrt_grabcut``: the foreground that OpenCV's GrabCut finds inside
@@ -201,7 +205,9 @@ def csrt_baselines(video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor
                     boxes[i] = (x, y, w, h)
                     tracker = cv2.TrackerCSRT_create()
                     try:  # CSRT refuses boxes of a pixel or two: such an object keeps its first box
-                        tracker.init(frame, (int(round(x)), int(round(y)), max(2, int(round(w))), max(2, int(round(h)))))
+                        tracker.init(
+                            frame, (int(round(x)), int(round(y)), max(2, int(round(w))), max(2, int(round(h))))
+                        )
                     except cv2.error:
                         continue
                     trackers[i] = tracker
@@ -245,8 +251,15 @@ def _grabcut(frame, r0: int, c0: int, r1: int, c1: int, iterations: int):
 
     mask = np.zeros(frame.shape[:2], np.uint8)
     try:
-        cv2.grabCut(frame, mask, (c0, r0, c1 - c0, r1 - r0), np.zeros((1, 65), np.float64),
-                    np.zeros((1, 65), np.float64), iterations, cv2.GC_INIT_WITH_RECT)
+        cv2.grabCut(
+            frame,
+            mask,
+            (c0, r0, c1 - c0, r1 - r0),
+            np.zeros((1, 65), np.float64),
+            np.zeros((1, 65), np.float64),
+            iterations,
+            cv2.GC_INIT_WITH_RECT,
+        )
     except cv2.error:
         return None
     return np.isin(mask[r0:r1, c0:c1], (cv2.GC_FGD, cv2.GC_PR_FGD))

@@ -3,6 +3,7 @@
 Which item fields are used depends only on the model's initializer kind, so the trainer and the
 evaluator cannot disagree about what the model was conditioned on.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,8 +63,9 @@ def add_center_noise(
     return torch.where(keep, (centers + shift).clamp(0.0, 1.0), centers)
 
 
-def as_points(boxes: torch.Tensor, centers: torch.Tensor, conditioned: torch.Tensor, share: float,
-              generator: torch.Generator) -> torch.Tensor:
+def as_points(
+    boxes: torch.Tensor, centers: torch.Tensor, conditioned: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
     """Replace a random ``share`` of the conditioned boxes by their object's centre of mass as a zero-size
     box ``(y, x, y, x)``: how a box model that takes points (``initializer.points``) is given a point.
     ``boxes [B,N,4]`` normalised yxyx, ``centers [B,N,2]`` normalised yx; share 1 = every object."""

@@ -4,6 +4,7 @@ A typo in a config must fail at load time with the offending key named, not afte
 training, so unknown keys and wrongly typed values are errors. The ``model`` section is a
 ``savi_core.config.ModelConfig`` (a ``preset`` plus overrides); the other sections are defined here.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,10 +63,16 @@ class DataConfig:
 
     def validate(self, name: str = "data") -> None:
         _check(self.kind in DATA_KINDS, f"{name}.kind", f"must be one of {DATA_KINDS}, got {self.kind!r}")
-        _check(self.kind == "synthetic" or bool(self.root), f"{name}.root",
-               f"kind {self.kind!r} needs a dataset path (set data.root or pass --data)")
-        _check(len(self.resolution) == 2 and all(v > 0 for v in self.resolution), f"{name}.resolution",
-               f"must be [height, width] > 0, got {self.resolution!r}")
+        _check(
+            self.kind == "synthetic" or bool(self.root),
+            f"{name}.root",
+            f"kind {self.kind!r} needs a dataset path (set data.root or pass --data)",
+        )
+        _check(
+            len(self.resolution) == 2 and all(v > 0 for v in self.resolution),
+            f"{name}.resolution",
+            f"must be [height, width] > 0, got {self.resolution!r}",
+        )
         _check(self.max_instances >= 1, f"{name}.max_instances", "must be at least 1")
         _check(self.window >= 1, f"{name}.window", "must be at least 1")
         _check(self.burn_in >= 0, f"{name}.burn_in", "must be 0 or more")
@@ -73,11 +80,17 @@ class DataConfig:
         _check(self.num_videos >= 1, f"{name}.num_videos", "must be at least 1")
         _check(self.eval_num_videos >= 1, f"{name}.eval_num_videos", "must be at least 1")
         _check(self.num_frames >= 1, f"{name}.num_frames", "must be at least 1")
-        _check(1 <= self.min_objects <= self.max_objects, f"{name}.min_objects",
-               f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        _check(
+            1 <= self.min_objects <= self.max_objects,
+            f"{name}.min_objects",
+            f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}",
+        )
         if self.kind == "synthetic":
-            _check(self.max_objects <= self.max_instances, f"{name}.max_objects",
-                   f"{self.max_objects} objects do not fit in max_instances={self.max_instances}")
+            _check(
+                self.max_objects <= self.max_instances,
+                f"{name}.max_objects",
+                f"{self.max_objects} objects do not fit in max_instances={self.max_instances}",
+            )
 
 
 @dataclass
@@ -125,15 +138,23 @@ class TrainConfig:
         _check(self.num_workers >= 0, f"{name}.num_workers", "must be >= 0")
         _check(self.amp in AMP_MODES, f"{name}.amp", f"must be one of {AMP_MODES}, got {self.amp!r}")
         _check(self.mask_loss_weight >= 0, f"{name}.mask_loss_weight", "must be >= 0 (0 = the paper's loss only)")
-        _check(self.attention_loss_weight >= 0, f"{name}.attention_loss_weight",
-               "must be >= 0 (0 = the paper's loss only)")
-        _check(0.0 <= self.camera_resample <= 1.0, f"{name}.camera_resample",
-               f"must be a probability in [0, 1], got {self.camera_resample}")
-        _check(self.camera_resample_max_scale >= 1.0, f"{name}.camera_resample_max_scale",
-               f"must be >= 1, got {self.camera_resample_max_scale}")
+        _check(
+            self.attention_loss_weight >= 0, f"{name}.attention_loss_weight", "must be >= 0 (0 = the paper's loss only)"
+        )
+        _check(
+            0.0 <= self.camera_resample <= 1.0,
+            f"{name}.camera_resample",
+            f"must be a probability in [0, 1], got {self.camera_resample}",
+        )
+        _check(
+            self.camera_resample_max_scale >= 1.0,
+            f"{name}.camera_resample_max_scale",
+            f"must be >= 1, got {self.camera_resample_max_scale}",
+        )
         _check(bool(self.out_dir), f"{name}.out_dir", "must not be empty")
-        _check(0.0 <= self.point_share <= 1.0, f"{name}.point_share",
-               f"must be a share in [0, 1], got {self.point_share}")
+        _check(
+            0.0 <= self.point_share <= 1.0, f"{name}.point_share", f"must be a share in [0, 1], got {self.point_share}"
+        )
 
 
 @dataclass
@@ -147,8 +168,11 @@ class EvalConfig:
 
     def validate(self, name: str = "eval") -> None:
         _check(self.num_videos is None or self.num_videos >= 1, f"{name}.num_videos", "must be >= 1 or null")
-        _check(self.mask_source in MASK_SOURCES, f"{name}.mask_source",
-               f"must be one of {MASK_SOURCES}, got {self.mask_source!r}")
+        _check(
+            self.mask_source in MASK_SOURCES,
+            f"{name}.mask_source",
+            f"must be one of {MASK_SOURCES}, got {self.mask_source!r}",
+        )
         _check(self.batch_size >= 1, f"{name}.batch_size", "must be at least 1")
 
 
@@ -166,26 +190,50 @@ class RunConfig:
         self.train.validate()
         self.eval.validate()
         m = self.model
-        _check(self.data.max_instances == m.num_object_slots, "data.max_instances",
-               f"must equal the model's object slots ({m.num_object_slots} = num_slots {m.num_slots}"
-               f"{' - 1 background' if m.initializer.background_slot else ''}), got {self.data.max_instances}")
-        _check(tuple(self.data.resolution) == tuple(m.resolution), "data.resolution",
-               f"{tuple(self.data.resolution)} differs from model.resolution {tuple(m.resolution)}")
-        _check(m.decoder.target_channels == 3, "model.decoder.target_channels",
-               "must be 3 (flow-RGB and RGB targets both have 3 channels)")
-        _check(self.train.point_share == 0 or m.initializer.points, "train.point_share",
-               "needs model.initializer.points: true (a box model that takes points)")
+        _check(
+            self.data.max_instances == m.num_object_slots,
+            "data.max_instances",
+            f"must equal the model's object slots ({m.num_object_slots} = num_slots {m.num_slots}"
+            f"{' - 1 background' if m.initializer.background_slot else ''}), got {self.data.max_instances}",
+        )
+        _check(
+            tuple(self.data.resolution) == tuple(m.resolution),
+            "data.resolution",
+            f"{tuple(self.data.resolution)} differs from model.resolution {tuple(m.resolution)}",
+        )
+        _check(
+            m.decoder.target_channels == 3,
+            "model.decoder.target_channels",
+            "must be 3 (flow-RGB and RGB targets both have 3 channels)",
+        )
+        _check(
+            self.train.point_share == 0 or m.initializer.points,
+            "train.point_share",
+            "needs model.initializer.points: true (a box model that takes points)",
+        )
         if self.data.feature_cache:
-            _check(m.encoder.kind == "efficientnet_lite0", "data.feature_cache",
-                   f"caches a pretrained backbone's features; model.encoder.kind is {m.encoder.kind!r}")
-            _check(self.train.camera_resample == 0, "train.camera_resample",
-                   "changes the pixels after the cached features were read: must be 0 with data.feature_cache")
+            _check(
+                m.encoder.kind == "efficientnet_lite0",
+                "data.feature_cache",
+                f"caches a pretrained backbone's features; model.encoder.kind is {m.encoder.kind!r}",
+            )
+            _check(
+                self.train.camera_resample == 0,
+                "train.camera_resample",
+                "changes the pixels after the cached features were read: must be 0 with data.feature_cache",
+            )
         if not m.has_decoder:
-            _check(self.train.attention_loss_weight > 0 or self.train.mask_loss_weight > 0,
-                   "train.attention_loss_weight", "a model without a decoder learns from its masks: must be > 0")
+            _check(
+                self.train.attention_loss_weight > 0 or self.train.mask_loss_weight > 0,
+                "train.attention_loss_weight",
+                "a model without a decoder learns from its masks: must be > 0",
+            )
         for key in ("mask_loss_weight", "attention_loss_weight"):
-            _check(getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"), f"train.{key}",
-                   f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have")
+            _check(
+                getattr(self.train, key) == 0 or self.data.kind in ("synthetic", "movi"),
+                f"train.{key}",
+                f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,8 +246,15 @@ class RunConfig:
     def hash(self) -> str:
         """Hash of everything that changes the trained numbers (bookkeeping fields excluded)."""
         d = self.to_dict()
-        for key in ("log_every", "checkpoint_every", "keep_checkpoints", "image_every", "out_dir", "device",
-                    "num_workers"):
+        for key in (
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "image_every",
+            "out_dir",
+            "device",
+            "num_workers",
+        ):
             d["train"].pop(key)
         d.pop("eval")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -245,8 +300,9 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
                 value = float(value)
             except ValueError:
                 raise ConfigError(f"{name}: expected a number, got {value!r}") from None
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), name,
-               f"expected a number, got {value!r}")
+        _check(
+            isinstance(value, (int, float)) and not isinstance(value, bool), name, f"expected a number, got {value!r}"
+        )
         return float(value)
     if annotation is str:
         _check(isinstance(value, str), name, f"expected a string, got {value!r}")
@@ -332,7 +388,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         node = data
         for depth, name in enumerate(parents):
             node = node.setdefault(name, {})
-            _check(isinstance(node, dict), ".".join(parents[:depth + 1]), "must be a mapping")
+            _check(isinstance(node, dict), ".".join(parents[: depth + 1]), "must be a mapping")
         node[key] = value
     try:
         return config_from_dict(data)

@@ -5,6 +5,7 @@ permutation drawn from a generator seeded by (seed, epoch), each DDP rank takes 
 it, and a run restarts mid-epoch by skipping whole batches in the sampler (nothing is loaded for
 them). Window starts inside videos are likewise a function of (seed, index, epoch) in the datasets.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,16 +27,22 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
     training = split == "train"
     window = cfg.window + cfg.burn_in if training else None
-    common: dict[str, Any] = dict(resolution=tuple(cfg.resolution), max_instances=cfg.max_instances,
-                                  window=window, seed=cfg.seed)
+    common: dict[str, Any] = dict(
+        resolution=tuple(cfg.resolution), max_instances=cfg.max_instances, window=window, seed=cfg.seed
+    )
     try:
         if cfg.kind == "synthetic":
             return _synthetic(cfg, training, window)
         if cfg.kind == "movi":
             from training.datasets.movi import MoviDataset
 
-            return MoviDataset(cfg.root, split=cfg.train_split if training else cfg.eval_split,
-                               target=cfg.target, **common, **cfg.options)
+            return MoviDataset(
+                cfg.root,
+                split=cfg.train_split if training else cfg.eval_split,
+                target=cfg.target,
+                **common,
+                **cfg.options,
+            )
         if cfg.kind == "sketchy":
             from training.datasets.sketchy import SketchyDataset
 
@@ -66,12 +73,18 @@ def _synthetic(cfg: DataConfig, training: bool, window: int | None) -> Dataset:
     from savi_scenes import PhysicsSceneConfig, SceneConfig
     from training.datasets.synthetic import SyntheticDataset
 
-    fixed = dict(height=cfg.resolution[0], width=cfg.resolution[1], num_frames=cfg.num_frames,
-                 min_objects=cfg.min_objects, max_objects=cfg.max_objects)
+    fixed = dict(
+        height=cfg.resolution[0],
+        width=cfg.resolution[1],
+        num_frames=cfg.num_frames,
+        min_objects=cfg.min_objects,
+        max_objects=cfg.max_objects,
+    )
     clash = sorted(set(fixed) & (set(cfg.options) | set(cfg.options.get("physics") or {})))
     if clash:
-        raise ValueError(f"data.options must not set {clash}: use data.resolution / num_frames / "
-                         "min_objects / max_objects")
+        raise ValueError(
+            f"data.options must not set {clash}: use data.resolution / num_frames / min_objects / max_objects"
+        )
     scene_options = {k: v for k, v in cfg.options.items() if k not in SYNTHETIC_OPTIONS}
     scene = SceneConfig.from_dict({**fixed, **scene_options})
     share = float(cfg.options.get("physics_share", 0.0))
@@ -81,9 +94,14 @@ def _synthetic(cfg: DataConfig, training: bool, window: int | None) -> Dataset:
     return SyntheticDataset(
         num_videos=cfg.num_videos if training else cfg.eval_num_videos,
         seed_offset=cfg.seed if training else cfg.seed + EVAL_SEED_OFFSET,
-        scene_config=scene, max_instances=cfg.max_instances,
-        window=window, target=cfg.target, physics_config=physics, physics_share=share,
-        cache_dir=cfg.options.get("cache_dir"))
+        scene_config=scene,
+        max_instances=cfg.max_instances,
+        window=window,
+        target=cfg.target,
+        physics_config=physics,
+        physics_share=share,
+        cache_dir=cfg.options.get("cache_dir"),
+    )
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -98,8 +116,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     so every rank runs the same number of steps; rank r takes every ``world_size``-th index.
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                 world_size: int = 1, start: int = 0) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1, start: int = 0
+    ) -> None:
         self.num_items = num_items
         self.batch_size = batch_size
         self.seed = seed
@@ -108,8 +127,10 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.start = start
         if self.batches_per_epoch < 1:
-            raise ValueError(f"the dataset has {num_items} videos, fewer than one global batch "
-                             f"({batch_size} x {world_size} processes)")
+            raise ValueError(
+                f"the dataset has {num_items} videos, fewer than one global batch "
+                f"({batch_size} x {world_size} processes)"
+            )
         if not 0 <= start < self.batches_per_epoch:
             raise ValueError(f"start batch {start} outside [0, {self.batches_per_epoch})")
 
@@ -136,17 +157,30 @@ def _seed_worker(worker_id: int) -> None:
     del worker_id
 
 
-def training_batches(dataset: Dataset, batch_size: int, seed: int, num_workers: int, epoch: int, start: int,
-                     rank: int = 0, world_size: int = 1, pin_memory: bool = False
-                     ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+def training_batches(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    epoch: int,
+    start: int,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
     """Endless ``(epoch, batch index, batch)`` from position (epoch, start) on, epoch after epoch."""
     while True:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)  # before the loader forks its workers, so they see it
         sampler = EpochBatchSampler(len(dataset), batch_size, seed, epoch, rank, world_size, start)
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                            worker_init_fn=_seed_worker if num_workers else None,
-                            generator=_epoch_generator(seed + 1, epoch))
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            worker_init_fn=_seed_worker if num_workers else None,
+            generator=_epoch_generator(seed + 1, epoch),
+        )
         for offset, batch in enumerate(loader):
             yield epoch, start + offset, batch
         epoch, start = epoch + 1, 0

@@ -7,6 +7,7 @@ last). vos-benchmark counts an object that appears in a fed frame of the ground 
 frame where it shows in the ground truth or the prediction; so unlike mIoU, an object seen only on the
 skipped first frame is not scored.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ import torch
 from vos_benchmark.evaluator import Evaluator
 
 
-def davis_scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor | None = None,
-                 skip_first: bool = True) -> dict[str, list[float]]:
+def davis_scores(
+    pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor | None = None, skip_first: bool = True
+) -> dict[str, list[float]]:
     """``pred``, ``gt`` int ``[B,T,H,W]`` (0 = background, id = object) -> per-object J and F in [0, 1]
     over the batch (concatenate them over batches, then :func:`davis_summary`)."""
     if pred.shape != gt.shape or pred.dim() != 4:

@@ -1,4 +1,5 @@
 """Multi-process training (torchrun / DDP): which process this is, its device, and cross-rank checks."""
+
 from __future__ import annotations
 
 import hashlib

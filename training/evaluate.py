@@ -7,6 +7,7 @@ mIoU, DAVIS J&F, IDF1 and ID switches; first frame skipped). ``--model-only`` sc
 instead, as a diagnostic.
 Writes ``<out>/metrics.json`` (per video, per frame and means) and ``<out>/per_frame.png``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,12 +115,20 @@ def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: t
     """Conditioning centres of mass ``[N, 2]`` (normalised yx) -> point prompts in pixels asking for the
     instance id (``i + 1``): what a person clicking on each object gives."""
     height, width = size
-    return [Prompt(point_xy=(x * width, y * height), track_id=str(i + 1))
-            for i, ((y, x), on) in enumerate(zip(centers.tolist(), conditioned.tolist())) if on > 0.5]
+    return [
+        Prompt(point_xy=(x * width, y * height), track_id=str(i + 1))
+        for i, ((y, x), on) in enumerate(zip(centers.tolist(), conditioned.tolist()))
+        if on > 0.5
+    ]
 
 
-def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: float = 1.0,
-                prompt: str = "boxes", detect_every: int = 0) -> torch.Tensor:
+def tracker_ids(
+    tracker: Tracker,
+    batch: dict[str, torch.Tensor],
+    input_scale: float = 1.0,
+    prompt: str = "boxes",
+    detect_every: int = 0,
+) -> torch.Tensor:
     """What the node publishes: each video streamed through ``tracker`` as camera images (``input_scale``
     times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections, or with
     ``prompt="points"`` the centres of mass as first-frame point prompts. ``detect_every`` > 0 adds a
@@ -148,8 +157,9 @@ def tracker_ids(tracker: Tracker, batch: dict[str, torch.Tensor], input_scale: f
 
 
 @torch.no_grad()
-def model_only_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str,
-                   input_scale: float = 1.0) -> torch.Tensor:
+def model_only_ids(
+    model: SAVi, batch: dict[str, torch.Tensor], mask_source: str, input_scale: float = 1.0
+) -> torch.Tensor:
     """Diagnostic: the model alone (arg-max over slots, no mask threshold, no track rules) on float
     frames; id maps ``[B, T, H', W']``. The node's numbers come from :func:`tracker_ids`."""
     cfg = model.config
@@ -168,8 +178,9 @@ def model_only_ids(model: SAVi, batch: dict[str, torch.Tensor], mask_source: str
     return torch.stack(frames, dim=1)
 
 
-def _scores(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int,
-            skip_first: bool) -> dict[str, torch.Tensor]:
+def _scores(
+    pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int, skip_first: bool
+) -> dict[str, torch.Tensor]:
     pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
     return {
         "identity": identity_counts(pred, gt, frame_mask, skip_first),
@@ -192,8 +203,9 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
     for name in names:
         per_video = torch.cat([s[name] for s in scores])
         length = max(s[f"{name}_frames"].shape[1] for s in scores)
-        frames = torch.cat([F.pad(s[f"{name}_frames"], (0, length - s[f"{name}_frames"].shape[1]),
-                                  value=float("nan")) for s in scores])
+        frames = torch.cat(
+            [F.pad(s[f"{name}_frames"], (0, length - s[f"{name}_frames"].shape[1]), value=float("nan")) for s in scores]
+        )
         mean, count = metrics.mean_over_videos(per_video)
         out[name] = _nan_to_none(mean)
         out[f"{name}_videos_counted"] = count
@@ -209,11 +221,23 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
     return out
 
 
-def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.device, baselines: bool = False,
-             noise_sigma: float = 0.0, input_scale: float = 1.0, seed: int = 0, num_workers: int = 0,
-             progress: bool = True, model_only: bool = False, prompt: str = "boxes",
-             tracker_params: dict[str, Any] | None = None, detect_every: int = 0,
-             prototype_baseline: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: SAVi,
+    dataset: Dataset,
+    eval_cfg: EvalConfig,
+    device: torch.device,
+    baselines: bool = False,
+    noise_sigma: float = 0.0,
+    input_scale: float = 1.0,
+    seed: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+    model_only: bool = False,
+    prompt: str = "boxes",
+    tracker_params: dict[str, Any] | None = None,
+    detect_every: int = 0,
+    prototype_baseline: bool = False,
+) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
     ``prototype_baseline`` adds the untrained feature-prototype model through the same Tracker.
     ``prompt`` is how SAVi is told the objects on the first frame: ``boxes`` or ``points`` (centres of
@@ -223,8 +247,13 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
     out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
-    from training.baselines import (FEATURE_PROTOTYPE, csrt_baselines, feature_prototype_model,
-                                    flow_kmeans_com_baseline, static_box_baseline)
+    from training.baselines import (
+        FEATURE_PROTOTYPE,
+        csrt_baselines,
+        feature_prototype_model,
+        flow_kmeans_com_baseline,
+        static_box_baseline,
+    )
 
     cfg = model.config
     kind = cfg.initializer.kind
@@ -250,14 +279,16 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
     prototypes = None
     if prototype_baseline:
         per_method[FEATURE_PROTOTYPE] = []
-        prototypes = Tracker(feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"),
-                             device=device)
+        prototypes = Tracker(
+            feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"), device=device
+        )
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
             first_boxes = batch["boxes"][:, 0]
-            batch["cond_centers"] = add_center_noise(batch["cond_centers"], first_boxes, batch["conditioned"],
-                                                     noise_sigma, generator)
+            batch["cond_centers"] = add_center_noise(
+                batch["cond_centers"], first_boxes, batch["conditioned"], noise_sigma, generator
+            )
             batch["cond_boxes"] = add_box_noise(batch["cond_boxes"], batch["conditioned"], noise_sigma, generator)
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
@@ -265,8 +296,9 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
         start = time.perf_counter()
         if tracker is None:
             if prompt == "points" and kind == "bbox":
-                on_device["cond_boxes"] = as_points(on_device["cond_boxes"], on_device["cond_centers"],
-                                                    on_device["conditioned"], 1.0, generator)
+                on_device["cond_boxes"] = as_points(
+                    on_device["cond_boxes"], on_device["cond_centers"], on_device["conditioned"], 1.0, generator
+                )
             pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
         else:
             pred = tracker_ids(tracker, batch, input_scale, prompt, detect_every)
@@ -277,14 +309,16 @@ def evaluate(model: SAVi, dataset: Dataset, eval_cfg: EvalConfig, device: torch.
             start = time.perf_counter()
             ids = tracker_ids(prototypes, batch, input_scale, "boxes", detect_every)
             elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
-            per_method[FEATURE_PROTOTYPE].append(_scores(ids, resize_id_maps(gt, size), frame_mask, num_objects,
-                                                         eval_cfg.skip_first))
+            per_method[FEATURE_PROTOTYPE].append(
+                _scores(ids, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first)
+            )
             per_method[FEATURE_PROTOTYPE][-1]["ms_per_frame"] = elapsed_ms
         if baselines:
             b, t, h, w = gt.shape
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
-            kmeans = flow_kmeans_com_baseline(batch["flow"], batch["cond_centers"], batch["conditioned"],
-                                              num_clusters=num_objects + 1, seed=seed)
+            kmeans = flow_kmeans_com_baseline(
+                batch["flow"], batch["cond_centers"], batch["conditioned"], num_clusters=num_objects + 1, seed=seed
+            )
             for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
                 per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
             csrt = csrt_baselines(batch["video"], batch["cond_boxes"], batch["conditioned"], GRABCUT_ITERATIONS)
@@ -346,8 +380,14 @@ def _data_config(args: argparse.Namespace, meta: dict[str, Any], model: SAVi) ->
     if not (args.data and args.kind):
         raise ConfigError("the checkpoint holds no run config: pass --config, or --data with --kind")
     mc = model.config
-    data = DataConfig(kind=args.kind, root=args.data, resolution=tuple(mc.resolution),
-                      max_instances=mc.num_object_slots, target="rgb", max_objects=mc.num_object_slots)
+    data = DataConfig(
+        kind=args.kind,
+        root=args.data,
+        resolution=tuple(mc.resolution),
+        max_instances=mc.num_object_slots,
+        target="rgb",
+        max_objects=mc.num_object_slots,
+    )
     data.validate()
     return data, EvalConfig()
 
@@ -362,27 +402,59 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--num-videos", type=int, help="evaluate the first N videos (default: eval.num_videos or all)")
     p.add_argument("--batch-size", type=int, help="videos per batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--mask-source", choices=MASK_SOURCES,
-                   help=f"the Tracker's mask source (default: the run config's eval.mask_source, else {TrackerConfig.mask_source!r})")
-    p.add_argument("--model-only", action="store_true",
-                   help="diagnostic: score the bare model (arg-max over slots) instead of the Tracker the node runs")
+    p.add_argument(
+        "--mask-source",
+        choices=MASK_SOURCES,
+        help="the Tracker's mask source (default: the run config's eval.mask_source, "
+        f"else {TrackerConfig.mask_source!r})",
+    )
+    p.add_argument(
+        "--model-only",
+        action="store_true",
+        help="diagnostic: score the bare model (arg-max over slots) instead of the Tracker the node runs",
+    )
     p.add_argument("--include-first-frame", action="store_true", help="score frame 0 too (official-code style)")
-    p.add_argument("--baselines", action="store_true",
-                   help="also score the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
-    p.add_argument("--noise-sigma", type=float, default=0.0,
-                   help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size")
-    p.add_argument("--input-scale", type=float, default=1.0,
-                   help="frames at this multiple of the model resolution, resized down like the Tracker does: "
-                        "synthetic scenes are rendered at that size, recorded frames are upscaled")
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also score the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines",
+    )
+    p.add_argument(
+        "--noise-sigma",
+        type=float,
+        default=0.0,
+        help="Gaussian noise on the conditioning boxes/centres, std as a fraction of the object size",
+    )
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="frames at this multiple of the model resolution, resized down like the Tracker does: "
+        "synthetic scenes are rendered at that size, recorded frames are upscaled",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the conditioning noise and baseline k-means")
-    p.add_argument("--prompt", choices=PROMPTS, default="boxes",
-                   help="first-frame prompts given to SAVi: boxes, or points (centres of mass) for models that take them")
+    p.add_argument(
+        "--prompt",
+        choices=PROMPTS,
+        default="boxes",
+        help="first-frame prompts given to SAVi: boxes, or points (centres of mass) for models that take them",
+    )
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--detect-every", type=int, default=0, metavar="N",
-                   help="also give the true boxes of the visible objects as detections every N frames, as a "
-                        "running detector would (0: first frame only, the paper's protocol)")
-    p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
-                   help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
+    p.add_argument(
+        "--detect-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also give the true boxes of the visible objects as detections every N frames, as a "
+        "running detector would (0: first frame only, the paper's protocol)",
+    )
+    p.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5",
+    )
     return p.parse_args(argv)
 
 
@@ -412,16 +484,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_cfg.resolution = tuple(round(r * input_scale) for r in data_cfg.resolution)
             input_scale = 1.0
         dataset = build_dataset(data_cfg, "eval")
-        results = evaluate(model, dataset, eval_cfg, device, baselines=args.baselines, noise_sigma=args.noise_sigma,
-                           input_scale=input_scale, seed=args.seed, num_workers=args.num_workers,
-                           progress=sys.stderr.isatty(), model_only=args.model_only, prompt=args.prompt,
-                           tracker_params=tracker_params, detect_every=args.detect_every)
+        results = evaluate(
+            model,
+            dataset,
+            eval_cfg,
+            device,
+            baselines=args.baselines,
+            noise_sigma=args.noise_sigma,
+            input_scale=input_scale,
+            seed=args.seed,
+            num_workers=args.num_workers,
+            progress=sys.stderr.isatty(),
+            model_only=args.model_only,
+            prompt=args.prompt,
+            tracker_params=tracker_params,
+            detect_every=args.detect_every,
+        )
         results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution), tracker=tracker_params)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    results = {"checkpoint": str(step_dir), "step": meta.get("extra", {}).get("step"),
-               "data": {"kind": data_cfg.kind, "root": data_cfg.root}, **results}
+    results = {
+        "checkpoint": str(step_dir),
+        "step": meta.get("extra", {}).get("step"),
+        "data": {"kind": data_cfg.kind, "root": data_cfg.root},
+        **results,
+    }
     out = Path(args.out) if args.out else step_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -11,6 +11,7 @@ bags) and any training window hits the same entry, a frame changed by an augment
 applied after loading (``train.camera_resample``) would not match the cached features: the run
 config refuses them together with the cache.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -146,8 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset[index]
         if (index + 1) % 50 == 0 or index + 1 == count:
             seconds = time.perf_counter() - tick
-            print(f"{index + 1}/{count} items, {cache.misses} frames computed, {cache.hits} cached, "
-                  f"{seconds:.0f} s", flush=True)
+            print(
+                f"{index + 1}/{count} items, {cache.misses} frames computed, {cache.hits} cached, {seconds:.0f} s",
+                flush=True,
+            )
     return 0
 
 

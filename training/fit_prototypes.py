@@ -9,6 +9,7 @@ metric itself: each parameter in turn takes the value of its grid that scores be
 on whole videos of the run's *training* seeds and families (2D and 3D alike); held-out families are never
 looked at. It starts from the untrained matching and writes a checkpoint.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,9 +79,16 @@ def fit(config: str, videos: int, out: Path) -> dict[str, float]:
         _set(model, name, values[0])
 
     def score() -> float:
-        means = [evaluate(model, _Videos(dataset, group), EvalConfig(num_videos=len(group), mask_source="attention",
-                                                                         batch_size=4), torch.device("cpu"),
-                          progress=False)["methods"]["savi"]["miou"] for group in groups]
+        means = [
+            evaluate(
+                model,
+                _Videos(dataset, group),
+                EvalConfig(num_videos=len(group), mask_source="attention", batch_size=4),
+                torch.device("cpu"),
+                progress=False,
+            )["methods"]["savi"]["miou"]
+            for group in groups
+        ]
         return float(sum(means) / len(means))
 
     best = score()
@@ -97,8 +105,11 @@ def fit(config: str, videos: int, out: Path) -> dict[str, float]:
                 best, chosen = value_score, value
         _set(model, name, chosen)
     chosen = {name: float(getattr(getattr(model, name.split(".")[0]), name.split(".")[1]).detach()) for name in GRID}
-    save_checkpoint(out, model, extra={"run_config": cfg.to_dict(), "fit": {"videos_per_world": videos,
-                                                                           "chosen": chosen, "log": log}})
+    save_checkpoint(
+        out,
+        model,
+        extra={"run_config": cfg.to_dict(), "fit": {"videos_per_world": videos, "chosen": chosen, "log": log}},
+    )
     (out / "fit.json").write_text(json.dumps({"chosen": chosen, "miou": best, "log": log}, indent=1) + "\n")
     print(f"chosen {chosen}: {100 * best:.1f} mIoU on {sum(map(len, groups))} training videos", flush=True)
     return chosen

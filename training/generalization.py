@@ -11,6 +11,7 @@ scored through the Tracker (what the node publishes), beside the baselines, with
 the untrained feature-prototype baseline is scored too unless ``--no-prototype-baseline`` (it is cheap, and
 the floor a pretrained model must clear).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def training_families(options: dict[str, Any]) -> dict[str, Any]:
     the run saw no 3D scenes, and the 2D axes are empty when it saw only 3D ones (``physics_share`` 1)."""
     share = float(options.get("physics_share", 0.0))
     defaults_2d = SceneConfig()
-    families: dict[str, Any] = {axis: tuple(options.get(axis, getattr(defaults_2d, axis))) if share < 1.0 else ()
-                                for axis in AXES_2D}
+    families: dict[str, Any] = {
+        axis: tuple(options.get(axis, getattr(defaults_2d, axis))) if share < 1.0 else () for axis in AXES_2D
+    }
     families["saw_2d"] = share < 1.0
     if share > 0:
         physics = options.get("physics") or {}
@@ -73,7 +75,7 @@ def validate_spec(spec: Any, train: dict[str, Any]) -> dict[str, dict[str, tuple
         field = f"held_out.{name}"
         if not isinstance(axes, dict) or len(axes) != 1:
             raise ConfigError(f"{field}: must hold exactly one axis, e.g. {{backgrounds: [photo]}}")
-        (axis, families), = axes.items()
+        ((axis, families),) = axes.items()
         known = AXES_2D.get(axis) or AXES_3D.get(axis)
         if known is None:
             raise ConfigError(f"{field}.{axis}: unknown axis (known: {sorted(AXES_2D) + sorted(AXES_3D)})")
@@ -90,8 +92,9 @@ def validate_spec(spec: Any, train: dict[str, Any]) -> dict[str, dict[str, tuple
     return splits
 
 
-def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[str, dict[str, tuple[str, ...]]]
-                  ) -> dict[str, dict[str, Any]]:
+def split_options(
+    base: dict[str, Any], train: dict[str, Any], held_out: dict[str, dict[str, tuple[str, ...]]]
+) -> dict[str, dict[str, Any]]:
     """``data.options`` of every split: in-family 2D and 3D (or a whole family the run never saw, held
     out, with its generator's default families), then each held-out split."""
     two_d = {k: v for k, v in base.items() if k not in ("physics", "physics_share", "cache_dir")}
@@ -105,9 +108,12 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
         physics.update({axis: list(train["physics"][axis]) for axis in AXES_3D})
     out = {"in-family 2D" if train["saw_2d"] else "2D family (held out)": {**two_d, "physics_share": 0.0}}
     out["in-family 3D" if train["physics"] is not None else "3D family (held out)"] = {
-        **two_d, "physics_share": 1.0, "physics": physics}
+        **two_d,
+        "physics_share": 1.0,
+        "physics": physics,
+    }
     for name, axes in held_out.items():
-        (axis, families), = axes.items()
+        ((axis, families),) = axes.items()
         if axis in AXES_2D:
             out[f"held-out {name}"] = {**two_d, axis: list(families), "physics_share": 0.0}
         else:
@@ -115,11 +121,20 @@ def split_options(base: dict[str, Any], train: dict[str, Any], held_out: dict[st
     return out
 
 
-def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baselines: bool, device: str,
-        out: Path | None, mask_source: str = TrackerConfig.mask_source,
-        families_from: str | Path | None = None, points: bool = False,
-        frame_size: tuple[int, int] | None = None, tracker_params: dict[str, Any] | None = None,
-        prototype_baseline: bool = True) -> dict[str, Any]:
+def run(
+    checkpoint: str | Path,
+    spec_path: str | Path,
+    num_videos: int,
+    baselines: bool,
+    device: str,
+    out: Path | None,
+    mask_source: str = TrackerConfig.mask_source,
+    families_from: str | Path | None = None,
+    points: bool = False,
+    frame_size: tuple[int, int] | None = None,
+    tracker_params: dict[str, Any] | None = None,
+    prototype_baseline: bool = True,
+) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
     ``savi_points``: the same model and videos prompted by first-frame points instead of boxes.
@@ -133,17 +148,24 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
     else:
         run_config = meta.get("extra", {}).get("run_config")
         if run_config is None:
-            raise ConfigError(f"{step_dir}: the checkpoint holds no run config, so its training families are "
-                              "unknown (pass --families-from)")
+            raise ConfigError(
+                f"{step_dir}: the checkpoint holds no run config, so its training families are "
+                "unknown (pass --families-from)"
+            )
         cfg = config_from_dict(run_config)
     if cfg.data.kind != "synthetic":
         raise ConfigError(f"data.kind: the benchmark generates scenes; this run trained on {cfg.data.kind!r}")
     train = training_families(cfg.data.options)
     held_out = validate_spec(yaml.safe_load(Path(spec_path).read_text()), train)
     eval_cfg = EvalConfig(num_videos=num_videos, mask_source=mask_source, batch_size=cfg.eval.batch_size)
-    results: dict[str, Any] = {"checkpoint": str(step_dir), "num_videos": num_videos,
-                               "frame_size": list(frame_size or cfg.data.resolution), "tracker": tracker_params or {},
-                               "training_families": train, "splits": {}}
+    results: dict[str, Any] = {
+        "checkpoint": str(step_dir),
+        "num_videos": num_videos,
+        "frame_size": list(frame_size or cfg.data.resolution),
+        "tracker": tracker_params or {},
+        "training_families": train,
+        "splits": {},
+    }
     for name, options in split_options(cfg.data.options, train, held_out).items():
         data = copy.deepcopy(cfg.data)
         data.options, data.eval_num_videos = options, num_videos
@@ -151,16 +173,32 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
             data.resolution = tuple(frame_size)
         data.validate()
         dataset = build_dataset(data, "eval")
-        scores = evaluate(model, dataset, eval_cfg, resolve_device(device), baselines=baselines,
-                          progress=sys.stderr.isatty(), tracker_params=tracker_params,
-                          prototype_baseline=prototype_baseline)
+        scores = evaluate(
+            model,
+            dataset,
+            eval_cfg,
+            resolve_device(device),
+            baselines=baselines,
+            progress=sys.stderr.isatty(),
+            tracker_params=tracker_params,
+            prototype_baseline=prototype_baseline,
+        )
         if points:
-            scores["methods"]["savi_points"] = evaluate(model, dataset, eval_cfg, resolve_device(device),
-                                                        progress=sys.stderr.isatty(), prompt="points",
-                                                        tracker_params=tracker_params)["methods"]["savi"]
+            scores["methods"]["savi_points"] = evaluate(
+                model,
+                dataset,
+                eval_cfg,
+                resolve_device(device),
+                progress=sys.stderr.isatty(),
+                prompt="points",
+                tracker_params=tracker_params,
+            )["methods"]["savi"]
         results["splits"][name] = {"options": options, "methods": scores["methods"]}
-        print(f"{name}: " + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}"
-                                      for m, v in scores["methods"].items()), flush=True)
+        print(
+            f"{name}: "
+            + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}" for m, v in scores["methods"].items()),
+            flush=True,
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "generalization.json").write_text(json.dumps(results, indent=1, default=list) + "\n")
@@ -170,16 +208,18 @@ def run(checkpoint: str | Path, spec_path: str | Path, num_videos: int, baseline
 def format_results(results: dict[str, Any]) -> str:
     """One row per split and method: FG-ARI, mIoU, DAVIS J&F, IDF1 (percent), ID switches per 100
     object-frames, ms/frame."""
+
     def cell(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
-    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}"
-             f"{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
+    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
     for split, entry in results["splits"].items():
         for method, v in entry["methods"].items():
-            lines.append(f"{split:<28}{method:<17}{cell(v.get('fg_ari')):>7}{cell(v.get('miou')):>7}"
-                         f"{cell(v.get('j_and_f')):>7}{cell(v.get('idf1')):>7}"
-                         f"{cell(v.get('id_switches_per_100'), 1.0, 2):>7}{cell(v.get('ms_per_frame'), 1.0):>7}")
+            lines.append(
+                f"{split:<28}{method:<17}{cell(v.get('fg_ari')):>7}{cell(v.get('miou')):>7}"
+                f"{cell(v.get('j_and_f')):>7}{cell(v.get('idf1')):>7}"
+                f"{cell(v.get('id_switches_per_100'), 1.0, 2):>7}{cell(v.get('ms_per_frame'), 1.0):>7}"
+            )
     return "\n".join(lines)
 
 
@@ -189,22 +229,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True, help="checkpoint step directory, or a training --out directory")
     p.add_argument("--spec", default=str(DEFAULT_SPEC), help="held-out families (YAML)")
     p.add_argument("--num-videos", type=int, default=100, help="videos per split")
-    p.add_argument("--baselines", action="store_true",
-                   help="also the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines")
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also the static-box, flow k-means, CSRT box and CSRT + GrabCut baselines",
+    )
     p.add_argument("--device", default="auto")
-    p.add_argument("--mask-source", choices=MASK_SOURCES, default=TrackerConfig.mask_source,
-                   help="the Tracker's mask source (default: the node's)")
+    p.add_argument(
+        "--mask-source",
+        choices=MASK_SOURCES,
+        default=TrackerConfig.mask_source,
+        help="the Tracker's mask source (default: the node's)",
+    )
     p.add_argument("--out", type=Path, help="write generalization.json here")
-    p.add_argument("--families-from", help="a run config YAML whose training families define the splits "
-                   "(default: the checkpoint's own), to score two models on the same videos")
-    p.add_argument("--points", action="store_true",
-                   help="also score the model prompted by first-frame points (centres of mass) instead of boxes")
-    p.add_argument("--frame-size", metavar="WxH", help="render the scenes at this camera size (e.g. 320x240); "
-                   "the Tracker resizes them to the model's resolution")
-    p.add_argument("--tracker", action="append", default=[], metavar="NAME=VALUE",
-                   help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5")
-    p.add_argument("--prototype-baseline", action=argparse.BooleanOptionalAction, default=True,
-                   help="also score the untrained feature-prototype model through the Tracker")
+    p.add_argument(
+        "--families-from",
+        help="a run config YAML whose training families define the splits "
+        "(default: the checkpoint's own), to score two models on the same videos",
+    )
+    p.add_argument(
+        "--points",
+        action="store_true",
+        help="also score the model prompted by first-frame points (centres of mass) instead of boxes",
+    )
+    p.add_argument(
+        "--frame-size",
+        metavar="WxH",
+        help="render the scenes at this camera size (e.g. 320x240); the Tracker resizes them to the model's resolution",
+    )
+    p.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5",
+    )
+    p.add_argument(
+        "--prototype-baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score the untrained feature-prototype model through the Tracker",
+    )
     args = p.parse_args(argv)
     try:
         frame_size = None
@@ -213,9 +278,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not (width.isdigit() and height.isdigit() and int(width) >= 8 and int(height) >= 8):
                 raise ValueError(f"--frame-size: expected WxH with both at least 8, got {args.frame_size!r}")
             frame_size = (int(height), int(width))
-        results = run(args.checkpoint, args.spec, args.num_videos, args.baselines, args.device, args.out,
-                      args.mask_source, args.families_from, args.points, frame_size, parse_tracker_params(args.tracker),
-                      args.prototype_baseline)
+        results = run(
+            args.checkpoint,
+            args.spec,
+            args.num_videos,
+            args.baselines,
+            args.device,
+            args.out,
+            args.mask_source,
+            args.families_from,
+            args.points,
+            frame_size,
+            parse_tracker_params(args.tracker),
+            args.prototype_baseline,
+        )
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ Each frame (the first, conditioned, one skipped like the other metrics) matches 
 predicted ids by mask IoU (a pair counts only at IoU >= 0.5, motmetrics' distance 1 - IoU <= 0.5); the
 accumulated matches give motmetrics' ID switches and IDF1.
 """
+
 from __future__ import annotations
 
 import motmetrics
@@ -26,8 +27,9 @@ def _iou_distances(gt: np.ndarray, pred: np.ndarray, gt_ids: list[int], pred_ids
     return distances
 
 
-def identity_counts(pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor | None = None,
-                    skip_first: bool = True) -> dict[str, int]:
+def identity_counts(
+    pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor | None = None, skip_first: bool = True
+) -> dict[str, int]:
     """``pred``, ``gt`` int ``[B,T,H,W]`` (0 = background) -> motmetrics' counts summed over the batch:
     id_switches, object_frames, idtp, idfp, idfn (add them up over batches, then :func:`identity_summary`)."""
     pred_np, gt_np = pred.cpu().numpy(), gt.cpu().numpy()
@@ -54,6 +56,9 @@ def identity_summary(counts: dict[str, int]) -> dict[str, float]:
     """IDF1 and ID switches per 100 ground-truth object-frames from summed counts."""
     denominator = 2 * counts["idtp"] + counts["idfp"] + counts["idfn"]
     frames = counts["object_frames"]
-    return {"idf1": 2 * counts["idtp"] / denominator if denominator else float("nan"),
-            "id_switches": counts["id_switches"], "object_frames": frames,
-            "id_switches_per_100": 100.0 * counts["id_switches"] / frames if frames else float("nan")}
+    return {
+        "idf1": 2 * counts["idtp"] / denominator if denominator else float("nan"),
+        "id_switches": counts["id_switches"],
+        "object_frames": frames,
+        "id_switches_per_100": 100.0 * counts["id_switches"] / frames if frames else float("nan"),
+    }

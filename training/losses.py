@@ -1,4 +1,5 @@
 """Training losses: the paper's summed reconstruction error and the optional mask supervision."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,9 @@ from training.config import TrainConfig
 from training.datasets.common import resize_id_maps
 
 
-def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruction_loss(
+    reconstruction: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(paper loss, per-pixel MSE): squared error summed over T, C, H, W, mean over the batch.
 
     Padded frames (``frame_mask`` False) contribute nothing. When the decoder works at a lower
@@ -30,8 +32,13 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, fram
     return total / b, mse
 
 
-def mask_loss(masks: torch.Tensor, segmentations: torch.Tensor, conditioned: torch.Tensor,
-              frame_mask: torch.Tensor, background_slot: bool) -> torch.Tensor:
+def mask_loss(
+    masks: torch.Tensor,
+    segmentations: torch.Tensor,
+    conditioned: torch.Tensor,
+    frame_mask: torch.Tensor,
+    background_slot: bool,
+) -> torch.Tensor:
     """Auxiliary loss (off by default): cross-entropy of slot masks against ground-truth ids.
 
     ``masks [B,T,K,h,w]`` (softmax over slots: decoder masks or corrector attention); object ``i``
@@ -57,15 +64,16 @@ def merged_background(masks: torch.Tensor, conditioned: torch.Tensor) -> torch.T
     probabilities are summed into slot 0 (and zeroed there), so the background has one slot to belong to."""
     b, t, k = masks.shape[:3]
     background = torch.ones(b, k, dtype=torch.bool, device=masks.device)
-    background[:, 1:1 + conditioned.shape[1]] = conditioned <= 0.5
+    background[:, 1 : 1 + conditioned.shape[1]] = conditioned <= 0.5
     weight = background.view(b, 1, k, 1, 1).to(masks.dtype)
     merged = masks * (1 - weight)
     merged[:, :, 0] = (masks * weight).sum(2)
     return merged
 
 
-def savi_loss(output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool,
-              prototypes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def savi_loss(
+    output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool, prototypes: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(total loss, reconstruction MSE) of one clip batch: reconstruction (models with a decoder) plus
     the weighted mask losses."""
     if output.reconstruction is not None:
@@ -76,6 +84,7 @@ def savi_loss(output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfi
         if weight > 0:
             if prototypes:
                 masks = merged_background(masks, batch["conditioned"])
-            loss = loss + weight * mask_loss(masks, batch["segmentations"], batch["conditioned"],
-                                             batch["frame_mask"], background_slot)
+            loss = loss + weight * mask_loss(
+                masks, batch["segmentations"], batch["conditioned"], batch["frame_mask"], background_slot
+            )
     return loss, mse

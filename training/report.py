@@ -1,4 +1,5 @@
 """What an evaluation prints and draws: the method table and the per-frame curves."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,9 @@ def format_table(results: dict[str, Any]) -> str:
     method."""
     lines = [f"{'method':<18}{'FG-ARI':>8}{'mIoU':>8}{'J&F':>8}{'IDF1':>8}{'IDsw%':>8}{'ms/fr':>8}"]
     for method, values in results["methods"].items():
-        cells = ["n/a" if values.get(n) is None else f"{100 * values[n]:.1f}"
-                 for n in ("fg_ari", "miou", "j_and_f", "idf1")]
+        cells = [
+            "n/a" if values.get(n) is None else f"{100 * values[n]:.1f}" for n in ("fg_ari", "miou", "j_and_f", "idf1")
+        ]
         cells.append("n/a" if values.get("id_switches_per_100") is None else f"{values['id_switches_per_100']:.2f}")
         cells.append("n/a" if values.get("ms_per_frame") is None else f"{values['ms_per_frame']:.1f}")
         lines.append(f"{method:<18}" + "".join(f"{c:>8}" for c in cells))

@@ -10,6 +10,7 @@ Kinds:
     column group (FG-ARI / mIoU / J&F / IDF1) per method of every file, labelled ``method (file's model,
     N videos)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,9 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
         cells = []
         for _, results, method in columns:
             v = results["splits"].get(split, {}).get("methods", {}).get(method)
-            cells.append("—" if v is None else " / ".join(_percent(v.get(k)) for k in ("fg_ari", "miou", "j_and_f",
-                                                                                        "idf1")))
+            cells.append(
+                "—" if v is None else " / ".join(_percent(v.get(k)) for k in ("fg_ari", "miou", "j_and_f", "idf1"))
+            )
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -64,6 +66,7 @@ RENDERERS = {"generalization": generalization_table}
 
 def render_document(text: str, base: Path) -> str:
     """``text`` with every marked table rendered from its files (paths relative to the repository root)."""
+
     def render(match: re.Match) -> str:
         kind, *names = match.group("spec").split()
         if kind not in RENDERERS:
@@ -104,8 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.write:
                 path.write_text(rendered, encoding="utf-8")
     if args.check and stale:
-        print("stale results tables (run python -m training.results_tables --write): " + ", ".join(stale),
-              file=sys.stderr)
+        print(
+            "stale results tables (run python -m training.results_tables --write): " + ", ".join(stale), file=sys.stderr
+        )
         return 1
     return 0
 

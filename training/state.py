@@ -11,6 +11,7 @@ A checkpoint directory is filled under a temporary name and renamed into place, 
 replaced the same way, so a process killed at any moment leaves the previous checkpoint intact.
 No ``torch.load``/pickle: optimiser state is rebuilt from safetensors plus JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -177,11 +178,15 @@ def load_trainer_checkpoint(
         raise ResumeError(f"{path}: trainer state version {meta.get('version')} != {STATE_VERSION}")
     state = TrainerState(**{k: meta[k] for k in TrainerState.__dataclass_fields__})
     if state.config_hash != config_hash:
-        raise ResumeError(f"{path} was written by a different configuration (hash {state.config_hash} vs "
-                          f"{config_hash}); resume needs the same model, data and optimisation settings")
+        raise ResumeError(
+            f"{path} was written by a different configuration (hash {state.config_hash} vs "
+            f"{config_hash}); resume needs the same model, data and optimisation settings"
+        )
     if state.world_size != world_size:
-        raise ResumeError(f"{path} was written with {state.world_size} processes, this run has {world_size}; "
-                          "exact resume needs the same number")
+        raise ResumeError(
+            f"{path} was written with {state.world_size} processes, this run has {world_size}; "
+            "exact resume needs the same number"
+        )
     loaded, _ = load_checkpoint(path)
     model.load_state_dict(loaded.state_dict())
     tensors = load_file(str(path / "trainer_state.safetensors"))

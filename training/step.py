@@ -3,6 +3,7 @@
 Every random draw of step ``s`` on rank ``r`` comes from generators seeded from (seed, r, s), so a
 resumed run replays the uninterrupted one without saved RNG state.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,9 +84,17 @@ class StepResult:
     output: SAViOutput
 
 
-def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-               batch: dict[str, torch.Tensor], cfg: RunConfig, step: int, dtype: torch.dtype | None,
-               info: Distributed) -> StepResult:
+def train_step(
+    model: SAVi,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    batch: dict[str, torch.Tensor],
+    cfg: RunConfig,
+    step: int,
+    dtype: torch.dtype | None,
+    info: Distributed,
+) -> StepResult:
     """Train on ``batch`` (on the device) as step ``step``: camera resampling, optional gradient-free
     burn-in, the loss, clipping and the Adam update. ``net`` is ``model`` or its DDP wrapper.
     Raises NonFiniteLossError before touching the weights when the loss or gradient is not finite."""
@@ -97,17 +106,23 @@ def train_step(model: SAVi, net: torch.nn.Module, optimizer: torch.optim.Optimiz
         group["lr"] = lr
     autocast = torch.autocast(batch["video"].device.type, dtype=dtype) if dtype is not None else nullcontext()
     if tc.point_share > 0:
-        batch["cond_boxes"] = as_points(batch["cond_boxes"], batch["cond_centers"], batch["conditioned"],
-                                        tc.point_share, step_generator(tc.seed + 1, step))
+        batch["cond_boxes"] = as_points(
+            batch["cond_boxes"],
+            batch["cond_centers"],
+            batch["conditioned"],
+            tc.point_share,
+            step_generator(tc.seed + 1, step),
+        )
     cond, slots = conditioning_from_batch(batch, cfg.model), None
-    skip = burn_in_frames(cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window,
-                          step_generator(tc.seed, step))
+    skip = burn_in_frames(
+        cfg.data.burn_in, int(batch["frame_mask"].sum(dim=1).min()), cfg.data.window, step_generator(tc.seed, step)
+    )
     if skip:
         inputs = batch_features(batch) or batch["video"]
         with torch.no_grad(), autocast:
             slots = model(inputs[:, :skip], cond, decode="none").predicted[:, -1]
         cond = None
-    batch = {k: v[:, skip:skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
+    batch = {k: v[:, skip : skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
     with autocast:
         output = net(batch_features(batch) or batch["video"], cond, decode=decode, slots=slots)
     loss, mse = savi_loss(output, batch, tc, cfg.model.initializer.background_slot, not cfg.model.has_decoder)

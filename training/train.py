@@ -15,6 +15,7 @@ after other CUDA work in the same process, two fresh runs differed by 1e-7 relat
 
 Exit codes: 0 done, 1 bad configuration / resume mismatch, 2 non-finite loss.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -89,8 +90,9 @@ def _initial_weights(spec: str, cfg: RunConfig) -> dict[str, torch.Tensor]:
         path = latest_checkpoint(path) or path
     initial, _ = load_checkpoint(path)
     # Taking points changes what the model is taught, not its weights: a box model may learn them.
-    ours = dataclasses.replace(cfg.model, initializer=dataclasses.replace(
-        cfg.model.initializer, points=initial.config.initializer.points))
+    ours = dataclasses.replace(
+        cfg.model, initializer=dataclasses.replace(cfg.model.initializer, points=initial.config.initializer.points)
+    )
     if initial.config.to_dict() != ours.to_dict():
         different = sorted(k for k, v in ours.to_dict().items() if initial.config.to_dict().get(k) != v)
         raise ConfigError(f"train.init_checkpoint: {path} has another model config (differs in {different})")
@@ -117,8 +119,10 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         raise ConfigError(f"train.batch_size: {tc.batch_size} is not divisible by {info.world_size} processes")
     local_batch = tc.batch_size // info.world_size
     if not resume and latest_checkpoint(out) is not None:  # every rank checks, so none waits forever
-        raise ResumeError(f"{checkpoint_dir(out)} already holds checkpoints: pass --resume to continue that run "
-                          "or choose another --out")
+        raise ResumeError(
+            f"{checkpoint_dir(out)} already holds checkpoints: pass --resume to continue that run "
+            "or choose another --out"
+        )
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -143,16 +147,21 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         state = load_trainer_checkpoint(path, model, optimizer, scaler, config_hash, info.world_size)
         step, epoch, position = state.step, state.epoch, state.batch_in_epoch
         if position >= batches_per_epoch:
-            raise ResumeError(f"{path}: data position {position} but an epoch now has {batches_per_epoch} batches "
-                              "(the dataset changed)")
+            raise ResumeError(
+                f"{path}: data position {position} but an epoch now has {batches_per_epoch} batches "
+                "(the dataset changed)"
+            )
         if info.main:
             print(f"resumed from {path} at step {step} (epoch {epoch}, batch {position})", flush=True)
 
     net: torch.nn.Module = model
     if info.enabled:
         # After a burn-in the initialiser gets no gradient on that rank.
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=cfg.data.burn_in > 0)
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.data.burn_in > 0,
+        )
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
 
     writer = log = None
@@ -161,8 +170,9 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
 
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
         log = _MetricsLog(out / "metrics.jsonl", step)
-    progress = tqdm(total=tc.steps, initial=step, desc="train", dynamic_ncols=True,
-                    disable=not info.main or not sys.stderr.isatty())
+    progress = tqdm(
+        total=tc.steps, initial=step, desc="train", dynamic_ncols=True, disable=not info.main or not sys.stderr.isatty()
+    )
 
     def save(completed: int, data_epoch: int, data_position: int) -> Path | None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -170,12 +180,26 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         if not info.main:
             return None
         return save_trainer_checkpoint(
-            out, model, optimizer, scaler,
+            out,
+            model,
+            optimizer,
+            scaler,
             TrainerState(completed, data_epoch, data_position, info.world_size, config_hash, tc.seed),
-            cfg.to_dict(), tc.keep_checkpoints)
+            cfg.to_dict(),
+            tc.keep_checkpoints,
+        )
 
-    batches = training_batches(dataset, local_batch, tc.seed, tc.num_workers, epoch, position,
-                               info.rank, info.world_size, pin_memory=device.type == "cuda")
+    batches = training_batches(
+        dataset,
+        local_batch,
+        tc.seed,
+        tc.num_workers,
+        epoch,
+        position,
+        info.rank,
+        info.world_size,
+        pin_memory=device.type == "cuda",
+    )
     samples_seen = 0
     last_saved = step
     tick = time.perf_counter()
@@ -194,8 +218,15 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             if info.main:
                 if step % tc.log_every == 0 or step == end:
                     now = time.perf_counter()
-                    record = {"step": step, "loss": result.loss, "mse": result.mse, "lr": result.lr,
-                              "grad_norm": result.grad_norm, "epoch": data_epoch, "seconds": now - tick}
+                    record = {
+                        "step": step,
+                        "loss": result.loss,
+                        "mse": result.mse,
+                        "lr": result.lr,
+                        "grad_norm": result.grad_norm,
+                        "epoch": data_epoch,
+                        "seconds": now - tick,
+                    }
                     tick = now
                     log.write(record)
                     for key in ("loss", "mse", "lr", "grad_norm"):
@@ -213,9 +244,14 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         if info.main:
             if len(set(digests)) != 1:
                 raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
-            summary = {"step": step, "world_size": info.world_size, "param_digests": digests,
-                       "samples_seen_per_rank": [int(s) for s in seen], "device": str(device),
-                       "amp": str(dtype) if dtype else "off"}
+            summary = {
+                "step": step,
+                "world_size": info.world_size,
+                "param_digests": digests,
+                "samples_seen_per_rank": [int(s) for s in seen],
+                "device": str(device),
+                "amp": str(dtype) if dtype else "off",
+            }
             (out / "final.json").write_text(json.dumps(summary, indent=1) + "\n")
     finally:
         progress.close()
@@ -234,12 +270,21 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="total training steps (overrides train.steps; changes the schedule)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (overrides train.device)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/latest")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override any config value, validated like the YAML "
-                             "(e.g. --set train.batch_size=2 data.num_videos=100 model.encoder.channels='[16, 16]')")
-    parser.add_argument("--stop-at", type=int, metavar="STEP",
-                        help="stop with a checkpoint after STEP steps, keeping the schedule of train.steps "
-                             "(for time-limited jobs; continue later with --resume)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config value, validated like the YAML "
+        "(e.g. --set train.batch_size=2 data.num_videos=100 model.encoder.channels='[16, 16]')",
+    )
+    parser.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="stop with a checkpoint after STEP steps, keeping the schedule of train.steps "
+        "(for time-limited jobs; continue later with --resume)",
+    )
     return parser.parse_args(argv)
 
 
@@ -247,9 +292,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     flush_denormals()
     args = _parse(argv)
     try:
-        overrides = {key: value for key, value in (("data.root", args.data), ("train.out_dir", args.out),
-                                                   ("train.steps", args.steps), ("train.device", args.device))
-                     if value is not None}
+        overrides = {
+            key: value
+            for key, value in (
+                ("data.root", args.data),
+                ("train.out_dir", args.out),
+                ("train.steps", args.steps),
+                ("train.device", args.device),
+            )
+            if value is not None
+        }
         overrides.update(parse_overrides(args.set))
         cfg = load_config(args.config, overrides)
         out = train(cfg, resume=args.resume, stop_at=args.stop_at)

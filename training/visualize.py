@@ -1,4 +1,5 @@
 """Images for TensorBoard: one clip's frames, target, reconstruction and slot masks in a grid."""
+
 from __future__ import annotations
 
 import colorsys
@@ -30,8 +31,11 @@ def clip_image(batch: dict[str, torch.Tensor], output, index: int = 0) -> torch.
         return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="nearest")
 
     masks = at_input_size(masks_to_rgb(output.masks[index].detach().float()))
-    reconstruction = masks if output.reconstruction is None else at_input_size(
-        output.reconstruction[index].detach().float()).clamp(0, 1)
+    reconstruction = (
+        masks
+        if output.reconstruction is None
+        else at_input_size(output.reconstruction[index].detach().float()).clamp(0, 1)
+    )
     rows = [video, batch["target"][index].detach().float(), reconstruction, masks]
     grid = torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)  # [3, 4H, TW]
     return grid.cpu()

@@ -14,6 +14,7 @@ before publishing the next scene's first frame.
 
 Run: ``python -m savi_ros.demo.camera_node --ros-args -r __ns:=/savi -p rate:=10.0``
 """
+
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
@@ -27,7 +28,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -43,8 +43,12 @@ WORLDS = ("mixed", "2d", "3d")
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
-GROUND_TRUTH_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=100,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+GROUND_TRUTH_QOS = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 """Transient local: a subscriber whose side of the match completes after the camera started (discovery is
 asymmetric, and slow on a loaded machine) still gets the frames it missed."""
 GROUND_TRUTH_TOPIC = "demo/ground_truth"
@@ -58,9 +62,9 @@ class FrameTag:
     """Identity of a demo frame, carried in the ground-truth header's `frame_id`."""
 
     frame_id: str
-    scene: int   # index of the scene in this run (0, 1, ...)
-    frame: int   # frame index within the scene
-    seed: int    # scene seed for `generate_scene`
+    scene: int  # index of the scene in this run (0, 1, ...)
+    frame: int  # frame index within the scene
+    seed: int  # scene seed for `generate_scene`
 
     def encode(self) -> str:
         return f"{self.frame_id}#scene={self.scene}&frame={self.frame}&seed={self.seed}"
@@ -86,20 +90,20 @@ class CameraConfig:
     width: int = 320
     height: int = 240
     rate: float = 10.0
-    num_scenes: int = 3            # 0 = loop forever
+    num_scenes: int = 3  # 0 = loop forever
     frames_per_scene: int = 24
     seed: int = DEFAULT_SEED
     min_objects: int = 2
     max_objects: int = 5
-    world: str = "mixed"           # 2d: the original generator; 3d: the physics family; mixed: odd seeds 3d
+    world: str = "mixed"  # 2d: the original generator; 3d: the physics family; mixed: odd seeds 3d
     frame_id: str = "camera"
     encoding: str = "rgb8"
     reset_between_scenes: bool = True
     reset_service: str = "reset"
     tracks_topic: str = "tracks"
     drain_timeout: float = 2.0
-    min_image_subscribers: int = 0          # wait for this many `image` subscribers before playing
-    min_ground_truth_subscribers: int = 0   # ... and this many `demo/ground_truth` subscribers
+    min_image_subscribers: int = 0  # wait for this many `image` subscribers before playing
+    min_ground_truth_subscribers: int = 0  # ... and this many `demo/ground_truth` subscribers
     wait_timeout: float = 30.0
     # After the subscribers appear, wait this long before the first frame: the camera sees a subscriber
     # once *it* has matched it, but a best-effort reader (the tracker's default image QoS) drops samples
@@ -140,8 +144,13 @@ class CameraConfig:
 
     def make_scene(self, seed: int) -> Scene:
         """Scene ``seed`` of this camera's world (the demo regenerates it for scoring)."""
-        sizes = dict(height=self.height, width=self.width, num_frames=self.frames_per_scene,
-                     min_objects=self.min_objects, max_objects=self.max_objects)
+        sizes = dict(
+            height=self.height,
+            width=self.width,
+            num_frames=self.frames_per_scene,
+            min_objects=self.min_objects,
+            max_objects=self.max_objects,
+        )
         if self.world == "3d" or (self.world == "mixed" and seed % 2 == 1):
             return generate_physics_scene(seed, PhysicsSceneConfig(**sizes))
         return generate_scene(seed, SceneConfig(**sizes))
@@ -173,8 +182,10 @@ class DemoCamera(Node):
     def __init__(self) -> None:
         super().__init__("demo_camera")
         defaults = CameraConfig()
-        values = {name: self.declare_parameter(name, getattr(defaults, name)).value
-                  for name in CameraConfig.__dataclass_fields__}
+        values = {
+            name: self.declare_parameter(name, getattr(defaults, name)).value
+            for name in CameraConfig.__dataclass_fields__
+        }
         self.config = CameraConfig(**values)
         self._image_pub = self.create_publisher(Image, "image", IMAGE_QOS)
         self._gt_pub = self.create_publisher(Detection2DArray, GROUND_TRUTH_TOPIC, GROUND_TRUTH_QOS)
@@ -195,8 +206,10 @@ class DemoCamera(Node):
         cfg = self.config
         deadline = time.monotonic() + cfg.wait_timeout
         while not stop.is_set():
-            if (self._image_pub.get_subscription_count() >= cfg.min_image_subscribers
-                    and self._gt_pub.get_subscription_count() >= cfg.min_ground_truth_subscribers):
+            if (
+                self._image_pub.get_subscription_count() >= cfg.min_image_subscribers
+                and self._gt_pub.get_subscription_count() >= cfg.min_ground_truth_subscribers
+            ):
                 if cfg.min_image_subscribers or cfg.min_ground_truth_subscribers:
                     stop.wait(cfg.settle_s)
                 return
@@ -205,7 +218,8 @@ class DemoCamera(Node):
                     f"after {cfg.wait_timeout} s: {self._image_pub.get_subscription_count()} subscribers on "
                     f"'{self._image_pub.topic_name}' (need {cfg.min_image_subscribers}), "
                     f"{self._gt_pub.get_subscription_count()} on '{self._gt_pub.topic_name}' "
-                    f"(need {cfg.min_ground_truth_subscribers})")
+                    f"(need {cfg.min_ground_truth_subscribers})"
+                )
             stop.wait(0.02)
 
     def _drain(self, last_stamp_ns: int) -> None:
@@ -219,7 +233,8 @@ class DemoCamera(Node):
         if not self._reset.wait_for_service(timeout_sec=1.0):
             self.get_logger().warning(
                 f"no '{self._reset.srv_name}' service: the tracker is not reset between scenes",
-                throttle_duration_sec=60.0)
+                throttle_duration_sec=60.0,
+            )
             return
         done = threading.Event()
         future = self._reset.call_async(Trigger.Request())

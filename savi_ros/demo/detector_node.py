@@ -11,6 +11,7 @@ the ground truth's object ids; without, ids are empty and the tracker numbers tr
 
 Run: ``python -m savi_ros.demo.detector_node --ros-args -r __ns:=/savi -p box_noise:=0.05``
 """
+
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
@@ -23,7 +24,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -43,10 +43,10 @@ class DetectorConfig:
     drop_prob: float = 0.0
     class_id: str = "object"
     use_shape_classes: bool = False
-    every_n_frames: int = 0      # 0 = only the first frame of each scene
+    every_n_frames: int = 0  # 0 = only the first frame of each scene
     send_ids: bool = True
     score: float = 1.0
-    seed: int = 0                # noise / drop random generator
+    seed: int = 0  # noise / drop random generator
 
     def __post_init__(self) -> None:
         if not self.box_noise >= 0.0:
@@ -108,8 +108,10 @@ class DemoDetector(Node):
     def __init__(self) -> None:
         super().__init__("demo_detector")
         defaults = DetectorConfig()
-        values = {name: self.declare_parameter(name, getattr(defaults, name)).value
-                  for name in DetectorConfig.__dataclass_fields__}
+        values = {
+            name: self.declare_parameter(name, getattr(defaults, name)).value
+            for name in DetectorConfig.__dataclass_fields__
+        }
         self.config = DetectorConfig(**values)
         self._rng = np.random.default_rng(self.config.seed)
         self._pub = self.create_publisher(Detection2DArray, "detections", DETECTIONS_QOS)

@@ -1,4 +1,5 @@
 """The demo's options (the CLI flags of the same names) and what it needs to know of the checkpoint."""
+
 from __future__ import annotations
 
 import argparse
@@ -52,15 +53,23 @@ class DemoOptions:
         self.camera_config()  # validates sizes, rate, frames, seed and object counts by name
 
     def camera_config(self) -> CameraConfig:
-        return CameraConfig(width=self.width, height=self.height, rate=self.rate, num_scenes=self.scenes,
-                            frames_per_scene=self.frames, seed=self.seed, min_objects=self.min_objects,
-                            max_objects=self.max_objects, world=self.world)
+        return CameraConfig(
+            width=self.width,
+            height=self.height,
+            rate=self.rate,
+            num_scenes=self.scenes,
+            frames_per_scene=self.frames,
+            seed=self.seed,
+            min_objects=self.min_objects,
+            max_objects=self.max_objects,
+            world=self.world,
+        )
 
 
 @dataclass
 class CheckpointInfo:
     path: str
-    trained: bool | None     # None = the checkpoint does not say
+    trained: bool | None  # None = the checkpoint does not say
     num_object_slots: int
 
 
@@ -77,7 +86,9 @@ def inspect_checkpoint(spec: str) -> CheckpointInfo:
 
 def parse_args(argv: list[str] | None = None) -> DemoOptions:
     d = DemoOptions()
-    p = argparse.ArgumentParser(prog="run_demo", description="the end-to-end demo: tracker node, demo camera and demo detector over DDS")
+    p = argparse.ArgumentParser(
+        prog="run_demo", description="the end-to-end demo: tracker node, demo camera and demo detector over DDS"
+    )
     p.add_argument("--scenes", type=int, default=d.scenes, help="number of scenes to play")
     p.add_argument("--frames", type=int, default=d.frames, help="frames per scene")
     p.add_argument("--rate", type=float, default=d.rate, help="camera rate in Hz")
@@ -91,23 +102,41 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     p.add_argument("--device", default=d.device, help="tracker device: auto, cpu, cuda, cuda:N")
     p.add_argument("--box-noise", type=float, default=d.box_noise, help="detector box noise (fraction of size)")
     p.add_argument("--drop-prob", type=float, default=d.drop_prob, help="detector drop probability")
-    p.add_argument("--every-n-frames", type=int, default=d.every_n_frames,
-                   help="detections also every N frames (0: first frame of each scene only)")
-    p.add_argument("--shape-classes", action=argparse.BooleanOptionalAction, default=d.shape_classes,
-                   help="detections carry the shape name as class (else 'object')")
-    p.add_argument("--world", default=d.world, choices=WORLDS,
-                   help="2d: the original generator's scenes; 3d: physics-rendered scenes (savi_scenes.physics3d)")
+    p.add_argument(
+        "--every-n-frames",
+        type=int,
+        default=d.every_n_frames,
+        help="detections also every N frames (0: first frame of each scene only)",
+    )
+    p.add_argument(
+        "--shape-classes",
+        action=argparse.BooleanOptionalAction,
+        default=d.shape_classes,
+        help="detections carry the shape name as class (else 'object')",
+    )
+    p.add_argument(
+        "--world",
+        default=d.world,
+        choices=WORLDS,
+        help="2d: the original generator's scenes; 3d: physics-rendered scenes (savi_scenes.physics3d)",
+    )
     p.add_argument("--out", type=Path, default=d.out, help="output folder")
-    p.add_argument("--launch", default=d.launch, choices=LAUNCH_MODES,
-                   help="start the nodes with the package's launch file (auto: where `ros2 launch` finds an "
-                        "installed savi_ros), or as three processes")
-    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=d.baselines,
-                   help="also score the untrained baselines (feature prototypes, CSRT + GrabCut) on the same scenes")
+    p.add_argument(
+        "--launch",
+        default=d.launch,
+        choices=LAUNCH_MODES,
+        help="start the nodes with the package's launch file (auto: where `ros2 launch` finds an "
+        "installed savi_ros), or as three processes",
+    )
+    p.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=d.baselines,
+        help="also score the untrained baselines (feature prototypes, CSRT + GrabCut) on the same scenes",
+    )
     p.add_argument("--startup-timeout", type=float, default=d.startup_timeout, help="seconds to wait for the nodes")
     a = p.parse_args(argv)
     try:
         return DemoOptions(**{k: getattr(a, k) for k in asdict(d)})
     except ValueError as error:
         p.error(str(error))
-
-

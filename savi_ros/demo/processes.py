@@ -1,5 +1,6 @@
 """The demo's child processes and their parameters: the three nodes started one by one, or the
 package's launch file where ROS 2's `ros2 launch` and an installed savi_ros exist."""
+
 from __future__ import annotations
 
 import os
@@ -24,31 +25,45 @@ def tracker_params(opts: DemoOptions) -> dict[str, Any]:
 
 
 def detector_params(opts: DemoOptions) -> dict[str, Any]:
-    return {"box_noise": float(opts.box_noise), "drop_prob": float(opts.drop_prob),
-            "every_n_frames": opts.every_n_frames, "use_shape_classes": opts.shape_classes}
+    return {
+        "box_noise": float(opts.box_noise),
+        "drop_prob": float(opts.drop_prob),
+        "every_n_frames": opts.every_n_frames,
+        "use_shape_classes": opts.shape_classes,
+    }
 
 
 def camera_params(opts: DemoOptions) -> dict[str, Any]:
     """The camera plays once the tracker subscribes to images and both the detector and the demo's
     recorder to the ground truth."""
     cam = opts.camera_config()
-    names = ("width", "height", "rate", "num_scenes", "frames_per_scene", "seed", "min_objects", "max_objects",
-             "world")
-    return {**{name: getattr(cam, name) for name in names}, "min_image_subscribers": 1,
-            "min_ground_truth_subscribers": 2}
+    names = ("width", "height", "rate", "num_scenes", "frames_per_scene", "seed", "min_objects", "max_objects", "world")
+    return {
+        **{name: getattr(cam, name) for name in names},
+        "min_image_subscribers": 1,
+        "min_ground_truth_subscribers": 2,
+    }
 
 
 def ros_args(params: dict[str, Any]) -> list[str]:
-    return [arg for name, value in params.items()
-            for arg in ("-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}")]
+    return [
+        arg
+        for name, value in params.items()
+        for arg in ("-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}")
+    ]
 
 
 def write_launch_params(opts: DemoOptions, path: Path) -> Path:
     """One ROS parameter file for the launch file's three nodes (``params_file`` and ``demo_params``)."""
-    sections = {"savi_tracker": tracker_params(opts), "demo_camera": camera_params(opts),
-                "demo_detector": detector_params(opts)}
-    path.write_text(yaml.safe_dump({f"/**/{node}": {"ros__parameters": values} for node, values in sections.items()}),
-                    encoding="utf-8")
+    sections = {
+        "savi_tracker": tracker_params(opts),
+        "demo_camera": camera_params(opts),
+        "demo_detector": detector_params(opts),
+    }
+    path.write_text(
+        yaml.safe_dump({f"/**/{node}": {"ros__parameters": values} for node, values in sections.items()}),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -87,8 +102,7 @@ class Processes:
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None and name != "camera":
-                raise RuntimeError(f"the {name} process exited early with code {proc.returncode}:\n"
-                                   + self.tail(name))
+                raise RuntimeError(f"the {name} process exited early with code {proc.returncode}:\n" + self.tail(name))
 
     def tail(self, name: str, lines: int = 25) -> str:
         text = (self.log_dir / f"{name}.log").read_text(encoding="utf-8", errors="replace")
@@ -124,5 +138,3 @@ def wait_for(what: str, condition: Callable[[], bool], timeout: float, procs: Pr
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
-
-

@@ -1,4 +1,5 @@
 """The demo's recorder: a node in the demo's own process that keeps everything the tracker publishes."""
+
 from __future__ import annotations
 
 import threading
@@ -60,17 +61,27 @@ class Recorder:
         """Subscribe to tracks/masks with the publisher's reliability (reliable when it is), label_info
         latched, and, once those found the tracker's publishers, to the camera's ground truth: the camera
         starts playing only when it sees this last subscription."""
+
         def qos_like(topic: str) -> QoSProfile:
             infos = self.node.get_publishers_info_by_topic(self.topic(topic))
             reliable = bool(infos) and all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200,
-                              reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+            return QoSProfile(
+                history=HistoryPolicy.KEEP_LAST,
+                depth=200,
+                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+            )
 
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        outputs = [self.node.create_subscription(Image, "masks", self._on_masks, qos_like("masks")),
-                   self.node.create_subscription(Detection2DArray, "tracks", self._on_tracks, qos_like("tracks")),
-                   self.node.create_subscription(LabelInfo, "label_info", self._on_label_info, latched)]
+        latched = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=10,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        outputs = [
+            self.node.create_subscription(Image, "masks", self._on_masks, qos_like("masks")),
+            self.node.create_subscription(Detection2DArray, "tracks", self._on_tracks, qos_like("tracks")),
+            self.node.create_subscription(LabelInfo, "label_info", self._on_label_info, latched),
+        ]
         deadline = time.monotonic() + match_timeout
         while any(sub.get_publisher_count() == 0 for sub in outputs) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -107,8 +118,14 @@ class Recorder:
                 track_id = int(det.id)
             except ValueError:
                 continue
-            tracks.append((track_id, hyp.class_id if hyp else "", (cx - hw, cy - hh, cx + hw, cy + hh),
-                           float(hyp.score) if hyp else 0.0))
+            tracks.append(
+                (
+                    track_id,
+                    hyp.class_id if hyp else "",
+                    (cx - hw, cy - hh, cx + hw, cy + hh),
+                    float(hyp.score) if hyp else 0.0,
+                )
+            )
         with self.lock:
             self.data.tracks[stamp_ns(msg.header.stamp)] = tracks
 
@@ -138,12 +155,15 @@ class Recorder:
 
     def snapshot(self) -> Recording:
         with self.lock:
-            return Recording(dict(self.data.tags), dict(self.data.masks), dict(self.data.latency_s),
-                             dict(self.data.tracks), list(self.data.label_info))
+            return Recording(
+                dict(self.data.tags),
+                dict(self.data.masks),
+                dict(self.data.latency_s),
+                dict(self.data.tracks),
+                list(self.data.label_info),
+            )
 
     def close(self) -> None:
         rclpy.try_shutdown()
         self._spinner.join(timeout=5.0)
         self.node.destroy_node()
-
-

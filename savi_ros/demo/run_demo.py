@@ -16,6 +16,7 @@ same machine, same clock). Scene changes reset the tracker from the camera (see 
 
 Run: ``python -m savi_ros.demo.run_demo --scenes 3 --rate 10``
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,17 @@ from typing import Any
 import cv2
 
 from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
-from savi_ros.demo.processes import (LAUNCH_FILE, Processes, camera_params, detector_params, launch_available, ros_args,
-                                     tracker_params, wait_for, write_launch_params)
+from savi_ros.demo.processes import (
+    LAUNCH_FILE,
+    Processes,
+    camera_params,
+    detector_params,
+    launch_available,
+    ros_args,
+    tracker_params,
+    wait_for,
+    write_launch_params,
+)
 from savi_ros.demo.recorder import Recorder
 from savi_ros.demo.scoring import baseline_scores, evaluate, print_table, write_video
 
@@ -73,26 +83,46 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     try:
         if use_launch:
             params_file = write_launch_params(opts, out / "demo_params.yaml")
-            print(f"starting the nodes with ros2 launch savi_ros {LAUNCH_FILE} demo:=true "
-                  "(log: demo_out/logs/launch.log)")
-            procs.start_command("launch", ["ros2", "launch", "savi_ros", LAUNCH_FILE, "demo:=true",
-                                           f"namespace:={NAMESPACE.strip('/')}", f"params_file:={params_file}",
-                                           f"demo_params:={params_file}"])
+            print(
+                f"starting the nodes with ros2 launch savi_ros {LAUNCH_FILE} demo:=true (log: demo_out/logs/launch.log)"
+            )
+            procs.start_command(
+                "launch",
+                [
+                    "ros2",
+                    "launch",
+                    "savi_ros",
+                    LAUNCH_FILE,
+                    "demo:=true",
+                    f"namespace:={NAMESPACE.strip('/')}",
+                    f"params_file:={params_file}",
+                    f"demo_params:={params_file}",
+                ],
+            )
         else:
             procs.start("tracker", "savi_ros.tracker_node", NAMESPACE, ros_args(tracker_params(opts)))
             procs.start("detector", "savi_ros.demo.detector_node", NAMESPACE, ros_args(detector_params(opts)))
-        wait_for("the tracker node to come up (see demo_out/logs/)",
-                 lambda: (recorder.count("pub", "masks") > 0 and recorder.count("pub", "tracks") > 0
-                          and recorder.count("sub", "image") > 0 and recorder.count("sub", "detections") > 0),
-                 opts.startup_timeout, procs)
+        wait_for(
+            "the tracker node to come up (see demo_out/logs/)",
+            lambda: (
+                recorder.count("pub", "masks") > 0
+                and recorder.count("pub", "tracks") > 0
+                and recorder.count("sub", "image") > 0
+                and recorder.count("sub", "detections") > 0
+            ),
+            opts.startup_timeout,
+            procs,
+        )
         wait_for("the tracker's reset service", lambda: recorder.has_service("reset"), opts.startup_timeout, procs)
         wait_for("the tracker to become active", recorder.tracker_active, opts.startup_timeout, procs)
         wait_for("the detector node", lambda: recorder.count("pub", "detections") > 0, opts.startup_timeout, procs)
         # The camera plays once the detector and this recorder subscribe to its ground truth, which the
         # recorder does last, after its output subscriptions.
         recorder.subscribe_outputs()
-        print(f"nodes up after {time.monotonic() - started:.1f} s; playing {opts.scenes} scenes of "
-              f"{opts.frames} frames at {opts.rate:g} Hz ({opts.width}x{opts.height})")
+        print(
+            f"nodes up after {time.monotonic() - started:.1f} s; playing {opts.scenes} scenes of "
+            f"{opts.frames} frames at {opts.rate:g} Hz ({opts.width}x{opts.height})"
+        )
         play_time = opts.scenes * (opts.frames / opts.rate + 3.0) + 30.0
         last_frame = (opts.scenes - 1, opts.frames - 1)
         if use_launch:
@@ -115,10 +145,17 @@ def run(opts: DemoOptions) -> dict[str, Any]:
     metrics, frames, sheet = evaluate(rec, opts, banner=" UNTRAINED" if untrained else "")
     if opts.baselines:
         metrics["baselines"] = baseline_scores(opts, [s["seed"] for s in metrics["scenes"]])
-    metrics.update({"checkpoint": opts.checkpoint, "checkpoint_path": ckpt.path, "trained": ckpt.trained,
-                    "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
-                    "started_by": "ros2 launch" if use_launch else "processes",
-                    "exit_codes": codes, "runtime_s": round(time.monotonic() - started, 1)})
+    metrics.update(
+        {
+            "checkpoint": opts.checkpoint,
+            "checkpoint_path": ckpt.path,
+            "trained": ckpt.trained,
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
+            "started_by": "ros2 launch" if use_launch else "processes",
+            "exit_codes": codes,
+            "runtime_s": round(time.monotonic() - started, 1),
+        }
+    )
     write_video(out / "overlay.mp4", frames, opts.rate)
     cv2.imwrite(str(out / "contact_sheet.png"), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

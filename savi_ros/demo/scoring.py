@@ -1,5 +1,6 @@
 """Scoring what the demo recorded: per-scene FG-ARI / mIoU against regenerated ground truth, latency,
 the overlay video and the contact sheet; and the untrained baselines on the same scenes, for comparison."""
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,13 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
     if not values:
         return {"count": 0}
     v = np.asarray(values) * 1000.0
-    return {"count": len(values), "p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90)),
-            "p99_ms": float(np.percentile(v, 99)), "max_ms": float(v.max())}
+    return {
+        "count": len(values),
+        "p50_ms": float(np.percentile(v, 50)),
+        "p90_ms": float(np.percentile(v, 90)),
+        "p99_ms": float(np.percentile(v, 99)),
+        "max_ms": float(v.max()),
+    }
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -39,8 +45,9 @@ def _mean_defined(rows: list[dict[str, Any]], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES,
-             banner: str = "") -> tuple[dict[str, Any], list[np.ndarray], np.ndarray]:
+def evaluate(
+    rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES, banner: str = ""
+) -> tuple[dict[str, Any], list[np.ndarray], np.ndarray]:
     """Per-scene metrics, the overlay frames (every published frame) and the contact sheet."""
 
     camera = opts.camera_config()
@@ -65,22 +72,30 @@ def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES
                 pred[t] = labels
                 received[t] = True
             tracks = rec.tracks.get(stamp, []) if stamp is not None else []
-            frame = draw_overlay(scene.video[t], labels,
-                                 boxes={tid: box for tid, _, box, _ in tracks},
-                                 captions={tid: _caption(tid, cls) for tid, cls, _, _ in tracks},
-                                 banner=f"scene {index} frame {t}{status}{banner}")
+            frame = draw_overlay(
+                scene.video[t],
+                labels,
+                boxes={tid: box for tid, _, box, _ in tracks},
+                captions={tid: _caption(tid, cls) for tid, cls, _, _ in tracks},
+                banner=f"scene {index} frame {t}{status}{banner}",
+            )
             frames_out.append(frame)
             if t in sheet_at:
                 row.append(frame)
         sheet_rows.append(row)
         present = np.array([(gt == i + 1).any() for i in range(scene.num_objects)])
-        frame_mask = torch.from_numpy(received)[None]
-        pred_t, gt_t = torch.from_numpy(pred)[None], torch.from_numpy(gt)[None]
         ari, iou = _scene_scores(pred, gt, received, scene.num_objects, present)
-        scenes_out.append({"scene": index, "seed": seed, "objects": scene.num_objects,
-                           "frames_published": sum((index, t) in by_frame for t in range(opts.frames)),
-                           "frames_with_output": int(received.sum()),
-                           "fg_ari": _nan_to_none(ari), "miou": _nan_to_none(iou)})
+        scenes_out.append(
+            {
+                "scene": index,
+                "seed": seed,
+                "objects": scene.num_objects,
+                "frames_published": sum((index, t) in by_frame for t in range(opts.frames)),
+                "frames_with_output": int(received.sum()),
+                "fg_ari": _nan_to_none(ari),
+                "miou": _nan_to_none(iou),
+            }
+        )
     stamps_of_demo = set(rec.tags)
     latency = [v for s, v in rec.latency_s.items() if s in stamps_of_demo]
     metrics = {
@@ -94,14 +109,23 @@ def evaluate(rec: Recording, opts: DemoOptions, sheet_frames: int = SHEET_FRAMES
     return metrics, frames_out, contact_sheet(sheet_rows)
 
 
-def _scene_scores(pred: np.ndarray, gt: np.ndarray, received: np.ndarray, num_objects: int,
-                  present: np.ndarray) -> tuple[float, float]:
+def _scene_scores(
+    pred: np.ndarray, gt: np.ndarray, received: np.ndarray, num_objects: int, present: np.ndarray
+) -> tuple[float, float]:
     """(FG-ARI, mIoU) of one scene's label maps, first frame not scored, frames without output excluded."""
     frame_mask = torch.from_numpy(received)[None]
     pred_t, gt_t = torch.from_numpy(pred)[None], torch.from_numpy(gt)[None]
     ari = float(fg_ari(pred_t, gt_t, skip_first=True, frame_mask=frame_mask)[0])
-    iou = float(miou(pred_t, gt_t, num_objects, skip_first=True, frame_mask=frame_mask,
-                     instance_mask=torch.from_numpy(present)[None])[0])
+    iou = float(
+        miou(
+            pred_t,
+            gt_t,
+            num_objects,
+            skip_first=True,
+            frame_mask=frame_mask,
+            instance_mask=torch.from_numpy(present)[None],
+        )[0]
+    )
     return ari, iou
 
 
@@ -121,20 +145,30 @@ def baseline_scores(opts: DemoOptions, seeds: list[int]) -> dict[str, dict[str, 
         present = np.array([(gt == i + 1).any() for i in range(scene.num_objects)])
         visible = scene.visible[0]
         height, width = gt.shape[1:]
-        detections = [Detection(box_xyxy=(x0 * width, y0 * height, x1 * width, y1 * height), det_id=str(i + 1))
-                      for i, (y0, x0, y1, x1) in enumerate(scene.boxes[0].tolist()) if visible[i]]
+        detections = [
+            Detection(box_xyxy=(x0 * width, y0 * height, x1 * width, y1 * height), det_id=str(i + 1))
+            for i, (y0, x0, y1, x1) in enumerate(scene.boxes[0].tolist())
+            if visible[i]
+        ]
         prototypes.reset()
-        pred = np.stack([prototypes.step(frame, detections if t == 0 else None).label_map
-                         for t, frame in enumerate(scene.video)]).astype(np.int64)
+        pred = np.stack(
+            [prototypes.step(frame, detections if t == 0 else None).label_map for t, frame in enumerate(scene.video)]
+        ).astype(np.int64)
         video = torch.from_numpy(scene.video).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
-        cut, _ = csrt_baselines(video, torch.from_numpy(scene.boxes[0]).float()[None],
-                                torch.from_numpy(visible).float()[None], grabcut_iterations=3)["csrt_grabcut"]
+        cut, _ = csrt_baselines(
+            video,
+            torch.from_numpy(scene.boxes[0]).float()[None],
+            torch.from_numpy(visible).float()[None],
+            grabcut_iterations=3,
+        )["csrt_grabcut"]
         received = np.ones(len(gt), bool)
         for name, ids in ((FEATURE_PROTOTYPE, pred), ("csrt_grabcut", cut[0].numpy())):
             ari, iou = _scene_scores(ids, gt, received, scene.num_objects, present)
             rows[name].append({"fg_ari": _nan_to_none(ari), "miou": _nan_to_none(iou)})
-    return {name: {"mean_fg_ari": _mean_defined(r, "fg_ari"), "mean_miou": _mean_defined(r, "miou")}
-            for name, r in rows.items()}
+    return {
+        name: {"mean_fg_ari": _mean_defined(r, "fg_ari"), "mean_miou": _mean_defined(r, "miou")}
+        for name, r in rows.items()
+    }
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
@@ -156,17 +190,19 @@ def _format(value: float | None, digits: int = 3) -> str:
 def print_table(metrics: dict[str, Any]) -> None:
     print(f"{'scene':>5} {'seed':>7} {'objects':>7} {'frames out':>10} {'FG-ARI':>7} {'mIoU':>7}")
     for s in metrics["scenes"]:
-        print(f"{s['scene']:>5} {s['seed']:>7} {s['objects']:>7} {s['frames_with_output']:>4}/{s['frames_published']:<5} "
-              f"{_format(s['fg_ari']):>7} {_format(s['miou']):>7}")
+        print(
+            f"{s['scene']:>5} {s['seed']:>7} {s['objects']:>7} {s['frames_with_output']:>4}/{s['frames_published']:<5} "
+            f"{_format(s['fg_ari']):>7} {_format(s['miou']):>7}"
+        )
     print(f"{'mean':>5} {'':>26} {_format(metrics['mean_fg_ari']):>7} {_format(metrics['mean_miou']):>7}")
     for name, scores in metrics.get("baselines", {}).items():
         label = f"untrained {name} on the same scenes (offline)"
         print(f"{label:<39} {_format(scores['mean_fg_ari']):>7} {_format(scores['mean_miou']):>7}")
     lat = metrics["latency"]
     if lat["count"]:
-        print(f"end-to-end latency over {lat['count']} frames: p50 {lat['p50_ms']:.0f} ms, "
-              f"p90 {lat['p90_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms")
+        print(
+            f"end-to-end latency over {lat['count']} frames: p50 {lat['p50_ms']:.0f} ms, "
+            f"p90 {lat['p90_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms"
+        )
     else:
         print("end-to-end latency: no masks received")
-
-

@@ -4,6 +4,7 @@
 Usage: python dds_publisher_child.py IMAGE_TOPIC DETECTIONS_TOPIC
 The test builds the same messages with these functions and compares what arrives field by field.
 """
+
 import sys
 import time
 

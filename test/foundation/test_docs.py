@@ -1,5 +1,6 @@
 """The README is a user's first page (short, the two commands and a picture on the first screen), and every
 relative link in the README and docs/ leads to a file of the repository."""
+
 import re
 from pathlib import Path
 
@@ -13,8 +14,9 @@ INLINE_CODE = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 # Files a link may name before they exist, each with the command that writes it. The demo's contact sheet
 # is the README's picture: `make demo` writes demo_out/contact_sheet.png, copied to docs/demo_contact_sheet.png.
-PRODUCED_LATER = {"docs/demo_contact_sheet.png": "make demo && cp demo_out/contact_sheet.png docs/"
-                                                 "demo_contact_sheet.png"}
+PRODUCED_LATER = {
+    "docs/demo_contact_sheet.png": "make demo && cp demo_out/contact_sheet.png docs/demo_contact_sheet.png"
+}
 
 
 def links(path: Path) -> list[str]:
@@ -34,8 +36,9 @@ def test_first_screen_has_the_two_commands_and_a_picture():
 
 def test_link_parser_finds_links_and_images_but_not_code(tmp_path):
     doc = tmp_path / "x.md"
-    doc.write_text("[a](b.md) ![p](img/c.png) [`d`](e.md#part) [w](https://x.org)\n`[no](f.md)`\n"
-                   "```\n[no](g.md)\n```\n")
+    doc.write_text(
+        "[a](b.md) ![p](img/c.png) [`d`](e.md#part) [w](https://x.org)\n`[no](f.md)`\n```\n[no](g.md)\n```\n"
+    )
     assert links(doc) == ["b.md", "img/c.png", "e.md#part", "https://x.org"]
 
 

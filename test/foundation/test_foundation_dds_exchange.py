@@ -5,6 +5,7 @@ child inherits this process's environment unchanged: the wheels' bootstrap guard
 LD_LIBRARY_PATH it set belong together (keep both or drop both), and ROS_DOMAIN_ID comes from
 test/conftest.py.
 """
+
 import os
 import runpy
 import subprocess
@@ -48,8 +49,13 @@ def test_image_and_detections_cross_process_boundary(ros_node):
     node.create_subscription(Image, image_topic, lambda m: received.setdefault("image", m), 10)
     node.create_subscription(Detection2DArray, detections_topic, lambda m: received.setdefault("detections", m), 10)
 
-    child = subprocess.Popen([sys.executable, str(CHILD), image_topic, detections_topic],
-                             env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), image_topic, detections_topic],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while len(received) < 2 and time.monotonic() < deadline and child.poll() is None:
@@ -69,8 +75,11 @@ def test_image_and_detections_cross_process_boundary(ros_node):
     (detection,) = detections.detections
     (result,) = detection.results
     assert detection.id == "track-42"
-    assert (detection.bbox.center.position.x, detection.bbox.center.position.y, detection.bbox.center.theta) \
-        == (12.5, 7.25, 0.5)
+    assert (detection.bbox.center.position.x, detection.bbox.center.position.y, detection.bbox.center.theta) == (
+        12.5,
+        7.25,
+        0.5,
+    )
     assert (result.hypothesis.class_id, result.hypothesis.score) == ("cup", 0.875)
     assert (result.pose.pose.position.y, result.pose.pose.orientation.w) == (-2.0, 0.8)
     assert list(result.pose.covariance) == [i / 8 for i in range(36)]

@@ -1,5 +1,6 @@
 """The package metadata a ROS 2 user's `rosdep install` + `colcon build` rely on, and the venv's
 editable install of it."""
+
 import importlib.metadata
 import json
 import re
@@ -41,8 +42,16 @@ def test_package_xml_is_format_3_ament_python_with_runtime_deps():
     assert (package.name, package.package_format) == ("savi_ros", 3)
     assert package.get_build_type() == "ament_python"
     deps = {d.name for d in package.exec_depends}
-    assert {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "vision_msgs", "cv_bridge",
-            "python3-numpy", "python3-opencv"} <= deps
+    assert {
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "std_srvs",
+        "vision_msgs",
+        "cv_bridge",
+        "python3-numpy",
+        "python3-opencv",
+    } <= deps
     assert not any("torch" in d for d in deps), "torch comes from pip (README), not rosdep"
 
 

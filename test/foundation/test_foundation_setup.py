@@ -1,5 +1,6 @@
 """`make setup` / `make test` behaviour: clear errors for missing build tools, an idempotent
 second run, and pytest's "no tests collected" turned into a failure."""
+
 import os
 import shutil
 import subprocess
@@ -28,8 +29,9 @@ def _path_with_only(tmp_path: Path, tools: list[str]) -> str:
 def _check_tools(path: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
     env["PATH"] = path
-    return subprocess.run([sys.executable, str(BUILD_INTERFACES), "--check-tools"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(BUILD_INTERFACES), "--check-tools"], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _assert_one_clear_line(result: subprocess.CompletedProcess) -> str:
@@ -60,8 +62,9 @@ def test_tool_check_passes_with_the_tools_present():
 
 
 def test_vision_msgs_is_ready_and_not_due_for_a_rebuild():
-    result = subprocess.run([sys.executable, str(BUILD_INTERFACES), "--status"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(BUILD_INTERFACES), "--status"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(("vision_msgs: ours", "vision_msgs: external")), result.stdout
 
@@ -78,16 +81,24 @@ def test_second_setup_run_installs_and_builds_nothing():
     assert "make setup: ready" in output
 
 
-@pytest.mark.parametrize("test_body, expected_rc", [
-    (None, 1),                                  # no tests: pytest says 5, make test must fail
-    ("def test_ok():\n    assert True\n", 0),
-    ("def test_bad():\n    assert False\n", 1),
-])
+@pytest.mark.parametrize(
+    "test_body, expected_rc",
+    [
+        (None, 1),  # no tests: pytest says 5, make test must fail
+        ("def test_ok():\n    assert True\n", 0),
+        ("def test_bad():\n    assert False\n", 1),
+    ],
+)
 def test_run_tests_fails_when_nothing_is_collected(tmp_path, test_body, expected_rc):
     if test_body is not None:
         (tmp_path / "test_sample.py").write_text(test_body)
-    result = subprocess.run([str(RUN_TESTS), "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(RUN_TESTS), "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == expected_rc, result.stdout + result.stderr
     assert ("collected no tests" in result.stderr) == (test_body is None)
 

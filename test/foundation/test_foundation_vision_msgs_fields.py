@@ -3,6 +3,7 @@ types and order. The table is written from the upstream definitions, independent
 interfaces/vision_msgs/msg, and checked against both the importable package (ours or a ROS
 distribution's) and our .msg sources (so an edit not yet rebuilt is caught too).
 """
+
 import importlib
 from pathlib import Path
 
@@ -17,21 +18,35 @@ UPSTREAM_4_1 = {
     "BoundingBox3D": [("center", "geometry_msgs/Pose"), ("size", "geometry_msgs/Vector3")],
     "BoundingBox3DArray": [("header", HEADER), ("boxes", "sequence<vision_msgs/BoundingBox3D>")],
     "Classification": [("header", HEADER), ("results", "sequence<vision_msgs/ObjectHypothesis>")],
-    "Detection2D": [("header", HEADER), ("results", "sequence<vision_msgs/ObjectHypothesisWithPose>"),
-                    ("bbox", "vision_msgs/BoundingBox2D"), ("id", "string")],
+    "Detection2D": [
+        ("header", HEADER),
+        ("results", "sequence<vision_msgs/ObjectHypothesisWithPose>"),
+        ("bbox", "vision_msgs/BoundingBox2D"),
+        ("id", "string"),
+    ],
     "Detection2DArray": [("header", HEADER), ("detections", "sequence<vision_msgs/Detection2D>")],
-    "Detection3D": [("header", HEADER), ("results", "sequence<vision_msgs/ObjectHypothesisWithPose>"),
-                    ("bbox", "vision_msgs/BoundingBox3D"), ("id", "string")],
+    "Detection3D": [
+        ("header", HEADER),
+        ("results", "sequence<vision_msgs/ObjectHypothesisWithPose>"),
+        ("bbox", "vision_msgs/BoundingBox3D"),
+        ("id", "string"),
+    ],
     "Detection3DArray": [("header", HEADER), ("detections", "sequence<vision_msgs/Detection3D>")],
     "LabelInfo": [("header", HEADER), ("class_map", "sequence<vision_msgs/VisionClass>"), ("threshold", "float")],
     "ObjectHypothesis": [("class_id", "string"), ("score", "double")],
-    "ObjectHypothesisWithPose": [("hypothesis", "vision_msgs/ObjectHypothesis"),
-                                 ("pose", "geometry_msgs/PoseWithCovariance")],
+    "ObjectHypothesisWithPose": [
+        ("hypothesis", "vision_msgs/ObjectHypothesis"),
+        ("pose", "geometry_msgs/PoseWithCovariance"),
+    ],
     "Point2D": [("x", "double"), ("y", "double")],
     "Pose2D": [("position", "vision_msgs/Point2D"), ("theta", "double")],
     "VisionClass": [("class_id", "uint16"), ("class_name", "string")],
-    "VisionInfo": [("header", HEADER), ("method", "string"), ("database_location", "string"),
-                   ("database_version", "int32")],
+    "VisionInfo": [
+        ("header", HEADER),
+        ("method", "string"),
+        ("database_location", "string"),
+        ("database_version", "int32"),
+    ],
 }
 
 MSG_DIR = Path(__file__).resolve().parents[2] / "interfaces" / "vision_msgs" / "msg"

@@ -1,12 +1,26 @@
 """Dependencies point one way: savi_core imports no ROS, training or savi_scenes; training imports no ROS."""
+
 import ast
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROS = {"rclpy", "rcl_interfaces", "sensor_msgs", "std_msgs", "std_srvs", "vision_msgs", "geometry_msgs",
-       "diagnostic_msgs", "lifecycle_msgs", "builtin_interfaces", "launch", "launch_ros", "savi_ros"}
+ROS = {
+    "rclpy",
+    "rcl_interfaces",
+    "sensor_msgs",
+    "std_msgs",
+    "std_srvs",
+    "vision_msgs",
+    "geometry_msgs",
+    "diagnostic_msgs",
+    "lifecycle_msgs",
+    "builtin_interfaces",
+    "launch",
+    "launch_ros",
+    "savi_ros",
+}
 FORBIDDEN = {"savi_core": ROS | {"training", "savi_scenes"}, "training": ROS}
 
 

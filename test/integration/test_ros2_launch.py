@@ -11,6 +11,7 @@ tests are skipped with the reason.
 This test process watches the launched nodes over DDS with its own rclpy context (same
 `ROS_DOMAIN_ID`, set per pytest run by test/conftest.py); every launch gets its own `ROS_LOG_DIR`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,10 +39,24 @@ NODE = "savi_tracker"
 SHIPPED_MODEL = ROOT / PACKAGE / "models" / "default"
 # What a workspace copy leaves out: VCS, the venv, build outputs, caches, and what the package does
 # not install (tests, benchmarks, CI).
-COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "*.egg-info", "__pycache__",
-                                     ".pytest_cache", "runs", "demo_out", ".whl", "test", "bench", ".ci")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "install",
+    "log",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    "runs",
+    "demo_out",
+    ".whl",
+    "test",
+    "bench",
+    ".ci",
+)
 STOP_WITHIN_S = 10.0
-START_TIMEOUT_S = 90.0   # 2 shared cores: python + torch + rclpy start-up under load
+START_TIMEOUT_S = 90.0  # 2 shared cores: python + torch + rclpy start-up under load
 LAUNCH_FILE = "tracker.launch.py"
 DEMO_ARGS = ["demo:=true"]
 
@@ -64,11 +79,12 @@ ros_env = _load_ros_env()
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
     ros: "ros_env.RosEnv"
-    shipped_model: bool          # False: a tiny untrained stand-in was packaged as the default model
+    shipped_model: bool  # False: a tiny untrained stand-in was packaged as the default model
 
     @property
     def default_trained(self) -> bool:
@@ -82,13 +98,18 @@ class Workspace:
 
     def child_env(self, log_dir: Path) -> dict[str, str]:
         """This process's environment minus its ROS set-up, so the shell builds it as a user's would."""
-        env = ros_env.clean_env()    # drops the wheels' bootstrap guard with its library path
+        env = ros_env.clean_env()  # drops the wheels' bootstrap guard with its library path
         for name in ("AMENT_PREFIX_PATH", "COLCON_PREFIX_PATH", "PYTHONPATH"):
             env.pop(name, None)
         log_dir.mkdir(parents=True, exist_ok=True)
         # PYTHONFAULTHANDLER: a process that hangs can be made to print every thread's stack (SIGABRT).
-        env.update(ROS_LOG_DIR=str(log_dir), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   RCUTILS_COLORIZED_OUTPUT="0", PYTHONFAULTHANDLER="1")
+        env.update(
+            ROS_LOG_DIR=str(log_dir),
+            OMP_NUM_THREADS="1",
+            PYTHONUNBUFFERED="1",
+            RCUTILS_COLORIZED_OUTPUT="0",
+            PYTHONFAULTHANDLER="1",
+        )
         return env
 
     def shell(self, command: list[str], sourced: bool = True) -> str:
@@ -105,8 +126,10 @@ def ros():
     ros = ros_env.current()
     if ros is None:
         if ros_env.system_ros() is None and not ros_env.LAUNCH_SOURCES.is_file():
-            pytest.skip(f"no ROS 2 install ({ros_env.ROS_SETUP_GLOB}) and no launch tooling sources "
-                        f"({ros_env.LAUNCH_SOURCES}): `ros2 launch` cannot run here")
+            pytest.skip(
+                f"no ROS 2 install ({ros_env.ROS_SETUP_GLOB}) and no launch tooling sources "
+                f"({ros_env.LAUNCH_SOURCES}): `ros2 launch` cannot run here"
+            )
         pytest.skip("the ROS 2 launch environment is not prepared: run `make ros-env` (`make test` does)")
     return ros
 
@@ -120,21 +143,28 @@ def _tiny_default_model(directory: Path) -> None:
     from savi_core.savi import SAVi
 
     torch.manual_seed(0)
-    cfg = ModelConfig.from_dict({
-        "preset": "custom", "resolution": [32, 32], "num_slots": 4, "slot_dim": 32,
-        "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
-        "initializer": {"hidden_dim": 32},
-        "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
-        "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
-        "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
-    })
+    cfg = ModelConfig.from_dict(
+        {
+            "preset": "custom",
+            "resolution": [32, 32],
+            "num_slots": 4,
+            "slot_dim": 32,
+            "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
+            "initializer": {"hidden_dim": 32},
+            "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
+            "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
+            "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
+        }
+    )
     save_checkpoint(directory, SAVi(cfg), extra={"trained": False})
 
 
 def _importable_in(ros, module: str, env: dict[str, str]) -> bool:
     script = ros.shell_prefix() + f"\nexec python3 -c 'import {module}'"
-    return subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL).returncode == 0
+    return (
+        subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +179,18 @@ def workspace(ros, tmp_path_factory) -> Workspace:
     env = ws.child_env(root / "log_build")
     if not _importable_in(ros, "vision_msgs.msg", env):
         # The stand-in interface package carries COLCON_IGNORE (a distro's vision_msgs wins); build it here.
-        shutil.copytree(ROOT / "interfaces" / "vision_msgs", src / "vision_msgs",
-                        ignore=shutil.ignore_patterns("COLCON_IGNORE"))
-    result = subprocess.run(["bash", "-c", ws.shell(["colcon", "build", "--event-handlers", "console_direct+"],
-                                                    sourced=False)],
-                            cwd=root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            timeout=600)
+        shutil.copytree(
+            ROOT / "interfaces" / "vision_msgs", src / "vision_msgs", ignore=shutil.ignore_patterns("COLCON_IGNORE")
+        )
+    result = subprocess.run(
+        ["bash", "-c", ws.shell(["colcon", "build", "--event-handlers", "console_direct+"], sourced=False)],
+        cwd=root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=600,
+    )
     assert result.returncode == 0, f"colcon build failed:\n{result.stdout[-4000:]}"
     return ws
 
@@ -178,7 +214,9 @@ class Probe:
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
 
-    def spin_until(self, condition: Callable[[], bool], timeout: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    def spin_until(
+        self, condition: Callable[[], bool], timeout: float, alive: Callable[[], bool] = lambda: True
+    ) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and alive():
             if condition():
@@ -256,7 +294,7 @@ class Outputs:
     def _on_masks(self, msg) -> None:
         assert msg.encoding == "16UC1", msg.encoding
         dtype = np.dtype(">u2" if msg.is_bigendian else "<u2")
-        pixels = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.step // 2)[:, :msg.width]
+        pixels = np.frombuffer(bytes(msg.data), dtype=dtype).reshape(msg.height, msg.step // 2)[:, : msg.width]
         self.masks[self._stamp(msg)] = {int(v) for v in np.unique(pixels) if v}
 
     def answered(self) -> list[int]:
@@ -283,9 +321,15 @@ class Launched:
         self.command = command
         self.lines: list[str] = []
         self._lock = threading.Lock()
-        self.proc = subprocess.Popen(["bash", "-c", ws.shell(command)], cwd=ws.root, env=ws.child_env(self.log_dir),
-                                     text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["bash", "-c", ws.shell(command)],
+            cwd=ws.root,
+            env=ws.child_env(self.log_dir),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -378,15 +422,18 @@ def assert_stops_cleanly(run: Launched, group: bool) -> None:
     started = {m["pid"]: m["name"] for m in STARTED.finditer(run.output)}
     assert started, run.describe()
     code, seconds = run.interrupt(group)
-    assert code == 0 and seconds <= STOP_WITHIN_S, \
+    assert code == 0 and seconds <= STOP_WITHIN_S, (
         f"after SIGINT: exit {code} in {seconds:.1f} s (want 0 within {STOP_WITHIN_S} s)\n{run.describe()}"
+    )
     finished = {m["pid"] for m in FINISHED.finditer(run.output)}
-    assert set(started) <= finished, \
+    assert set(started) <= finished, (
         f"not finished cleanly: {[n for p, n in started.items() if p not in finished]}\n{run.describe()}"
+    )
     assert not [p for p in started if _pid_alive(int(p))], run.describe()
 
 
 # ------------------------------------------------------------------------------------------------- tests
+
 
 def test_colcon_build_installs_what_ros2_launch_needs(workspace):
     install = workspace.install
@@ -421,15 +468,18 @@ def test_demo_launch_is_active_tracks_and_stops_on_sigint(workspace, probe, laun
 
     # Every demo frame the tracker answers has `tracks` and a `masks` painting only those ids; with a
     # trained default model, tracks are live (the untrained placeholder's masks stay under threshold).
-    assert probe.spin_until(lambda: len(outputs.answered()) >= 5, 60.0, run.alive), \
+    assert probe.spin_until(lambda: len(outputs.answered()) >= 5, 60.0, run.alive), (
         f"tracks {len(outputs.tracks)} / masks {len(outputs.masks)} demo frames\n{run.describe()}"
+    )
     assert all(outputs.masks[s] <= outputs.tracks[s] for s in outputs.answered()), (outputs.tracks, outputs.masks)
     if workspace.default_trained:
-        assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), \
+        assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), (
             f"{len(outputs.answered())} demo frames answered, none with live tracks\n{run.describe()}"
+        )
     tracker = f"/savi/{NODE}"
-    assert {tracker} <= probe.endpoints("/savi/image", "subscriptions") & probe.endpoints("/savi/detections",
-                                                                                         "subscriptions")
+    assert {tracker} <= probe.endpoints("/savi/image", "subscriptions") & probe.endpoints(
+        "/savi/detections", "subscriptions"
+    )
     assert {tracker} <= probe.endpoints("/savi/tracks", "publishers") & probe.endpoints("/savi/masks", "publishers")
     assert_stops_cleanly(run, group=True)
 
@@ -442,13 +492,27 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
     params_file = tmp_path / "robot.yaml"
     # mask_threshold 0 / min_mask_area 1: every pixel goes to its most likely slot, so even untrained
     # weights give the track a mask; what is checked here is the wiring, not the model.
-    params_file.write_text("/**:\n  ros__parameters:\n    lost_after_frames: 7\n    max_tracks: 2\n"
-                           "    mask_source: decoder\n    device: auto\n    mask_threshold: 0.0\n"
-                           "    min_mask_area: 1\n")
+    params_file.write_text(
+        "/**:\n  ros__parameters:\n    lost_after_frames: 7\n    max_tracks: 2\n"
+        "    mask_source: decoder\n    device: auto\n    mask_threshold: 0.0\n"
+        "    min_mask_area: 1\n"
+    )
     ns, image_topic, det_topic = "/robot_7", "/cam7/image_raw", "/det7/boxes"
     outputs = probe.outputs(ns)
-    run = launch(["ros2", "launch", PACKAGE, LAUNCH_FILE, f"namespace:={ns}", f"image:={image_topic}",
-                  f"detections:={det_topic}", f"params_file:={params_file}", "device:=cpu"], "arguments")
+    run = launch(
+        [
+            "ros2",
+            "launch",
+            PACKAGE,
+            LAUNCH_FILE,
+            f"namespace:={ns}",
+            f"image:={image_topic}",
+            f"detections:={det_topic}",
+            f"params_file:={params_file}",
+            "device:=cpu",
+        ],
+        "arguments",
+    )
     node = f"{ns}/{NODE}"
     state = probe.wait_active(node, START_TIMEOUT_S, run.alive)
     assert state == "active", f"{node} state {state!r}\n{run.describe()}"
@@ -484,8 +548,9 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
         return False
 
     try:
-        assert probe.spin_until(tracked, 60.0, run.alive), \
+        assert probe.spin_until(tracked, 60.0, run.alive), (
             f"no tracks on {ns}/tracks for frames sent to {image_topic} + {det_topic}\n{run.describe()}"
+        )
         assert 5 in set().union(*outputs.tracks.values()), outputs.tracks
         assert node in probe.endpoints(image_topic, "subscriptions") & probe.endpoints(det_topic, "subscriptions")
         assert node not in probe.endpoints(f"{ns}/image", "subscriptions"), "image was not remapped"
@@ -502,8 +567,7 @@ def test_launch_arguments_take_effect(workspace, probe, launch, tmp_path):
 
 
 def test_ros2_run_starts_the_node(workspace, probe, launch):
-    run = launch(["ros2", "run", PACKAGE, NODE, "--ros-args", "-r", "__ns:=/run_check", "-p", "device:=cpu"],
-                 "run")
+    run = launch(["ros2", "run", PACKAGE, NODE, "--ros-args", "-r", "__ns:=/run_check", "-p", "device:=cpu"], "run")
     state = probe.wait_active(f"/run_check/{NODE}", START_TIMEOUT_S, run.alive)
     assert state == "active", f"/run_check/{NODE} state {state!r}\n{run.describe()}"
     code, seconds = run.interrupt(group=True)  # ros2 run forwards nothing: Ctrl-C reaches the node directly
@@ -514,8 +578,9 @@ def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
     run = launch(["ros2", "launch", PACKAGE, LAUNCH_FILE, "checkpoint:=/no/such/file"], "bad_checkpoint")
     died = run.wait_for(DIED, START_TIMEOUT_S)
     assert died and died["name"].startswith(NODE) and int(died["code"]) != 0, run.describe()
-    assert re.search(rf"\[{NODE}-\d+\] \[ERROR\] .*/no/such/file", run.output), \
+    assert re.search(rf"\[{NODE}-\d+\] \[ERROR\] .*/no/such/file", run.output), (
         f"the node logged no error naming the checkpoint\n{run.describe()}"
+    )
     if run.alive():
         code, _ = run.interrupt(group=False)
         assert code is not None, run.describe()
@@ -523,11 +588,15 @@ def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
 
 def test_shipped_default_model_is_trained_and_installed(workspace):
     if not workspace.shipped_model:
-        pytest.skip(f"waiting for the default model ({SHIPPED_MODEL.relative_to(ROOT)}/ is not in the "
-                    "repository yet); the launch tests packaged an untrained stand-in instead")
+        pytest.skip(
+            f"waiting for the default model ({SHIPPED_MODEL.relative_to(ROOT)}/ is not in the "
+            "repository yet); the launch tests packaged an untrained stand-in instead"
+        )
     if not workspace.default_trained:
-        pytest.skip("waiting for the trained default model (the shipped one says trained: false), so the demo "
-                    "launch checked tracks and masks but not that tracks are live")
+        pytest.skip(
+            "waiting for the trained default model (the shipped one says trained: false), so the demo "
+            "launch checked tracks and masks but not that tracks are live"
+        )
     installed = list(workspace.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
     assert installed and installed[0].read_bytes() == (SHIPPED_MODEL / "config.json").read_bytes()
 
@@ -536,11 +605,36 @@ def test_make_demo_runs_through_the_launch_file_where_it_is_installed(workspace,
     """`run_demo` in a sourced workspace starts the nodes with `ros2 launch` and its parameter file
     reaches all three nodes: the scene size, frame count and checkpoint it asked for are the ones played."""
     out = tmp_path / "demo_out"
-    command = ["python3", "-m", "savi_ros.demo.run_demo", "--scenes", "1", "--frames", "6", "--rate", "10",
-               "--width", "64", "--height", "48", "--device", "cpu", "--launch", "on", "--out", str(out)]
-    result = subprocess.run(["bash", "-c", workspace.shell(command)], cwd=tmp_path,
-                            env=workspace.child_env(tmp_path / "log"), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=300)
+    command = [
+        "python3",
+        "-m",
+        "savi_ros.demo.run_demo",
+        "--scenes",
+        "1",
+        "--frames",
+        "6",
+        "--rate",
+        "10",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--device",
+        "cpu",
+        "--launch",
+        "on",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        ["bash", "-c", workspace.shell(command)],
+        cwd=tmp_path,
+        env=workspace.child_env(tmp_path / "log"),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=300,
+    )
     log = (out / "logs" / "launch.log").read_text() if (out / "logs" / "launch.log").is_file() else ""
     assert result.returncode == 0, result.stdout[-3000:] + log[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -1,4 +1,5 @@
 """Track appearance memory: references, watched pairs, and the trade test on painted label maps."""
+
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ def scene(left_colour, right_colour, gap: int = 0):
     image = np.full((40, 80, 3), 128, np.uint8)
     labels = np.zeros((40, 80), np.uint16)
     image[10:30, 10:30], labels[10:30, 10:30] = left_colour, 1
-    image[10:30, 30 + gap:50 + gap], labels[10:30, 30 + gap:50 + gap] = right_colour, 2
+    image[10:30, 30 + gap : 50 + gap], labels[10:30, 30 + gap : 50 + gap] = right_colour, 2
     boxes = {1: np.array([10.0, 10, 30, 30]), 2: np.array([30.0 + gap, 10, 50 + gap, 30])}
     return image, labels, boxes
 

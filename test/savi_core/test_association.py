@@ -1,4 +1,5 @@
 """Detections against live tracks: one-to-one, class-aware, shrunken tracks kept, duplicates dropped."""
+
 import numpy as np
 
 from savi_core.association import COVERED, associate

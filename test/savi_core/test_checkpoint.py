@@ -1,4 +1,5 @@
 """Checkpoints round-trip exactly, and every kind of broken file is refused with a message naming it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,17 @@ from savi_core.savi import SAVi
 @pytest.fixture
 def ckpt(tmp_path: Path) -> tuple[Path, SAVi]:
     torch.manual_seed(0)
-    model = SAVi(ModelConfig.from_dict({"preset": "S", "resolution": [32, 32], "num_slots": 3, "slot_dim": 32,
-                                        "decoder": {"broadcast_size": [4, 4]}}))
+    model = SAVi(
+        ModelConfig.from_dict(
+            {
+                "preset": "S",
+                "resolution": [32, 32],
+                "num_slots": 3,
+                "slot_dim": 32,
+                "decoder": {"broadcast_size": [4, 4]},
+            }
+        )
+    )
     return save_checkpoint(tmp_path / "ckpt", model, extra={"trained": False}), model
 
 
@@ -43,12 +53,18 @@ def test_version_1_checkpoint_loads_as_the_paper_variant(ckpt) -> None:
     """A checkpoint written before the paper/official fields existed keeps computing what it computed."""
     path, _ = ckpt
     meta = json.loads((path / "config.json").read_text())
-    legacy_model = {k: v for k, v in meta["model"].items() if k not in ("layer_norm_eps", "position_embedding", "conv_padding")}
-    for section, keys in (("encoder", ("final_activation", "resnet_root_kernel", "resnet_root_activation")),
-                          ("decoder", ("final_activation",)), ("initializer", ("unconditioned_value",))):
+    legacy_model = {
+        k: v for k, v in meta["model"].items() if k not in ("layer_norm_eps", "position_embedding", "conv_padding")
+    }
+    for section, keys in (
+        ("encoder", ("final_activation", "resnet_root_kernel", "resnet_root_activation")),
+        ("decoder", ("final_activation",)),
+        ("initializer", ("unconditioned_value",)),
+    ):
         legacy_model[section] = {k: v for k, v in legacy_model[section].items() if k not in keys}
-    (path / "config.json").write_text(json.dumps({**meta, "format": "savi_ros.checkpoint", "format_version": 1,
-                                                  "model": legacy_model}))
+    (path / "config.json").write_text(
+        json.dumps({**meta, "format": "savi_ros.checkpoint", "format_version": 1, "model": legacy_model})
+    )
     cfg, _ = read_checkpoint_config(path)
     assert (cfg.layer_norm_eps, cfg.position_embedding, cfg.conv_padding) == (1e-5, "ramps4", "symmetric")
     assert not cfg.encoder.final_activation and not cfg.decoder.final_activation

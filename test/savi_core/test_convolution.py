@@ -1,4 +1,5 @@
 """Strided convolutions align like Flax's SAME padding (official SAVi) or like torch's symmetric padding."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,7 +52,7 @@ def test_sub_pixel_form_equals_the_transposed_conv_in_values_and_gradients(paddi
     x = torch.randn(2, 3, 16, 18, requires_grad=True)
     assert x.shape[-2] * x.shape[-1] >= layer.MIN_SUB_PIXEL_INPUT
     out = layer(x)
-    reference = torch.nn.ConvTranspose2d.forward(layer, x)[..., : 32, : 36]
+    reference = torch.nn.ConvTranspose2d.forward(layer, x)[..., :32, :36]
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
     grads = torch.autograd.grad(out.square().sum(), [x, layer.weight, layer.bias])
     expected = torch.autograd.grad(reference.square().sum(), [x, layer.weight, layer.bias])

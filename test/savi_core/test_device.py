@@ -1,4 +1,5 @@
 """Device selection: one parser of auto | cpu | cuda | cuda:N, errors naming ``device``."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """flow_to_rgb follows the official SAVi rendering (hue = direction, saturation = magnitude)."""
+
 from __future__ import annotations
 
 import colorsys
@@ -18,7 +19,9 @@ def reference(d_row: float, d_col: float, height: int, width: int) -> tuple[floa
     return tuple(round(c * 255) / 255 for c in (r, g, b))
 
 
-@pytest.mark.parametrize("d_row, d_col", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (-0.3, 0.2), (-1.0, -1e-3), (5.0, -7.0), (0.01, 0.02)])
+@pytest.mark.parametrize(
+    "d_row, d_col", [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (-0.3, 0.2), (-1.0, -1e-3), (5.0, -7.0), (0.01, 0.02)]
+)
 def test_matches_colorsys(d_row: float, d_col: float) -> None:
     flow = torch.zeros(4, 6, 2)
     flow[..., 0], flow[..., 1] = d_row, d_col

@@ -1,5 +1,6 @@
 """Parity with the official SAVi-S: its own parameters and outputs (shared/fixtures/official_savi) reproduced
 to 1e-4 by preset S, streamed frame by frame and on the whole clip; the importer's checks and round trip."""
+
 from __future__ import annotations
 
 import json
@@ -100,18 +101,23 @@ def variant_error(official, weights: dict, data: dict) -> float:
     video, cond = inputs(official)
     with torch.no_grad():
         out = variant(video, cond, decode="decoder")
-    return max(max_diff(out.masks, official["out/alphas"][..., 0]),
-               max_diff(out.slots, official["out/slots_corrected"]),
-               max_diff(out.predicted, official["out/slots_predicted"]))
+    return max(
+        max_diff(out.masks, official["out/alphas"][..., 0]),
+        max_diff(out.slots, official["out/slots_corrected"]),
+        max_diff(out.predicted, official["out/slots_predicted"]),
+    )
 
 
-@pytest.mark.parametrize("section, field, paper_value", [
-    ("", "conv_padding", "symmetric"),
-    ("", "layer_norm_eps", 1e-5),
-    ("encoder", "final_activation", False),
-    ("decoder", "final_activation", False),
-    ("initializer", "unconditioned_value", -1.0),
-])
+@pytest.mark.parametrize(
+    "section, field, paper_value",
+    [
+        ("", "conv_padding", "symmetric"),
+        ("", "layer_norm_eps", 1e-5),
+        ("encoder", "final_activation", False),
+        ("decoder", "final_activation", False),
+        ("initializer", "unconditioned_value", -1.0),
+    ],
+)
 def test_each_paper_difference_breaks_parity(official, model, section, field, paper_value):
     """Each field naming a paper/code difference matters: its paper value alone misses the official outputs."""
     data = preset("S").to_dict()

@@ -1,4 +1,5 @@
 """FG-ARI against sklearn, mIoU against hand-computed A.8 values."""
+
 from __future__ import annotations
 
 import math
@@ -52,12 +53,25 @@ def test_fg_ari_adversarial_cases_match_sklearn() -> None:
         "pred one cluster, gt several": (torch.zeros(t, h, w, dtype=torch.long), gt_multi),
         "both one cluster": (torch.full((t, h, w), 9), torch.full((t, h, w), 4)),
         "pred every pixel its own": (torch.arange(n).reshape(t, h, w), gt_multi),
-        "gt every pixel its own, pred one": (torch.zeros(t, h, w, dtype=torch.long), torch.arange(1, n + 1).reshape(t, h, w)),
+        "gt every pixel its own, pred one": (
+            torch.zeros(t, h, w, dtype=torch.long),
+            torch.arange(1, n + 1).reshape(t, h, w),
+        ),
         "both every pixel its own": (torch.arange(n).reshape(t, h, w) * 5, torch.arange(1, n + 1).reshape(t, h, w)),
         "permuted labels": ((gt_multi * 7) % 4, gt_multi),
         "split object": (torch.arange(n).reshape(t, h, w) % 6, gt_multi),
-        "single foreground pixel": (torch.zeros(t, h, w, dtype=torch.long), torch.zeros(t, h, w, dtype=torch.long).index_put_((torch.tensor([2]), torch.tensor([1]), torch.tensor([1])), torch.tensor(3))),
-        "two foreground pixels, split": (torch.arange(n).reshape(t, h, w), torch.zeros(t, h, w, dtype=torch.long).index_put_((torch.tensor([1, 2]), torch.tensor([0, 3]), torch.tensor([0, 4])), torch.tensor(3))),
+        "single foreground pixel": (
+            torch.zeros(t, h, w, dtype=torch.long),
+            torch.zeros(t, h, w, dtype=torch.long).index_put_(
+                (torch.tensor([2]), torch.tensor([1]), torch.tensor([1])), torch.tensor(3)
+            ),
+        ),
+        "two foreground pixels, split": (
+            torch.arange(n).reshape(t, h, w),
+            torch.zeros(t, h, w, dtype=torch.long).index_put_(
+                (torch.tensor([1, 2]), torch.tensor([0, 3]), torch.tensor([0, 4])), torch.tensor(3)
+            ),
+        ),
     }
     for name, (pred, gt) in cases.items():
         for skip_first in (True, False):
@@ -138,8 +152,8 @@ def test_miou_hand_checked(device: str) -> None:
     )
     pred = _frames(
         [[2, 2, 2], [2, 2, 2]],
-        [[1, 0, 0], [2, 2, 2]],   # obj1: 1/2, obj2: 2/3
-        [[1, 1, 0], [0, 0, 0]],   # obj1: 1/2, obj2 absent & predicted empty: 1
+        [[1, 0, 0], [2, 2, 2]],  # obj1: 1/2, obj2: 2/3
+        [[1, 1, 0], [0, 0, 0]],  # obj1: 1/2, obj2 absent & predicted empty: 1
     )
     expected = ((0.5 + 0.5) / 2 + (2 / 3 + 1.0) / 2) / 2
     assert float(miou(pred.to(device), gt.to(device), num_objects=2)[0]) == pytest.approx(expected)

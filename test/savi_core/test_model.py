@@ -1,4 +1,5 @@
 """SAVi model: every preset and variant trains, is slot-permutation equivariant, and streams exactly."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -6,8 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from savi_core.config import (ConfigError, DecoderConfig, EncoderConfig, InitializerConfig, ModelConfig,
-                              PredictorConfig, CorrectorConfig, preset)
+from savi_core.config import (
+    ConfigError,
+    DecoderConfig,
+    EncoderConfig,
+    InitializerConfig,
+    ModelConfig,
+    PredictorConfig,
+    CorrectorConfig,
+    preset,
+)
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi
 
@@ -15,7 +24,10 @@ from savi_core.savi import SAVi
 def tiny(**changes) -> ModelConfig:
     """A small S-like model at 32x32 so CPU tests stay fast."""
     base = ModelConfig(
-        preset="custom", resolution=(32, 32), num_slots=4, slot_dim=32,
+        preset="custom",
+        resolution=(32, 32),
+        num_slots=4,
+        slot_dim=32,
         encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), mlp_dims=(16, 16)),
         initializer=InitializerConfig(hidden_dim=32, seg_channels=(8, 8), seg_strides=(2, 1)),
         corrector=CorrectorConfig(qkv_dim=32, mlp_hidden=32),
@@ -25,7 +37,9 @@ def tiny(**changes) -> ModelConfig:
     return dataclasses.replace(base, **changes)
 
 
-def conditioning_for(cfg: ModelConfig, batch: int, generator: torch.Generator, partial_mask: bool = False) -> Conditioning:
+def conditioning_for(
+    cfg: ModelConfig, batch: int, generator: torch.Generator, partial_mask: bool = False
+) -> Conditioning:
     n = cfg.num_object_slots
     yx0 = torch.rand(batch, n, 2, generator=generator) * 0.5
     boxes = torch.cat([yx0, yx0 + 0.3], dim=-1)
@@ -41,18 +55,25 @@ def conditioning_for(cfg: ModelConfig, batch: int, generator: torch.Generator, p
 VARIANTS = {
     "bbox": {},
     "com": {"initializer": InitializerConfig(kind="com", hidden_dim=32)},
-    "segmentation": {"initializer": InitializerConfig(kind="segmentation", hidden_dim=32, seg_channels=(8, 8), seg_strides=(2, 1))},
+    "segmentation": {
+        "initializer": InitializerConfig(kind="segmentation", hidden_dim=32, seg_channels=(8, 8), seg_strides=(2, 1))
+    },
     "learned": {"initializer": InitializerConfig(kind="learned", background_slot=False)},
     "gaussian": {"initializer": InitializerConfig(kind="gaussian", background_slot=False)},
     "partial_bbox": {"initializer": InitializerConfig(hidden_dim=32, partial=True)},
-    "partial_segmentation": {"initializer": InitializerConfig(kind="segmentation", hidden_dim=32, partial=True,
-                                                              seg_channels=(8, 8), seg_strides=(2, 1))},
+    "partial_segmentation": {
+        "initializer": InitializerConfig(
+            kind="segmentation", hidden_dim=32, partial=True, seg_channels=(8, 8), seg_strides=(2, 1)
+        )
+    },
     "no_background": {"initializer": InitializerConfig(hidden_dim=32, background_slot=False)},
     "mlp_predictor": {"predictor": PredictorConfig(kind="mlp", mlp_hidden=32)},
     "identity_predictor": {"predictor": PredictorConfig(kind="identity")},
     "two_iterations": {"corrector": CorrectorConfig(iterations=2, qkv_dim=32, mlp_hidden=32)},
     "output_stride_2": {"decoder": DecoderConfig(broadcast_size=(8, 8), channels=(16,), strides=(2,))},
-    "rgb_target_4ch": {"decoder": DecoderConfig(broadcast_size=(8, 8), channels=(16, 16), strides=(2, 2), target_channels=4)},
+    "rgb_target_4ch": {
+        "decoder": DecoderConfig(broadcast_size=(8, 8), channels=(16, 16), strides=(2, 2), target_channels=4)
+    },
 }
 
 
@@ -105,11 +126,11 @@ def test_training_works_after_an_inference_mode_step() -> None:
 
 
 def test_presets_match_the_official_configs() -> None:
-    s, m, l = preset("S"), preset("M"), preset("L")
-    assert s.resolution == (64, 64) and s.encoder.channels == (32,) * 4 and s.encoder.strides == (1,) * 4
-    assert m.resolution == (128, 128) and m.encoder.channels == (64,) * 4 and m.encoder.strides[0] == 2
-    assert l.encoder.kind == "resnet34" and l.encoder.stride == 8  # 16x16 features at 128x128
-    for cfg in (s, m, l):
+    small, medium, large = preset("S"), preset("M"), preset("L")
+    assert small.resolution == (64, 64) and small.encoder.channels == (32,) * 4 and small.encoder.strides == (1,) * 4
+    assert medium.resolution == (128, 128) and medium.encoder.channels == (64,) * 4 and medium.encoder.strides[0] == 2
+    assert large.encoder.kind == "resnet34" and large.encoder.stride == 8  # 16x16 features at 128x128
+    for cfg in (small, medium, large):
         assert cfg.slot_dim == 128 and cfg.corrector.qkv_dim == 128 and cfg.corrector.iterations == 1
         assert cfg.predictor.num_heads == 4 and cfg.predictor.mlp_hidden == 256
         assert cfg.decoder.output_size == cfg.resolution and cfg.encoder.mlp_dims[0] == 64
@@ -119,13 +140,15 @@ def test_presets_match_the_official_configs() -> None:
         assert (cfg.layer_norm_eps, cfg.position_embedding, cfg.conv_padding) == (1e-6, "linear", "flax_same")
         assert cfg.initializer.unconditioned_value == 0.0
     # The encoder MLP keeps the backbone's width (official MLP without output_size).
-    assert (s.encoder.mlp_dims, m.encoder.mlp_dims, l.encoder.mlp_dims) == ((64, 32), (64, 64), (64, 512))
-    assert l.encoder.resnet_root_kernel == 3 and not l.encoder.resnet_root_activation
+    assert (small.encoder.mlp_dims, medium.encoder.mlp_dims, large.encoder.mlp_dims) == ((64, 32), (64, 64), (64, 512))
+    assert large.encoder.resnet_root_kernel == 3 and not large.encoder.resnet_root_activation
 
 
 def test_decoder_masks_sum_to_one_and_attention_masks_have_input_size() -> None:
-    cfg = tiny(decoder=DecoderConfig(broadcast_size=(8, 8), channels=(16,), strides=(2,)),
-               encoder=EncoderConfig(channels=(8, 8), strides=(2, 1), mlp_dims=(16, 16)))
+    cfg = tiny(
+        decoder=DecoderConfig(broadcast_size=(8, 8), channels=(16,), strides=(2,)),
+        encoder=EncoderConfig(channels=(8, 8), strides=(2, 1), mlp_dims=(16, 16)),
+    )
     model = SAVi(cfg).eval()
     g = torch.Generator().manual_seed(2)
     frame = torch.rand(2, 3, 32, 32, generator=g)
@@ -206,7 +229,7 @@ def test_attention_bias_keeps_a_slot_off_the_inputs_it_masks_and_zero_bias_chang
     bias = torch.zeros(2, cfg.num_slots, h, w)
     bias[:, 1, :, : w // 2] = -1e4  # object slot 0 may not attend to the left half
     gated = model.step(frame, slots, decode="attention", attention_bias=bias)
-    assert gated.attention[:, 1, :, : w // 2].max() < 1e-6 and gated.attention[:, 1, :, w // 2:].sum() > 0
+    assert gated.attention[:, 1, :, : w // 2].max() < 1e-6 and gated.attention[:, 1, :, w // 2 :].sum() > 0
     assert torch.allclose(gated.attention.sum(dim=1), torch.ones(2, h, w), atol=1e-5)
     assert not torch.allclose(gated.predicted[:, 1], plain.predicted[:, 1])
     with pytest.raises(ValueError, match="feature resolution"):
@@ -229,8 +252,9 @@ def test_init_slots_for_replaces_only_the_selected_slots() -> None:
 
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_unconditioned_boxes_are_encoded_as_the_unconditioned_value(value: float) -> None:
-    cfg = tiny(initializer=InitializerConfig(hidden_dim=32, seg_channels=(8, 8), seg_strides=(2, 1),
-                                             unconditioned_value=value))
+    cfg = tiny(
+        initializer=InitializerConfig(hidden_dim=32, seg_channels=(8, 8), seg_strides=(2, 1), unconditioned_value=value)
+    )
     model = SAVi(cfg).eval()
     boxes = torch.rand(1, 3, 4)
     other = boxes.clone()
@@ -244,15 +268,18 @@ def test_unconditioned_boxes_are_encoded_as_the_unconditioned_value(value: float
     torch.testing.assert_close(a, c)
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"num_slots": 0}, "num_slots"),
-    ({"resolution": (30, 32)}, "decoder"),
-    ({"encoder": EncoderConfig(kind="vit")}, "encoder.kind"),
-    ({"predictor": PredictorConfig(kind="lstm")}, "predictor.kind"),
-    ({"initializer": InitializerConfig(kind="learned")}, "initializer.background_slot"),
-    ({"decoder": DecoderConfig(strides=(2, 2, 3, 1))}, "decoder.strides"),
-    ({"corrector": CorrectorConfig(iterations=0)}, "corrector.iterations"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"num_slots": 0}, "num_slots"),
+        ({"resolution": (30, 32)}, "decoder"),
+        ({"encoder": EncoderConfig(kind="vit")}, "encoder.kind"),
+        ({"predictor": PredictorConfig(kind="lstm")}, "predictor.kind"),
+        ({"initializer": InitializerConfig(kind="learned")}, "initializer.background_slot"),
+        ({"decoder": DecoderConfig(strides=(2, 2, 3, 1))}, "decoder.strides"),
+        ({"corrector": CorrectorConfig(iterations=0)}, "corrector.iterations"),
+    ],
+)
 def test_invalid_config_names_the_field(changes: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         dataclasses.replace(preset("S"), **changes)
@@ -261,7 +288,9 @@ def test_invalid_config_names_the_field(changes: dict, field: str) -> None:
 def test_config_dict_round_trip_and_unknown_keys() -> None:
     cfg = tiny()
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    from_preset = ModelConfig.from_dict({"preset": "S", "num_slots": 7, "decoder": {"channels": [64, 64, 64], "strides": [2, 2, 2]}})
+    from_preset = ModelConfig.from_dict(
+        {"preset": "S", "num_slots": 7, "decoder": {"channels": [64, 64, 64], "strides": [2, 2, 2]}}
+    )
     assert from_preset.num_slots == 7 and from_preset.encoder == preset("S").encoder
     assert from_preset.decoder.output_size == (64, 64)
     with pytest.raises(ConfigError, match="slots_number"):

@@ -1,4 +1,5 @@
 """CPU numerics: denormal results are flushed to zero once `flush_denormals` ran."""
+
 import torch
 
 from savi_core.numerics import flush_denormals

@@ -1,5 +1,6 @@
 """Prototype slots over the frozen backbone: the untrained matching on a known answer, the slot
 layout, the checkpoint that names its backbone, and config validation."""
+
 import json
 
 import numpy as np
@@ -31,7 +32,7 @@ def scene(t: int, height: int = 120, width: int = 160) -> tuple[np.ndarray, np.n
     square = (abs(ys - 50) < 16) & (abs(xs - (40 + 4 * t)) < 16)
     image[square] = (220, 30, 30)
     labels[square] = 1
-    disc = (ys - (30 + 3 * t)) ** 2 + (xs - 115) ** 2 < 18 ** 2
+    disc = (ys - (30 + 3 * t)) ** 2 + (xs - 115) ** 2 < 18**2
     image[disc] = np.where(((xs[disc] // 4) % 2)[:, None] == 0, (30, 200, 40), (10, 120, 20))
     labels[disc] = 2
     return image, labels
@@ -108,13 +109,16 @@ def test_training_mode_keeps_the_backbone_frozen(neutral):
     assert not any(p is q for p in model.parameters() for q in model.encoder.backbone.parameters())
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"encoder": {"kind": "cnn"}}, "encoder.kind"),
-    ({"slot_dim": 64}, "slot_dim"),
-    ({"predictor": {"kind": "transformer"}}, "predictor.kind"),
-    ({"encoder": {"backbone_sha256": "abc"}}, "encoder.backbone_sha256"),
-    ({"encoder": {"output_stride": 2}}, "encoder.output_stride"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"encoder": {"kind": "cnn"}}, "encoder.kind"),
+        ({"slot_dim": 64}, "slot_dim"),
+        ({"predictor": {"kind": "transformer"}}, "predictor.kind"),
+        ({"encoder": {"backbone_sha256": "abc"}}, "encoder.backbone_sha256"),
+        ({"encoder": {"output_stride": 2}}, "encoder.output_stride"),
+    ],
+)
 def test_bad_prototype_configs_name_the_field(change, field):
     data = prototype_config().to_dict()
     for key, value in change.items():

@@ -5,6 +5,7 @@ paints its box only where the frame is not background, so a hidden object's trac
 a slot never finds an object outside its box. With ``features`` it is a model that computes per-cell
 unit features (the colour, normalised), which the Tracker pools into looks instead of colour histograms.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -78,12 +79,15 @@ class Clock:
 
 def hide_red(tracker: Tracker, clock: Clock) -> None:
     """Red (track 1) and green (track 2) start; red shows for 6 frames, then hides until it is dormant."""
-    first = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)),
-                         [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
+    first = tracker.step(
+        scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock()
+    )
     assert first.started == [1, 2]
     for _ in range(5):
-        assert [t.track_id for t in tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock()).tracks] \
-            == [1, 2]
+        assert [t.track_id for t in tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock()).tracks] == [
+            1,
+            2,
+        ]
     results = [tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()) for _ in range(3)]
     assert [r.slept for r in results] == [[], [], [1]] and [r.ended for r in results] == [[], [], []]
     assert results[1].live_track_ids == [1, 2] and results[2].live_track_ids == [2]
@@ -105,8 +109,9 @@ def test_a_hidden_object_comes_back_under_its_id_after_a_detection(tracker):
     assert [(t.track_id, t.box_xyxy) for t in revived.tracks] == [(1, RED_BACK), (2, GREEN_AT)]
     assert (revived.label_map == 1).sum() == 64
     # The id the revived track held for a moment was never shown: the next new object gets it.
-    blue = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)),
-                        [Detection((2, 20, 10, 28))], stamp=clock())
+    blue = tracker.step(
+        scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)), [Detection((2, 20, 10, 28))], stamp=clock()
+    )
     assert blue.started == [3] and blue.revived == []
 
 
@@ -173,14 +178,18 @@ def test_an_id_less_prompt_revives_by_appearance(tracker):
     prompted = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN)), stamp=clock())
     assert prompted.revived == [1] and prompted.started == [] and (prompted.label_map == 1).sum() == 64
     # The prompt's id was given out by add_objects: never used for another object.
-    blue = tracker.step(scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)),
-                        [Detection((2, 20, 10, 28))], stamp=clock())
+    blue = tracker.step(
+        scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)), [Detection((2, 20, 10, 28))], stamp=clock()
+    )
     assert blue.started == [4]
 
 
 def test_dormant_seconds_0_ends_a_lost_track_and_takes_no_looks():
-    tracker = Tracker(Seer(), TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=3,
-                                            dormant_seconds=0), device="cpu")
+    tracker = Tracker(
+        Seer(),
+        TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=3, dormant_seconds=0),
+        device="cpu",
+    )
     clock = Clock()
     tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
     results = [tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()) for _ in range(3)]

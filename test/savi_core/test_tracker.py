@@ -5,6 +5,7 @@ the conditioned boxes, which no untrained model gives, so they use ``BoxPainter`
 SAVi's ``init_slots`` / ``init_slots_for`` / ``step`` API whose slot *is* its box and whose mask is the box's
 exact pixel coverage, i.e. a perfect segmenter at the model's mask resolution.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -14,8 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, InitializerConfig, ModelConfig,
-                              PredictorConfig)
+from savi_core.config import (
+    CorrectorConfig,
+    DecoderConfig,
+    EncoderConfig,
+    InitializerConfig,
+    ModelConfig,
+    PredictorConfig,
+)
 from savi_core.initializers import Conditioning
 from savi_core.savi import SAVi, StepOutput
 from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
@@ -28,13 +35,17 @@ torch.set_num_threads(1)
 
 def tiny_config(resolution=(32, 32), num_slots=5, decoder=((8, 8), (2, 2)), kind="bbox", points=False) -> ModelConfig:
     return ModelConfig(
-        preset="custom", resolution=resolution, num_slots=num_slots, slot_dim=16,
+        preset="custom",
+        resolution=resolution,
+        num_slots=num_slots,
+        slot_dim=16,
         encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
         initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points),
         corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
         predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
-        decoder=DecoderConfig(broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1],
-                              kernel_size=3),
+        decoder=DecoderConfig(
+            broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1], kernel_size=3
+        ),
     )
 
 
@@ -65,8 +76,13 @@ class BoxPainter(nn.Module):
     def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
         return torch.where(which.unsqueeze(-1), self.init_slots(cond), slots)
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        frame: torch.Tensor,
+        slots: torch.Tensor,
+        decode: str = "decoder",
+        attention_bias: torch.Tensor | None = None,
+    ) -> StepOutput:
         assert tuple(frame.shape[-2:]) == tuple(self.config.resolution)
         objects = coverage(slots[:, 1:], self.config.decoder.output_size)
         background = (1 - objects.sum(dim=1, keepdim=True)).clamp(min=0)
@@ -98,12 +114,27 @@ def check_tracks_match_label_map(result) -> None:
 # ------------------------------------------------------------------------------------------ config
 
 
-@pytest.mark.parametrize("field, value", [
-    ("mask_source", "pixels"), ("precision", "fp8"), ("score_threshold", 1.5), ("score_threshold", float("nan")),
-    ("class_ids", ("person", 3)), ("class_ids", "person"), ("max_tracks", 0), ("max_tracks", 2.5), ("reinit", "never"),
-    ("new_object_iou", -0.1), ("min_mask_area", -1), ("lost_after_frames", 0), ("mask_threshold", 2),
-    ("dormant_seconds", -1.0), ("dormant_seconds", float("inf")), ("reid_threshold", 1.5),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("mask_source", "pixels"),
+        ("precision", "fp8"),
+        ("score_threshold", 1.5),
+        ("score_threshold", float("nan")),
+        ("class_ids", ("person", 3)),
+        ("class_ids", "person"),
+        ("max_tracks", 0),
+        ("max_tracks", 2.5),
+        ("reinit", "never"),
+        ("new_object_iou", -0.1),
+        ("min_mask_area", -1),
+        ("lost_after_frames", 0),
+        ("mask_threshold", 2),
+        ("dormant_seconds", -1.0),
+        ("dormant_seconds", float("inf")),
+        ("reid_threshold", 1.5),
+    ],
+)
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}:"):
         TrackerConfig(**{field: value})
@@ -259,17 +290,23 @@ def test_assigned_ids_when_detection_ids_are_empty_invalid_or_duplicated(savi, d
 
 def test_filters_and_duplicates(savi):
     tracker = Tracker(savi, TrackerConfig(score_threshold=0.5, class_ids=("cup",), max_tracks=2), device="cpu")
-    dets = [Detection((0, 0, 10, 10), "cup", 0.4), Detection((0, 0, 10, 10), "dog", 0.9),
-            Detection((0, 0, 10, 10), "cup", 0.6, "4"), Detection((1, 0, 10, 10), "cup", 0.7, "5"),  # duplicate
-            Detection((20, 20, 30, 30), "cup", 0.8), Detection((10, 20, 18, 30), "cup", 0.55)]
+    dets = [
+        Detection((0, 0, 10, 10), "cup", 0.4),
+        Detection((0, 0, 10, 10), "dog", 0.9),
+        Detection((0, 0, 10, 10), "cup", 0.6, "4"),
+        Detection((1, 0, 10, 10), "cup", 0.7, "5"),  # duplicate
+        Detection((20, 20, 30, 30), "cup", 0.8),
+        Detection((10, 20, 18, 30), "cup", 0.55),
+    ]
     result = tracker.step(image(32, 32), dets)
     assert result.started == [1, 5]  # highest score first; the 0.6 box duplicates the 0.7 one
     assert result.ignored_detections == 1  # the 0.55 box: no free slot with max_tracks=2
 
 
 def test_add_new_starts_only_non_overlapping_and_counts_ignored(savi):
-    tracker = Tracker(savi, TrackerConfig(mask_threshold=0.0, min_mask_area=0, new_object_iou=0.3, max_tracks=3),
-                      device="cpu")
+    tracker = Tracker(
+        savi, TrackerConfig(mask_threshold=0.0, min_mask_area=0, new_object_iou=0.3, max_tracks=3), device="cpu"
+    )
     img = image(40, 64)
     first = tracker.step(img, [Detection((0, 0, 30, 20))])
     assert first.started == [1]
@@ -312,9 +349,11 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     the label map, still live), ends on exactly the right frame, the other track goes on untouched, and a
     later detection takes the freed slot (max_tracks=2, so it could not start while both lived); dormant_seconds
     0 is the v2 rule (the dormant tests are in test_reid.py)."""
-    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
-                                                               lost_after_frames=3, max_tracks=2, dormant_seconds=0),
-                      device="cpu")
+    tracker = Tracker(
+        BoxPainter(tiny_config()),
+        TrackerConfig(mask_source="decoder", min_mask_area=50, lost_after_frames=3, max_tracks=2, dormant_seconds=0),
+        device="cpu",
+    )
     img = image(32, 32)
     small, large = (0, 0, 4, 4), (10, 10, 30, 30)  # 16 and 400 pixels
     results = [tracker.step(img, [Detection(small, det_id="1"), Detection(large, det_id="2")])]
@@ -338,8 +377,11 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
 def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate():
     """add_new: a track lost (its mask too small) keeps its last box; the object's re-detection moves the
     lost track's slot back onto it (same id) and starts no second track."""
-    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=50,
-                                                               lost_after_frames=5), device="cpu")
+    tracker = Tracker(
+        BoxPainter(tiny_config()),
+        TrackerConfig(mask_source="decoder", min_mask_area=50, lost_after_frames=5),
+        device="cpu",
+    )
     img = image(32, 32)
     assert tracker.step(img, [Detection((0, 0, 6, 6), det_id="4")]).started == [4]  # 36 px < 50: lost
     assert tracker._tracks[0].lost_frames > 0
@@ -352,8 +394,9 @@ def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate(
 def test_refresh_re_anchors_a_live_track_from_its_re_detection(reinit):
     """A re-detection overlapping a live track starts nothing; with refresh it moves that track's slot
     to the new box (same id), with add_new the track stays where it was."""
-    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=0,
-                                                               reinit=reinit), device="cpu")
+    tracker = Tracker(
+        BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=0, reinit=reinit), device="cpu"
+    )
     img = image(32, 32)
     assert tracker.step(img, [Detection((4, 4, 20, 20), "cup", det_id="7")]).started == [7]
     moved = (6, 5, 22, 21)  # IoU with the tracked box 0.7: a re-detection, not a new object
@@ -390,8 +433,9 @@ def test_reset_ends_everything_and_restarts_ids(savi):
 
 @pytest.mark.parametrize("mask_source, precision", [("attention", "fp32"), ("decoder", "bf16")])
 def test_attention_masks_and_bf16(savi, mask_source, precision):
-    tracker = Tracker(savi, TrackerConfig(mask_source=mask_source, precision=precision, mask_threshold=0.0),
-                      device="cpu")
+    tracker = Tracker(
+        savi, TrackerConfig(mask_source=mask_source, precision=precision, mask_threshold=0.0), device="cpu"
+    )
     result = tracker.step(image(21, 70), [Detection((0, 0, 30, 21), "x")])
     assert result.label_map.shape == (21, 70) and result.started == [1]
     check_tracks_match_label_map(result)
@@ -436,15 +480,22 @@ def test_the_opencv_route_gives_torch_s_labels_and_winning_probabilities(savi, s
     cv2.LUT); they are the torch route's (the reference, used on CUDA): ids, stats rows and winning
     probabilities, with the threshold applied alike."""
     tracker = Tracker(savi, TrackerConfig(mask_threshold=0.3), device="cpu")
-    tracker.step(image(*size), [Detection((0, 0, size[1] // 2, size[0] // 2), det_id="7"),
-                                Detection((size[1] // 2, size[0] // 3, size[1], size[0]), det_id="3")])
+    tracker.step(
+        image(*size),
+        [
+            Detection((0, 0, size[1] // 2, size[0] // 2), det_id="7"),
+            Detection((size[1] // 2, size[0] // 3, size[1], size[0]), det_id="3"),
+        ],
+    )
     probs = torch.softmax(torch.randn(savi.config.num_slots, 32, 32, generator=torch.Generator().manual_seed(1)) * 3, 0)
     best, labels, rows = tracker._opencv_camera_labels(probs.numpy(), *size, 0.3)
     ref_best, slot = resize_probabilities(probs, size).max(dim=0)
     slot[ref_best < 0.3] = savi.config.num_slots
     assert (labels == tracker._slot_to_id[slot]).float().mean() >= 0.9999
     assert (rows == tracker._slot_to_row[slot]).float().mean() >= 0.9999
-    assert set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16 and rows.dtype == torch.int32
+    assert (
+        set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16 and rows.dtype == torch.int32
+    )
     torch.testing.assert_close(best, ref_best, atol=1e-5, rtol=0)
 
 
@@ -460,8 +511,9 @@ def test_stats_agree_with_the_label_map_at_camera_size(savi):
 
 
 def test_remove_track_ends_only_that_track_frees_its_slot_and_never_reuses_its_id():
-    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=2),
-                      device="cpu")
+    tracker = Tracker(
+        BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=2), device="cpu"
+    )
     img = image(32, 32)
     tracker.step(img, [Detection((0, 0, 8, 8), det_id="1"), Detection((10, 10, 30, 30), det_id="2")])
     assert tracker.remove_track(1) and not tracker.remove_track(1) and not tracker.remove_track(7)
@@ -477,8 +529,9 @@ def box(*xyxy, class_id="", track_id=""):
 
 
 def test_add_objects_reserves_ids_now_and_starts_them_on_the_next_step_even_over_a_live_track():
-    tracker = Tracker(BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=3),
-                      device="cpu")
+    tracker = Tracker(
+        BoxPainter(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1, max_tracks=3), device="cpu"
+    )
     img = image(32, 32)
     assert tracker.prompt_kinds == ("boxes", "masks")
     assert tracker.add_objects([box(0, 0, 8, 8, class_id="cup", track_id="7")]) == [7]  # nothing tracked: bootstraps
@@ -520,8 +573,9 @@ def test_a_mask_starts_as_its_tight_box_and_a_point_as_a_zero_size_box_for_a_box
     result = tracker.step(image(24, 40))
     assert result.started == [5, 1]
     cond = model.seen[-1]
-    torch.testing.assert_close(cond.boxes[0, :2], torch.tensor([[4 / 24, 2 / 40, 12 / 24, 21 / 40],
-                                                                [6 / 24, 30 / 40, 6 / 24, 30 / 40]]))
+    torch.testing.assert_close(
+        cond.boxes[0, :2], torch.tensor([[4 / 24, 2 / 40, 12 / 24, 21 / 40], [6 / 24, 30 / 40, 6 / 24, 30 / 40]])
+    )
     assert (result.label_map == 5).sum() == 8 * 19
     assert tracker.track_at(3, 5) == 5 and tracker.track_at(30, 20) == 0 and tracker.track_at(-1, 5) == 0
     # The point's zero-size box paints nothing in BoxPainter: that track is lost, not on any pixel.
@@ -533,10 +587,12 @@ def test_prompts_the_model_cannot_take_and_bad_prompts_are_refused_whole():
     with pytest.raises(ValueError, match="takes boxes and masks, not points"):
         tracker.add_objects([box(0, 0, 4, 4), Prompt(point_xy=(3.0, 3.0))])
     points = Tracker(BoxPainter(tiny_config(points=True)), TrackerConfig(mask_source="decoder"), device="cpu")
-    for bad, match in ((Prompt(point_xy=(float("nan"), 2.0)), "2 finite numbers"),
-                       (Prompt(mask=np.zeros((8, 8), bool)), "at least one pixel"),
-                       (Prompt(mask=np.ones(8, bool)), "2-D array"),
-                       (Prompt(box_xyxy=(0, 0, 4, 4), point_xy=(1.0, 1.0)), "exactly one")):
+    for bad, match in (
+        (Prompt(point_xy=(float("nan"), 2.0)), "2 finite numbers"),
+        (Prompt(mask=np.zeros((8, 8), bool)), "at least one pixel"),
+        (Prompt(mask=np.ones(8, bool)), "2-D array"),
+        (Prompt(box_xyxy=(0, 0, 4, 4), point_xy=(1.0, 1.0)), "exactly one"),
+    ):
         with pytest.raises(ValueError, match=match):
             points.add_objects([box(0, 0, 4, 4), bad])
     assert points.step(image(16, 16)).started == []  # nothing reserved, nothing started
@@ -576,8 +632,13 @@ class Spreader(BoxPainter):
         super().__init__(cfg)
         self.calls = 0
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        frame: torch.Tensor,
+        slots: torch.Tensor,
+        decode: str = "decoder",
+        attention_bias: torch.Tensor | None = None,
+    ) -> StepOutput:
         self.calls += 1
         if self.calls in (3, 4):
             slots = slots.clone()
@@ -587,8 +648,11 @@ class Spreader(BoxPainter):
 
 @pytest.mark.parametrize("growth", [4.0, 0.0])
 def test_a_mask_that_outgrows_its_anchor_box_is_lost_and_a_detection_re_anchors_it(growth):
-    tracker = Tracker(Spreader(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=1,
-                                                             max_area_growth=growth), device="cpu")
+    tracker = Tracker(
+        Spreader(tiny_config()),
+        TrackerConfig(mask_source="decoder", min_mask_area=1, max_area_growth=growth),
+        device="cpu",
+    )
     img = image(32, 32)
     detection = [Detection((0, 0, 8, 8), det_id="5")]
     assert [t.area for t in tracker.step(img, detection).tracks] == [64]
@@ -609,8 +673,13 @@ class Interleaver(BoxPainter):
     """BoxPainter whose object slots win alternate pixels (a checkerboard) where their boxes overlap, as
     two slots that split one object do."""
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        frame: torch.Tensor,
+        slots: torch.Tensor,
+        decode: str = "decoder",
+        attention_bias: torch.Tensor | None = None,
+    ) -> StepOutput:
         out = super().step(frame, slots, decode)
         h, w = out.masks.shape[-2:]
         parity = (torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)) % 2
@@ -638,8 +707,11 @@ def test_two_tracks_splitting_one_detected_object_become_one_and_a_missed_object
 def test_a_slot_whose_track_ends_or_is_removed_restarts_and_no_longer_takes_pixels():
     """An ended track's slot would otherwise keep following its object and take pixels (unlabelled) from
     the track started on it later. With the checkerboard model two slots on one box share its pixels."""
-    tracker = Tracker(Interleaver(tiny_config()), TrackerConfig(mask_source="decoder", min_mask_area=10,
-                                                                lost_after_frames=2, dormant_seconds=0), device="cpu")
+    tracker = Tracker(
+        Interleaver(tiny_config()),
+        TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=2, dormant_seconds=0),
+        device="cpu",
+    )
     img = image(32, 32)
     assert [t.area for t in tracker.step(img, [Detection((8, 8, 12, 12), det_id="1")]).tracks] == [16]
     tracker.add_objects([box(4, 4, 20, 20)])  # over track 1: it keeps ~8 of its 16 pixels, so it is lost
@@ -663,8 +735,13 @@ class BiasRecorder(BoxPainter):
         self.biases: list[torch.Tensor | None] = []
         self.drift = drift / cfg.resolution[1]
 
-    def step(self, frame: torch.Tensor, slots: torch.Tensor, decode: str = "decoder",
-             attention_bias: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        frame: torch.Tensor,
+        slots: torch.Tensor,
+        decode: str = "decoder",
+        attention_bias: torch.Tensor | None = None,
+    ) -> StepOutput:
         self.biases.append(attention_bias)
         out = super().step(frame, slots, decode)
         moved = slots.clone()
@@ -682,8 +759,11 @@ def gate_extent(bias: torch.Tensor, slot: int) -> tuple[int, int, int, int]:
 
 def test_the_gate_is_the_track_s_box_grown_by_the_margin_and_widens_while_the_track_is_lost():
     model = BiasRecorder(tiny_config())  # features at 32x32: one cell per pixel of a 32x32 image
-    tracker = Tracker(model, TrackerConfig(mask_source="decoder", gate_margin=0.25, min_mask_area=10**6,
-                                           lost_after_frames=5), device="cpu")
+    tracker = Tracker(
+        model,
+        TrackerConfig(mask_source="decoder", gate_margin=0.25, min_mask_area=10**6, lost_after_frames=5),
+        device="cpu",
+    )
     img = image(32, 32)
     tracker.step(img, [Detection((8, 8, 16, 16))])
     assert gate_extent(model.biases[0], 1) == (6, 18, 6, 18)  # an 8-pixel box, 0.25 x 8 on every side
@@ -703,7 +783,9 @@ def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0(
     tracker.step(img)  # expected at x 10..18: the gate is that box grown by 2 pixels
     assert gate_extent(model.biases[2], 1) == (6, 18, 8, 20)
     off = BiasRecorder(tiny_config())
-    Tracker(off, TrackerConfig(mask_source="decoder", gate_margin=0.0), device="cpu").step(img, [Detection((8, 8, 16, 16))])
+    Tracker(off, TrackerConfig(mask_source="decoder", gate_margin=0.0), device="cpu").step(
+        img, [Detection((8, 8, 16, 16))]
+    )
     assert off.biases == [None]
     with pytest.raises(ValueError, match="gate_margin: must be a number >= 0"):
         TrackerConfig(gate_margin=-0.1)
@@ -744,6 +826,7 @@ def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_
 def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
     """add_new: a matched detection re-anchors a track whose mean probability fell under 0.8 (a slot losing
     its object to others), even where its box still matches; a confident track is left alone."""
+
     class Fader(BoxPainter):
         def step(self, frame, slots, decode="decoder", attention_bias=None):
             out = super().step(frame, slots, decode)
@@ -755,8 +838,11 @@ def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
     for level, re_anchored in ((0.7, True), (0.9, False)):
         model = Fader(tiny_config())
         model.level = level
-        tracker = Tracker(model, TrackerConfig(mask_source="decoder", min_mask_area=0, mask_threshold=0.5,
-                                               gate_margin=0.0), device="cpu")
+        tracker = Tracker(
+            model,
+            TrackerConfig(mask_source="decoder", min_mask_area=0, mask_threshold=0.5, gate_margin=0.0),
+            device="cpu",
+        )
         img = image(32, 32)
         tracker.step(img, [Detection((4, 4, 20, 20))])
         moved = (5, 4, 21, 20)  # IoU 0.88 with the tracked box

@@ -1,5 +1,6 @@
 """The Tracker on CUDA gives the CPU's answer (skipped where no GPU: CI has none; run on a GPU machine
 with `scripts/gpu_check.sh`)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,11 @@ def _label_maps(device: str, precision: str, mask_source: str) -> list[np.ndarra
     scene = generate_scene(5, SceneConfig(height=240, width=320))
     model, _ = load_checkpoint(DEFAULT_MODEL)
     tracker = Tracker(model, TrackerConfig(mask_source=mask_source, precision=precision), device=device)
-    detections = [Detection((float(x0) * 320, float(y0) * 240, float(x1) * 320, float(y1) * 240))
-                  for (y0, x0, y1, x1), seen in zip(scene.boxes[0], scene.visible[0]) if seen]
+    detections = [
+        Detection((float(x0) * 320, float(y0) * 240, float(x1) * 320, float(y1) * 240))
+        for (y0, x0, y1, x1), seen in zip(scene.boxes[0], scene.visible[0])
+        if seen
+    ]
     maps = [tracker.step(scene.video[0], detections).label_map]
     maps += [tracker.step(frame).label_map for frame in scene.video[1:]]
     return maps

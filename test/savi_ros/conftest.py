@@ -4,6 +4,7 @@ spinning in the background, and a launcher for the tracker node as a real subpro
 ROS_DOMAIN_ID / ROS_LOG_DIR come from test/conftest.py, so the subprocess and the test process
 meet on a domain of their own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,12 +26,21 @@ def write_tiny_checkpoint(directory: Path, num_slots: int = 9, seed: int = 0) ->
     import torch
 
     from savi_core.checkpoint import save_checkpoint
-    from savi_core.config import (CorrectorConfig, DecoderConfig, EncoderConfig, InitializerConfig,
-                                  ModelConfig, PredictorConfig)
+    from savi_core.config import (
+        CorrectorConfig,
+        DecoderConfig,
+        EncoderConfig,
+        InitializerConfig,
+        ModelConfig,
+        PredictorConfig,
+    )
     from savi_core.savi import SAVi
 
     cfg = ModelConfig(
-        preset="custom", resolution=(32, 32), num_slots=num_slots, slot_dim=32,
+        preset="custom",
+        resolution=(32, 32),
+        num_slots=num_slots,
+        slot_dim=32,
         encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), mlp_dims=(16, 16)),
         initializer=InitializerConfig(kind="bbox", hidden_dim=32, background_slot=True),
         corrector=CorrectorConfig(qkv_dim=32, mlp_hidden=32),
@@ -116,16 +126,16 @@ class NodeProcess:
         return self.proc.returncode
 
 
-def start_node(tmp_dir: Path, namespace: str, ros_params: dict[str, str],
-               extra_args: tuple[str, ...] = ()) -> NodeProcess:
+def start_node(
+    tmp_dir: Path, namespace: str, ros_params: dict[str, str], extra_args: tuple[str, ...] = ()
+) -> NodeProcess:
     """Start the tracker node with `-p name:=value` for each entry, under `namespace`."""
     args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
     for name, value in ros_params.items():
         args += ["-p", f"{name}:={value}"]
     args += list(extra_args)
     log_path = tmp_dir / f"node{namespace.replace('/', '_')}.log"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-               RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     return NodeProcess(proc, log_path, namespace)

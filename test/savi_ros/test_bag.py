@@ -3,6 +3,7 @@
 The central check: the same messages tracked offline and played over DDS to the real node process
 give the same masks and track ids, pixel for pixel.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -45,8 +46,15 @@ def scene_bag(path: Path, storage: str, compressed: str | None, frames: int = 10
     each recorded 50 ms after its image: once tracks are live images do not wait, so frame 5's
     detections come late and act on frame 6."""
     scene = generate_scene(seed, SceneConfig(height=H, width=W, num_frames=frames))
-    boxes = {t: [(float(b[1] * W), float(b[0] * H), float(b[3] * W), float(b[2] * H))
-                 for b, v in zip(scene.boxes[t], scene.visible[t]) if v] for t in (0, 5) if t < frames}
+    boxes = {
+        t: [
+            (float(b[1] * W), float(b[0] * H), float(b[3] * W), float(b[2] * H))
+            for b, v in zip(scene.boxes[t], scene.visible[t])
+            if v
+        ]
+        for t in (0, 5)
+        if t < frames
+    }
     bag.write_bag(path, scene.video, boxes, storage=storage, compressed=compressed, detection_delay_s=0.05)
 
 
@@ -73,8 +81,9 @@ def node_params(**values) -> params.NodeParams:
 
 
 @pytest.mark.parametrize("storage, compressed", [("sqlite3", None), ("mcap", "jpeg")])
-def test_offline_tracking_equals_the_live_node_on_the_same_messages(tmp_path, storage, compressed, spinner,
-                                                                     node_launcher):
+def test_offline_tracking_equals_the_live_node_on_the_same_messages(
+    tmp_path, storage, compressed, spinner, node_launcher
+):
     src = tmp_path / "in"
     scene_bag(src, storage, compressed)
     out = tmp_path / "out"
@@ -85,8 +94,9 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(tmp_path, st
     assert summary.processed == summary.images == 10
     assert summary.detections_with_their_image == 1 and summary.counters["late_detections"] == 1
     assert len(offline_masks) == 10 and infos >= 1
-    assert all(offline_ids.values()) and offline_ids[min(offline_ids)] == [str(i) for i in range(1, len(
-        offline_ids[min(offline_ids)]) + 1)]
+    assert all(offline_ids.values()) and offline_ids[min(offline_ids)] == [
+        str(i) for i in range(1, len(offline_ids[min(offline_ids)]) + 1)
+    ]
 
     # The input topics are copied unchanged.
     with AnyReader([src]) as a, AnyReader([out]) as b:
@@ -96,27 +106,52 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(tmp_path, st
 
     # The same messages, played over DDS to the real node, one stamp at a time.
     namespace = f"/bag_{storage}_{int(time.time() * 1000) % 10**8}"
-    proc = node_launcher(tmp_path, namespace, {"device": "cpu", "checkpoint": "default", "image_qos": "reliable",
-                                                "image_transport": "compressed" if compressed else "raw"})
+    proc = node_launcher(
+        tmp_path,
+        namespace,
+        {
+            "device": "cpu",
+            "checkpoint": "default",
+            "image_qos": "reliable",
+            "image_transport": "compressed" if compressed else "raw",
+        },
+    )
     try:
         node = spinner.node
         live_masks, live_ids = {}, {}
 
         def keep(store, convert):
-            return lambda msg: store.__setitem__(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
-                                                 convert(msg))
-        subs = [node.create_subscription(Image, f"{namespace}/masks", keep(live_masks, lambda m: np.frombuffer(
-                    bytes(m.data), "<u2").reshape(m.height, m.width)), RELIABLE),
-                node.create_subscription(Detection2DArray, f"{namespace}/tracks",
-                                         keep(live_ids, lambda m: sorted(d.id for d in m.detections)), RELIABLE)]
+            return lambda msg: store.__setitem__(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, convert(msg))
+
+        subs = [
+            node.create_subscription(
+                Image,
+                f"{namespace}/masks",
+                keep(live_masks, lambda m: np.frombuffer(bytes(m.data), "<u2").reshape(m.height, m.width)),
+                RELIABLE,
+            ),
+            node.create_subscription(
+                Detection2DArray,
+                f"{namespace}/tracks",
+                keep(live_ids, lambda m: sorted(d.id for d in m.detections)),
+                RELIABLE,
+            ),
+        ]
         image_type = CompressedImage if compressed else Image
-        image_pub = node.create_publisher(image_type, f"{namespace}/image{'/compressed' if compressed else ''}",
-                                          RELIABLE)
+        image_pub = node.create_publisher(
+            image_type, f"{namespace}/image{'/compressed' if compressed else ''}", RELIABLE
+        )
         det_pub = node.create_publisher(Detection2DArray, f"{namespace}/detections", RELIABLE)
         # Matched both ways (our inputs to the node, the node's outputs to us): an output published
         # before its subscription is matched is lost, and volatile QoS never replays it.
-        assert wait_for(lambda: image_pub.get_subscription_count() > 0 and det_pub.get_subscription_count() > 0
-                        and all(sub.get_publisher_count() > 0 for sub in subs), 120.0), proc.output()
+        assert wait_for(
+            lambda: (
+                image_pub.get_subscription_count() > 0
+                and det_pub.get_subscription_count() > 0
+                and all(sub.get_publisher_count() > 0 for sub in subs)
+            ),
+            120.0,
+        ), proc.output()
         time.sleep(1.0)  # discovery is asymmetric: let the node's side of each match settle too
         with AnyReader([src]) as reader:
             records = [(c.msgtype, bytes(r)) for c, _, r in reader.messages()]
@@ -165,6 +200,7 @@ def test_missing_topic_unmatched_detections_truncated_and_not_a_bag_are_one_clea
     store = bag.typestore()
     moved = tmp_path / "moved"
     from rosbags.rosbag2 import StoragePlugin, Writer
+
     with Writer(moved, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {}
         for conn, t, msg in records:
@@ -194,16 +230,54 @@ def test_command_line_runs_without_rclpy_and_errors_are_one_line(tmp_path):
     """The offline path must not import rclpy (a plain machine): the command runs with rclpy blocked."""
     src = tmp_path / "in"
     scene_bag(src, "mcap", "png", frames=4)
-    blocked = ("import runpy, sys; sys.modules['rclpy'] = None; sys.argv = ['savi_ros.bag'] + sys.argv[1:]; "
-               "runpy.run_module('savi_ros.bag', run_name='__main__')")
-    ok = subprocess.run([sys.executable, "-c", blocked, "track", str(src), str(tmp_path / "out"), "--image",
-                         "/camera/image", "--detections", "/detections", "--device", "cpu", "--no-progress",
-                         "-p", "min_mask_area:=0"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    blocked = (
+        "import runpy, sys; sys.modules['rclpy'] = None; sys.argv = ['savi_ros.bag'] + sys.argv[1:]; "
+        "runpy.run_module('savi_ros.bag', run_name='__main__')"
+    )
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            blocked,
+            "track",
+            str(src),
+            str(tmp_path / "out"),
+            "--image",
+            "/camera/image",
+            "--detections",
+            "/detections",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "-p",
+            "min_mask_area:=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "4 of 4 images tracked" in ok.stdout and (tmp_path / "out" / "metadata.yaml").exists()
-    bad = subprocess.run([sys.executable, "-m", "savi_ros.bag", "track", str(src), str(tmp_path / "out2"),
-                          "--image", "/nope", "--no-progress", "-p", "score_threshold:=high"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "savi_ros.bag",
+            "track",
+            str(src),
+            str(tmp_path / "out2"),
+            "--image",
+            "/nope",
+            "--no-progress",
+            "-p",
+            "score_threshold:=high",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == ["savi_ros.bag: error: score_threshold: expected float, got 'high'"]
 
@@ -215,15 +289,23 @@ def test_ros1_bag_images_are_tracked_too(tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS1_NOETIC)
-    image, header, stamp = (store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
-                                                      "builtin_interfaces/msg/Time"))
+    image, header, stamp = (
+        store.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+    )
     scene = generate_scene(0, SceneConfig(height=H, width=W, num_frames=5))
     src = tmp_path / "ros1.bag"
     with Writer(src) as writer:
         conn = writer.add_connection("/camera/image", "sensor_msgs/msg/Image", typestore=store)
         for t, frame in enumerate(scene.video):
-            msg = image(header=header(seq=t, stamp=stamp(sec=1 + t, nanosec=0), frame_id="cam"), height=H, width=W,
-                        encoding="rgb8", is_bigendian=0, step=3 * W, data=frame.reshape(-1))
+            msg = image(
+                header=header(seq=t, stamp=stamp(sec=1 + t, nanosec=0), frame_id="cam"),
+                height=H,
+                width=W,
+                encoding="rgb8",
+                is_bigendian=0,
+                step=3 * W,
+                data=frame.reshape(-1),
+            )
             writer.write(conn, (1 + t) * 10**9, store.serialize_ros1(msg, "sensor_msgs/msg/Image"))
     summary = bag.track_bag(src, tmp_path / "out", "/camera/image", None, node_params(), progress=False)
     assert summary.images == summary.processed == 5 and summary.tracks_started == []

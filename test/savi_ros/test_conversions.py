@@ -1,5 +1,6 @@
 """Reading rclpy messages (`savi_core.messages`) and building them (`savi_ros.conversions` over
 `savi_ros.outputs`); no DDS needed."""
+
 import numpy as np
 import pytest
 
@@ -23,13 +24,23 @@ def raw_image(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = Fa
     rows = wire.reshape(h, -1).view(np.uint8).reshape(h, -1)
     junk = np.full((h, pad), 0xAB, np.uint8)
     data = np.concatenate([rows, junk], axis=1)
-    return Image(height=h, width=w, encoding=encoding, is_bigendian=int(bigendian),
-                 step=data.shape[1], data=data.tobytes())
+    return Image(
+        height=h, width=w, encoding=encoding, is_bigendian=int(bigendian), step=data.shape[1], data=data.tobytes()
+    )
 
 
-@pytest.mark.parametrize("encoding,shape", [("rgb8", (5, 7, 3)), ("bgr8", (4, 9, 3)), ("rgba8", (3, 2, 4)),
-                                            ("bgra8", (6, 5, 4)), ("mono8", (5, 3)), ("16UC1", (4, 6)),
-                                            ("mono16", (2, 3))])
+@pytest.mark.parametrize(
+    "encoding,shape",
+    [
+        ("rgb8", (5, 7, 3)),
+        ("bgr8", (4, 9, 3)),
+        ("rgba8", (3, 2, 4)),
+        ("bgra8", (6, 5, 4)),
+        ("mono8", (5, 3)),
+        ("16UC1", (4, 6)),
+        ("mono16", (2, 3)),
+    ],
+)
 @pytest.mark.parametrize("pad", [0, 5])
 def test_reads_every_layout_with_padding(encoding, shape, pad):
     dtype = np.uint16 if encoding in ("16UC1", "mono16") else np.uint8
@@ -108,23 +119,29 @@ def _det(cx, cy, sx, sy, det_id="", cls=None, score=None):
 
 
 def test_detections_from_msg():
-    msg = Detection2DArray(detections=[
-        _det(20, 10, 8, 4, "3", "cup", 0.8),
-        _det(5, 5, 2, 2),                       # no results: class "", score 1
-        _det(5, 5, 0, 3, "9", "flat", 0.9),     # empty box: skipped
-        _det(float("nan"), 5, 2, 2, "8", "nan", 0.9),
-        _det(50, 1.7e308, 20, 1.7e308, "7", "huge", 0.9),  # finite, but its corner overflows
-        _det(5, 5, 2, 2, "6", "nan score", float("nan")),
-        _det(30, 30, 4, 4, "5", "after", 0.7),            # the bad ones cost nothing else
-    ])
+    msg = Detection2DArray(
+        detections=[
+            _det(20, 10, 8, 4, "3", "cup", 0.8),
+            _det(5, 5, 2, 2),  # no results: class "", score 1
+            _det(5, 5, 0, 3, "9", "flat", 0.9),  # empty box: skipped
+            _det(float("nan"), 5, 2, 2, "8", "nan", 0.9),
+            _det(50, 1.7e308, 20, 1.7e308, "7", "huge", 0.9),  # finite, but its corner overflows
+            _det(5, 5, 2, 2, "6", "nan score", float("nan")),
+            _det(30, 30, 4, 4, "5", "after", 0.7),  # the bad ones cost nothing else
+        ]
+    )
     dets, rejected = inputs.detections_from_msg(msg)
     assert [(d.box_xyxy, d.class_id, d.score, d.det_id) for d in dets] == [
         ((16.0, 8.0, 24.0, 12.0), "cup", pytest.approx(0.8), "3"),
         ((4.0, 4.0, 6.0, 6.0), "", 1.0, ""),
         ((28.0, 28.0, 32.0, 32.0), "after", pytest.approx(0.7), "5"),
     ]
-    assert [r.split(":")[0] for r in rejected] == ["detection 2 (id '9')", "detection 3 (id '8')",
-                                                   "detection 4 (id '7')", "detection 5 (id '6')"]
+    assert [r.split(":")[0] for r in rejected] == [
+        "detection 2 (id '9')",
+        "detection 3 (id '8')",
+        "detection 4 (id '7')",
+        "detection 5 (id '6')",
+    ]
 
 
 def test_tracks_and_label_info_messages():
@@ -135,8 +152,12 @@ def test_tracks_and_label_info_messages():
     assert msg.header == header
     first = msg.detections[0]
     assert first.id == "7" and first.header == header
-    assert (first.bbox.center.position.x, first.bbox.center.position.y, first.bbox.size_x, first.bbox.size_y) == \
-        (20.0, 6.0, 20.0, 4.0)
+    assert (first.bbox.center.position.x, first.bbox.center.position.y, first.bbox.size_x, first.bbox.size_y) == (
+        20.0,
+        6.0,
+        20.0,
+        4.0,
+    )
     assert first.results[0].hypothesis.class_id == "cup"
     assert first.results[0].hypothesis.score == pytest.approx(0.75)
     assert msg.detections[1].results[0].hypothesis.class_id == "object"
@@ -152,7 +173,7 @@ def test_debug_overlay_marks_tracks_only():
     labels[5:10, 5:15] = 4
     out = outputs.debug_overlay(rgb, labels, [Track(4, "x", (5.0, 5.0, 15.0, 10.0), 0.9, 50)])
     assert out.shape == rgb.shape and out.dtype == np.uint8
-    assert (out[7, 10] != rgb[7, 10]).any()          # inside the mask: tinted
+    assert (out[7, 10] != rgb[7, 10]).any()  # inside the mask: tinted
     np.testing.assert_array_equal(out[18, 28], rgb[18, 28])  # far away: untouched
     with pytest.raises(ValueError, match="differs from image size"):
         outputs.debug_overlay(rgb, labels[:10], [])

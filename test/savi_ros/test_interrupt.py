@@ -1,6 +1,7 @@
 """Ctrl-C from a terminal running `ros2 launch` reaches each node twice (the terminal's SIGINT to the
 process group, then launch's own): every node executable must still exit 0, however late the
 second one lands (during shutdown or interpreter exit)."""
+
 from __future__ import annotations
 
 import signal
@@ -35,11 +36,14 @@ def _wait(predicate, timeout_s: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("module, node_name", [
-    ("savi_ros.demo.detector_node", "demo_detector"),
-    ("savi_ros.demo.camera_node", "demo_camera"),
-    ("savi_ros.tracker_node", "savi_tracker"),
-])
+@pytest.mark.parametrize(
+    "module, node_name",
+    [
+        ("savi_ros.demo.detector_node", "demo_detector"),
+        ("savi_ros.demo.camera_node", "demo_camera"),
+        ("savi_ros.tracker_node", "savi_tracker"),
+    ],
+)
 def test_node_exits_0_under_repeated_sigint(module, node_name, spinner, tiny_checkpoint, tmp_path):
     namespace = f"/int_{uuid.uuid4().hex[:8]}"
     args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}"]
@@ -51,8 +55,13 @@ def test_node_exits_0_under_repeated_sigint(module, node_name, spinner, tiny_che
     try:
         # Up = in the graph with its topics, i.e. past rclpy.init (a SIGINT during imports is Python's).
         graph = spinner.node
-        up = _wait(lambda: any(topic.startswith(namespace) for topic, _ in graph.get_topic_names_and_types())
-                   and (node_name, namespace) in graph.get_node_names_and_namespaces(), 30.0)
+        up = _wait(
+            lambda: (
+                any(topic.startswith(namespace) for topic, _ in graph.get_topic_names_and_types())
+                and (node_name, namespace) in graph.get_node_names_and_namespaces()
+            ),
+            30.0,
+        )
         assert up, f"{module} did not come up\n{log_path.read_text(errors='replace')}"
         signals, started = 0, time.monotonic()
         while proc.poll() is None and time.monotonic() - started < EXIT_WITHIN_S:
@@ -90,13 +99,23 @@ def _executor(kind: type) -> SingleThreadedExecutor:
     return executor
 
 
-@pytest.mark.parametrize("entry", [["-m", "savi_ros.tracker_node"], ["-c", "import sys; from savi_ros.launcher import tracker; sys.exit(tracker())"]])
+@pytest.mark.parametrize(
+    "entry",
+    [["-m", "savi_ros.tracker_node"], ["-c", "import sys; from savi_ros.launcher import tracker; sys.exit(tracker())"]],
+)
 @pytest.mark.parametrize("delay_s", [1.0, 2.0])
 def test_ctrl_c_while_the_node_is_still_importing_exits_0_quietly(entry, delay_s, tiny_checkpoint, tmp_path):
     """The first seconds of a node are imports (torch, OpenCV, rclpy): Ctrl-C there exits 0, no traceback,
     both as `python -m` and through the console script's entry point."""
-    args = [sys.executable, *entry, "--ros-args", "-r", f"__ns:=/early_{uuid.uuid4().hex[:8]}",
-            "-p", f"checkpoint:={tiny_checkpoint}"]
+    args = [
+        sys.executable,
+        *entry,
+        "--ros-args",
+        "-r",
+        f"__ns:=/early_{uuid.uuid4().hex[:8]}",
+        "-p",
+        f"checkpoint:={tiny_checkpoint}",
+    ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     time.sleep(delay_s)  # the moment of the Ctrl-C is the point of this test
     proc.send_signal(signal.SIGINT)
@@ -159,14 +178,16 @@ def test_construct_returns_the_node_and_keeps_real_errors():
 def test_a_ctrl_c_before_rclpy_s_handler_is_in_place_is_honoured_not_dropped():
     """Between `interrupt_via_rclpy_only` and rclpy's own handler a Ctrl-C is remembered: `init` then shuts
     the context down and says so, and the node exits 0 instead of running on."""
-    code = ("import os, signal, rclpy\n"
-            "from savi_ros.interrupt import init, interrupt_via_rclpy_only\n"
-            "interrupt_via_rclpy_only()\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "print('started', init(), 'ok', rclpy.ok())\n"
-            "interrupt_via_rclpy_only()\n"
-            "print('started', init(), 'ok', rclpy.ok())\n"
-            "rclpy.try_shutdown()\n")
+    code = (
+        "import os, signal, rclpy\n"
+        "from savi_ros.interrupt import init, interrupt_via_rclpy_only\n"
+        "interrupt_via_rclpy_only()\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "print('started', init(), 'ok', rclpy.ok())\n"
+        "interrupt_via_rclpy_only()\n"
+        "print('started', init(), 'ok', rclpy.ok())\n"
+        "rclpy.try_shutdown()\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["started False ok False", "started True ok True"]

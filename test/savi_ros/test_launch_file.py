@@ -3,6 +3,7 @@
 `launch`/`launch_ros` are not in the plain venv, so the structure is checked on the syntax tree;
 when they are importable the description is also built and the node's overrides evaluated.
 """
+
 import ast
 import importlib.util
 from pathlib import Path
@@ -15,8 +16,11 @@ TREE = ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
 
 
 def calls(name: str, tree: ast.AST = TREE) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)
+    ]
 
 
 def kw(call: ast.Call) -> dict[str, ast.expr]:
@@ -41,13 +45,33 @@ def test_declares_the_arguments_with_their_defaults():
         default = kw(call)["default_value"]
         declared[name] = ast.literal_eval(default) if isinstance(default, ast.Constant) else default
         assert isinstance(kw(call).get("description"), (ast.Constant, ast.BinOp)), f"{name}: no description"
-    assert set(declared) == {"namespace", "image", "detections", "click_topic", "params_file", "checkpoint",
-                             "device", "use_sim_time", "respawn", "respawn_delay", "demo", "demo_params"}
+    assert set(declared) == {
+        "namespace",
+        "image",
+        "detections",
+        "click_topic",
+        "params_file",
+        "checkpoint",
+        "device",
+        "use_sim_time",
+        "respawn",
+        "respawn_delay",
+        "demo",
+        "demo_params",
+    }
     assert {k: v for k, v in declared.items() if k != "params_file"} == {
-        "namespace": "savi", "image": "image", "detections": "detections",
-        "click_topic": "debug_image_mouse_left", "checkpoint": "",
-        "device": "", "use_sim_time": "false", "respawn": "false", "respawn_delay": "2.0", "demo": "false",
-        "demo_params": ""}
+        "namespace": "savi",
+        "image": "image",
+        "detections": "detections",
+        "click_topic": "debug_image_mouse_left",
+        "checkpoint": "",
+        "device": "",
+        "use_sim_time": "false",
+        "respawn": "false",
+        "respawn_delay": "2.0",
+        "demo": "false",
+        "demo_params": "",
+    }
     params_default = ast.unparse(declared["params_file"])
     assert params_default == "PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'tracker.yaml'])"
     assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "PACKAGE = 'savi_ros'" for n in TREE.body)
@@ -96,8 +120,10 @@ def test_checkpoint_and_device_override_only_when_given():
     assert ast.unparse(guard.test) == "value"
     assert ast.unparse(guard.body[0]) == "overrides[name] = value"
     assert "use_sim_time" in ast.unparse(func)
-    assert any(ast.unparse(c.func) == "OpaqueFunction" and ast.unparse(kw(c)["function"]) == "_tracker_node"
-               for c in calls("OpaqueFunction"))
+    assert any(
+        ast.unparse(c.func) == "OpaqueFunction" and ast.unparse(kw(c)["function"]) == "_tracker_node"
+        for c in calls("OpaqueFunction")
+    )
 
 
 def test_demo_nodes_only_with_demo_true_in_the_same_namespace():
@@ -112,8 +138,12 @@ def test_demo_nodes_only_with_demo_true_in_the_same_namespace():
     for args in in_group.values():
         assert ast.unparse(args["package"]) == "PACKAGE"
         assert launch_config(args["namespace"]) == "namespace"
-    camera_remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_camera"]["remappings"].elts}
-    detector_remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_detector"]["remappings"].elts}
+    camera_remaps = {
+        ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_camera"]["remappings"].elts
+    }
+    detector_remaps = {
+        ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_detector"]["remappings"].elts
+    }
     assert camera_remaps == {"image": "image"} and detector_remaps == {"detections": "detections"}
 
 
@@ -137,13 +167,25 @@ def test_with_real_launch_ros_when_available():
     description = module.generate_launch_description()
     names = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     assert "checkpoint" in names and "demo" in names
-    for given, expected in [({}, {"use_sim_time": False}),
-                            ({"checkpoint": "/m", "device": "cpu", "use_sim_time": "true"},
-                             {"use_sim_time": True, "checkpoint": "/m", "device": "cpu"})]:
+    for given, expected in [
+        ({}, {"use_sim_time": False}),
+        (
+            {"checkpoint": "/m", "device": "cpu", "use_sim_time": "true"},
+            {"use_sim_time": True, "checkpoint": "/m", "device": "cpu"},
+        ),
+    ]:
         context = LaunchContext()
-        context.launch_configurations.update({"checkpoint": "", "device": "", "use_sim_time": "false",
-                                              "respawn": "false", "respawn_delay": "2.0",
-                                              "params_file": str(CONFIG), **given})
+        context.launch_configurations.update(
+            {
+                "checkpoint": "",
+                "device": "",
+                "use_sim_time": "false",
+                "respawn": "false",
+                "respawn_delay": "2.0",
+                "params_file": str(CONFIG),
+                **given,
+            }
+        )
         [node] = module._tracker_node(context)
         # launch_ros keeps the normalised parameters only privately; evaluate them as it would
         evaluated = evaluate_parameters(context, node._Node__parameters)
@@ -151,9 +193,16 @@ def test_with_real_launch_ros_when_available():
         assert (node._ExecuteLocal__respawn, node._ExecuteLocal__respawn_delay) == (False, 2.0)
     for respawn, delay, expected in (("true", "0.5", (True, 0.5)), ("false", "-1", None), ("true", "soon", None)):
         context = LaunchContext()
-        context.launch_configurations.update({"checkpoint": "", "device": "", "use_sim_time": "false",
-                                              "params_file": str(CONFIG), "respawn": respawn,
-                                              "respawn_delay": delay})
+        context.launch_configurations.update(
+            {
+                "checkpoint": "",
+                "device": "",
+                "use_sim_time": "false",
+                "params_file": str(CONFIG),
+                "respawn": respawn,
+                "respawn_delay": delay,
+            }
+        )
         if expected is None:
             with pytest.raises(ValueError, match="respawn_delay: expected seconds >= 0"):
                 module._tracker_node(context)
@@ -162,8 +211,9 @@ def test_with_real_launch_ros_when_available():
         assert (node._ExecuteLocal__respawn, node._ExecuteLocal__respawn_delay) == expected
     for demo_params, files in (("", []), ("/tmp/demo.yaml", ["/tmp/demo.yaml"])):
         context = LaunchContext()
-        context.launch_configurations.update({"namespace": "savi", "image": "image", "detections": "detections",
-                                              "demo_params": demo_params})
+        context.launch_configurations.update(
+            {"namespace": "savi", "image": "image", "detections": "detections", "demo_params": demo_params}
+        )
         camera, detector = module._demo_nodes(context)
         camera_params = [str(p) for p in evaluate_parameters(context, camera._Node__parameters)[1:]]
         detector_params = [str(p) for p in evaluate_parameters(context, detector._Node__parameters)]

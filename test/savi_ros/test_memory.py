@@ -1,4 +1,5 @@
 """Memory handed back after large frames: when the node trims, and the DDS profile that frees message buffers."""
+
 from __future__ import annotations
 
 import os
@@ -12,10 +13,10 @@ def test_trims_once_when_frames_shrink_below_half_the_largest_seen():
     trimmer = Trimmer(trim=lambda pad: calls.append(pad) or 1)
     steady, large = 640 * 480, 4000 * 3000
     assert not trimmer.processed(steady) and not trimmer.processed(steady)
-    trimmer.saw(large)                      # received (maybe dropped unprocessed): its buffers were allocated
-    assert not trimmer.processed(large)     # large frames in a row: nothing to hand back yet
-    assert trimmer.processed(steady)        # the first smaller frame after them
-    assert not trimmer.processed(steady)    # once
+    trimmer.saw(large)  # received (maybe dropped unprocessed): its buffers were allocated
+    assert not trimmer.processed(large)  # large frames in a row: nothing to hand back yet
+    assert trimmer.processed(steady)  # the first smaller frame after them
+    assert not trimmer.processed(steady)  # once
     assert not trimmer.processed(int(steady * 1.5)) and not trimmer.processed(steady)  # within 2x: no trim
     assert calls == [0]
 

@@ -1,4 +1,5 @@
 """`checkpoint` parameter resolution."""
+
 from pathlib import Path
 
 import pytest

@@ -5,6 +5,7 @@ One node process serves most tests of this module (module-scoped); every test st
 The model is a tiny random-weights checkpoint: tests check the contract (ids, headers, sizes,
 latching, robustness), not segmentation quality.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,16 +27,24 @@ from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile,  # noqa: E402
-                       ReliabilityPolicy)
+from rclpy.qos import (  # noqa: E402
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,  # noqa: E402
+    ReliabilityPolicy,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose  # noqa: E402
 
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-LATCHED = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(
+    reliability=ReliabilityPolicy.RELIABLE,
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 # rclpy's own default incompatible-QoS callbacks (test side) still call the deprecated `warn`
 pytestmark = pytest.mark.filterwarnings("ignore:Deprecated in favor of:DeprecationWarning")
 FRAME_ID = "cam_optical"
@@ -118,12 +127,14 @@ class Harness:
         def cb(msg):
             with self.lock:
                 store[ns(msg.header.stamp)] = msg
+
         return cb
 
     def _append(self, store):
         def cb(msg):
             with self.lock:
                 store.append(msg)
+
         return cb
 
     def call(self, client, request, timeout: float = 10.0, idempotent: bool = False):
@@ -161,8 +172,7 @@ class Harness:
             return self.labels[-1]
 
     def set_params(self, **values) -> list:
-        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
-                                                for k, v in values.items()])
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         return self.call(self.set_cli, req).results
 
     def get_param(self, name: str):
@@ -191,14 +201,27 @@ def mask_array(msg: Image) -> np.ndarray:
 @pytest.fixture(scope="module")
 def harness(painting_checkpoint, spinner, tmp_path_factory, node_launcher):
     namespace = f"/e2e_{os.getpid()}"
-    node = node_launcher(tmp_path_factory.mktemp("node"), namespace, {
-        "checkpoint": str(painting_checkpoint), "device": "cpu", "min_mask_area": "0", "mask_threshold": "0.0",
-        "gate_margin": "0.0",
-    })
+    node = node_launcher(
+        tmp_path_factory.mktemp("node"),
+        namespace,
+        {
+            "checkpoint": str(painting_checkpoint),
+            "device": "cpu",
+            "min_mask_area": "0",
+            "mask_threshold": "0.0",
+            "gate_margin": "0.0",
+        },
+    )
     h = Harness(spinner, node)
     h.checkpoint = painting_checkpoint
-    ready = wait_for(lambda: h.image_pub.get_subscription_count() > 0 and h.det_pub.get_subscription_count() > 0
-                     and spinner.node.count_publishers(f"{namespace}/tracks") > 0, 30.0)
+    ready = wait_for(
+        lambda: (
+            h.image_pub.get_subscription_count() > 0
+            and h.det_pub.get_subscription_count() > 0
+            and spinner.node.count_publishers(f"{namespace}/tracks") > 0
+        ),
+        30.0,
+    )
     if not ready:
         node.stop()
         pytest.fail(f"node did not come up\n{node.output()}")
@@ -212,8 +235,11 @@ def test_bootstrap_keeps_detection_ids_and_image_headers(harness):
     harness.reset()
     stamp = next_stamp()
     # The detections arrive 50 ms after their image: they must still bootstrap on that image.
-    s = harness.send(make_image(stamp), make_detections(stamp, [(5, 5, 25, 30, "3", "cup"),
-                                                               (45, 10, 75, 40, "7", "")]), dets_delay=0.05)
+    s = harness.send(
+        make_image(stamp),
+        make_detections(stamp, [(5, 5, 25, 30, "3", "cup"), (45, 10, 75, 40, "7", "")]),
+        dets_delay=0.05,
+    )
     tracks, masks = harness.outputs(s)
     assert tracks.header.stamp == stamp and tracks.header.frame_id == FRAME_ID
     assert masks.header.stamp == stamp and masks.header.frame_id == FRAME_ID
@@ -245,8 +271,9 @@ def test_late_subscriber_receives_label_info(harness):
     stamp = next_stamp()
     harness.outputs(harness.send(make_image(stamp), make_detections(stamp, [(10, 10, 30, 30, "5", "box")])))
     late: list[LabelInfo] = []
-    sub = harness.spinner.node.create_subscription(LabelInfo, f"{harness.proc.namespace}/label_info",
-                                                   late.append, LATCHED)
+    sub = harness.spinner.node.create_subscription(
+        LabelInfo, f"{harness.proc.namespace}/label_info", late.append, LATCHED
+    )
     try:
         assert wait_for(lambda: late, 5.0), "a late transient-local subscriber got no label_info"
         assert [(c.class_id, c.class_name) for c in late[-1].class_map] == [(5, "box")]
@@ -261,8 +288,9 @@ def test_add_new_starts_a_track_and_reset_clears_everything(harness):
     stamp = next_stamp()
     harness.outputs(harness.send(make_image(stamp, seed=2), make_detections(stamp, [(60, 30, 78, 46, "", "b")])))
     harness.outputs(harness.send(make_image(next_stamp(), seed=2)))  # detections that came after their image act here
-    assert wait_for(lambda: {c.class_id for c in harness.latest_labels().class_map} == {1, 3}, 5.0), \
+    assert wait_for(lambda: {c.class_id for c in harness.latest_labels().class_map} == {1, 3}, 5.0), (
         harness.latest_labels()
+    )
     assert {c.class_name for c in harness.latest_labels().class_map} == {"a", "b"}
 
     harness.reset()
@@ -274,8 +302,10 @@ def test_add_new_starts_a_track_and_reset_clears_everything(harness):
     assert harness.latest_labels().header.stamp == stamp
 
 
-@pytest.mark.parametrize("encoding,h,w,pad", [("bgr8", 30, 90, 0), ("mono8", 64, 24, 0), ("rgba8", 40, 40, 0),
-                                              ("bgra8", 17, 33, 0), ("rgb8", 48, 80, 7)])
+@pytest.mark.parametrize(
+    "encoding,h,w,pad",
+    [("bgr8", 30, 90, 0), ("mono8", 64, 24, 0), ("rgba8", 40, 40, 0), ("bgra8", 17, 33, 0), ("rgb8", 48, 80, 7)],
+)
 def test_encodings_sizes_and_padded_step(harness, encoding, h, w, pad):
     harness.reset()
     stamp = next_stamp()
@@ -328,9 +358,19 @@ def test_detections_for_an_unknown_stamp_act_on_the_next_processed_frame(harness
     assert harness.proc.proc.poll() is None
 
 
-@pytest.mark.parametrize("name,value", [("device", "tpu"), ("mask_source", "foo"), ("score_threshold", -0.5),
-                                        ("new_object_iou", 1.5), ("image_qos", "fast"), ("sync_tolerance", -1.0),
-                                        ("lost_after_frames", 0), ("reinit", "sometimes")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("device", "tpu"),
+        ("mask_source", "foo"),
+        ("score_threshold", -0.5),
+        ("new_object_iou", 1.5),
+        ("image_qos", "fast"),
+        ("sync_tolerance", -1.0),
+        ("lost_after_frames", 0),
+        ("reinit", "sometimes"),
+    ],
+)
 def test_invalid_parameter_is_refused_with_its_name(harness, name, value):
     before = harness.get_param(name)
     [result] = harness.set_params(**{name: value})
@@ -345,7 +385,9 @@ def test_valid_live_parameter_change_is_accepted(harness):
     try:
         harness.reset()
         stamp = next_stamp()  # detections score 0.9 < 0.95: ignored, no bootstrap
-        tracks, masks = harness.outputs(harness.send(make_image(stamp), make_detections(stamp, [(1, 1, 20, 20, "3", "a")])))
+        tracks, masks = harness.outputs(
+            harness.send(make_image(stamp), make_detections(stamp, [(1, 1, 20, 20, "3", "a")]))
+        )
         assert tracks.detections == [] and not mask_array(masks).any()
     finally:
         assert harness.set_params(score_threshold=0.3)[0].successful
@@ -353,9 +395,11 @@ def test_valid_live_parameter_change_is_accepted(harness):
 
 def test_diagnostics_report_step_time_and_drops(harness):
     harness.outputs(harness.send(make_image(next_stamp())))
+
     def ours():
         with harness.lock:
             return [s for a in harness.diagnostics for s in a.status if s.name == own_status_name(harness)]
+
     assert wait_for(lambda: ours(), 5.0)
     keys = {kv.key for kv in ours()[-1].values}
     assert {"fps", "step_ms_mean", "dropped_frames", "live_tracks", "processed"} <= keys
@@ -369,8 +413,9 @@ def test_debug_image_only_while_subscribed_and_output_qos_warning(harness):
     debug: list[Image] = []
     sub = harness.spinner.node.create_subscription(Image, f"{base}/debug_image", debug.append, RELIABLE)
     # a subscriber asking for transient local on `tracks` cannot be served: the node says so
-    latched_tracks = harness.spinner.node.create_subscription(Detection2DArray, f"{base}/tracks",
-                                                              lambda m: None, LATCHED)
+    latched_tracks = harness.spinner.node.create_subscription(
+        Detection2DArray, f"{base}/tracks", lambda m: None, LATCHED
+    )
     try:
         assert wait_for(lambda: harness.spinner.node.count_subscribers(f"{base}/debug_image") > 0, 5.0)
         stamp = next_stamp()
@@ -443,6 +488,7 @@ def test_sigint_stops_the_node_with_exit_code_zero(harness):
 
 # ---------------------------------------------------------------------------------------------- start-up
 
+
 def _broken_checkpoints(tiny_checkpoint: Path, root: Path) -> dict[str, Path]:
     truncated = root / "truncated"
     truncated.mkdir()
@@ -454,8 +500,10 @@ def _broken_checkpoints(tiny_checkpoint: Path, root: Path) -> dict[str, Path]:
 def test_start_up_failures_exit_non_zero_with_a_clear_message(tiny_checkpoint, tmp_path, node_launcher):
     """Each case is a process start (~3 s of imports), so only one per kind of failure here; the
     checkpoint checks themselves are unit-tested with savi_core.checkpoint, type errors in test_params."""
-    cases = {name: ({"checkpoint": str(path)}, [str(path)])
-             for name, path in _broken_checkpoints(tiny_checkpoint, tmp_path).items()}
+    cases = {
+        name: ({"checkpoint": str(path)}, [str(path)])
+        for name, path in _broken_checkpoints(tiny_checkpoint, tmp_path).items()
+    }
     cases["bad_param"] = ({"checkpoint": str(tiny_checkpoint), "mask_source": "foo"}, ["mask_source", "foo"])
     procs = {name: node_launcher(tmp_path, f"/startup_{name}_{os.getpid()}", p) for name, (p, _) in cases.items()}
     expected_problem = {"missing": "not found", "truncated": "corrupt"}

@@ -1,4 +1,5 @@
 """Overlay drawing on numpy arrays: colours per id, masks, outlines, boxes, contact sheets."""
+
 import numpy as np
 import pytest
 
@@ -28,10 +29,10 @@ def test_masks_blend_only_where_tracks_are_and_input_is_untouched():
     labels[10:30, 20:50] = 2
     out = draw_overlay(image, labels, alpha=0.5)
     assert out.shape == image.shape and out.dtype == np.uint8
-    assert (image == 100).all()                              # not drawn in place
-    assert (out[:5] == 100).all() and (out[:, :15] == 100).all()   # background unchanged
+    assert (image == 100).all()  # not drawn in place
+    assert (out[:5] == 100).all() and (out[:, :15] == 100).all()  # background unchanged
     expected = np.round((100 + np.array(track_color(2))) / 2).astype(np.uint8)
-    np.testing.assert_array_equal(out[20, 35], expected)     # interior: blended colour
+    np.testing.assert_array_equal(out[20, 35], expected)  # interior: blended colour
     np.testing.assert_array_equal(out[29, 35], track_color(2))  # lower outline: solid colour
 
 
@@ -40,9 +41,9 @@ def test_boxes_and_ids_are_drawn_in_track_colour():
     out = draw_overlay(image, None, boxes={5: (30.0, 40.0, 110.0, 100.0)})
     colour = np.array(track_color(5))
     assert (out[70, 30] == colour).all() and (out[70, 110] == colour).all()  # left and right edges
-    assert (out[100, 70] == colour).all()                                    # bottom edge
-    assert (out[70, 70] == 0).all()                                          # inside stays clear
-    assert (out[:40, 30:60] != 0).any()                                      # id label above the box
+    assert (out[100, 70] == colour).all()  # bottom edge
+    assert (out[70, 70] == 0).all()  # inside stays clear
+    assert (out[:40, 30:60] != 0).any()  # id label above the box
 
 
 def test_banner_is_written():
@@ -50,12 +51,15 @@ def test_banner_is_written():
     assert (draw_overlay(image, banner="scene 0 frame 3")[:20] > 0).any()
 
 
-@pytest.mark.parametrize("image,labels,match", [
-    (np.zeros((4, 4), np.uint8), None, "uint8 \\[H,W,3\\]"),
-    (np.zeros((4, 4, 3), np.float32), None, "uint8 \\[H,W,3\\]"),
-    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint16), "differs from image size"),
-    (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.float32), "integer"),
-])
+@pytest.mark.parametrize(
+    "image,labels,match",
+    [
+        (np.zeros((4, 4), np.uint8), None, "uint8 \\[H,W,3\\]"),
+        (np.zeros((4, 4, 3), np.float32), None, "uint8 \\[H,W,3\\]"),
+        (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.uint16), "differs from image size"),
+        (np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.float32), "integer"),
+    ],
+)
 def test_bad_inputs_are_refused(image, labels, match):
     with pytest.raises(ValueError, match=match):
         draw_overlay(image, labels)
@@ -67,7 +71,7 @@ def test_contact_sheet_layout_and_padding():
     sheet = contact_sheet([[a, b, a], [b]], gap=2)
     assert sheet.shape == (2 * 10 + 2, 3 * 20 + 2 * 2, 3)
     assert (sheet[0:10, 0:20] == 50).all() and (sheet[0:10, 22:42] == 200).all()
-    assert (sheet[12:22, 0:20] == 200).all() and (sheet[12:22, 22:] == 0).all()   # short row padded black
+    assert (sheet[12:22, 0:20] == 200).all() and (sheet[12:22, 22:] == 0).all()  # short row padded black
     with pytest.raises(ValueError, match="one size"):
         contact_sheet([[a, np.zeros((11, 20, 3), np.uint8)]])
     with pytest.raises(ValueError, match="at least one tile"):

@@ -1,4 +1,5 @@
 """Node parameters: declaration (types, empty list), validation messages, and config/tracker.yaml."""
+
 import dataclasses
 import re
 from pathlib import Path
@@ -23,8 +24,9 @@ def make_node():
     nodes = []
 
     def make(*cli_args: str):
-        node = rclpy.create_node("savi_tracker", context=context,
-                                 cli_args=["--ros-args", *cli_args] if cli_args else None)
+        node = rclpy.create_node(
+            "savi_tracker", context=context, cli_args=["--ros-args", *cli_args] if cli_args else None
+        )
         nodes.append(node)
         return node
 
@@ -40,12 +42,26 @@ def test_defaults_are_valid_and_match_the_tracker_fields():
     assert set(params.DESCRIPTIONS) == {f.name for f in dataclasses.fields(params.NodeParams)}
 
 
-@pytest.mark.parametrize("name,value", [
-    ("device", "tpu"), ("device", "cuda:x"), ("mask_source", "foo"), ("precision", "fp8"),
-    ("score_threshold", -0.1), ("new_object_iou", 1.5), ("mask_threshold", float("nan")),
-    ("max_tracks", 0), ("min_mask_area", -1), ("lost_after_frames", 0), ("reinit", "never"),
-    ("sync_tolerance", -0.01), ("image_qos", "best"), ("checkpoint", " "), ("class_ids", ("person", "")),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("device", "tpu"),
+        ("device", "cuda:x"),
+        ("mask_source", "foo"),
+        ("precision", "fp8"),
+        ("score_threshold", -0.1),
+        ("new_object_iou", 1.5),
+        ("mask_threshold", float("nan")),
+        ("max_tracks", 0),
+        ("min_mask_area", -1),
+        ("lost_after_frames", 0),
+        ("reinit", "never"),
+        ("sync_tolerance", -0.01),
+        ("image_qos", "best"),
+        ("checkpoint", " "),
+        ("class_ids", ("person", "")),
+    ],
+)
 def test_invalid_values_are_refused_naming_the_parameter(name, value):
     with pytest.raises(params.ParamError, match=rf"^{name}: "):
         params.validate(dataclasses.replace(params.NodeParams(), **{name: value}))
@@ -82,9 +98,10 @@ def test_declare_refuses_a_wrong_type_with_a_hint(make_node):
 
 def test_with_changes_applies_ours_and_ignores_others():
     current = params.NodeParams()
-    changed = params.with_changes(current, [Parameter("max_tracks", value=3),
-                                            Parameter("class_ids", value=["a"]),
-                                            Parameter("use_sim_time", value=True)])
+    changed = params.with_changes(
+        current,
+        [Parameter("max_tracks", value=3), Parameter("class_ids", value=["a"]), Parameter("use_sim_time", value=True)],
+    )
     assert changed == dataclasses.replace(current, max_tracks=3, class_ids=("a",))
     with pytest.raises(params.ParamError, match="^device: cannot be unset"):
         params.with_changes(current, [Parameter("device")])
@@ -114,7 +131,9 @@ def test_one_definition_everywhere():
     node = params.NodeParams()
     assert {k: getattr(node, k) for k in tracker_defaults} == tracker_defaults
     assert dataclasses.asdict(node.tracker_config()) == tracker_defaults
-    assert CONFIG.read_text() == params.render_yaml(), "config/tracker.yaml is stale: run python -m savi_ros.params --write"
+    assert CONFIG.read_text() == params.render_yaml(), (
+        "config/tracker.yaml is stale: run python -m savi_ros.params --write"
+    )
     docs = DOCS.read_text()
     assert docs == params.rendered_docs(docs), "docs/INTERFACE.md is stale: run python -m savi_ros.params --write"
     for f in dataclasses.fields(params.NodeParams):
@@ -125,12 +144,24 @@ def test_one_definition_everywhere():
 def test_assignments_from_a_command_line_are_typed_like_ros_does():
     from savi_ros.params import ParamError, from_assignments
 
-    p = from_assignments(["sync_tolerance:=1e-3", "score_threshold:=1", "class_ids:=[cup, ball]",
-                          "checkpoint:=/tmp/x", "publish_debug_image=true", "max_tracks:=4"])
+    p = from_assignments(
+        [
+            "sync_tolerance:=1e-3",
+            "score_threshold:=1",
+            "class_ids:=[cup, ball]",
+            "checkpoint:=/tmp/x",
+            "publish_debug_image=true",
+            "max_tracks:=4",
+        ]
+    )
     assert (p.sync_tolerance, p.score_threshold, p.class_ids) == (0.001, 1.0, ("cup", "ball"))
     assert (p.checkpoint, p.publish_debug_image, p.max_tracks) == ("/tmp/x", True, 4)
-    for bad, message in (("max_tracks:=2.5", "max_tracks: expected int"), ("nope:=1", "nope: not a parameter"),
-                         ("score_threshold:=high", "score_threshold: expected float"),
-                         ("class_ids:=cup", "class_ids: expected a list"), ("max_tracks", "expected NAME:=VALUE")):
+    for bad, message in (
+        ("max_tracks:=2.5", "max_tracks: expected int"),
+        ("nope:=1", "nope: not a parameter"),
+        ("score_threshold:=high", "score_threshold: expected float"),
+        ("class_ids:=cup", "class_ids: expected a list"),
+        ("max_tracks", "expected NAME:=VALUE"),
+    ):
         with pytest.raises(ParamError, match=message):
             from_assignments([bad])

@@ -1,5 +1,6 @@
 """The ROS-free pipeline the node and the bag tool share, driven directly with duck-typed messages and
 an explicit clock: every image ends in exactly one counter, every detection message acts or is counted."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,15 +23,19 @@ def header(sec: float):
 
 
 def image(sec: float):
-    return SimpleNamespace(header=header(sec), height=H, width=W, encoding="rgb8", is_bigendian=0, step=3 * W,
-                           data=PIXELS.tobytes())
+    return SimpleNamespace(
+        header=header(sec), height=H, width=W, encoding="rgb8", is_bigendian=0, step=3 * W, data=PIXELS.tobytes()
+    )
 
 
 def detections(sec: float, *boxes):
     dets = []
     for x0, y0, x1, y1 in boxes:
-        bbox = SimpleNamespace(center=SimpleNamespace(position=SimpleNamespace(x=(x0 + x1) / 2, y=(y0 + y1) / 2)),
-                               size_x=float(x1 - x0), size_y=float(y1 - y0))
+        bbox = SimpleNamespace(
+            center=SimpleNamespace(position=SimpleNamespace(x=(x0 + x1) / 2, y=(y0 + y1) / 2)),
+            size_x=float(x1 - x0),
+            size_y=float(y1 - y0),
+        )
         dets.append(SimpleNamespace(id="", bbox=bbox, results=[]))
     return SimpleNamespace(header=header(sec), detections=dets)
 
@@ -40,9 +45,12 @@ def make_pipeline(model) -> Pipeline:
     ``.clock[0]``, 0 (a sim clock before its first message) unless a test sets it."""
     warnings: list[tuple[str, str]] = []
     clock = [0]
-    p = Pipeline(Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
-                 Settings(sync_tolerance=0.01, time_jump_reset=1.0, future_tolerance=5.0, max_image_pixels=10**6),
-                 lambda kind, text: warnings.append((kind, text)), lambda: clock[0])
+    p = Pipeline(
+        Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
+        Settings(sync_tolerance=0.01, time_jump_reset=1.0, future_tolerance=5.0, max_image_pixels=10**6),
+        lambda kind, text: warnings.append((kind, text)),
+        lambda: clock[0],
+    )
     p.warnings, p.clock = warnings, clock
     return p
 
@@ -154,7 +162,7 @@ def camera(p: Pipeline, stamps: list[float], clocks: list[float]) -> list[bool]:
 
 @pytest.mark.parametrize("offset", [0.0, -60.0, 60.0])  # the camera's clock minus the node's
 def test_slow_and_paused_cameras_lose_no_frame_whatever_their_clock_offset(tiny_checkpoint, offset):
-    slow = [WALL + 5.0 * i for i in range(4)]                                        # 0.2 Hz
+    slow = [WALL + 5.0 * i for i in range(4)]  # 0.2 Hz
     paused = [WALL + i / 30 for i in range(5)] + [WALL + 30 + i / 30 for i in range(5)]  # a 30 s pause
     for clocks in (slow, paused):
         p = make_pipeline(load_checkpoint(tiny_checkpoint)[0])
@@ -172,8 +180,10 @@ def test_a_stamp_an_hour_ahead_is_dropped_and_every_frame_after_it_tracked(tiny_
     assert camera(p, stamps, clocks) == [True, True, False, True, True, True]
     assert p.stats.future_frames == 1 and p.stats.dropped_frames == 1 and accounted(p) == 6
     kind, text = p.warnings[-1]
-    assert kind == "future" and f"3605.0 s ahead of the newest image and {3600 + min(offset, 0):.1f} s ahead of " \
-        "the node's clock" in text
+    assert (
+        kind == "future"
+        and f"3605.0 s ahead of the newest image and {3600 + min(offset, 0):.1f} s ahead of the node's clock" in text
+    )
 
 
 def test_sim_time_and_a_replayed_bag(tiny_checkpoint):
@@ -216,16 +226,24 @@ def point(sec: float | None, x: float, y: float):
 
 def label_image(sec: float, labels: np.ndarray, encoding: str = "mono8"):
     data = labels.astype("<u2" if encoding == "16UC1" else np.uint8)
-    return SimpleNamespace(header=header(sec), height=labels.shape[0], width=labels.shape[1], encoding=encoding,
-                           is_bigendian=0, step=data.strides[0], data=data.tobytes())
+    return SimpleNamespace(
+        header=header(sec),
+        height=labels.shape[0],
+        width=labels.shape[1],
+        encoding=encoding,
+        is_bigendian=0,
+        step=data.strides[0],
+        data=data.tobytes(),
+    )
 
 
 @pytest.fixture()
 def points_pipeline(tiny_checkpoint):
     """A box model that takes points (random weights: only the pipeline's rules are under test)."""
     model, _ = load_checkpoint(tiny_checkpoint)
-    model.config = dataclasses.replace(model.config, initializer=dataclasses.replace(model.config.initializer,
-                                                                                     points=True))
+    model.config = dataclasses.replace(
+        model.config, initializer=dataclasses.replace(model.config.initializer, points=True)
+    )
     return make_pipeline(model)
 
 
@@ -281,9 +299,11 @@ def test_mask_prompts_start_one_track_per_id_and_bad_masks_are_refused(pipeline)
     p.add_prompt_msg(label_image(1.0, labels, "16UC1"), 0.0)
     p.add_image(image(1.0), 0.0)
     assert run(p, 0.0) == 1 and sorted(p.live_tracks()) == [7, 300] and p.stats.prompts == 2
-    refused = [label_image(2.0, labels[:10], "16UC1"),  # not the image's size: dropped when its image comes
-               label_image(2.0, np.zeros((H, W)), "mono8"),  # no object: refused at once
-               SimpleNamespace(**{**vars(label_image(2.0, labels)), "encoding": "rgb8"})]
+    refused = [
+        label_image(2.0, labels[:10], "16UC1"),  # not the image's size: dropped when its image comes
+        label_image(2.0, np.zeros((H, W)), "mono8"),  # no object: refused at once
+        SimpleNamespace(**{**vars(label_image(2.0, labels)), "encoding": "rgb8"}),
+    ]
     for msg in refused:
         p.add_prompt_msg(msg, 0.1)
     assert p.stats.refused_prompts == 2

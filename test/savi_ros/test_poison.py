@@ -1,12 +1,13 @@
 """The poison-stamp rule alone, with explicit clocks (ns): ahead of the newest image by more than
 time_jump_reset and ahead of the node's clock (beyond the camera's lead) by more than future_tolerance."""
+
 from __future__ import annotations
 
 from savi_ros.poison import Newest, ahead_of_clock_ns, is_poison
 
 S = 10**9
 T0 = 1_800_000_000 * S  # the node's clock: wall time
-J, F = 1.0, 5.0         # time_jump_reset, future_tolerance
+J, F = 1.0, 5.0  # time_jump_reset, future_tolerance
 
 
 def poison(stamp: int, clock: int, newest: Newest | None) -> bool:
@@ -38,9 +39,9 @@ def test_a_stamp_an_hour_ahead_is_poison_for_any_camera_offset():
 
 def test_both_conditions_are_needed_and_each_limit_is_exclusive():
     newest = Newest(T0, T0)
-    assert not poison(T0 + 6 * S, T0 + 5 * S, newest)       # 6 s ahead of the newest, 1 s ahead of the clock
-    assert not poison(T0 + S // 2, T0 - 10 * S, newest)     # 10.5 s ahead of a clock that went back, 0.5 s gap
-    assert not poison(T0 + 5 * S, T0, newest)               # exactly future_tolerance ahead: kept
+    assert not poison(T0 + 6 * S, T0 + 5 * S, newest)  # 6 s ahead of the newest, 1 s ahead of the clock
+    assert not poison(T0 + S // 2, T0 - 10 * S, newest)  # 10.5 s ahead of a clock that went back, 0.5 s gap
+    assert not poison(T0 + 5 * S, T0, newest)  # exactly future_tolerance ahead: kept
     assert poison(T0 + 5 * S + 1, T0, newest)
 
 

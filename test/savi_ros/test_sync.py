@@ -1,4 +1,5 @@
 """StampMatcher / LatestFirst rules (docs/INTERFACE.md), without ROS."""
+
 import pytest
 
 from savi_ros.sync import LatestFirst, Pair, StampMatcher
@@ -25,10 +26,11 @@ def late(out):
 
 # ------------------------------------------------------------------ nothing tracked: images wait
 
+
 def test_detections_after_image_match_that_image():
     m = _matcher()
     m.add_image(100 * MS, "img100", now=0.0)
-    assert m.pop_ready(0.05).pairs == []          # held, waiting for detections
+    assert m.pop_ready(0.05).pairs == []  # held, waiting for detections
     m.add_detections(105 * MS, "dets", now=0.06)  # within 10 ms tolerance
     out = m.pop_ready(0.06)
     assert released(out) == [("img100", "dets")] and out.late_detections == []
@@ -78,6 +80,7 @@ def test_a_detection_matches_only_one_image():
 
 # ------------------------------------------------------------------ tracks live: images never wait
 
+
 def test_once_tracks_are_live_images_are_released_at_once():
     m = _matcher(patient=False)
     assert m.image_hold == 0.0
@@ -98,6 +101,7 @@ def test_detections_that_arrive_first_still_pair_when_live():
 
 
 # ------------------------------------------------------------------ detections are never lost
+
 
 def test_unknown_stamp_detections_are_held_then_handed_on():
     m = _matcher(detection_hold_s=1.0)
@@ -148,6 +152,7 @@ def test_invalid_arguments_raise():
 
 
 # ------------------------------------------------------------------ latest-first hand-off
+
 
 def test_latest_first_replaces_waiting_frame_and_counts_drop():
     q = LatestFirst()

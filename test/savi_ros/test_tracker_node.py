@@ -4,6 +4,7 @@ The node runs in its own rclpy context and executor; a second node of the test p
 detections and reads the outputs, /diagnostics and /rosout over DDS. Everything is waited for by
 condition, never by a fixed sleep.
 """
+
 from __future__ import annotations
 
 import threading
@@ -56,10 +57,19 @@ class Rig:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.namespace = f"/node_test_{uuid.uuid4().hex[:8]}"
-        values = {"checkpoint": str(checkpoint), "device": "cpu", "min_mask_area": 0, "mask_threshold": 0.0,
-                  "gate_margin": 0.0, **overrides}
-        self.node = TrackerNode(context=self.context, namespace=self.namespace,
-                                parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        values = {
+            "checkpoint": str(checkpoint),
+            "device": "cpu",
+            "min_mask_area": 0,
+            "mask_threshold": 0.0,
+            "gate_margin": 0.0,
+            **overrides,
+        }
+        self.node = TrackerNode(
+            context=self.context,
+            namespace=self.namespace,
+            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()],
+        )
         self.client = rclpy.create_node("node_test_client", namespace=self.namespace, context=self.context)
         self.lock = threading.Lock()
         self.tracks: dict[int, Detection2DArray] = {}
@@ -90,12 +100,14 @@ class Rig:
         def callback(msg) -> None:
             with self.lock:
                 store[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = msg
+
         return callback
 
     def _append(self, store: list):
         def callback(msg) -> None:
             with self.lock:
                 store.append(msg)
+
         return callback
 
     def transition(self, transition_id: int) -> bool:
@@ -108,8 +120,9 @@ class Rig:
     def start(self) -> None:
         assert self.transition(Transition.TRANSITION_CONFIGURE)
         assert self.transition(Transition.TRANSITION_ACTIVATE)
-        assert wait_for(lambda: self.image_pub.get_subscription_count() > 0
-                        and self.det_pub.get_subscription_count() > 0)
+        assert wait_for(
+            lambda: self.image_pub.get_subscription_count() > 0 and self.det_pub.get_subscription_count() > 0
+        )
 
     def next_stamp(self) -> Time:
         self.stamp += 1
@@ -302,8 +315,12 @@ def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
     good_model = tracker._model
     tracker._model = _FailingModel(good_model)
     failed = r.send([(30, 5, 60, 35, "3")])
-    assert wait_for(lambda: r.logged(f"tracker step failed on the image at stamp {failed * 1e-9:.3f} s: "
-                                     "RuntimeError: simulated device fault", Log.ERROR))
+    assert wait_for(
+        lambda: r.logged(
+            f"tracker step failed on the image at stamp {failed * 1e-9:.3f} s: RuntimeError: simulated device fault",
+            Log.ERROR,
+        )
+    )
     assert not r.logged("Logger severity cannot be changed")
     assert failed not in r.tracks
     assert wait_for(lambda: r.last_status() is not None and r.last_status().level == DiagnosticStatus.ERROR)
@@ -325,9 +342,14 @@ def test_any_detection_id_is_handled_and_a_bad_one_is_ignored_with_a_warning_nam
     boxes = [(2, 2, 20, 20, "9" * 5000), (30, 5, 60, 35, " 7 "), (2, 24, 20, 38, "12")]
     assert r.track_ids(r.send(boxes)) is not None  # the frame is published
     assert set(r.node.pipeline.tracker.live_tracks) == {1, 2, 12}
-    assert wait_for(lambda: r.logged("ignoring the id of 2 object(s), not a decimal track id 1..65535: detection at "
-                                     "(2, 2, 20, 20) (id '9999999999999999'... (5000 characters)); detection at "
-                                     "(30, 5, 60, 35) (id ' 7 ')", Log.WARN))
+    assert wait_for(
+        lambda: r.logged(
+            "ignoring the id of 2 object(s), not a decimal track id 1..65535: detection at "
+            "(2, 2, 20, 20) (id '9999999999999999'... (5000 characters)); detection at "
+            "(30, 5, 60, 35) (id ' 7 ')",
+            Log.WARN,
+        )
+    )
     assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["ignored_ids"] == "2")
     assert values(r.last_status())["step_errors"] == "0"
 
@@ -474,8 +496,9 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
         r.image_pub.publish(msg)
 
     def counted(name: str, value: int) -> None:
-        assert wait_for(lambda: getattr(r.node.pipeline.stats, name) == value), \
+        assert wait_for(lambda: getattr(r.node.pipeline.stats, name) == value), (
             f"{name} is {getattr(r.node.pipeline.stats, name)}, expected {value}"
+        )
 
     good(boxes)
     image(height=0, width=0, step=0, data=b"")
@@ -504,9 +527,13 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     img.header.stamp = stamp
     dets = Detection2DArray()
     dets.header.stamp = stamp
-    for det_id, (cx, cy, sx, sy) in (("5", (float("nan"), 5.0, 4.0, 4.0)), ("6", (50.0, 1.7e308, 20.0, 1.7e308)),
-                                     ("1_0", (48.0, 34.0, 6.0, 6.0)), ("+3", (8.0, 34.0, 6.0, 6.0)),
-                                     ("\u0663", (28.0, 34.0, 6.0, 6.0))):
+    for det_id, (cx, cy, sx, sy) in (
+        ("5", (float("nan"), 5.0, 4.0, 4.0)),
+        ("6", (50.0, 1.7e308, 20.0, 1.7e308)),
+        ("1_0", (48.0, 34.0, 6.0, 6.0)),
+        ("+3", (8.0, 34.0, 6.0, 6.0)),
+        ("\u0663", (28.0, 34.0, 6.0, 6.0)),
+    ):
         det = Detection2D(id=det_id)
         det.bbox.center.position.x, det.bbox.center.position.y = cx, cy
         det.bbox.size_x, det.bbox.size_y = sx, sy
@@ -519,21 +546,31 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     live = set(r.node.pipeline.tracker.live_tracks)
     assert live == {1, 2, 3, 4, 9}  # int() would have made "1_0" track 10
     images_sent = len(good_frames) + 1 + 6
-    assert wait_for(lambda: r.last_status() is not None and values(r.last_status())["processed"] == str(
-        len(good_frames) + 1))
+    assert wait_for(
+        lambda: r.last_status() is not None and values(r.last_status())["processed"] == str(len(good_frames) + 1)
+    )
     counters = values(r.last_status())
-    accounted = sum(int(counters[k]) for k in ("processed", "dropped_frames", "unsupported_images", "bad_images",
-                                                "oversized_images"))
+    accounted = sum(
+        int(counters[k])
+        for k in ("processed", "dropped_frames", "unsupported_images", "bad_images", "oversized_images")
+    )
     assert accounted == images_sent and counters["images"] == str(images_sent), counters
     assert counters["step_errors"] == "0" and r.last_status().level == DiagnosticStatus.OK
 
     # The good frames' label maps are those of a Tracker given the good frames only. Up to 0.5% of the pixels
     # may differ: the two runs share one process whose CPU threads may differ in denormal flushing (set by
     # whichever earlier test ran a CLI's main), so a pixel where two random-weight slots nearly tie can flip.
-    reference = Tracker(r.node.pipeline.tracker._model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
+    reference = Tracker(
+        r.node.pipeline.tracker._model,
+        TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0),
+        device="cpu",
+    )
     for stamp_value, with_boxes in good_frames:
-        dets = None if with_boxes is None else [Detection((x0, y0, x1, y1), "thing", 0.9, i)
-                                                for x0, y0, x1, y1, i in with_boxes]
+        dets = (
+            None
+            if with_boxes is None
+            else [Detection((x0, y0, x1, y1), "thing", 0.9, i) for x0, y0, x1, y1, i in with_boxes]
+        )
         expected = reference.step(Rig.pixels(), dets).label_map
         published = np.frombuffer(bytes(r.masks[stamp_value].data), "<u2").reshape(H, W)
         assert (published == expected).mean() >= 0.995, (stamp_value, (published != expected).sum())
@@ -552,8 +589,12 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
     r = rig()
     r.start()
     labels: list[LabelInfo] = []
-    latched = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
     r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
     assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
     assert wait_for(lambda: labels and [c.class_id for c in labels[-1].class_map] == [4, 9])
@@ -590,16 +631,25 @@ def test_label_info_keeps_dormant_tracks_until_they_expire_and_diagnostics_count
     r = rig(min_mask_area=10**6, lost_after_frames=1, dormant_seconds=2.5)
     r.start()
     labels: list[LabelInfo] = []
-    latched = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        reliability=ReliabilityPolicy.RELIABLE,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=10,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
     r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
     first = r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])
     assert r.track_ids(first) == []
     assert wait_for(lambda: first in r.masks) and not np.frombuffer(bytes(r.masks[first].data), "<u2").any()
     assert wait_for(lambda: labels and [c.class_id for c in labels[-1].class_map] == [4, 9])
     assert r.node.pipeline.tracker.dormant_tracks == {4: "thing", 9: "thing"}
-    assert wait_for(lambda: (s := r.last_status()) is not None and values(s)["dormant_tracks"] == "2"
-                    and values(s)["live_tracks"] == "0")
+    assert wait_for(
+        lambda: (
+            (s := r.last_status()) is not None
+            and values(s)["dormant_tracks"] == "2"
+            and values(s)["live_tracks"] == "0"
+        )
+    )
     revived = r.send([(2, 2, 20, 20, "4")])  # a detection naming a dormant id revives it (lost again at once)
     assert r.track_ids(revived) == [] and wait_for(lambda: r.node.pipeline.stats.revivals == 1)
     r.track_ids(r.send())  # stamps are 1 s apart: 9 slept on the first one, 2 s ago
@@ -657,9 +707,11 @@ def publish_rgb(r: Rig, rgb: np.ndarray) -> int:
 def prompt_publishers(r: Rig):
     from geometry_msgs.msg import Point, PointStamped
 
-    pubs = (r.client.create_publisher(PointStamped, "points", RELIABLE),
-            r.client.create_publisher(Point, "points_click", RELIABLE),
-            r.client.create_publisher(Image, "prompt_masks", RELIABLE))
+    pubs = (
+        r.client.create_publisher(PointStamped, "points", RELIABLE),
+        r.client.create_publisher(Point, "points_click", RELIABLE),
+        r.client.create_publisher(Image, "prompt_masks", RELIABLE),
+    )
     assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs))
     return pubs
 

@@ -1,15 +1,17 @@
 """Image age on arrival and the slow-transport warning (savi_ros.transport), with explicit times."""
+
 from __future__ import annotations
 
 from savi_ros.transport import FIX, ImageAges
 
 MS = 1_000_000
-T0 = 1_700_000_000 * 10**9          # the system clock, ns
-LARGE, SMALL = 921_600, 400_000      # 640x480 rgb8; an image that fits Fast DDS's default segment
+T0 = 1_700_000_000 * 10**9  # the system clock, ns
+LARGE, SMALL = 921_600, 400_000  # 640x480 rgb8; an image that fits Fast DDS's default segment
 
 
-def arrive(ages: ImageAges, n: int, transport_ms: float, nbytes: int = LARGE, exposure_ms: float = 0.0,
-           sim_time: bool = False) -> list:
+def arrive(
+    ages: ImageAges, n: int, transport_ms: float, nbytes: int = LARGE, exposure_ms: float = 0.0, sim_time: bool = False
+) -> list:
     """``n`` images published ``exposure_ms`` after their stamp and received ``transport_ms`` later."""
     warnings = []
     for i in range(n):
@@ -25,17 +27,20 @@ def test_large_images_slower_than_15_ms_warn_once_with_the_fix_after_30_of_them(
     assert warnings[:29] == [None] * 29
     assert "take 20.0 ms (median of the last 30)" in warnings[29] and FIX in warnings[29]
     assert warnings[30:] == [None] * 30  # once
-    assert ages.values() == {"image_age_ms_p50": "20.0", "image_age_ms_max": "20.0",
-                             "large_image_transport_ms_p50": "20.0"}
+    assert ages.values() == {
+        "image_age_ms_p50": "20.0",
+        "image_age_ms_max": "20.0",
+        "large_image_transport_ms_p50": "20.0",
+    }
 
 
 def test_fast_transport_small_images_and_a_few_stalls_do_not_warn():
     ages = ImageAges()
-    assert arrive(ages, 100, transport_ms=3.0) == [None] * 100          # the project's profile: a few ms
+    assert arrive(ages, 100, transport_ms=3.0) == [None] * 100  # the project's profile: a few ms
     assert arrive(ImageAges(), 100, transport_ms=40.0, nbytes=SMALL) == [None] * 100  # not a large image
     mixed = ImageAges()
     assert arrive(mixed, 60, transport_ms=3.0) == [None] * 60
-    assert arrive(mixed, 40, transport_ms=500.0) == [None] * 40         # 40 stalls of 100: the median is 3 ms
+    assert arrive(mixed, 40, transport_ms=500.0) == [None] * 40  # 40 stalls of 100: the median is 3 ms
     assert mixed.values()["large_image_transport_ms_p50"] == "3.0"
     assert mixed.values()["image_age_ms_max"] == "500.0"
 
@@ -43,17 +48,23 @@ def test_fast_transport_small_images_and_a_few_stalls_do_not_warn():
 def test_a_camera_stamping_at_exposure_is_not_blamed_on_the_transport():
     ages = ImageAges()
     assert arrive(ages, 100, transport_ms=2.0, exposure_ms=40.0) == [None] * 100
-    assert ages.values() == {"image_age_ms_p50": "42.0", "image_age_ms_max": "42.0",
-                             "large_image_transport_ms_p50": "2.0"}
+    assert ages.values() == {
+        "image_age_ms_p50": "42.0",
+        "image_age_ms_max": "42.0",
+        "large_image_transport_ms_p50": "2.0",
+    }
 
 
 def test_age_only_where_the_clocks_compare():
     sim = ImageAges()
-    arrive(sim, 5, transport_ms=2.0, sim_time=True)                     # stamps are sim time
+    arrive(sim, 5, transport_ms=2.0, sim_time=True)  # stamps are sim time
     assert sim.values()["image_age_ms_p50"] == "n/a" and sim.values()["large_image_transport_ms_p50"] == "2.0"
     offset = ImageAges()
-    offset.add(T0 - 60 * 10**9, T0 + 2 * MS, T0, LARGE, False)          # a camera clock a minute behind
-    offset.add(T0 + 60 * 10**9, T0 + 2 * MS, T0, LARGE, False)          # and one a minute ahead
-    offset.add(T0, T0 + 2 * MS, 0, LARGE, False)                        # no source timestamp from the rmw
-    assert offset.values() == {"image_age_ms_p50": "2.0", "image_age_ms_max": "2.0",
-                               "large_image_transport_ms_p50": "2.0"}
+    offset.add(T0 - 60 * 10**9, T0 + 2 * MS, T0, LARGE, False)  # a camera clock a minute behind
+    offset.add(T0 + 60 * 10**9, T0 + 2 * MS, T0, LARGE, False)  # and one a minute ahead
+    offset.add(T0, T0 + 2 * MS, 0, LARGE, False)  # no source timestamp from the rmw
+    assert offset.values() == {
+        "image_age_ms_p50": "2.0",
+        "image_age_ms_max": "2.0",
+        "large_image_transport_ms_p50": "2.0",
+    }

@@ -1,4 +1,5 @@
 """The synthetic generator: determinism, ground truth that matches the rendering, flow consistency."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,12 +92,18 @@ def test_flow_values_are_object_displacements_and_zero_at_the_ends():
         for i in range(s.num_objects):
             m = s.segmentations[t] == i + 1
             if m.any():
-                np.testing.assert_allclose(s.forward_flow[t][m], np.broadcast_to(
-                    s.positions[t + 1, i] - s.positions[t, i], (m.sum(), 2)), atol=1e-5)
+                np.testing.assert_allclose(
+                    s.forward_flow[t][m],
+                    np.broadcast_to(s.positions[t + 1, i] - s.positions[t, i], (m.sum(), 2)),
+                    atol=1e-5,
+                )
             m1 = s.segmentations[t + 1] == i + 1
             if m1.any():
-                np.testing.assert_allclose(s.backward_flow[t + 1][m1], np.broadcast_to(
-                    s.positions[t, i] - s.positions[t + 1, i], (m1.sum(), 2)), atol=1e-5)
+                np.testing.assert_allclose(
+                    s.backward_flow[t + 1][m1],
+                    np.broadcast_to(s.positions[t, i] - s.positions[t + 1, i], (m1.sum(), 2)),
+                    atol=1e-5,
+                )
         bg = s.segmentations[t] == 0
         np.testing.assert_allclose(s.forward_flow[t][bg], np.broadcast_to(pan, (bg.sum(), 2)), atol=1e-5)
 
@@ -161,8 +168,9 @@ def test_camera_pan_moves_background_and_static_camera_does_not():
 
 def test_objects_stay_fully_in_frame_and_rigid():
     """Single objects (no occlusion) keep their pixel count: never clipped, never deformed."""
-    cfg = SceneConfig(height=40, width=72, num_frames=20, min_objects=1, max_objects=1,
-                      size_range=(0.5, 0.6), speed_range=(0.08, 0.1))
+    cfg = SceneConfig(
+        height=40, width=72, num_frames=20, min_objects=1, max_objects=1, size_range=(0.5, 0.6), speed_range=(0.08, 0.1)
+    )
     for seed in range(6):
         s = generate_scene(seed, cfg)
         areas = (s.segmentations == 1).sum((1, 2))
@@ -189,19 +197,22 @@ def test_objects_are_reasonably_visible_at_frame_zero():
     assert np.median(areas) > 0.02
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    ({"min_objects": 3, "max_objects": 2}, "min_objects"),
-    ({"shapes": ("circle", "cloud")}, "shapes"),
-    ({"backgrounds": ("noise", "lava")}, "backgrounds"),
-    ({"textures": ()}, "textures"),
-    ({"object_saturation": (0.5, 1.5)}, "object_saturation"),
-    ({"distractors": (3, 1)}, "distractors"),
-    ({"size_range": (0.3, 0.1)}, "size_range"),
-    ({"height": 4}, "height"),
-    ({"num_frames": 2.5}, "num_frames"),
-    ({"rotation_range": (0.2, 0.1)}, "rotation_range"),
-    ({"scale_range": (0.0, 1.5)}, "scale_range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"min_objects": 3, "max_objects": 2}, "min_objects"),
+        ({"shapes": ("circle", "cloud")}, "shapes"),
+        ({"backgrounds": ("noise", "lava")}, "backgrounds"),
+        ({"textures": ()}, "textures"),
+        ({"object_saturation": (0.5, 1.5)}, "object_saturation"),
+        ({"distractors": (3, 1)}, "distractors"),
+        ({"size_range": (0.3, 0.1)}, "size_range"),
+        ({"height": 4}, "height"),
+        ({"num_frames": 2.5}, "num_frames"),
+        ({"rotation_range": (0.2, 0.1)}, "rotation_range"),
+        ({"scale_range": (0.0, 1.5)}, "scale_range"),
+    ],
+)
 def test_config_validation(kwargs, word):
     with pytest.raises(ValueError, match=word):
         SceneConfig(**kwargs)
@@ -219,9 +230,18 @@ def test_randomized_world_families_render_with_exact_ground_truth():
     from savi_scenes.shapes import SHAPES
 
     for shape in SHAPES:
-        cfg = SceneConfig(height=40, width=48, num_frames=4, shapes=(shape,), backgrounds=ALL_BACKGROUNDS,
-                          textures=ALL_TEXTURES, object_saturation=(0.0, 1.0), background_saturation=(0.0, 1.0),
-                          distractors=(1, 3), camera_pan=True)
+        cfg = SceneConfig(
+            height=40,
+            width=48,
+            num_frames=4,
+            shapes=(shape,),
+            backgrounds=ALL_BACKGROUNDS,
+            textures=ALL_TEXTURES,
+            object_saturation=(0.0, 1.0),
+            background_saturation=(0.0, 1.0),
+            distractors=(1, 3),
+            camera_pan=True,
+        )
         scene = generate_scene(7, cfg)
         assert set(scene.classes) == {shape}
         for i in range(scene.num_objects):
@@ -241,8 +261,16 @@ def test_a_spinning_object_s_flow_is_the_rotation_of_its_offsets():
     """Known answer: a static object turning by w per frame (its sign drawn per object) moves the point at
     offset d from its centre by (R(w) - I) d to the next frame and by (R(-w) - I) d to the previous one."""
     w = 0.08
-    cfg = SceneConfig(height=64, width=64, num_frames=5, min_objects=1, max_objects=1, speed_range=(0.0, 0.0),
-                      rotation_range=(w, w), textured=False)
+    cfg = SceneConfig(
+        height=64,
+        width=64,
+        num_frames=5,
+        min_objects=1,
+        max_objects=1,
+        speed_range=(0.0, 0.0),
+        rotation_range=(w, w),
+        textured=False,
+    )
     scene = generate_scene(2, cfg)
     centre = scene.positions[0, 0].astype(np.float64)
     assert np.allclose(scene.positions, centre)
@@ -275,8 +303,15 @@ def _exact_boxes_and_interior_agreement(cfg: SceneConfig, direction: str) -> tup
 
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_rotating_and_scaling_objects_keep_exact_flow_boxes_and_stay_in_frame(direction):
-    cfg = SceneConfig(height=64, width=64, num_frames=10, camera_pan=True, rotation_range=(0.0, 0.15),
-                      scale_range=(0.6, 1.6), textures=("stripes", "checker"))
+    cfg = SceneConfig(
+        height=64,
+        width=64,
+        num_frames=10,
+        camera_pan=True,
+        rotation_range=(0.0, 0.15),
+        scale_range=(0.6, 1.6),
+        textures=("stripes", "checker"),
+    )
     scenes, interior = _exact_boxes_and_interior_agreement(cfg, direction)
     for scene in scenes:
         areas = [(scene.segmentations == i + 1).sum(axis=(1, 2)) for i in range(scene.num_objects)]
@@ -304,8 +339,9 @@ def test_camera_zoom_flow_is_the_known_radial_field_of_a_static_scene():
         scale = z ** (np.arange(num_t) / (num_t - 1) if zoom_in else 1 - np.arange(num_t) / (num_t - 1))
         for t in range(num_t - 1):
             np.testing.assert_allclose(zoomed.forward_flow[t], (scale[t + 1] / scale[t] - 1) * from_center, atol=1e-4)
-            np.testing.assert_allclose(zoomed.backward_flow[t + 1], (scale[t] / scale[t + 1] - 1) * from_center,
-                                       atol=1e-4)
+            np.testing.assert_allclose(
+                zoomed.backward_flow[t + 1], (scale[t] / scale[t + 1] - 1) * from_center, atol=1e-4
+            )
         assert np.all(zoomed.forward_flow[-1] == 0) and np.all(zoomed.backward_flow[0] == 0)
     assert directions == {True, False}
 
@@ -360,7 +396,8 @@ def test_exits_objects_leave_the_view_whole_and_come_back_with_exact_ground_trut
     scenes = [generate_scene(s, config) for s in range(10)]
     assert sum(_comebacks(s.visible) for s in scenes) >= 5
     assert sum(_comebacks(generate_scene(s, REID).visible) for s in range(10)) < sum(
-        _comebacks(s.visible) for s in scenes)
+        _comebacks(s.visible) for s in scenes
+    )
     for scene in scenes[:3]:
         boxes, visible = boxes_from_segmentation(scene.segmentations, scene.num_objects)
         np.testing.assert_array_equal(scene.visible, visible)

@@ -1,11 +1,17 @@
 """The 3D physics family: exact flow on cases with a known answer, deterministic scenes, sane ground truth."""
+
 import numpy as np
 import pytest
 
 pytest.importorskip("pybullet")
 
-from savi_scenes.physics3d import (Camera, PhysicsSceneConfig, PhysicsWorld, generate_physics_scene,  # noqa: E402
-                                   rigid_flow)
+from savi_scenes.physics3d import (
+    Camera,
+    PhysicsSceneConfig,
+    PhysicsWorld,
+    generate_physics_scene,  # noqa: E402
+    rigid_flow,
+)
 
 H = W = 64
 CAM_HEIGHT = 3.0

@@ -11,7 +11,7 @@ def _videos(b: int, t: int = 2, size: int = 16) -> torch.Tensor:
     video = torch.zeros(b, t, 3, size, size)
     for i in range(b):
         y, x = torch.randint(0, size // 2, (2,), generator=g).tolist()
-        video[i, :, :, y:y + size // 2, x:x + size // 2] = torch.rand(3, 1, 1, generator=g)
+        video[i, :, :, y : y + size // 2, x : x + size // 2] = torch.rand(3, 1, 1, generator=g)
     return video
 
 
@@ -44,8 +44,9 @@ def test_about_that_share_of_videos_is_resampled():
     assert 0.4 < changed.float().mean() < 0.6
 
 
-@pytest.mark.parametrize("probability, max_scale, match", [(-0.1, 2.0, "probability"), (1.1, 2.0, "probability"),
-                                                          (0.5, 0.9, "max_scale")])
+@pytest.mark.parametrize(
+    "probability, max_scale, match", [(-0.1, 2.0, "probability"), (1.1, 2.0, "probability"), (0.5, 0.9, "max_scale")]
+)
 def test_bad_arguments_are_refused(probability, max_scale, match):
     with pytest.raises(ValueError, match=match):
         camera_resample(_videos(1), probability, max_scale)

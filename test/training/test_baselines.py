@@ -1,4 +1,5 @@
 """Baselines evaluated with the real metrics on tiny synthetic videos with exact ground truth."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,8 @@ def pixel_box(r0: int, c0: int, r1: int, c1: int, h: int, w: int) -> list[float]
 def test_static_box_baseline_is_perfect_without_motion(device: str) -> None:
     t, h, w = 4, 12, 16
     frame = torch.zeros(h, w, dtype=torch.long)
-    frame[1:9, 1:11] = 1   # large rectangle
-    frame[3:5, 4:7] = 2    # small rectangle in front of it
+    frame[1:9, 1:11] = 1  # large rectangle
+    frame[3:5, 4:7] = 2  # small rectangle in front of it
     frame[9:12, 12:16] = 3
     gt = frame.expand(1, t, h, w)
     boxes = torch.tensor([[pixel_box(1, 1, 9, 11, h, w), pixel_box(3, 4, 5, 7, h, w), pixel_box(9, 12, 12, 16, h, w)]])
@@ -45,7 +46,9 @@ def test_static_box_baseline_skips_unconditioned_and_loses_moving_objects() -> N
         static_box_baseline(boxes, torch.ones(1, 3), t, h, w)
 
 
-def two_movers(t: int = 4, h: int = 16, w: int = 16, same_flow: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def two_movers(
+    t: int = 4, h: int = 16, w: int = 16, same_flow: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two 4x4 squares on a static background: one moving down, one moving left, 1 px per frame.
 
     Returns gt ids [1,T,H,W], forward flow [1,T,H,W,2] (d_row, d_col) and first-frame centres [1,2,2].
@@ -65,7 +68,9 @@ def two_movers(t: int = 4, h: int = 16, w: int = 16, same_flow: bool = False) ->
 @pytest.mark.parametrize("device", DEVICES)
 def test_flow_kmeans_separates_two_translating_regions(device: str) -> None:
     gt, flow, centres = two_movers()
-    pred = flow_kmeans_com_baseline(flow.to(device), centres.to(device), torch.ones(1, 2, device=device), num_clusters=3)
+    pred = flow_kmeans_com_baseline(
+        flow.to(device), centres.to(device), torch.ones(1, 2, device=device), num_clusters=3
+    )
     assert pred.shape == gt.shape and pred.dtype == torch.int64 and pred.device.type == device
     assert float(fg_ari(pred, gt.to(device))[0]) == 1.0
     # Clusters are seeded at the centres of mass, so ids follow the conditioning (no matching needed).
@@ -109,7 +114,7 @@ def test_csrt_follows_a_moving_square():
     patch = torch.rand(3, 16, 16, generator=rng)
     video = torch.full((1, frames, 3, size, size), 0.5)
     for t in range(frames):
-        video[0, t, :, 20:36, 10 + 2 * t:26 + 2 * t] = patch
+        video[0, t, :, 20:36, 10 + 2 * t : 26 + 2 * t] = patch
     boxes = torch.tensor([[[20 / size, 10 / size, 36 / size, 26 / size]]])
     out = csrt_baselines(video, boxes, torch.ones(1, 1))
     assert list(out) == ["csrt_box"]  # no GrabCut asked for
@@ -117,7 +122,7 @@ def test_csrt_follows_a_moving_square():
     assert ids.shape == (1, frames, size, size) and ms > 0
     for t in range(frames):
         truth = torch.zeros(size, size, dtype=torch.bool)
-        truth[20:36, 10 + 2 * t:26 + 2 * t] = True
+        truth[20:36, 10 + 2 * t : 26 + 2 * t] = True
         painted = ids[0, t] == 1
         iou = (painted & truth).sum() / (painted | truth).sum()
         assert iou > 0.7, (t, float(iou))
@@ -133,7 +138,7 @@ def test_grabcut_inside_the_csrt_box_paints_the_object_not_its_box():
     video = torch.full((1, frames, 3, size, size), 0.5)
     discs = []
     for t in range(frames):
-        disc = (yy - 30) ** 2 + (xx - 20 - 2 * t) ** 2 <= radius ** 2
+        disc = (yy - 30) ** 2 + (xx - 20 - 2 * t) ** 2 <= radius**2
         video[0, t, :, disc] = torch.tensor([0.9, 0.1, 0.1])[:, None]
         discs.append(disc)
     boxes = torch.tensor([[[20 / size, 10 / size, 41 / size, 31 / size]]])
@@ -141,7 +146,9 @@ def test_grabcut_inside_the_csrt_box_paints_the_object_not_its_box():
     (box_ids, box_ms), (cut_ids, ms) = out["csrt_box"], out["csrt_grabcut"]
     assert ms > box_ms > 0  # GrabCut's time includes the tracking
     for t in range(1, frames):
+
         def iou(ids):
             painted = ids[0, t] == 1
             return float((painted & discs[t]).sum() / (painted | discs[t]).sum())
+
         assert iou(cut_ids) > 0.85 and iou(cut_ids) > iou(box_ids) + 0.05, (t, iou(cut_ids), iou(box_ids))

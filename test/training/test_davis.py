@@ -1,4 +1,5 @@
 """DAVIS J&F (vos-benchmark) on id maps with a known answer."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """Multi-process training: torchrun, 2 CPU processes, gloo; both ranks train and end with the same weights."""
+
 import json
 import os
 import shutil
@@ -25,8 +26,22 @@ def torchrun(config: Path, out: Path, steps: int) -> subprocess.CompletedProcess
     """Two gloo CPU workers. Python's fault handler prints every worker's stack on an abort, so a repeat of
     the abort above says where it happened; that one failure is run once more (with a warning carrying
     the first run's output) instead of failing the suite; every other failure fails the test."""
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "training.train", "--config",
-               str(config), "--out", str(out), "--steps", str(steps), "--device", "cpu"]
+    command = [
+        str(TORCHRUN),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "training.train",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 and ABORT in proc.stderr:

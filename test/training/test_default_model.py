@@ -6,6 +6,7 @@ mIoU 68.6 on these 12 videos): a change to the model, the Tracker's rules or the
 than that fails here. The held-out families are measured by `python -m training.generalization`
 (docs/RESULTS.md).
 """
+
 import json
 from pathlib import Path
 
@@ -18,8 +19,23 @@ ITS_FAMILIES = ROOT / "training" / "configs" / "pretrained_cpu.yaml"
 
 
 def test_default_model_quality_through_the_tracker(tmp_path):
-    assert main(["--checkpoint", str(DEFAULT_MODEL), "--config", str(ITS_FAMILIES), "--device", "cpu",
-                 "--num-videos", "12", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(DEFAULT_MODEL),
+                "--config",
+                str(ITS_FAMILIES),
+                "--device",
+                "cpu",
+                "--num-videos",
+                "12",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "metrics.json").read_text())
     assert results["scored"] == "tracker" and results["num_videos"] == 12
     savi = results["methods"]["savi"]

@@ -1,4 +1,5 @@
 """Evaluation: streaming inference, the A.8 metrics with baselines, JSON + PNG outputs, conditioning noise."""
+
 import importlib.util
 import json
 import sys
@@ -51,8 +52,10 @@ def test_cli_writes_metrics_json_and_per_frame_png_with_baselines(run_dir, tmp_p
         assert all(v is not None for v in m["miou_per_frame"][1:])
     assert (out / "per_frame.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # --include-first-frame scores frame 0 too; the other frames' scores do not change.
-    assert main(["--checkpoint", str(run_dir), "--out", str(tmp_path / "first"), "--baselines",
-                 "--include-first-frame"]) == 0
+    assert (
+        main(["--checkpoint", str(run_dir), "--out", str(tmp_path / "first"), "--baselines", "--include-first-frame"])
+        == 0
+    )
     with_first = json.loads((tmp_path / "first" / "metrics.json").read_text())["methods"]["static_box"]
     assert with_first["miou_per_frame"][0] is not None
     assert with_first["miou_per_frame"][1:] == results["methods"]["static_box"]["miou_per_frame"][1:]
@@ -105,8 +108,12 @@ def test_input_scale_returns_masks_at_the_scaled_size(run_dir):
 def test_frames_larger_than_the_model_are_resized_down_and_masks_come_back_at_frame_size(run_dir):
     model, _ = load_checkpoint(resolve_checkpoint(run_dir))
     batch = _eval_batch(run_dir)
-    big = dict(batch, video=torch.nn.functional.interpolate(
-        batch["video"].flatten(0, 1), scale_factor=3, mode="nearest").unflatten(0, batch["video"].shape[:2]))
+    big = dict(
+        batch,
+        video=torch.nn.functional.interpolate(batch["video"].flatten(0, 1), scale_factor=3, mode="nearest").unflatten(
+            0, batch["video"].shape[:2]
+        ),
+    )
     ids = model_only_ids(model, big, "decoder")
     assert ids.shape == (2, 5, 48, 48)
     # Nearest-upscaled frames resize back to nearly the same model input: same ids almost everywhere.
@@ -139,6 +146,7 @@ def test_box_noise_moves_conditioned_boxes_by_a_fraction_of_their_size():
 
 def test_noise_changes_the_model_metrics_but_not_without_sigma(run_dir, tmp_path):
     """On the bare model (--model-only): a 2-step model's faint masks give the Tracker no pixels at all."""
+
     def miou(*extra):
         out = tmp_path / "_".join(extra or ("clean",))
         assert main(["--checkpoint", str(run_dir), "--out", str(out), "--model-only", *extra]) == 0
@@ -164,8 +172,10 @@ def _fixtures_writer():
 
 def test_train_and_evaluate_on_movi_files_with_baselines(tmp_path):
     writer = _fixtures_writer()
-    videos = {split: [[writer.make_movi_video(seed, num_frames=4, num_instances=2) for seed in seeds]]
-              for split, seeds in (("train", range(4)), ("validation", range(10, 12)))}
+    videos = {
+        split: [[writer.make_movi_video(seed, num_frames=4, num_instances=2) for seed in seeds]]
+        for split, seeds in (("train", range(4)), ("validation", range(10, 12)))
+    }
     root = writer.write_movi_dir(tmp_path / "movi", videos)
     data = yaml.safe_load(TINY.read_text())
     data["data"] = {"kind": "movi", "resolution": [16, 16], "max_instances": 2, "window": 3}
@@ -185,16 +195,18 @@ def test_point_prompts_are_each_object_s_centre_of_mass_for_a_model_that_takes_p
 
     from training.evaluate import evaluate, first_frame_points
 
-    points = first_frame_points(torch.tensor([[0.25, 0.5], [-1.0, -1.0], [0.5, 0.125]]), torch.tensor([1.0, 0.0, 1.0]),
-                                (40, 80))
+    points = first_frame_points(
+        torch.tensor([[0.25, 0.5], [-1.0, -1.0], [0.5, 0.125]]), torch.tensor([1.0, 0.0, 1.0]), (40, 80)
+    )
     assert [(p.point_xy, p.track_id) for p in points] == [((40.0, 10.0), "1"), ((10.0, 20.0), "3")]
     model, _ = load_checkpoint(resolve_checkpoint(run_dir))
     cfg = load_config(TINY, {"train.out_dir": str(run_dir)})
     dataset = build_dataset(cfg.data, "eval")
     with pytest.raises(ValueError, match="does not take points"):
         evaluate(model, dataset, cfg.eval, torch.device("cpu"), progress=False, prompt="points")
-    model.config = dataclasses.replace(model.config, initializer=dataclasses.replace(model.config.initializer,
-                                                                                     points=True))
+    model.config = dataclasses.replace(
+        model.config, initializer=dataclasses.replace(model.config.initializer, points=True)
+    )
     batch = _eval_batch(run_dir)
     config = TrackerConfig(mask_threshold=0.0, min_mask_area=0)
     ids = tracker_ids(Tracker(model, config), batch, prompt="points")
@@ -212,7 +224,9 @@ def test_detect_every_gives_the_tracker_the_true_boxes_of_visible_objects_on_tho
     seen: list[tuple[int, list]] = []
     tracker = Tracker(model, TrackerConfig(mask_threshold=0.0, min_mask_area=0))
     step = tracker.step
-    monkeypatch.setattr(tracker, "step", lambda image, detections=None: seen.append(detections) or step(image, detections))
+    monkeypatch.setattr(
+        tracker, "step", lambda image, detections=None: seen.append(detections) or step(image, detections)
+    )
     tracker_ids(tracker, batch, detect_every=2)
     frames = batch["video"].shape[1]
     assert [d is not None for d in seen] == [f % 2 == 0 for f in range(frames)] * 2
@@ -225,8 +239,25 @@ def test_detect_every_gives_the_tracker_the_true_boxes_of_visible_objects_on_tho
 
 def test_cli_tracker_parameters_are_checked_by_name_and_value_and_recorded(run_dir, tmp_path, capsys):
     out = tmp_path / "gate"
-    assert main(["--checkpoint", str(run_dir), "--out", str(out), "--num-videos", "2", "--detect-every", "2",
-                 "--tracker", "gate_margin=0", "--tracker", "reinit=refresh"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(run_dir),
+                "--out",
+                str(out),
+                "--num-videos",
+                "2",
+                "--detect-every",
+                "2",
+                "--tracker",
+                "gate_margin=0",
+                "--tracker",
+                "reinit=refresh",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "metrics.json").read_text())
     assert results["tracker"] == {"gate_margin": 0, "reinit": "refresh"} and results["detect_every"] == 2
     assert main(["--checkpoint", str(run_dir), "--tracker", "gate=1"]) == 1

@@ -1,4 +1,5 @@
 """The feature cache: what it returns is what the backbone computes, keyed by frame content."""
+
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """Fitting a prototype model by the tracking metric on training videos: values from the grid, never worse
 than the untrained matching on the videos it scored, a checkpoint that loads."""
+
 import json
 
 import yaml
@@ -8,14 +9,32 @@ from savi_core.checkpoint import load_checkpoint
 from training.fit_prototypes import GRID, main
 
 CONFIG = {
-    "model": {"preset": "custom", "resolution": [64, 80], "num_slots": 5, "slot_dim": 183,
-              "encoder": {"kind": "efficientnet_lite0", "output_stride": 4,
-                          "backbone_sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"},
-              "initializer": {"kind": "bbox", "background_slot": True, "points": True},
-              "corrector": {"kind": "prototype"}, "predictor": {"kind": "kinematic"}},
-    "data": {"kind": "synthetic", "resolution": [64, 80], "max_instances": 4, "window": 3, "target": "rgb",
-             "num_videos": 4, "num_frames": 4, "min_objects": 1, "max_objects": 2,
-             "options": {"physics_share": 0.5}},
+    "model": {
+        "preset": "custom",
+        "resolution": [64, 80],
+        "num_slots": 5,
+        "slot_dim": 183,
+        "encoder": {
+            "kind": "efficientnet_lite0",
+            "output_stride": 4,
+            "backbone_sha256": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        },
+        "initializer": {"kind": "bbox", "background_slot": True, "points": True},
+        "corrector": {"kind": "prototype"},
+        "predictor": {"kind": "kinematic"},
+    },
+    "data": {
+        "kind": "synthetic",
+        "resolution": [64, 80],
+        "max_instances": 4,
+        "window": 3,
+        "target": "rgb",
+        "num_videos": 4,
+        "num_frames": 4,
+        "min_objects": 1,
+        "max_objects": 2,
+        "options": {"physics_share": 0.5},
+    },
     "train": {"batch_size": 2, "steps": 1, "attention_loss_weight": 1.0},
 }
 

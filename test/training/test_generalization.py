@@ -1,5 +1,6 @@
 """Generalization benchmark: held-out splits differ from the training split in one axis, and bad specs
 are refused naming the field."""
+
 import json
 from pathlib import Path
 
@@ -12,14 +13,21 @@ from training.generalization import main, split_options, training_families, vali
 from training.train import train
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
-TRAIN_OPTIONS = {"shapes": ["circle", "star"], "backgrounds": ["noise", "plain"], "textures": ["solid"],
-                 "effects": True, "physics_share": 0.3, "physics": {"objects": ["primitives"], "floors": ["plain"]}}
+TRAIN_OPTIONS = {
+    "shapes": ["circle", "star"],
+    "backgrounds": ["noise", "plain"],
+    "textures": ["solid"],
+    "effects": True,
+    "physics_share": 0.3,
+    "physics": {"objects": ["primitives"], "floors": ["plain"]},
+}
 
 
 def test_held_out_splits_replace_one_axis():
     train_families = training_families(TRAIN_OPTIONS)
-    held = validate_spec({"held_out": {"bg": {"backgrounds": ["photo"]}, "toys": {"objects": ["toys"]}}},
-                         train_families)
+    held = validate_spec(
+        {"held_out": {"bg": {"backgrounds": ["photo"]}, "toys": {"objects": ["toys"]}}}, train_families
+    )
     splits = split_options(TRAIN_OPTIONS, train_families, held)
     assert list(splits) == ["in-family 2D", "in-family 3D", "held-out bg", "held-out toys"]
     assert splits["in-family 2D"]["physics_share"] == 0.0 and splits["in-family 2D"]["effects"] is True
@@ -48,13 +56,16 @@ def test_a_3d_only_run_has_the_whole_2d_family_held_out():
     assert splits["held-out toys"]["physics"] == {"objects": ["toys"], "floors": ["plain"]}
 
 
-@pytest.mark.parametrize("spec, field", [
-    ({"held_out": {"bg": {"backgrounds": ["lava"]}}}, r"held_out\.bg\.backgrounds: unknown family 'lava'"),
-    ({"held_out": {"s": {"shapes": ["star"]}}}, r"held_out\.s\.shapes: 'star' is also a training family"),
-    ({"held_out": {"s": {"colours": ["red"]}}}, r"held_out\.s\.colours: unknown axis"),
-    ({"held_out": {"s": {"shapes": []}}}, r"held_out\.s\.shapes: names no family"),
-    ({"held_out": {}}, r"held_out: must be a non-empty mapping"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"held_out": {"bg": {"backgrounds": ["lava"]}}}, r"held_out\.bg\.backgrounds: unknown family 'lava'"),
+        ({"held_out": {"s": {"shapes": ["star"]}}}, r"held_out\.s\.shapes: 'star' is also a training family"),
+        ({"held_out": {"s": {"colours": ["red"]}}}, r"held_out\.s\.colours: unknown axis"),
+        ({"held_out": {"s": {"shapes": []}}}, r"held_out\.s\.shapes: names no family"),
+        ({"held_out": {}}, r"held_out: must be a non-empty mapping"),
+    ],
+)
 def test_bad_specs_are_refused_naming_the_field(spec, field):
     with pytest.raises(ConfigError, match=field):
         validate_spec(spec, training_families(TRAIN_OPTIONS))
@@ -70,8 +81,23 @@ def test_cli_scores_every_split(tmp_path, capsys):
     run = train(load_config(TINY, {"train.out_dir": str(tmp_path / "run"), "train.steps": 1}))
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"held_out": {"shape": {"shapes": ["cross"]}}}))
-    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(run),
+                "--spec",
+                str(spec),
+                "--num-videos",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     for split in ("in-family 2D", "3D family (held out)", "held-out shape"):
         assert split in printed
@@ -80,14 +106,48 @@ def test_cli_scores_every_split(tmp_path, capsys):
     other = yaml.safe_load(TINY.read_text())
     other["data"]["options"] = {"shapes": ["star", "blob"]}
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
-    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
-                 "--families-from", str(tmp_path / "other.yaml"), "--out", str(tmp_path / "out2")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(run),
+                "--spec",
+                str(spec),
+                "--num-videos",
+                "1",
+                "--device",
+                "cpu",
+                "--families-from",
+                str(tmp_path / "other.yaml"),
+                "--out",
+                str(tmp_path / "out2"),
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "out2" / "generalization.json").read_text())
     assert result["training_families"]["shapes"] == ["star", "blob"]
     assert result["splits"]["held-out shape"]["options"]["shapes"] == ["cross"]
     # A camera's frame size: every split rendered at it and resized by the Tracker; a bad size is refused.
-    assert main(["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu",
-                 "--frame-size", "40x24", "--out", str(tmp_path / "out3")]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(run),
+                "--spec",
+                str(spec),
+                "--num-videos",
+                "1",
+                "--device",
+                "cpu",
+                "--frame-size",
+                "40x24",
+                "--out",
+                str(tmp_path / "out3"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "out3" / "generalization.json").read_text())["frame_size"] == [24, 40]
     assert main(["--checkpoint", str(run), "--spec", str(spec), "--frame-size", "320x"]) == 1
     assert "--frame-size: expected WxH" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """ID switches and IDF1 (motmetrics) on id maps with a known answer."""
+
 import math
 
 import torch

@@ -1,4 +1,5 @@
 """Docs tables come from results files: rendering, staleness, and the repository's own docs."""
+
 import json
 
 import pytest
@@ -8,9 +9,14 @@ from training.results_tables import ResultsError, main, render_document
 
 def results(model: str, n: int, miou: float) -> dict:
     scores = {"fg_ari": 0.9, "miou": miou, "j_and_f": 0.5, "idf1": None}
-    return {"checkpoint": f"x/{model}", "num_videos": n,
-            "splits": {"in-family 2D": {"methods": {"savi": scores, "feature_prototype": scores}},
-                       "held-out shape": {"methods": {"savi": scores}}}}
+    return {
+        "checkpoint": f"x/{model}",
+        "num_videos": n,
+        "splits": {
+            "in-family 2D": {"methods": {"savi": scores, "feature_prototype": scores}},
+            "held-out shape": {"methods": {"savi": scores}},
+        },
+    }
 
 
 def test_marked_table_is_rendered_from_its_files_and_other_text_is_kept(tmp_path):

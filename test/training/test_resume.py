@@ -1,4 +1,5 @@
 """Exact resume: an interrupted run (stopped, or SIGKILLed) continued with --resume logs the same losses."""
+
 import json
 import os
 import signal
@@ -56,8 +57,13 @@ def test_sigkill_after_a_checkpoint_then_resume_matches(tmp_path):
     out = tmp_path / "killed"
     # The child must sum in the same order as this process's reference run: same thread count.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "training.train", "--config", str(config), "--out", str(out)],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.train", "--config", str(config), "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     pointer = out / "checkpoints" / "latest"
     deadline = time.monotonic() + 60
     while not pointer.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -1,4 +1,5 @@
 """Trainer pieces (schedule, loss, sampler, optimiser state, checkpoints) and a tiny end-to-end run."""
+
 import json
 import math
 from pathlib import Path
@@ -30,7 +31,8 @@ def test_schedule_warms_up_linearly_then_cosine_to_zero():
     decay = [learning_rate(s, cfg) for s in range(100, 1101, 50)]
     assert all(a > b for a, b in zip(decay, decay[1:]))
     assert learning_rate(3, TrainConfig(lr=1.0, warmup_steps=0, steps=10)) == pytest.approx(
-        0.5 * (1 + math.cos(math.pi * 0.3)))
+        0.5 * (1 + math.cos(math.pi * 0.3))
+    )
 
 
 def test_loss_sums_time_pixels_channels_and_averages_batch():
@@ -45,8 +47,9 @@ def test_loss_sums_time_pixels_channels_and_averages_batch():
     assert loss.item() == pytest.approx((3 + 1) * 60 / 2)
     assert mse.item() == pytest.approx(1.0)
     # A decoder at half resolution is compared with the area-downsampled target.
-    loss, _ = reconstruction_loss(torch.zeros(1, 1, 3, 2, 2), torch.full((1, 1, 3, 4, 4), 0.5),
-                                  torch.ones(1, 1, dtype=torch.bool))
+    loss, _ = reconstruction_loss(
+        torch.zeros(1, 1, 3, 2, 2), torch.full((1, 1, 3, 4, 4), 0.5), torch.ones(1, 1, dtype=torch.bool)
+    )
     assert loss.item() == pytest.approx(12 * 0.25)
 
 
@@ -57,7 +60,7 @@ def test_sampler_shards_one_permutation_and_resumes_mid_epoch():
     assert len(ranks[0]) == len(ranks[1]) == 2
     # Rank r's batch b holds the same videos as the single-process batch b of the global batch size.
     for b in range(2):
-        assert sorted(ranks[0][b] + ranks[1][b]) == sorted(single[4 * b: 4 * b + 4])
+        assert sorted(ranks[0][b] + ranks[1][b]) == sorted(single[4 * b : 4 * b + 4])
     assert list(EpochBatchSampler(10, 4, seed=3, epoch=1, start=1)) == [single[4:8]]
     assert list(EpochBatchSampler(10, 4, seed=3, epoch=2)) != [single[:4], single[4:]]
     assert next_position(0, 1, 2) == (1, 0) and next_position(0, 0, 2) == (0, 1)
@@ -162,8 +165,15 @@ def test_cli_reports_bad_config_with_exit_code_1(tmp_path, capsys):
 def test_mask_and_attention_loss_weights_add_their_auxiliary_terms(tmp_path):
     def first_loss(masks: float, attention: float) -> float:
         name = f"m{masks}_a{attention}"
-        cfg = load_config(TINY, {"train.mask_loss_weight": masks, "train.attention_loss_weight": attention,
-                                 "train.steps": 1, "train.out_dir": str(tmp_path / name)})
+        cfg = load_config(
+            TINY,
+            {
+                "train.mask_loss_weight": masks,
+                "train.attention_loss_weight": attention,
+                "train.steps": 1,
+                "train.out_dir": str(tmp_path / name),
+            },
+        )
         out = train(cfg)
         return json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"]
 
@@ -198,8 +208,9 @@ def test_burn_in_run_trains_on_window_frames_after_a_gradient_free_start(tmp_pat
 
 def test_camera_resample_changes_what_the_model_sees_and_stays_finite(tmp_path):
     def losses(probability: float, name: str) -> list[float]:
-        cfg = load_config(TINY, {"train.camera_resample": probability, "train.steps": 2,
-                                 "train.out_dir": str(tmp_path / name)})
+        cfg = load_config(
+            TINY, {"train.camera_resample": probability, "train.steps": 2, "train.out_dir": str(tmp_path / name)}
+        )
         out = train(cfg)
         return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -215,15 +226,25 @@ def test_init_checkpoint_starts_from_its_weights_and_refuses_another_model(tmp_p
 
     first = train(load_config(TINY, {"train.out_dir": str(tmp_path / "first"), "train.steps": 2}))
     start, _ = load_checkpoint(latest_checkpoint(first))
-    cfg = load_config(TINY, {"train.out_dir": str(tmp_path / "second"), "train.steps": 1, "train.lr": 1e-12,
-                             "train.init_checkpoint": str(first)})
+    cfg = load_config(
+        TINY,
+        {
+            "train.out_dir": str(tmp_path / "second"),
+            "train.steps": 1,
+            "train.lr": 1e-12,
+            "train.init_checkpoint": str(first),
+        },
+    )
     second, _ = load_checkpoint(latest_checkpoint(train(cfg)))
     # One step at a vanishing learning rate: the weights are still the first run's, not a fresh init.
     for name, tensor in start.state_dict().items():
         torch.testing.assert_close(second.state_dict()[name], tensor, atol=1e-6, rtol=0, msg=name)
-    other = load_config(TINY, {"train.out_dir": str(tmp_path / "third"), "train.init_checkpoint": str(first),
-                               "model.slot_dim": 8})
-    with pytest.raises(ConfigError, match=r"train\.init_checkpoint: .* another model config \(differs in \['slot_dim'\]\)"):
+    other = load_config(
+        TINY, {"train.out_dir": str(tmp_path / "third"), "train.init_checkpoint": str(first), "model.slot_dim": 8}
+    )
+    with pytest.raises(
+        ConfigError, match=r"train\.init_checkpoint: .* another model config \(differs in \['slot_dim'\]\)"
+    ):
         train(other)
 
 
@@ -239,8 +260,9 @@ def test_point_share_gives_points_as_zero_size_boxes_and_a_box_model_may_learn_t
     assert torch.equal(every[0, :2], torch.tensor([[0.3, 0.4, 0.3, 0.4], [0.6, 0.5, 0.6, 0.5]]))
     assert torch.equal(every[0, 2], boxes[0, 2])  # unconditioned slots keep their padding
     assert torch.equal(as_points(boxes, centers, conditioned, 0.0, torch.Generator()), boxes)
-    half = torch.stack([as_points(boxes, centers, conditioned, 0.5, torch.Generator().manual_seed(s))[0, 0]
-                        for s in range(200)])
+    half = torch.stack(
+        [as_points(boxes, centers, conditioned, 0.5, torch.Generator().manual_seed(s))[0, 0] for s in range(200)]
+    )
     assert 60 < (half[:, 0] == half[:, 2]).sum() < 140
 
     with pytest.raises(ConfigError, match=r"train\.point_share: needs model\.initializer\.points: true"):
@@ -251,7 +273,15 @@ def test_point_share_gives_points_as_zero_size_boxes_and_a_box_model_may_learn_t
         load_config(TINY, {"model.initializer.kind": "com", "model.initializer.points": True})
     # A box model's weights start a model that also takes points: only what it is taught differs.
     first = train(load_config(TINY, {"train.out_dir": str(tmp_path / "boxes"), "train.steps": 1}))
-    cfg = load_config(TINY, {"train.out_dir": str(tmp_path / "points"), "train.steps": 2, "train.point_share": 0.5,
-                             "model.initializer.points": True, "train.init_checkpoint": str(first)})
+    cfg = load_config(
+        TINY,
+        {
+            "train.out_dir": str(tmp_path / "points"),
+            "train.steps": 2,
+            "train.point_share": 0.5,
+            "model.initializer.points": True,
+            "train.init_checkpoint": str(first),
+        },
+    )
     model, _ = load_checkpoint(latest_checkpoint(train(cfg)))
     assert model.config.initializer.points

@@ -1,5 +1,6 @@
 """Training on CUDA: same losses as the CPU in fp32, finite with AMP, exact resume (skipped where no
 GPU: CI has none; run on a GPU machine with `scripts/gpu_check.sh`)."""
+
 import json
 import math
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Run configs: the shipped YAMLs load with the paper's values, and bad input names the bad key."""
+
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ def tiny_dict() -> dict:
     return yaml.safe_load(TINY.read_text())
 
 
-@pytest.mark.parametrize("name", ["movi_a_s_bbox", "movi_c_m_bbox", "movi_l_resnet_bbox", "sketchy_uncond_rgb",
-                                  "synthetic_cpu"])
+@pytest.mark.parametrize(
+    "name", ["movi_a_s_bbox", "movi_c_m_bbox", "movi_l_resnet_bbox", "sketchy_uncond_rgb", "synthetic_cpu"]
+)
 def test_shipped_configs_load_with_paper_optimisation(name):
     overrides = None if name == "synthetic_cpu" else {"data.root": "/data/somewhere"}
     cfg = load_config(CONFIGS / f"{name}.yaml", overrides)
@@ -41,7 +43,9 @@ def test_shipped_configs_match_their_names():
     assert (sketchy.data.kind, sketchy.data.target) == ("sketchy", "rgb")
     cpu = load_config(CONFIGS / "synthetic_cpu.yaml")
     assert (cpu.model.num_slots, cpu.train.batch_size, cpu.data.kind) == (7, 8, "synthetic")
-    assert cpu.model.initializer.kind == "bbox" and cpu.train.mask_loss_weight > 0 and cpu.train.attention_loss_weight > 0
+    assert (
+        cpu.model.initializer.kind == "bbox" and cpu.train.mask_loss_weight > 0 and cpu.train.attention_loss_weight > 0
+    )
     assert cpu.data.num_frames == 24 and cpu.data.min_objects >= 2
     assert cpu.data.window + cpu.data.burn_in <= cpu.data.num_frames
 
@@ -58,24 +62,27 @@ def test_dataset_path_is_required_for_real_datasets():
         load_config(CONFIGS / "movi_a_s_bbox.yaml")
 
 
-@pytest.mark.parametrize("section,key,value,match", [
-    ("train", "bogus", 1, r"train\.bogus: unknown key"),
-    ("train", "steps", "many", r"train\.steps: expected an integer"),
-    ("train", "lr", -1.0, r"train\.lr: must be positive"),
-    ("train", "lr", "fast", r"train\.lr: expected a number"),
-    ("train", "amp", "fp8", r"train\.amp: must be one of"),
-    ("train", "mask_loss_weight", -1.0, r"train\.mask_loss_weight: must be >= 0"),
-    ("train", "attention_loss_weight", -0.5, r"train\.attention_loss_weight: must be >= 0"),
-    ("train", "camera_resample", 1.5, r"train\.camera_resample: must be a probability in \[0, 1\]"),
-    ("train", "camera_resample_max_scale", 0.5, r"train\.camera_resample_max_scale: must be >= 1"),
-    ("data", "kind", "kitti", r"data\.kind: must be one of"),
-    ("data", "burn_in", -1, r"data\.burn_in: must be 0 or more"),
-    ("data", "resolution", [16], r"data\.resolution: expected 2 entries"),
-    ("data", "max_instances", 5, r"data\.max_instances: must equal the model's object slots"),
-    ("data", "resolution", [32, 32], r"data\.resolution: \(32, 32\) differs from model\.resolution"),
-    ("eval", "mask_source", "slots", r"eval\.mask_source: must be one of"),
-    ("model", "encoder", {"depth": 3}, r"model\.encoder\.depth: unknown key"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,match",
+    [
+        ("train", "bogus", 1, r"train\.bogus: unknown key"),
+        ("train", "steps", "many", r"train\.steps: expected an integer"),
+        ("train", "lr", -1.0, r"train\.lr: must be positive"),
+        ("train", "lr", "fast", r"train\.lr: expected a number"),
+        ("train", "amp", "fp8", r"train\.amp: must be one of"),
+        ("train", "mask_loss_weight", -1.0, r"train\.mask_loss_weight: must be >= 0"),
+        ("train", "attention_loss_weight", -0.5, r"train\.attention_loss_weight: must be >= 0"),
+        ("train", "camera_resample", 1.5, r"train\.camera_resample: must be a probability in \[0, 1\]"),
+        ("train", "camera_resample_max_scale", 0.5, r"train\.camera_resample_max_scale: must be >= 1"),
+        ("data", "kind", "kitti", r"data\.kind: must be one of"),
+        ("data", "burn_in", -1, r"data\.burn_in: must be 0 or more"),
+        ("data", "resolution", [16], r"data\.resolution: expected 2 entries"),
+        ("data", "max_instances", 5, r"data\.max_instances: must equal the model's object slots"),
+        ("data", "resolution", [32, 32], r"data\.resolution: \(32, 32\) differs from model\.resolution"),
+        ("eval", "mask_source", "slots", r"eval\.mask_source: must be one of"),
+        ("model", "encoder", {"depth": 3}, r"model\.encoder\.depth: unknown key"),
+    ],
+)
 def test_bad_values_name_the_key(section, key, value, match):
     data = tiny_dict()
     data[section][key] = value

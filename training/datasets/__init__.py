@@ -1,4 +1,5 @@
 """Datasets yielding the item dict of docs/ARCHITECTURE.md (see ``common.build_item``)."""
+
 from training.datasets.common import ITEM_KEYS, build_item
 from training.datasets.synthetic import SyntheticDataset
 from training.datasets.videos import VideoFolderDataset

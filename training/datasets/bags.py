@@ -11,6 +11,7 @@ image is conditioned on them; other windows come unconditioned. There is no segm
 Message definitions come from the bag itself (rosbag2 since Iron and MCAP store them), so no ROS
 install is needed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,12 @@ from training.datasets.common import BackwardFlow
 from training.datasets.videos import CACHE_VERSION, VideoFolderDataset, _Clip, _fingerprint, _Source
 
 BAG_FILES = (".mcap", ".db3", ".bag")
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/Image",
-               "sensor_msgs/CompressedImage")
+IMAGE_TYPES = (
+    "sensor_msgs/msg/Image",
+    "sensor_msgs/msg/CompressedImage",
+    "sensor_msgs/Image",
+    "sensor_msgs/CompressedImage",
+)
 
 
 def _is_rosbag2_folder(path: Path) -> bool:
@@ -43,11 +48,15 @@ def discover_bags(root: Path) -> list[_Source]:
     if _is_rosbag2_folder(root) or (root.is_file() and root.suffix in BAG_FILES):
         candidates = [root]
     else:
-        candidates = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")
-                      and (_is_rosbag2_folder(p) or (p.is_file() and p.suffix in BAG_FILES))]
+        candidates = [
+            p
+            for p in sorted(root.iterdir())
+            if not p.name.startswith(".") and (_is_rosbag2_folder(p) or (p.is_file() and p.suffix in BAG_FILES))
+        ]
     if not candidates:
-        raise FileNotFoundError(f"no bags in {root} (rosbag2 folders with metadata.yaml, or "
-                                f"{', '.join(BAG_FILES)} files)")
+        raise FileNotFoundError(
+            f"no bags in {root} (rosbag2 folders with metadata.yaml, or {', '.join(BAG_FILES)} files)"
+        )
     sources = []
     for path in candidates:
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
@@ -64,8 +73,14 @@ class BagDataset(VideoFolderDataset):
         sync_tolerance: seconds within which a detections stamp matches an image stamp.
     """
 
-    def __init__(self, root: str | os.PathLike, image_topic: str, detections_topic: str | None = None,
-                 sync_tolerance: float = 0.01, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_topic: str,
+        detections_topic: str | None = None,
+        sync_tolerance: float = 0.01,
+        **kwargs,
+    ) -> None:
         if not image_topic:
             raise ValueError("image_topic: required (the camera topic recorded in the bags)")
         if sync_tolerance < 0:
@@ -80,8 +95,19 @@ class BagDataset(VideoFolderDataset):
         return discover_bags(self.root)
 
     def _cache_stem(self, source: _Source) -> str:
-        key = json.dumps([CACHE_VERSION, _fingerprint(source), self.resolution, self.frame_stride, self.max_frames,
-                          self.max_instances, self.image_topic, self.detections_topic, self.sync_tolerance])
+        key = json.dumps(
+            [
+                CACHE_VERSION,
+                _fingerprint(source),
+                self.resolution,
+                self.frame_stride,
+                self.max_frames,
+                self.max_instances,
+                self.image_topic,
+                self.detections_topic,
+                self.sync_tolerance,
+            ]
+        )
         return f"{source.name}_{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def _read(self, source: _Source, with_flow: bool) -> _Clip:
@@ -93,8 +119,9 @@ class BagDataset(VideoFolderDataset):
         except Exception as exc:  # rosbags raises several types for "not a bag" / unreadable
             raise ValueError(f"bag {source.path}: not readable ({type(exc).__name__}: {exc})") from None
         try:
-            image_conns = [c for c in reader.connections if c.topic == self.image_topic] or \
-                [c for c in reader.connections if c.topic == f"{self.image_topic.rstrip('/')}/compressed"]
+            image_conns = [c for c in reader.connections if c.topic == self.image_topic] or [
+                c for c in reader.connections if c.topic == f"{self.image_topic.rstrip('/')}/compressed"
+            ]
             if not image_conns or image_conns[0].msgtype not in IMAGE_TYPES:
                 topics = ", ".join(sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections}))
                 raise ValueError(f"bag {source.path}: no image topic {self.image_topic!r}; its topics: {topics}")
@@ -121,15 +148,16 @@ class BagDataset(VideoFolderDataset):
                 if not keep:
                     continue
                 try:
-                    rgb = (messages.compressed_to_rgb8(msg) if hasattr(msg, "format")
-                           else messages.image_to_rgb8(msg))
+                    rgb = messages.compressed_to_rgb8(msg) if hasattr(msg, "format") else messages.image_to_rgb8(msg)
                 except ValueError as exc:
                     raise ValueError(f"bag {source.path}: image {index - 1} on {conn.topic}: {exc}") from None
                 if original is None:
                     original = rgb.shape[:2]
                 elif rgb.shape[:2] != original:
-                    raise ValueError(f"bag {source.path}: image {index - 1} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                     f"the first was {original[1]}x{original[0]}")
+                    raise ValueError(
+                        f"bag {source.path}: image {index - 1} is {rgb.shape[1]}x{rgb.shape[0]}, "
+                        f"the first was {original[1]}x{original[0]}"
+                    )
                 if estimator is not None:
                     flows.append(estimator(rgb))
                 interp = cv2.INTER_AREA if (h <= rgb.shape[0] and w <= rgb.shape[1]) else cv2.INTER_LINEAR
@@ -139,8 +167,9 @@ class BagDataset(VideoFolderDataset):
             reader.close()
         if not frames:
             raise ValueError(f"bag {source.path}: no messages on {image_conns[0].topic}")
-        return _Clip(np.stack(frames), (int(original[0]), int(original[1])),
-                     np.stack(flows) if flows else None, boxes_per_frame)
+        return _Clip(
+            np.stack(frames), (int(original[0]), int(original[1])), np.stack(flows) if flows else None, boxes_per_frame
+        )
 
     def _boxes_at(self, msg, detections: dict[int, np.ndarray], size: tuple[int, int]) -> list | None:
         """Normalised yxyx boxes of the detections matching this image's stamp (None: no match)."""

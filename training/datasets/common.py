@@ -21,6 +21,7 @@ Coordinate conventions (MOVi's): a pixel at row r covers [r/H, (r+1)/H], so a bo
 segmentation is ``[min_row/H, min_col/W, (max_row+1)/H, (max_col+1)/W]`` and a centre of mass is
 ``((mean_row+0.5)/H, (mean_col+0.5)/W)``. Flow is in pixels with channels (d_row, d_col).
 """
+
 from __future__ import annotations
 
 import cv2
@@ -32,8 +33,16 @@ from savi_core.flow import flow_to_rgb
 TARGET_KINDS = ("flow", "rgb")
 
 ITEM_KEYS = (
-    "video", "target", "segmentations", "boxes", "visible", "cond_boxes", "cond_centers",
-    "conditioned", "instance_mask", "frame_mask",
+    "video",
+    "target",
+    "segmentations",
+    "boxes",
+    "visible",
+    "cond_boxes",
+    "cond_centers",
+    "conditioned",
+    "instance_mask",
+    "frame_mask",
 )
 # Time axis first; s4/s8/s16 are cached backbone taps (training.feature_cache).
 FRAME_KEYS = ("video", "target", "segmentations", "boxes", "visible", "frame_mask", "s4", "s8", "s16")
@@ -334,7 +343,7 @@ def build_item(
         boxes = np.asarray(boxes, np.float32)
         if boxes.ndim != 3 or boxes.shape[0] != t or boxes.shape[2] != 4:
             raise ValueError(f"boxes must be [T={t},n,4], got shape {boxes.shape}")
-        visible = (np.any(boxes != 0, axis=-1) if visible is None else np.asarray(visible, bool))
+        visible = np.any(boxes != 0, axis=-1) if visible is None else np.asarray(visible, bool)
     n = boxes.shape[1]
     if n > n_max:
         raise ValueError(f"clip has {n} instances but max_instances={n_max}")
@@ -350,8 +359,11 @@ def build_item(
         cond_b = np.asarray(cond_boxes, np.float32).reshape(-1, 4)
         if cond_b.shape[0] > n_max:
             raise ValueError(f"{cond_b.shape[0]} conditioning boxes but max_instances={n_max}")
-        cond = (np.any(cond_b != -1, axis=-1).astype(np.float32) if conditioned is None
-                else np.asarray(conditioned, np.float32))
+        cond = (
+            np.any(cond_b != -1, axis=-1).astype(np.float32)
+            if conditioned is None
+            else np.asarray(conditioned, np.float32)
+        )
     if cond.shape != (cond_b.shape[0],):
         raise ValueError(f"conditioned must have {cond_b.shape[0]} entries, got shape {cond.shape}")
     cond_b = np.where(cond[:, None] > 0, cond_b, -1.0).astype(np.float32)

@@ -4,6 +4,7 @@ The wire format is fixed by TensorFlow's ``example.proto`` / ``feature.proto``; 
 here in Python and registered in a private pool so it never clashes with TensorFlow's own copy if both
 are imported in one process.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -17,8 +18,15 @@ from training.datasets.tfrecord import DatasetFormatError
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(message, name: str, number: int, ftype: int, label: int = _F.LABEL_OPTIONAL,
-           type_name: str | None = None, oneof_index: int | None = None) -> None:
+def _field(
+    message,
+    name: str,
+    number: int,
+    ftype: int,
+    label: int = _F.LABEL_OPTIONAL,
+    type_name: str | None = None,
+    oneof_index: int | None = None,
+) -> None:
     field = message.field.add(name=name, number=number, type=ftype, label=label)
     if type_name is not None:
         field.type_name = type_name

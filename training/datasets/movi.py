@@ -15,6 +15,7 @@ keys flattened by ``/``:
 
 The shard index (file, record offset) is built once by walking the record headers.
 """
+
 from __future__ import annotations
 
 import os
@@ -79,37 +80,40 @@ def _decode_png(data: bytes, flags: int, source: str, key: str, frame: int) -> n
     return image
 
 
-def _decode_frames(features: ExampleFeatures, key: str, frames: range, num_frames: int, height: int,
-                   width: int, color: bool) -> np.ndarray:
+def _decode_frames(
+    features: ExampleFeatures, key: str, frames: range, num_frames: int, height: int, width: int, color: bool
+) -> np.ndarray:
     encoded = features.bytes(key)
     if len(encoded) != num_frames:
-        raise DatasetFormatError(f"{features.source}: '{key}' has {len(encoded)} frames, "
-                                 f"metadata/num_frames is {num_frames}")
+        raise DatasetFormatError(
+            f"{features.source}: '{key}' has {len(encoded)} frames, metadata/num_frames is {num_frames}"
+        )
     out = []
     for t in frames:
-        image = _decode_png(encoded[t], cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED,
-                            features.source, key, t)
+        image = _decode_png(encoded[t], cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED, features.source, key, t)
         if color:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         elif image.ndim == 3 and image.shape[2] == 1:
             image = image[..., 0]
         expected = (height, width, 3) if color else (height, width)
         if image.shape != expected:
-            raise DatasetFormatError(f"{features.source}: '{key}' frame {t} has shape {image.shape}, "
-                                     f"expected {expected}")
+            raise DatasetFormatError(
+                f"{features.source}: '{key}' frame {t} has shape {image.shape}, expected {expected}"
+            )
         out.append(image)
     return np.stack(out)
 
 
-def _ragged(features: ExampleFeatures, key: str, num_instances: int, inner: int, floats: bool
-            ) -> list[np.ndarray]:
+def _ragged(features: ExampleFeatures, key: str, num_instances: int, inner: int, floats: bool) -> list[np.ndarray]:
     """Split a TFDS ragged feature into one array per instance (each ``[len, inner]``)."""
     lengths = features.ints(f"{key}/ragged_row_lengths_0", num_instances)
     flat_key = f"{key}/ragged_flat_values"
     values = features.floats(flat_key) if floats else features.ints(flat_key)
     if np.any(lengths < 0) or values.size != int(lengths.sum()) * inner:
-        raise DatasetFormatError(f"{features.source}: '{flat_key}' has {values.size} values, but the row "
-                                 f"lengths {lengths.tolist()} need {int(lengths.sum()) * inner}")
+        raise DatasetFormatError(
+            f"{features.source}: '{flat_key}' has {values.size} values, but the row "
+            f"lengths {lengths.tolist()} need {int(lengths.sum()) * inner}"
+        )
     return np.split(values.reshape(-1, inner), np.cumsum(lengths)[:-1])
 
 
@@ -124,23 +128,26 @@ def decode_movi_example(f: ExampleFeatures, flow: str = "backward", frames: slic
     name_values = f.bytes("metadata/video_name") if "metadata/video_name" in f else []
     name = name_values[0].decode("utf-8", "replace") if name_values else ""
     if min(num_frames, height, width) < 1 or num_instances < 0:
-        raise DatasetFormatError(f"{source}: bad metadata (num_frames={num_frames}, height={height}, "
-                                 f"width={width}, num_instances={num_instances})")
+        raise DatasetFormatError(
+            f"{source}: bad metadata (num_frames={num_frames}, height={height}, "
+            f"width={width}, num_instances={num_instances})"
+        )
     window = range(num_frames)[frames if frames is not None else slice(None)]
     if len(window) == 0 or window.step != 1:
         raise ValueError(f"frames {frames} select no contiguous frames of {num_frames}")
 
     video = _decode_frames(f, "video", window, num_frames, height, width, color=True)
-    segmentations = _decode_frames(f, "segmentations", window, num_frames, height, width,
-                                   color=False)
+    segmentations = _decode_frames(f, "segmentations", window, num_frames, height, width, color=False)
     if int(segmentations.max(initial=0)) > num_instances:
-        raise DatasetFormatError(f"{source}: 'segmentations' holds id {int(segmentations.max())} but "
-                                 f"metadata/num_instances is {num_instances}")
+        raise DatasetFormatError(
+            f"{source}: 'segmentations' holds id {int(segmentations.max())} but "
+            f"metadata/num_instances is {num_instances}"
+        )
 
     flow_key = f"{flow}_flow"
     low, high = f.floats(f"metadata/{flow_key}_range", 2)
     codes = f.ints(flow_key, num_frames * height * width * 2).reshape(num_frames, height, width, 2)
-    codes = codes[window.start:window.stop]
+    codes = codes[window.start : window.stop]
     if codes.size and (codes.min() < 0 or codes.max() > _FLOW_MAX_CODE):
         raise DatasetFormatError(f"{source}: '{flow_key}' codes outside the uint16 range")
     flow_px = (codes.astype(np.float32) / _FLOW_MAX_CODE * (high - low) + low).astype(np.float32)
@@ -152,8 +159,9 @@ def decode_movi_example(f: ExampleFeatures, flow: str = "backward", frames: slic
     for i, (inst_boxes, inst_frames) in enumerate(zip(per_box, per_frame)):
         inst_frames = inst_frames[:, 0]
         if len(inst_frames) != len(inst_boxes):
-            raise DatasetFormatError(f"{source}: instance {i} has {len(inst_boxes)} boxes but "
-                                     f"{len(inst_frames)} bbox_frames")
+            raise DatasetFormatError(
+                f"{source}: instance {i} has {len(inst_boxes)} boxes but {len(inst_frames)} bbox_frames"
+            )
         if inst_frames.size and (inst_frames.min() < 0 or inst_frames.max() >= num_frames):
             raise DatasetFormatError(f"{source}: instance {i} has bbox_frames outside 0..{num_frames - 1}")
         keep = (inst_frames >= window.start) & (inst_frames < window.stop)
@@ -180,10 +188,18 @@ class MoviDataset(Dataset):
             ``max_instances``; pixels of the others become background; warns once).
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", resolution: tuple[int, int] | None = None,
-                 max_instances: int = 10, window: int | None = 6, target: Literal["flow", "rgb"] = "flow",
-                 flow: Literal["backward", "forward"] = "backward", seed: int = 0,
-                 excess_instances: Literal["error", "truncate"] = "error") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        resolution: tuple[int, int] | None = None,
+        max_instances: int = 10,
+        window: int | None = 6,
+        target: Literal["flow", "rgb"] = "flow",
+        flow: Literal["backward", "forward"] = "backward",
+        seed: int = 0,
+        excess_instances: Literal["error", "truncate"] = "error",
+    ) -> None:
         if target not in ("flow", "rgb"):
             raise ValueError(f"target must be 'flow' or 'rgb', got {target!r}")
         if flow not in FLOW_DIRECTIONS:
@@ -245,20 +261,31 @@ class MoviDataset(Dataset):
             video = resize_video(video, self.resolution)
             segmentations = resize_segmentations(segmentations, self.resolution)
             flow_px = resize_flow(flow_px, self.resolution)
-        return build_item(video, make_target(self.target, video, flow_px), self.max_instances,
-                          segmentations=segmentations, boxes=boxes, visible=visible,
-                          pad_frames_to=self.window)
+        return build_item(
+            video,
+            make_target(self.target, video, flow_px),
+            self.max_instances,
+            segmentations=segmentations,
+            boxes=boxes,
+            visible=visible,
+            pad_frames_to=self.window,
+        )
 
     def _limit_instances(self, clip: MoviVideo, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = clip.boxes.shape[1]
         if n <= self.max_instances:
             return clip.segmentations, clip.boxes, clip.visible
         if self.excess_instances == "error":
-            raise DatasetFormatError(f"{self.source(index)}: video has {n} instances but max_instances="
-                                     f"{self.max_instances} (pass excess_instances='truncate' to drop the rest)")
+            raise DatasetFormatError(
+                f"{self.source(index)}: video has {n} instances but max_instances="
+                f"{self.max_instances} (pass excess_instances='truncate' to drop the rest)"
+            )
         if not self._warned_excess:
-            warnings.warn(f"{self.source(index)}: video has {n} instances > max_instances={self.max_instances}; "
-                          "keeping the first ones, the others become background (warned once)", stacklevel=3)
+            warnings.warn(
+                f"{self.source(index)}: video has {n} instances > max_instances={self.max_instances}; "
+                "keeping the first ones, the others become background (warned once)",
+                stacklevel=3,
+            )
             self._warned_excess = True
         seg = np.where(clip.segmentations > self.max_instances, 0, clip.segmentations)
         return seg, clip.boxes[:, : self.max_instances], clip.visible[:, : self.max_instances]

@@ -7,6 +7,7 @@ with one ``tf.train.Example`` per 10 Hz timestep, in time order, images as JPEG 
 ``pixels/<camera>``. SAVi learns it unconditionally with an RGB reconstruction target, so items
 carry no segmentation or boxes (zeros, nothing conditioned).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,14 @@ from training.datasets.example_proto import ExampleFeatures
 from training.datasets.tfrecord import DatasetFormatError, RecordLocation, read_record, scan_records
 
 EPISODE_TYPES = ("EPISODE_ROBOT_AGENT", "EPISODE_ROBOT_TELEOPERATION", "EPISODE_ROBOT_DAGGER")
-CAMERAS = ("pixels/basket_front_left", "pixels/basket_back_left", "pixels/basket_front_right",
-           "pixels/usbcam0", "pixels/usbcam1", "pixels/royale_camera_driver_gray")
+CAMERAS = (
+    "pixels/basket_front_left",
+    "pixels/basket_back_left",
+    "pixels/basket_front_right",
+    "pixels/usbcam0",
+    "pixels/usbcam1",
+    "pixels/royale_camera_driver_gray",
+)
 
 
 class SketchyEpisode:
@@ -52,14 +59,17 @@ class SketchyEpisode:
         return [folder / name for folder in folders for name in names if name]
 
 
-def query_episodes(metadata: str | os.PathLike, subset_tag: str | None,
-                   episode_types: Sequence[str] | None) -> list[SketchyEpisode]:
+def query_episodes(
+    metadata: str | os.PathLike, subset_tag: str | None, episode_types: Sequence[str] | None
+) -> list[SketchyEpisode]:
     """Episodes carrying ``subset_tag`` (None = all) of the given types (None = all), by EpisodeId."""
     metadata = Path(metadata)
     if not metadata.is_file():
         raise FileNotFoundError(f"Sketchy metadata not found: {metadata}")
-    sql = ("SELECT e.EpisodeId, e.DataPath, e.EpisodeType, a.ArchiveFile FROM Episodes AS e "
-           "LEFT JOIN ArchiveFiles AS a ON a.EpisodeId = e.EpisodeId")
+    sql = (
+        "SELECT e.EpisodeId, e.DataPath, e.EpisodeType, a.ArchiveFile FROM Episodes AS e "
+        "LEFT JOIN ArchiveFiles AS a ON a.EpisodeId = e.EpisodeId"
+    )
     where, params = [], []
     if subset_tag is not None:
         where.append("e.EpisodeId IN (SELECT EpisodeId FROM EpisodeTags WHERE Tag = ?)")
@@ -101,11 +111,19 @@ class SketchyDataset(Dataset):
         metadata: path of the metadata database (default ``root/metadata.sqlite``).
     """
 
-    def __init__(self, root: str | os.PathLike, subset_tag: str | None = "rgb30__all",
-                 episode_type: str | Sequence[str] | None = None, camera: str = "pixels/basket_front_left",
-                 resolution: tuple[int, int] | None = None, max_instances: int = 11, window: int | None = 6,
-                 seed: int = 0, missing: Literal["error", "skip"] = "error",
-                 metadata: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        subset_tag: str | None = "rgb30__all",
+        episode_type: str | Sequence[str] | None = None,
+        camera: str = "pixels/basket_front_left",
+        resolution: tuple[int, int] | None = None,
+        max_instances: int = 11,
+        window: int | None = 6,
+        seed: int = 0,
+        missing: Literal["error", "skip"] = "error",
+        metadata: str | os.PathLike | None = None,
+    ) -> None:
         types = [episode_type] if isinstance(episode_type, str) else list(episode_type or [])
         unknown = [t for t in types if t not in EPISODE_TYPES]
         if unknown:
@@ -131,8 +149,10 @@ class SketchyDataset(Dataset):
 
         episodes = query_episodes(metadata or self.root / "metadata.sqlite", subset_tag, types)
         if not episodes:
-            raise DatasetFormatError(f"no Sketchy episodes with tag {subset_tag!r} and type {types or 'any'} "
-                                     f"in {metadata or self.root / 'metadata.sqlite'}")
+            raise DatasetFormatError(
+                f"no Sketchy episodes with tag {subset_tag!r} and type {types or 'any'} "
+                f"in {metadata or self.root / 'metadata.sqlite'}"
+            )
         absent = []
         for episode in episodes:
             episode.file = next((p for p in episode.candidates(self.root, subset_tag) if p.is_file()), None)
@@ -140,12 +160,15 @@ class SketchyDataset(Dataset):
                 absent.append(episode)
         if absent and missing == "error":
             tried = ", ".join(str(p) for p in absent[0].candidates(self.root, subset_tag))
-            raise FileNotFoundError(f"{len(absent)} of {len(episodes)} Sketchy episode files not found, e.g. "
-                                    f"episode {absent[0].episode_id} (tried {tried}); extract the archives "
-                                    "or pass missing='skip'")
+            raise FileNotFoundError(
+                f"{len(absent)} of {len(episodes)} Sketchy episode files not found, e.g. "
+                f"episode {absent[0].episode_id} (tried {tried}); extract the archives "
+                "or pass missing='skip'"
+            )
         if absent:
-            warnings.warn(f"skipping {len(absent)} of {len(episodes)} Sketchy episodes whose files are missing",
-                          stacklevel=2)
+            warnings.warn(
+                f"skipping {len(absent)} of {len(episodes)} Sketchy episodes whose files are missing", stacklevel=2
+            )
         self.episodes = [e for e in episodes if e.file is not None]
         if not self.episodes:
             raise FileNotFoundError(f"none of the {len(episodes)} Sketchy episode files exist under {self.root}")
@@ -180,8 +203,9 @@ class SketchyDataset(Dataset):
                 raise DatasetFormatError(f"{source}: '{self.camera}' holds {len(encoded)} images, expected 1")
             image = decode_jpeg(encoded[0], f"{source}: '{self.camera}'")
             if images and image.shape != images[0].shape:
-                raise DatasetFormatError(f"{source}: '{self.camera}' frame has shape {image.shape}, "
-                                         f"earlier frames {images[0].shape}")
+                raise DatasetFormatError(
+                    f"{source}: '{self.camera}' frame has shape {image.shape}, earlier frames {images[0].shape}"
+                )
             images.append(image)
         if not images:
             raise ValueError(f"frames {frames} select no timesteps of {len(locations)}")
@@ -196,6 +220,11 @@ class SketchyDataset(Dataset):
         if self.resolution is not None:
             video = resize_video(video, self.resolution)
         t = video.shape[0]
-        return build_item(video, make_target("rgb", video, None), self.max_instances,
-                          boxes=np.zeros((t, 0, 4), np.float32), visible=np.zeros((t, 0), bool),
-                          pad_frames_to=self.window)
+        return build_item(
+            video,
+            make_target("rgb", video, None),
+            self.max_instances,
+            boxes=np.zeros((t, 0, 4), np.float32),
+            visible=np.zeros((t, 0), bool),
+            pad_frames_to=self.window,
+        )

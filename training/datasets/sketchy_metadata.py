@@ -8,6 +8,7 @@ writes ``ROOT/metadata.sqlite`` with the tables and columns the reader queries (
 file name, its ``DataPath`` the path relative to ROOT. A file that is not a readable episode is listed
 and skipped, never half-indexed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,16 +62,19 @@ def build_metadata(root: str | Path, tag: str, episode_type: str) -> tuple[Path,
         db.executescript(SCHEMA)
         db.execute("INSERT INTO Tags VALUES (?)", (tag,))
         for episode in episodes:
-            db.execute("INSERT INTO Episodes VALUES (?, ?, ?, ?, ?)",
-                       (episode.name, "", str(episode.relative_to(root)), int(episode.stat().st_mtime), episode_type))
+            db.execute(
+                "INSERT INTO Episodes VALUES (?, ?, ?, ?, ?)",
+                (episode.name, "", str(episode.relative_to(root)), int(episode.stat().st_mtime), episode_type),
+            )
             db.execute("INSERT INTO EpisodeTags VALUES (?, ?)", (episode.name, tag))
             db.execute("INSERT INTO ArchiveFiles VALUES (?, ?)", (episode.name, None))
     return path, episodes, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.datasets.sketchy_metadata",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.datasets.sketchy_metadata", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("root", help="folder holding the extracted episode files")
     parser.add_argument("--tag", default="rgb30__all", help="the EpisodeTags tag given to every episode")
     parser.add_argument("--type", default="EPISODE_ROBOT_AGENT", help="the EpisodeType of every episode")

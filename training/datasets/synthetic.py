@@ -4,6 +4,7 @@ Video ``i`` is scene seed ``seed_offset + i``, so a dataset is fully defined by 
 training window of an item is a pure function of (seed_offset, index, epoch) so resuming a run
 replays exactly the same windows.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,10 +41,18 @@ class SyntheticDataset(Dataset):
             from it, the others from ``scene_config``.
     """
 
-    def __init__(self, num_videos: int, seed_offset: int = 0, scene_config: SceneConfig | None = None,
-                 max_instances: int = 6, window: int | None = 6, target: str = "flow",
-                 cache_dir: str | os.PathLike | None = None, physics_config: PhysicsSceneConfig | None = None,
-                 physics_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_videos: int,
+        seed_offset: int = 0,
+        scene_config: SceneConfig | None = None,
+        max_instances: int = 6,
+        window: int | None = 6,
+        target: str = "flow",
+        cache_dir: str | os.PathLike | None = None,
+        physics_config: PhysicsSceneConfig | None = None,
+        physics_share: float = 0.0,
+    ) -> None:
         self.scene_config = scene_config if scene_config is not None else SceneConfig()
         if not 0.0 <= physics_share <= 1.0:
             raise ValueError(f"physics_share must be in [0, 1], got {physics_share}")
@@ -57,8 +66,10 @@ class SyntheticDataset(Dataset):
         if seed_offset < 0:
             raise ValueError(f"seed_offset must be >= 0, got {seed_offset}")
         if max_instances < most:
-            raise ValueError(f"max_instances={max_instances} is smaller than the scenes' max_objects="
-                             f"{most}: objects would have no slot")
+            raise ValueError(
+                f"max_instances={max_instances} is smaller than the scenes' max_objects="
+                f"{most}: objects would have no slot"
+            )
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 or None, got {window}")
         if target not in TARGET_KINDS:

@@ -8,6 +8,7 @@ A TFRecord file is a sequence of records, each framed as::
 Both checksums are verified on every read so a damaged file raises a :class:`RecordError` naming the
 file, the record index and its byte offset instead of handing garbage to a decoder.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,16 +73,18 @@ def _read_header(f, path, index: int | None, offset: int, file_size: int) -> int
     """Read and check the header at ``offset``; returns the payload length."""
     header = f.read(_HEADER.size)
     if len(header) < _HEADER.size:
-        raise RecordError(f"{_where(path, index, offset)}: truncated header "
-                          f"({len(header)} of {_HEADER.size} bytes)")
+        raise RecordError(f"{_where(path, index, offset)}: truncated header ({len(header)} of {_HEADER.size} bytes)")
     length, length_crc = _HEADER.unpack(header)
     if masked_crc32c(header[:8]) != length_crc:
-        raise RecordError(f"{_where(path, index, offset)}: length checksum mismatch "
-                          "(corrupted header, or not a TFRecord file)")
+        raise RecordError(
+            f"{_where(path, index, offset)}: length checksum mismatch (corrupted header, or not a TFRecord file)"
+        )
     needed = offset + _HEADER.size + length + _FOOTER.size
     if needed > file_size:
-        raise RecordError(f"{_where(path, index, offset)}: truncated record: header announces "
-                          f"{length} payload bytes, file ends {needed - file_size} bytes short")
+        raise RecordError(
+            f"{_where(path, index, offset)}: truncated record: header announces "
+            f"{length} payload bytes, file ends {needed - file_size} bytes short"
+        )
     return length
 
 

@@ -12,6 +12,7 @@ name (or file name) to boxes in pixels of the original video: ``{"name": [[x0, y
 Boxes describe the video's first frame, so they condition only windows that start at frame 0;
 other windows come unconditioned (``conditioned`` 0, ``cond_boxes`` -1).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,12 @@ import torch
 from torch.utils.data import Dataset
 
 from training.datasets.common import (
-    TARGET_KINDS, BackwardFlow, build_item, make_target, window_slice, window_start,
+    TARGET_KINDS,
+    BackwardFlow,
+    build_item,
+    make_target,
+    window_slice,
+    window_start,
 )
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -41,15 +47,15 @@ CACHE_VERSION = 2
 class _Source:
     name: str
     path: Path
-    frames: list[Path] | None   # None: a video file
+    frames: list[Path] | None  # None: a video file
 
 
 @dataclass
 class _Clip:
-    frames: np.ndarray            # uint8 [T,h,w,3] at the model resolution
+    frames: np.ndarray  # uint8 [T,h,w,3] at the model resolution
     original_size: tuple[int, int]  # (height, width) of the source, for the boxes JSON
     flow: np.ndarray | None = None  # float [T,h,w,2] backward flow, filled on demand
-    boxes: list | None = None     # per frame: normalised yxyx boxes seen on it (bags with detections)
+    boxes: list | None = None  # per frame: normalised yxyx boxes seen on it (bags with detections)
 
 
 def _discover(root: Path) -> list[_Source]:
@@ -66,8 +72,9 @@ def _discover(root: Path) -> list[_Source]:
             if frames:
                 sources.append(_Source(entry.name, entry, frames))
     if not sources:
-        raise FileNotFoundError(f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames "
-                                f"({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+        raise FileNotFoundError(
+            f"no videos ({', '.join(VIDEO_EXTENSIONS)}) or folders of frames ({', '.join(IMAGE_EXTENSIONS)}) in {root}"
+        )
     names = [s.name for s in sources]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -75,8 +82,9 @@ def _discover(root: Path) -> list[_Source]:
     return sources
 
 
-def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
-                 max_frames: int | None, with_flow: bool) -> _Clip:
+def _read_source(
+    source: _Source, resolution: tuple[int, int], stride: int, max_frames: int | None, with_flow: bool
+) -> _Clip:
     """Decode, subsample and resize a video's frames (RGB uint8), and estimate its flow on the way."""
     h, w = resolution
     frames, flows, original = [], [], None
@@ -125,10 +133,15 @@ def _read_source(source: _Source, resolution: tuple[int, int], stride: int,
             # A short read: a truncated or partly corrupt file. Refused when most of it is missing,
             # used (with a warning) when only the tail is.
             if index < declared / 2:
-                raise ValueError(f"video {source.path}: decoded {index} of the {declared} frames its container "
-                                 "declares (truncated or corrupt); refusing it")
-            warnings.warn(f"video {source.path}: decoded {index} of the {declared} frames its container declares "
-                          "(truncated or corrupt?); using those", stacklevel=2)
+                raise ValueError(
+                    f"video {source.path}: decoded {index} of the {declared} frames its container "
+                    "declares (truncated or corrupt); refusing it"
+                )
+            warnings.warn(
+                f"video {source.path}: decoded {index} of the {declared} frames its container declares "
+                "(truncated or corrupt?); using those",
+                stacklevel=2,
+            )
     return _Clip(np.stack(frames), (int(original[0]), int(original[1])), np.stack(flows) if flows else None)
 
 
@@ -161,8 +174,9 @@ def _load_boxes_json(path: str | os.PathLike, sources: list[_Source], max_instan
         by_key[s.path.name] = s.name
     unknown = sorted(k for k in raw if k not in by_key)
     if unknown:
-        raise ValueError(f"boxes JSON {path} names videos not in the folder: {unknown}; "
-                         f"known: {sorted(s.name for s in sources)}")
+        raise ValueError(
+            f"boxes JSON {path} names videos not in the folder: {unknown}; known: {sorted(s.name for s in sources)}"
+        )
     boxes = {}
     for key, value in raw.items():
         arr = np.asarray(value, np.float64)
@@ -195,12 +209,20 @@ class VideoFolderDataset(Dataset):
         samples_per_video: items per video per epoch (several windows of a long video).
     """
 
-    def __init__(self, root: str | os.PathLike, resolution: tuple[int, int] = (64, 64),
-                 window: int | None = 6, max_instances: int = 6,
-                 boxes_json: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None, target: str = "flow",
-                 frame_stride: int = 1, max_frames: int | None = None,
-                 samples_per_video: int = 1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        resolution: tuple[int, int] = (64, 64),
+        window: int | None = 6,
+        max_instances: int = 6,
+        boxes_json: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        target: str = "flow",
+        frame_stride: int = 1,
+        max_frames: int | None = None,
+        samples_per_video: int = 1,
+        seed: int = 0,
+    ) -> None:
         h, w = (int(v) for v in resolution)
         if h < 8 or w < 8:
             raise ValueError(f"resolution must be (height, width) >= 8, got {resolution}")
@@ -256,8 +278,7 @@ class VideoFolderDataset(Dataset):
             self._clip(i)
 
     def _cache_stem(self, source: _Source) -> str:
-        key = json.dumps([CACHE_VERSION, _fingerprint(source), self.resolution, self.frame_stride,
-                          self.max_frames])
+        key = json.dumps([CACHE_VERSION, _fingerprint(source), self.resolution, self.frame_stride, self.max_frames])
         return f"{source.name}_{hashlib.sha1(key.encode()).hexdigest()[:16]}"
 
     def _clip(self, video_index: int) -> _Clip:
@@ -273,20 +294,26 @@ class VideoFolderDataset(Dataset):
             return clip
 
         stem = self.cache_dir / self._cache_stem(source)
-        frames_path, flow_path, meta_path = (stem.with_name(stem.name + suffix)
-                                             for suffix in (".frames.npy", ".flow.npy", ".json"))
+        frames_path, flow_path, meta_path = (
+            stem.with_name(stem.name + suffix) for suffix in (".frames.npy", ".flow.npy", ".json")
+        )
         cached = frames_path.exists() and meta_path.exists() and (flow_path.exists() or not need_flow)
         if cached:
             meta = json.loads(meta_path.read_text())
-            clip = _Clip(np.load(frames_path, mmap_mode="r"), tuple(meta["original_size"]),
-                         np.load(flow_path, mmap_mode="r") if need_flow else None, meta.get("boxes"))
+            clip = _Clip(
+                np.load(frames_path, mmap_mode="r"),
+                tuple(meta["original_size"]),
+                np.load(flow_path, mmap_mode="r") if need_flow else None,
+                meta.get("boxes"),
+            )
         else:
             clip = self._read(source, need_flow)
             _atomic_save(frames_path, clip.frames)
             if clip.flow is not None:
                 _atomic_save(flow_path, clip.flow.astype(np.float16))
-            meta_path.write_text(json.dumps({"source": str(source.path), "original_size": clip.original_size,
-                                             "boxes": clip.boxes}))
+            meta_path.write_text(
+                json.dumps({"source": str(source.path), "original_size": clip.original_size, "boxes": clip.boxes})
+            )
         self._memory[video_index] = clip
         return clip
 

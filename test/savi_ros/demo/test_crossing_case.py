@@ -4,6 +4,7 @@ the Tracker's appearance rule (``swap_margin``) gives each id back to its object
 Played through the Tracker in-process (what the node runs), the packaged v6 model (whose slots trade objects
 there), the demo camera's scene.
 """
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,10 @@ from savi_ros.model_store import resolve_checkpoint
 def best_object(scene, labels: np.ndarray, t: int, track_id: int) -> tuple[int, float]:
     """(object index, IoU) of the object the track's pixels overlap best on frame ``t``."""
     mask = labels == track_id
-    ious = [(mask & (scene.segmentations[t] == i + 1)).sum() / max((mask | (scene.segmentations[t] == i + 1)).sum(), 1)
-            for i in range(scene.num_objects)]
+    ious = [
+        (mask & (scene.segmentations[t] == i + 1)).sum() / max((mask | (scene.segmentations[t] == i + 1)).sum(), 1)
+        for i in range(scene.num_objects)
+    ]
     return int(np.argmax(ious)), float(max(ious))
 
 

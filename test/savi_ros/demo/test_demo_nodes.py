@@ -4,6 +4,7 @@ Each test uses its own namespace (ROS_DOMAIN_ID and ROS_LOG_DIR come from test/c
 the children inherit this process's environment unchanged (the ROS wheels' bootstrap variables
 must travel together).
 """
+
 import os
 import subprocess
 import sys
@@ -31,8 +32,14 @@ def _env() -> dict[str, str]:
 
 def _start(module: str, namespace: str, **params) -> subprocess.Popen:
     args = [arg for name, value in params.items() for arg in ("-p", f"{name}:={value}")]
-    return subprocess.Popen([sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}", *args],
-                            env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={namespace}", *args],
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> str:
@@ -68,7 +75,8 @@ class Observer:
         self.lock = threading.Lock()
         self.node.create_subscription(Image, "image", self._add(self.images), 100)
         self.detections_sub = self.node.create_subscription(
-            Detection2DArray, "detections", self._add(self.detections), 100)
+            Detection2DArray, "detections", self._add(self.detections), 100
+        )
         self.node.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._add(self.truth), GROUND_TRUTH_QOS)
         self.node.create_service(Trigger, "reset", self._on_reset)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -78,6 +86,7 @@ class Observer:
 
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
+
         try:
             self.executor.spin()
         except ExternalShutdownException:
@@ -87,6 +96,7 @@ class Observer:
         def callback(msg):
             with self.lock:
                 store.append(msg)
+
         return callback
 
     def _on_reset(self, request, response):
@@ -99,12 +109,14 @@ class Observer:
         deadline = time.monotonic() + TIMEOUT_S
         while not condition():
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}"
-                                     + (f"; child said:\n{_stop(proc)}" if proc is not None else ""))
+                raise AssertionError(
+                    f"timed out waiting for {what}" + (f"; child said:\n{_stop(proc)}" if proc is not None else "")
+                )
             time.sleep(0.02)
 
     def close(self) -> None:
         import rclpy
+
         rclpy.try_shutdown(context=self.context)
         self.thread.join(5.0)
         self.node.destroy_node()
@@ -125,8 +137,13 @@ def _run_pair(observer, camera: dict, detector: dict, detections: int) -> tuple[
     det = _start("savi_ros.demo.detector_node", observer.namespace, **detector)
     try:
         observer.wait(lambda: observer.detections_sub.get_publisher_count() > 0, "the detector", det)
-        cam = _start("savi_ros.demo.camera_node", observer.namespace, min_image_subscribers=1,
-                     min_ground_truth_subscribers=2, **camera)
+        cam = _start(
+            "savi_ros.demo.camera_node",
+            observer.namespace,
+            min_image_subscribers=1,
+            min_ground_truth_subscribers=2,
+            **camera,
+        )
         try:
             cam.wait(TIMEOUT_S)
         finally:
@@ -142,17 +159,32 @@ def test_camera_and_detector_exchange_matching_messages(observer):
     seed, width, height, frames = 4242, 96, 64, 4
     cam_out, det_out = _run_pair(
         observer,
-        camera=dict(num_scenes=2, frames_per_scene=frames, rate=25.0, width=width, height=height, seed=seed,
-                    min_objects=2, max_objects=3),
-        detector=dict(box_noise=0.0, drop_prob=0.0), detections=2)
+        camera=dict(
+            num_scenes=2,
+            frames_per_scene=frames,
+            rate=25.0,
+            width=width,
+            height=height,
+            seed=seed,
+            min_objects=2,
+            max_objects=3,
+        ),
+        detector=dict(box_noise=0.0, drop_prob=0.0),
+        detections=2,
+    )
     scene_cfg = SceneConfig(height=height, width=width, num_frames=frames, min_objects=2, max_objects=3)
     scenes = [generate_scene(seed + i, scene_cfg) for i in range(2)]
 
     # Images: every frame, non-square, pixels exactly the generator's, in order.
     assert len(observer.images) == 2 * frames, cam_out
     for k, msg in enumerate(observer.images):
-        assert (msg.width, msg.height, msg.encoding, msg.step, msg.header.frame_id) == (width, height, "rgb8",
-                                                                                        3 * width, "camera")
+        assert (msg.width, msg.height, msg.encoding, msg.step, msg.header.frame_id) == (
+            width,
+            height,
+            "rgb8",
+            3 * width,
+            "camera",
+        )
         pixels = np.frombuffer(bytes(msg.data), np.uint8).reshape(height, width, 3)
         np.testing.assert_array_equal(pixels, scenes[k // frames].video[k % frames])
 
@@ -160,8 +192,9 @@ def test_camera_and_detector_exchange_matching_messages(observer):
     image_stamps = [_stamp(m) for m in observer.images]
     assert [_stamp(m) for m in observer.truth] == image_stamps
     tags = [FrameTag.decode(m.header.frame_id) for m in observer.truth]
-    assert [(t.scene, t.frame, t.seed) for t in tags] == [(k // frames, k % frames, seed + k // frames)
-                                                          for k in range(2 * frames)]
+    assert [(t.scene, t.frame, t.seed) for t in tags] == [
+        (k // frames, k % frames, seed + k // frames) for k in range(2 * frames)
+    ]
 
     # Detections: only on each scene's first frame, stamped like that image, boxes = ground truth.
     assert [_stamp(m) for m in observer.detections] == [image_stamps[0], image_stamps[frames]], det_out
@@ -186,9 +219,10 @@ def test_detector_drop_all_sends_empty_arrays_every_n_frames(observer):
     frames = 5
     _, det_out = _run_pair(
         observer,
-        camera=dict(num_scenes=1, frames_per_scene=frames, rate=25.0, width=48, height=80,
-                    reset_between_scenes=False),
-        detector=dict(drop_prob=1.0, every_n_frames=2), detections=3)
+        camera=dict(num_scenes=1, frames_per_scene=frames, rate=25.0, width=48, height=80, reset_between_scenes=False),
+        detector=dict(drop_prob=1.0, every_n_frames=2),
+        detections=3,
+    )
     image_stamps = [_stamp(m) for m in observer.images]
     assert len(image_stamps) == frames
     assert [_stamp(m) for m in observer.detections] == [image_stamps[t] for t in (0, 2, 4)], det_out
@@ -205,6 +239,7 @@ def test_camera_refuses_invalid_parameter():
 
 # ------------------------------------------------------------------------- no ROS graph below
 
+
 def test_frame_tag_round_trip_and_bad_input():
     tag = FrameTag("cam/optical", 3, 17, 100003)
     assert FrameTag.decode(tag.encode()) == tag
@@ -213,8 +248,10 @@ def test_frame_tag_round_trip_and_bad_input():
             FrameTag.decode(bad)
 
 
-@pytest.mark.parametrize("field,value", [("rate", 0.0), ("width", 4), ("encoding", "mono8"),
-                                         ("max_objects", 0), ("frame_id", "a#b"), ("settle_s", -1.0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("rate", 0.0), ("width", 4), ("encoding", "mono8"), ("max_objects", 0), ("frame_id", "a#b"), ("settle_s", -1.0)],
+)
 def test_camera_config_names_the_bad_parameter(field, value):
     with pytest.raises(ValueError, match=f"'{field}'"):
         CameraConfig(**{field: value})
@@ -226,15 +263,20 @@ def test_perturb_noise_drop_ids_and_classes():
     rng = np.random.default_rng(0)
 
     exact = perturb(truth, DetectorConfig(), rng)
-    assert [(d.id, d.bbox.size_x, d.bbox.size_y, d.results[0].hypothesis.class_id) for d in exact] == \
-        [(t.id, t.bbox.size_x, t.bbox.size_y, "object") for t in truth]
+    assert [(d.id, d.bbox.size_x, d.bbox.size_y, d.results[0].hypothesis.class_id) for d in exact] == [
+        (t.id, t.bbox.size_x, t.bbox.size_y, "object") for t in truth
+    ]
 
     noisy = perturb(truth, DetectorConfig(box_noise=0.1, send_ids=False, use_shape_classes=True), rng)
     assert [d.id for d in noisy] == [""] * len(truth)
     assert [d.results[0].hypothesis.class_id for d in noisy] == [scene.classes[int(t.id) - 1] for t in truth]
-    shifts = np.array([[n.bbox.center.position.x - t.bbox.center.position.x, n.bbox.size_x - t.bbox.size_x]
-                       for n, t in zip(noisy, truth)])
-    assert np.abs(shifts).max() > 0.0                     # noise was applied ...
+    shifts = np.array(
+        [
+            [n.bbox.center.position.x - t.bbox.center.position.x, n.bbox.size_x - t.bbox.size_x]
+            for n, t in zip(noisy, truth)
+        ]
+    )
+    assert np.abs(shifts).max() > 0.0  # noise was applied ...
     assert np.abs(shifts).max() < 0.6 * max(t.bbox.size_x for t in truth)  # ... at about 10 % of the size
     for d in noisy:
         assert d.bbox.size_x >= 1.0 and d.bbox.size_y >= 1.0
@@ -245,8 +287,15 @@ def test_perturb_noise_drop_ids_and_classes():
     assert 0.35 < np.mean(kept) / len(truth) < 0.65
 
 
-@pytest.mark.parametrize("kwargs,name", [({"drop_prob": 1.5}, "drop_prob"), ({"box_noise": -0.1}, "box_noise"),
-                                         ({"every_n_frames": -1}, "every_n_frames"), ({"class_id": ""}, "class_id")])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"drop_prob": 1.5}, "drop_prob"),
+        ({"box_noise": -0.1}, "box_noise"),
+        ({"every_n_frames": -1}, "every_n_frames"),
+        ({"class_id": ""}, "class_id"),
+    ],
+)
 def test_detector_config_names_the_bad_parameter(kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):
         DetectorConfig(**kwargs)

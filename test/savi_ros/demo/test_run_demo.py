@@ -1,4 +1,5 @@
 """`run_demo`: scoring of recorded messages, checkpoint inspection, and (slow) the whole demo end to end."""
+
 import json
 import os
 import subprocess
@@ -23,14 +24,19 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _tiny_checkpoint(directory: Path, trained: bool | None = False) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig.from_dict({
-        "preset": "custom", "resolution": [32, 32], "num_slots": 4, "slot_dim": 32,
-        "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
-        "initializer": {"hidden_dim": 32},
-        "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
-        "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
-        "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
-    })
+    cfg = ModelConfig.from_dict(
+        {
+            "preset": "custom",
+            "resolution": [32, 32],
+            "num_slots": 4,
+            "slot_dim": 32,
+            "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
+            "initializer": {"hidden_dim": 32},
+            "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
+            "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
+            "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
+        }
+    )
     return save_checkpoint(directory, SAVi(cfg), extra={} if trained is None else {"trained": trained})
 
 
@@ -48,8 +54,7 @@ def _recording(opts: DemoOptions, masks_for) -> Recording:
             if labels is not None:
                 rec.masks[stamp] = labels
                 rec.latency_s[stamp] = 0.01 * (t + 1)
-                rec.tracks[stamp] = [(i + 1, "object", (1.0, 2.0, 10.0, 12.0), 0.9)
-                                     for i in range(scene.num_objects)]
+                rec.tracks[stamp] = [(i + 1, "object", (1.0, 2.0, 10.0, 12.0), 0.9) for i in range(scene.num_objects)]
     return rec
 
 
@@ -70,8 +75,12 @@ def test_wrong_ids_and_empty_masks_score_low(tmp_path):
     opts = DemoOptions(scenes=1, frames=4, width=40, height=30, min_objects=3, max_objects=3, out=tmp_path)
     # Every object's pixels get the id of the next object: the partition is right (FG-ARI 1) but no
     # id names its object (mIoU 0), the distinction the two metrics exist for.
-    shifted = evaluate(_recording(opts, lambda scene, t: (scene.segmentations[t] % 3 + 1).astype(np.uint16)
-                                  * (scene.segmentations[t] > 0)), opts)[0]
+    shifted = evaluate(
+        _recording(
+            opts, lambda scene, t: (scene.segmentations[t] % 3 + 1).astype(np.uint16) * (scene.segmentations[t] > 0)
+        ),
+        opts,
+    )[0]
     assert shifted["mean_fg_ari"] == pytest.approx(1.0) and shifted["mean_miou"] == pytest.approx(0.0)
     empty = evaluate(_recording(opts, lambda scene, t: np.zeros(scene.segmentations[t].shape, np.uint16)), opts)[0]
     assert empty["mean_miou"] == pytest.approx(0.0)
@@ -87,8 +96,13 @@ def test_inspect_checkpoint_reads_trained_flag_and_slots(tmp_path):
 
 def test_cli_refuses_bad_options():
     for argv, message in ((["--scenes", "0"], "--scenes"), (["--rate", "0"], "'rate'")):
-        proc = subprocess.run([sys.executable, "-m", "savi_ros.demo.run_demo", *argv], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "savi_ros.demo.run_demo", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and message in proc.stderr
     assert parse_args(["--scenes", "2", "--mask-source", "attention"]).mask_source == "attention"
 
@@ -100,9 +114,33 @@ def test_run_demo_end_to_end_writes_outputs(tmp_path):
     frames = 6
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "savi_ros.demo.run_demo", "--scenes", "1", "--frames", str(frames), "--rate", "10",
-         "--width", "64", "--height", "48", "--checkpoint", str(ckpt), "--device", "cpu", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "savi_ros.demo.run_demo",
+            "--scenes",
+            "1",
+            "--frames",
+            str(frames),
+            "--rate",
+            "10",
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--checkpoint",
+            str(ckpt),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "UNTRAINED" in proc.stdout
 

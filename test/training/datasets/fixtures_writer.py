@@ -4,6 +4,7 @@ Written from the format description (TFDS key names, PNG/JPEG encodings, uint16 
 box tables), not from the readers, so a round trip checks the readers against the format.
 Tests load this file by path (importmode=importlib keeps test folders off sys.path).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -45,8 +46,14 @@ def _quantise(flow: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np
     return codes, (codes / 65535.0 * (high - low) + low).astype(np.float32)
 
 
-def make_movi_video(seed: int, num_frames: int = 4, height: int = 16, width: int = 20,
-                    num_instances: int = 3, constant_flow: tuple[float, float] | None = None) -> MoviFixtureVideo:
+def make_movi_video(
+    seed: int,
+    num_frames: int = 4,
+    height: int = 16,
+    width: int = 20,
+    num_instances: int = 3,
+    constant_flow: tuple[float, float] | None = None,
+) -> MoviFixtureVideo:
     """Random frames and rectangles; instance 1 is invisible in frame 0, so it is never conditioned."""
     rng = np.random.default_rng(seed)
     video = rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
@@ -65,8 +72,12 @@ def make_movi_video(seed: int, num_frames: int = 4, height: int = 16, width: int
             rows, cols = np.nonzero(seg[t] == i + 1)
             if rows.size:
                 visible[t, i] = True
-                boxes[t, i] = (rows.min() / height, cols.min() / width, (rows.max() + 1) / height,
-                               (cols.max() + 1) / width)
+                boxes[t, i] = (
+                    rows.min() / height,
+                    cols.min() / width,
+                    (rows.max() + 1) / height,
+                    (cols.max() + 1) / width,
+                )
     if constant_flow is None:
         fwd = rng.normal(0, 3, (num_frames, height, width, 2)).astype(np.float32)
         bwd = rng.normal(0, 2, (num_frames, height, width, 2)).astype(np.float32)
@@ -76,8 +87,17 @@ def make_movi_video(seed: int, num_frames: int = 4, height: int = 16, width: int
     ranges = []
     for flow in (fwd, bwd):
         ranges.append((float(flow.min()) - 1.0, float(flow.max()) + 1.0))
-    return MoviFixtureVideo(f"video_{seed}", video, seg, _quantise(fwd, *ranges[0])[1], _quantise(bwd, *ranges[1])[1],
-                            ranges[0], ranges[1], boxes, visible)
+    return MoviFixtureVideo(
+        f"video_{seed}",
+        video,
+        seg,
+        _quantise(fwd, *ranges[0])[1],
+        _quantise(bwd, *ranges[1])[1],
+        ranges[0],
+        ranges[1],
+        boxes,
+        visible,
+    )
 
 
 def movi_features(v: MoviFixtureVideo) -> dict:
@@ -153,15 +173,17 @@ def jpeg(image: np.ndarray) -> bytes:
 def sketchy_timestep(image_jpeg: bytes, step: int) -> bytes:
     """One timestep Example with the real file's main keys (other cameras as tiny JPEGs)."""
     small = jpeg(np.full((6, 8, 3), step * 10, np.uint8))
-    return encode_example({
-        "actions": np.full(7, step, np.float32),
-        "gripper/grasp": [step % 2],
-        "pixels/basket_front_left": [image_jpeg],
-        "pixels/basket_back_left": [small],
-        "pixels/usbcam0": [small],
-        "pixels/royale_camera_driver_depth": np.zeros(12, np.float32),
-        "sawyer/joints/angle": np.arange(7, dtype=np.float32),
-    })
+    return encode_example(
+        {
+            "actions": np.full(7, step, np.float32),
+            "gripper/grasp": [step % 2],
+            "pixels/basket_front_left": [image_jpeg],
+            "pixels/basket_back_left": [small],
+            "pixels/usbcam0": [small],
+            "pixels/royale_camera_driver_depth": np.zeros(12, np.float32),
+            "sawyer/joints/angle": np.arange(7, dtype=np.float32),
+        }
+    )
 
 
 def write_sketchy_metadata(path: Path, episodes: list[SketchyFixtureEpisode]) -> None:
@@ -170,25 +192,36 @@ def write_sketchy_metadata(path: Path, episodes: list[SketchyFixtureEpisode]) ->
     tags = sorted({t for e in episodes for t in e.tags})
     db.executemany("INSERT INTO Tags VALUES (?)", [(t,) for t in tags])
     for k, e in enumerate(episodes):
-        db.execute("INSERT INTO Episodes VALUES (?, ?, ?, ?, ?)",
-                   (e.episode_id, "lift_green", e.data_path, 1_500_000_000 + k, e.episode_type))
+        db.execute(
+            "INSERT INTO Episodes VALUES (?, ?, ?, ?, ?)",
+            (e.episode_id, "lift_green", e.data_path, 1_500_000_000 + k, e.episode_type),
+        )
         db.executemany("INSERT INTO EpisodeTags VALUES (?, ?)", [(e.episode_id, t) for t in e.tags])
         db.execute("INSERT INTO ArchiveFiles VALUES (?, ?)", (e.episode_id, e.archive))
-        db.execute("INSERT INTO RewardSequences VALUES (?, ?, ?, ?, ?, ?)",
-                   (e.episode_id, "0", "lift_green", "REWARD_SKETCH", "user", np.zeros(3, np.float32).tobytes()))
+        db.execute(
+            "INSERT INTO RewardSequences VALUES (?, ?, ?, ?, ?, ?)",
+            (e.episode_id, "0", "lift_green", "REWARD_SKETCH", "user", np.zeros(3, np.float32).tobytes()),
+        )
     db.commit()
     db.close()
 
 
-def make_sketchy_episode(seed: int, num_steps: int, episode_type: str, tags: list[str],
-                         height: int = 12, width: int = 16) -> tuple[SketchyFixtureEpisode, np.ndarray]:
+def make_sketchy_episode(
+    seed: int, num_steps: int, episode_type: str, tags: list[str], height: int = 12, width: int = 16
+) -> tuple[SketchyFixtureEpisode, np.ndarray]:
     """An episode with smooth random frames (JPEG-friendly); returns it and the original frames."""
     rng = np.random.default_rng(seed)
     base = cv2.resize(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
     frames = np.stack([np.clip(base.astype(int) + 8 * t, 0, 255).astype(np.uint8) for t in range(num_steps)])
     episode_id = f"{10**19 + seed}"
-    episode = SketchyFixtureEpisode(episode_id, f"{episode_id}_0000-episode-{seed}", episode_type, tags,
-                                    f"{tags[0]}-00000-of-00001.tar.bz2", [jpeg(f) for f in frames])
+    episode = SketchyFixtureEpisode(
+        episode_id,
+        f"{episode_id}_0000-episode-{seed}",
+        episode_type,
+        tags,
+        f"{tags[0]}-00000-of-00001.tar.bz2",
+        [jpeg(f) for f in frames],
+    )
     return episode, frames
 
 

@@ -1,5 +1,6 @@
 """The `bag` dataset kind on real bags written with rosbags' writer (MCAP and sqlite3, raw and
 compressed), and a few training steps from a bag."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ def moving_square_frames(step_px: int = 2) -> np.ndarray:
     frames = []
     for t in range(T):
         f = background.copy()
-        f[20:40, 10 + step_px * t:30 + step_px * t] = square
+        f[20:40, 10 + step_px * t : 30 + step_px * t] = square
         frames.append(f)
     return np.stack(frames)
 
@@ -50,8 +51,15 @@ def bags(tmp_path) -> Path:
 
 def test_frames_flow_and_conditioning_from_raw_and_compressed_bags(bags, tmp_path):
     assert [s.name for s in discover_bags(bags)] == ["png_sqlite", "raw_mcap"]
-    ds = BagDataset(bags, image_topic="/camera/image", detections_topic="/detections",
-                    resolution=(30, 40), window=None, max_instances=3, cache_dir=tmp_path / "cache")
+    ds = BagDataset(
+        bags,
+        image_topic="/camera/image",
+        detections_topic="/detections",
+        resolution=(30, 40),
+        window=None,
+        max_instances=3,
+        cache_dir=tmp_path / "cache",
+    )
     assert len(ds) == 2
     first, second = ds[0], ds[1]
     for item in (first, second):
@@ -65,7 +73,7 @@ def test_frames_flow_and_conditioning_from_raw_and_compressed_bags(bags, tmp_pat
     # Flow inside the square: 2 px/frame at 80 wide -> -1 px at 40 wide (backward), within 10%.
     flow = np.asarray(ds._clip(1).flow, np.float32)
     for t in range(1, T):
-        d_row, d_col = np.median(flow[t, 11:19, 8 + t:13 + t].reshape(-1, 2), 0)
+        d_row, d_col = np.median(flow[t, 11:19, 8 + t : 13 + t].reshape(-1, 2), 0)
         assert abs(d_col + 1.0) <= 0.1 and abs(d_row) <= 0.1, (t, d_row, d_col)
     # A window starting on frame 4 takes frame 4's boxes; one starting elsewhere is unconditioned.
     clip = ds._clip(0)
@@ -85,11 +93,25 @@ def test_missing_topics_and_non_bags_are_clear_errors(bags, tmp_path):
 
 def test_training_runs_a_few_steps_from_a_bag(bags, tmp_path):
     run = tmp_path / "run"
-    code = train_main(["--config", str(REPO / "training/configs/bag_finetune.yaml"), "--data", str(bags / "raw_mcap"),
-                       "--out", str(run), "--steps", "2",
-                       "--set", "train.batch_size=1", "train.num_workers=0",
-                       f"data.options.cache_dir={tmp_path / 'cache'}", "train.checkpoint_every=2", "train.log_every=1",
-                       "eval.num_videos=1"])
+    code = train_main(
+        [
+            "--config",
+            str(REPO / "training/configs/bag_finetune.yaml"),
+            "--data",
+            str(bags / "raw_mcap"),
+            "--out",
+            str(run),
+            "--steps",
+            "2",
+            "--set",
+            "train.batch_size=1",
+            "train.num_workers=0",
+            f"data.options.cache_dir={tmp_path / 'cache'}",
+            "train.checkpoint_every=2",
+            "train.log_every=1",
+            "eval.num_videos=1",
+        ]
+    )
     assert code == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2] and all(math.isfinite(r["loss"]) for r in records)

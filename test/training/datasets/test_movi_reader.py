@@ -1,4 +1,5 @@
 """MOVi reader: fixture shards in the exact TFDS format, decoded field by field; corrupt input errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,8 +35,10 @@ T, H, W, N_INST = 4, 16, 20, 3
 def movi(tmp_path_factory):
     videos = [fw.make_movi_video(seed) for seed in range(3)]
     val = [fw.make_movi_video(10)]
-    root = fw.write_movi_dir(tmp_path_factory.mktemp("movi") / "movi_a" / "128x128" / "1.0.0",
-                             {"train": [videos[:2], videos[2:]], "validation": [val]})
+    root = fw.write_movi_dir(
+        tmp_path_factory.mktemp("movi") / "movi_a" / "128x128" / "1.0.0",
+        {"train": [videos[:2], videos[2:]], "validation": [val]},
+    )
     return root, videos, val
 
 
@@ -46,8 +49,10 @@ def _quantum(v, which):
 
 def test_finds_shards_by_split(movi):
     root, _, _ = movi
-    assert [p.name for p in find_shards(root, "train")] == ["movi_a-train.tfrecord-00000-of-00002",
-                                                             "movi_a-train.tfrecord-00001-of-00002"]
+    assert [p.name for p in find_shards(root, "train")] == [
+        "movi_a-train.tfrecord-00000-of-00002",
+        "movi_a-train.tfrecord-00001-of-00002",
+    ]
     assert len(find_shards(root, "validation")) == 1
     with pytest.raises(FileNotFoundError, match=r"no '\*-validation.tfrecord"):
         find_shards(root / "..", "validation")
@@ -126,9 +131,9 @@ def test_windows_are_deterministic_and_follow_the_epoch(movi):
         assert torch.equal(item["video"], again[2]["video"])
         assert item["video"].shape == (2, 3, H, W) and item["frame_mask"].all()
         frames = (item["video"].permute(0, 2, 3, 1) * 255).round().byte().numpy()
-        start = next(s for s in range(T - 1) if np.array_equal(frames, videos[2].video[s:s + 2]))
+        start = next(s for s in range(T - 1) if np.array_equal(frames, videos[2].video[s : s + 2]))
         starts.add(start)
-        assert torch.equal(item["boxes"][:, :N_INST], torch.from_numpy(videos[2].boxes[start:start + 2]))
+        assert torch.equal(item["boxes"][:, :N_INST], torch.from_numpy(videos[2].boxes[start : start + 2]))
         cond = videos[2].visible[start]
         assert item["conditioned"][:N_INST].tolist() == [float(c) for c in cond]  # the window's first frame
     assert len(starts) > 1
@@ -151,8 +156,11 @@ def test_resize_scales_flow_per_axis(tmp_path):
 def test_more_instances_than_slots(movi):
     root, videos, _ = movi
     ds = MoviDataset(root, "train", max_instances=2, window=None)
-    with pytest.raises(DatasetFormatError, match=r"movi_a-train.tfrecord-00000-of-00002: record 0 at byte 0: "
-                                                 r"video has 3 instances but max_instances=2"):
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"movi_a-train.tfrecord-00000-of-00002: record 0 at byte 0: "
+        r"video has 3 instances but max_instances=2",
+    ):
         ds[0]
     ds = MoviDataset(root, "train", max_instances=2, window=None, excess_instances="truncate")
     with pytest.warns(UserWarning, match="3 instances > max_instances=2"):
@@ -195,15 +203,21 @@ def test_frame_count_must_match_metadata(tmp_path):
 
 def test_missing_key_is_named(tmp_path):
     ds = _broken(tmp_path, {}, drop="segmentations")
-    with pytest.raises(DatasetFormatError, match=r"tfrecord-00000-of-00001: record 1 at byte \d+: "
-                                                 r"missing feature 'segmentations'"):
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"tfrecord-00000-of-00001: record 1 at byte \d+: "
+        r"missing feature 'segmentations'",
+    ):
         ds[1]
 
 
 def test_wrong_flow_element_count(tmp_path):
     ds = _broken(tmp_path, {"backward_flow": np.zeros(T * H * W * 2 - 2, np.int64)})
-    with pytest.raises(DatasetFormatError, match=rf"'backward_flow' has {T * H * W * 2 - 2} elements, "
-                                                 rf"expected {T * H * W * 2}"):
+    with pytest.raises(
+        DatasetFormatError,
+        match=rf"'backward_flow' has {T * H * W * 2 - 2} elements, "
+        rf"expected {T * H * W * 2}",
+    ):
         ds[1]
 
 
@@ -214,11 +228,16 @@ def test_inconsistent_ragged_boxes(tmp_path):
 
 
 def test_segmentation_id_beyond_num_instances(tmp_path):
-    ds = _broken(tmp_path, {"metadata/num_instances": [2],
-                            "instances/bboxes/ragged_row_lengths_0": np.array([0, 0]),
-                            "instances/bboxes/ragged_flat_values": np.zeros(0, np.float32),
-                            "instances/bbox_frames/ragged_row_lengths_0": np.array([0, 0]),
-                            "instances/bbox_frames/ragged_flat_values": np.zeros(0, np.int64)})
+    ds = _broken(
+        tmp_path,
+        {
+            "metadata/num_instances": [2],
+            "instances/bboxes/ragged_row_lengths_0": np.array([0, 0]),
+            "instances/bboxes/ragged_flat_values": np.zeros(0, np.float32),
+            "instances/bbox_frames/ragged_row_lengths_0": np.array([0, 0]),
+            "instances/bbox_frames/ragged_flat_values": np.zeros(0, np.int64),
+        },
+    )
     with pytest.raises(DatasetFormatError, match="'segmentations' holds id 3 but metadata/num_instances is 2"):
         ds[1]
 

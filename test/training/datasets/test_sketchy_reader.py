@@ -1,4 +1,5 @@
 """Sketchy reader: a fixture metadata.sqlite + episode files, the real sample episode, corrupt input."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -32,16 +33,20 @@ fw = _load_writer()
 
 
 def _decoded(jpegs):
-    return np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                     for j in jpegs])
+    return np.stack(
+        [cv2.cvtColor(cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for j in jpegs]
+    )
 
 
 @pytest.fixture()
 def sketchy(tmp_path):
     """Three episodes: two tagged rgb30__all (teleoperation at root/DataPath, agent at
     root/rgb30__all/<EpisodeId>) and one with another tag."""
-    specs = [(1, 5, TELEOP, ["rgb30__all", "lift_green__demos"]), (2, 7, AGENT, ["rgb30__all"]),
-             (3, 3, TELEOP, ["deform8__all"])]
+    specs = [
+        (1, 5, TELEOP, ["rgb30__all", "lift_green__demos"]),
+        (2, 7, AGENT, ["rgb30__all"]),
+        (3, 3, TELEOP, ["deform8__all"]),
+    ]
     episodes, frames = [], []
     for seed, steps, etype, tags in specs:
         episode, original = fw.make_sketchy_episode(seed, steps, etype, tags)
@@ -98,7 +103,7 @@ def test_window_and_resize(sketchy):
         item = ds[1]
         assert item["video"].shape == (3, 3, 6, 8) and item["segmentations"].shape == (3, 6, 8)
         video = (item["video"].permute(0, 2, 3, 1) * 255).round().byte().numpy()
-        starts.add(next(s for s in range(len(full) - 2) if np.array_equal(video, small[s:s + 3])))
+        starts.add(next(s for s in range(len(full) - 2) if np.array_equal(video, small[s : s + 3])))
         assert torch.equal(ds[1]["video"], item["video"])  # deterministic per (seed, index, epoch)
     assert len(starts) > 1
     short = SketchyDataset(root, "lift_green__demos", window=8)[0]  # 5 timesteps padded to the window
@@ -108,8 +113,11 @@ def test_window_and_resize(sketchy):
 def test_missing_episode_files(sketchy):
     root, eps, _ = sketchy
     (root / eps[0].data_path).unlink()
-    with pytest.raises(FileNotFoundError, match=rf"1 of 2 Sketchy episode files not found, e.g. episode "
-                                                rf"{eps[0].episode_id}"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"1 of 2 Sketchy episode files not found, e.g. episode "
+        rf"{eps[0].episode_id}",
+    ):
         SketchyDataset(root, "rgb30__all")
     with pytest.warns(UserWarning, match="skipping 1 of 2"):
         ds = SketchyDataset(root, "rgb30__all", missing="skip")
@@ -135,8 +143,11 @@ def test_corrupt_episode_files(sketchy):
     steps[2] = fw.sketchy_timestep(eps[0].jpegs[2][:60], 2)  # truncated JPEG
     write_tfrecord(path, steps)
     ds = SketchyDataset(root, "lift_green__demos", window=None)
-    with pytest.raises(DatasetFormatError, match=rf"{path.name}: record 2 at byte \d+: "
-                                                 r"'pixels/basket_front_left': not a decodable image"):
+    with pytest.raises(
+        DatasetFormatError,
+        match=rf"{path.name}: record 2 at byte \d+: "
+        r"'pixels/basket_front_left': not a decodable image",
+    ):
         ds[0]
     with pytest.raises(DatasetFormatError, match=r"record 0 at byte 0: missing feature 'pixels/usbcam1'"):
         SketchyDataset(root, "lift_green__demos", camera="pixels/usbcam1", window=None)[0]
@@ -157,8 +168,9 @@ def test_corrupt_episode_files(sketchy):
 
 @pytest.mark.skipif(not REAL_SKETCHY.is_file(), reason=f"real Sketchy sample absent: {REAL_SKETCHY}")
 def test_real_sketchy_episode(tmp_path):
-    episode = fw.SketchyFixtureEpisode("10000313341320364033", "real_episode", TELEOP, ["rgb30__all"],
-                                       "rgb30__all-00000-of-00205.tar.bz2", [])
+    episode = fw.SketchyFixtureEpisode(
+        "10000313341320364033", "real_episode", TELEOP, ["rgb30__all"], "rgb30__all-00000-of-00205.tar.bz2", []
+    )
     fw.write_sketchy_metadata(tmp_path / "metadata.sqlite", [episode])
     (tmp_path / "real_episode").symlink_to(REAL_SKETCHY)  # read in place, not copied
     ds = SketchyDataset(tmp_path, window=None)

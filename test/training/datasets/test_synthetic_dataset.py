@@ -1,4 +1,5 @@
 """SyntheticDataset: the item contract, windows, conditioning, targets and the disk cache."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,18 +15,31 @@ from training.datasets.synthetic import SyntheticDataset
 CFG = SceneConfig(height=32, width=40, num_frames=12, min_objects=2, max_objects=4)
 
 DTYPES = {
-    "video": torch.float32, "target": torch.float32, "segmentations": torch.int64,
-    "boxes": torch.float32, "visible": torch.bool, "cond_boxes": torch.float32,
-    "cond_centers": torch.float32, "conditioned": torch.float32, "instance_mask": torch.bool,
+    "video": torch.float32,
+    "target": torch.float32,
+    "segmentations": torch.int64,
+    "boxes": torch.float32,
+    "visible": torch.bool,
+    "cond_boxes": torch.float32,
+    "cond_centers": torch.float32,
+    "conditioned": torch.float32,
+    "instance_mask": torch.bool,
     "frame_mask": torch.bool,
 }
 
 
 def _shapes(t: int, n: int, h: int, w: int) -> dict[str, tuple[int, ...]]:
     return {
-        "video": (t, 3, h, w), "target": (t, 3, h, w), "segmentations": (t, h, w), "boxes": (t, n, 4),
-        "visible": (t, n), "cond_boxes": (n, 4), "cond_centers": (n, 2), "conditioned": (n,),
-        "instance_mask": (n,), "frame_mask": (t,),
+        "video": (t, 3, h, w),
+        "target": (t, 3, h, w),
+        "segmentations": (t, h, w),
+        "boxes": (t, n, 4),
+        "visible": (t, n),
+        "cond_boxes": (n, 4),
+        "cond_centers": (n, 2),
+        "conditioned": (n,),
+        "instance_mask": (n,),
+        "frame_mask": (t,),
     }
 
 
@@ -55,12 +69,12 @@ def test_window_is_the_scene_slice_and_depends_on_epoch_only():
             start = window_start(12, 6, 100, i, epoch)
             starts.append(start)
             scene = generate_scene(100 + i, CFG)
-            expected = torch.from_numpy(scene.video[start:start + 6]).permute(0, 3, 1, 2).float() / 255
+            expected = torch.from_numpy(scene.video[start : start + 6]).permute(0, 3, 1, 2).float() / 255
             torch.testing.assert_close(item["video"], expected)
             torch.testing.assert_close(item["target"], expected)
-            np.testing.assert_array_equal(item["segmentations"].numpy(), scene.segmentations[start:start + 6])
-    assert len(set(starts)) > 2                       # windows really move around
-    assert starts[:8] != starts[8:]                   # and change with the epoch
+            np.testing.assert_array_equal(item["segmentations"].numpy(), scene.segmentations[start : start + 6])
+    assert len(set(starts)) > 2  # windows really move around
+    assert starts[:8] != starts[8:]  # and change with the epoch
     again = SyntheticDataset(8, seed_offset=100, scene_config=CFG, max_instances=4, window=6, target="rgb")
     again.set_epoch(1)
     torch.testing.assert_close(again[3]["video"], ds[3]["video"])  # resume-exact
@@ -71,12 +85,11 @@ def test_flow_target_is_flow_rgb_of_backward_flow():
     scene = generate_scene(9, CFG)
     expected = flow_to_rgb(torch.from_numpy(scene.backward_flow)).permute(0, 3, 1, 2)
     torch.testing.assert_close(ds[0]["target"], expected)
-    assert (ds[0]["target"][0] == 1.0).all()          # frame 0 has no motion: white
+    assert (ds[0]["target"][0] == 1.0).all()  # frame 0 has no motion: white
 
 
 def test_conditioning_from_first_window_frame():
-    cfg = SceneConfig(height=24, width=24, num_frames=10, min_objects=6, max_objects=6,
-                      size_range=(0.35, 0.5))
+    cfg = SceneConfig(height=24, width=24, num_frames=10, min_objects=6, max_objects=6, size_range=(0.35, 0.5))
     ds = SyntheticDataset(12, scene_config=cfg, max_instances=8, window=5)
     seen_unconditioned = False
     for i in range(12):
@@ -117,8 +130,7 @@ def test_rejects_too_few_instance_slots_and_bad_arguments():
 
 
 def test_disk_cache_is_written_and_reused(tmp_path):
-    ds = SyntheticDataset(2, seed_offset=3, scene_config=CFG, max_instances=4, window=None,
-                          cache_dir=tmp_path)
+    ds = SyntheticDataset(2, seed_offset=3, scene_config=CFG, max_instances=4, window=None, cache_dir=tmp_path)
     fresh = SyntheticDataset(2, seed_offset=3, scene_config=CFG, max_instances=4, window=None)
     first = ds[0]
     files = sorted(tmp_path.glob("*.npz"))
@@ -130,12 +142,17 @@ def test_disk_cache_is_written_and_reused(tmp_path):
         arrays = dict(data)
     arrays["video"] = np.zeros_like(arrays["video"])
     np.savez(files[0], **arrays)
-    reread = SyntheticDataset(2, seed_offset=3, scene_config=CFG, max_instances=4, window=None,
-                              cache_dir=tmp_path)[0]
+    reread = SyntheticDataset(2, seed_offset=3, scene_config=CFG, max_instances=4, window=None, cache_dir=tmp_path)[0]
     assert reread["video"].abs().sum() == 0
     # Another scene config must not pick up these files.
-    other = SyntheticDataset(2, seed_offset=3, scene_config=SceneConfig(height=32, width=40, num_frames=12,
-                             max_objects=4, textured=False), max_instances=4, window=None, cache_dir=tmp_path)
+    other = SyntheticDataset(
+        2,
+        seed_offset=3,
+        scene_config=SceneConfig(height=32, width=40, num_frames=12, max_objects=4, textured=False),
+        max_instances=4,
+        window=None,
+        cache_dir=tmp_path,
+    )
     assert other[0]["video"].abs().sum() > 0
 
 

@@ -1,4 +1,5 @@
 """TFRecord framing and tf.train.Example encoding without TensorFlow."""
+
 from __future__ import annotations
 
 import struct
@@ -118,19 +119,28 @@ def test_example_wire_format_matches_tensorflow():
 
 
 def test_example_features_typed_access_and_errors():
-    payload = encode_example({
-        "ints": np.array([[1, -2], [3, 2**40]]), "bools": np.array([True, False]),
-        "floats": np.array([0.25, -1.0], np.float32), "blobs": [b"\x00\xff", b"png"], "one": [7],
-    })
+    payload = encode_example(
+        {
+            "ints": np.array([[1, -2], [3, 2**40]]),
+            "bools": np.array([True, False]),
+            "floats": np.array([0.25, -1.0], np.float32),
+            "blobs": [b"\x00\xff", b"png"],
+            "one": [7],
+        }
+    )
     f = ExampleFeatures(payload, "shard-7: record 3 at byte 99")
     assert f.ints("ints").tolist() == [1, -2, 3, 2**40]
     assert f.ints("bools").tolist() == [1, 0]
     assert f.floats("floats", 2).tolist() == [0.25, -1.0]
     assert f.bytes("blobs") == [b"\x00\xff", b"png"]
     assert f.int("one") == 7
-    assert describe(payload) == {"blobs": ("bytes_list", 2), "bools": ("int64_list", 2),
-                                 "floats": ("float_list", 2), "ints": ("int64_list", 4),
-                                 "one": ("int64_list", 1)}
+    assert describe(payload) == {
+        "blobs": ("bytes_list", 2),
+        "bools": ("int64_list", 2),
+        "floats": ("float_list", 2),
+        "ints": ("int64_list", 4),
+        "one": ("int64_list", 1),
+    }
     with pytest.raises(DatasetFormatError, match=r"shard-7: record 3 at byte 99: missing feature 'nope'"):
         f.bytes("nope")
     with pytest.raises(DatasetFormatError, match="'floats' is a float_list, expected a int64_list"):

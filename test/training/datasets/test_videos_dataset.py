@@ -1,4 +1,5 @@
 """VideoFolderDataset on real files: an mp4 and a folder of PNG frames written here."""
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,12 @@ STEP = (1, 2)
 def _translating_frames(num: int, size: int = 64) -> np.ndarray:
     """Grey-ish smooth noise shifted by STEP each frame (uint8 RGB [T,size,size,3])."""
     rng = np.random.default_rng(0)
-    big = cv2.resize(rng.random((20, 20, 3)).astype(np.float32), (2 * size, 2 * size),
-                     interpolation=cv2.INTER_CUBIC)
+    big = cv2.resize(rng.random((20, 20, 3)).astype(np.float32), (2 * size, 2 * size), interpolation=cv2.INTER_CUBIC)
     big = (np.clip(big, 0, 1) * 255).astype(np.uint8)
     out = []
     for t in range(num):
         r0, c0 = size // 2 - t * STEP[0], size // 2 - t * STEP[1]
-        out.append(big[r0:r0 + size, c0:c0 + size])
+        out.append(big[r0 : r0 + size, c0 : c0 + size])
     return np.stack(out)
 
 
@@ -62,8 +62,7 @@ def test_estimated_flow_points_backwards_in_row_col_order():
 
 
 def test_items_from_mp4_and_frames_folder(folder, tmp_path):
-    ds = VideoFolderDataset(folder, resolution=(32, 48), window=None, max_instances=3,
-                            cache_dir=tmp_path / "cache")
+    ds = VideoFolderDataset(folder, resolution=(32, 48), window=None, max_instances=3, cache_dir=tmp_path / "cache")
     assert ds.names == ["pan", "scene"]
     assert len(ds) == 2
     for index, frames in ((0, 7), (1, 9)):
@@ -79,11 +78,11 @@ def test_items_from_mp4_and_frames_folder(folder, tmp_path):
         assert item["visible"].shape == (frames, 3) and not item["visible"].any()
         assert not item["instance_mask"].any() and (item["conditioned"] == 0).all()
         assert (item["cond_boxes"] == -1).all() and item["frame_mask"].all()
-        assert (item["target"][0] == 1).all()          # no flow into frame 0: white
+        assert (item["target"][0] == 1).all()  # no flow into frame 0: white
     # The mp4 decodes to the scene it was written from (lossy codec: small mean error).
     scene = generate_scene(0, SceneConfig(height=48, width=80, num_frames=9))
     expected = cv2.resize(scene.video[4], (48, 32), interpolation=cv2.INTER_AREA)
-    got = (ds[1]["video"][4].permute(1, 2, 0).numpy() * 255)
+    got = ds[1]["video"][4].permute(1, 2, 0).numpy() * 255
     assert np.abs(got - expected).mean() < 12
 
 
@@ -99,8 +98,7 @@ def test_target_is_flow_rgb_of_estimated_flow_and_moves_the_right_way(folder):
 
 
 def test_windows_change_with_epoch_and_pad_short_videos(folder):
-    ds = VideoFolderDataset(folder, resolution=(16, 16), window=4, max_instances=2, target="rgb",
-                            samples_per_video=3)
+    ds = VideoFolderDataset(folder, resolution=(16, 16), window=4, max_instances=2, target="rgb", samples_per_video=3)
     assert len(ds) == 6
     full = VideoFolderDataset(folder, resolution=(16, 16), window=None, max_instances=2, target="rgb")[1]
     starts = set()
@@ -109,7 +107,7 @@ def test_windows_change_with_epoch_and_pad_short_videos(folder):
         for index in (3, 4, 5):
             video = ds[index]["video"]
             assert video.shape == (4, 3, 16, 16)
-            hits = [s for s in range(6) if torch.equal(full["video"][s:s + 4], video)]
+            hits = [s for s in range(6) if torch.equal(full["video"][s : s + 4], video)]
             assert hits
             starts.add(hits[0])
     assert len(starts) > 1
@@ -143,8 +141,7 @@ def test_boxes_json_conditions_windows_starting_at_frame_zero(folder, tmp_path):
     boxes = tmp_path / "boxes.json"
     # scene.mp4 is 80x48 pixels; boxes are x0, y0, x1, y1 in those pixels.
     boxes.write_text(json.dumps({"scene.mp4": [[8, 12, 40, 36], [0, 0, 80, 48]], "pan": []}))
-    ds = VideoFolderDataset(folder, resolution=(32, 32), window=None, max_instances=3, boxes_json=boxes,
-                            target="rgb")
+    ds = VideoFolderDataset(folder, resolution=(32, 32), window=None, max_instances=3, boxes_json=boxes, target="rgb")
     item = ds[1]
     expected = [[12 / 48, 8 / 80, 36 / 48, 40 / 80], [0, 0, 1, 1], [-1, -1, -1, -1]]
     torch.testing.assert_close(item["cond_boxes"], torch.tensor(expected, dtype=torch.float32))
@@ -153,8 +150,9 @@ def test_boxes_json_conditions_windows_starting_at_frame_zero(folder, tmp_path):
     torch.testing.assert_close(item["cond_centers"][0], torch.tensor([24 / 48, 24 / 80]))
     assert not ds[0]["instance_mask"].any()
     # A window that starts later is unconditioned, but the instances still exist.
-    windowed = VideoFolderDataset(folder, resolution=(32, 32), window=3, max_instances=3, boxes_json=boxes,
-                                  target="rgb", samples_per_video=6)
+    windowed = VideoFolderDataset(
+        folder, resolution=(32, 32), window=3, max_instances=3, boxes_json=boxes, target="rgb", samples_per_video=6
+    )
     later = [windowed[i] for i in range(6, 12) if windowed[i]["conditioned"].sum() == 0]
     assert later and all(it["instance_mask"].tolist() == [True, True, False] for it in later)
     assert all((it["cond_boxes"] == -1).all() for it in later)
@@ -185,10 +183,11 @@ def test_bad_inputs_give_clear_errors(folder, tmp_path):
 
 
 def test_stride_and_max_frames(folder):
-    ds = VideoFolderDataset(folder, resolution=(16, 16), window=None, max_instances=1, target="rgb",
-                            frame_stride=2, max_frames=3)
-    assert ds[0]["video"].shape[0] == 3          # frames 0, 2, 4 of 7
-    assert ds[1]["video"].shape[0] == 3          # of 9 (5 after the stride)
+    ds = VideoFolderDataset(
+        folder, resolution=(16, 16), window=None, max_instances=1, target="rgb", frame_stride=2, max_frames=3
+    )
+    assert ds[0]["video"].shape[0] == 3  # frames 0, 2, 4 of 7
+    assert ds[1]["video"].shape[0] == 3  # of 9 (5 after the stride)
     every = VideoFolderDataset(folder, resolution=(16, 16), window=None, max_instances=1, target="rgb")[0]
     torch.testing.assert_close(ds[0]["video"], every["video"][0:6:2])
 
@@ -232,18 +231,21 @@ def _moving_object_frames(height: int, width: int, step_px: int, num: int = 6) -
     for t in range(num):
         frame = background.copy()
         r0, c0 = height // 3, width // 6 + t * step_px
-        frame[r0:r0 + side, c0:c0 + side] = square
+        frame[r0 : r0 + side, c0 : c0 + side] = square
         frames.append(frame)
         q = side // 4
         interiors.append((slice(r0 + q, r0 + side - q), slice(c0 + q, c0 + side - q)))
     return np.stack(frames), interiors
 
 
-@pytest.mark.parametrize("source, resolution, step_px", [
-    ((64, 64), (64, 64), 1),        # 1 px/frame at 64x64
-    ((240, 320), (240, 320), 1),    # 1 px/frame at camera size
-    ((240, 320), (64, 64), 5),      # 5 px at 320 wide = 1 px at 64 wide: estimated before the resize
-])
+@pytest.mark.parametrize(
+    "source, resolution, step_px",
+    [
+        ((64, 64), (64, 64), 1),  # 1 px/frame at 64x64
+        ((240, 320), (240, 320), 1),  # 1 px/frame at camera size
+        ((240, 320), (64, 64), 5),  # 5 px at 320 wide = 1 px at 64 wide: estimated before the resize
+    ],
+)
 def test_estimated_flow_has_the_true_displacement_in_size(tmp_path, source, resolution, step_px):
     """The object's backward flow is -step columns (scaled to the model resolution) within 10%, 0 rows."""
     frames, interiors = _moving_object_frames(*source, step_px)
@@ -251,8 +253,7 @@ def test_estimated_flow_has_the_true_displacement_in_size(tmp_path, source, reso
     (root / "object").mkdir(parents=True)
     for t, f in enumerate(frames):
         cv2.imwrite(str(root / "object" / f"{t:04d}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    ds = VideoFolderDataset(root, resolution=resolution, window=None, max_instances=1,
-                            cache_dir=tmp_path / "cache")
+    ds = VideoFolderDataset(root, resolution=resolution, window=None, max_instances=1, cache_dir=tmp_path / "cache")
     ds.prepare()
     flow = np.asarray(ds._clip(0).flow, np.float32)
     scale_r, scale_c = resolution[0] / source[0], resolution[1] / source[1]
