@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rosbags.highlevel import AnyReader
 
-from savi_core import messages
+from savi_core.tracking import messages
 from savi_core.numerics import flush_denormals
 from savi_ros import bag, params
 from savi_ros.model_store import load_tracker

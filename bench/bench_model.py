@@ -15,9 +15,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from savi_core.config import preset
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi
+from savi_core.model.config import preset
+from savi_core.model.initializers import Conditioning
+from savi_core.model.savi import SAVi
 
 TARGET_MS = {"decoder": 85.0, "attention": 8.0}
 

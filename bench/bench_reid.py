@@ -19,10 +19,10 @@ import motmetrics as mm
 import numpy as np
 import torch
 
-from savi_core.checkpoint import load_checkpoint
+from savi_core.model.checkpoint import load_checkpoint
 from savi_core.numerics import flush_denormals
-from savi_core.tracker import Detection, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.tracking.tracker import Detection, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from savi_scenes.generator import SceneConfig, generate_scene
 
 DETECT_EVERY = 6  # a detector slower than the camera

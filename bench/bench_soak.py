@@ -91,9 +91,9 @@ def offline(args: argparse.Namespace, width: int, height: int) -> int:
     import torch
     import yaml
 
-    from savi_core.checkpoint import load_checkpoint
-    from savi_core.tracker import Detection, Tracker
-    from savi_core.tracker_config import TrackerConfig
+    from savi_core.model.checkpoint import load_checkpoint
+    from savi_core.tracking.tracker import Detection, Tracker
+    from savi_core.tracking.tracker_config import TrackerConfig
     from savi_ros.model_store import resolve_checkpoint
 
     torch.set_num_threads(1)

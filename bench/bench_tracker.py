@@ -15,12 +15,12 @@ import statistics
 import numpy as np
 import torch
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.config import preset
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.model.config import preset
 from savi_core.numerics import flush_denormals
-from savi_core.savi import SAVi
-from savi_core.tracker import Detection, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.savi import SAVi
+from savi_core.tracking.tracker import Detection, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from savi_core.config import preset
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi
+from savi_core.model.config import preset
+from savi_core.model.initializers import Conditioning
+from savi_core.model.savi import SAVi
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_BENCH = REPO.parent / "shared" / "official_savi_bench" / "official_savi_bench.py"

@@ -1,10 +1,6 @@
-"""savi_core: SAVi (Slot Attention for Video) in pure PyTorch, plus the ROS-free Tracker.
+"""savi_core: SAVi (Slot Attention for Video) in pure PyTorch (``savi_core.model``) and the ROS-free Tracker
+(``savi_core.tracking``).
 
-Never imports ROS or dataset code; the node, the trainer and offline tools all build on it.
+Never imports ROS, training or dataset code; the node, the trainer and offline tools all build on it. Tracking
+builds on the model, never the reverse.
 """
-
-from savi_core.config import ConfigError, ModelConfig, preset
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi, SAViOutput, StepOutput
-
-__all__ = ["ConfigError", "Conditioning", "ModelConfig", "SAVi", "SAViOutput", "StepOutput", "preset"]

@@ -43,7 +43,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype
 from tqdm import tqdm
 
-from savi_core.messages import stamp_ns
+from savi_core.tracking.messages import stamp_ns
 from savi_ros import outputs, params
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import Frame, Pipeline, Settings

@@ -1,6 +1,6 @@
 """The tracker's outputs as rclpy messages: `savi_ros.outputs` bound to the ROS 2 message classes.
 
-Reading inputs needs no ROS and lives in `savi_core.messages`.
+Reading inputs needs no ROS and lives in `savi_core.tracking.messages`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
-from savi_core.tracker import Track
+from savi_core.tracking.tracker import Track
 from savi_ros import outputs
 
 ROS_TYPES = SimpleNamespace(

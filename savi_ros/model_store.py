@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from savi_core.checkpoint import CheckpointError, load_checkpoint
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint
 from savi_core.device import resolve_device
-from savi_core.tracker import Tracker
+from savi_core.tracking.tracker import Tracker
 
 DEFAULT_NAME = "default"
 
@@ -39,7 +39,7 @@ def resolve_checkpoint(value: str) -> Path:
     """`default` or another packaged model's name (`v6`) -> that packaged model; anything else -> that path
     (`~` and `$VARS` expanded).
 
-    Only resolves: existence and contents are checked by `savi_core.checkpoint.load_checkpoint`,
+    Only resolves: existence and contents are checked by `savi_core.model.checkpoint.load_checkpoint`,
     which reports what is wrong with the path it was given.
     """
     value = value.strip()

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from savi_core.tracker import Track
-from savi_core.messages import LAYOUTS, UnsupportedEncoding
+from savi_core.tracking.tracker import Track
+from savi_core.tracking.messages import LAYOUTS, UnsupportedEncoding
 from savi_ros.overlay import draw_overlay
 
 UNKNOWN_CLASS = "object"

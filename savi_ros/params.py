@@ -1,6 +1,6 @@
 """The node's parameters (docs/INTERFACE.md): names, types, defaults, descriptions and validation.
 
-Each parameter is defined once: the Tracker's in ``savi_core.tracker_config.TrackerConfig``, the
+Each parameter is defined once: the Tracker's in ``savi_core.tracking.tracker_config.TrackerConfig``, the
 node-level ones (checkpoint, device, QoS, sync, ...) in ``NodeOnlyParams`` below. ``NodeParams`` is
 both together; the node declares it, and ``config/tracker.yaml`` and the parameter table of
 ``docs/INTERFACE.md`` are rendered from it (``python -m savi_ros.params --write`` rewrites both; a test
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import yaml
 
 from savi_core.device import resolve_device
-from savi_core.tracker_config import TrackerConfig, parameter
+from savi_core.tracking.tracker_config import TrackerConfig, parameter
 
 if TYPE_CHECKING:
     from rclpy.node import Node

@@ -22,10 +22,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from savi_core.tracker import Prompt, Tracker, TrackResult
-from savi_core import messages
-from savi_core.messages import stamp_ns
-from savi_core.track_ids import MAX_TRACK_ID, parse_track_id
+from savi_core.tracking.tracker import Prompt, Tracker, TrackResult
+from savi_core.tracking import messages
+from savi_core.tracking.messages import stamp_ns
+from savi_core.tracking.track_ids import MAX_TRACK_ID, parse_track_id
 from savi_ros.poison import Newest, ahead_of_clock_ns, is_poison
 from savi_ros.stats import Stats
 from savi_ros.sync import LatestFirst, Pair, StampMatcher

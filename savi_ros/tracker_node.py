@@ -51,7 +51,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from savi_core.messages import stamp_ns
+from savi_core.tracking.messages import stamp_ns
 from savi_core.numerics import flush_denormals
 from savi_ros.interrupt import RCLError, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
 from savi_ros import conversions, outputs, params

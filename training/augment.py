@@ -4,7 +4,7 @@ The Tracker resizes every camera image to the model resolution. Measured on a de
 without this: the same held-out videos upscaled 2x / 5x and resized back by that path scored ~7 FG-ARI
 lower than as rendered, so the softer edges of a resampled image, not the scenes, cost the accuracy. Here a video is,
 with some probability, upscaled by a random factor per axis (a camera of another size and aspect),
-quantised to 8 bits like a camera image, and resized back with `savi_core.geometry.resize_frames`.
+quantised to 8 bits like a camera image, and resized back with `savi_core.tracking.geometry.resize_frames`.
 Targets and ground truth are untouched: the scene is the same, only its pixels are resampled.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from savi_core.geometry import resize_frames
+from savi_core.tracking.geometry import resize_frames
 
 
 def camera_resample(

@@ -1,4 +1,4 @@
-"""Non-learned baselines, producing id maps for the same evaluation as SAVi (``savi_core.metrics``).
+"""Non-learned baselines, producing id maps for the same evaluation as SAVi (``training.metrics``).
 
 All follow the mIoU convention: object ``i`` (0-based) is predicted with id ``i + 1``, 0 = background;
 unconditioned objects are never predicted (their mask stays empty).
@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from savi_core.config import prototype_config
-from savi_core.savi import SAVi
+from savi_core.model.config import prototype_config
+from savi_core.model.savi import SAVi
 
 #: Method name of the feature-prototype baseline in evaluation results.
 FEATURE_PROTOTYPE = "feature_prototype"

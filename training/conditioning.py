@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from savi_core.config import ModelConfig
-from savi_core.initializers import Conditioning
+from savi_core.model.config import ModelConfig
+from savi_core.model.initializers import Conditioning
 
 
 def conditioning_from_batch(batch: dict[str, torch.Tensor], cfg: ModelConfig) -> Conditioning:

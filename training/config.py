@@ -2,7 +2,7 @@
 
 A typo in a config must fail at load time with the offending key named, not after an hour of
 training, so unknown keys and wrongly typed values are errors. The ``model`` section is a
-``savi_core.config.ModelConfig`` (a ``preset`` plus overrides); the other sections are defined here.
+``savi_core.model.config.ModelConfig`` (a ``preset`` plus overrides); the other sections are defined here.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from savi_core.config import ConfigError, ModelConfig
-from savi_core.savi import MASK_SOURCES
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.config import ConfigError, ModelConfig
+from savi_core.model.savi import MASK_SOURCES
+from savi_core.tracking.tracker_config import TrackerConfig
 
 DATA_KINDS = ("synthetic", "movi", "sketchy", "videos", "bag")
 TARGET_KINDS = ("flow", "rgb")

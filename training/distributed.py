@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from savi_core.config import ConfigError
+from savi_core.model.config import ConfigError
 from savi_core.device import resolve_device
 
 

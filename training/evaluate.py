@@ -27,15 +27,15 @@ import yaml
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from savi_core import metrics
-from savi_core.checkpoint import CheckpointError, load_checkpoint
-from savi_core.config import ConfigError
+from training import metrics
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint
+from savi_core.model.config import ConfigError
 from savi_core.device import resolve_device
-from savi_core.geometry import resize_frames, resize_probabilities
+from savi_core.tracking.geometry import resize_frames, resize_probabilities
 from savi_core.numerics import flush_denormals
-from savi_core.savi import MASK_SOURCES, SAVi
-from savi_core.tracker import Detection, Prompt, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.savi import MASK_SOURCES, SAVi
+from savi_core.tracking.tracker import Detection, Prompt, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from training.conditioning import add_box_noise, add_center_noise, as_points, conditioning_from_batch
 from training.config import DATA_KINDS, DataConfig, EvalConfig, config_from_dict, load_config
 from training.data import build_dataset

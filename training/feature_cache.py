@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from savi_core.backbone import BackboneFeatures, EfficientNetLite0
+from savi_core.model.backbone import BackboneFeatures, EfficientNetLite0
 
 TAP_KEYS = ("s4", "s8", "s16")
 
@@ -118,7 +118,7 @@ def batch_features(batch: dict[str, torch.Tensor]) -> BackboneFeatures | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from savi_core.config import ConfigError
+    from savi_core.model.config import ConfigError
     from training.config import load_config
     from training.data import build_dataset
 

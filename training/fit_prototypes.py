@@ -1,7 +1,7 @@
 """Fit a prototype model's few parameters by what the node is scored on: ``python -m training.fit_prototypes
 --config training/configs/pretrained_cpu.yaml --out runs/pretrained_fit``.
 
-A prototype model (``savi_core.prototypes``) has about ten parameters. Gradient training on the mask
+A prototype model (``savi_core.model.prototypes``) has about ten parameters. Gradient training on the mask
 cross-entropy (``training.train``) was measured to lower the temperature until the masks are soft, and the
 published label maps (guided edges, ``mask_threshold``) got worse than the untrained matching's (in-family
 2D mIoU 72.8 against 75.4, 100 videos). So the shipped parameters are chosen by coordinate search on the
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from savi_core.checkpoint import save_checkpoint
-from savi_core.config import ConfigError
-from savi_core.savi import SAVi
+from savi_core.model.checkpoint import save_checkpoint
+from savi_core.model.config import ConfigError
+from savi_core.model.savi import SAVi
 from training.config import EvalConfig, load_config
 from training.data import build_dataset
 from training.evaluate import evaluate

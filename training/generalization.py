@@ -23,15 +23,15 @@ from typing import Any, Sequence
 
 import yaml
 
-from savi_core.checkpoint import CheckpointError, load_checkpoint
-from savi_core.config import ConfigError
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint
+from savi_core.model.config import ConfigError
 from savi_core.device import resolve_device
 from savi_core.numerics import flush_denormals
 from savi_scenes.generator import ALL_BACKGROUNDS, ALL_TEXTURES, SceneConfig
 from savi_scenes.physics3d import FLOOR_FAMILIES, OBJECT_FAMILIES, PhysicsSceneConfig
 from savi_scenes.shapes import SHAPES
-from savi_core.savi import MASK_SOURCES
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.savi import MASK_SOURCES
+from savi_core.tracking.tracker_config import TrackerConfig
 from training.config import EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
 from training.evaluate import evaluate, parse_tracker_params, resolve_checkpoint

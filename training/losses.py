@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from savi_core.savi import SAViOutput
+from savi_core.model.savi import SAViOutput
 from training.config import TrainConfig
 from training.datasets.common import resize_id_maps
 

@@ -2,7 +2,7 @@
 
 Layout under ``<out>/checkpoints/``::
 
-    step_0001000/model.safetensors, config.json     savi_core.checkpoint (loadable by evaluate / the node)
+    step_0001000/model.safetensors, config.json     savi_core.model.checkpoint (loadable by evaluate / the node)
     step_0001000/trainer_state.safetensors          optimiser tensors, keys "optimizer.<param>.<name>"
     step_0001000/trainer_state.json                 step, data position, config hash, optimiser scalars
     latest                                          text file naming the newest complete step directory
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from savi_core.checkpoint import load_checkpoint, save_checkpoint
+from savi_core.model.checkpoint import load_checkpoint, save_checkpoint
 
 STATE_VERSION = 1
 _PREFIX = "step_"

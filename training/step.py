@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from savi_core.savi import SAVi, SAViOutput
+from savi_core.model.savi import SAVi, SAViOutput
 from training.augment import camera_resample
 from training.conditioning import as_points, conditioning_from_batch
 from training.config import RunConfig, TrainConfig

@@ -34,10 +34,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.config import ConfigError
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.model.config import ConfigError
 from savi_core.numerics import flush_denormals
-from savi_core.savi import SAVi
+from savi_core.model.savi import SAVi
 from training.config import RunConfig, load_config, parse_overrides
 from training.feature_cache import CachedFeatureDataset, FeatureCache
 from training.data import EpochBatchSampler, build_dataset, next_position, training_batches

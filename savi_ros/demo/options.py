@@ -6,9 +6,9 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from savi_core.checkpoint import CheckpointError, read_checkpoint_config
-from savi_core.savi import MASK_SOURCES
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.checkpoint import CheckpointError, read_checkpoint_config
+from savi_core.model.savi import MASK_SOURCES
+from savi_core.tracking.tracker_config import TrackerConfig
 from savi_ros.demo.camera_node import DEFAULT_SEED, WORLDS, CameraConfig
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.params import NodeOnlyParams

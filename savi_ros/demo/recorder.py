@@ -17,7 +17,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from savi_core.messages import image_to_numpy
+from savi_core.tracking.messages import image_to_numpy
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
 from savi_ros.interrupt import spin_until_shutdown
 

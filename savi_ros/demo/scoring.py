@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from savi_core.metrics import fg_ari, miou
+from training.metrics import fg_ari, miou
 from savi_ros.demo.options import DemoOptions
 from savi_ros.demo.recorder import Recording
 from savi_ros.overlay import contact_sheet, draw_overlay
@@ -133,7 +133,7 @@ def baseline_scores(opts: DemoOptions, seeds: list[int]) -> dict[str, dict[str, 
     """Mean FG-ARI / mIoU of the untrained baselines on the demo's scenes, given the same first-frame boxes:
     frozen-feature prototypes through the Tracker, and OpenCV's CSRT + GrabCut (the project's benchmark
     baselines, from ``training.baselines``)."""
-    from savi_core.tracker import Detection, Tracker
+    from savi_core.tracking.tracker import Detection, Tracker
     from training.baselines import FEATURE_PROTOTYPE, csrt_baselines, feature_prototype_model
 
     camera = opts.camera_config()

@@ -138,9 +138,9 @@ def _tiny_default_model(directory: Path) -> None:
     """An untrained tiny SAVi checkpoint, packaged as the default while the real model is not shipped."""
     import torch
 
-    from savi_core.checkpoint import save_checkpoint
-    from savi_core.config import ModelConfig
-    from savi_core.savi import SAVi
+    from savi_core.model.checkpoint import save_checkpoint
+    from savi_core.model.config import ModelConfig
+    from savi_core.model.savi import SAVi
 
     torch.manual_seed(0)
     cfg = ModelConfig.from_dict(

@@ -25,8 +25,8 @@ def write_tiny_checkpoint(directory: Path, num_slots: int = 9, seed: int = 0) ->
     """A small box-conditioned SAVi (32x32, `num_slots - 1` object slots) with random weights."""
     import torch
 
-    from savi_core.checkpoint import save_checkpoint
-    from savi_core.config import (
+    from savi_core.model.checkpoint import save_checkpoint
+    from savi_core.model.config import (
         CorrectorConfig,
         DecoderConfig,
         EncoderConfig,
@@ -34,7 +34,7 @@ def write_tiny_checkpoint(directory: Path, num_slots: int = 9, seed: int = 0) ->
         ModelConfig,
         PredictorConfig,
     )
-    from savi_core.savi import SAVi
+    from savi_core.model.savi import SAVi
 
     cfg = ModelConfig(
         preset="custom",
@@ -61,7 +61,7 @@ def painting_checkpoint(tmp_path_factory) -> Path:
     """Random weights (seed 5) whose attention gives both of the e2e tests' bootstrap boxes pixels, so
     comparing the node's masks with the in-process Tracker's compares non-empty masks. Chosen, and used,
     with the Tracker's gate off (``gate_margin: 0``): the node tests are about the node, the gate's own
-    tests are in test/savi_core/test_tracker.py."""
+    tests are in test/savi_core/tracking/test_tracker.py."""
     return write_tiny_checkpoint(tmp_path_factory.mktemp("painting_ckpt"), seed=5)
 
 

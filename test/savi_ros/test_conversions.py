@@ -1,4 +1,4 @@
-"""Reading rclpy messages (`savi_core.messages`) and building them (`savi_ros.conversions` over
+"""Reading rclpy messages (`savi_core.tracking.messages`) and building them (`savi_ros.conversions` over
 `savi_ros.outputs`); no DDS needed."""
 
 import numpy as np
@@ -10,8 +10,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
-from savi_core.tracker import Track  # noqa: E402
-from savi_core import messages as inputs  # noqa: E402
+from savi_core.tracking.tracker import Track  # noqa: E402
+from savi_core.tracking import messages as inputs  # noqa: E402
 from savi_ros import conversions as conv, outputs  # noqa: E402
 
 RNG = np.random.default_rng(0)

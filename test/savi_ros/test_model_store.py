@@ -12,7 +12,7 @@ def test_default_is_the_packaged_model_beside_the_code():
     assert path == Path(model_store.__file__).resolve().parent / "models" / "default"
     if not (path / "config.json").is_file():
         pytest.skip(f"no packaged model at {path} in this checkout")
-    from savi_core.checkpoint import read_checkpoint_config
+    from savi_core.model.checkpoint import read_checkpoint_config
 
     cfg, _ = read_checkpoint_config(path)
     assert cfg.initializer.conditional  # the Tracker needs a box-conditioned model

@@ -183,9 +183,9 @@ class Harness:
 def expected_first_step(checkpoint: Path, boxes: list) -> "object":
     """The Tracker's result on ``make_image``'s default image with ``boxes`` (((x0, y0, x1, y1), id, class)),
     with the parameters the harness gives the node."""
-    from savi_core.checkpoint import load_checkpoint
-    from savi_core.tracker import Detection, Tracker
-    from savi_core.tracker_config import TrackerConfig
+    from savi_core.model.checkpoint import load_checkpoint
+    from savi_core.tracking.tracker import Detection, Tracker
+    from savi_core.tracking.tracker_config import TrackerConfig
 
     model, _ = load_checkpoint(checkpoint)
     tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
@@ -499,7 +499,7 @@ def _broken_checkpoints(tiny_checkpoint: Path, root: Path) -> dict[str, Path]:
 
 def test_start_up_failures_exit_non_zero_with_a_clear_message(tiny_checkpoint, tmp_path, node_launcher):
     """Each case is a process start (~3 s of imports), so only one per kind of failure here; the
-    checkpoint checks themselves are unit-tested with savi_core.checkpoint, type errors in test_params."""
+    checkpoint checks themselves are unit-tested with savi_core.model.checkpoint, type errors in test_params."""
     cases = {
         name: ({"checkpoint": str(path)}, [str(path)])
         for name, path in _broken_checkpoints(tiny_checkpoint, tmp_path).items()

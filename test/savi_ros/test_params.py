@@ -124,7 +124,7 @@ def test_config_yaml_lists_every_parameter_with_its_default_and_a_comment():
 def test_one_definition_everywhere():
     """TrackerConfig, the node's parameters, config/tracker.yaml and docs/INTERFACE.md agree: the file and
     the docs table are exactly what the definitions render (`python -m savi_ros.params --write`)."""
-    from savi_core.tracker_config import TrackerConfig
+    from savi_core.tracking.tracker_config import TrackerConfig
     from savi_ros.demo.options import DemoOptions
 
     tracker_defaults = dataclasses.asdict(TrackerConfig())

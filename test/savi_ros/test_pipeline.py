@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.tracker import Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.tracking.tracker import Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from savi_ros.pipeline import Pipeline, Settings
 
 H, W = 24, 32

@@ -29,9 +29,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: E402
 
-from savi_core.checkpoint import load_checkpoint  # noqa: E402
-from savi_core.tracker import Detection, Tracker  # noqa: E402
-from savi_core.tracker_config import TrackerConfig  # noqa: E402
+from savi_core.model.checkpoint import load_checkpoint  # noqa: E402
+from savi_core.tracking.tracker import Detection, Tracker  # noqa: E402
+from savi_core.tracking.tracker_config import TrackerConfig  # noqa: E402
 from savi_ros.tracker_node import TrackerNode  # noqa: E402
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)

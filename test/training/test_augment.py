@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from savi_core.geometry import resize_frames
+from savi_core.tracking.geometry import resize_frames
 from training.augment import camera_resample
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from savi_core.metrics import fg_ari, miou
+from training.metrics import fg_ari, miou
 from training.baselines import flow_kmeans_com_baseline, static_box_baseline
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -9,12 +9,12 @@ import pytest
 import torch
 import yaml
 
-from savi_core.checkpoint import load_checkpoint
+from savi_core.model.checkpoint import load_checkpoint
 from training.conditioning import add_box_noise, conditioning_from_batch
 from training.config import load_config
 from training.data import build_dataset
-from savi_core.tracker import Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.tracking.tracker import Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from training.evaluate import _collate, first_frame_detections, main, model_only_ids, resolve_checkpoint, tracker_ids
 from training.train import main as train_main
 from training.train import train

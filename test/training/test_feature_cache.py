@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from savi_core.backbone import EfficientNetLite0
+from savi_core.model.backbone import EfficientNetLite0
 from training.feature_cache import TAP_KEYS, CachedFeatureDataset, FeatureCache, frame_key
 from training.losses import merged_background
 

@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from savi_core.checkpoint import load_checkpoint
+from savi_core.model.checkpoint import load_checkpoint
 from training.fit_prototypes import GRID, main
 
 CONFIG = {

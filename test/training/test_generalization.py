@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from savi_core.config import ConfigError
+from savi_core.model.config import ConfigError
 from training.config import load_config
 from training.generalization import main, split_options, training_families, validate_spec
 from training.train import train

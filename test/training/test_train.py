@@ -9,8 +9,8 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.initializers import Conditioning
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.model.initializers import Conditioning
 from training.config import TrainConfig, load_config
 from training.data import EpochBatchSampler, build_dataset, next_position
 from training.state import ResumeError, optimizer_state_dict, optimizer_tensors
@@ -221,7 +221,7 @@ def test_camera_resample_changes_what_the_model_sees_and_stays_finite(tmp_path):
 
 
 def test_init_checkpoint_starts_from_its_weights_and_refuses_another_model(tmp_path):
-    from savi_core.config import ConfigError
+    from savi_core.model.config import ConfigError
     from training.state import latest_checkpoint
 
     first = train(load_config(TINY, {"train.out_dir": str(tmp_path / "first"), "train.steps": 2}))
@@ -249,7 +249,7 @@ def test_init_checkpoint_starts_from_its_weights_and_refuses_another_model(tmp_p
 
 
 def test_point_share_gives_points_as_zero_size_boxes_and_a_box_model_may_learn_them(tmp_path):
-    from savi_core.config import ConfigError
+    from savi_core.model.config import ConfigError
     from training.conditioning import as_points
     from training.state import latest_checkpoint
 

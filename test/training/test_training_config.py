@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from savi_core.config import ConfigError
+from savi_core.model.config import ConfigError
 from training.config import config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +150,7 @@ def test_set_overrides_reach_nested_keys_typed_and_validated(tmp_path):
 
 
 def test_pretrained_configs_load_with_the_backbone_and_refuse_pixel_augmentation_with_a_cache():
-    from savi_core.backbone import WEIGHT_SHA256
+    from savi_core.model.backbone import WEIGHT_SHA256
 
     movi = load_config(CONFIGS / "movi_pretrained_bbox.yaml", {"data.root": "/d"})
     cpu = load_config(CONFIGS / "pretrained_cpu.yaml")

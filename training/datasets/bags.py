@@ -1,7 +1,7 @@
 """Recorded robot bags (rosbag2 sqlite3/MCAP, ROS 1), trained on with estimated flow: the ``bag`` kind.
 
 Each bag is one video: the frames of one image topic (raw ``sensor_msgs/Image`` or
-``CompressedImage``, decoded by `savi_core.messages` exactly as the tracker node decodes them), with
+``CompressedImage``, decoded by `savi_core.tracking.messages` exactly as the tracker node decodes them), with
 backward flow estimated at the camera's resolution and cached like the ``videos`` kind. When a
 detections topic is given, an image whose stamp matches a ``Detection2DArray`` within
 ``sync_tolerance`` (the node's rule) carries those boxes, and a training window starting on such an
@@ -24,7 +24,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
-from savi_core import messages
+from savi_core.tracking import messages
 from training.datasets.common import BackwardFlow
 from training.datasets.videos import CACHE_VERSION, VideoFolderDataset, _Clip, _fingerprint, _Source
 

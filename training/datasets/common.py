@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from savi_core.flow import flow_to_rgb
+from training.flow import flow_to_rgb
 
 TARGET_KINDS = ("flow", "rgb")
 
@@ -254,7 +254,7 @@ def estimate_backward_flow(video: np.ndarray, size: tuple[int, int] | None = Non
 # Targets and the item dict
 # ----------------------------------------------------------------------------------------------
 def flow_rgb(flow: np.ndarray) -> np.ndarray:
-    """``[T,H,W,2]`` pixel flow -> float32 ``[T,H,W,3]`` in [0,1] via ``savi_core.flow.flow_to_rgb``."""
+    """``[T,H,W,2]`` pixel flow -> float32 ``[T,H,W,3]`` in [0,1] via ``training.flow.flow_to_rgb``."""
     return flow_to_rgb(torch.from_numpy(np.ascontiguousarray(flow, np.float32))).numpy()
 
 

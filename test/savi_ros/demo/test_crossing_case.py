@@ -8,9 +8,9 @@ there), the demo camera's scene.
 import numpy as np
 import pytest
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.tracker import Detection, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.tracking.tracker import Detection, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from savi_ros.demo.camera_node import DEFAULT_SEED, CameraConfig
 from savi_ros.model_store import resolve_checkpoint
 

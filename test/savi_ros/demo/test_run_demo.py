@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.checkpoint import save_checkpoint
-from savi_core.config import ModelConfig
-from savi_core.savi import SAVi
+from savi_core.model.checkpoint import save_checkpoint
+from savi_core.model.config import ModelConfig
+from savi_core.model.savi import SAVi
 from savi_ros.demo.camera_node import FrameTag
 from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
 from savi_ros.demo.recorder import Recording

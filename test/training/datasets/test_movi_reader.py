@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.flow import flow_to_rgb
+from training.flow import flow_to_rgb
 from training.datasets.common import ITEM_KEYS
 from training.datasets.example_proto import encode_example
 from training.datasets.movi import MoviDataset, find_shards

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from savi_core.flow import flow_to_rgb
+from training.flow import flow_to_rgb
 from savi_scenes import SceneConfig, generate_scene
 from training.datasets.common import ITEM_KEYS, boxes_from_segmentation, window_start
 from training.datasets.synthetic import SyntheticDataset

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from savi_core.metrics import fg_ari, mean_over_videos, miou, per_frame_fg_ari, per_frame_miou
+from training.metrics import fg_ari, mean_over_videos, miou, per_frame_fg_ari, per_frame_miou
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

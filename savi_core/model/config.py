@@ -161,7 +161,7 @@ class InitializerConfig:
 @dataclass
 class CorrectorConfig:
     """Slot Attention: LN before the projections, softmax over slots, weighted mean over inputs, GRU; or
-    ``prototype``: slots are prototypes in the frozen backbone's feature space (``savi_core.prototypes``)."""
+    ``prototype``: slots are prototypes in the frozen backbone's feature space (``savi_core.model.prototypes``)."""
 
     kind: str = "slot_attention"
     # prototype: object slots also attend by distance to their expected place, and hold this many looks.
@@ -439,9 +439,9 @@ def preset(name: str) -> ModelConfig:
 
 
 def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 17, prototypes: int = 1) -> ModelConfig:
-    """Prototype slots over the frozen pretrained EfficientNet-Lite0 (``savi_core.prototypes``): a box or
+    """Prototype slots over the frozen pretrained EfficientNet-Lite0 (``savi_core.model.prototypes``): a box or
     point starts an object slot, every other slot holds a background prototype of the scene."""
-    from savi_core.backbone import WEIGHT_SHA256
+    from savi_core.model.backbone import WEIGHT_SHA256
 
     return ModelConfig(
         preset="custom",

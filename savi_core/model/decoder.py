@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from savi_core.config import ModelConfig
-from savi_core.convolution import ConvTranspose2d
-from savi_core.encoder import PositionEmbedding
+from savi_core.model.config import ModelConfig
+from savi_core.model.convolution import ConvTranspose2d
+from savi_core.model.encoder import PositionEmbedding
 
 
 class SpatialBroadcastDecoder(nn.Module):

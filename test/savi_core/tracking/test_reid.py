@@ -1,4 +1,4 @@
-"""Dormant tracks and re-identification (docs/INTERFACE.md, dormancy and revival; `savi_core.reid`).
+"""Dormant tracks and re-identification (docs/INTERFACE.md, dormancy and revival; `savi_core.tracking.reid`).
 
 The scenes are painted: coloured squares on grey. ``Seer`` is the test module's ``BoxPainter`` whose slot
 paints its box only where the frame is not background, so a hidden object's track is lost for real and
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.reid import Candidate, Dormancy, Looks
-from savi_core.tracker import Detection, Prompt, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.tracking.reid import Candidate, Dormancy, Looks
+from savi_core.tracking.tracker import Detection, Prompt, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 
 _spec = importlib.util.spec_from_file_location("savi_test_tracker", Path(__file__).with_name("test_tracker.py"))
 _fakes = importlib.util.module_from_spec(_spec)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from savi_core.config import (
+from savi_core.model.config import (
     ConfigError,
     DecoderConfig,
     EncoderConfig,
@@ -17,8 +17,8 @@ from savi_core.config import (
     CorrectorConfig,
     preset,
 )
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi
+from savi_core.model.initializers import Conditioning
+from savi_core.model.savi import SAVi
 
 
 def tiny(**changes) -> ModelConfig:

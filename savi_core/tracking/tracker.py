@@ -33,7 +33,7 @@ State machine:
   * Duplicate tracks: when one detection covers two tracks whose boxes overlap (IoU >= ``new_object_iou``),
     one matched to it and one left without a detection, their slots split one object: the unmatched track
     ends on that step (its slot restarts unconditioned) and the matched one is re-anchored from the box
-    (``savi_core.association``, pass 4).
+    (``savi_core.tracking.association``, pass 4).
   * Prompts (``add_objects``: a person's box, point or mask) reserve their track ids at once and start on
     the next step in free slots, even over a live track. A box model is conditioned on a mask's tight box
     and, when trained on them (``initializer.points``), on a point as the zero-size box ``(y, x, y, x)``;
@@ -51,7 +51,7 @@ State machine:
     first frame.
   * Crossings (``swap_margin`` > 0): two tracks whose boxes touched, and whose slots traded objects while
     one passed in front of the other, trade their ids back when each mask's colours match the other's
-    object better than its own by the margin (``savi_core.appearance``); the frame's label map follows.
+    object better than its own by the margin (``savi_core.tracking.appearance``); the frame's label map follows.
   * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
     over that many times the area of the box that last anchored it (its slot took the background or more), is
     lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
@@ -60,7 +60,7 @@ State machine:
     its slot on that frame (its pixels are cleared from that frame's label map): the slot becomes free and
     restarts unconditioned (so it stops following the object it lost, which a later detection may start in
     another slot). When no track is left on a slot the tracker is back to the no-state condition.
-  * Dormant (``dormant_seconds`` > 0; ``savi_core.reid``): that track is not ended but dormant, with its id and
+  * Dormant (``dormant_seconds`` > 0; ``savi_core.tracking.reid``): that track is not ended but dormant, with its id and
     looks, until ``dormant_seconds`` of stamp time (``step``'s ``stamp``) have passed; then it ends on the first
     step at or after that time. A new track started by an id-less prompt or a detection (one that no live
     track explains) while tracks are dormant is provisional: when its first mask looks like a dormant track
@@ -93,14 +93,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from savi_core.appearance import AppearanceMemory
-from savi_core.association import associate
+from savi_core.tracking.appearance import AppearanceMemory
+from savi_core.tracking.association import associate
 from savi_core.device import resolve_device
-from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_frames, resize_probabilities, tight_boxes
-from savi_core.initializers import Conditioning
-from savi_core.reid import Candidate, Dormancy, Looks
-from savi_core.track_ids import TrackIdAllocator
-from savi_core.tracker_config import TrackerConfig
+from savi_core.tracking.geometry import (
+    box_iou_xyxy,
+    boxes_xyxy_to_yxyx,
+    resize_frames,
+    resize_probabilities,
+    tight_boxes,
+)
+from savi_core.model.initializers import Conditioning
+from savi_core.tracking.reid import Candidate, Dormancy, Looks
+from savi_core.tracking.track_ids import TrackIdAllocator
+from savi_core.tracking.tracker_config import TrackerConfig
 
 GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
 GUIDED_EPS = 0.001  # its regularisation, in squared [0, 1] intensity: edges weaker than ~0.03 are smoothed over
@@ -277,7 +283,7 @@ class Tracker:
         self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
         self._appearance = AppearanceMemory()
-        self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.reid)
+        self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.tracking.reid)
         self._provisional: dict[int, bool] = {}  # slot started this step that may revive -> free its id then
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
         stride = model.config.encoder.stride
@@ -300,7 +306,7 @@ class Tracker:
 
     @property
     def dormant_tracks(self) -> dict[int, str]:
-        """Dormant track id -> class id: no slot, id reserved until revived or expired (`savi_core.reid`)."""
+        """Dormant track id -> class id: no slot, id reserved until revived or expired (`savi_core.tracking.reid`)."""
         return {t.track_id: t.class_id for t in self._dormancy.dormant.values()}
 
     def reset(self) -> list[int]:
@@ -852,7 +858,7 @@ class Tracker:
     # ------------------------------------------------------------------ bookkeeping
 
     def _undo_trades(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> None:
-        """Give back the ids of tracks whose slots traded objects in a crossing (`savi_core.appearance`):
+        """Give back the ids of tracks whose slots traded objects in a crossing (`savi_core.tracking.appearance`):
         the ids move to the slots now on their objects, in this frame's label map too."""
         visible = [(self._tracks[slot], row) for row, slot in zip(stats, self._live_order) if row[0] > 0]
         trades = self._appearance.trades(
@@ -874,7 +880,7 @@ class Tracker:
 
     def _revive(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> dict[int, int]:
         """Provisional tracks (started id-less this step while tracks are dormant) whose first mask looks like
-        a dormant track (`savi_core.reid`) take its id and class, in this frame's label map too; the id a
+        a dormant track (`savi_core.tracking.reid`) take its id and class, in this frame's label map too; the id a
         detection's track had is freed (never published). Returns {provisional id: revived id}."""
         if not self._provisional:
             return {}

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from savi_core.association import COVERED, associate
+from savi_core.tracking.association import COVERED, associate
 
 
 def test_one_to_one_beats_greedy_best_overlap():

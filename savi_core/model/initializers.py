@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from savi_core.config import ModelConfig
-from savi_core.convolution import Conv2d
-from savi_core.encoder import PositionEmbedding
+from savi_core.model.config import ModelConfig
+from savi_core.model.convolution import Conv2d
+from savi_core.model.encoder import PositionEmbedding
 
 
 @dataclass

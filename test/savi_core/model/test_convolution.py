@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from savi_core.convolution import Conv2d, ConvTranspose2d
+from savi_core.model.convolution import Conv2d, ConvTranspose2d
 
 
 def test_strided_conv_samples_the_stride_one_output_where_flax_does() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from savi_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
-from savi_core.config import ModelConfig, preset
-from savi_core.savi import SAVi
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
+from savi_core.model.config import ModelConfig, preset
+from savi_core.model.savi import SAVi
 
 
 @pytest.fixture

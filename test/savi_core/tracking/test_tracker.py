@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from savi_core.config import (
+from savi_core.model.config import (
     CorrectorConfig,
     DecoderConfig,
     EncoderConfig,
@@ -23,12 +23,12 @@ from savi_core.config import (
     ModelConfig,
     PredictorConfig,
 )
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi, StepOutput
-from savi_core.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
-from savi_core.track_ids import TrackIdAllocator, parse_track_id
-from savi_core.tracker import Detection, Prompt, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.initializers import Conditioning
+from savi_core.model.savi import SAVi, StepOutput
+from savi_core.tracking.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
+from savi_core.tracking.track_ids import TrackIdAllocator, parse_track_id
+from savi_core.tracking.tracker import Detection, Prompt, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from savi_core.config import CorrectorConfig
+from savi_core.model.config import CorrectorConfig
 
 
 class SlotAttention(nn.Module):

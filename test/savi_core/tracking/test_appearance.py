@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from savi_core.appearance import APART_FRAMES, AppearanceMemory, colour_histogram
+from savi_core.tracking.appearance import APART_FRAMES, AppearanceMemory, colour_histogram
 
 RED, BLUE, OTHER_RED = (220, 30, 30), (30, 40, 220), (205, 20, 10)
 

@@ -10,7 +10,7 @@ slot, so a slot never wanders onto a dormant track's object and takes its id on 
 
 A look is a unit vector, and two looks compare by their dot product (1 = the same):
   * pooled backbone features of the track's mask, for models that compute features (cosine similarity);
-  * else the square root of its colour histogram (`savi_core.appearance`), whose dot product is the
+  * else the square root of its colour histogram (`savi_core.tracking.appearance`), whose dot product is the
     Bhattacharyya coefficient of the two histograms.
 """
 
@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import torch
 
-from savi_core.appearance import colour_histogram
-from savi_core.track_ids import parse_track_id
+from savi_core.tracking.appearance import colour_histogram
+from savi_core.tracking.track_ids import parse_track_id
 
 VIEWS = 4  # looks kept per track, the newest: an object that turns or moves into other light keeps matching
 VIEW_EVERY = 5  # processed frames between two looks of a track: neighbouring frames add nothing new

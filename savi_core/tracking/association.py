@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from savi_core.geometry import box_iou_xyxy
+from savi_core.tracking.geometry import box_iou_xyxy
 
 COVERED = 0.6  # share of a left-over track's box inside a detection for the detection to take it
 

@@ -1,6 +1,6 @@
 """Import the official SAVi's Flax parameters into a project checkpoint.
 
-``python -m savi_core.import_flax PARAMS OUT_DIR --preset S`` reads a parameter tree (an ``.npz`` of
+``python -m savi_core.model.import_flax PARAMS OUT_DIR --preset S`` reads a parameter tree (an ``.npz`` of
 ``params/<module path>`` arrays, or the official trainer's msgpack checkpoint) and writes
 ``model.safetensors`` + ``config.json``. Every Flax parameter must map onto exactly one place of the
 preset's model with the right shape; the first one that does not is named in the error.
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from savi_core.checkpoint import save_checkpoint
-from savi_core.config import PRESETS, ModelConfig, preset
-from savi_core.encoder import position_grid
-from savi_core.savi import SAVi
+from savi_core.model.checkpoint import save_checkpoint
+from savi_core.model.config import PRESETS, ModelConfig, preset
+from savi_core.model.encoder import position_grid
+from savi_core.model.savi import SAVi
 
 Params = dict[str, np.ndarray]
 Convert = Callable[[list[np.ndarray]], np.ndarray]
@@ -249,7 +249,7 @@ def import_flax(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m savi_core.import_flax", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m savi_core.model.import_flax", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", help="official SAVi parameters: .npz of params/... arrays, or a msgpack checkpoint")
     parser.add_argument("out_dir", help="checkpoint directory to write (model.safetensors + config.json)")
     parser.add_argument("--preset", default="S", choices=PRESETS)

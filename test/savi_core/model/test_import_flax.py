@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.config import preset
-from savi_core.import_flax import FlaxImportError, main, read_params, state_dict_from_flax
-from savi_core.initializers import Conditioning
-from savi_core.savi import SAVi
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.model.config import preset
+from savi_core.model.import_flax import FlaxImportError, main, read_params, state_dict_from_flax
+from savi_core.model.initializers import Conditioning
+from savi_core.model.savi import SAVi
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "official_savi" / "savi_s_movi_seed7.npz"
+FIXTURE = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "official_savi" / "savi_s_movi_seed7.npz"
 TOL = 1e-4
 
 pytestmark = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"official SAVi fixture not found at {FIXTURE}")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from savi_core.savi import MASK_SOURCES
+from savi_core.model.savi import MASK_SOURCES
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 REINIT_MODES = ("add_new", "refresh", "first")
@@ -26,7 +26,10 @@ def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> 
 
 @dataclass
 class TrackerConfig:
-    """Tracker behaviour (the rules are in ``savi_core.tracker``). Invalid values raise ValueError naming the field."""
+    """Tracker behaviour (the rules are in ``savi_core.tracking.tracker``).
+
+    Invalid values raise ValueError naming the field.
+    """
 
     precision: str = parameter("fp32", "fp32 | fp16 (CUDA only) | bf16", PRECISIONS)
     mask_source: str = parameter(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from savi_core.config import PredictorConfig
+from savi_core.model.config import PredictorConfig
 
 
 class TransformerPredictor(nn.Module):

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from savi_core.backbone import TAPS, BackboneFeatures, EfficientNetLite0
-from savi_core.config import EncoderConfig, ModelConfig
-from savi_core.convolution import Conv2d
+from savi_core.model.backbone import TAPS, BackboneFeatures, EfficientNetLite0
+from savi_core.model.config import EncoderConfig, ModelConfig
+from savi_core.model.convolution import Conv2d
 
 
 def position_grid(height: int, width: int, kind: str = "linear", device: torch.device | None = None) -> torch.Tensor:

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from savi_core.backbone import BackboneFeatures
-from savi_core.config import ModelConfig
-from savi_core.corrector import SlotAttention
-from savi_core.decoder import SpatialBroadcastDecoder
-from savi_core.encoder import Encoder, PretrainedEncoder
-from savi_core.initializers import Conditioning, SlotInitializer
-from savi_core.predictor import build_predictor
-from savi_core.prototypes import KinematicPredictor, PrototypeCorrector, PrototypeInitializer, split
+from savi_core.model.backbone import BackboneFeatures
+from savi_core.model.config import ModelConfig
+from savi_core.model.corrector import SlotAttention
+from savi_core.model.decoder import SpatialBroadcastDecoder
+from savi_core.model.encoder import Encoder, PretrainedEncoder
+from savi_core.model.initializers import Conditioning, SlotInitializer
+from savi_core.model.predictor import build_predictor
+from savi_core.model.prototypes import KinematicPredictor, PrototypeCorrector, PrototypeInitializer, split
 
 MASK_SOURCES = ("decoder", "attention")
 DECODE_MODES = MASK_SOURCES + ("none",)

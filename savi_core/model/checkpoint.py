@@ -19,11 +19,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from savi_core.backbone import BackboneError
-from savi_core.config import ConfigError, ModelConfig
-from savi_core.savi import SAVi
+from savi_core.model.backbone import BackboneError
+from savi_core.model.config import ConfigError, ModelConfig
+from savi_core.model.savi import SAVi
 
-FORMAT = "savi_core.checkpoint"
+FORMAT = "savi_core.checkpoint"  # the file format's name, written into config.json: not a module path
 # Version 1 (format "savi_ros.checkpoint") predates the fields that tell the paper's variant from the
 # official code's; such configs load as the paper's variant, which is what those models computed.
 FORMAT_VERSION = 2

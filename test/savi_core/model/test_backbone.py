@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from savi_core.backbone import TAPS, WEIGHT_SHA256, BackboneError, EfficientNetLite0, file_sha256, weight_file
+from savi_core.model.backbone import TAPS, WEIGHT_SHA256, BackboneError, EfficientNetLite0, file_sha256, weight_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "efficientnet_lite0_reference.safetensors"
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.checkpoint import load_checkpoint
-from savi_core.tracker import Detection, Tracker
-from savi_core.tracker_config import TrackerConfig
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.tracking.tracker import Detection, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 from savi_scenes import SceneConfig, generate_scene
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "savi_ros" / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[3] / "savi_ros" / "models" / "default"
 
 
 def _label_maps(device: str, precision: str, mask_source: str) -> list[np.ndarray]:

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from savi_core.backbone import WEIGHT_SHA256, BackboneFeatures
-from savi_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from savi_core.config import ConfigError, ModelConfig, prototype_config
-from savi_core.initializers import Conditioning
-from savi_core.prototypes import split
-from savi_core.savi import SAVi
-from savi_core.tracker import Detection, Tracker
+from savi_core.model.backbone import WEIGHT_SHA256, BackboneFeatures
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from savi_core.model.config import ConfigError, ModelConfig, prototype_config
+from savi_core.model.initializers import Conditioning
+from savi_core.model.prototypes import split
+from savi_core.model.savi import SAVi
+from savi_core.tracking.tracker import Detection, Tracker
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from savi_core.flow import flow_to_rgb
+from training.flow import flow_to_rgb
 
 
 def reference(d_row: float, d_col: float, height: int, width: int) -> tuple[float, float, float]:

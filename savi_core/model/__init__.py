@@ -1,0 +1,1 @@
+"""The SAVi model: encoder, slot initializers, corrector, predictor, decoder, checkpoints; no tracking."""
