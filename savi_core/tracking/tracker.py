@@ -90,7 +90,6 @@ from typing import Optional
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from savi_core.tracking.appearance import AppearanceMemory
@@ -101,16 +100,14 @@ from savi_core.tracking.geometry import (
     boxes_xyxy_to_yxyx,
     resize_frames,
     resize_probabilities,
-    tight_boxes,
 )
 from savi_core.model.initializers import Conditioning
+from savi_core.tracking.gate import gate_bias
+from savi_core.tracking.labels import guided_masks, label_stats, opencv_camera_labels
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
 from savi_core.tracking.track_ids import TrackIdAllocator
 from savi_core.tracking.tracker_config import TrackerConfig
 
-GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
-GUIDED_EPS = 0.001  # its regularisation, in squared [0, 1] intensity: edges weaker than ~0.03 are smoothed over
-GATE_BIAS = -1e4  # attention logit added outside a slot's gate: its softmax share there is nil
 REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
 REANCHOR_SCORE = 0.8  # ... or whose slot's mean probability over its mask fell under this (it is fading)
 WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows the whole object
@@ -448,7 +445,7 @@ class Tracker:
             edges == "auto" and self._feature_stride > 1 and self.config.mask_source == "attention"
         )
         if guided and self._live_order:
-            masks = self._guided_masks(masks, frame[0])
+            masks = guided_masks(masks, frame[0], [s + self._offset for s in self._live_order])
         label_map, stats = self._postprocess(masks, height, width)
         clock.mark(3)
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
@@ -615,37 +612,14 @@ class Tracker:
         return started, ended, ignored, revived
 
     def _gate_bias(self, height: int, width: int) -> Optional[torch.Tensor]:
-        """Attention-logit bias ``[1, K, h, w]`` at the feature resolution keeping each anchored track's slot
-        inside its gate (``gate_margin``); other slots, and every slot with the gate off, see the whole image.
-
-        A slot's state follows whatever it attends to, so a slot that attends to a neighbouring object of
-        similar looks, or to the background, moves there for good; the gate bounds that to the margin."""
+        """The gate's attention-logit bias for the anchored tracks' slots (``savi_core.tracking.gate``), or None
+        with the gate off or no anchored track."""
         margin = self.config.gate_margin
-        gated = [(slot, t) for slot, t in self._tracks.items() if t.anchor_size is not None]
+        gated = [(slot + self._offset, t) for slot, t in self._tracks.items() if t.anchor_size is not None]
         if not margin or not gated:
             return None
-        bounds = torch.tensor([[-1.0, -1.0, 2.0, 2.0]]).repeat(self._num_slots, 1)  # ymin, xmin, ymax, xmax
-        for slot, track in gated:
-            frames = 1 + track.lost_frames
-            x0, y0, x1, y1 = track.box
-            cx, cy = (x0 + x1) / 2 + track.velocity[0], (y0 + y1) / 2 + track.velocity[1]
-            # Never smaller than the anchor box: a partly hidden object's mask box shrinks, the object does not.
-            half_w = max(x1 - x0, track.anchor_size[0]) / 2
-            half_h = max(y1 - y0, track.anchor_size[1]) / 2
-            grow = max(margin * frames * 2 * max(half_w / width, half_h / height), self._cell)
-            bounds[slot + self._offset] = torch.tensor(
-                [
-                    (cy - half_h) / height - grow,
-                    (cx - half_w) / width - grow,
-                    (cy + half_h) / height + grow,
-                    (cx + half_w) / width + grow,
-                ]
-            )
-        b = bounds.view(-1, 4, 1, 1)
-        inside = (
-            (self._cell_y >= b[:, 0]) & (self._cell_y < b[:, 2]) & (self._cell_x >= b[:, 1]) & (self._cell_x < b[:, 3])
-        )
-        return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0).to(self.device)
+        bias = gate_bias(gated, margin, self._num_slots, self._cell, self._cell_y, self._cell_x, height, width)
+        return bias.to(self.device)
 
     @staticmethod
     def _prompt_start(prompt: Prompt, height: int, width: int) -> Optional[_Start]:
@@ -765,46 +739,10 @@ class Tracker:
 
     def _postprocess(self, masks: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Slot probabilities ``[K, h, w]`` -> label map uint16 ``[H, W]`` and per-live-track stats
-        ``[T, 6]`` float64 (area, x0, y0, x1, y1, score), all on the device.
-
-        The stats come from one pass of counting over the per-pixel track index (no per-track mask at
-        camera size): areas, score sums, and which rows and columns each track occupies."""
+        ``[T, 6]`` float64 (area, x0, y0, x1, y1, score), all on the device (``savi_core.tracking.labels``)."""
         best, label_map, row = self._camera_size_labels(masks.float(), height, width)
-        t = len(self._live_order)  # row t: not a live track's pixel
         ys, xs = self._ramps(height, width)
-        rows = torch.bincount((row * height + ys.view(-1, 1)).view(-1), minlength=(t + 1) * height).view(t + 1, height)
-        cols = torch.bincount((row * width + xs.view(1, -1)).view(-1), minlength=(t + 1) * width).view(t + 1, width)
-        area = rows[:t].sum(dim=1)  # pixels per (track, image row), summed over the rows
-        # On a member pixel the track's slot is the arg-max, so its probability is ``best``.
-        score = torch.bincount(row.view(-1), weights=best.view(-1), minlength=t + 1)[:t] / area.clamp(min=1)
-        boxes = tight_boxes(rows[:t] > 0, cols[:t] > 0, ys, xs)
-        stats = torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
-        return label_map, stats
-
-    def _guided_masks(self, probs: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """Edge-aware masks: the live tracks' probabilities and the rest (one plane) at the model
-        resolution, smoothed by OpenCV's guided filter steered by the frame, renormalised. Slot masks come
-        at the feature stride (4 to 8 model pixels), so their edges cut across object borders; the filter
-        moves them onto the image's edges (measured on the benchmark against bilinear)."""
-        slots = [s + self._offset for s in self._live_order]
-        rest = next((k for k in range(probs.shape[0]) if k not in slots), None)  # the background slot if any
-        if rest is None:  # every slot holds a track: nothing to tell them from
-            return probs
-        tracked = probs[slots].float()
-        planes = torch.cat([tracked, (1 - tracked.sum(0, keepdim=True)).clamp_min(0)])
-        if tuple(planes.shape[-2:]) != tuple(frame.shape[-2:]):
-            planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
-        guide = frame.mul(255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        radius = max(1, round(GUIDED_RADIUS * frame.shape[-2] / 128))
-        smooth = cv2.ximgproc.guidedFilter(
-            guide, np.ascontiguousarray(planes.permute(1, 2, 0).cpu().numpy()), radius, GUIDED_EPS * 255.0**2
-        )
-        smooth = torch.from_numpy(smooth.reshape(*planes.shape[-2:], -1)).permute(2, 0, 1).clamp_min(0)
-        smooth = (smooth / smooth.sum(0, keepdim=True).clamp_min(1e-6)).to(probs.device, probs.dtype)
-        out = torch.zeros(probs.shape[0], *smooth.shape[-2:], dtype=probs.dtype, device=probs.device)
-        out[slots] = smooth[:-1]
-        out[rest] = smooth[-1]  # "not a tracked object", in a slot without a track id
-        return out
+        return label_map, label_stats(best, row, len(self._live_order), ys, xs)
 
     def _camera_size_labels(
         self, probs: torch.Tensor, height: int, width: int
@@ -815,45 +753,22 @@ class Tracker:
         k, h, w = probs.shape
         threshold = self.config.mask_threshold
         if self._opencv_labels and height >= h and width >= w:
-            return self._opencv_camera_labels(probs.contiguous().numpy(), height, width, threshold)
+            return opencv_camera_labels(
+                probs.contiguous().numpy(),
+                height,
+                width,
+                threshold,
+                self._buffers,
+                self._num_slots,
+                self._id_lut,
+                self._row_lut,
+            )
         if (h, w) == (height, width):
             best, slot = probs.max(dim=0)
         else:
             best, slot = resize_probabilities(probs, (height, width)).max(dim=0)
         slot.masked_fill_(best < threshold, self._num_slots)
         return best, self._slot_to_id[slot], self._slot_to_row[slot]
-
-    def _opencv_camera_labels(
-        self, probs: np.ndarray, height: int, width: int, threshold: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The CPU route of `_camera_size_labels`: each slot plane resized by OpenCV (the same half-pixel
-        bilinear as torch's), a running maximum that keeps the first winner on ties (as torch's ``max``),
-        and the slot -> id / row tables applied by ``cv2.LUT`` to a uint8 slot map."""
-        k = probs.shape[0]
-        if (height, width) not in self._buffers:
-            self._buffers = {
-                (height, width): (
-                    np.empty((height, width), np.float32),
-                    np.empty((height, width), np.float32),
-                    np.empty((height, width), np.uint8),
-                    np.empty((height, width), np.uint8),
-                )
-            }
-        plane, best, slot, mask = self._buffers[(height, width)]
-        cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
-        slot.fill(0)
-        for index in range(1, k):
-            if not probs[index].any():  # e.g. slots the guided masks emptied: they win no pixel
-                continue
-            cv2.resize(probs[index], (width, height), dst=plane, interpolation=cv2.INTER_LINEAR)
-            cv2.compare(plane, best, cv2.CMP_GT, dst=mask)
-            slot[mask.view(bool)] = index
-            cv2.max(best, plane, dst=best)
-        cv2.compare(best, threshold, cv2.CMP_LT, dst=mask)
-        slot[mask.view(bool)] = self._num_slots
-        labels = cv2.LUT(slot, self._id_lut)
-        rows = cv2.LUT(slot, self._row_lut)
-        return torch.from_numpy(best), torch.from_numpy(labels), torch.from_numpy(rows).to(torch.int32)
 
     # ------------------------------------------------------------------ bookkeeping
 

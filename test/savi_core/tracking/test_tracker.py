@@ -26,6 +26,7 @@ from savi_core.model.config import (
 from savi_core.model.initializers import Conditioning
 from savi_core.model.savi import SAVi, StepOutput
 from savi_core.tracking.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
+from savi_core.tracking.labels import opencv_camera_labels
 from savi_core.tracking.track_ids import TrackIdAllocator, parse_track_id
 from savi_core.tracking.tracker import Detection, Prompt, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -488,7 +489,9 @@ def test_the_opencv_route_gives_torch_s_labels_and_winning_probabilities(savi, s
         ],
     )
     probs = torch.softmax(torch.randn(savi.config.num_slots, 32, 32, generator=torch.Generator().manual_seed(1)) * 3, 0)
-    best, labels, rows = tracker._opencv_camera_labels(probs.numpy(), *size, 0.3)
+    best, labels, rows = opencv_camera_labels(
+        probs.numpy(), *size, 0.3, tracker._buffers, savi.config.num_slots, tracker._id_lut, tracker._row_lut
+    )
     ref_best, slot = resize_probabilities(probs, size).max(dim=0)
     slot[ref_best < 0.3] = savi.config.num_slots
     assert (labels == tracker._slot_to_id[slot]).float().mean() >= 0.9999

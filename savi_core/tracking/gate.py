@@ -1,0 +1,58 @@
+"""The gate: an attention-logit bias that keeps each anchored track's slot near its object; moved out of
+the Tracker, which calls it with its tracks."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+GATE_BIAS = -1e4  # attention logit added outside a slot's gate: its softmax share there is nil
+
+
+class Gated(Protocol):
+    """What the gate reads of a track: its box, velocity, anchor size and frames lost."""
+
+    box: np.ndarray
+    velocity: np.ndarray
+    anchor_size: tuple[float, float]
+    lost_frames: int
+
+
+def gate_bias(
+    gated: list[tuple[int, Gated]],
+    margin: float,
+    num_slots: int,
+    cell: float,
+    cell_y: torch.Tensor,
+    cell_x: torch.Tensor,
+    height: int,
+    width: int,
+) -> torch.Tensor:
+    """Attention-logit bias ``[1, K, h, w]`` at the feature resolution (cell centres ``cell_y``, ``cell_x``)
+    keeping each ``(slot index, track)`` of ``gated`` inside its gate (``gate_margin``, never under one
+    cell ``cell``); other slots see the whole image.
+
+    A slot's state follows whatever it attends to, so a slot that attends to a neighbouring object of
+    similar looks, or to the background, moves there for good; the gate bounds that to the margin."""
+    bounds = torch.tensor([[-1.0, -1.0, 2.0, 2.0]]).repeat(num_slots, 1)  # ymin, xmin, ymax, xmax
+    for slot, track in gated:
+        frames = 1 + track.lost_frames
+        x0, y0, x1, y1 = track.box
+        cx, cy = (x0 + x1) / 2 + track.velocity[0], (y0 + y1) / 2 + track.velocity[1]
+        # Never smaller than the anchor box: a partly hidden object's mask box shrinks, the object does not.
+        half_w = max(x1 - x0, track.anchor_size[0]) / 2
+        half_h = max(y1 - y0, track.anchor_size[1]) / 2
+        grow = max(margin * frames * 2 * max(half_w / width, half_h / height), cell)
+        bounds[slot] = torch.tensor(
+            [
+                (cy - half_h) / height - grow,
+                (cx - half_w) / width - grow,
+                (cy + half_h) / height + grow,
+                (cx + half_w) / width + grow,
+            ]
+        )
+    b = bounds.view(-1, 4, 1, 1)
+    inside = (cell_y >= b[:, 0]) & (cell_y < b[:, 2]) & (cell_x >= b[:, 1]) & (cell_x < b[:, 3])
+    return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0)
