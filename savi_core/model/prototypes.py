@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 GEOMETRY = 7  # cy, cx, h, w, vy, vx, object flag
+# The expected size (share of the image per axis) of an object given by a point.
+POINT_SIZE = 0.25
 # Background prototypes: farthest-point seeds refined by this many k-means rounds over their cells.
 KMEANS_ROUNDS = 2
 
@@ -99,9 +101,14 @@ class PrototypeInitializer(nn.Module):
         weights = torch.exp(-0.5 * d.square().sum(-1)) * inside  # [B, M, N]
         protos = F.normalize(torch.einsum("bmn,bnc->bmc", weights, features), dim=-1)
         on = conditioned > 0.5
-        background = self._background(features, cells, boxes, on, protos, kept)  # [B, K, C]
+        # A point says nothing of its object's size: its slot expects a large one (a weak spatial prior, and
+        # no background prototype seeded around it) and learns the real size from what it attends to.
+        point = (size <= 0).all(-1, keepdim=True)
+        expected = torch.where(point, torch.full_like(size, POINT_SIZE), size)
+        region = torch.cat([centre - expected / 2, centre + expected / 2], dim=-1)
+        background = self._background(features, cells, region, on, protos, kept)  # [B, K, C]
         looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
-        obj_slots = join(looks, centre, size, torch.zeros_like(centre), on.to(features.dtype))
+        obj_slots = join(looks, centre, expected, torch.zeros_like(centre), on.to(features.dtype))
         s = self.prototypes
         bg_slots = join(
             background.unsqueeze(2).expand(-1, -1, s, -1),

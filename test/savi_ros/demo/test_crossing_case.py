@@ -36,7 +36,7 @@ def play(scene, swap_margin: float) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def crossing():
-    scene = CameraConfig().make_scene(DEFAULT_SEED + 3)
+    scene = CameraConfig(world="2d").make_scene(DEFAULT_SEED + 3)
     assert scene.classes[:2] == ["circle", "star"]
     return scene
 

@@ -168,6 +168,7 @@ def test_camera_and_detector_exchange_matching_messages(observer):
             seed=seed,
             min_objects=2,
             max_objects=3,
+            world="2d",  # compared below with the 2D generator's scenes
         ),
         detector=dict(box_noise=0.0, drop_prob=0.0),
         detections=2,
