@@ -196,8 +196,8 @@ def print_table(metrics: dict[str, Any]) -> None:
         )
     print(f"{'mean':>5} {'':>26} {_format(metrics['mean_fg_ari']):>7} {_format(metrics['mean_miou']):>7}")
     for name, scores in metrics.get("baselines", {}).items():
-        label = f"untrained {name} on the same scenes (offline)"
-        print(f"{label:<39} {_format(scores['mean_fg_ari']):>7} {_format(scores['mean_miou']):>7}")
+        label = f"{name} (untrained)"
+        print(f"{label:<32} {_format(scores['mean_fg_ari']):>7} {_format(scores['mean_miou']):>7}")
     lat = metrics["latency"]
     if lat["count"]:
         print(
