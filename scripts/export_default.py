@@ -68,12 +68,15 @@ families; the v6 file's `feature_prototype` column is the untrained matching on 
 
 def _readable(chosen: dict[str, float]) -> str:
     """The fitted raw parameters as the quantities they stand for."""
+
     def sigmoid(x: float) -> float:
         return 1 / (1 + math.exp(-x))
 
-    return (f"temperature {math.exp(chosen['corrector.log_temperature']):.3g}, object update rate "
-            f"{sigmoid(chosen['corrector.object_rate']):.2g}, spatial prior {chosen['corrector.prior']:.3g}, box "
-            f"pooling width {math.log1p(math.exp(chosen['initializer.pool_width'])):.2g} of the box")
+    return (
+        f"temperature {math.exp(chosen['corrector.log_temperature']):.3g}, object update rate "
+        f"{sigmoid(chosen['corrector.object_rate']):.2g}, spatial prior {chosen['corrector.prior']:.3g}, box "
+        f"pooling width {math.log1p(math.exp(chosen['initializer.pool_width'])):.2g} of the box"
+    )
 
 
 def main() -> int:
