@@ -112,8 +112,9 @@ def main() -> int:
             videos=meta["extra"]["fit"]["videos_per_world"],
             share=float(run["data"]["options"].get("physics_share", 0.0)),
             fit=round(args.fit_seconds / 60),
-            chosen=", ".join(f"`{k}` {v:.3g}" for k, v in meta["extra"]["fit"]["chosen"].items()),
+            chosen=_readable(meta["extra"]["fit"]["chosen"]),
             results=RESULTS,
+            v6_results=V6_RESULTS,
         )
     )
     load_checkpoint(dest)  # what ships must load
