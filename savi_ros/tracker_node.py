@@ -126,10 +126,14 @@ class TrackerNode(LifecycleNode):
             self.get_logger().info(
                 f"max_tracks {self.params.max_tracks} capped to the model's {tracker.max_tracks} object slots"
             )
+        if tracker.mask_source != tracker.config.mask_source:
+            self.get_logger().warning(
+                f"mask_source {tracker.config.mask_source}: this model has no decoder, its masks are its attention"
+            )
         self._create_outputs()
         self.get_logger().info(
             f"configured: checkpoint {path} on {device}, "
-            f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}"
+            f"mask_source {tracker.mask_source}, precision {tracker.config.precision}"
         )
         return TransitionCallbackReturn.SUCCESS
 

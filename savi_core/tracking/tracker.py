@@ -350,6 +350,13 @@ class Tracker:
             self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
 
     @property
+    def mask_source(self) -> str:
+        """The mask source in use: ``config.mask_source``, except that a model without a decoder (the
+        prototype models) always gives its attention (live: read every step)."""
+        has_decoder = getattr(self._model.config, "has_decoder", True)
+        return self.config.mask_source if has_decoder else "attention"
+
+    @property
     def prompt_kinds(self) -> tuple[str, ...]:
         """What `add_objects` takes for this model. Boxes and masks always (a mask reaches a box model as
         its tight box, a centre-of-mass model as its centre of mass); points when the model was trained on
@@ -436,14 +443,12 @@ class Tracker:
         gate = self._gate_bias(height, width)
         with self._autocast():
             extra = {} if features is None else {"features": features}
-            out = self._model.step(frame, self._slots, decode=self.config.mask_source, attention_bias=gate, **extra)
+            out = self._model.step(frame, self._slots, decode=self.mask_source, attention_bias=gate, **extra)
         self._slots = out.predicted
         clock.mark(2)
         masks = out.masks[0]
         edges = self.config.mask_edges  # live: read every step
-        guided = edges == "guided" or (
-            edges == "auto" and self._feature_stride > 1 and self.config.mask_source == "attention"
-        )
+        guided = edges == "guided" or (edges == "auto" and self._feature_stride > 1 and self.mask_source == "attention")
         if guided and self._live_order:
             masks = guided_masks(masks, frame[0], [s + self._offset for s in self._live_order])
         label_map, stats = self._postprocess(masks, height, width)

@@ -34,8 +34,9 @@ class TrackerConfig:
     precision: str = parameter("fp32", "fp32 | fp16 (CUDA only) | bf16", PRECISIONS)
     mask_source: str = parameter(
         "attention",
-        "attention (corrector attention: faster, and the better masks of the default model) | "
-        "decoder (decoder alpha masks, as in the paper)",
+        "attention (corrector attention: faster, and the better masks of the pixel-trained models) | "
+        "decoder (decoder alpha masks, as in the paper; a model without a decoder, such as the default v7, "
+        "gives its attention either way)",
         MASK_SOURCES,
     )
     score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]")

@@ -15,6 +15,7 @@ from savi_core.model.initializers import Conditioning
 from savi_core.model.prototypes import split
 from savi_core.model.savi import SAVi
 from savi_core.tracking.tracker import Detection, Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,14 @@ def test_clip_forward_from_cached_taps_equals_forward_from_frames(neutral):
     assert (from_frames.attention - from_taps.attention).abs().max() < 1e-3
     with pytest.raises(ValueError, match="no decoder"):
         neutral(video, cond, decode="decoder")
+
+
+def test_decoder_mask_source_on_a_model_without_decoder_gives_its_attention(neutral):
+    image, labels = scene(0)
+    boxes = [Detection(box_xyxy=(24, 34, 56, 66), det_id="1")]
+    results = []
+    for source in ("attention", "decoder"):
+        tracker = Tracker(neutral, TrackerConfig(mask_source=source))
+        assert tracker.mask_source == "attention"
+        results.append(tracker.step(image, boxes).label_map)
+    assert (results[0] == 1).sum() > 0 and np.array_equal(results[0], results[1])
