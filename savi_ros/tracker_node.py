@@ -133,7 +133,7 @@ class TrackerNode(LifecycleNode):
         self._create_outputs()
         self.get_logger().info(
             f"configured: checkpoint {path} on {device}, "
-            f"mask_source {tracker.mask_source}, precision {tracker.config.precision}"
+            f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}"
         )
         return TransitionCallbackReturn.SUCCESS
 
