@@ -37,10 +37,6 @@ def _run(module: str) -> int:
 
 
 def tracker() -> int:
-    # Before torch loads OpenMP: its threads otherwise spin while they wait, and on a CPU shared with other
-    # nodes each small kernel then stalls (Tracker.step at 640x480, 2 threads, two other busy processes on
-    # the 2 cores: 358 ms per frame spinning, 25 ms passive). The user's own setting wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return _run("savi_ros.tracker_node")
 
 
