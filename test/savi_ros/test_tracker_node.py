@@ -581,13 +581,11 @@ def stamp_ns(stamp: Time) -> int:
     return stamp.sec * 10**9 + stamp.nanosec
 
 
-def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
+def subscribe_label_info(r) -> list:
+    """The node's latched label_info messages, as they arrive."""
     from rclpy.qos import DurabilityPolicy
-    from savi_ros_interfaces.srv import RemoveTrack
     from vision_msgs.msg import LabelInfo
 
-    r = rig()
-    r.start()
     labels: list[LabelInfo] = []
     latched = QoSProfile(
         reliability=ReliabilityPolicy.RELIABLE,
@@ -596,6 +594,15 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
     )
     r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
+    return labels
+
+
+def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
+    from savi_ros_interfaces.srv import RemoveTrack
+
+    r = rig()
+    r.start()
+    labels = subscribe_label_info(r)
     assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
     assert wait_for(lambda: labels and [c.class_id for c in labels[-1].class_map] == [4, 9])
     client = r.client.create_client(RemoveTrack, "remove_track")
@@ -625,19 +632,10 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
 def test_label_info_keeps_dormant_tracks_until_they_expire_and_diagnostics_count_them(rig):
     """Every mask is under min_mask_area, so both tracks are lost on their first frame and, with
     lost_after_frames 1, dormant at once: in neither tracks nor masks, still in label_info."""
-    from rclpy.qos import DurabilityPolicy
-    from vision_msgs.msg import LabelInfo
 
     r = rig(min_mask_area=10**6, lost_after_frames=1, dormant_seconds=2.5)
     r.start()
-    labels: list[LabelInfo] = []
-    latched = QoSProfile(
-        reliability=ReliabilityPolicy.RELIABLE,
-        history=HistoryPolicy.KEEP_LAST,
-        depth=10,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
-    r.client.create_subscription(LabelInfo, "label_info", labels.append, latched)
+    labels = subscribe_label_info(r)
     first = r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])
     assert r.track_ids(first) == []
     assert wait_for(lambda: first in r.masks) and not np.frombuffer(bytes(r.masks[first].data), "<u2").any()
