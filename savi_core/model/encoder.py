@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from savi_core.model.backbone import TAPS, BackboneFeatures, EfficientNetLite0
+from savi_core.model.backbone import TAPS, BackboneFeatures, EfficientNetLite0, folded_for_inference
 from savi_core.model.config import EncoderConfig, ModelConfig
 from savi_core.model.convolution import Conv2d
 
@@ -137,7 +137,7 @@ class PretrainedEncoder(nn.Module):
         cfg = model_cfg.encoder
         backbone = EfficientNetLite0()
         backbone.load_pretrained(expected_sha256=cfg.backbone_sha256)
-        self._frozen = [backbone]
+        self._frozen = [folded_for_inference(backbone)]
         self.output_stride = cfg.output_stride
         self.tap_weights = nn.Parameter(torch.full((len(TAPS),), len(TAPS) ** -0.5))
 

@@ -40,7 +40,7 @@ def test_a_changed_frame_misses_and_a_torn_file_is_recomputed(backbone, tmp_path
     assert frame_key(changed[1]) != frame_key(frames[1])
     cache.features(changed)
     assert (cache.hits, cache.misses) == (1, 3)  # frame 0 again, frame 1 changed
-    path = next((tmp_path / backbone.sha256[:16]).rglob("*.safetensors"))
+    path = cache._path(frame_key(frames[0]))  # a file the next read needs
     path.write_bytes(path.read_bytes()[:100])
     fresh = FeatureCache(tmp_path, backbone)
     out = fresh.features(frames)

@@ -80,3 +80,15 @@ def test_altered_weights_are_refused_naming_both_hashes(tmp_path):
     with pytest.raises(BackboneError) as err:
         EfficientNetLite0().load_pretrained(bad)
     assert WEIGHT_SHA256 in str(err.value) and file_sha256(bad) in str(err.value)
+
+
+def test_folded_copy_computes_the_same_features_and_stays_frozen(net):
+    from savi_core.model.backbone import folded_for_inference
+
+    folded = folded_for_inference(net)
+    assert folded.sha256 == net.sha256 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    folded.train()
+    assert not folded.training and not any(p.requires_grad for p in folded.parameters())
+    with torch.no_grad():
+        for ours, reference in zip(folded(pattern()).as_tuple(), net(pattern()).as_tuple()):
+            assert (ours - reference).abs().max() / reference.abs().max() < 1e-5
