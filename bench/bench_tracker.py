@@ -75,6 +75,7 @@ def versus_csrt(model: torch.nn.Module, height: int, width: int, args: argparse.
     """Median ms per frame of ``Tracker.step`` (node defaults) and of CSRT + GrabCut on one generated scene."""
     from savi_scenes import SceneConfig, generate_scene
     from training.baselines import csrt_baselines
+    from training.evaluate import first_frame_detections
 
     scene = generate_scene(
         7,
@@ -82,12 +83,9 @@ def versus_csrt(model: torch.nn.Module, height: int, width: int, args: argparse.
             height=height, width=width, num_frames=args.frames, min_objects=args.tracks, max_objects=args.tracks
         ),
     )
-    visible = scene.visible[0]
-    detections = [
-        Detection((x0 * width, y0 * height, x1 * width, y1 * height))
-        for (y0, x0, y1, x1), on in zip(scene.boxes[0].tolist(), visible)
-        if on
-    ]
+    boxes = torch.from_numpy(scene.boxes[0]).float()
+    visible = torch.from_numpy(scene.visible[0]).float()
+    detections = first_frame_detections(boxes, visible, (height, width))
     tracker = Tracker(model, TrackerConfig(), device=args.device)
     for _ in range(2):  # the second pass is measured: caches and kernels warm
         tracker.reset()
@@ -96,12 +94,7 @@ def versus_csrt(model: torch.nn.Module, height: int, width: int, args: argparse.
         ]
     ours = statistics.median(totals[1:])
     video = torch.from_numpy(scene.video).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
-    _, csrt_ms = csrt_baselines(
-        video,
-        torch.from_numpy(scene.boxes[0]).float()[None],
-        torch.from_numpy(visible).float()[None],
-        grabcut_iterations=3,
-    )["csrt_grabcut"]
+    _, csrt_ms = csrt_baselines(video, boxes[None], visible[None], grabcut_iterations=3)["csrt_grabcut"]
     print(
         f"{height}x{width}, {len(detections)} objects, {args.frames} frames: Tracker.step median {ours:.1f} ms, "
         f"CSRT + GrabCut mean {csrt_ms:.1f} ms per frame: {csrt_ms / ours:.1f}x"

@@ -133,8 +133,9 @@ def baseline_scores(opts: DemoOptions, seeds: list[int]) -> dict[str, dict[str, 
     """Mean FG-ARI / mIoU of the untrained baselines on the demo's scenes, given the same first-frame boxes:
     frozen-feature prototypes through the Tracker, and OpenCV's CSRT + GrabCut (the project's benchmark
     baselines, from ``training.baselines``)."""
-    from savi_core.tracking.tracker import Detection, Tracker
+    from savi_core.tracking.tracker import Tracker
     from training.baselines import FEATURE_PROTOTYPE, csrt_baselines, feature_prototype_model
+    from training.evaluate import first_frame_detections
 
     camera = opts.camera_config()
     prototypes = Tracker(feature_prototype_model())
@@ -143,24 +144,15 @@ def baseline_scores(opts: DemoOptions, seeds: list[int]) -> dict[str, dict[str, 
         scene = camera.make_scene(seed)
         gt = scene.segmentations.astype(np.int64)
         present = np.array([(gt == i + 1).any() for i in range(scene.num_objects)])
-        visible = scene.visible[0]
-        height, width = gt.shape[1:]
-        detections = [
-            Detection(box_xyxy=(x0 * width, y0 * height, x1 * width, y1 * height), det_id=str(i + 1))
-            for i, (y0, x0, y1, x1) in enumerate(scene.boxes[0].tolist())
-            if visible[i]
-        ]
+        boxes = torch.from_numpy(scene.boxes[0]).float()
+        visible = torch.from_numpy(scene.visible[0]).float()
+        detections = first_frame_detections(boxes, visible, gt.shape[1:])
         prototypes.reset()
         pred = np.stack(
             [prototypes.step(frame, detections if t == 0 else None).label_map for t, frame in enumerate(scene.video)]
         ).astype(np.int64)
         video = torch.from_numpy(scene.video).permute(0, 3, 1, 2).unsqueeze(0).float() / 255.0
-        cut, _ = csrt_baselines(
-            video,
-            torch.from_numpy(scene.boxes[0]).float()[None],
-            torch.from_numpy(visible).float()[None],
-            grabcut_iterations=3,
-        )["csrt_grabcut"]
+        cut, _ = csrt_baselines(video, boxes[None], visible[None], grabcut_iterations=3)["csrt_grabcut"]
         received = np.ones(len(gt), bool)
         for name, ids in ((FEATURE_PROTOTYPE, pred), ("csrt_grabcut", cut[0].numpy())):
             ari, iou = _scene_scores(ids, gt, received, scene.num_objects, present)
