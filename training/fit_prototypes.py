@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Subset
 
 from savi_core.model.checkpoint import save_checkpoint
 from savi_core.model.config import ConfigError
@@ -42,19 +42,6 @@ GRID: dict[str, list[float]] = {
     "corrector.prior": [0.0, 1.0, 3.0],
     "initializer.pool_width": [math.log(math.expm1(0.3)), math.log(math.expm1(0.2)), math.log(math.expm1(0.45))],
 }
-
-
-class _Videos(Dataset):
-    """Whole videos ``indices`` of a dataset (its windows switched off)."""
-
-    def __init__(self, dataset: Dataset, indices: list[int]) -> None:
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.dataset[self.indices[index]]
 
 
 def _set(model: SAVi, name: str, value: float) -> None:
@@ -82,7 +69,7 @@ def fit(config: str, videos: int, out: Path) -> dict[str, float]:
         means = [
             evaluate(
                 model,
-                _Videos(dataset, group),
+                Subset(dataset, group),
                 EvalConfig(num_videos=len(group), mask_source="attention", batch_size=4),
                 torch.device("cpu"),
                 progress=False,
