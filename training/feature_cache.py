@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from savi_core.model.backbone import BackboneFeatures, EfficientNetLite0
+from savi_core.model.checkpoint import atomic_write
 
 TAP_KEYS = ("s4", "s8", "s16")
 
@@ -64,14 +64,7 @@ class FeatureCache:
 
     def _write(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
-            os.replace(tmp, path)  # readers see a whole file or none
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp))
 
     def features(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """``frames [T, 3, H, W]`` in [0, 1] -> ``{s4, s8, s16}`` fp16 tensors with a leading time axis."""

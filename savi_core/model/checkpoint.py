@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -36,7 +36,9 @@ class CheckpointError(RuntimeError):
     """The checkpoint cannot be used; the message says which file and why."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it there: readers (other processes
+    too) see the whole file or none."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -53,7 +55,7 @@ def save_checkpoint(directory: str | os.PathLike, model: SAVi, extra: dict[str, 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(), "extra": extra or {}}
 
     def write_json(tmp: str) -> None:
@@ -61,7 +63,7 @@ def save_checkpoint(directory: str | os.PathLike, model: SAVi, extra: dict[str, 
             json.dump(meta, f, indent=2)
             f.write("\n")
 
-    _atomic_write(directory / CONFIG_FILE, write_json)
+    atomic_write(directory / CONFIG_FILE, write_json)
     return directory
 
 
