@@ -16,7 +16,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -293,26 +293,28 @@ def evaluate(
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
-        start = time.perf_counter()
-        if tracker is None:
+
+        def play(method: str, run: Callable[[], torch.Tensor]) -> None:
+            """Score ``run``'s label maps at the camera size, with its milliseconds per frame."""
+            start = time.perf_counter()
+            ids = run()
+            elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
+            truth = resize_id_maps(gt, size)
+            per_method[method].append(_scores(ids, truth, frame_mask, num_objects, eval_cfg.skip_first))
+            per_method[method][-1]["ms_per_frame"] = elapsed_ms
+
+        def savi_ids() -> torch.Tensor:
+            if tracker is not None:
+                return tracker_ids(tracker, batch, input_scale, prompt, detect_every)
             if prompt == "points" and kind == "bbox":
                 on_device["cond_boxes"] = as_points(
                     on_device["cond_boxes"], on_device["cond_centers"], on_device["conditioned"], 1.0, generator
                 )
-            pred = model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
-        else:
-            pred = tracker_ids(tracker, batch, input_scale, prompt, detect_every)
-        elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
-        per_method["savi"].append(_scores(pred, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first))
-        per_method["savi"][-1]["ms_per_frame"] = elapsed_ms
+            return model_only_ids(model, on_device, eval_cfg.mask_source, input_scale)
+
+        play("savi", savi_ids)
         if prototypes is not None:
-            start = time.perf_counter()
-            ids = tracker_ids(prototypes, batch, input_scale, "boxes", detect_every)
-            elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
-            per_method[FEATURE_PROTOTYPE].append(
-                _scores(ids, resize_id_maps(gt, size), frame_mask, num_objects, eval_cfg.skip_first)
-            )
-            per_method[FEATURE_PROTOTYPE][-1]["ms_per_frame"] = elapsed_ms
+            play(FEATURE_PROTOTYPE, lambda: tracker_ids(prototypes, batch, input_scale, "boxes", detect_every))
         if baselines:
             b, t, h, w = gt.shape
             static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
