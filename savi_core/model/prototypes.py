@@ -110,13 +110,8 @@ class PrototypeInitializer(nn.Module):
         looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
         obj_slots = join(looks, centre, expected, torch.zeros_like(centre), on.to(features.dtype))
         s = self.prototypes
-        bg_slots = join(
-            background.unsqueeze(2).expand(-1, -1, s, -1),
-            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-            torch.zeros(b, self.num_slots, 2, device=features.device, dtype=features.dtype),
-            torch.zeros(b, self.num_slots, device=features.device, dtype=features.dtype),
-        )
+        nowhere = features.new_zeros(b, self.num_slots, 2)  # a background slot has no geometry
+        bg_slots = join(background.unsqueeze(2).expand(-1, -1, s, -1), nowhere, nowhere, nowhere, nowhere[..., 0])
         slots = bg_slots.clone()
         m = boxes.shape[1]
         slots[:, offset : offset + m] = torch.where(on.unsqueeze(-1), obj_slots, bg_slots[:, offset : offset + m])
