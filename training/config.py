@@ -23,7 +23,8 @@ from savi_core.model.savi import MASK_SOURCES
 from savi_core.tracking.tracker_config import TrackerConfig
 
 DATA_KINDS = ("synthetic", "movi", "sketchy", "videos", "bag")
-TARGET_KINDS = ("flow", "rgb")
+# flow / rgb: pixels (the broadcast decoder); features: the frozen pretrained features (the mlp decoder).
+TARGET_KINDS = ("flow", "rgb", "features")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
@@ -128,6 +129,11 @@ class TrainConfig:
     # Share of conditioned objects given to a box model as a point (the centre of mass, as a zero-size
     # box) instead of their box, so one model takes both prompt kinds (model.initializer.points).
     point_share: float = 0.0
+    # VideoSAUR's temporal feature-similarity loss (mlp decoder with a similarity head): weight, the frame
+    # offset k (features at t against t + k), and the softmax temperature over the cosine similarities.
+    similarity_loss_weight: float = 0.0
+    similarity_offset: int = 1
+    similarity_temperature: float = 0.1
 
     def validate(self, name: str = "train") -> None:
         for key in ("batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints", "image_every"):
@@ -155,6 +161,9 @@ class TrainConfig:
         _check(
             0.0 <= self.point_share <= 1.0, f"{name}.point_share", f"must be a share in [0, 1], got {self.point_share}"
         )
+        _check(self.similarity_loss_weight >= 0, f"{name}.similarity_loss_weight", "must be >= 0 (0 = off)")
+        _check(self.similarity_offset >= 1, f"{name}.similarity_offset", "must be at least 1 frame")
+        _check(self.similarity_temperature > 0, f"{name}.similarity_temperature", "must be positive")
 
 
 @dataclass
@@ -201,11 +210,7 @@ class RunConfig:
             "data.resolution",
             f"{tuple(self.data.resolution)} differs from model.resolution {tuple(m.resolution)}",
         )
-        _check(
-            m.decoder.target_channels == 3,
-            "model.decoder.target_channels",
-            "must be 3 (flow-RGB and RGB targets both have 3 channels)",
-        )
+        self._validate_targets()
         _check(
             self.train.point_share == 0 or m.initializer.points,
             "train.point_share",
@@ -234,6 +239,38 @@ class RunConfig:
                 f"train.{key}",
                 f"needs ground-truth segmentations, which data.kind {self.data.kind!r} does not have",
             )
+
+    def _validate_targets(self) -> None:
+        """Pixel targets go with the broadcast decoder, feature targets (and their similarity loss) with the mlp one."""
+        m, tc = self.model, self.train
+        mlp = m.has_decoder and m.decoder.kind == "mlp"
+        if self.data.target == "features":
+            _check(mlp, "data.target", "features are reconstructed by the mlp decoder: set model.decoder.kind: mlp")
+        elif mlp:
+            _check(
+                False,
+                "data.target",
+                f"the mlp decoder reconstructs features: must be features, got {self.data.target!r}",
+            )
+        elif m.has_decoder:
+            _check(
+                m.decoder.target_channels == 3,
+                "model.decoder.target_channels",
+                "must be 3 (flow-RGB and RGB targets both have 3 channels)",
+            )
+        if tc.similarity_loss_weight > 0:
+            _check(
+                mlp and m.decoder.similarity,
+                "train.similarity_loss_weight",
+                "needs the mlp decoder's similarity head (model.decoder.similarity: true)",
+            )
+            _check(
+                tc.similarity_offset < self.data.window,
+                "train.similarity_offset",
+                f"must be smaller than data.window ({self.data.window}) so a window holds both frames",
+            )
+        elif mlp and m.decoder.similarity:
+            _check(False, "model.decoder.similarity", "the head is trained only with train.similarity_loss_weight > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
     common: dict[str, Any] = dict(
         resolution=tuple(cfg.resolution), max_instances=cfg.max_instances, window=window, seed=cfg.seed
     )
+    target = pixel_target(cfg.target)
     try:
         if cfg.kind == "synthetic":
             return _synthetic(cfg, training, window)
@@ -39,27 +40,32 @@ def build_dataset(cfg: DataConfig, split: str) -> Dataset:
             return MoviDataset(
                 cfg.root,
                 split=cfg.train_split if training else cfg.eval_split,
-                target=cfg.target,
+                target=target,
                 **common,
                 **cfg.options,
             )
         if cfg.kind == "sketchy":
             from training.datasets.sketchy import SketchyDataset
 
-            if cfg.target != "rgb":
+            if target != "rgb":
                 raise ValueError("Sketchy has no ground-truth flow: use data.target = rgb")
             return SketchyDataset(cfg.root, **common, **cfg.options)
         if cfg.kind == "videos":
             from training.datasets.videos import VideoFolderDataset
 
-            return VideoFolderDataset(cfg.root, target=cfg.target, **common, **cfg.options)
+            return VideoFolderDataset(cfg.root, target=target, **common, **cfg.options)
         if cfg.kind == "bag":
             from training.datasets.bags import BagDataset
 
-            return BagDataset(cfg.root, target=cfg.target, **common, **cfg.options)
+            return BagDataset(cfg.root, target=target, **common, **cfg.options)
     except TypeError as exc:  # an unknown entry in data.options
         raise ValueError(f"data.options for kind {cfg.kind!r}: {exc}") from exc
     raise ValueError(f"data.kind: unknown dataset kind {cfg.kind!r}")
+
+
+def pixel_target(kind: str) -> str:
+    """The items' ``target`` tensor: a feature-target run keeps RGB there (its targets come from the backbone)."""
+    return "rgb" if kind == "features" else kind
 
 
 #: data.options keys of the synthetic kind that are not SceneConfig fields.
@@ -97,7 +103,7 @@ def _synthetic(cfg: DataConfig, training: bool, window: int | None) -> Dataset:
         scene_config=scene,
         max_instances=cfg.max_instances,
         window=window,
-        target=cfg.target,
+        target=pixel_target(cfg.target),
         physics_config=physics,
         physics_share=share,
         cache_dir=cfg.options.get("cache_dir"),

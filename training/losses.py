@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from savi_core.model.backbone import BackboneFeatures
+from savi_core.model.encoder import fuse_taps
 from savi_core.model.savi import SAViOutput
 from training.config import TrainConfig
 from training.datasets.common import resize_id_maps
@@ -30,6 +32,33 @@ def reconstruction_loss(
     values_per_frame = math.prod(reconstruction.shape[2:])
     mse = total / (weight.sum() * values_per_frame).clamp_min(1)
     return total / b, mse
+
+
+def feature_targets(taps: BackboneFeatures, stride: int) -> torch.Tensor:
+    """The frozen backbone's taps ``[B, T, ...]`` -> what the mlp decoder reconstructs: ``[B, T, C, h, w]``,
+    the taps fused with equal weights into unit-length features at the decoder's stride."""
+    b, t = taps.s4.shape[:2]
+    fused = fuse_taps(BackboneFeatures(*(tap.flatten(0, 1) for tap in taps.as_tuple())), stride)
+    return fused.permute(0, 3, 1, 2).unflatten(0, (b, t))
+
+
+def similarity_loss(
+    predicted: torch.Tensor, features: torch.Tensor, frame_mask: torch.Tensor, offset: int, temperature: float
+) -> torch.Tensor:
+    """VideoSAUR's temporal feature-similarity loss: the decoder predicts, from the slots at ``t``, for each
+    position ``i`` the affinities of the features at ``(t, i)`` to every position ``j`` at ``t + offset``
+    (softmax over ``j`` of cosine similarity / temperature). ``predicted [B, T, N, h, w]`` (channel ``j``,
+    position ``i``), ``features [B, T, C, h, w]`` unit length. Squared error summed over frame pairs,
+    positions and ``j``, averaged over the batch; pairs with a padded frame contribute nothing."""
+    b, t, _, h, w = features.shape
+    pairs = t - offset
+    if pairs < 1:
+        return predicted.new_zeros(())
+    cells = features.flatten(3)  # [B, T, C, N]
+    affinity = torch.einsum("btci,btcj->btij", cells[:, :pairs], cells[:, offset:]).div(temperature).softmax(-1)
+    target = affinity.transpose(-1, -2).reshape(b, pairs, h * w, h, w)
+    valid = (frame_mask[:, :pairs] & frame_mask[:, offset:]).to(predicted.dtype).view(b, pairs, 1, 1, 1)
+    return ((predicted[:, :pairs].float() - target).square() * valid).sum() / b
 
 
 def mask_loss(
@@ -74,9 +103,21 @@ def merged_background(masks: torch.Tensor, conditioned: torch.Tensor) -> torch.T
 def savi_loss(
     output: SAViOutput, batch: dict[str, torch.Tensor], tc: TrainConfig, background_slot: bool, prototypes: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(total loss, reconstruction MSE) of one clip batch: reconstruction (models with a decoder) plus
-    the weighted mask losses."""
-    if output.reconstruction is not None:
+    """(total loss, reconstruction MSE) of one clip batch: reconstruction (models with a decoder: of the
+    pixel target, or of ``batch["features"]`` and then the weighted similarity loss) plus the weighted mask
+    losses."""
+    if output.reconstruction is not None and "features" in batch:
+        c = batch["features"].shape[2]
+        loss, mse = reconstruction_loss(output.reconstruction[:, :, :c], batch["features"], batch["frame_mask"])
+        if tc.similarity_loss_weight > 0:
+            loss = loss + tc.similarity_loss_weight * similarity_loss(
+                output.reconstruction[:, :, c:],
+                batch["features"],
+                batch["frame_mask"],
+                tc.similarity_offset,
+                tc.similarity_temperature,
+            )
+    elif output.reconstruction is not None:
         loss, mse = reconstruction_loss(output.reconstruction, batch["target"], batch["frame_mask"])
     else:
         loss = mse = output.attention.new_zeros(())

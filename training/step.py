@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from savi_core.model.backbone import BackboneFeatures
 from savi_core.model.savi import SAVi, SAViOutput
 from training.augment import camera_resample
 from training.conditioning import as_points, conditioning_from_batch
@@ -22,7 +23,7 @@ from training.config import RunConfig, TrainConfig
 from training.datasets.common import FRAME_KEYS
 from training.feature_cache import batch_features
 from training.distributed import Distributed
-from training.losses import savi_loss
+from training.losses import feature_targets, savi_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,6 +124,13 @@ def train_step(
             slots = model(inputs[:, :skip], cond, decode="none").predicted[:, -1]
         cond = None
     batch = {k: v[:, skip : skip + cfg.data.window] if k in FRAME_KEYS else v for k, v in batch.items()}
+    if cfg.data.target == "features":
+        taps = batch_features(batch)
+        if taps is None:
+            b, t = batch["video"].shape[:2]
+            taps = model.encoder.frozen(batch["video"].flatten(0, 1))
+            taps = BackboneFeatures(*(tap.unflatten(0, (b, t)) for tap in taps.as_tuple()))
+        batch["features"] = feature_targets(taps, cfg.model.decoder.stride)
     with autocast:
         output = net(batch_features(batch) or batch["video"], cond, decode=decode, slots=slots)
     loss, mse = savi_loss(output, batch, tc, cfg.model.initializer.background_slot, not cfg.model.has_decoder)

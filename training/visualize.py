@@ -23,7 +23,7 @@ def masks_to_rgb(masks: torch.Tensor) -> torch.Tensor:
 
 def clip_image(batch: dict[str, torch.Tensor], output, index: int = 0) -> torch.Tensor:
     """Rows video / target / reconstruction / masks of clip ``index``, frames side by side: ``[3, 4H, TW]``
-    (a model without a decoder shows its masks in the reconstruction's row too)."""
+    (a model without a decoder, or one reconstructing features, shows its masks in the reconstruction's row too)."""
     video = batch["video"][index].detach().float()
     size = video.shape[-2:]
 
@@ -33,7 +33,7 @@ def clip_image(batch: dict[str, torch.Tensor], output, index: int = 0) -> torch.
     masks = at_input_size(masks_to_rgb(output.masks[index].detach().float()))
     reconstruction = (
         masks
-        if output.reconstruction is None
+        if output.reconstruction is None or output.reconstruction.shape[-3] != 3  # features are no picture
         else at_input_size(output.reconstruction[index].detach().float()).clamp(0, 1)
     )
     rows = [video, batch["target"][index].detach().float(), reconstruction, masks]

@@ -15,6 +15,7 @@ CORRECTOR_KINDS = ("slot_attention", "prototype")
 INITIALIZER_KINDS = ("bbox", "com", "segmentation", "learned", "gaussian")
 CONDITIONAL_KINDS = ("bbox", "com", "segmentation")
 PREDICTOR_KINDS = ("transformer", "mlp", "identity", "kinematic")
+DECODER_KINDS = ("broadcast", "mlp")
 # Channels of the fused EfficientNet-Lite0 taps (strides 4, 8, 16: 24 + 40 + 112).
 PRETRAINED_FEATURE_DIM = 176
 PRESETS = ("S", "M", "L")
@@ -206,8 +207,12 @@ class PredictorConfig:
 
 @dataclass
 class DecoderConfig:
-    """Spatial broadcast decoder (Table A.6); its output resolution is broadcast_size * prod(strides)."""
+    """Spatial broadcast decoder (Table A.6; output resolution broadcast_size * prod(strides)), or ``mlp``:
+    DINOSAUR's per-slot MLP broadcast over the feature positions at ``stride``, reconstructing the frozen
+    pretrained features (``target_channels`` = the fused features' width), optionally with a head that
+    predicts VideoSAUR's temporal feature affinities (``similarity``: one output per position of the grid)."""
 
+    kind: str = "broadcast"
     broadcast_size: tuple[int, int] = (8, 8)
     channels: tuple[int, ...] = (64, 64, 64, 64)
     strides: tuple[int, ...] = (2, 2, 2, 1)
@@ -215,8 +220,21 @@ class DecoderConfig:
     target_channels: int = 3
     # Official: ReLU after the last conv layer too, before the 1x1 heads (paper table: only between).
     final_activation: bool = True
+    # mlp: hidden width, hidden layers, the feature stride it decodes at, and the similarity head.
+    hidden: int = 256
+    layers: int = 3
+    stride: int = 8
+    similarity: bool = False
 
     def validate(self, name: str = "decoder") -> None:
+        _check(self.kind in DECODER_KINDS, f"{name}.kind", f"must be one of {DECODER_KINDS}, got {self.kind!r}")
+        _check(self.target_channels > 0, f"{name}.target_channels", "must be positive")
+        if self.kind == "mlp":
+            _check(isinstance(self.hidden, int) and self.hidden > 0, f"{name}.hidden", "must be a positive integer")
+            _check(isinstance(self.layers, int) and self.layers >= 1, f"{name}.layers", "must be at least 1")
+            _check(self.stride in (4, 8, 16), f"{name}.stride", f"must be 4, 8 or 16, got {self.stride!r}")
+            return
+        _check(not self.similarity, f"{name}.similarity", "only the mlp decoder has a similarity head")
         _positive_ints(tuple(self.broadcast_size), f"{name}.broadcast_size")
         _check(len(self.broadcast_size) == 2, f"{name}.broadcast_size", "must be [height, width]")
         _positive_ints(self.channels, f"{name}.channels")
@@ -224,10 +242,10 @@ class DecoderConfig:
         for s in self.strides:
             _check(s in (1, 2), f"{name}.strides", f"each stride must be 1 or 2, got {self.strides!r}")
         _check(self.kernel_size % 2 == 1, f"{name}.kernel_size", "must be odd")
-        _check(self.target_channels > 0, f"{name}.target_channels", "must be positive")
 
     @property
     def output_size(self) -> tuple[int, int]:
+        """Broadcast decoder's output size (the mlp decoder's is ``ModelConfig.decoder_grid``)."""
         factor = 1
         for s in self.strides:
             factor *= s
@@ -284,7 +302,12 @@ class ModelConfig:
         self.initializer.validate()
         self.corrector.validate()
         self.predictor.validate()
-        if self.corrector.kind != "prototype":
+        _check(
+            self.decoder.kind in DECODER_KINDS,
+            "decoder.kind",
+            f"must be one of {DECODER_KINDS}, got {self.decoder.kind!r}",
+        )
+        if self.has_decoder:
             self.decoder.validate()
         if self.initializer.background_slot:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
@@ -297,6 +320,9 @@ class ModelConfig:
         )
         if self.corrector.kind == "prototype":
             self._validate_prototype()
+        if self.decoder.kind == "mlp" and self.has_decoder:
+            self._validate_mlp_decoder()
+        if not self.has_decoder or self.decoder.kind == "mlp":
             return
         oh, ow = self.decoder.output_size
         _check(
@@ -329,9 +355,36 @@ class ModelConfig:
             "the prototype corrector takes boxes (and points as zero-size boxes) with a background slot",
         )
 
+    def _validate_mlp_decoder(self) -> None:
+        """The mlp decoder reconstructs the frozen backbone's fused features on its own grid."""
+        _check(
+            self.corrector.kind == "prototype",
+            "decoder.kind",
+            "the mlp decoder reconstructs the frozen pretrained features: it needs the prototype corrector "
+            "(the model over the efficientnet_lite0 backbone)",
+        )
+        _check(
+            self.decoder.target_channels == self.encoder.feature_dim,
+            "decoder.target_channels",
+            f"must be {self.encoder.feature_dim} with the mlp decoder (the fused backbone features' width)",
+        )
+        h, w = self.resolution
+        stride = self.decoder.stride
+        _check(
+            h % stride == 0 and w % stride == 0,
+            "decoder.stride",
+            f"{stride} does not divide the resolution {self.resolution}",
+        )
+
     @property
     def has_decoder(self) -> bool:
-        return self.corrector.kind != "prototype"
+        """Prototype models have a decoder only when it is the mlp one (their masks are otherwise their attention)."""
+        return self.corrector.kind != "prototype" or self.decoder.kind == "mlp"
+
+    @property
+    def decoder_grid(self) -> tuple[int, int]:
+        """The mlp decoder's output grid (feature positions at ``decoder.stride``)."""
+        return (self.resolution[0] // self.decoder.stride, self.resolution[1] // self.decoder.stride)
 
     @property
     def num_object_slots(self) -> int:

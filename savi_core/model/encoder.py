@@ -160,16 +160,23 @@ class PretrainedEncoder(nn.Module):
 
     def head(self, taps: BackboneFeatures) -> torch.Tensor:
         """Backbone taps -> fused features ``[B, h, w, C]`` of unit length."""
-        s4 = taps.s4
-        size = (-(-s4.shape[-2] * 4 // self.output_stride), -(-s4.shape[-1] * 4 // self.output_stride))
-        parts = []
-        for weight, tap in zip(self.tap_weights, taps.as_tuple()):
-            tap = tap.float()
-            if tuple(tap.shape[-2:]) != size:
-                mode = "area" if tap.shape[-2] > size[0] else "bilinear"
-                tap = F.interpolate(tap, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
-            parts.append(weight * F.normalize(tap, dim=1))
-        return F.normalize(torch.cat(parts, dim=1).permute(0, 2, 3, 1), dim=-1)
+        return fuse_taps(taps, self.output_stride, self.tap_weights)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.head(self.frozen(frames))
+
+
+def fuse_taps(taps: BackboneFeatures, stride: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Backbone taps -> ``[B, h, w, C]`` unit-length features at ``stride``: each tap resampled to that grid and
+    normalised, then weighed (``weights`` per tap; None: equally, the frozen features a decoder reconstructs)."""
+    s4 = taps.s4
+    size = (-(-s4.shape[-2] * 4 // stride), -(-s4.shape[-1] * 4 // stride))
+    parts = []
+    for i, tap in enumerate(taps.as_tuple()):
+        tap = tap.float()
+        if tuple(tap.shape[-2:]) != size:
+            mode = "area" if tap.shape[-2] > size[0] else "bilinear"
+            tap = F.interpolate(tap, size=size, mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        tap = F.normalize(tap, dim=1)
+        parts.append(tap if weights is None else weights[i] * tap)
+    return F.normalize(torch.cat(parts, dim=1).permute(0, 2, 3, 1), dim=-1)

@@ -16,7 +16,7 @@ from torch import nn
 from savi_core.model.backbone import BackboneFeatures
 from savi_core.model.config import ModelConfig
 from savi_core.model.corrector import SlotAttention
-from savi_core.model.decoder import SpatialBroadcastDecoder
+from savi_core.model.decoder import MLPDecoder, SpatialBroadcastDecoder
 from savi_core.model.encoder import Encoder, PretrainedEncoder
 from savi_core.model.initializers import Conditioning, SlotInitializer
 from savi_core.model.predictor import build_predictor
@@ -28,8 +28,9 @@ DECODE_MODES = MASK_SOURCES + ("none",)
 
 @dataclass
 class StepOutput:
-    """One frame. ``masks`` are decoder alphas at the decoder resolution (``decoder`` mode) or the
-    corrector attention resized to the input frame (``attention`` mode); both sum to 1 over slots."""
+    """One frame. ``masks`` are decoder alphas at the decoder resolution (``decoder`` mode; the mlp decoder's,
+    at a feature stride, resized to the input frame) or the corrector attention resized to the input frame
+    (``attention`` mode); both sum to 1 over slots."""
 
     slots: torch.Tensor  # [B, K, D] corrected
     predicted: torch.Tensor  # [B, K, D] carried to the next frame
@@ -60,7 +61,7 @@ class SAVi(nn.Module):
         cfg.validate()
         self.config = cfg
         self.prototypes = cfg.corrector.kind == "prototype"
-        self.decoder: SpatialBroadcastDecoder | None = None
+        self.decoder: nn.Module | None = None
         if self.prototypes:
             self.encoder: nn.Module = PretrainedEncoder(cfg)
             looks = cfg.corrector.prototypes
@@ -69,12 +70,14 @@ class SAVi(nn.Module):
             self.predictor: nn.Module = (
                 KinematicPredictor(looks) if cfg.predictor.kind == "kinematic" else nn.Identity()
             )
+            if cfg.has_decoder:
+                self.decoder = MLPDecoder(cfg)
             return
         self.encoder = Encoder(cfg)
         self.initializer = SlotInitializer(cfg)
         self.corrector = SlotAttention(cfg.corrector, cfg.slot_dim, cfg.encoder.feature_dim, cfg.layer_norm_eps)
         self.predictor = build_predictor(cfg.predictor, cfg.slot_dim, cfg.layer_norm_eps)
-        self.decoder = SpatialBroadcastDecoder(cfg)
+        self.decoder = MLPDecoder(cfg) if cfg.decoder.kind == "mlp" else SpatialBroadcastDecoder(cfg)
 
     @property
     def num_object_slots(self) -> int:
@@ -164,9 +167,12 @@ class SAVi(nn.Module):
         out = StepOutput(slots=slots, predicted=predicted, attention=attention)
         if decode == "decoder":
             outputs, logits = self.decoder(slots)
-            out.masks = logits.softmax(dim=1)
+            masks = logits.softmax(dim=1)
             out.outputs = outputs
-            out.reconstruction = (out.masks.unsqueeze(2) * outputs).sum(dim=1)
+            out.reconstruction = (masks.unsqueeze(2) * outputs).sum(dim=1)
+            if isinstance(self.decoder, MLPDecoder) and frame is not None and masks.shape[-2:] != frame.shape[-2:]:
+                masks = F.interpolate(masks, size=frame.shape[-2:], mode="bilinear", align_corners=False)
+            out.masks = masks
         elif decode == "attention":
             size = frame.shape[-2:] if frame is not None else (h, w)
             out.masks = (

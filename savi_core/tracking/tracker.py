@@ -261,7 +261,9 @@ class Tracker:
         self._model = model.to(self.device).eval()
         self._init_kind = init_kind
         self._needs_features = bool(getattr(model, "needs_features", False))  # SAVi.needs_features
-        self._feature_stride = model.config.encoder.stride
+        # Which mask sources come at a feature stride (the guided filter's job under mask_edges auto).
+        mlp_decoder = model.config.has_decoder and model.config.decoder.kind == "mlp"
+        self._coarse_masks = {"attention": model.config.encoder.stride > 1, "decoder": mlp_decoder}
         self._takes_points = model.config.initializer.points
         self._resolution = tuple(model.config.resolution)
         self._num_objects = model.num_object_slots
@@ -448,7 +450,7 @@ class Tracker:
         clock.mark(2)
         masks = out.masks[0]
         edges = self.config.mask_edges  # live: read every step
-        guided = edges == "guided" or (edges == "auto" and self._feature_stride > 1 and self.mask_source == "attention")
+        guided = edges == "guided" or (edges == "auto" and self._coarse_masks[self.mask_source])
         if guided and self._live_order:
             masks = guided_masks(masks, frame[0], [s + self._offset for s in self._live_order])
         label_map, stats = self._postprocess(masks, height, width)
