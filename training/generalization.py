@@ -134,13 +134,16 @@ def run(
     frame_size: tuple[int, int] | None = None,
     tracker_params: dict[str, Any] | None = None,
     prototype_baseline: bool = True,
+    scene_cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
     ``savi_points``: the same model and videos prompted by first-frame points instead of boxes.
     ``frame_size`` (height, width) renders every split at a camera's size, which the Tracker resizes to
     the model's (the generators' random draws depend on the size: other scenes of the same families).
-    ``tracker_params`` override the node's default Tracker parameters."""
+    ``tracker_params`` override the node's default Tracker parameters. ``scene_cache`` keeps the generated
+    videos in that folder (keyed by generator, families, size and seed), so the next model scored there
+    reads the very same videos instead of rendering them again."""
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
     if families_from is not None:
@@ -169,6 +172,8 @@ def run(
     for name, options in split_options(cfg.data.options, train, held_out).items():
         data = copy.deepcopy(cfg.data)
         data.options, data.eval_num_videos = options, num_videos
+        if scene_cache is not None:
+            data.options = {**options, "cache_dir": str(scene_cache)}
         if frame_size is not None:
             data.resolution = tuple(frame_size)
         data.validate()
@@ -270,6 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=True,
         help="also score the untrained feature-prototype model through the Tracker",
     )
+    p.add_argument(
+        "--scene-cache",
+        type=Path,
+        help="keep the generated videos here, so that several models are scored on the same videos "
+        "without rendering them again",
+    )
     args = p.parse_args(argv)
     try:
         frame_size = None
@@ -291,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frame_size,
             parse_tracker_params(args.tracker),
             args.prototype_baseline,
+            args.scene_cache,
         )
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -157,3 +157,23 @@ def test_a_mixed_run_with_every_2d_axis_emptied_is_refused_not_taken_for_3d_only
     families = training_families({**TRAIN_OPTIONS, "shapes": [], "backgrounds": [], "textures": []})
     with pytest.raises(ConfigError, match=r"data\.options\.shapes: the training split is empty"):
         validate_spec({"held_out": {"s": {"shapes": ["thin"]}}}, families)
+
+
+def test_scene_cache_scores_a_second_run_on_the_same_videos_without_rendering_them(tmp_path):
+    run = train(load_config(TINY, {"train.out_dir": str(tmp_path / "run"), "train.steps": 1}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"held_out": {"shape": {"shapes": ["cross"]}}}))
+    cache = tmp_path / "scenes"
+    args = ["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "2", "--device", "cpu"]
+    args += ["--no-prototype-baseline", "--scene-cache", str(cache)]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    files = sorted(cache.glob("scene_*.npz"))
+    assert len(files) == 3 * 2  # in-family 2D, the held-out 3D family, held-out shape: 2 videos each
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert sorted(cache.glob("scene_*.npz")) == files and [f.stat().st_mtime_ns for f in files] == stamps
+    first, second = (json.loads((tmp_path / d / "generalization.json").read_text()) for d in ("a", "b"))
+    for split, entry in first["splits"].items():  # the same videos, the same scores
+        for key in ("fg_ari", "miou", "j_and_f", "idf1"):
+            assert entry["methods"]["savi"][key] == second["splits"][split]["methods"]["savi"][key], (split, key)
+    assert "cache_dir" not in first["splits"]["held-out shape"]["options"]
