@@ -84,7 +84,7 @@ copies exactly two tensors to the host (label map, per-track stats). Size-depend
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import cv2
@@ -105,6 +105,7 @@ from savi_core.model.initializers import Conditioning
 from savi_core.tracking.gate import gate_bias
 from savi_core.tracking.labels import guided_masks, label_stats, opencv_camera_labels
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
+from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
 from savi_core.tracking.track_ids import TrackIdAllocator
 from savi_core.tracking.tracker_config import TrackerConfig
 
@@ -115,59 +116,7 @@ LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshol
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
-
-@dataclass(frozen=True)
-class Detection:
-    """A detector box in input-image pixels, exclusive right/bottom edges."""
-
-    box_xyxy: tuple[float, float, float, float]
-    class_id: str = ""
-    score: float = 1.0
-    det_id: str = ""
-
-
-@dataclass(frozen=True)
-class Track:
-    """A live track visible in this frame; ``box_xyxy`` is the tight box of its mask (exclusive edges)."""
-
-    track_id: int
-    class_id: str
-    box_xyxy: tuple[float, float, float, float]
-    score: float  # mean probability of the track's slot inside its mask
-    area: int  # mask pixels at input size
-
-
-@dataclass
-class TrackResult:
-    label_map: np.ndarray  # uint16 [H, W], track id per pixel, 0 = none
-    tracks: list[Track] = field(default_factory=list)
-    live_track_ids: list[int] = field(default_factory=list)
-    started: list[int] = field(default_factory=list)
-    ended: list[int] = field(default_factory=list)  # expired dormant tracks included
-    dormant_track_ids: list[int] = field(default_factory=list)  # after this step
-    slept: list[int] = field(default_factory=list)  # live tracks that became dormant on this step
-    revived: list[int] = field(default_factory=list)  # dormant tracks live again on this step
-    expired: list[int] = field(default_factory=list)  # dormant tracks whose time ran out (also in ended)
-    tracks_changed: bool = False
-    ignored_detections: int = 0
-    timings: dict[str, float] = field(default_factory=dict)  # ms: preprocess, model, postprocess, total
-
-
-@dataclass(frozen=True, eq=False)
-class Prompt:
-    """An object a person points out, to start on the next step: exactly one of a box (pixels, exclusive
-    edges), a point (pixels: ``(x, y)`` with pixel ``i`` spanning ``[i, i + 1)``) or a mask (bool
-    ``[H, W]`` of that image). ``track_id`` optionally asks for an id, as a detection's ``det_id`` does."""
-
-    box_xyxy: Optional[tuple[float, float, float, float]] = None
-    point_xy: Optional[tuple[float, float]] = None
-    mask: Optional[np.ndarray] = None
-    class_id: str = ""
-    track_id: str = ""
-
-    @property
-    def kind(self) -> str:
-        return "boxes" if self.box_xyxy is not None else "points" if self.point_xy is not None else "masks"
+__all__ = ["Detection", "Prompt", "Track", "TrackResult", "Tracker"]
 
 
 @dataclass
