@@ -98,12 +98,10 @@ from savi_core.device import resolve_device
 from savi_core.tracking.geometry import (
     box_iou_xyxy,
     boxes_xyxy_to_yxyx,
-    resize_frames,
-    resize_probabilities,
 )
 from savi_core.model.initializers import Conditioning
 from savi_core.tracking.gate import gate_bias
-from savi_core.tracking.labels import guided_masks, label_stats, opencv_camera_labels
+from savi_core.tracking.labels import CameraLabels
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
 from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
 from savi_core.tracking.track_ids import TrackIdAllocator
@@ -112,7 +110,6 @@ from savi_core.tracking.tracker_config import TrackerConfig
 REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
 REANCHOR_SCORE = 0.8  # ... or whose slot's mean probability over its mask fell under this (it is fading)
 WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows the whole object
-LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshold" entry must fit
 
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -158,31 +155,6 @@ class _LiveTrack:
         self.velocity = other.velocity = (0.0, 0.0)
 
 
-class _Stopwatch:
-    """Phase times without extra host syncs: CUDA events read after the step's final copy, or wall clock."""
-
-    def __init__(self, device: torch.device) -> None:
-        self._device = device
-        self._cuda = device.type == "cuda"
-        if self._cuda:
-            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-        self._times = [0.0] * 4
-
-    def mark(self, index: int) -> None:
-        if self._cuda:
-            self._events[index].record(torch.cuda.current_stream(self._device))
-        else:
-            self._times[index] = time.perf_counter()
-
-    def phases_ms(self) -> tuple[float, float, float]:
-        """(preprocess, model, postprocess); call after a host sync."""
-        if self._cuda:
-            e = self._events
-            return e[0].elapsed_time(e[1]), e[1].elapsed_time(e[2]), e[2].elapsed_time(e[3])
-        t = self._times
-        return (t[1] - t[0]) * 1e3, (t[2] - t[1]) * 1e3, (t[3] - t[2]) * 1e3
-
-
 # ---------------------------------------------------------------------------------------------- tracker
 
 
@@ -218,15 +190,10 @@ class Tracker:
         self._num_slots = model.config.num_slots
         self.max_tracks = min(self.config.max_tracks, self._num_objects)
         self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
-        self._stopwatch = _Stopwatch(self.device)
+        self._labels = CameraLabels(self.device, self._resolution, self._num_slots, self._offset)
         self._ids = TrackIdAllocator()
         self._pending: list[tuple[Prompt, int]] = []  # add_objects prompts and their reserved ids
         self._last_labels: Optional[np.ndarray] = None  # the last label map (points on live tracks)
-        self._size_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
-        self._buffers: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # OpenCV route, per camera size
-        # On the CPU the camera-size labels come from OpenCV (the same winners as torch's route, ~2x faster).
-        self._opencv_labels = self.device.type == "cpu" and model.config.num_slots < LUT_SIZE - 1
-        self._pinned: torch.Tensor | None = None
         self._tracks: dict[int, _LiveTrack] = {}  # object slot -> track
         self._appearance = AppearanceMemory()
         self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.tracking.reid)
@@ -372,15 +339,15 @@ class Tracker:
         ``stamp``: the image's time in seconds, which dormant tracks' windows are measured in; None = the
         host's monotonic clock at the call (a live stream; give stamps for recordings and tests)."""
         t_start = time.perf_counter()
-        height, width = self._check_image(image)
+        height, width = self._labels.check_image(image)
         now = time.monotonic() if stamp is None else float(stamp)
         expired = self._dormancy.expire(now, self.config.dormant_seconds)
         candidates = self._accepted(detections or [], height, width)
         if self._slots is None and not candidates and not self._pending:
             return self._empty_result(height, width, 0, t_start, expired, sorted(self._dormancy.dormant))
-        clock = self._stopwatch
+        clock = self._labels.stopwatch
         clock.mark(0)
-        frame = self._preprocess(image)
+        frame = self._labels.preprocess(image)
         clock.mark(1)
         features = None
         if self._needs_features:  # the slots start from this frame's features: encode once, before
@@ -398,9 +365,7 @@ class Tracker:
         masks = out.masks[0]
         edges = self.config.mask_edges  # live: read every step
         guided = edges == "guided" or (edges == "auto" and self._feature_stride > 1 and self.mask_source == "attention")
-        if guided and self._live_order:
-            masks = guided_masks(masks, frame[0], [s + self._offset for s in self._live_order])
-        label_map, stats = self._postprocess(masks, height, width)
+        label_map, stats = self._labels.postprocess(masks, frame[0], guided, height, width, self.config.mask_threshold)
         clock.mark(3)
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map
@@ -638,91 +603,14 @@ class Tracker:
         return cond
 
     def _tracks_updated(self) -> None:
-        """Refresh the device lookup tables after tracks started or ended (not per frame). Each has one
-        entry past the last slot, for pixels under the mask threshold: no track id, no stats row."""
-        lut = torch.zeros(self._num_slots + 1, dtype=torch.uint16)
-        slots = sorted(self._tracks)
-        for slot in slots:
-            lut[slot + self._offset] = self._tracks[slot].track_id
-        self._slot_to_id = lut.to(self.device)
-        self._live_order = slots  # object slots in the order of the stats rows
-        rows = torch.full((self._num_slots + 1,), len(slots), dtype=torch.int32)
-        for index, slot in enumerate(slots):
-            rows[slot + self._offset] = index
-        self._slot_to_row = rows.to(self.device)
-        if self._opencv_labels:  # the same tables for cv2.LUT
-            self._id_lut = np.zeros((1, LUT_SIZE), np.uint16)
-            self._id_lut[0, : self._num_slots + 1] = lut.numpy()
-            self._row_lut = np.full((1, LUT_SIZE), len(slots), np.uint8)
-            self._row_lut[0, : self._num_slots + 1] = rows.numpy()
+        """Refresh the label tables after tracks started or ended (not per frame)."""
+        self._live_order = sorted(self._tracks)  # object slots in the order of the stats rows
+        self._labels.set_tracks([(slot, self._tracks[slot].track_id) for slot in self._live_order])
 
     # ------------------------------------------------------------------ tensors
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self._autocast_dtype, enabled=self._autocast_dtype is not None)
-
-    @staticmethod
-    def _check_image(image: np.ndarray) -> tuple[int, int]:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
-            raise ValueError(f"image must be a uint8 numpy array [H, W, 3] (RGB), got {got}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"image must not be empty, got shape {image.shape}")
-        return image.shape[0], image.shape[1]
-
-    def _preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device."""
-        if self.device.type == "cuda":
-            if self._pinned is None or self._pinned.shape != image.shape:
-                self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
-            np.copyto(self._pinned.numpy(), image)  # safe to overwrite: the previous step ended with a sync
-            pixels = self._pinned.to(self.device, non_blocking=True)
-        elif image.flags.writeable and image.flags.c_contiguous:
-            pixels = torch.from_numpy(image)
-        else:
-            pixels = torch.from_numpy(np.array(image, order="C"))
-        frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        return resize_frames(frame, self._resolution)
-
-    def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._size_cache is None or self._size_cache[0] != (height, width):
-            ys = torch.arange(height, device=self.device, dtype=torch.int32)
-            xs = torch.arange(width, device=self.device, dtype=torch.int32)
-            self._size_cache = ((height, width), ys, xs)
-        return self._size_cache[1], self._size_cache[2]
-
-    def _postprocess(self, masks: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Slot probabilities ``[K, h, w]`` -> label map uint16 ``[H, W]`` and per-live-track stats
-        ``[T, 6]`` float64 (area, x0, y0, x1, y1, score), all on the device (``savi_core.tracking.labels``)."""
-        best, label_map, row = self._camera_size_labels(masks.float(), height, width)
-        ys, xs = self._ramps(height, width)
-        return label_map, label_stats(best, row, len(self._live_order), ys, xs)
-
-    def _camera_size_labels(
-        self, probs: torch.Tensor, height: int, width: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per camera pixel: the winning probability of the bilinearly resized slot probabilities, the
-        track id of the winning slot (0 under ``mask_threshold``) and its stats row (int32; ``T`` for
-        none)."""
-        k, h, w = probs.shape
-        threshold = self.config.mask_threshold
-        if self._opencv_labels and height >= h and width >= w:
-            return opencv_camera_labels(
-                probs.contiguous().numpy(),
-                height,
-                width,
-                threshold,
-                self._buffers,
-                self._num_slots,
-                self._id_lut,
-                self._row_lut,
-            )
-        if (h, w) == (height, width):
-            best, slot = probs.max(dim=0)
-        else:
-            best, slot = resize_probabilities(probs, (height, width)).max(dim=0)
-        slot.masked_fill_(best < threshold, self._num_slots)
-        return best, self._slot_to_id[slot], self._slot_to_row[slot]
 
     # ------------------------------------------------------------------ bookkeeping
 
