@@ -87,23 +87,21 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from savi_core.device import resolve_device
+from savi_core.model.initializers import Conditioning
 from savi_core.tracking.appearance import AppearanceMemory
 from savi_core.tracking.association import associate
-from savi_core.device import resolve_device
-from savi_core.tracking.geometry import (
-    box_iou_xyxy,
-    boxes_xyxy_to_yxyx,
-)
-from savi_core.model.initializers import Conditioning
+from savi_core.tracking.conditioning import SlotConditioning, prompt_start
+from savi_core.tracking.conditioning import Start as _Start
+from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
 from savi_core.tracking.gate import gate_bias
+from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.labels import CameraLabels
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
-from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
 from savi_core.tracking.track_ids import TrackIdAllocator
 from savi_core.tracking.tracker_config import TrackerConfig
 
@@ -114,16 +112,6 @@ WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows
 _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 __all__ = ["Detection", "Prompt", "Track", "TrackResult", "Tracker"]
-
-
-@dataclass
-class _Start:
-    """What conditions a slot this step: always a box (association, the lost rule), and the point or mask
-    the box came from, which conditions the slot instead when the model takes it."""
-
-    box: np.ndarray
-    point: Optional[tuple[float, float]] = None
-    mask: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -180,16 +168,15 @@ class Tracker:
         if self.config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision: 'fp16' needs a CUDA device; use 'fp32' or 'bf16' on cpu")
         self._model = model.to(self.device).eval()
-        self._init_kind = init_kind
         self._needs_features = bool(getattr(model, "needs_features", False))  # SAVi.needs_features
         self._feature_stride = model.config.encoder.stride
-        self._takes_points = model.config.initializer.points
         self._resolution = tuple(model.config.resolution)
         self._num_objects = model.num_object_slots
         self._offset = int(model.config.initializer.background_slot)
         self._num_slots = model.config.num_slots
         self.max_tracks = min(self.config.max_tracks, self._num_objects)
         self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
+        self._conditioner = SlotConditioning(model, self.device)
         self._labels = CameraLabels(self.device, self._resolution, self._num_slots, self._offset)
         self._ids = TrackIdAllocator()
         self._pending: list[tuple[Prompt, int]] = []  # add_objects prompts and their reserved ids
@@ -204,10 +191,6 @@ class Tracker:
         self._cell_y = ((torch.arange(fh) + 0.5) / fh).view(1, fh, 1)  # feature-cell centres, normalised
         self._cell_x = ((torch.arange(fw) + 0.5) / fw).view(1, 1, fw)
         self._cell = 1.0 / min(fh, fw)  # the least a gate grows: a box smaller than a cell still holds one
-        if self._init_kind == "segmentation":
-            h, w = self._resolution
-            self._pixel_y = ((torch.arange(h, device=self.device) + 0.5) / h).view(1, h, 1)
-            self._pixel_x = ((torch.arange(w, device=self.device) + 0.5) / w).view(1, 1, w)
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -274,11 +257,8 @@ class Tracker:
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:
-        """What `add_objects` takes for this model. Boxes and masks always (a mask reaches a box model as
-        its tight box, a centre-of-mass model as its centre of mass); points when the model was trained on
-        centres of mass, or on points as zero-size boxes (``initializer.points``)."""
-        points = self._init_kind == "com" or (self._init_kind == "bbox" and self._takes_points)
-        return ("boxes", "points", "masks") if points else ("boxes", "masks")
+        """What `add_objects` takes for this model (`SlotConditioning.prompt_kinds`)."""
+        return self._conditioner.prompt_kinds
 
     def track_at(self, x: float, y: float) -> int:
         """The live track covering pixel ``(x, y)`` in the last processed frame; 0 for none."""
@@ -293,25 +273,7 @@ class Tracker:
         tracks (a person's prompt is not a re-detection). Raises ValueError, starting nothing, for a prompt
         this model cannot take, one that is not a finite non-empty box, finite point or non-empty 2-D
         mask, or more objects than free slots."""
-        for index, prompt in enumerate(prompts):
-            given = [v is not None for v in (prompt.box_xyxy, prompt.point_xy, prompt.mask)]
-            if sum(given) != 1:
-                raise ValueError(f"prompt {index}: give exactly one of a box, a point or a mask")
-            if prompt.kind not in self.prompt_kinds:
-                raise ValueError(
-                    f"prompt {index}: this model takes {' and '.join(self.prompt_kinds)}, not "
-                    f"{prompt.kind} (its initializer is {self._init_kind!r})"
-                )
-            if prompt.box_xyxy is not None:
-                box = np.asarray(prompt.box_xyxy, np.float64)
-                if box.shape != (4,) or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                    raise ValueError(f"prompt {index}: a box must be 4 finite numbers x0 < x1, y0 < y1 (pixels)")
-            elif prompt.point_xy is not None:
-                point = np.asarray(prompt.point_xy, np.float64)
-                if point.shape != (2,) or not np.isfinite(point).all():
-                    raise ValueError(f"prompt {index}: a point must be 2 finite numbers (x, y) in pixels")
-            elif prompt.mask.ndim != 2 or not prompt.mask.any():
-                raise ValueError(f"prompt {index}: a mask must be a 2-D array with at least one pixel set")
+        self._conditioner.check_prompts(prompts)
         free = self.max_tracks - len(self._tracks) - len(self._pending)
         if len(prompts) > free:
             raise ValueError(
@@ -540,67 +502,11 @@ class Tracker:
         bias = gate_bias(gated, margin, self._num_slots, self._cell, self._cell_y, self._cell_x, height, width)
         return bias.to(self.device)
 
-    @staticmethod
-    def _prompt_start(prompt: Prompt, height: int, width: int) -> Optional[_Start]:
-        """A prompt on this image: its box (a point's is the pixel it falls in), or None when it lies
-        outside the image (or a mask is not of the image's size)."""
-        if prompt.mask is not None:
-            if prompt.mask.shape != (height, width):
-                return None
-            ys, xs = np.nonzero(prompt.mask)
-            return _Start(
-                np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64), mask=prompt.mask.astype(bool)
-            )
-        if prompt.point_xy is not None:
-            x, y = prompt.point_xy
-            if not (0 <= x < width and 0 <= y < height):
-                return None
-            return _Start(np.array([np.floor(x), np.floor(y), np.floor(x) + 1, np.floor(y) + 1]), point=(x, y))
-        box = np.clip(np.asarray(prompt.box_xyxy, np.float64), 0.0, [width, height, width, height])
-        return _Start(box) if box[2] > box[0] and box[3] > box[1] else None
+    _prompt_start = staticmethod(prompt_start)
 
     def _conditioning(self, starts: dict[int, _Start], height: int, width: int) -> Conditioning:
-        """Conditioning for all object slots; only ``starts``' slots are conditioned (the rest get -1).
-        Box models: a box, or a point as the zero-size box ``(y, x, y, x)``; centre-of-mass models: the
-        point, the mask's centre of mass or the box's centre; segmentation models: the mask, or the box
-        filled, at the model resolution (later slots drawn on top)."""
-        yxyx = torch.full((1, self._num_objects, 4), -1.0)
-        conditioned = torch.zeros(1, self._num_objects)
-        size = torch.tensor([height, width, height, width], dtype=torch.float32)
-        for slot, start in starts.items():
-            if start.point is not None:
-                x, y = start.point
-                yxyx[0, slot] = torch.tensor([y, x, y, x], dtype=torch.float32) / size
-            elif start.mask is not None and self._init_kind == "com":
-                ys, xs = np.nonzero(start.mask)
-                y, x = ys.mean() + 0.5, xs.mean() + 0.5
-                yxyx[0, slot] = torch.tensor([y, x, y, x], dtype=torch.float32) / size
-            else:
-                yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(start.box, dtype=torch.float32), height, width)
-            conditioned[0, slot] = 1.0
-        yxyx, conditioned = yxyx.to(self.device), conditioned.to(self.device)
-        cond = Conditioning(conditioned=conditioned, features=self._features)
-        if self._init_kind == "bbox":
-            cond.boxes = yxyx
-        elif self._init_kind == "com":
-            cond.centers = (yxyx[..., :2] + yxyx[..., 2:]) / 2
-        else:
-            b = yxyx[0].view(-1, 4, 1, 1)
-            inside = (
-                (self._pixel_y >= b[:, 0])
-                & (self._pixel_y < b[:, 2])
-                & (self._pixel_x >= b[:, 1])
-                & (self._pixel_x < b[:, 3])
-            )
-            for slot, start in starts.items():
-                if start.mask is not None:
-                    small = cv2.resize(
-                        start.mask.astype(np.uint8), self._resolution[::-1], interpolation=cv2.INTER_NEAREST
-                    )
-                    inside[slot] = torch.from_numpy(small > 0).to(self.device)
-            ids = torch.arange(1, self._num_objects + 1, device=self.device).view(-1, 1, 1)
-            cond.segmentation = (inside * ids).amax(dim=0, keepdim=True)
-        return cond
+        """Conditioning for all object slots from ``starts`` and this frame's features (`SlotConditioning`)."""
+        return self._conditioner.conditioning(starts, height, width, self._features)
 
     def _tracks_updated(self) -> None:
         """Refresh the label tables after tracks started or ended (not per frame)."""
