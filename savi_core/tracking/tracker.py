@@ -84,7 +84,6 @@ copies exactly two tensors to the host (label map, per-track stats). Size-depend
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -94,13 +93,14 @@ from torch import nn
 from savi_core.device import resolve_device
 from savi_core.model.initializers import Conditioning
 from savi_core.tracking.appearance import AppearanceMemory
-from savi_core.tracking.association import associate
+from savi_core.tracking.association import accepted, associate
 from savi_core.tracking.conditioning import SlotConditioning, prompt_start
 from savi_core.tracking.conditioning import Start as _Start
 from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
-from savi_core.tracking.gate import gate_bias
+from savi_core.tracking.gate import Gate
 from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.labels import CameraLabels
+from savi_core.tracking.live_track import LiveTrack as _LiveTrack
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
 from savi_core.tracking.track_ids import TrackIdAllocator
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -114,40 +114,7 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 __all__ = ["Detection", "Prompt", "Track", "TrackResult", "Tracker"]
 
 
-@dataclass
-class _LiveTrack:
-    track_id: int
-    class_id: str
-    box: np.ndarray  # last mask box seen (or the starting detection box) in input pixels, kept while lost
-    lost_frames: int = 0
-    anchor_area: Optional[float] = None  # area of the box that last anchored it (None: its first mask's)
-    anchor_size: Optional[tuple[float, float]] = None  # (w, h) of that box (or of its first mask's box)
-    velocity: tuple[float, float] = (0.0, 0.0)  # box-centre shift (x, y) per processed frame, for the gate
-    score: float = 1.0  # mean probability of its slot over its mask on the last frame it was seen
-    whole: bool = False  # the last box was at least WHOLE of the anchor box on both sides (not hidden)
-
-    def anchor_to(self, box: np.ndarray) -> None:
-        """A detection or prompt box fixes where the track is and how big it is (the growth rule, the gate)."""
-        self.box = box
-        self.anchor_area = _box_area(box)
-        self.anchor_size = (float(box[2] - box[0]), float(box[3] - box[1]))
-
-    def trade_objects(self, other: "_LiveTrack") -> None:
-        """Two slots traded objects: the object's identity (id, class, anchor) moves to the slot now on it;
-        where each slot is (box, lost frames, score) stays. No motion is measured across the trade."""
-        for name in ("track_id", "class_id", "anchor_area", "anchor_size"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            setattr(self, name, theirs)
-            setattr(other, name, mine)
-        self.whole = other.whole = False
-        self.velocity = other.velocity = (0.0, 0.0)
-
-
 # ---------------------------------------------------------------------------------------------- tracker
-
-
-def _box_area(box: np.ndarray) -> float:
-    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
 
 class Tracker:
@@ -177,6 +144,7 @@ class Tracker:
         self.max_tracks = min(self.config.max_tracks, self._num_objects)
         self._autocast_dtype = _AUTOCAST_DTYPES.get(self.config.precision)
         self._conditioner = SlotConditioning(model, self.device)
+        self._gate = Gate(model.config, self.device)
         self._labels = CameraLabels(self.device, self._resolution, self._num_slots, self._offset)
         self._ids = TrackIdAllocator()
         self._pending: list[tuple[Prompt, int]] = []  # add_objects prompts and their reserved ids
@@ -186,11 +154,6 @@ class Tracker:
         self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.tracking.reid)
         self._provisional: dict[int, bool] = {}  # slot started this step that may revive -> free its id then
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
-        stride = model.config.encoder.stride
-        fh, fw = self._resolution[0] // stride, self._resolution[1] // stride
-        self._cell_y = ((torch.arange(fh) + 0.5) / fh).view(1, fh, 1)  # feature-cell centres, normalised
-        self._cell_x = ((torch.arange(fw) + 0.5) / fw).view(1, 1, fw)
-        self._cell = 1.0 / min(fh, fw)  # the least a gate grows: a box smaller than a cell still holds one
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -304,7 +267,7 @@ class Tracker:
         height, width = self._labels.check_image(image)
         now = time.monotonic() if stamp is None else float(stamp)
         expired = self._dormancy.expire(now, self.config.dormant_seconds)
-        candidates = self._accepted(detections or [], height, width)
+        candidates = accepted(detections or [], self.config, height, width)
         if self._slots is None and not candidates and not self._pending:
             return self._empty_result(height, width, 0, t_start, expired, sorted(self._dormancy.dormant))
         clock = self._labels.stopwatch
@@ -318,7 +281,7 @@ class Tracker:
         started, doubled, ignored, revived = self._start_tracks(candidates, height, width)
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
             return self._empty_result(height, width, ignored, t_start, expired, sorted(self._dormancy.dormant))
-        gate = self._gate_bias(height, width)
+        gate = self._gate.bias(self._tracks, self.config.gate_margin, height, width)
         with self._autocast():
             extra = {} if features is None else {"features": features}
             out = self._model.step(frame, self._slots, decode=self.mask_source, attention_bias=gate, **extra)
@@ -378,22 +341,6 @@ class Tracker:
         )
 
     # ------------------------------------------------------------------ detections and slots
-
-    def _accepted(self, detections: list[Detection], height: int, width: int) -> list[tuple[np.ndarray, Detection]]:
-        """Filter by score/class, clip boxes to the image, drop empty ones; highest score first."""
-        cfg = self.config
-        kept: list[tuple[np.ndarray, Detection]] = []
-        for det in detections:
-            box = np.asarray(det.box_xyxy, dtype=np.float64)
-            if box.shape != (4,) or not np.isfinite(box).all():
-                raise ValueError(f"detection box_xyxy must be 4 finite numbers (x0, y0, x1, y1), got {det.box_xyxy!r}")
-            if det.score < cfg.score_threshold or (cfg.class_ids and det.class_id not in cfg.class_ids):
-                continue
-            box = np.clip(box, 0.0, [width, height, width, height])
-            if box[2] > box[0] and box[3] > box[1]:
-                kept.append((box, det))
-        kept.sort(key=lambda item: -item[1].score)
-        return kept
 
     def _start_tracks(
         self, candidates: list[tuple[np.ndarray, Detection]], height: int, width: int
@@ -491,16 +438,6 @@ class Tracker:
         if started or ended or revived:
             self._tracks_updated()
         return started, ended, ignored, revived
-
-    def _gate_bias(self, height: int, width: int) -> Optional[torch.Tensor]:
-        """The gate's attention-logit bias for the anchored tracks' slots (``savi_core.tracking.gate``), or None
-        with the gate off or no anchored track."""
-        margin = self.config.gate_margin
-        gated = [(slot + self._offset, t) for slot, t in self._tracks.items() if t.anchor_size is not None]
-        if not margin or not gated:
-            return None
-        bias = gate_bias(gated, margin, self._num_slots, self._cell, self._cell_y, self._cell_x, height, width)
-        return bias.to(self.device)
 
     _prompt_start = staticmethod(prompt_start)
 
