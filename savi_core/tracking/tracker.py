@@ -1,84 +1,13 @@
-"""Tracker: the ROS-free state machine behind docs/INTERFACE.md "How tracks start, live and end".
+"""Tracker: the ROS-free state machine that turns RGB images (any size) and occasional pixel-box detections or
+prompts into track ids, label maps and per-track boxes.
 
-It turns a stream of RGB images (any size) plus occasional pixel-box detections into track-id label maps.
+The rules: docs/INTERFACE.md "How tracks start, live and end" (geometry, starts, re-anchoring, lost, dormant,
+gate, crossings). The Tracker holds the model's slot state and the live tracks, and leaves to its helpers
+the conditioning of slots (`conditioning`), the camera-size frames and label maps (`labels`), the gate
+(`gate`), association and dormancy (`association`, `reid`), crossings (`appearance`) and ids (`track_ids`).
 
-Geometry (resize, not letterbox):
-  * The image is resized to the model resolution (bilinear, antialiased when shrinking) on the device.
-  * Pixel boxes ``(x0, y0, x1, y1)`` use *exclusive* right/bottom edges: a box covering columns 10..19
-    has ``x0 = 10, x1 = 20``. They become normalised ``(ymin, xmin, ymax, xmax) = (y0/H, x0/W, y1/H, x1/W)``
-    for the input image's ``H x W``, which is the same region of the resized frame because the resize
-    maps the image extent onto the model extent (``align_corners=False``).
-  * The per-slot probabilities (decoder alpha or corrector attention, both softmax over slots) are resized
-    bilinearly back to ``H x W``; pixel ``p`` gets track id ``t`` when the arg-max slot at ``p`` is ``t``'s slot
-    and its probability is at least ``mask_threshold``, else 0. A track's box is the tight box of its
-    pixels in the same exclusive-edge convention, so box -> mask -> box round-trips within 1 px for
-    non-square inputs. (Upsampling a mask by more than ~2.5x, e.g. 64x64 -> 640x480, is limited by the mask
-    resolution instead: about half a mask pixel at the image border, where bilinear has no outer neighbour.)
-
-State machine:
-  * No live tracks and no accepted detections: no model run, an empty result.
-  * Bootstrap: the first accepted detections while no track is live condition object slots 0..n-1
-    (``model.init_slots``) and the model steps on the same image.
-  * Accepted detections = score >= ``score_threshold``, class in ``class_ids`` (empty = all), non-empty box
-    after clipping to the image. They are taken in descending score order; one that overlaps
-    (IoU >= ``new_object_iou``) a live track's box from the previous frame (tracks invisible there do not
-    count), or a detection accepted before it in the same step, is a duplicate and starts nothing.
-  * ``reinit == "add_new"``: later non-duplicate detections restart free object slots
-    (``model.init_slots_for``), other slots keep their state. With no free slot (or no track id left)
-    they are ignored and counted in ``TrackResult.ignored_detections``. ``reinit == "refresh"``: as
-    ``add_new``, and a duplicate of a live track (its best match, same class or either unlabelled)
-    re-initialises that track's slot from the detection's box; the track keeps its id (the paper
-    conditions only the first frame, but a robot's detector keeps running). ``reinit == "first"``: later
-    detections are ignored without counting.
-  * Duplicate tracks: when one detection covers two tracks whose boxes overlap (IoU >= ``new_object_iou``),
-    one matched to it and one left without a detection, their slots split one object: the unmatched track
-    ends on that step (its slot restarts unconditioned) and the matched one is re-anchored from the box
-    (``savi_core.tracking.association``, pass 4).
-  * Prompts (``add_objects``: a person's box, point or mask) reserve their track ids at once and start on
-    the next step in free slots, even over a live track. A box model is conditioned on a mask's tight box
-    and, when trained on them (``initializer.points``), on a point as the zero-size box ``(y, x, y, x)``;
-    a centre-of-mass model on the point or the mask's centre of mass; a segmentation model on the mask.
-    ``track_at`` says which live track covers a pixel, so a point on a tracked object need not start one.
-  * Track ids: a detection's ``det_id`` written in ASCII decimal digits, valued 1..65535 and never used
-    since start/reset, becomes the track id; otherwise the smallest never-used id from 1. Ids are never
-    reused until ``reset()``.
-  * Gate (``gate_margin`` > 0): an anchored track's slot attends only to feature cells inside its gate:
-    its last box (at least the size of the box that last anchored it; led by its last shift while the
-    whole object showed) grown on every side by ``gate_margin`` x its longer side x (1 + frames lost).
-    A matched detection moves the gate to its box, and re-anchors the slot when the track's mask box
-    overlaps it at IoU < ``REANCHOR_IOU`` or its mean probability was under ``REANCHOR_SCORE``. Starting
-    or re-anchoring a slot from a box restarts the background slot and the untracked slots too, as on a
-    first frame.
-  * Crossings (``swap_margin`` > 0): two tracks whose boxes touched, and whose slots traded objects while
-    one passed in front of the other, trade their ids back when each mask's colours match the other's
-    object better than its own by the margin (``savi_core.tracking.appearance``); the frame's label map follows.
-  * Lost: a track whose mask area is under ``min_mask_area`` input pixels, or (when ``max_area_growth`` is set)
-    over that many times the area of the box that last anchored it (its slot took the background or more), is
-    lost for that frame: not listed, not drawn, its last box kept for re-detection. The anchor is the starting
-    detection's or prompt's box, refreshed by every detection matched to the track; a point's track is
-    anchored by its first mask. A track lost for ``lost_after_frames`` consecutive processed frames leaves
-    its slot on that frame (its pixels are cleared from that frame's label map): the slot becomes free and
-    restarts unconditioned (so it stops following the object it lost, which a later detection may start in
-    another slot). When no track is left on a slot the tracker is back to the no-state condition.
-  * Dormant (``dormant_seconds`` > 0; ``savi_core.tracking.reid``): that track is not ended but dormant, with its id and
-    looks, until ``dormant_seconds`` of stamp time (``step``'s ``stamp``) have passed; then it ends on the first
-    step at or after that time. A new track started by an id-less prompt or a detection (one that no live
-    track explains) while tracks are dormant is provisional: when its first mask looks like a dormant track
-    (``reid_threshold``), it takes that track's id on the same step (``TrackResult.revived``, not ``started``).
-    A detection or prompt naming a dormant id revives it whatever it looks like. With 0, the track ends.
-
-Edges (``mask_edges``): ``guided`` refines the live tracks' masks with a guided filter steered by the
-model-resolution frame before they are resized to the camera (OpenCV's ``ximgproc``; on CUDA the planes
-make one round trip to the host); ``bilinear`` resizes them as they are.
-
-Precision: ``fp16``/``bf16`` run the model under autocast. On CPU only ``bf16`` is accepted; ``fp16`` on
-CPU is refused (slow or unsupported CPU kernels would otherwise be a silent surprise).
-
-Kept as one module (about 700 lines, a good part of it docstrings): the rules above and the code
-that applies them are read together.
-
-Efficiency: everything up to the final label map and per-track statistics stays on the device; a step
-copies exactly two tensors to the host (label map, per-track stats). Size-dependent constants are cached.
+Over 350 lines: the track lifecycle (`_start_tracks`, `_update_tracks`, `_revive`, `_undo_trades`) edits
+the tracks and slot state this class holds, and is read with them.
 """
 
 from __future__ import annotations
@@ -118,7 +47,7 @@ __all__ = ["Detection", "Prompt", "Track", "TrackResult", "Tracker"]
 
 
 class Tracker:
-    """Streams images through a SAVi model and keeps track ids; see the module docstring for the rules.
+    """Streams images through a SAVi model and keeps track ids (the rules: docs/INTERFACE.md).
 
     The model is moved to ``device`` and put in eval mode (the caller's module object is used in place).
     """
@@ -132,7 +61,7 @@ class Tracker:
         init_kind = model.config.initializer.kind
         if not model.config.initializer.conditional:
             raise ValueError(f"model: the Tracker needs a box-conditioned model, its initializer is {init_kind!r}")
-        if self.config.precision == "fp16" and self.device.type != "cuda":
+        if self.config.precision == "fp16" and self.device.type != "cuda":  # slow or missing CPU kernels
             raise ValueError("precision: 'fp16' needs a CUDA device; use 'fp32' or 'bf16' on cpu")
         self._model = model.to(self.device).eval()
         self._needs_features = bool(getattr(model, "needs_features", False))  # SAVi.needs_features

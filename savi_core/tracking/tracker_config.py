@@ -26,7 +26,7 @@ def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> 
 
 @dataclass
 class TrackerConfig:
-    """Tracker behaviour (the rules are in ``savi_core.tracking.tracker``).
+    """Tracker behaviour (the rules are in docs/INTERFACE.md, "How tracks start, live and end").
 
     Invalid values raise ValueError naming the field.
     """
