@@ -43,9 +43,6 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 __all__ = ["Detection", "Prompt", "Track", "TrackResult", "Tracker"]
 
 
-# ---------------------------------------------------------------------------------------------- tracker
-
-
 class Tracker:
     """Streams images through a SAVi model and keeps track ids (the rules: docs/INTERFACE.md).
 
@@ -110,9 +107,11 @@ class Tracker:
         self._tracks_updated()
         return ended
 
+    @torch.inference_mode()
     def remove_track(self, track_id: int) -> bool:
         """End one live or dormant track now (its slot is free for later detections, its id is not reused
-        until `reset`); False when no live or dormant track has that id."""
+        until `reset`); False when no live or dormant track has that id. Restarting the slot runs the model:
+        in inference mode, as `step` (the last frame's features are inference tensors)."""
         if self._dormancy.wake(track_id) is not None:
             return True
         slot = next((s for s, t in self._tracks.items() if t.track_id == track_id), None)
