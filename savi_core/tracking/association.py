@@ -1,5 +1,6 @@
-"""Which detections belong to live tracks: a robot's detector keeps re-detecting what is tracked, and a
-re-detection must never start a second track of the same object.
+"""Which detections a step acts on (`accepted`: score, class, box), and which of them belong to live tracks:
+a robot's detector keeps re-detecting what is tracked, and a re-detection must never start a second track of
+the same object.
 
 Three passes over boxes in pixels (a track's box is its mask's box on the last frame):
 1. one-to-one by IoU (Hungarian, `scipy.optimize.linear_sum_assignment`), class-aware (a labelled

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 
 
-def box_area(box: np.ndarray) -> float:
+def _box_area(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
 
@@ -28,7 +28,7 @@ class LiveTrack:
     def anchor_to(self, box: np.ndarray) -> None:
         """A detection or prompt box fixes where the track is and how big it is (the growth rule, the gate)."""
         self.box = box
-        self.anchor_area = box_area(box)
+        self.anchor_area = _box_area(box)
         self.anchor_size = (float(box[2] - box[0]), float(box[3] - box[1]))
 
     def trade_objects(self, other: "LiveTrack") -> None:
