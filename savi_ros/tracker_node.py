@@ -60,7 +60,7 @@ from savi_ros.diagnostics import tracking_status
 from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
-from savi_ros.transport import ImageAges
+from savi_ros.transport import ImageAges, PublisherGaps
 
 NODE_NAME = "savi_tracker"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -108,6 +108,7 @@ class TrackerNode(LifecycleNode):
         self._last_stats_log = time.monotonic()
         self._memory = Trimmer()
         self._ages = ImageAges()  # touched only in the executor's thread (image callback, diagnostics timer)
+        self._gaps = PublisherGaps()  # likewise (image callback, activation)
         self._fast_dds = rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps")
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,6 +204,7 @@ class TrackerNode(LifecycleNode):
 
             return SubscriptionEventCallbacks(incompatible_qos=warn)
 
+        self._gaps.clear()  # images published while no subscription existed were not missed
         image_hint = (
             f"This node subscribes with image_qos '{self.params.image_qos}'; "
             "set image_qos:=sensor_data to accept best-effort publishers."
@@ -321,7 +323,9 @@ class TrackerNode(LifecycleNode):
             if slow and self._fast_dds:
                 self.get_logger().warning(slow)
             self._memory.saw(getattr(msg, "width", 0) * getattr(msg, "height", 0))  # compressed: once decoded
-            pipeline.add_image(msg, time.monotonic())
+            gid = (info.get("publisher_gid") or {}).get("data", b"")
+            missed = self._gaps.add(bytes(gid), info.get("publication_sequence_number"))
+            pipeline.add_image(msg, time.monotonic(), missed)
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         pipeline = self.pipeline
