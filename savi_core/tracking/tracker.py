@@ -319,19 +319,21 @@ class Tracker:
         self._tracks_updated()
         return ended
 
+    @torch.inference_mode()
     def remove_track(self, track_id: int) -> bool:
         """End one live or dormant track now (its slot is free for later detections, its id is not reused
-        until `reset`); False when no live or dormant track has that id."""
+        until `reset`); False when no live or dormant track has that id. Restarting the slot reads the last
+        step's features, inference tensors: like the step, it runs without autograd."""
         if self._dormancy.wake(track_id) is not None:
             return True
         slot = next((s for s, t in self._tracks.items() if t.track_id == track_id), None)
         if slot is None:
             return False
-        del self._tracks[slot]
-        if not self._tracks:
+        if len(self._tracks) == 1:
             self._slots = None
         else:
-            self._clear_slots([slot])
+            self._clear_slots([slot])  # first: should it fail, the track is still whole
+        del self._tracks[slot]
         self._tracks_updated()
         return True
 

@@ -158,3 +158,16 @@ def test_decoder_mask_source_on_a_model_without_decoder_gives_its_attention(neut
         assert tracker.mask_source == "attention"
         results.append(tracker.step(image, boxes).label_map)
     assert (results[0] == 1).sum() > 0 and np.array_equal(results[0], results[1])
+
+
+def test_remove_track_between_steps_restarts_its_slot_on_a_prototype_model(neutral):
+    """remove_track restarts the freed slot from the features of the last step (inference tensors): it
+    runs without autograd, as the step does (with autograd a prototype model raised RuntimeError, and the
+    node's remove_track service crashed the node)."""
+    tracker = Tracker(neutral)
+    image, _ = scene(0)
+    boxes = [(24, 34, 56, 66), (97, 12, 133, 48)]
+    tracker.step(image, [Detection(box_xyxy=b, det_id=str(i + 1)) for i, b in enumerate(boxes)])
+    assert tracker.remove_track(1)
+    result = tracker.step(scene(1)[0])
+    assert result.live_track_ids == [2] and (result.label_map == 1).sum() == 0
