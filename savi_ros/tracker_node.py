@@ -187,9 +187,9 @@ class TrackerNode(LifecycleNode):
         self._pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._savi_services = [
-            self.create_service(Trigger, "reset", self._on_reset),
-            self.create_service(RemoveTrack, "remove_track", self._on_remove_track),
-            self.create_service(AddObjects, "add_objects", self._on_add_objects),
+            self.create_service(Trigger, "reset", self._guarded("reset", self._on_reset)),
+            self.create_service(RemoveTrack, "remove_track", self._guarded("remove_track", self._on_remove_track)),
+            self.create_service(AddObjects, "add_objects", self._guarded("add_objects", self._on_add_objects)),
         ]
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
@@ -336,6 +336,20 @@ class TrackerNode(LifecycleNode):
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.add_prompt_msg(msg, time.monotonic())
+
+    def _guarded(self, name: str, callback):
+        """A service callback that answers ``success: false`` and logs the exception at ERROR instead of
+        raising it: an exception out of a callback stops the executor, and with it the node."""
+
+        def call(request, response):
+            try:
+                return callback(request, response)
+            except Exception as exc:
+                response.success, response.message = False, f"failed: {type(exc).__name__}: {exc}"
+                self.get_logger().error(f"{name} {response.message}")
+                return response
+
+        return call
 
     def _configured(self, response):
         """The pipeline a service works on; None (and ``response`` says why) while unconfigured."""

@@ -654,6 +654,37 @@ def test_remove_track_ends_exactly_that_track_and_republishes_label_info(rig):
     assert r.track_ids(r.send()) is not None and set(r.node.pipeline.tracker.live_tracks) == {1, 9}
 
 
+class _FailingRestart(_FailingModel):
+    """Fault injection: a model that steps but cannot restart a slot (what remove_track does)."""
+
+    def step(self, *args, **kwargs):
+        return self._model.step(*args, **kwargs)
+
+    def init_slots_for(self, *args, **kwargs):
+        raise RuntimeError("simulated restart fault")
+
+
+def test_a_service_that_raises_answers_failure_logs_the_error_and_the_node_keeps_serving(rig):
+    """An exception out of a service callback would stop the executor, and the node with it: the call
+    is answered success false naming the exception, logged at ERROR, and the next frame is answered."""
+    from savi_ros_interfaces.srv import RemoveTrack
+
+    r = rig()
+    r.start()
+    assert r.track_ids(r.send([(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")])) == ["4", "9"]
+    tracker = r.node.pipeline.tracker
+    tracker._model = _FailingRestart(tracker._model)
+    client = r.client.create_client(RemoveTrack, "remove_track")
+    assert client.wait_for_service(timeout_sec=TIMEOUT_S)
+    future = client.call_async(RemoveTrack.Request(track_id=4))
+    assert wait_for(future.done)
+    answer = future.result()
+    assert not answer.success and answer.message == "failed: RuntimeError: simulated restart fault"
+    assert wait_for(lambda: r.logged("remove_track failed: RuntimeError: simulated restart fault", Log.ERROR))
+    assert r.track_ids(r.send()) is not None  # still spinning, still serving
+    assert set(tracker.live_tracks) == {4, 9} and r.node.pipeline.stats.step_errors == 0  # none half removed
+
+
 def test_label_info_keeps_dormant_tracks_until_they_expire_and_diagnostics_count_them(rig):
     """Every mask is under min_mask_area, so both tracks are lost on their first frame and, with
     lost_after_frames 1, dormant at once: in neither tracks nor masks, still in label_info."""
