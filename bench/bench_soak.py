@@ -3,7 +3,8 @@
 A camera at --rate Hz (640x480 by default) shows three solid rectangles moving on grey, bouncing off
 the image borders; a detector without ids re-detects them on every --detect-every-th frame (30 Hz / 6
 = 5 Hz). Every --event-every seconds one event of a fixed cycle happens: a click on a rectangle
-(`points_click`), `add_objects` with a rectangle's box, `remove_track` of a live track, `reset`, a camera
+(`points_click`), `remove_track` of a live track and at once `add_objects` with its box (a person re-adding
+an object: no duplicate, so the track count stays meaningful), `reset`, a camera
 pause (--pause seconds without frames), a restarted bag clock (stamps jump back a minute: the node ends
 its tracks and starts over), and malformed messages (an empty image, an unsupported encoding, a short
 buffer, a non-finite box, a 5,000-digit id, a non-finite click, a prompt mask of the wrong encoding).
@@ -34,6 +35,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from savi_ros_interfaces.srv import AddObjects, RemoveTrack
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
@@ -77,7 +79,7 @@ class SoakClient(Client):
         super().__init__(namespace, "soak_client")
         self.track_counts: list[int] = []
         self.ids: set[str] = set()
-        self.live: list[str] = []  # track ids of the newest output
+        self.live: list[tuple[int, tuple[float, float, float, float]]] = []  # (id, box) of the newest output
         self.counters: dict[str, str] = {}
         self.sent_at: dict[int, float] = {}  # stamp -> monotonic publish time, valid frames
         self.answered: set[int] = set()  # stamps with a `tracks` message
@@ -87,7 +89,9 @@ class SoakClient(Client):
         self.add = self.node.create_client(AddObjects, "add_objects")
         self.remove = self.node.create_client(RemoveTrack, "remove_track")
         self.calls: list[tuple[str, object]] = []  # (service, future)
-        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
+        # A deep queue: "answered = processed" must not fail because this client fell behind for a moment.
+        deep = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1000)
+        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, deep)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
         self.start()
 
@@ -107,8 +111,8 @@ class SoakClient(Client):
                     [(d.id, round(d.bbox.center.position.x), round(d.bbox.size_x)) for d in msg.detections],
                     flush=True,
                 )
-            self.live = [d.id for d in msg.detections]
-            self.ids.update(self.live)
+            self.live = [(int(d.id), _xyxy(d.bbox)) for d in msg.detections]
+            self.ids.update(d.id for d in msg.detections)
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -132,13 +136,20 @@ class SoakClient(Client):
         bbox.center.position.x, bbox.center.position.y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         self.call("add_objects", self.add, AddObjects.Request(boxes=[bbox]))
 
-    def remove_track(self) -> None:
+    def remove_and_add(self) -> bool:
+        """End the first live track and ask for its object again by its box; False with no live track."""
         with self.lock:
-            live = [int(i) for i in self.live]
-        self.call("remove_track", self.remove, RemoveTrack.Request(track_id=live[0] if live else 1))
+            live = list(self.live)
+        if not live:
+            return False
+        track_id, box = live[0]
+        self.call("remove_track", self.remove, RemoveTrack.Request(track_id=track_id))
+        self.add_objects(box)
+        return True
 
-    def malformed(self, stamp_ns: int, width: int, height: int) -> int:
-        """One of each malformed class, stamped on the camera's timeline; returns the images among them."""
+    def malformed(self, stamp_ns: int, width: int, height: int, box) -> int:
+        """One of each malformed class, stamped on the camera's timeline; returns the images among them. The
+        detection with a 5,000-digit id has ``box`` (a rectangle's): its object is tracked, no track is added."""
         stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
         images = [
             Image(height=0, width=0, encoding="rgb8", step=0),
@@ -150,7 +161,8 @@ class SoakClient(Client):
             self.image_pub.publish(image)
         dets = Detection2DArray()
         dets.header.stamp = stamp
-        for det_id, (cx, cy, sx, sy) in (("5", (math.nan, 5.0, 4.0, 4.0)), ("9" * 5000, (28.0, 34.0, 6.0, 6.0))):
+        centre_size = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1])
+        for det_id, (cx, cy, sx, sy) in (("5", (math.nan, 5.0, 4.0, 4.0)), ("9" * 5000, centre_size)):
             det = Detection2D(id=det_id)
             det.bbox.center.position.x, det.bbox.center.position.y = cx, cy
             det.bbox.size_x, det.bbox.size_y = sx, sy
@@ -203,7 +215,12 @@ def offline(args: argparse.Namespace, width: int, height: int) -> int:
     return 0
 
 
-EVENTS = ("click", "add_objects", "malformed", "remove_track", "pause", "malformed", "reset", "clock_restart")
+EVENTS = ("click", "remove_and_add", "malformed", "pause", "malformed", "reset", "clock_restart")
+
+
+def _xyxy(bbox: BoundingBox2D) -> tuple[float, float, float, float]:
+    cx, cy = bbox.center.position.x, bbox.center.position.y
+    return (cx - bbox.size_x / 2, cy - bbox.size_y / 2, cx + bbox.size_x / 2, cy + bbox.size_y / 2)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -266,10 +283,8 @@ def main() -> int:
                 events[event] = events.get(event, 0) + 1
                 if event == "click" and boxes:
                     client.click(boxes[0])
-                elif event == "add_objects" and boxes:
-                    client.add_objects(boxes[1])
-                elif event == "remove_track":
-                    client.remove_track()
+                elif event == "remove_and_add" and not client.remove_and_add():
+                    events[event] -= 1
                 elif event == "reset":
                     client.call("reset", client.reset_client, Trigger.Request())
                 elif event == "pause":
@@ -277,8 +292,8 @@ def main() -> int:
                 elif event == "clock_restart":
                     base_ns -= 60 * 10**9
                     stamp -= 60 * 10**9
-                elif event == "malformed":
-                    images_sent += client.malformed(stamp - 1000, width, height)
+                elif event == "malformed" and boxes:
+                    images_sent += client.malformed(stamp - 1000, width, height, boxes[2])
             if elapsed >= paused_until:
                 frame, boxes = scene.frame()
                 with_dets = t % args.detect_every == 0

@@ -93,10 +93,15 @@ class Client:
         img.header.stamp = stamp
         img.data = frame.tobytes()
         self.image_pub.publish(img)
-        if boxes is None:
-            return
+        if boxes is not None:
+            self.publish_detections(stamp_ns, boxes, with_ids)
+
+    def publish_detections(
+        self, stamp_ns: int, boxes: list[tuple[float, float, float, float]], with_ids: bool = False
+    ) -> None:
+        """A Detection2DArray of ``boxes`` (class "object", score 0.9) stamped ``stamp_ns``."""
         dets = Detection2DArray()
-        dets.header.stamp = stamp
+        dets.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             det = Detection2D(id=str(i + 1) if with_ids else "")
             det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
