@@ -3,8 +3,8 @@
 A camera at --rate Hz (640x480 by default) shows three solid rectangles moving on grey, bouncing off
 the image borders; a detector without ids re-detects them on every --detect-every-th frame (30 Hz / 6
 = 5 Hz). Every --event-every seconds one event of a fixed cycle happens: a click on a rectangle
-(`points_click`), `remove_track` of a live track and at once `add_objects` with its box (a person re-adding
-an object: no duplicate, so the track count stays meaningful), `reset`, a camera
+(`points_click`), `add_objects` with a live track's box then `remove_track` of that track (a person re-doing
+an object: no lasting duplicate, so the track count stays meaningful), `reset`, a camera
 pause (--pause seconds without frames), a restarted bag clock (stamps jump back a minute: the node ends
 its tracks and starts over), and malformed messages (an empty image, an unsupported encoding, a short
 buffer, a non-finite box, a 5,000-digit id, a non-finite click, a prompt mask of the wrong encoding).
@@ -137,14 +137,20 @@ class SoakClient(Client):
         self.call("add_objects", self.add, AddObjects.Request(boxes=[bbox]))
 
     def remove_and_add(self) -> bool:
-        """End the first live track and ask for its object again by its box; False with no live track."""
+        """A person re-does an object: `add_objects` with the first live track's box (a new track over it,
+        by the contract), and once that is answered `remove_track` of the old one; False with no live track.
+        In the other order the detector re-detects the object between the two calls and starts a track that
+        the added one then duplicates."""
         with self.lock:
             live = list(self.live)
         if not live:
             return False
         track_id, box = live[0]
-        self.call("remove_track", self.remove, RemoveTrack.Request(track_id=track_id))
         self.add_objects(box)
+        deadline = time.monotonic() + 1.0
+        while not self.calls[-1][1].done() and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self.call("remove_track", self.remove, RemoveTrack.Request(track_id=track_id))
         return True
 
     def malformed(self, stamp_ns: int, width: int, height: int, box) -> int:
@@ -281,6 +287,8 @@ def main() -> int:
                 event_index += 1
                 next_event += args.event_every
                 events[event] = events.get(event, 0) + 1
+                if os.environ.get("SOAK_TRACE"):
+                    print("event", event, "before", stamp, flush=True)
                 if event == "click" and boxes:
                     client.click(boxes[0])
                 elif event == "remove_and_add" and not client.remove_and_add():
