@@ -33,16 +33,22 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_tracker(prefix: str, *params: str) -> tuple[subprocess.Popen, str]:
+def start_tracker(prefix: str, *params: str, log: Path | None = None) -> tuple[subprocess.Popen, str]:
     """The node under a fresh namespace with ``-p`` ``params`` (``NAME:=VALUE``); returns it and the
-    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node."""
+    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node.
+    ``log``: a file for the node's stderr (its log lines), else they are discarded."""
     use_large_message_profile()
     namespace = f"/{prefix}_{uuid.uuid4().hex[:6]}"
     args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
     for param in params:
         args += ["-p", param]
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if log is None:
+        node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        env.update(RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
+        with open(log, "w") as stderr:
+            node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=stderr, stderr=stderr)
     return node, namespace
 
 
@@ -87,10 +93,15 @@ class Client:
         img.header.stamp = stamp
         img.data = frame.tobytes()
         self.image_pub.publish(img)
-        if boxes is None:
-            return
+        if boxes is not None:
+            self.publish_detections(stamp_ns, boxes, with_ids)
+
+    def publish_detections(
+        self, stamp_ns: int, boxes: list[tuple[float, float, float, float]], with_ids: bool = False
+    ) -> None:
+        """A Detection2DArray of ``boxes`` (class "object", score 0.9) stamped ``stamp_ns``."""
         dets = Detection2DArray()
-        dets.header.stamp = stamp
+        dets.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             det = Detection2D(id=str(i + 1) if with_ids else "")
             det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2

@@ -384,10 +384,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ inputs
 
-    def add_image(self, msg: Any, now: float) -> None:
-        """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
+    def add_image(self, msg: Any, now: float, missed: int = 0) -> None:
+        """File an image (raw or compressed); an unusable raw image is counted and warned about here.
+        ``missed``: images of its publisher that never arrived before it (`savi_ros.transport.PublisherGaps`)."""
         with self.cond:
             self.stats.images += 1
+            self.stats.missed_images += missed
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:

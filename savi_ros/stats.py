@@ -13,6 +13,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.images = 0  # received: each ends in exactly one of the image counters below
+        self.missed_images = 0  # sent but never received (replaced in the keep-last-1 queue, lost in transport)
         self.processed = 0
         self.dropped_frames = 0  # replaced while waiting, older than the last processed, far future, forgotten
         self.forgotten_frames = 0  # held or waiting when `reset` or a jump back in time started over
@@ -58,6 +59,7 @@ class Stats:
     def counters(self) -> dict[str, int]:
         return dict(
             images=self.images,
+            missed_images=self.missed_images,
             processed=self.processed,
             dropped_frames=self.dropped_frames,
             dropped_detections=self.dropped_detections,

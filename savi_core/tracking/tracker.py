@@ -117,11 +117,11 @@ class Tracker:
         slot = next((s for s, t in self._tracks.items() if t.track_id == track_id), None)
         if slot is None:
             return False
-        del self._tracks[slot]
-        if not self._tracks:
+        if len(self._tracks) == 1:
             self._slots = None
         else:
-            self._clear_slots([slot])
+            self._clear_slots([slot])  # first: should it fail, the track is still whole
+        del self._tracks[slot]
         self._tracks_updated()
         return True
 

@@ -574,6 +574,72 @@ def test_ros2_run_starts_the_node(workspace, probe, launch):
     assert code == 0 and seconds <= STOP_WITHIN_S, f"exit {code} after {seconds:.1f} s\n{run.describe()}"
 
 
+def test_a_killed_node_under_respawn_comes_back_and_serves_again(workspace, probe, launch):
+    """`respawn:=true`: SIGKILL to the tracker alone (as the kernel's OOM killer sends it); launch starts it
+    again after `respawn_delay`, and the new process answers a frame. Then Ctrl-C stops everything."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    ns = "/respawn_check"
+    node = f"{ns}/{NODE}"
+    outputs = probe.outputs(ns)
+    run = launch(
+        [
+            "ros2",
+            "launch",
+            PACKAGE,
+            LAUNCH_FILE,
+            f"namespace:={ns}",
+            "device:=cpu",
+            "respawn:=true",
+            "respawn_delay:=1.0",
+        ],
+        "respawn",
+    )
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+    image_pub = probe.node.create_publisher(Image, f"{ns}/image", qos)
+    sent: list[int] = []
+
+    def answers() -> Callable[[], bool]:
+        """A condition: the tracker answered a frame sent from now on (a new frame every 2 s until then)."""
+        first, polls = len(sent), [0]
+
+        def answered() -> bool:
+            if any(s in outputs.tracks and s in outputs.masks for s in sent[first:]):
+                return True
+            if polls[0] % 20 == 0:
+                image = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(48 * 64 * 3))
+                image.header.stamp.sec = 2000 + len(sent)
+                image_pub.publish(image)
+                sent.append(image.header.stamp.sec * 10**9)
+            polls[0] += 1
+            return False
+
+        return answered
+
+    def tracker_pids() -> list[int]:
+        return [int(m["pid"]) for m in STARTED.finditer(run.output) if m["name"].startswith(NODE)]
+
+    try:
+        assert probe.wait_active(node, START_TIMEOUT_S, run.alive) == "active", run.describe()
+        assert probe.spin_until(answers(), 60.0, run.alive), f"no answer before the kill\n{run.describe()}"
+        [first] = tracker_pids()
+        os.kill(first, signal.SIGKILL)
+        died = run.wait_for(re.compile(rf"process has died \[pid {first}, exit code -9"), 30.0)
+        assert died, run.describe()
+        assert probe.spin_until(lambda: len(tracker_pids()) == 2, START_TIMEOUT_S, run.alive), run.describe()
+        second = tracker_pids()[1]
+        assert second != first and _pid_alive(second) and not _pid_alive(first)
+        assert probe.wait_active(node, START_TIMEOUT_S, run.alive) == "active", run.describe()
+        assert probe.spin_until(answers(), 60.0, run.alive), f"no answer after the respawn\n{run.describe()}"
+    finally:
+        probe.node.destroy_publisher(image_pub)
+    code, seconds = run.interrupt(group=True)
+    assert code == 0 and seconds <= STOP_WITHIN_S, f"exit {code} after {seconds:.1f} s\n{run.describe()}"
+    assert not [p for p in tracker_pids() if _pid_alive(p)], run.describe()
+    assert len(tracker_pids()) == 2, f"respawned after Ctrl-C\n{run.describe()}"
+
+
 def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
     run = launch(["ros2", "launch", PACKAGE, LAUNCH_FILE, "checkpoint:=/no/such/file"], "bad_checkpoint")
     died = run.wait_for(DIED, START_TIMEOUT_S)
