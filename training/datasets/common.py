@@ -67,6 +67,22 @@ def window_start(num_frames: int, window: int | None, seed: int, index: int, epo
     return int(rng.integers(0, num_frames - window + 1))
 
 
+def check_clip_options(
+    max_instances: int, window: int | None, resolution: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """The options every dataset's constructor shares, checked alike; returns ``resolution`` as ints (None:
+    the source's own size)."""
+    if max_instances < 1:
+        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    if resolution is None:
+        return None
+    if len(resolution) != 2 or min(resolution) < 1:
+        raise ValueError(f"resolution must be (height, width) >= 1 or None, got {resolution}")
+    return int(resolution[0]), int(resolution[1])
+
+
 def window_slice(num_frames: int, window: int | None, start: int) -> slice:
     """The frames of a window (clipped to the video; ``build_item(pad_frames_to=window)`` pads)."""
     if window is None:
