@@ -22,11 +22,10 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from vision_msgs.msg import Detection2DArray
 
-from node_client import RELIABLE, Client, rss_mb, start_tracker
+from node_client import RELIABLE, Client, rss_mb, tracker_and_client
 
 COLOURS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
 
@@ -153,14 +152,7 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     if args.offline:
         return offline(args, width, height)
-    node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}", *args.param)
-    rclpy.init()
-    client = None
-    try:
-        client = SoakClient(namespace)
-        if not client.wait_ready():
-            print("the node did not come up", file=sys.stderr)
-            return 1
+    with tracker_and_client("soak", SoakClient, f"checkpoint:={args.checkpoint}", *args.param) as (node, client):
         scene = Rectangles(width, height)
         rss: list[tuple[float, float]] = [(0.0, rss_mb(node.pid))]
         start, t, detections_sent = time.perf_counter(), 0, 0
@@ -195,12 +187,6 @@ def main() -> int:
             time.sleep(1.0 / args.rate)
         time.sleep(5.0)
         after_large = rss_mb(node.pid)
-    finally:
-        node.terminate()
-        node.wait(timeout=30)
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
     right = sum(c == 3 for c in counts)
     print(
         f"{width}x{height} at {args.rate:g} Hz for {args.seconds:g} s, detector every {args.detect_every} frames; "
