@@ -26,20 +26,12 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from savi_ros import bag, params  # noqa: E402
 from savi_scenes import SceneConfig, generate_scene  # noqa: E402
+from test.savi_ros.conftest import wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 TIMEOUT_S = 60.0
 W, H = 96, 72
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def scene_bag(path: Path, storage: str, compressed: str | None, frames: int = 10, seed: int = 3) -> None:
@@ -168,19 +160,19 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(
         for msgtype, raw in records:
             if msgtype.endswith("Detection2DArray"):
                 if pending != first:  # late detections: recorded after their image was processed
-                    assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+                    assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
                 det_pub.publish(deserialize_message(raw, Detection2DArray))
                 if pending != first:  # taken as late by the node before the next image, as in the recording
                     late_sent += 1
-                    assert wait_for(lambda: late_acted[0] == late_sent), proc.output()
+                    assert wait_for(lambda: late_acted[0] == late_sent, TIMEOUT_S), proc.output()
                 continue
             if pending is not None:
-                assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+                assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
             msg = deserialize_message(raw, image_type)
             pending = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             first = pending if first is None else first
             image_pub.publish(msg)
-        assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+        assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
         for sub in subs:
             node.destroy_subscription(sub)
         node.destroy_publisher(image_pub)

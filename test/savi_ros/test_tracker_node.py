@@ -33,19 +33,11 @@ from savi_core.model.checkpoint import load_checkpoint  # noqa: E402
 from savi_core.tracking.tracker import Detection, Tracker  # noqa: E402
 from savi_core.tracking.tracker_config import TrackerConfig  # noqa: E402
 from savi_ros.tracker_node import TrackerNode  # noqa: E402
+from test.savi_ros.conftest import wait_for  # noqa: E402
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 H, W = 40, 64
 TIMEOUT_S = 30.0  # generous: a loaded 2-core CI machine
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 class Rig:
