@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,19 +12,8 @@ from training.datasets.common import ITEM_KEYS
 from training.datasets.example_proto import encode_example
 from training.datasets.movi import MoviDataset, find_shards
 from training.datasets.tfrecord import DatasetFormatError, RecordError, scan_records, write_tfrecord
+from test.training.datasets import fixtures_writer as fw
 
-
-def _load_writer():
-    name = "savi_test_datasets_fixtures_writer"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fixtures_writer.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fw = _load_writer()
 T, H, W, N_INST = 4, 16, 20, 3
 
 
