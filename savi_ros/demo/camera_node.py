@@ -38,7 +38,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 
 from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
-from savi_ros.interrupt import RCLError, construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
 from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
 
 WORLDS = ("mixed", "2d", "3d")
@@ -293,17 +293,9 @@ class DemoCamera(Node):
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     use_large_message_profile()
-    if not init(args):
-        return 0
-    try:
-        node = construct(DemoCamera)
-    except ValueError as error:
-        print(f"demo_camera: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    if node is None:  # Ctrl-C while starting
-        shutdown()
-        return 0
+    node, code = start_node(DemoCamera, "demo_camera", args)
+    if node is None:
+        return code
     stop = threading.Event()
     node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
     executor = SingleThreadedExecutor()

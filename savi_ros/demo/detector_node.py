@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray
 
-from savi_ros.interrupt import construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
 from savi_ros.conversions import detection_msg
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag, declared_config
 
@@ -136,17 +136,9 @@ class DemoDetector(Node):
 
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
-    if not init(args):
-        return 0
-    try:
-        node = construct(DemoDetector)
-    except ValueError as error:
-        print(f"demo_detector: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    if node is None:  # Ctrl-C while starting
-        shutdown()
-        return 0
+    node, code = start_node(DemoDetector, "demo_detector", args)
+    if node is None:
+        return code
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
