@@ -22,12 +22,11 @@ import sys
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from node_client import RELIABLE, Client, rss_mb, start_tracker
+from node_client import RELIABLE, Client, rss_mb, tracker_and_client
 from savi_scenes import SceneConfig, generate_scene
 
 
@@ -137,14 +136,8 @@ def main() -> int:
     parser.add_argument("--detect-every", type=int, default=6, help="detections every N-th frame (30 Hz / 6 = 5 Hz)")
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
-    node, namespace = start_tracker("latency", f"checkpoint:={args.checkpoint}", "image_qos:=reliable")
-    rclpy.init()
-    client = None
-    try:
-        client = LatencyClient(namespace)
-        if not client.wait_ready():
-            print("the node did not come up", file=sys.stderr)
-            return 1
+    params = (f"checkpoint:={args.checkpoint}", "image_qos:=reliable")
+    with tracker_and_client("latency", LatencyClient, *params) as (node, client):
         rss_start = rss_mb(node.pid)
         print(
             f"node pid {node.pid}, RSS at start {rss_start:.0f} MB; client and node share this machine's "
@@ -170,12 +163,6 @@ def main() -> int:
                     f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {r['overhead']:6.1f} {r['no_output']:6d}"
                 )
         print(f"node RSS at end {rss_mb(node.pid):.0f} MB (start {rss_start:.0f} MB)")
-    finally:
-        node.terminate()
-        node.wait(timeout=30)
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
     return 0
 
 

@@ -3,6 +3,7 @@ publishes camera frames and detections to it, and the node's resident memory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator, TypeVar
 
 import numpy as np
 import rclpy
@@ -18,8 +20,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
+from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,29 @@ def start_tracker(prefix: str, *params: str, log: Path | None = None) -> tuple[s
         with open(log, "w") as stderr:
             node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=stderr, stderr=stderr)
     return node, namespace
+
+
+C = TypeVar("C", bound="Client")
+
+
+@contextlib.contextmanager
+def tracker_and_client(prefix: str, client_type: type[C], *params: str) -> Iterator[tuple[subprocess.Popen, C]]:
+    """The node (`start_tracker`) and a started client of ``client_type`` that it subscribes to; both ended on
+    leaving. Exits the bench with a message when the node does not come up."""
+    node, namespace = start_tracker(prefix, *params)
+    rclpy.init()
+    client = None
+    try:
+        client = client_type(namespace)
+        if not client.wait_ready():
+            raise SystemExit("the node did not come up")
+        yield node, client
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        if client is not None:
+            client.close()
+        rclpy.try_shutdown()
 
 
 class Client:
@@ -102,14 +128,8 @@ class Client:
         """A Detection2DArray of ``boxes`` (class "object", score 0.9) stamped ``stamp_ns``."""
         dets = Detection2DArray()
         dets.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            det = Detection2D(id=str(i + 1) if with_ids else "")
-            det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
-            det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
-            hyp = ObjectHypothesisWithPose()
-            hyp.hypothesis.class_id, hyp.hypothesis.score = "object", 0.9
-            det.results.append(hyp)
-            dets.detections.append(det)
+        for i, box in enumerate(boxes):
+            dets.detections.append(detection_msg(box, str(i + 1) if with_ids else "", "object", 0.9))
         self.det_pub.publish(dets)
 
     def reset(self, timeout: float = 10.0) -> bool:

@@ -42,3 +42,8 @@ def tracks_to_msg(tracks: Iterable[Track], header: Header) -> Detection2DArray:
 
 def label_info_msg(live_tracks: Mapping[int, str], header: Header, threshold: float) -> LabelInfo:
     return outputs.label_info_msg(ROS_TYPES, live_tracks, header, threshold)
+
+
+def detection_msg(box_xyxy: Iterable[float], det_id: str, class_id: str, score: float) -> Detection2D:
+    """A Detection2D of a box (x0, y0, x1, y1) in pixels, as the demo camera and detector send them."""
+    return outputs.detection_msg(ROS_TYPES, box_xyxy, det_id, class_id, score)

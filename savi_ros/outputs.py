@@ -47,21 +47,30 @@ def label_map_msg(types: Any, label_map: np.ndarray, header: Any) -> Any:
     return image_msg(types, np.asarray(label_map, dtype=np.uint16), "16UC1", header)
 
 
+def detection_msg(
+    types: Any, box_xyxy: Iterable[float], det_id: str, class_id: str, score: float, header: Any = None
+) -> Any:
+    """One Detection2D: the box (x0, y0, x1, y1) in pixels as centre and size, one class hypothesis."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    det = types.Detection2D(id=det_id) if header is None else types.Detection2D(header=header, id=det_id)
+    det.bbox.center.position.x = (x0 + x1) / 2.0
+    det.bbox.center.position.y = (y0 + y1) / 2.0
+    det.bbox.size_x = x1 - x0
+    det.bbox.size_y = y1 - y0
+    hyp = types.ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = class_id
+    hyp.hypothesis.score = float(score)
+    det.results.append(hyp)
+    return det
+
+
 def tracks_msg(types: Any, tracks: Iterable[Track], header: Any) -> Any:
     """Live tracks -> Detection2DArray (`id` = decimal track id, bbox of the mask in pixels)."""
     msg = types.Detection2DArray(header=header)
     for tr in tracks:
-        x0, y0, x1, y1 = (float(v) for v in tr.box_xyxy)
-        det = types.Detection2D(header=header, id=str(int(tr.track_id)))
-        det.bbox.center.position.x = (x0 + x1) / 2.0
-        det.bbox.center.position.y = (y0 + y1) / 2.0
-        det.bbox.size_x = x1 - x0
-        det.bbox.size_y = y1 - y0
-        hyp = types.ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = tr.class_id or UNKNOWN_CLASS
-        hyp.hypothesis.score = float(tr.score)
-        det.results.append(hyp)
-        msg.detections.append(det)
+        msg.detections.append(
+            detection_msg(types, tr.box_xyxy, str(int(tr.track_id)), tr.class_id or UNKNOWN_CLASS, tr.score, header)
+        )
     return msg
 
 

@@ -140,6 +140,12 @@ class Pipeline:
         with self.cond:
             return self._matcher.detector_lag
 
+    def waiting_detections(self) -> int:
+        """Detection messages received and not acted on yet (held for their image, or carried to the next
+        frame): what a sender can wait on to order its messages."""
+        with self.cond:
+            return self._matcher.detections_held + len(self._late)
+
     def live_tracks(self) -> dict[int, str]:
         """{track id: class} now (waits for a running step)."""
         with self._tracker_lock:

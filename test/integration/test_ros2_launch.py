@@ -84,13 +84,6 @@ ros_env = _load_ros_env()
 class Workspace:
     root: Path
     ros: "ros_env.RosEnv"
-    shipped_model: bool  # False: a tiny untrained stand-in was packaged as the default model
-
-    @property
-    def default_trained(self) -> bool:
-        """Whether the installed default model says it was trained (the lead's placeholder says not)."""
-        configs = list(self.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
-        return bool(configs) and json.loads(configs[0].read_text()).get("extra", {}).get("trained", True) is not False
 
     @property
     def install(self) -> Path:
@@ -134,31 +127,6 @@ def ros():
     return ros
 
 
-def _tiny_default_model(directory: Path) -> None:
-    """An untrained tiny SAVi checkpoint, packaged as the default while the real model is not shipped."""
-    import torch
-
-    from savi_core.model.checkpoint import save_checkpoint
-    from savi_core.model.config import ModelConfig
-    from savi_core.model.savi import SAVi
-
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_dict(
-        {
-            "preset": "custom",
-            "resolution": [32, 32],
-            "num_slots": 4,
-            "slot_dim": 32,
-            "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
-            "initializer": {"hidden_dim": 32},
-            "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
-            "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
-            "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
-        }
-    )
-    save_checkpoint(directory, SAVi(cfg), extra={"trained": False})
-
-
 def _importable_in(ros, module: str, env: dict[str, str]) -> bool:
     script = ros.shell_prefix() + f"\nexec python3 -c 'import {module}'"
     return (
@@ -172,10 +140,7 @@ def workspace(ros, tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("colcon_ws")
     src = root / "src"
     shutil.copytree(ROOT, src / PACKAGE, ignore=COPY_IGNORE)
-    shipped = (SHIPPED_MODEL / "config.json").is_file()
-    if not shipped:
-        _tiny_default_model(src / PACKAGE / PACKAGE / "models" / "default")
-    ws = Workspace(root, ros, shipped)
+    ws = Workspace(root, ros)
     env = ws.child_env(root / "log_build")
     if not _importable_in(ros, "vision_msgs.msg", env):
         # The stand-in interface package carries COLCON_IGNORE (a distro's vision_msgs wins); build it here.
@@ -466,16 +431,15 @@ def test_demo_launch_is_active_tracks_and_stops_on_sigint(workspace, probe, laun
     assert model_dir.is_relative_to(workspace.install) and model_dir.name == "default", configured["path"]
     assert not model_dir.is_relative_to(ROOT), configured["path"]
 
-    # Every demo frame the tracker answers has `tracks` and a `masks` painting only those ids; with a
-    # trained default model, tracks are live (the untrained placeholder's masks stay under threshold).
+    # Every demo frame the tracker answers has `tracks` and a `masks` painting only those ids; the trained
+    # default model's tracks are live.
     assert probe.spin_until(lambda: len(outputs.answered()) >= 5, 60.0, run.alive), (
         f"tracks {len(outputs.tracks)} / masks {len(outputs.masks)} demo frames\n{run.describe()}"
     )
     assert all(outputs.masks[s] <= outputs.tracks[s] for s in outputs.answered()), (outputs.tracks, outputs.masks)
-    if workspace.default_trained:
-        assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), (
-            f"{len(outputs.answered())} demo frames answered, none with live tracks\n{run.describe()}"
-        )
+    assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), (
+        f"{len(outputs.answered())} demo frames answered, none with live tracks\n{run.describe()}"
+    )
     tracker = f"/savi/{NODE}"
     assert {tracker} <= probe.endpoints("/savi/image", "subscriptions") & probe.endpoints(
         "/savi/detections", "subscriptions"
@@ -653,18 +617,9 @@ def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
 
 
 def test_shipped_default_model_is_trained_and_installed(workspace):
-    if not workspace.shipped_model:
-        pytest.skip(
-            f"waiting for the default model ({SHIPPED_MODEL.relative_to(ROOT)}/ is not in the "
-            "repository yet); the launch tests packaged an untrained stand-in instead"
-        )
-    if not workspace.default_trained:
-        pytest.skip(
-            "waiting for the trained default model (the shipped one says trained: false), so the demo "
-            "launch checked tracks and masks but not that tracks are live"
-        )
     installed = list(workspace.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
     assert installed and installed[0].read_bytes() == (SHIPPED_MODEL / "config.json").read_bytes()
+    assert json.loads(installed[0].read_text())["extra"]["trained"] is True
 
 
 def test_make_demo_runs_through_the_launch_file_where_it_is_installed(workspace, tmp_path):

@@ -33,19 +33,11 @@ from savi_core.model.checkpoint import load_checkpoint  # noqa: E402
 from savi_core.tracking.tracker import Detection, Tracker  # noqa: E402
 from savi_core.tracking.tracker_config import TrackerConfig  # noqa: E402
 from savi_ros.tracker_node import TrackerNode  # noqa: E402
+from test.savi_ros.conftest import wait_for  # noqa: E402
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 H, W = 40, 64
 TIMEOUT_S = 30.0  # generous: a loaded 2-core CI machine
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 class Rig:
@@ -564,8 +556,10 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
         det.bbox.center.position.x, det.bbox.center.position.y = cx, cy
         det.bbox.size_x, det.bbox.size_y = sx, sy
         dets.detections.append(det)
-    r.det_pub.publish(dets)  # first: with live tracks, an image does not wait for its detections
-    time.sleep(0.5)
+    # First, and received: with live tracks an image does not wait for its detections. (The poison stamp above
+    # is the newest image the pairing saw, so these wait as late detections for the next frame.)
+    r.det_pub.publish(dets)
+    assert wait_for(lambda: r.node.pipeline.waiting_detections() == 1), "the detections did not reach the node"
     r.image_pub.publish(img)
     assert wait_for(lambda: stamp_ns(stamp) in r.tracks)
     counted("bad_detections", 2)
