@@ -33,16 +33,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_tracker(prefix: str, *params: str) -> tuple[subprocess.Popen, str]:
+def start_tracker(
+    prefix: str, *params: str, tree: Path = ROOT, program: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
     """The node under a fresh namespace with ``-p`` ``params`` (``NAME:=VALUE``); returns it and the
-    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node."""
+    namespace. ``tree``: the checkout whose code the node runs (another one for before/after comparisons);
+    ``program``: what runs instead of ``-m savi_ros.tracker_node`` (e.g. a profiling wrapper); ``env``:
+    added variables. The large-message DDS profile is applied here, for this client and (inherited) the node."""
     use_large_message_profile()
     namespace = f"/{prefix}_{uuid.uuid4().hex[:6]}"
-    args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
+    args = [sys.executable, *(program or ["-m", "savi_ros.tracker_node"]), "--ros-args", "-r", f"__ns:={namespace}"]
     for param in params:
         args += ["-p", param]
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONPATH=path, **(env or {}))
+    node = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return node, namespace
 
 
