@@ -42,8 +42,6 @@ from vision_msgs.msg import Detection2DArray
 from node_client import RELIABLE, ROOT, Client, rss_mb, start_tracker
 from savi_scenes import SceneConfig, generate_scene
 
-BARE_CYCLES = 3  # passes over the scene's frames timed by the bare step (after one warm-up pass)
-
 
 class LatencyClient(Client):
     """Records when each stamp's outputs arrive, and the node's step time from /diagnostics."""
@@ -103,7 +101,7 @@ def scene_for(size: str):
     return generate_scene(100_000, SceneConfig(height=h, width=w, num_frames=24, max_objects=5))
 
 
-def bare_step(size: str, checkpoint: str) -> dict[str, float]:
+def bare_step(size: str, checkpoint: str, cycles: int) -> dict[str, float]:
     """Median wall time of the node's Tracker (same parameters as the node) stepping the lock-step
     sequence (boxes on each pass's first frame) in this process; run it in a process of its own."""
     from savi_core.numerics import flush_denormals
@@ -116,7 +114,7 @@ def bare_step(size: str, checkpoint: str) -> dict[str, float]:
     scene = scene_for(size)
     h, w = scene.video.shape[1:3]
     walls, totals = [], []
-    for cycle in range(BARE_CYCLES + 1):
+    for cycle in range(cycles + 1):  # the first pass warms up
         for index, frame in enumerate(scene.video):
             boxes = None
             if index == 0:  # as the client sends them
@@ -132,13 +130,23 @@ def bare_step(size: str, checkpoint: str) -> dict[str, float]:
     return {"wall": statistics.median(walls), "total": statistics.median(totals), "steps": len(walls)}
 
 
-def bare_step_process(size: str, checkpoint: str, tree: Path) -> dict[str, float]:
-    """`bare_step` in a fresh process running ``tree``'s code."""
+def bare_step_process(size: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+    """`bare_step` in a fresh process running the node tree's code, with the node's added variables."""
+    tree = args.node_tree.resolve()
     path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
     out = subprocess.run(
-        [sys.executable, __file__, "--bare-step", size, "--checkpoint", checkpoint],
+        [
+            sys.executable,
+            __file__,
+            "--bare-step",
+            size,
+            "--checkpoint",
+            args.checkpoint,
+            "--bare-cycles",
+            str(args.bare_cycles),
+        ],
         cwd=tree,
-        env=dict(os.environ, PYTHONPATH=path),
+        env=dict(os.environ, PYTHONPATH=path, **env),
         capture_output=True,
         text=True,
         check=True,
@@ -202,17 +210,22 @@ def main() -> int:
     parser.add_argument("--node-tree", type=Path, default=ROOT, help="the checkout whose node and Tracker run")
     parser.add_argument("--profile", type=Path, help="run the node under bench/profile_node.py, writing here")
     parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile the node's threads too")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="OMP_NUM_THREADS of the node and the bare step (0: unset)"
+    )
+    parser.add_argument("--bare-cycles", type=int, default=3, help="timed passes over the scene of the bare step")
     parser.add_argument("--bare-step", metavar="WxH", help=argparse.SUPPRESS)  # the bare step's own process
     args = parser.parse_args()
     if args.bare_step:
-        print(json.dumps(bare_step(args.bare_step, args.checkpoint)))
+        print(json.dumps(bare_step(args.bare_step, args.checkpoint, args.bare_cycles)))
         return 0
     tree = args.node_tree.resolve()
-    bare = {size: [bare_step_process(size, args.checkpoint, tree)] for size in args.sizes}
-    program, env = None, None
+    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    bare = {size: [bare_step_process(size, args, env)] for size in args.sizes}
+    program = None
     if args.profile:
         program = [str(ROOT / "bench" / "profile_node.py")]
-        env = {"SAVI_PROFILE_DIR": str(args.profile.resolve()), "SAVI_PROFILE_CPROFILE": str(int(args.cprofile))}
+        env = dict(env, SAVI_PROFILE_DIR=str(args.profile.resolve()), SAVI_PROFILE_CPROFILE=str(int(args.cprofile)))
     node, namespace = start_tracker(
         "latency", f"checkpoint:={args.checkpoint}", "image_qos:=reliable", tree=tree, program=program, env=env
     )
@@ -225,7 +238,8 @@ def main() -> int:
             return 1
         rss_start = rss_mb(node.pid)
         print(
-            f"node pid {node.pid} ({tree}), RSS at start {rss_start:.0f} MB; client and node share this machine's "
+            f"node pid {node.pid} ({tree}, OMP_NUM_THREADS {args.threads or 'unset'}), RSS at start "
+            f"{rss_start:.0f} MB; client and node share this machine's "
             f"{os.cpu_count()} cores"
         )
         stamp0 = 10**12
@@ -249,7 +263,7 @@ def main() -> int:
             client.close()
         rclpy.try_shutdown()
     for size in args.sizes:
-        bare[size].append(bare_step_process(size, args.checkpoint, tree))
+        bare[size].append(bare_step_process(size, args, env))
     print(
         "bare Tracker.step (separate process, node stopped; before / after the node's runs): "
         + ", ".join(f"{size} {b[0]['wall']:.1f} / {b[1]['wall']:.1f} ms" for size, b in bare.items())
