@@ -36,22 +36,32 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_tracker(prefix: str, *params: str, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_tracker(
+    prefix: str,
+    *params: str,
+    log: Path | None = None,
+    tree: Path = ROOT,
+    program: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, str]:
     """The node under a fresh namespace with ``-p`` ``params`` (``NAME:=VALUE``); returns it and the
-    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node.
-    ``log``: a file for the node's stderr (its log lines), else they are discarded."""
+    namespace. ``tree``: the checkout whose code the node runs (another one for before/after comparisons);
+    ``program``: what runs instead of ``-m savi_ros.tracker_node`` (e.g. a profiling wrapper); ``env``:
+    added variables; ``log``: a file for the node's stderr (its log lines), else they are discarded. The
+    large-message DDS profile is applied here, for this client and (inherited) the node."""
     use_large_message_profile()
     namespace = f"/{prefix}_{uuid.uuid4().hex[:6]}"
-    args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
+    args = [sys.executable, *(program or ["-m", "savi_ros.tracker_node"]), "--ros-args", "-r", f"__ns:={namespace}"]
     for param in params:
         args += ["-p", param]
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONPATH=path, **(env or {}))
     if log is None:
-        node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        node = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     else:
         env.update(RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
         with open(log, "w") as stderr:
-            node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=stderr, stderr=stderr)
+            node = subprocess.Popen(args, cwd=tree, env=env, stdout=stderr, stderr=stderr)
     return node, namespace
 
 

@@ -89,8 +89,8 @@ class RosbagsTypes:
         return lambda **fields: self.make(typename, **fields)
 
     @staticmethod
-    def uint8_array(data: bytes) -> np.ndarray:
-        return np.frombuffer(data, np.uint8)
+    def uint8_array(data: np.ndarray) -> np.ndarray:
+        return np.array(data, dtype=np.uint8)
 
     def make(self, typename: str, **fields: Any) -> Any:
         _, defs = self.store.fielddefs[typename]

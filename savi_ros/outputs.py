@@ -4,8 +4,9 @@
 One definition of every output field, so a bag written offline carries the very messages the node
 would have published. `types` is any object with the message classes as attributes (Image,
 Detection2D, Detection2DArray, ObjectHypothesisWithPose, LabelInfo, VisionClass), constructible
-with keyword arguments for some fields (the others at their defaults), and `uint8_array(bytes)`,
-the library's own value for a `uint8[]` field.
+with keyword arguments for some fields (the others at their defaults), and `uint8_array(array)`,
+the library's own value for a `uint8[]` field, copied from a 1-D contiguous uint8 numpy array (a message
+must not share memory the tracker may reuse).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ UNKNOWN_CLASS = "object"
 
 
 def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
-    """Array -> Image with a tight `step`, little-endian (native on every ROS platform)."""
+    """Array (any strides) -> Image with a tight `step`, little-endian (native on every ROS platform).
+    The pixels are copied once, straight into the message's buffer."""
     if encoding not in LAYOUTS:
         raise UnsupportedEncoding(f"unsupported image encoding '{encoding}'")
     dtype, channels = LAYOUTS[encoding]
@@ -30,7 +32,7 @@ def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
     if not shape_ok or arr.dtype != dtype:
         raise ValueError(f"array {arr.dtype}{list(arr.shape)} does not fit encoding '{encoding}'")
     height, width = int(arr.shape[0]), int(arr.shape[1])
-    data = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<")).tobytes()
+    wire = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))  # a view when already tight little-endian
     return types.Image(
         header=header,
         height=height,
@@ -38,7 +40,7 @@ def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
         encoding=encoding,
         is_bigendian=0,
         step=width * channels * dtype.itemsize,
-        data=types.uint8_array(data),
+        data=types.uint8_array(wire.reshape(-1).view(np.uint8)),
     )
 
 
