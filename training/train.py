@@ -51,7 +51,7 @@ from training.state import (
     load_trainer_checkpoint,
     save_trainer_checkpoint,
 )
-from training.step import NonFiniteLossError, amp_dtype, reseed, train_step
+from training.step import NonFiniteLossError, amp_dtype, make_optimizer, reseed, train_step
 from training.visualize import clip_image
 
 EXIT_BAD_CONFIG = 1
@@ -214,7 +214,7 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
     model = SAVi(cfg.model).to(device)
     if tc.init_checkpoint and not resume:
         model.load_state_dict(_initial_weights(tc.init_checkpoint, cfg))
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    optimizer = make_optimizer(model, tc)
     dtype = amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     config_hash = cfg.hash()
