@@ -26,6 +26,8 @@ class SlotAttention(nn.Module):
         # Keys and values in one projection: one matmul over the h*w inputs instead of two.
         self.to_kv = nn.Linear(feature_dim, 2 * cfg.qkv_dim, bias=False)
         self.gru = nn.GRUCell(cfg.qkv_dim, slot_dim)
+        with torch.no_grad():  # the official cell has no hidden bias on these gates (held constant: `_gru`)
+            self.gru.bias_hh[: 2 * slot_dim].zero_()
         # The paper uses the residual MLP after the GRU only with more than one iteration.
         self.mlp: nn.Module | None = None
         if cfg.iterations > 1:
