@@ -30,6 +30,7 @@ RESUME_WITHIN = 2  # frames after the first detection that sees a returning obje
 GONE = 3  # frames unseen for a comeback to count as a reappearance
 MIN_PIXELS = 64  # the detector sees an object with at least this many visible pixels
 FPS = 10.0  # stamps
+SPLITS = {"dev": 7000, "held-out": 8000}  # first seeds; training's scenes use seeds below 5000
 OWN = 0.5  # an id is on an object when it covers at least this share of the object's visible pixels
 
 
@@ -44,12 +45,20 @@ def overlaps(seg: np.ndarray, labels: np.ndarray, objects: int) -> tuple[np.ndar
     return joint, column, np.bincount(seg.ravel(), minlength=objects + 1)
 
 
-def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds: float) -> dict[str, float]:
+STATES = ("lost", "dormant", "ended")  # where the original id was when the returning object was detected
+
+
+def _state(track_id: int, live: set[int], dormant: set[int]) -> str:
+    return "lost" if track_id in live else "dormant" if track_id in dormant else "ended"
+
+
+def run(model: torch.nn.Module, seed: int, config: SceneConfig, tracker_config: TrackerConfig) -> dict[str, float]:
     scene = generate_scene(seed, config)
-    tracker = Tracker(model, TrackerConfig(dormant_seconds=dormant_seconds), device="cpu")
+    tracker = Tracker(model, tracker_config, device="cpu")
     n = scene.num_objects
     height, width = config.height, config.width
     id_on = np.zeros((config.num_frames, n), np.int64)  # the id covering an object, 0 = none
+    states: list[tuple[set[int], set[int]]] = []  # per frame: (live ids, dormant ids) after the step
     revivals: list[tuple[int, int]] = []
     acc = mm.MOTAccumulator(auto_id=True)
     for t in range(config.num_frames):
@@ -70,7 +79,8 @@ def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds:
                 best = int(np.argmax(joint[k + 1]))
                 if joint[k + 1, best] >= OWN * area[k + 1]:
                     id_on[t, k] = ids[best]
-        revivals += [(t, i) for i in result.revived]
+        revivals += [(t, i) for i in result.revived + result.reclaimed]
+        states.append((set(result.live_track_ids), set(result.dormant_track_ids)))
         gt = [k for k in range(n) if area[k + 1]]
         dist = np.full((len(gt), len(ids)), np.nan)
         for a, k in enumerate(gt):
@@ -81,6 +91,7 @@ def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds:
                     dist[a, b] = 1 - iou
         acc.update(gt, ids, dist)
     counts = dict(reappearances=0, resumed=0, new_id=0, missed=0, revivals=len(revivals), false_revivals=0)
+    counts.update({f"{outcome} {state}": 0 for outcome in ("new_id", "missed") for state in STATES})
     visible = scene.visible & (
         np.stack([np.bincount(s.ravel(), minlength=n + 1)[1:] for s in scene.segmentations]) >= MIN_PIXELS
     )
@@ -99,10 +110,10 @@ def run(model: torch.nn.Module, seed: int, config: SceneConfig, dormant_seconds:
                     counts["reappearances"] += 1
                     if (window == original).any():
                         counts["resumed"] += 1
-                    elif window.any():
-                        counts["new_id"] += 1
                     else:
-                        counts["missed"] += 1
+                        outcome = "new_id" if window.any() else "missed"
+                        counts[outcome] += 1
+                        counts[f"{outcome} {_state(original, *states[detected])}"] += 1
             unseen = 0
             original = int(id_on[t, k]) or original
     for t, track_id in revivals:  # a revived id on an object other than the one it covered before
@@ -120,23 +131,30 @@ def main() -> None:
     flush_denormals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=5000, help="held out: training uses seeds below")
+    parser.add_argument(
+        "--split", choices=tuple(SPLITS), default="held-out", help="dev: seeds to tune on; held-out: seeds to report"
+    )
+    parser.add_argument("--first-seed", type=int, default=None, help="instead of the split's first seed")
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--size", default="240x320", help="HxW")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reid-threshold", type=float, default=TrackerConfig().reid_threshold)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from savi_ros.model_store import resolve_checkpoint
 
     model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
     height, width = (int(v) for v in args.size.lower().split("x"))
+    first = SPLITS[args.split] if args.first_seed is None else args.first_seed
+    print(f"{args.split if args.first_seed is None else 'custom'} seeds {first}..{first + args.scenes - 1}")
     config = SceneConfig(
         height=height, width=width, num_frames=args.frames, min_objects=2, max_objects=4, occluder=True, exits=True
     )
     for dormant in (0.0, TrackerConfig().dormant_seconds):
         start = time.perf_counter()
-        rows = [run(model, seed, config, dormant) for seed in range(args.first_seed, args.first_seed + args.scenes)]
+        tracker_config = TrackerConfig(dormant_seconds=dormant, reid_threshold=args.reid_threshold)
+        rows = [run(model, seed, config, tracker_config) for seed in range(first, first + args.scenes)]
         total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "idf1"}
         idf1 = 100 * float(np.mean([r["idf1"] for r in rows]))
         share = 100 * total["resumed"] / max(total["reappearances"], 1)
@@ -146,6 +164,8 @@ def main() -> None:
             f"revivals {total['revivals']}, false {total['false_revivals']}; IDF1 {idf1:.1f} (mean of scenes), "
             f"ID switches {total['switches']}  [{time.perf_counter() - start:.0f} s]"
         )
+        failures = [f"{k} {total[k]}" for k in total if " " in k and total[k]]
+        print(f"  failures by where the original id was at the detection: {', '.join(failures) or 'none'}")
 
 
 if __name__ == "__main__":
