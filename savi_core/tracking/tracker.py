@@ -63,8 +63,11 @@ State machine:
   * Dormant (``dormant_seconds`` > 0; ``savi_core.tracking.reid``): that track is not ended but dormant, with its id and
     looks, until ``dormant_seconds`` of stamp time (``step``'s ``stamp``) have passed; then it ends on the first
     step at or after that time. A new track started by an id-less prompt or a detection (one that no live
-    track explains) while tracks are dormant is provisional: when its first mask looks like a dormant track
-    (``reid_threshold``), it takes that track's id on the same step (``TrackResult.revived``, not ``started``).
+    track explains) while tracks are dormant or lost is provisional: when its first mask, inside its starting
+    box, looks like a dormant track (``reid_threshold``), it takes that track's id on the same step
+    (``TrackResult.revived``, not ``started``); when it looks like a lost track that no detection re-anchored
+    this step (the object came back away from the lost track's last box), it takes that id and the lost
+    track's slot is freed (``TrackResult.reclaimed``).
     A detection or prompt naming a dormant id revives it whatever it looks like. With 0, the track ends.
 
 Edges (``mask_edges``): ``guided`` refines the live tracks' masks with a guided filter steered by the

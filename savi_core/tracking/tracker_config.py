@@ -88,8 +88,9 @@ class TrackerConfig:
     )
     reid_threshold: float = parameter(
         0.8,
-        "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
-        "of colour histograms for models without features) for a new object to revive a dormant track's id",
+        "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
+        "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
+        "lost track's id",
     )
     mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
     mask_edges: str = parameter(
