@@ -10,7 +10,7 @@ sees it, under a new id, or not picked up, the failures split by where the origi
 but lost track, dormant, ended); false revivals (a revived or reclaimed id on another object); IDF1 and ID
 switches (motmetrics, mask IoU >= 0.5). ``--cost`` adds ``Tracker.step``'s time with 10 dormant tracks
 beside none. Tune on ``--split dev``, report ``--split held-out``. Run:
-``PYTHONPATH=. .venv/bin/python bench/bench_reid.py --split held-out --scenes 20 --threads 1 --cost``.
+``PYTHONPATH=. .venv/bin/python bench/bench_reid.py --split held-out --scenes 15 --threads 1 [--world 2d|3d] [--cost]``.
 """
 
 from __future__ import annotations

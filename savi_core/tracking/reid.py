@@ -108,7 +108,7 @@ class Dormancy:
     dormant: dict[int, DormantTrack] = field(default_factory=dict)
     gallery: dict[int, deque[np.ndarray]] = field(default_factory=dict)
     due: dict[int, int] = field(default_factory=dict)  # track id -> frames until its next look
-    sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # track id -> (w, h) at its last look
+    sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # track id -> largest (w, h) at its looks
 
     def reset(self) -> list[int]:
         """Forget everything; returns the dormant ids (they end)."""
@@ -127,10 +127,10 @@ class Dormancy:
     def stand_in(
         self, track_id: int, class_id: str, box: np.ndarray, size: tuple[float, float] | None, stamp: float
     ) -> DormantTrack:
-        """A track as a dormant one: its size is its box's at its last look (the anchor can be a detection of
-        the object half out of view), else ``size``, else its box's."""
-        size = self.sizes.get(track_id, size)
-        size = size if size is not None else (float(box[2] - box[0]), float(box[3] - box[1]))
+        """A track as a dormant one. Its size is the larger of ``size`` (its anchor box's, which can be a
+        detection of the object half out of view) and the largest box it had at its looks, side by side."""
+        sizes = [s for s in (size, self.sizes.get(track_id)) if s is not None]
+        size = tuple(np.max(sizes, axis=0).tolist()) if sizes else (float(box[2] - box[0]), float(box[3] - box[1]))
         return DormantTrack(track_id, class_id, box.copy(), size, stamp)
 
     def wake(self, track_id: int) -> Optional[DormantTrack]:
@@ -168,7 +168,8 @@ class Dormancy:
             look = looks.of(track_id, box)
             if look is not None:
                 self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
-                self.sizes[track_id] = (float(box[2] - box[0]), float(box[3] - box[1]))
+                w, h = self.sizes.get(track_id, (0.0, 0.0))
+                self.sizes[track_id] = (max(w, float(box[2] - box[0])), max(h, float(box[3] - box[1])))
                 self.due[track_id] = VIEW_EVERY
 
     def similarity(self, track_id: int, look: np.ndarray) -> float:

@@ -87,7 +87,7 @@ class TrackerConfig:
         "then it ends; 0 = a lost track ends at once",
     )
     reid_threshold: float = parameter(
-        0.8,
+        0.6,
         "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
         "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
         "lost track's id",

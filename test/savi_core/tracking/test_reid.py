@@ -215,14 +215,14 @@ def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size()
     assert dormancy.match([huge], 0.9, 45.0) == {}  # 4x the size of both
 
 
-def test_a_small_returning_box_is_plausible_and_the_size_is_the_last_looks():
+def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
     dormancy = Dormancy()
     img = scene((RED_AT, RED))
     labels = np.zeros((SIZE, SIZE), np.uint16)
     labels[4:12, 4:12] = 1
     looks = Looks(img, labels, None)
     dormancy.observe(looks, {1: np.array(RED_AT, float)}, {1})
-    dormancy.sleep(1, "", np.array((4, 4, 6, 12), float), (2.0, 8.0), 0.0)  # anchored on a sliver: 8x8 at its look
+    dormancy.sleep(1, "", np.array((4, 4, 6, 12), float), (2.0, 6.0), 0.0)  # anchored on a sliver: 8x8 at its look
     assert dormancy.dormant[1].size == (8.0, 8.0)
     peeking = Candidate(7, "", np.array((4, 4, 7, 12), float), looks.of(1, np.array(RED_AT, float)))
     assert dormancy.match([peeking], 0.9, 45.0) == {7: 1}  # a third of its width: it shows in part
