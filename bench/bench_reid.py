@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--world", choices=("2d", "3d", "both"), default="both")
+    parser.add_argument("--dormancy", choices=("on", "off", "both"), default="both", help="on alone when tuning")
     parser.add_argument("--cost", action="store_true", help="and time Tracker.step with 10 dormant tracks vs none")
     parser.add_argument("--reid-threshold", type=float, default=TrackerConfig().reid_threshold)
     args = parser.parse_args()
@@ -172,7 +173,8 @@ def main() -> None:
     print(f"{args.split if args.first_seed is None else 'custom'} seeds {first}..{first + args.scenes - 1}")
     for world in ("2d", "3d") if args.world == "both" else (args.world,):
         family = scenes(world, first, args.scenes, height, width, args.frames)
-        for dormant in (0.0, TrackerConfig().dormant_seconds):
+        modes = {"off": (0.0,), "on": (TrackerConfig().dormant_seconds,)}.get(args.dormancy)
+        for dormant in modes or (0.0, TrackerConfig().dormant_seconds):
             config = TrackerConfig(dormant_seconds=dormant, reid_threshold=args.reid_threshold)
             report(world, dormant, [run(model, scene, config) for scene in family])
         if args.cost:
