@@ -606,6 +606,7 @@ class Pipeline:
             self._matcher.patient = not live and not self._prompts
             self.live_count, self.dormant_count = len(live), len(frame.dormant_tracks)
             self.stats.revivals += len(result.revived)
+            self.stats.reclaims += len(result.reclaimed)
             self.stats.expiries += len(result.expired)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))

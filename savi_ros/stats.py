@@ -31,6 +31,7 @@ class Stats:
         self.prompts_on_tracks = 0  # points that fell on a live track (no duplicate started)
         self.refused_prompts = 0  # prompts refused: bad, not for this model, no image, no free slot
         self.revivals = 0  # dormant tracks live again (a detection or prompt matched them)
+        self.reclaims = 0  # lost tracks moved onto a new detection's or prompt's slot by their look
         self.expiries = 0  # dormant tracks that ended when their dormant_seconds ran out
         self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
         self.error_times: deque[float] = deque(maxlen=100)  # monotonic time of each failed step
@@ -75,5 +76,6 @@ class Stats:
             prompts_on_tracks=self.prompts_on_tracks,
             refused_prompts=self.refused_prompts,
             revivals=self.revivals,
+            reclaims=self.reclaims,
             expiries=self.expiries,
         )

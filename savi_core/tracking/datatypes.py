@@ -40,6 +40,7 @@ class TrackResult:
     dormant_track_ids: list[int] = field(default_factory=list)  # after this step
     slept: list[int] = field(default_factory=list)  # live tracks that became dormant on this step
     revived: list[int] = field(default_factory=list)  # dormant tracks live again on this step
+    reclaimed: list[int] = field(default_factory=list)  # lost tracks moved onto a new detection's slot by look
     expired: list[int] = field(default_factory=list)  # dormant tracks whose time ran out (also in ended)
     tracks_changed: bool = False
     ignored_detections: int = 0

@@ -79,6 +79,7 @@ class Tracker:
         self._appearance = AppearanceMemory()
         self._dormancy = Dormancy()  # dormant tracks and every track's looks (savi_core.tracking.reid)
         self._provisional: dict[int, bool] = {}  # slot started this step that may revive -> free its id then
+        self._anchored: set[int] = set()  # slots (re)started from a detection or prompt this step
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
         self.reset()
 
@@ -223,9 +224,9 @@ class Tracker:
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
-        renamed = self._revive(image, label_map, stats)
+        renamed, reclaimed, stats = self._revive(image, label_map, stats, now)
         started = [i for i in started if i not in renamed]
-        revived = sorted(revived + list(renamed.values()))
+        revived = sorted(revived + [i for i in renamed.values() if i not in reclaimed])
         ended, tracks, slept = self._update_tracks(image, label_map, stats, now)
         ended = sorted(doubled + ended + expired)
         return TrackResult(
@@ -237,6 +238,7 @@ class Tracker:
             dormant_track_ids=sorted(self._dormancy.dormant),
             slept=slept,
             revived=revived,
+            reclaimed=reclaimed,
             expired=expired,
             tracks_changed=bool(started or ended or slept or revived),
             ignored_detections=ignored,
@@ -281,7 +283,11 @@ class Tracker:
         if not bootstrap and self.config.reinit == "first":
             candidates = []
         prompts, self._pending = self._pending, []
-        self._provisional = {}
+        self._provisional, self._anchored = {}, set()
+        # A new object may be a dormant track's, or a lost one's (with dormancy on) whose stale box it missed.
+        sleepers = bool(self._dormancy.dormant) or (
+            self.config.dormant_seconds > 0 and any(t.lost_frames for t in self._tracks.values())
+        )
         if not candidates and not prompts:
             return [], [], 0, []
         free = [s for s in range(self.max_tracks) if s not in self._tracks]
@@ -306,7 +312,7 @@ class Tracker:
                 revived.append(track_id)
                 continue
             started.append(track_id)
-            if not prompt.track_id.strip() and self._dormancy.dormant:
+            if not prompt.track_id.strip() and sleepers:
                 self._provisional[slot] = False  # its id was given out by add_objects: never freed
         if candidates:
             live = list(self._tracks.items())
@@ -350,8 +356,9 @@ class Tracker:
                     revived.append(named)
                     continue
                 started.append(track_id)
-                if self._dormancy.dormant:
+                if sleepers:
                     self._provisional[slot] = True
+        self._anchored = set(new_boxes)
         if not new_boxes and not cleared:
             return started, ended, ignored, revived
         cond = self._conditioning(new_boxes, height, width)
@@ -406,32 +413,60 @@ class Tracker:
             self._tracks[slot_of[a]].trade_objects(self._tracks[slot_of[b]])
         self._tracks_updated()
 
-    def _revive(self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray) -> dict[int, int]:
-        """Provisional tracks (started id-less this step while tracks are dormant) whose first mask looks like
-        a dormant track (`savi_core.tracking.reid`) take its id and class, in this frame's label map too; the id a
-        detection's track had is freed (never published). Returns {provisional id: revived id}."""
+    def _revive(
+        self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray, now: float
+    ) -> tuple[dict[int, int], list[int], np.ndarray]:
+        """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask
+        looks like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
+        take its id and class, in this frame's label map too; the id a detection's track had is freed (never
+        published). A lost track so taken leaves its slot, which restarts unconditioned: the new slot holds
+        its object now. Returns ({provisional id: revived or taken id}, the lost ids taken, the stats rows
+        without those of the slots left)."""
         if not self._provisional:
-            return {}
+            return {}, [], stats
         looks = Looks(image, label_map, self._features)
         found = []
         for row, slot in zip(stats, self._live_order):
             if slot in self._provisional and row[0] >= max(self.config.min_mask_area, 1):
                 track = self._tracks[slot]
-                look = looks.of(track.track_id, row[1:5])
+                # A fresh slot's first mask often spills past its object: the starting box (still the
+                # track's box, not a point's) bounds the look and gives the size.
+                box = track.box.copy() if track.anchor_size is not None else row[1:5].copy()
+                look = looks.of(track.track_id, box)
                 if look is not None:
-                    found.append(Candidate(track.track_id, track.class_id, row[1:5].copy(), look))
-        renamed = self._dormancy.match(found, self.config.reid_threshold, float(np.hypot(*label_map.shape)))
+                    found.append(Candidate(track.track_id, track.class_id, box, look))
+        lost = {
+            t.track_id: slot
+            for slot, t in self._tracks.items()
+            if t.lost_frames and slot not in self._provisional and slot not in self._anchored
+        }
+        waiting = [
+            self._dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, now)
+            for t in self._tracks.values()
+            if t.track_id in lost
+        ]
+        renamed = self._dormancy.match(found, self.config.reid_threshold, float(np.hypot(*label_map.shape)), waiting)
         slot_of = {t.track_id: s for s, t in self._tracks.items()}
+        taken: list[int] = []
         for new, old in renamed.items():
             slot = slot_of[new]
+            if old in lost:
+                label_map[label_map == old] = 0
+                del self._tracks[lost[old]]
+                taken.append(old)
             label_map[label_map == new] = old
             track = self._tracks[slot]
-            track.track_id, track.class_id = old, self._dormancy.wake(old).class_id or track.class_id
+            woken = self._dormancy.wake(old)
+            track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
             if self._provisional[slot]:
                 self._ids.release(new)
+        if taken:
+            left = [lost[old] for old in taken]
+            stats = stats[[i for i, slot in enumerate(self._live_order) if slot not in left]]
+            self._clear_slots(left)
         if renamed:
             self._tracks_updated()
-        return renamed
+        return renamed, sorted(taken), stats
 
     def _update_tracks(
         self, image: np.ndarray, label_map: np.ndarray, stats: np.ndarray, now: float

@@ -97,9 +97,10 @@ class TrackerConfig:
         live=True,
     )
     reid_threshold: float = parameter(
-        0.8,
-        "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
-        "of colour histograms for models without features) for a new object to revive a dormant track's id",
+        0.6,
+        "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
+        "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
+        "lost track's id",
         live=True,
     )
     mask_threshold: float = parameter(
