@@ -5,10 +5,17 @@ runs two modes:
 * lock-step: publish one image, wait for its `tracks` and `masks`, repeat;
 * streaming: a camera at --rate Hz and a detector on every --detect-every-th frame, for --seconds.
 Prints per size and mode: end-to-end latency p50/p90/p99/max (publish -> both outputs), the node's
-own step time (its /diagnostics `step_ms_mean`), the overhead (the difference of the medians), output
-rate, frames without output, and the node's RSS at start and end. Scenes are the synthetic demo
-scenes (boxes from their ground truth on the first frame). The client shares the machine's cores with
-the node: say so when comparing numbers.
+own step time (its /diagnostics `step_ms_mean`), output rate, frames without output, and the node's RSS
+at start and end. Two overheads: `ovh/bare`, end-to-end p50 minus the median of a bare `Tracker.step` on
+the same frames and detections in a separate process while the node is not running (measured before
+and after the node's runs, their mean is the reference), and `ovh/node`, end-to-end p50 minus the
+node's own step (which hides what the node costs its step). Scenes are the synthetic demo scenes (boxes
+from their ground truth on the first frame). The client shares the machine's cores with the node: say
+so when comparing numbers.
+
+``--node-tree DIR`` runs the node (and the bare step) from another checkout, for before/after
+comparisons in alternating runs; ``--profile DIR`` runs it under `bench/profile_node.py` and prints where
+each frame's milliseconds go between receipt and publish.
 
 Run: ``.venv/bin/python bench/bench_latency.py [--sizes 320x240 640x480 1280x720] [--seconds 30]``
 """
@@ -16,10 +23,15 @@ Run: ``.venv/bin/python bench/bench_latency.py [--sizes 320x240 640x480 1280x720
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -27,7 +39,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from node_client import RELIABLE, Client, rss_mb, start_tracker
+from node_client import RELIABLE, ROOT, Client, rss_mb, start_tracker
 from savi_scenes import SceneConfig, generate_scene
 
 
@@ -40,6 +52,7 @@ class LatencyClient(Client):
         self.got: dict[int, set[str]] = {}
         self.done: dict[int, float] = {}
         self.step_ms: list[float] = []
+        self.arrived = threading.Condition(self.lock)
         self.node.create_subscription(Detection2DArray, "tracks", lambda m: self._arrived(m, "tracks"), RELIABLE)
         self.node.create_subscription(Image, "masks", lambda m: self._arrived(m, "masks"), RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
@@ -53,6 +66,7 @@ class LatencyClient(Client):
             kinds.add(kind)
             if len(kinds) == 2 and stamp in self.sent:
                 self.done[stamp] = now - self.sent[stamp]
+                self.arrived.notify_all()
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -82,6 +96,74 @@ def pixel_boxes(scene, t: int, width: int, height: int) -> list[tuple[float, flo
     ]
 
 
+def scene_for(size: str):
+    w, h = (int(v) for v in size.split("x"))
+    return generate_scene(100_000, SceneConfig(height=h, width=w, num_frames=24, max_objects=5))
+
+
+def bare_step(size: str, checkpoint: str, cycles: int) -> dict[str, float]:
+    """Median wall time of the node's Tracker (same parameters as the node) stepping the lock-step
+    sequence (boxes on each pass's first frame) in this process; run it in a process of its own.
+
+    Loaded in the main thread and stepped in another, as the node does: with PyTorch's default threads
+    on a loaded CPU, steps in the main thread were 12x slower than in a second thread (two OpenMP teams
+    spin less), so a main-thread reference would not be the node's bare step."""
+    from savi_core.numerics import flush_denormals
+    from savi_core.tracking.tracker import Detection
+    from savi_ros import params
+    from savi_ros.model_store import load_tracker
+
+    flush_denormals()
+    tracker, _, _ = load_tracker(params.from_assignments([f"checkpoint:={checkpoint}"]))
+    scene = scene_for(size)
+    h, w = scene.video.shape[1:3]
+    walls, totals = [], []
+
+    def steps() -> None:
+        for cycle in range(cycles + 1):  # the first pass warms up
+            for index, frame in enumerate(scene.video):
+                boxes = None
+                if index == 0:  # as the client sends them
+                    boxes = [
+                        Detection(box, class_id="object", score=0.9, det_id=str(i + 1))
+                        for i, box in enumerate(pixel_boxes(scene, index, w, h))
+                    ]
+                start = time.perf_counter()
+                result = tracker.step(frame, boxes)
+                if cycle:
+                    walls.append(1e3 * (time.perf_counter() - start))
+                    totals.append(result.timings.get("total", float("nan")))
+
+    worker = threading.Thread(target=steps)
+    worker.start()
+    worker.join()
+    return {"wall": statistics.median(walls), "total": statistics.median(totals), "steps": len(walls)}
+
+
+def bare_step_process(size: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, float]:
+    """`bare_step` in a fresh process running the node tree's code, with the node's added variables."""
+    tree = args.node_tree.resolve()
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--bare-step",
+            size,
+            "--checkpoint",
+            args.checkpoint,
+            "--bare-cycles",
+            str(args.bare_cycles),
+        ],
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=path, **env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_mode(
     client: LatencyClient, scene, mode: str, seconds: float, rate: float, detect_every: int, stamp0: int
 ) -> dict[str, float]:
@@ -98,9 +180,8 @@ def run_mode(
         client.publish(stamp, scene.video[index], boxes)
         sent += 1
         if mode == "lock-step":
-            deadline = time.perf_counter() + 5.0
-            while stamp not in client.done and time.perf_counter() < deadline:
-                time.sleep(0.0005)
+            with client.arrived:
+                client.arrived.wait_for(lambda: stamp in client.done, timeout=5.0)
         else:
             next_at = start + (t + 1) / rate
             time.sleep(max(0.0, next_at - time.perf_counter()))
@@ -136,8 +217,28 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the streaming mode (Hz)")
     parser.add_argument("--detect-every", type=int, default=6, help="detections every N-th frame (30 Hz / 6 = 5 Hz)")
     parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--node-tree", type=Path, default=ROOT, help="the checkout whose node and Tracker run")
+    parser.add_argument("--profile", type=Path, help="run the node under bench/profile_node.py, writing here")
+    parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile the node's threads too")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="OMP_NUM_THREADS of the node and the bare step (0: unset)"
+    )
+    parser.add_argument("--bare-cycles", type=int, default=3, help="timed passes over the scene of the bare step")
+    parser.add_argument("--bare-step", metavar="WxH", help=argparse.SUPPRESS)  # the bare step's own process
     args = parser.parse_args()
-    node, namespace = start_tracker("latency", f"checkpoint:={args.checkpoint}", "image_qos:=reliable")
+    if args.bare_step:
+        print(json.dumps(bare_step(args.bare_step, args.checkpoint, args.bare_cycles)))
+        return 0
+    tree = args.node_tree.resolve()
+    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    bare = {size: [bare_step_process(size, args, env)] for size in args.sizes}
+    program = None
+    if args.profile:
+        program = [str(ROOT / "bench" / "profile_node.py")]
+        env = dict(env, SAVI_PROFILE_DIR=str(args.profile.resolve()), SAVI_PROFILE_CPROFILE=str(int(args.cprofile)))
+    node, namespace = start_tracker(
+        "latency", f"checkpoint:={args.checkpoint}", "image_qos:=reliable", tree=tree, program=program, env=env
+    )
     rclpy.init()
     client = None
     try:
@@ -147,35 +248,55 @@ def main() -> int:
             return 1
         rss_start = rss_mb(node.pid)
         print(
-            f"node pid {node.pid}, RSS at start {rss_start:.0f} MB; client and node share this machine's "
+            f"node pid {node.pid} ({tree}, OMP_NUM_THREADS {args.threads or 'unset'}), RSS at start "
+            f"{rss_start:.0f} MB; client and node share this machine's "
             f"{os.cpu_count()} cores"
         )
-        print(
-            f"{'size':>9} {'mode':>9} {'sent':>5} {'out/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} "
-            f"{'step':>6} {'overhd':>6} {'no out':>6}   (ms)"
-        )
         stamp0 = 10**12
+        results = []
         for size in args.sizes:
-            w, h = (int(v) for v in size.split("x"))
-            scene = generate_scene(100_000, SceneConfig(height=h, width=w, num_frames=24, max_objects=5))
+            scene = scene_for(size)
             for mode in args.modes:
                 client.reset()  # each run is a new recording: its stamps start far from the last run's
                 r = run_mode(client, scene, mode, args.seconds, args.rate, args.detect_every, stamp0)
                 stamp0 += 10**12
-                if not r.get("outputs"):
-                    print(f"{size:>9} {mode:>9} {r['sent']:>5}  no outputs")
-                    continue
-                print(
-                    f"{size:>9} {mode:>9} {r['sent']:>5} {r['rate']:6.1f} {r['p50']:6.1f} {r['p90']:6.1f} "
-                    f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {r['overhead']:6.1f} {r['no_output']:6d}"
-                )
+                results.append((size, mode, r))
         print(f"node RSS at end {rss_mb(node.pid):.0f} MB (start {rss_start:.0f} MB)")
     finally:
-        node.terminate()
-        node.wait(timeout=30)
+        node.send_signal(signal.SIGINT)  # a clean stop: the profiling wrapper writes its files
+        try:
+            node.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
         if client is not None:
             client.close()
         rclpy.try_shutdown()
+    for size in args.sizes:
+        bare[size].append(bare_step_process(size, args, env))
+    print(
+        "bare Tracker.step (separate process, node stopped; before / after the node's runs): "
+        + ", ".join(f"{size} {b[0]['wall']:.1f} / {b[1]['wall']:.1f} ms" for size, b in bare.items())
+    )
+    print(
+        f"{'size':>9} {'mode':>9} {'sent':>5} {'out/s':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6} "
+        f"{'step':>6} {'bare':>6} {'ovh/bare':>8} {'p99/bare':>8} {'ovh/node':>8} {'no out':>6}   (ms)"
+    )
+    for size, mode, r in results:
+        if not r.get("outputs"):
+            print(f"{size:>9} {mode:>9} {r['sent']:>5}  no outputs")
+            continue
+        ref = statistics.mean(b["wall"] for b in bare[size])
+        print(
+            f"{size:>9} {mode:>9} {r['sent']:>5} {r['rate']:6.1f} {r['p50']:6.1f} {r['p90']:6.1f} "
+            f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {ref:6.1f} {r['p50'] - ref:8.1f} "
+            f"{r['p99'] - ref:8.1f} {r['overhead']:8.1f} {r['no_output']:6d}"
+        )
+    if args.profile:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from profile_node import summary
+
+        print(summary(args.profile))
     return 0
 
 

@@ -20,11 +20,10 @@ import sys
 import threading
 import time
 
-import rclpy
 from vision_msgs.msg import Detection2DArray
 
 from bench_soak import Rectangles
-from node_client import RELIABLE, Client, rss_mb, start_tracker
+from node_client import RELIABLE, Client, rss_mb, tracker_and_client
 
 SAMPLE_S = 0.05
 
@@ -87,50 +86,42 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     large_w, large_h = (int(v) for v in args.large.split("x"))
     # Reliable images: a best-effort 36 MB frame may be lost in transport, and this measures the node's memory.
-    node, namespace = start_tracker("memory", f"checkpoint:={args.checkpoint}", "image_qos:=reliable", *args.param)
-    rclpy.init()
-    client = None
-    sampler = RssSampler(node.pid)
-    try:
-        client = MemoryClient(namespace)
-        if not client.wait_ready():
-            print("the node did not come up", file=sys.stderr)
-            return 2
+    params = (f"checkpoint:={args.checkpoint}", "image_qos:=reliable", *args.param)
+    with tracker_and_client("memory", MemoryClient, *params) as (node, client):
+        sampler = RssSampler(node.pid)
         sampler.start()
-        scene, t = Rectangles(width, height), 0
+        try:
+            scene, t = Rectangles(width, height), 0
 
-        def stream(seconds: float) -> None:
-            nonlocal t
-            start, sent = time.monotonic(), 0
-            while time.monotonic() - start < seconds:
-                frame, boxes = scene.frame()
-                client.publish(10**12 + t * 10**8, frame, boxes if t % args.detect_every == 0 else None, with_ids=False)
-                t, sent = t + 1, sent + 1
-                time.sleep(max(0.0, start + sent / args.rate - time.monotonic()))
+            def stream(seconds: float) -> None:
+                nonlocal t
+                start, sent = time.monotonic(), 0
+                while time.monotonic() - start < seconds:
+                    frame, boxes = scene.frame()
+                    client.publish(
+                        10**12 + t * 10**8, frame, boxes if t % args.detect_every == 0 else None, with_ids=False
+                    )
+                    t, sent = t + 1, sent + 1
+                    time.sleep(max(0.0, start + sent / args.rate - time.monotonic()))
 
-        stream(args.steady)
-        steady_end = time.monotonic()
-        steady = statistics.mean(sampler.between(steady_end - 3.0, steady_end))
-        big, unanswered, answer_s = Rectangles(large_w, large_h), 0, []
-        for _ in range(args.large_frames):
-            frame, boxes = big.frame()
-            stamp, sent = 10**12 + t * 10**8, time.monotonic()
-            client.publish(stamp, frame, boxes)
-            t += 1
-            unanswered += not client.wait_answer(stamp, timeout=60.0)
-            answer_s.append(time.monotonic() - sent)
-        large_end = time.monotonic()
-        stream(args.settle)
-        after = sampler.samples[-1][1]
-        peak = max(sampler.between(steady_end, time.monotonic()))
-        lingering = sampler.between(large_end, time.monotonic())
-    finally:
-        sampler.stop.set()
-        node.terminate()
-        node.wait(timeout=30)
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
+            stream(args.steady)
+            steady_end = time.monotonic()
+            steady = statistics.mean(sampler.between(steady_end - 3.0, steady_end))
+            big, unanswered, answer_s = Rectangles(large_w, large_h), 0, []
+            for _ in range(args.large_frames):
+                frame, boxes = big.frame()
+                stamp, sent = 10**12 + t * 10**8, time.monotonic()
+                client.publish(stamp, frame, boxes)
+                t += 1
+                unanswered += not client.wait_answer(stamp, timeout=60.0)
+                answer_s.append(time.monotonic() - sent)
+            large_end = time.monotonic()
+            stream(args.settle)
+            after = sampler.samples[-1][1]
+            peak = max(sampler.between(steady_end, time.monotonic()))
+            lingering = sampler.between(large_end, time.monotonic())
+        finally:
+            sampler.stop.set()
     print(
         f"node RSS (MB): steady {steady:.0f} ({args.size} at {args.rate:g} Hz), peak {peak:.0f} over "
         f"{args.large_frames} {args.large} frames ({unanswered} unanswered; answered in "

@@ -9,7 +9,10 @@ The figure compared is the per-frame median of one round's streamed frames on bo
 printed beside it). Exits 1 when any round's ratio is below ``--target`` in either mode. ``--keep-heap``
 keeps freed memory in glibc's heap on both sides alike (see :func:`keep_heap`). ``--train`` compares one
 training step instead (``official_savi_train_bench.py``: forward, backward and Adam on a clip batch with the
-official's loss shape), alternated the same way; the figure is the median step of each round.
+official's loss shape, against the project's ``training.step.train_step``), alternated the same way; the
+figure is the median step of each round. Each official round compiles its step afresh (minutes on a loaded
+2-core machine; the compile time is printed): ``--rounds``, ``--train-steps``, ``--train-batch`` and
+``--train-frames`` shorten a run, and a long one belongs under ``nohup``.
 
 Setup (once, ~80 s): ``../shared/official_savi_bench/official_savi_setup.sh SRC_GIT VENV WORK``. Run:
 ``python bench/bench_vs_official.py --official-src WORK --official-python VENV/bin/python [--threads 2]``.
@@ -35,10 +38,13 @@ import torch
 from savi_core.model.config import preset
 from savi_core.model.initializers import Conditioning
 from savi_core.model.savi import SAVi
+from training.config import DataConfig, RunConfig, TrainConfig
+from training.distributed import Distributed
+from training.step import make_optimizer, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_BENCH = REPO.parent / "shared" / "official_savi_bench" / "official_savi_bench.py"
-OFFICIAL_TRAIN_LINE = re.compile(r"train B=\d+ T=\d+: ([0-9.]+) ms/step")
+OFFICIAL_TRAIN_LINE = re.compile(r"train B=\d+ T=\d+: ([0-9.]+) ms/step .*compile ([0-9.]+) s")
 # Official mode name -> the project's mode doing the same work (attention = decoder switched off).
 MODES = {"decoder": "decoder", "nodecoder": "attention"}
 # glibc mallopt parameters; 32 MiB is the largest mmap threshold it accepts on 64-bit.
@@ -93,8 +99,8 @@ def run_official(args: argparse.Namespace) -> dict[str, Timing]:
     return {r["mode"]: Timing(r["median_ms"], r["round_means_ms"][0]) for r in results}
 
 
-def run_official_train(args: argparse.Namespace) -> float:
-    """One official training round: its median ms/step."""
+def run_official_train(args: argparse.Namespace) -> tuple[float, float]:
+    """One official training round in a fresh process: (median ms/step, seconds its jit compilation took)."""
     stdout = official(
         args,
         args.official_bench.with_name("official_savi_train_bench.py"),
@@ -108,7 +114,7 @@ def run_official_train(args: argparse.Namespace) -> float:
     match = OFFICIAL_TRAIN_LINE.search(stdout)
     if match is None:
         sys.exit(f"no result line in the official training bench's output:\n{stdout}")
-    return float(match.group(1))
+    return float(match.group(1)), float(match.group(2))
 
 
 class Project:
@@ -135,24 +141,44 @@ class Project:
 
 
 class ProjectTrain:
-    """The official training bench's step in torch: preset S on a ``[B, T]`` clip batch conditioned on 5 boxes
-    and 5 padding rows, loss = summed squared error of the reconstruction / B, backward, Adam(2e-4)."""
+    """The project's own training step (``training.step.train_step``: loss, clipping, schedule, Adam) on the
+    official training bench's shapes: preset S, a ``[B, T]`` 64x64 clip batch conditioned on 5 boxes and 5
+    padding rows, flow target. The official bench's step has no clipping, so this side does slightly more."""
 
     def __init__(self, batch: int, frames: int) -> None:
         torch.manual_seed(0)
-        self.model = SAVi(preset("S")).train()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
-        self.video = torch.rand(batch, frames, 3, 64, 64)
-        self.target = torch.rand(batch, frames, 3, 64, 64)
+        model = preset("S")
+        self.cfg = RunConfig(
+            model=model,
+            data=DataConfig(max_instances=model.num_object_slots, window=frames),
+            train=TrainConfig(batch_size=batch),
+        )
+        self.model = SAVi(model).train()
+        self.optimizer = make_optimizer(self.model, self.cfg.train)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=False)
         boxes = torch.tensor([[0.1, 0.1, 0.4, 0.4]] * 5 + [[0.0, 0.0, 0.0, 0.0]] * 5).expand(batch, -1, -1)
-        self.cond = Conditioning(boxes=boxes, conditioned=(boxes.abs().sum(-1) > 0).float())
+        self.batch = {
+            "video": torch.rand(batch, frames, 3, 64, 64),
+            "target": torch.rand(batch, frames, 3, 64, 64),
+            "frame_mask": torch.ones(batch, frames, dtype=torch.bool),
+            "cond_boxes": boxes,
+            "conditioned": (boxes.abs().sum(-1) > 0).float(),
+        }
+        self.step_index = 0
 
     def step(self) -> None:
-        out = self.model(self.video, self.cond)
-        loss = (out.reconstruction - self.target).square().sum() / self.video.shape[0]
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        train_step(
+            self.model,
+            self.model,
+            self.optimizer,
+            self.scaler,
+            dict(self.batch),
+            self.cfg,
+            self.step_index,
+            None,
+            Distributed(),
+        )
+        self.step_index += 1
 
     def time_steps(self, steps: int) -> float:
         """Median ms of ``steps`` steps after one untimed."""
@@ -175,13 +201,17 @@ def compare_training(args: argparse.Namespace) -> float:
     ratios = []
     for r in range(args.rounds):
         load = os.getloadavg()[0]
-        timings = {}
+        timings, compile_s, started = {}, 0.0, time.perf_counter()
         for side in ("official", "project") if r % 2 == 0 else ("project", "official"):
-            timings[side] = run_official_train(args) if side == "official" else project.time_steps(args.train_steps)
+            if side == "official":
+                timings[side], compile_s = run_official_train(args)
+            else:
+                timings[side] = project.time_steps(args.train_steps)
         ratios.append(timings["official"] / timings["project"])
         print(
-            f"round {r + 1} (load {load:.1f}): official {timings['official']:.0f} ms/step, project "
-            f"{timings['project']:.0f} ms/step = {ratios[-1]:.2f}x",
+            f"round {r + 1} (load {load:.1f}, first {'official' if r % 2 == 0 else 'project'}): official "
+            f"{timings['official']:.0f} ms/step, project {timings['project']:.0f} ms/step = {ratios[-1]:.2f}x "
+            f"[official compile {compile_s:.0f} s; round {time.perf_counter() - started:.0f} s]",
             flush=True,
         )
     print(
@@ -244,9 +274,14 @@ def main() -> int:
     parser.add_argument("--train", action="store_true", help="compare one training step instead")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--train-frames", type=int, default=6)
-    parser.add_argument("--train-steps", type=int, default=4, help="timed steps per round")
+    parser.add_argument(
+        "--train-steps", type=int, default=4, help="timed steps per round and side (each side also runs one untimed)"
+    )
     parser.add_argument("--target", type=float, default=2.0, help="minimum official/project ratio per round")
     args = parser.parse_args()
+    for name in ("rounds", "train_batch", "train_frames", "train_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     torch.set_num_threads(args.threads)
     if args.keep_heap:
         keep_heap()

@@ -3,6 +3,7 @@ publishes camera frames and detections to it, and the node's resident memory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator, TypeVar
 
 import numpy as np
 import rclpy
@@ -18,8 +20,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
+from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,17 +36,56 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_tracker(prefix: str, *params: str) -> tuple[subprocess.Popen, str]:
+def start_tracker(
+    prefix: str,
+    *params: str,
+    log: Path | None = None,
+    tree: Path = ROOT,
+    program: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, str]:
     """The node under a fresh namespace with ``-p`` ``params`` (``NAME:=VALUE``); returns it and the
-    namespace. The large-message DDS profile is applied here, for this client and (inherited) the node."""
+    namespace. ``tree``: the checkout whose code the node runs (another one for before/after comparisons);
+    ``program``: what runs instead of ``-m savi_ros.tracker_node`` (e.g. a profiling wrapper); ``env``:
+    added variables; ``log``: a file for the node's stderr (its log lines), else they are discarded. The
+    large-message DDS profile is applied here, for this client and (inherited) the node."""
     use_large_message_profile()
     namespace = f"/{prefix}_{uuid.uuid4().hex[:6]}"
-    args = [sys.executable, "-m", "savi_ros.tracker_node", "--ros-args", "-r", f"__ns:={namespace}"]
+    args = [sys.executable, *(program or ["-m", "savi_ros.tracker_node"]), "--ros-args", "-r", f"__ns:={namespace}"]
     for param in params:
         args += ["-p", param]
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    node = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONPATH=path, **(env or {}))
+    if log is None:
+        node = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        env.update(RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
+        with open(log, "w") as stderr:
+            node = subprocess.Popen(args, cwd=tree, env=env, stdout=stderr, stderr=stderr)
     return node, namespace
+
+
+C = TypeVar("C", bound="Client")
+
+
+@contextlib.contextmanager
+def tracker_and_client(prefix: str, client_type: type[C], *params: str) -> Iterator[tuple[subprocess.Popen, C]]:
+    """The node (`start_tracker`) and a started client of ``client_type`` that it subscribes to; both ended on
+    leaving. Exits the bench with a message when the node does not come up."""
+    node, namespace = start_tracker(prefix, *params)
+    rclpy.init()
+    client = None
+    try:
+        client = client_type(namespace)
+        if not client.wait_ready():
+            raise SystemExit("the node did not come up")
+        yield node, client
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        if client is not None:
+            client.close()
+        rclpy.try_shutdown()
 
 
 class Client:
@@ -87,18 +129,17 @@ class Client:
         img.header.stamp = stamp
         img.data = frame.tobytes()
         self.image_pub.publish(img)
-        if boxes is None:
-            return
+        if boxes is not None:
+            self.publish_detections(stamp_ns, boxes, with_ids)
+
+    def publish_detections(
+        self, stamp_ns: int, boxes: list[tuple[float, float, float, float]], with_ids: bool = False
+    ) -> None:
+        """A Detection2DArray of ``boxes`` (class "object", score 0.9) stamped ``stamp_ns``."""
         dets = Detection2DArray()
-        dets.header.stamp = stamp
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            det = Detection2D(id=str(i + 1) if with_ids else "")
-            det.bbox.center.position.x, det.bbox.center.position.y = (x0 + x1) / 2, (y0 + y1) / 2
-            det.bbox.size_x, det.bbox.size_y = float(x1 - x0), float(y1 - y0)
-            hyp = ObjectHypothesisWithPose()
-            hyp.hypothesis.class_id, hyp.hypothesis.score = "object", 0.9
-            det.results.append(hyp)
-            dets.detections.append(det)
+        dets.header.stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+        for i, box in enumerate(boxes):
+            dets.detections.append(detection_msg(box, str(i + 1) if with_ids else "", "object", 0.9))
         self.det_pub.publish(dets)
 
     def reset(self, timeout: float = 10.0) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Callable, Optional, TypeVar
 
 import rclpy
@@ -92,3 +93,19 @@ def construct(factory: Callable[[], N], context: Optional[Context] = None) -> Op
         if rclpy.ok(context=context):
             raise
         return None
+
+
+def start_node(factory: Callable[[], N], name: str, args: Optional[list[str]] = None) -> tuple[Optional[N], int]:
+    """rclpy's init, then ``factory()``: the node and 0, or None and the exit code when it cannot run: 0 after
+    a Ctrl-C while starting, 2 for a refused parameter (its message printed as ``name: ...``)."""
+    if not init(args):
+        return None, 0
+    try:
+        node = construct(factory)
+    except ValueError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        shutdown()
+        return None, 2
+    if node is None:  # Ctrl-C while starting
+        shutdown()
+    return node, 0

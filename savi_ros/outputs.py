@@ -4,8 +4,9 @@
 One definition of every output field, so a bag written offline carries the very messages the node
 would have published. `types` is any object with the message classes as attributes (Image,
 Detection2D, Detection2DArray, ObjectHypothesisWithPose, LabelInfo, VisionClass), constructible
-with keyword arguments for some fields (the others at their defaults), and `uint8_array(bytes)`,
-the library's own value for a `uint8[]` field.
+with keyword arguments for some fields (the others at their defaults), and `uint8_array(array)`,
+the library's own value for a `uint8[]` field, copied from a 1-D contiguous uint8 numpy array (a message
+must not share memory the tracker may reuse).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ UNKNOWN_CLASS = "object"
 
 
 def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
-    """Array -> Image with a tight `step`, little-endian (native on every ROS platform)."""
+    """Array (any strides) -> Image with a tight `step`, little-endian (native on every ROS platform).
+    The pixels are copied once, straight into the message's buffer."""
     if encoding not in LAYOUTS:
         raise UnsupportedEncoding(f"unsupported image encoding '{encoding}'")
     dtype, channels = LAYOUTS[encoding]
@@ -30,7 +32,7 @@ def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
     if not shape_ok or arr.dtype != dtype:
         raise ValueError(f"array {arr.dtype}{list(arr.shape)} does not fit encoding '{encoding}'")
     height, width = int(arr.shape[0]), int(arr.shape[1])
-    data = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<")).tobytes()
+    wire = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<"))  # a view when already tight little-endian
     return types.Image(
         header=header,
         height=height,
@@ -38,7 +40,7 @@ def image_msg(types: Any, arr: np.ndarray, encoding: str, header: Any) -> Any:
         encoding=encoding,
         is_bigendian=0,
         step=width * channels * dtype.itemsize,
-        data=types.uint8_array(data),
+        data=types.uint8_array(wire.reshape(-1).view(np.uint8)),
     )
 
 
@@ -47,21 +49,30 @@ def label_map_msg(types: Any, label_map: np.ndarray, header: Any) -> Any:
     return image_msg(types, np.asarray(label_map, dtype=np.uint16), "16UC1", header)
 
 
+def detection_msg(
+    types: Any, box_xyxy: Iterable[float], det_id: str, class_id: str, score: float, header: Any = None
+) -> Any:
+    """One Detection2D: the box (x0, y0, x1, y1) in pixels as centre and size, one class hypothesis."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    det = types.Detection2D(id=det_id) if header is None else types.Detection2D(header=header, id=det_id)
+    det.bbox.center.position.x = (x0 + x1) / 2.0
+    det.bbox.center.position.y = (y0 + y1) / 2.0
+    det.bbox.size_x = x1 - x0
+    det.bbox.size_y = y1 - y0
+    hyp = types.ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = class_id
+    hyp.hypothesis.score = float(score)
+    det.results.append(hyp)
+    return det
+
+
 def tracks_msg(types: Any, tracks: Iterable[Track], header: Any) -> Any:
     """Live tracks -> Detection2DArray (`id` = decimal track id, bbox of the mask in pixels)."""
     msg = types.Detection2DArray(header=header)
     for tr in tracks:
-        x0, y0, x1, y1 = (float(v) for v in tr.box_xyxy)
-        det = types.Detection2D(header=header, id=str(int(tr.track_id)))
-        det.bbox.center.position.x = (x0 + x1) / 2.0
-        det.bbox.center.position.y = (y0 + y1) / 2.0
-        det.bbox.size_x = x1 - x0
-        det.bbox.size_y = y1 - y0
-        hyp = types.ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = tr.class_id or UNKNOWN_CLASS
-        hyp.hypothesis.score = float(tr.score)
-        det.results.append(hyp)
-        msg.detections.append(det)
+        msg.detections.append(
+            detection_msg(types, tr.box_xyxy, str(int(tr.track_id)), tr.class_id or UNKNOWN_CLASS, tr.score, header)
+        )
     return msg
 
 

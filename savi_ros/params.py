@@ -41,7 +41,7 @@ class NodeOnlyParams:
         "default", "'default' (the model shipped in the package) or a checkpoint directory / config.json path"
     )
     device: str = parameter("auto", "auto | cpu | cuda | cuda:N (auto = cuda when available, else cpu)")
-    sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp")
+    sync_tolerance: float = parameter(0.01, "seconds within which a detections stamp matches an image stamp", live=True)
     image_qos: str = parameter(
         "sensor_data", "sensor_data (best effort, keep last 1) | reliable (reliable, keep last 1)", IMAGE_QOS_CHOICES
     )
@@ -56,15 +56,21 @@ class NodeOnlyParams:
         "seconds: a jump back in time larger than this ends all tracks and "
         "starts over; an image is a poison stamp only when this far ahead of the "
         "newest one and future_tolerance ahead of the node's clock",
+        live=True,
     )
     future_tolerance: float = parameter(
         5.0,
         "seconds: an image this far ahead of the node's clock (ROS time; "
         "beyond the camera's usual lead) and time_jump_reset ahead of the newest "
         "image is a poison stamp, dropped while tracks are live",
+        live=True,
     )
-    max_image_pixels: int = parameter(4096 * 4096, "images with more pixels than this are dropped with a warning")
-    publish_debug_image: bool = parameter(False, "always build debug_image (otherwise only while someone subscribes)")
+    max_image_pixels: int = parameter(
+        4096 * 4096, "images with more pixels than this are dropped with a warning", live=True
+    )
+    publish_debug_image: bool = parameter(
+        False, "always build debug_image (otherwise only while someone subscribes)", live=True
+    )
     autostart: bool = parameter(True, "configure and activate the lifecycle node at start-up")
 
 
@@ -90,30 +96,8 @@ NodeParams = dataclasses.make_dataclass(
 
 DESCRIPTIONS: dict[str, str] = {f.name: f.metadata["description"] for f in dataclasses.fields(NodeParams)}
 
-#: Applied while the node runs; the others take effect on the next configure transition.
-LIVE = frozenset(
-    {
-        "mask_source",
-        "score_threshold",
-        "class_ids",
-        "reinit",
-        "new_object_iou",
-        "min_mask_area",
-        "lost_after_frames",
-        "max_area_growth",
-        "gate_margin",
-        "swap_margin",
-        "dormant_seconds",
-        "reid_threshold",
-        "sync_tolerance",
-        "publish_debug_image",
-        "mask_threshold",
-        "mask_edges",
-        "time_jump_reset",
-        "future_tolerance",
-        "max_image_pixels",
-    }
-)
+#: Applied while the node runs (``parameter(live=True)``); the others take effect on the next configure transition.
+LIVE = frozenset(f.name for f in dataclasses.fields(NodeParams) if f.metadata["live"])
 
 
 def _param_type(name: str) -> "Parameter.Type":

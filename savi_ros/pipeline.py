@@ -140,6 +140,12 @@ class Pipeline:
         with self.cond:
             return self._matcher.detector_lag
 
+    def waiting_detections(self) -> int:
+        """Detection messages received and not acted on yet (held for their image, or carried to the next
+        frame): what a sender can wait on to order its messages."""
+        with self.cond:
+            return self._matcher.detections_held + len(self._late)
+
     def live_tracks(self) -> dict[int, str]:
         """{track id: class} now (waits for a running step)."""
         with self._tracker_lock:
@@ -384,10 +390,12 @@ class Pipeline:
 
     # ------------------------------------------------------------------ inputs
 
-    def add_image(self, msg: Any, now: float) -> None:
-        """File an image (raw or compressed); an unusable raw image is counted and warned about here."""
+    def add_image(self, msg: Any, now: float, missed: int = 0) -> None:
+        """File an image (raw or compressed); an unusable raw image is counted and warned about here.
+        ``missed``: images of its publisher that never arrived before it (`savi_ros.transport.PublisherGaps`)."""
         with self.cond:
             self.stats.images += 1
+            self.stats.missed_images += missed
         if not hasattr(msg, "format"):  # raw; a compressed image's encoding and size are known once decoded
             if msg.encoding not in messages.INPUT_ENCODINGS:
                 with self.cond:
@@ -598,6 +606,7 @@ class Pipeline:
             self._matcher.patient = not live and not self._prompts
             self.live_count, self.dormant_count = len(live), len(frame.dormant_tracks)
             self.stats.revivals += len(result.revived)
+            self.stats.reclaims += len(result.reclaimed)
             self.stats.expiries += len(result.expired)
             self.stats.processed += 1
             self.stats.step_ms.append((now(), result.timings.get("total", 0.0)))

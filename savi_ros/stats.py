@@ -13,6 +13,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.images = 0  # received: each ends in exactly one of the image counters below
+        self.missed_images = 0  # sent but never received (replaced in the keep-last-1 queue, lost in transport)
         self.processed = 0
         self.dropped_frames = 0  # replaced while waiting, older than the last processed, far future, forgotten
         self.forgotten_frames = 0  # held or waiting when `reset` or a jump back in time started over
@@ -30,6 +31,7 @@ class Stats:
         self.prompts_on_tracks = 0  # points that fell on a live track (no duplicate started)
         self.refused_prompts = 0  # prompts refused: bad, not for this model, no image, no free slot
         self.revivals = 0  # dormant tracks live again (a detection or prompt matched them)
+        self.reclaims = 0  # lost tracks moved onto a new detection's or prompt's slot by their look
         self.expiries = 0  # dormant tracks that ended when their dormant_seconds ran out
         self.step_ms: deque[tuple[float, float]] = deque(maxlen=1000)  # (monotonic end, ms)
         self.error_times: deque[float] = deque(maxlen=100)  # monotonic time of each failed step
@@ -58,6 +60,7 @@ class Stats:
     def counters(self) -> dict[str, int]:
         return dict(
             images=self.images,
+            missed_images=self.missed_images,
             processed=self.processed,
             dropped_frames=self.dropped_frames,
             dropped_detections=self.dropped_detections,
@@ -73,5 +76,6 @@ class Stats:
             prompts_on_tracks=self.prompts_on_tracks,
             refused_prompts=self.refused_prompts,
             revivals=self.revivals,
+            reclaims=self.reclaims,
             expiries=self.expiries,
         )

@@ -157,6 +157,11 @@ class StampMatcher(Generic[I, D]):
         return self.image_hold_s if self.patient else 0.0
 
     @property
+    def detections_held(self) -> int:
+        """Detection messages held: waiting for their image, or given up on and not popped yet."""
+        return len(self._detections) + len(self._late)
+
+    @property
     def detector_lag(self) -> Optional[float]:
         """The largest recently observed detector lag in seconds (None before the first)."""
         return max(self._lags) if self._lags else None

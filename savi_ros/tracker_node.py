@@ -60,7 +60,7 @@ from savi_ros.diagnostics import tracking_status
 from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
-from savi_ros.transport import ImageAges
+from savi_ros.transport import ImageAges, PublisherGaps
 
 NODE_NAME = "savi_tracker"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -108,6 +108,7 @@ class TrackerNode(LifecycleNode):
         self._last_stats_log = time.monotonic()
         self._memory = Trimmer()
         self._ages = ImageAges()  # touched only in the executor's thread (image callback, diagnostics timer)
+        self._gaps = PublisherGaps()  # likewise (image callback, activation)
         self._fast_dds = rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps")
 
     # ------------------------------------------------------------------ lifecycle
@@ -186,9 +187,9 @@ class TrackerNode(LifecycleNode):
         self._pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
         self._savi_services = [
-            self.create_service(Trigger, "reset", self._on_reset),
-            self.create_service(RemoveTrack, "remove_track", self._on_remove_track),
-            self.create_service(AddObjects, "add_objects", self._on_add_objects),
+            self.create_service(Trigger, "reset", self._guarded("reset", self._on_reset)),
+            self.create_service(RemoveTrack, "remove_track", self._guarded("remove_track", self._on_remove_track)),
+            self.create_service(AddObjects, "add_objects", self._guarded("add_objects", self._on_add_objects)),
         ]
         self._diag_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
@@ -203,6 +204,7 @@ class TrackerNode(LifecycleNode):
 
             return SubscriptionEventCallbacks(incompatible_qos=warn)
 
+        self._gaps.clear()  # images published while no subscription existed were not missed
         image_hint = (
             f"This node subscribes with image_qos '{self.params.image_qos}'; "
             "set image_qos:=sensor_data to accept best-effort publishers."
@@ -321,7 +323,9 @@ class TrackerNode(LifecycleNode):
             if slow and self._fast_dds:
                 self.get_logger().warning(slow)
             self._memory.saw(getattr(msg, "width", 0) * getattr(msg, "height", 0))  # compressed: once decoded
-            pipeline.add_image(msg, time.monotonic())
+            gid = (info.get("publisher_gid") or {}).get("data", b"")
+            missed = self._gaps.add(bytes(gid), info.get("publication_sequence_number"))
+            pipeline.add_image(msg, time.monotonic(), missed)
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         pipeline = self.pipeline
@@ -332,6 +336,20 @@ class TrackerNode(LifecycleNode):
         pipeline = self.pipeline
         if pipeline is not None:
             pipeline.add_prompt_msg(msg, time.monotonic())
+
+    def _guarded(self, name: str, callback):
+        """A service callback that answers ``success: false`` and logs the exception at ERROR instead of
+        raising it: an exception out of a callback stops the executor, and with it the node."""
+
+        def call(request, response):
+            try:
+                return callback(request, response)
+            except Exception as exc:
+                response.success, response.message = False, f"failed: {type(exc).__name__}: {exc}"
+                self.get_logger().error(f"{name} {response.message}")
+                return response
+
+        return call
 
     def _configured(self, response):
         """The pipeline a service works on; None (and ``response`` says why) while unconfigured."""

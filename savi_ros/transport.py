@@ -1,5 +1,5 @@
 """How late images arrive (issue 27, part 6): their age on arrival in /diagnostics, and one warning with the
-fix when large images are slow in transport.
+fix when large images are slow in transport; and how many never arrive (`PublisherGaps`).
 
 Two times per image, from the DDS message info (rmw's receive and source timestamps, both the system clock):
 * age: receipt minus the header stamp. What the tracker's answer is late by before it starts; includes the
@@ -77,3 +77,34 @@ class ImageAges:
             image_age_ms_max=f"{max(ages):.1f}" if ages else "n/a",
             large_image_transport_ms_p50=f"{statistics.median(large):.1f}" if large else "n/a",
         )
+
+
+MAX_PUBLISHERS = 64  # image publishers remembered (the least recently heard from is forgotten first)
+_UNSUPPORTED_SEQ = 2**63  # rmw without sequence numbers reports none, 0 or UINT64_MAX
+
+
+class PublisherGaps:
+    """Images a publisher sent that never reached this node, from the gaps in its sequence numbers.
+
+    The image subscription keeps the last image only (the contract's QoS), so in a burst the middleware
+    replaces an image the executor has not taken yet, and best effort may lose one in transport; neither
+    reaches a callback. Each publisher (by its GID) numbers what it writes, so a jump from n to n + k
+    means k - 1 images missed. The first image of a publisher and a sequence that goes back (a restarted
+    publisher) count nothing. Called from one thread; `clear` when the subscription is created again,
+    so a pause is not counted."""
+
+    def __init__(self) -> None:
+        self._last: dict[bytes, int] = {}
+
+    def add(self, gid: bytes, sequence: Optional[int]) -> int:
+        """One received image; returns how many of its publisher's images were missed just before it."""
+        if not sequence or sequence >= _UNSUPPORTED_SEQ:
+            return 0
+        last = self._last.pop(gid, None)
+        self._last[gid] = sequence  # most recent last: the dict's order is the forgetting order
+        while len(self._last) > MAX_PUBLISHERS:
+            del self._last[next(iter(self._last))]
+        return sequence - last - 1 if last is not None and sequence > last else 0
+
+    def clear(self) -> None:
+        self._last.clear()

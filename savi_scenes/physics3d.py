@@ -40,6 +40,9 @@ class PhysicsSceneConfig:
     size_range: tuple[float, float] = (0.2, 0.45)
     moving_camera: bool = True
     steps_per_frame: int = 8  # 240 Hz physics: 30 frames per second
+    # Re-identification family: objects that vanish and come back.
+    occluder: bool = False  # a static pillar (background, not an object) between the camera and the objects
+    exits: bool = False  # the camera pans sideways and back, so objects leave the view and return
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "num_frames", "min_objects", "max_objects", "steps_per_frame"):
@@ -61,6 +64,8 @@ class PhysicsSceneConfig:
             raise ValueError(f"PhysicsSceneConfig.size_range must satisfy 0 < low <= high <= 1, got {self.size_range}")
         self.size_range = (lo, hi)
         self.moving_camera = bool(self.moving_camera)
+        self.occluder = bool(self.occluder)
+        self.exits = bool(self.exits)
 
     @classmethod
     def from_dict(cls, values: dict) -> "PhysicsSceneConfig":
@@ -258,15 +263,34 @@ def _camera_path(rng: np.random.Generator, cfg: PhysicsSceneConfig) -> list[Came
     azimuth = float(rng.uniform(0, 2 * np.pi))
     spin = float(rng.uniform(-0.02, 0.02)) if cfg.moving_camera else 0.0
     drift = rng.uniform(-0.01, 0.01, 2) if cfg.moving_camera else np.zeros(2)
+    # A pan sweeps the view one and a half frame widths to one side and back, over half the video.
+    pan = float(rng.choice((-1.0, 1.0))) * 1.5 * distance * np.tan(np.radians(_FOV) / 2) if cfg.exits else 0.0
     cams = []
     for t in range(cfg.num_frames):
         a = azimuth + spin * t
-        target = np.array([drift[0] * t, drift[1] * t, 0.0])
+        side = np.array([-np.sin(a), np.cos(a), 0.0])  # the camera's horizontal right (or left)
+        sweep = np.sin(np.pi * min(2.0 * t / max(cfg.num_frames - 1, 1), 1.0)) * pan
+        target = np.array([drift[0] * t, drift[1] * t, 0.0]) + sweep * side
         eye = target + distance * np.array(
             [np.cos(elevation) * np.cos(a), np.cos(elevation) * np.sin(a), np.sin(elevation)]
         )
         cams.append(Camera.look_at(eye, target, cfg.width, cfg.height))
     return cams
+
+
+def _add_pillar(world: PhysicsWorld, rng: np.random.Generator, camera: Camera) -> None:
+    """A static grey pillar a quarter of the way from the scene's centre to the camera, taller than the objects
+    fly and wide enough to hide any of them whole; it is background (no id)."""
+    eye = np.linalg.inv(camera.view)[:3, 3]
+    towards = np.array([eye[0], eye[1], 0.0])
+    towards /= max(float(np.linalg.norm(towards)), 1e-9)
+    base = towards * float(np.linalg.norm(eye[:2])) / 4.0 + np.cross([0.0, 0.0, 1.0], towards) * rng.uniform(-0.2, 0.2)
+    grey = float(rng.uniform(0.3, 0.7))
+    body = world.box((0.1, 0.1, 0.6), [base[0], base[1], 0.6], rgba=(grey, grey, grey, 1.0), mass=0.0)
+    yaw = float(np.arctan2(towards[1], towards[0]))
+    world.p.resetBasePositionAndOrientation(
+        body, [base[0], base[1], 0.6], world.p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=world.client
+    )
 
 
 def generate_physics_scene(seed: int, config: PhysicsSceneConfig | None = None) -> Scene:
@@ -294,6 +318,8 @@ def generate_physics_scene(seed: int, config: PhysicsSceneConfig | None = None) 
             bodies.append(body)
             classes.append(family)
         cameras = _camera_path(rng, cfg)
+        if cfg.occluder:
+            _add_pillar(world, rng, cameras[0])
         frames = np.empty((num_t, h, w, 3), np.uint8)
         ids = np.empty((num_t, h, w), np.int64)
         depth = np.empty((num_t, h, w))

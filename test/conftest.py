@@ -3,6 +3,10 @@
 Parallel runs on one machine (several developers, CI jobs) would otherwise discover each other's
 DDS participants on the default domain. Set here, before any test imports rclpy, so in-process
 nodes and every child process a test spawns inherit the same settings.
+
+Helpers shared between test modules are imported as ``test.<folder>.<module>`` (e.g.
+``from test.savi_ros.conftest import wait_for``): pytest's importlib mode registers this folder as the
+namespace package ``test``, ahead of the standard library's, when it loads this file.
 """
 
 import os

@@ -342,6 +342,17 @@ def evaluate(
     }
 
 
+def add_tracker_option(parser: argparse.ArgumentParser) -> None:
+    """``--tracker NAME=VALUE`` (repeatable), read by :func:`parse_tracker_params`."""
+    parser.add_argument(
+        "--tracker",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5",
+    )
+
+
 def parse_tracker_params(items: Sequence[str]) -> dict[str, Any]:
     """``NAME=VALUE`` strings (values read as YAML) -> Tracker parameters, checked by name and by value, so
     a benchmark scores the Tracker as a node configured that way would run."""
@@ -450,13 +461,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also give the true boxes of the visible objects as detections every N frames, as a "
         "running detector would (0: first frame only, the paper's protocol)",
     )
-    p.add_argument(
-        "--tracker",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5",
-    )
+    add_tracker_option(p)
     return p.parse_args(argv)
 
 

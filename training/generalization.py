@@ -34,7 +34,7 @@ from savi_core.model.savi import MASK_SOURCES
 from savi_core.tracking.tracker_config import TrackerConfig
 from training.config import EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
-from training.evaluate import evaluate, parse_tracker_params, resolve_checkpoint
+from training.evaluate import add_tracker_option, evaluate, parse_tracker_params, resolve_checkpoint
 
 AXES_2D = {"shapes": SHAPES, "backgrounds": ALL_BACKGROUNDS, "textures": ALL_TEXTURES}
 AXES_3D = {"objects": OBJECT_FAMILIES, "floors": FLOOR_FAMILIES}
@@ -262,13 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="WxH",
         help="render the scenes at this camera size (e.g. 320x240); the Tracker resizes them to the model's resolution",
     )
-    p.add_argument(
-        "--tracker",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a Tracker parameter (repeatable), as the node would run with, e.g. gate_margin=0.5",
-    )
+    add_tracker_option(p)
     p.add_argument(
         "--prototype-baseline",
         action=argparse.BooleanOptionalAction,

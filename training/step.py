@@ -39,6 +39,12 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
+    """The official trainer's ``flax.optim.Adam(learning_rate)``: betas (0.9, 0.999), eps 1e-8 added after the
+    square root of the bias-corrected second moment, no weight decay; ``train_step`` sets the rate each step."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+
+
 def burn_in_frames(burn_in: int, real_frames: int, window: int, generator: torch.Generator) -> int:
     """How many leading frames of this step's clip run without gradient (``data.burn_in``).
 

@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -50,7 +51,7 @@ from training.state import (
     load_trainer_checkpoint,
     save_trainer_checkpoint,
 )
-from training.step import NonFiniteLossError, amp_dtype, reseed, train_step
+from training.step import NonFiniteLossError, amp_dtype, make_optimizer, reseed, train_step
 from training.visualize import clip_image
 
 EXIT_BAD_CONFIG = 1
@@ -80,6 +81,83 @@ class _MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+class _Logs:
+    """Rank 0's metrics.jsonl and TensorBoard: the loss every ``log_every`` steps, a clip every ``image_every``."""
+
+    def __init__(self, out: Path, step: int, log_every: int, image_every: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
+        self.metrics = _MetricsLog(out / "metrics.jsonl", step)
+        self.log_every, self.image_every = log_every, image_every
+        self.tick = time.perf_counter()
+
+    def step(self, step: int, last: bool, data_epoch: int, result: Any, progress: tqdm) -> None:
+        if step % self.log_every == 0 or last:
+            now = time.perf_counter()
+            record = {
+                "step": step,
+                "loss": result.loss,
+                "mse": result.mse,
+                "lr": result.lr,
+                "grad_norm": result.grad_norm,
+                "epoch": data_epoch,
+                "seconds": now - self.tick,
+            }
+            self.tick = now
+            self.metrics.write(record)
+            for key in ("loss", "mse", "lr", "grad_norm"):
+                self.writer.add_scalar(f"train/{key}", record[key], step)
+            progress.set_postfix(loss=f"{result.loss:.4g}", mse=f"{result.mse:.4g}")
+        if step % self.image_every == 0:
+            self.writer.add_image("train/clip", clip_image(result.batch, result.output), step)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.metrics.close()
+
+
+def _resume_position(
+    out: Path, model: SAVi, optimizer: Any, scaler: Any, config_hash: str, info: Distributed, batches_per_epoch: int
+) -> tuple[int, int, int]:
+    """(step, epoch, batch in epoch) of the latest checkpoint, whose trainer state is loaded into the arguments."""
+    path = latest_checkpoint(out)
+    if path is None:
+        raise ResumeError(f"--resume: no checkpoint in {checkpoint_dir(out)}")
+    state = load_trainer_checkpoint(path, model, optimizer, scaler, config_hash, info.world_size)
+    if state.batch_in_epoch >= batches_per_epoch:
+        raise ResumeError(
+            f"{path}: data position {state.batch_in_epoch} but an epoch now has {batches_per_epoch} batches "
+            "(the dataset changed)"
+        )
+    if info.main:
+        print(
+            f"resumed from {path} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})", flush=True
+        )
+    return state.step, state.epoch, state.batch_in_epoch
+
+
+def _write_final(
+    out: Path, model: SAVi, step: int, samples_seen: int, info: Distributed, device: torch.device, dtype: Any
+) -> None:
+    """``final.json`` (rank 0), after checking that every rank ended with the same weights."""
+    digests = gather_strings(param_digest(model), info)
+    seen = gather_strings(str(samples_seen), info)
+    if not info.main:
+        return
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
+    summary = {
+        "step": step,
+        "world_size": info.world_size,
+        "param_digests": digests,
+        "samples_seen_per_rank": [int(s) for s in seen],
+        "device": str(device),
+        "amp": str(dtype) if dtype else "off",
+    }
+    (out / "final.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def _initial_weights(spec: str, cfg: RunConfig) -> dict[str, torch.Tensor]:
@@ -112,12 +190,13 @@ def train(cfg: RunConfig, resume: bool = False, stop_at: int | None = None) -> P
     return out
 
 
-def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed, device: torch.device) -> Path:
+def _output_and_local_batch(cfg: RunConfig, resume: bool, info: Distributed) -> tuple[Path, int]:
+    """The run's output folder (made by rank 0) and this rank's share of the batch, refusing a batch the ranks
+    cannot share and a fresh run over an old one's checkpoints."""
     tc = cfg.train
     out = Path(tc.out_dir)
     if tc.batch_size % info.world_size:
         raise ConfigError(f"train.batch_size: {tc.batch_size} is not divisible by {info.world_size} processes")
-    local_batch = tc.batch_size // info.world_size
     if not resume and latest_checkpoint(out) is not None:  # every rank checks, so none waits forever
         raise ResumeError(
             f"{checkpoint_dir(out)} already holds checkpoints: pass --resume to continue that run "
@@ -125,12 +204,17 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         )
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
+    return out, tc.batch_size // info.world_size
 
+
+def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed, device: torch.device) -> Path:
+    tc = cfg.train
+    out, local_batch = _output_and_local_batch(cfg, resume, info)
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = SAVi(cfg.model).to(device)
     if tc.init_checkpoint and not resume:
         model.load_state_dict(_initial_weights(tc.init_checkpoint, cfg))
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    optimizer = make_optimizer(model, tc)
     dtype = amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     config_hash = cfg.hash()
@@ -141,18 +225,7 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
     batches_per_epoch = EpochBatchSampler(len(dataset), local_batch, tc.seed, 0, 0, info.world_size).batches_per_epoch
     step, epoch, position = 0, 0, 0
     if resume:
-        path = latest_checkpoint(out)
-        if path is None:
-            raise ResumeError(f"--resume: no checkpoint in {checkpoint_dir(out)}")
-        state = load_trainer_checkpoint(path, model, optimizer, scaler, config_hash, info.world_size)
-        step, epoch, position = state.step, state.epoch, state.batch_in_epoch
-        if position >= batches_per_epoch:
-            raise ResumeError(
-                f"{path}: data position {position} but an epoch now has {batches_per_epoch} batches "
-                "(the dataset changed)"
-            )
-        if info.main:
-            print(f"resumed from {path} at step {step} (epoch {epoch}, batch {position})", flush=True)
+        step, epoch, position = _resume_position(out, model, optimizer, scaler, config_hash, info, batches_per_epoch)
 
     net: torch.nn.Module = model
     if info.enabled:
@@ -164,12 +237,7 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
         )
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
 
-    writer = log = None
-    if info.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=step)
-        log = _MetricsLog(out / "metrics.jsonl", step)
+    logs = _Logs(out, step, tc.log_every, tc.image_every) if info.main else None
     progress = tqdm(
         total=tc.steps, initial=step, desc="train", dynamic_ncols=True, disable=not info.main or not sys.stderr.isatty()
     )
@@ -202,7 +270,6 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
     )
     samples_seen = 0
     last_saved = step
-    tick = time.perf_counter()
     model.train()
     try:
         while step < end:
@@ -215,50 +282,18 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             samples_seen += result.batch["video"].shape[0]
             progress.update(1)
 
-            if info.main:
-                if step % tc.log_every == 0 or step == end:
-                    now = time.perf_counter()
-                    record = {
-                        "step": step,
-                        "loss": result.loss,
-                        "mse": result.mse,
-                        "lr": result.lr,
-                        "grad_norm": result.grad_norm,
-                        "epoch": data_epoch,
-                        "seconds": now - tick,
-                    }
-                    tick = now
-                    log.write(record)
-                    for key in ("loss", "mse", "lr", "grad_norm"):
-                        writer.add_scalar(f"train/{key}", record[key], step)
-                    progress.set_postfix(loss=f"{result.loss:.4g}", mse=f"{result.mse:.4g}")
-                if step % tc.image_every == 0:
-                    writer.add_image("train/clip", clip_image(result.batch, result.output), step)
+            if logs is not None:
+                logs.step(step, step == end, data_epoch, result, progress)
             if step % tc.checkpoint_every == 0 and step < end:
                 save(step, epoch, position)
                 last_saved = step
         if last_saved != step or step == 0:
             save(step, epoch, position)
-        digests = gather_strings(param_digest(model), info)
-        seen = gather_strings(str(samples_seen), info)
-        if info.main:
-            if len(set(digests)) != 1:
-                raise RuntimeError(f"DDP ranks ended with different weights: {digests}")
-            summary = {
-                "step": step,
-                "world_size": info.world_size,
-                "param_digests": digests,
-                "samples_seen_per_rank": [int(s) for s in seen],
-                "device": str(device),
-                "amp": str(dtype) if dtype else "off",
-            }
-            (out / "final.json").write_text(json.dumps(summary, indent=1) + "\n")
+        _write_final(out, model, step, samples_seen, info, device, dtype)
     finally:
         progress.close()
-        if writer is not None:
-            writer.close()
-        if log is not None:
-            log.close()
+        if logs is not None:
+            logs.close()
     return out
 
 

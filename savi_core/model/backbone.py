@@ -16,6 +16,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def state_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> str:
+    """Why ``given`` weights do not fit a module whose state is ``expected`` (names, then shapes); "" if they do."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        return (
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    for key, value in given.items():
+        if value.shape != expected[key].shape:
+            return f"shape mismatch for {key}: given {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+    return ""
+
+
 class EfficientNetLite0(nn.Module):
     """Frames ``[B, 3, H, W]`` in [0, 1] -> :class:`BackboneFeatures`; frozen once weights are loaded."""
 
@@ -166,20 +182,10 @@ class EfficientNetLite0(nn.Module):
         if expected_sha256 is not None and digest != expected_sha256:
             raise BackboneError(f"backbone weights {path} have sha256 {digest}, expected {expected_sha256}")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        ours = self.state_dict()
         used = {k: v for k, v in state.items() if not k.startswith(_SKIPPED_PREFIXES)}
-        missing = sorted(set(ours) - set(used))
-        unexpected = sorted(set(used) - set(ours))
-        if missing or unexpected:
-            raise BackboneError(
-                f"backbone weights {path} do not match EfficientNet-Lite0: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-        for key, value in used.items():
-            if ours[key].shape != value.shape:
-                raise BackboneError(
-                    f"backbone weights {path}: {key} has shape {tuple(value.shape)}, expected {tuple(ours[key].shape)}"
-                )
+        mismatch = state_mismatch(self.state_dict(), used)
+        if mismatch:
+            raise BackboneError(f"backbone weights {path} do not match EfficientNet-Lite0: {mismatch}")
         self.load_state_dict(used, strict=True)
         self.sha256 = digest
 

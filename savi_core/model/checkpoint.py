@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from savi_core.model.backbone import BackboneError
+from savi_core.model.backbone import BackboneError, state_mismatch
 from savi_core.model.config import ConfigError, ModelConfig
 from savi_core.model.savi import SAVi
 
@@ -119,21 +119,10 @@ def load_checkpoint(
         model = SAVi(cfg)
     except BackboneError as exc:
         raise CheckpointError(f"checkpoint {directory}: {exc}") from exc
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {weights_path}: weights do not match the config "
-            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''})"
-        )
+    mismatch = state_mismatch(model.state_dict(), tensors)
+    if mismatch:
+        raise CheckpointError(f"checkpoint {weights_path}: weights do not match the config ({mismatch})")
     for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"checkpoint {weights_path}: shape mismatch for {name}: file {tuple(tensor.shape)}, "
-                f"config expects {tuple(expected[name].shape)}"
-            )
         if not tensor.is_floating_point() or not torch.isfinite(tensor).all():
             raise CheckpointError(f"checkpoint {weights_path}: tensor {name} is not finite floating point")
     model.load_state_dict(tensors)

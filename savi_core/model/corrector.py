@@ -26,6 +26,8 @@ class SlotAttention(nn.Module):
         # Keys and values in one projection: one matmul over the h*w inputs instead of two.
         self.to_kv = nn.Linear(feature_dim, 2 * cfg.qkv_dim, bias=False)
         self.gru = nn.GRUCell(cfg.qkv_dim, slot_dim)
+        with torch.no_grad():  # the official cell has no hidden bias on these gates (held constant: `_gru`)
+            self.gru.bias_hh[: 2 * slot_dim].zero_()
         # The paper uses the residual MLP after the GRU only with more than one iteration.
         self.mlp: nn.Module | None = None
         if cfg.iterations > 1:
@@ -55,7 +57,18 @@ class SlotAttention(nn.Module):
             attn = logits.softmax(dim=1)
             weights = attn / (attn.sum(dim=-1, keepdim=True) + self.eps)
             updates = (weights @ inputs) @ w_values.t()
-            slots = self.gru(updates.reshape(b * k, -1), slots.reshape(b * k, d)).reshape(b, k, d)
+            slots = self._gru(updates.reshape(b * k, -1), slots.reshape(b * k, d)).reshape(b, k, d)
             if self.mlp is not None:
                 slots = slots + self.mlp(self.norm_mlp(slots))
         return slots, attn
+
+    def _gru(self, inputs: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``self.gru`` with the official cell's trainable parameters: its hidden side has a bias only on the
+        candidate (``hn``), so torch's hidden biases of the reset and update gates are held constant. Trained,
+        they would move those gates' biases twice per step and add to the clipped gradient norm."""
+        gru = self.gru
+        bias_hh = gru.bias_hh
+        if bias_hh.requires_grad and torch.is_grad_enabled():
+            gates = 2 * gru.hidden_size
+            bias_hh = torch.cat([bias_hh[:gates].detach(), bias_hh[gates:]])
+        return torch.gru_cell(inputs, hidden, gru.weight_ih, gru.weight_hh, gru.bias_ih, bias_hh)

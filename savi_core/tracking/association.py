@@ -1,5 +1,6 @@
-"""Which detections belong to live tracks: a robot's detector keeps re-detecting what is tracked, and a
-re-detection must never start a second track of the same object.
+"""Which detections a step acts on (`accepted`: score, class, box), and which of them belong to live tracks:
+a robot's detector keeps re-detecting what is tracked, and a re-detection must never start a second track of
+the same object.
 
 Three passes over boxes in pixels (a track's box is its mask's box on the last frame):
 1. one-to-one by IoU (Hungarian, `scipy.optimize.linear_sum_assignment`), class-aware (a labelled
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from savi_core.tracking.datatypes import Detection
 from savi_core.tracking.geometry import box_iou_xyxy
+from savi_core.tracking.tracker_config import TrackerConfig
 
 COVERED = 0.6  # share of a left-over track's box inside a detection for the detection to take it
 
@@ -36,6 +39,26 @@ class Association:
     new: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     duplicate_tracks: dict[int, int] = field(default_factory=dict)  # track -> the matched track it doubles
+
+
+def accepted(
+    detections: list[Detection], config: TrackerConfig, height: int, width: int
+) -> list[tuple[np.ndarray, Detection]]:
+    """The detections a step acts on, with their boxes clipped to the ``height x width`` image: score and
+    class as ``config`` allows, a non-empty box once clipped; highest score first. ValueError for a box that
+    is not 4 finite numbers."""
+    kept: list[tuple[np.ndarray, Detection]] = []
+    for det in detections:
+        box = np.asarray(det.box_xyxy, dtype=np.float64)
+        if box.shape != (4,) or not np.isfinite(box).all():
+            raise ValueError(f"detection box_xyxy must be 4 finite numbers (x0, y0, x1, y1), got {det.box_xyxy!r}")
+        if det.score < config.score_threshold or (config.class_ids and det.class_id not in config.class_ids):
+            continue
+        box = np.clip(box, 0.0, [width, height, width, height])
+        if box[2] > box[0] and box[3] > box[1]:
+            kept.append((box, det))
+    kept.sort(key=lambda item: -item[1].score)
+    return kept
 
 
 def _compatible(a: str, b: str) -> bool:

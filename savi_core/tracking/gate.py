@@ -1,12 +1,14 @@
-"""The gate: an attention-logit bias that keeps each anchored track's slot near its object; moved out of
-the Tracker, which calls it with its tracks."""
+"""The gate: an attention-logit bias that keeps each anchored track's slot near its object; the Tracker holds
+a `Gate` for its model and asks it for the bias every step."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 import numpy as np
 import torch
+
+from savi_core.model.config import ModelConfig
 
 GATE_BIAS = -1e4  # attention logit added outside a slot's gate: its softmax share there is nil
 
@@ -16,7 +18,7 @@ class Gated(Protocol):
 
     box: np.ndarray
     velocity: np.ndarray
-    anchor_size: tuple[float, float]
+    anchor_size: Optional[tuple[float, float]]
     lost_frames: int
 
 
@@ -56,3 +58,26 @@ def gate_bias(
     b = bounds.view(-1, 4, 1, 1)
     inside = (cell_y >= b[:, 0]) & (cell_y < b[:, 2]) & (cell_x >= b[:, 1]) & (cell_x < b[:, 3])
     return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0)
+
+
+class Gate:
+    """A model's feature-cell grid (cell centres, normalised) on ``device``, for `gate_bias` over its slots."""
+
+    def __init__(self, config: ModelConfig, device: torch.device) -> None:
+        self._device = device
+        self._num_slots = config.num_slots
+        self._offset = int(config.initializer.background_slot)
+        stride = config.encoder.stride
+        fh, fw = config.resolution[0] // stride, config.resolution[1] // stride
+        self._cell_y = ((torch.arange(fh) + 0.5) / fh).view(1, fh, 1)  # feature-cell centres, normalised
+        self._cell_x = ((torch.arange(fw) + 0.5) / fw).view(1, 1, fw)
+        self._cell = 1.0 / min(fh, fw)  # the least a gate grows: a box smaller than a cell still holds one
+
+    def bias(self, tracks: dict[int, Gated], margin: float, height: int, width: int) -> Optional[torch.Tensor]:
+        """The bias for the anchored ones of ``tracks`` (object slot -> track) in a ``height x width`` image,
+        on the device, or None with the gate off (``margin`` 0) or no anchored track."""
+        gated = [(slot + self._offset, t) for slot, t in tracks.items() if t.anchor_size is not None]
+        if not margin or not gated:
+            return None
+        bias = gate_bias(gated, margin, self._num_slots, self._cell, self._cell_y, self._cell_x, height, width)
+        return bias.to(self._device)

@@ -1,17 +1,25 @@
-"""Label maps from slot probabilities: edge-aware masks (guided filter), the camera-size label map on the CPU
-(OpenCV) and per-track stats; moved out of the Tracker, which calls them with its lookup tables."""
+"""The camera side of a Tracker step: the image in (checked, uploaded, resized to the model) and the label map
+and per-track stats out at camera size (edge-aware masks by guided filter, the OpenCV route on the CPU).
+
+``CameraLabels`` holds what persists between frames (slot -> track id / stats row tables, per-size caches, the
+pinned upload buffer), so the Tracker keeps only the tracks. Everything up to the final label map and stats
+stays on the device: a step copies exactly those two tensors to the host (guided edges on CUDA add one round
+trip of the planes)."""
 
 from __future__ import annotations
+
+import time
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from savi_core.tracking.geometry import tight_boxes
+from savi_core.tracking.geometry import resize_frames, resize_probabilities, tight_boxes
 
 GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
 GUIDED_EPS = 0.001  # its regularisation, in squared [0, 1] intensity: edges weaker than ~0.03 are smoothed over
+LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshold" entry must fit
 
 
 def label_stats(best: torch.Tensor, row: torch.Tensor, t: int, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -94,3 +102,132 @@ def opencv_camera_labels(
     labels = cv2.LUT(slot, id_lut)
     rows = cv2.LUT(slot, row_lut)
     return torch.from_numpy(best), torch.from_numpy(labels), torch.from_numpy(rows).to(torch.int32)
+
+
+class Stopwatch:
+    """Phase times without extra host syncs: CUDA events read after the step's final copy, or wall clock."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._cuda = device.type == "cuda"
+        if self._cuda:
+            self._events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        self._times = [0.0] * 4
+
+    def mark(self, index: int) -> None:
+        if self._cuda:
+            self._events[index].record(torch.cuda.current_stream(self._device))
+        else:
+            self._times[index] = time.perf_counter()
+
+    def phases_ms(self) -> tuple[float, float, float]:
+        """(preprocess, model, postprocess); call after a host sync."""
+        if self._cuda:
+            e = self._events
+            return e[0].elapsed_time(e[1]), e[1].elapsed_time(e[2]), e[2].elapsed_time(e[3])
+        t = self._times
+        return (t[1] - t[0]) * 1e3, (t[2] - t[1]) * 1e3, (t[3] - t[2]) * 1e3
+
+
+class CameraLabels:
+    """Camera images to model frames, slot probabilities back to camera-size label maps and stats, for one
+    model (``resolution``, ``num_slots``, ``offset`` = 1 with a background slot) on ``device``."""
+
+    def __init__(self, device: torch.device, resolution: tuple[int, int], num_slots: int, offset: int) -> None:
+        self.device = device
+        self._resolution = resolution
+        self._num_slots = num_slots
+        self._offset = offset
+        self.stopwatch = Stopwatch(device)
+        self._size_cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
+        self.buffers: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # OpenCV route, per camera size
+        # On the CPU the camera-size labels come from OpenCV (the same winners as torch's route, ~2x faster).
+        self.opencv = device.type == "cpu" and num_slots < LUT_SIZE - 1
+        self._pinned: torch.Tensor | None = None
+        self.set_tracks([])
+
+    def set_tracks(self, tracks: list[tuple[int, int]]) -> None:
+        """Refresh the device lookup tables from the live ``(object slot, track id)`` pairs, in the order of
+        the stats rows, after tracks started or ended (not per frame). Each table has one entry past the last
+        slot, for pixels under the mask threshold: no track id, no stats row."""
+        lut = torch.zeros(self._num_slots + 1, dtype=torch.uint16)
+        for slot, track_id in tracks:
+            lut[slot + self._offset] = track_id
+        self.slot_to_id = lut.to(self.device)
+        self._live_slots = [slot + self._offset for slot, _ in tracks]  # model slots of the stats rows
+        rows = torch.full((self._num_slots + 1,), len(tracks), dtype=torch.int32)
+        for index, (slot, _) in enumerate(tracks):
+            rows[slot + self._offset] = index
+        self.slot_to_row = rows.to(self.device)
+        if self.opencv:  # the same tables for cv2.LUT
+            self.id_lut = np.zeros((1, LUT_SIZE), np.uint16)
+            self.id_lut[0, : self._num_slots + 1] = lut.numpy()
+            self.row_lut = np.full((1, LUT_SIZE), len(tracks), np.uint8)
+            self.row_lut[0, : self._num_slots + 1] = rows.numpy()
+
+    @staticmethod
+    def check_image(image: np.ndarray) -> tuple[int, int]:
+        """``(H, W)`` of a uint8 RGB ``[H, W, 3]`` image; ValueError for anything else."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}"
+            raise ValueError(f"image must be a uint8 numpy array [H, W, 3] (RGB), got {got}")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"image must not be empty, got shape {image.shape}")
+        return image.shape[0], image.shape[1]
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device."""
+        if self.device.type == "cuda":
+            if self._pinned is None or self._pinned.shape != image.shape:
+                self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
+            np.copyto(self._pinned.numpy(), image)  # safe to overwrite: the previous step ended with a sync
+            pixels = self._pinned.to(self.device, non_blocking=True)
+        elif image.flags.writeable and image.flags.c_contiguous:
+            pixels = torch.from_numpy(image)
+        else:
+            pixels = torch.from_numpy(np.array(image, order="C"))
+        frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        return resize_frames(frame, self._resolution)
+
+    def postprocess(
+        self, masks: torch.Tensor, frame: torch.Tensor, guided: bool, height: int, width: int, threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slot probabilities ``[K, h, w]`` (with ``guided``, refined by the model-resolution ``frame``
+        ``[3, h, w]``) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64 (area, x0,
+        y0, x1, y1, score), all on the device."""
+        if guided and self._live_slots:
+            masks = guided_masks(masks, frame, self._live_slots)
+        best, label_map, row = self._camera_size_labels(masks.float(), height, width, threshold)
+        ys, xs = self._ramps(height, width)
+        return label_map, label_stats(best, row, len(self._live_slots), ys, xs)
+
+    def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._size_cache is None or self._size_cache[0] != (height, width):
+            ys = torch.arange(height, device=self.device, dtype=torch.int32)
+            xs = torch.arange(width, device=self.device, dtype=torch.int32)
+            self._size_cache = ((height, width), ys, xs)
+        return self._size_cache[1], self._size_cache[2]
+
+    def _camera_size_labels(
+        self, probs: torch.Tensor, height: int, width: int, threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per camera pixel: the winning probability of the bilinearly resized slot probabilities, the
+        track id of the winning slot (0 under ``threshold``) and its stats row (int32; ``T`` for none)."""
+        k, h, w = probs.shape
+        if self.opencv and height >= h and width >= w:
+            return opencv_camera_labels(
+                probs.contiguous().numpy(),
+                height,
+                width,
+                threshold,
+                self.buffers,
+                self._num_slots,
+                self.id_lut,
+                self.row_lut,
+            )
+        if (h, w) == (height, width):
+            best, slot = probs.max(dim=0)
+        else:
+            best, slot = resize_probabilities(probs, (height, width)).max(dim=0)
+        slot.masked_fill_(best < threshold, self._num_slots)
+        return best, self.slot_to_id[slot], self.slot_to_row[slot]

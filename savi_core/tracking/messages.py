@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from savi_core.tracking.tracker import Detection, Prompt
+from savi_core.tracking.datatypes import Detection, Prompt
 
 # encoding -> (dtype, channels) understood by the numpy path
 LAYOUTS: dict[str, tuple[np.dtype, int]] = {

@@ -19,14 +19,15 @@ REINIT_MODES = ("add_new", "refresh", "first")
 MASK_EDGES = ("auto", "guided", "bilinear")
 
 
-def parameter(default: Any, description: str, choices: tuple[str, ...] = ()) -> Any:
-    """A dataclass field carrying its user-facing description and, for strings, its allowed values."""
-    return field(default=default, metadata={"description": description, "choices": choices})
+def parameter(default: Any, description: str, choices: tuple[str, ...] = (), live: bool = False) -> Any:
+    """A dataclass field carrying its user-facing description, for strings its allowed values, and whether a
+    running node applies a new value at once (``live``) or on its next configure transition."""
+    return field(default=default, metadata={"description": description, "choices": choices, "live": live})
 
 
 @dataclass
 class TrackerConfig:
-    """Tracker behaviour (the rules are in ``savi_core.tracking.tracker``).
+    """Tracker behaviour (the rules are in docs/INTERFACE.md, "How tracks start, live and end").
 
     Invalid values raise ValueError naming the field.
     """
@@ -38,10 +39,11 @@ class TrackerConfig:
         "decoder (decoder alpha masks, as in the paper; a model without a decoder, such as the default v7, "
         "gives its attention either way)",
         MASK_SOURCES,
+        live=True,
     )
-    score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]")
+    score_threshold: float = parameter(0.3, "detections scoring below this are ignored, in [0, 1]", live=True)
     class_ids: tuple[str, ...] = parameter(
-        (), "allow-list of detection class ids, e.g. [person, car]; empty = all classes"
+        (), "allow-list of detection class ids, e.g. [person, car]; empty = all classes", live=True
     )
     max_tracks: int = parameter(10, "most tracks alive at once (also capped by the model's object slots)")
     reinit: str = parameter(
@@ -50,54 +52,67 @@ class TrackerConfig:
         "detection of a live track re-anchors it from the box, same id) | first (only the first "
         "detections)",
         REINIT_MODES,
+        live=True,
     )
     new_object_iou: float = parameter(
-        0.3, "a detection overlapping a live track at least this much (IoU) starts nothing"
+        0.3, "a detection overlapping a live track at least this much (IoU) starts nothing", live=True
     )
     min_mask_area: int = parameter(
         20,
         "a track whose mask is smaller than this (pixels) is lost for that frame: "
         "not in tracks, not drawn in masks, still live",
+        live=True,
     )
     lost_after_frames: int = parameter(
-        10, "a track becomes dormant (or ends, with dormant_seconds 0) after this many consecutive lost frames"
+        10,
+        "a track becomes dormant (or ends, with dormant_seconds 0) after this many consecutive lost frames",
+        live=True,
     )
     max_area_growth: float = parameter(
         0.0,
         "a track whose mask covers more than this many times the area of the box that last anchored it "
         "(its detection, prompt or first mask) is lost for that frame: its slot has taken the background or "
         "another object; 0 = no limit",
+        live=True,
     )
     gate_margin: float = parameter(
         0.25,
         "a track's slot sees only the image inside its last box (mask box, or the detection that matched "
         "it) grown on every side by this many times the box's longer side, widening with each lost frame; "
         "keeps a slot from drifting to a similar object or the background; 0 = no gate",
+        live=True,
     )
     swap_margin: float = parameter(
         0.5,
         "two tracks whose boxes touched trade ids when each mask's colours match the other track's object "
         "better than its own by this much (sum of the two Bhattacharyya distances of colour histograms, 0..2): "
         "undoes slots that traded objects while crossing; 0 = off",
+        live=True,
     )
     dormant_seconds: float = parameter(
         10.0,
         "seconds (image stamp time) a lost track stays dormant: no slot, not in tracks or masks, its id "
         "kept in label_info and revived when a detection or prompt of a new object matches its appearance; "
         "then it ends; 0 = a lost track ends at once",
+        live=True,
     )
     reid_threshold: float = parameter(
-        0.8,
-        "least appearance similarity (0..1: cosine of pooled backbone features, or Bhattacharyya coefficient "
-        "of colour histograms for models without features) for a new object to revive a dormant track's id",
+        0.6,
+        "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
+        "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
+        "lost track's id",
+        live=True,
     )
-    mask_threshold: float = parameter(0.5, "a pixel belongs to a track only if its slot probability is at least this")
+    mask_threshold: float = parameter(
+        0.5, "a pixel belongs to a track only if its slot probability is at least this", live=True
+    )
     mask_edges: str = parameter(
         "auto",
         "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
         "resolution, so their edges follow the image's) | bilinear (plain resize) | auto (guided for models "
         "whose masks come at a feature stride above 1, such as the pretrained-backbone models)",
         MASK_EDGES,
+        live=True,
     )
 
     def __post_init__(self) -> None:

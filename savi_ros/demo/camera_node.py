@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -33,13 +34,15 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2D, Detection2DArray
 
+from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
-from savi_ros.interrupt import RCLError, construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
+from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
 from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
 
 WORLDS = ("mixed", "2d", "3d")
+C = TypeVar("C")
 
 IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
@@ -162,18 +165,21 @@ def ground_truth_detections(scene: Scene, t: int) -> list[Detection2D]:
     out = []
     for i in np.flatnonzero(scene.visible[t]):
         ymin, xmin, ymax, xmax = (float(v) for v in scene.boxes[t, i])
-        det = Detection2D()
-        det.id = str(int(i) + 1)
-        det.bbox.center.position.x = (xmin + xmax) / 2.0 * width
-        det.bbox.center.position.y = (ymin + ymax) / 2.0 * height
-        det.bbox.size_x = (xmax - xmin) * width
-        det.bbox.size_y = (ymax - ymin) * height
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = scene.classes[i]
-        hyp.hypothesis.score = 1.0
-        det.results.append(hyp)
-        out.append(det)
+        box = (xmin * width, ymin * height, xmax * width, ymax * height)
+        out.append(detection_msg(box, str(int(i) + 1), scene.classes[i], 1.0))
     return out
+
+
+def declared_config(node: Node, config_type: type[C]) -> C:
+    """``config_type`` (a dataclass whose fields all have defaults, checked on construction) from the node's
+    parameters of the same names, declared here with those defaults."""
+    defaults = config_type()
+    return config_type(
+        **{
+            name: node.declare_parameter(name, getattr(defaults, name)).value
+            for name in config_type.__dataclass_fields__
+        }
+    )
 
 
 class DemoCamera(Node):
@@ -181,12 +187,7 @@ class DemoCamera(Node):
 
     def __init__(self) -> None:
         super().__init__("demo_camera")
-        defaults = CameraConfig()
-        values = {
-            name: self.declare_parameter(name, getattr(defaults, name)).value
-            for name in CameraConfig.__dataclass_fields__
-        }
-        self.config = CameraConfig(**values)
+        self.config = declared_config(self, CameraConfig)
         self._image_pub = self.create_publisher(Image, "image", IMAGE_QOS)
         self._gt_pub = self.create_publisher(Detection2DArray, GROUND_TRUTH_TOPIC, GROUND_TRUTH_QOS)
         self._reset = self.create_client(Trigger, self.config.reset_service)
@@ -292,17 +293,9 @@ class DemoCamera(Node):
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
     use_large_message_profile()
-    if not init(args):
-        return 0
-    try:
-        node = construct(DemoCamera)
-    except ValueError as error:
-        print(f"demo_camera: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    if node is None:  # Ctrl-C while starting
-        shutdown()
-        return 0
+    node, code = start_node(DemoCamera, "demo_camera", args)
+    if node is None:
+        return code
     stop = threading.Event()
     node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
     executor = SingleThreadedExecutor()

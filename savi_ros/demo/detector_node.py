@@ -27,10 +27,11 @@ import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2D, Detection2DArray
 
-from savi_ros.interrupt import construct, init, interrupt_via_rclpy_only, shutdown, spin_until_shutdown
-from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag
+from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
+from savi_ros.conversions import detection_msg
+from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag, declared_config
 
 DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 
@@ -87,18 +88,9 @@ def perturb(truth: list[Detection2D], cfg: DetectorConfig, rng: np.random.Genera
             y0, y1 = sorted((y0 + rng.normal(0.0, cfg.box_noise * h), y1 + rng.normal(0.0, cfg.box_noise * h)))
             x0, y0 = max(x0, 0.0), max(y0, 0.0)
             x1, y1 = max(x1, x0 + 1.0), max(y1, y0 + 1.0)
-        det = Detection2D()
-        det.id = gt.id if cfg.send_ids else ""
-        det.bbox.center.position.x = float(x0 + x1) / 2.0
-        det.bbox.center.position.y = float(y0 + y1) / 2.0
-        det.bbox.size_x = float(x1 - x0)
-        det.bbox.size_y = float(y1 - y0)
-        hyp = ObjectHypothesisWithPose()
         shape = gt.results[0].hypothesis.class_id if gt.results else ""
-        hyp.hypothesis.class_id = shape if cfg.use_shape_classes and shape else cfg.class_id
-        hyp.hypothesis.score = cfg.score
-        det.results.append(hyp)
-        out.append(det)
+        class_id = shape if cfg.use_shape_classes and shape else cfg.class_id
+        out.append(detection_msg((x0, y0, x1, y1), gt.id if cfg.send_ids else "", class_id, cfg.score))
     return out
 
 
@@ -107,12 +99,7 @@ class DemoDetector(Node):
 
     def __init__(self) -> None:
         super().__init__("demo_detector")
-        defaults = DetectorConfig()
-        values = {
-            name: self.declare_parameter(name, getattr(defaults, name)).value
-            for name in DetectorConfig.__dataclass_fields__
-        }
-        self.config = DetectorConfig(**values)
+        self.config = declared_config(self, DetectorConfig)
         self._rng = np.random.default_rng(self.config.seed)
         self._pub = self.create_publisher(Detection2DArray, "detections", DETECTIONS_QOS)
         # Ground truth is taken only once a tracker listens (and a second more, for its side of the match):
@@ -149,17 +136,9 @@ class DemoDetector(Node):
 
 def main(args: list[str] | None = None) -> int:
     interrupt_via_rclpy_only()
-    if not init(args):
-        return 0
-    try:
-        node = construct(DemoDetector)
-    except ValueError as error:
-        print(f"demo_detector: {error}", file=sys.stderr)
-        shutdown()
-        return 2
-    if node is None:  # Ctrl-C while starting
-        shutdown()
-        return 0
+    node, code = start_node(DemoDetector, "demo_detector", args)
+    if node is None:
+        return code
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -5,6 +5,7 @@ distribution's) and our .msg sources (so an edit not yet rebuilt is caught too).
 """
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,22 @@ MSG_DIR = Path(__file__).resolve().parents[2] / "interfaces" / "vision_msgs" / "
 MSG_TO_IDL = {"float64": "double", "float32": "float"}
 
 
+def _message_classes(module) -> list[str]:
+    """Names of the message classes a generated ``<pkg>.msg`` module exports (rosidl's metaclass marks them)."""
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and hasattr(value, "get_fields_and_field_types")
+    )
+
+
 def test_table_lists_all_sixteen_messages():
+    """The table, the package CMake builds and the importable package all hold the same sixteen messages."""
+    built = re.findall(r"^\s*msg/(\w+)\.msg$", (MSG_DIR.parent / "CMakeLists.txt").read_text(), re.MULTILINE)
+    installed = _message_classes(importlib.import_module("vision_msgs.msg"))
     assert len(UPSTREAM_4_1) == 16
+    assert sorted(built) == sorted(UPSTREAM_4_1), "interfaces/vision_msgs/CMakeLists.txt generates other messages"
+    assert installed == sorted(UPSTREAM_4_1), "the importable vision_msgs.msg holds other messages"
 
 
 @pytest.mark.parametrize("name", sorted(UPSTREAM_4_1))

@@ -84,13 +84,6 @@ ros_env = _load_ros_env()
 class Workspace:
     root: Path
     ros: "ros_env.RosEnv"
-    shipped_model: bool  # False: a tiny untrained stand-in was packaged as the default model
-
-    @property
-    def default_trained(self) -> bool:
-        """Whether the installed default model says it was trained (the lead's placeholder says not)."""
-        configs = list(self.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
-        return bool(configs) and json.loads(configs[0].read_text()).get("extra", {}).get("trained", True) is not False
 
     @property
     def install(self) -> Path:
@@ -134,31 +127,6 @@ def ros():
     return ros
 
 
-def _tiny_default_model(directory: Path) -> None:
-    """An untrained tiny SAVi checkpoint, packaged as the default while the real model is not shipped."""
-    import torch
-
-    from savi_core.model.checkpoint import save_checkpoint
-    from savi_core.model.config import ModelConfig
-    from savi_core.model.savi import SAVi
-
-    torch.manual_seed(0)
-    cfg = ModelConfig.from_dict(
-        {
-            "preset": "custom",
-            "resolution": [32, 32],
-            "num_slots": 4,
-            "slot_dim": 32,
-            "encoder": {"channels": [16, 16], "strides": [1, 1], "mlp_dims": [32, 32]},
-            "initializer": {"hidden_dim": 32},
-            "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
-            "predictor": {"qkv_dim": 32, "mlp_hidden": 32},
-            "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
-        }
-    )
-    save_checkpoint(directory, SAVi(cfg), extra={"trained": False})
-
-
 def _importable_in(ros, module: str, env: dict[str, str]) -> bool:
     script = ros.shell_prefix() + f"\nexec python3 -c 'import {module}'"
     return (
@@ -172,10 +140,7 @@ def workspace(ros, tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("colcon_ws")
     src = root / "src"
     shutil.copytree(ROOT, src / PACKAGE, ignore=COPY_IGNORE)
-    shipped = (SHIPPED_MODEL / "config.json").is_file()
-    if not shipped:
-        _tiny_default_model(src / PACKAGE / PACKAGE / "models" / "default")
-    ws = Workspace(root, ros, shipped)
+    ws = Workspace(root, ros)
     env = ws.child_env(root / "log_build")
     if not _importable_in(ros, "vision_msgs.msg", env):
         # The stand-in interface package carries COLCON_IGNORE (a distro's vision_msgs wins); build it here.
@@ -466,16 +431,15 @@ def test_demo_launch_is_active_tracks_and_stops_on_sigint(workspace, probe, laun
     assert model_dir.is_relative_to(workspace.install) and model_dir.name == "default", configured["path"]
     assert not model_dir.is_relative_to(ROOT), configured["path"]
 
-    # Every demo frame the tracker answers has `tracks` and a `masks` painting only those ids; with a
-    # trained default model, tracks are live (the untrained placeholder's masks stay under threshold).
+    # Every demo frame the tracker answers has `tracks` and a `masks` painting only those ids; the trained
+    # default model's tracks are live.
     assert probe.spin_until(lambda: len(outputs.answered()) >= 5, 60.0, run.alive), (
         f"tracks {len(outputs.tracks)} / masks {len(outputs.masks)} demo frames\n{run.describe()}"
     )
     assert all(outputs.masks[s] <= outputs.tracks[s] for s in outputs.answered()), (outputs.tracks, outputs.masks)
-    if workspace.default_trained:
-        assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), (
-            f"{len(outputs.answered())} demo frames answered, none with live tracks\n{run.describe()}"
-        )
+    assert probe.spin_until(lambda: len(outputs.frames_with_live_tracks()) >= 3, 60.0, run.alive), (
+        f"{len(outputs.answered())} demo frames answered, none with live tracks\n{run.describe()}"
+    )
     tracker = f"/savi/{NODE}"
     assert {tracker} <= probe.endpoints("/savi/image", "subscriptions") & probe.endpoints(
         "/savi/detections", "subscriptions"
@@ -574,6 +538,72 @@ def test_ros2_run_starts_the_node(workspace, probe, launch):
     assert code == 0 and seconds <= STOP_WITHIN_S, f"exit {code} after {seconds:.1f} s\n{run.describe()}"
 
 
+def test_a_killed_node_under_respawn_comes_back_and_serves_again(workspace, probe, launch):
+    """`respawn:=true`: SIGKILL to the tracker alone (as the kernel's OOM killer sends it); launch starts it
+    again after `respawn_delay`, and the new process answers a frame. Then Ctrl-C stops everything."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    ns = "/respawn_check"
+    node = f"{ns}/{NODE}"
+    outputs = probe.outputs(ns)
+    run = launch(
+        [
+            "ros2",
+            "launch",
+            PACKAGE,
+            LAUNCH_FILE,
+            f"namespace:={ns}",
+            "device:=cpu",
+            "respawn:=true",
+            "respawn_delay:=1.0",
+        ],
+        "respawn",
+    )
+    qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+    image_pub = probe.node.create_publisher(Image, f"{ns}/image", qos)
+    sent: list[int] = []
+
+    def answers() -> Callable[[], bool]:
+        """A condition: the tracker answered a frame sent from now on (a new frame every 2 s until then)."""
+        first, polls = len(sent), [0]
+
+        def answered() -> bool:
+            if any(s in outputs.tracks and s in outputs.masks for s in sent[first:]):
+                return True
+            if polls[0] % 20 == 0:
+                image = Image(height=48, width=64, encoding="rgb8", step=64 * 3, data=bytes(48 * 64 * 3))
+                image.header.stamp.sec = 2000 + len(sent)
+                image_pub.publish(image)
+                sent.append(image.header.stamp.sec * 10**9)
+            polls[0] += 1
+            return False
+
+        return answered
+
+    def tracker_pids() -> list[int]:
+        return [int(m["pid"]) for m in STARTED.finditer(run.output) if m["name"].startswith(NODE)]
+
+    try:
+        assert probe.wait_active(node, START_TIMEOUT_S, run.alive) == "active", run.describe()
+        assert probe.spin_until(answers(), 60.0, run.alive), f"no answer before the kill\n{run.describe()}"
+        [first] = tracker_pids()
+        os.kill(first, signal.SIGKILL)
+        died = run.wait_for(re.compile(rf"process has died \[pid {first}, exit code -9"), 30.0)
+        assert died, run.describe()
+        assert probe.spin_until(lambda: len(tracker_pids()) == 2, START_TIMEOUT_S, run.alive), run.describe()
+        second = tracker_pids()[1]
+        assert second != first and _pid_alive(second) and not _pid_alive(first)
+        assert probe.wait_active(node, START_TIMEOUT_S, run.alive) == "active", run.describe()
+        assert probe.spin_until(answers(), 60.0, run.alive), f"no answer after the respawn\n{run.describe()}"
+    finally:
+        probe.node.destroy_publisher(image_pub)
+    code, seconds = run.interrupt(group=True)
+    assert code == 0 and seconds <= STOP_WITHIN_S, f"exit {code} after {seconds:.1f} s\n{run.describe()}"
+    assert not [p for p in tracker_pids() if _pid_alive(p)], run.describe()
+    assert len(tracker_pids()) == 2, f"respawned after Ctrl-C\n{run.describe()}"
+
+
 def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
     run = launch(["ros2", "launch", PACKAGE, LAUNCH_FILE, "checkpoint:=/no/such/file"], "bad_checkpoint")
     died = run.wait_for(DIED, START_TIMEOUT_S)
@@ -587,18 +617,9 @@ def test_missing_checkpoint_exits_non_zero_with_its_message(workspace, launch):
 
 
 def test_shipped_default_model_is_trained_and_installed(workspace):
-    if not workspace.shipped_model:
-        pytest.skip(
-            f"waiting for the default model ({SHIPPED_MODEL.relative_to(ROOT)}/ is not in the "
-            "repository yet); the launch tests packaged an untrained stand-in instead"
-        )
-    if not workspace.default_trained:
-        pytest.skip(
-            "waiting for the trained default model (the shipped one says trained: false), so the demo "
-            "launch checked tracks and masks but not that tracks are live"
-        )
     installed = list(workspace.install.glob(f"lib/python3*/site-packages/{PACKAGE}/models/default/config.json"))
     assert installed and installed[0].read_bytes() == (SHIPPED_MODEL / "config.json").read_bytes()
+    assert json.loads(installed[0].read_text())["extra"]["trained"] is True
 
 
 def test_make_demo_runs_through_the_launch_file_where_it_is_installed(workspace, tmp_path):

@@ -13,12 +13,26 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> bool:
+    """Whether ``predicate`` came true within ``timeout`` seconds (polled; checked once more at the end): the
+    tests order messages by waiting on state they can observe, never by a fixed sleep. Test modules import it
+    as ``from test.savi_ros.conftest import wait_for`` (pytest's importlib mode registers this module under
+    that name before it collects them)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
 
 
 def write_tiny_checkpoint(directory: Path, num_slots: int = 9, seed: int = 0) -> Path:

@@ -17,6 +17,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("rosbags")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
@@ -25,20 +26,12 @@ from vision_msgs.msg import Detection2DArray  # noqa: E402
 
 from savi_ros import bag, params  # noqa: E402
 from savi_scenes import SceneConfig, generate_scene  # noqa: E402
+from test.savi_ros.conftest import wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=50)
 TIMEOUT_S = 60.0
 W, H = 96, 72
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def scene_bag(path: Path, storage: str, compressed: str | None, frames: int = 10, seed: int = 3) -> None:
@@ -119,11 +112,18 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(
     try:
         node = spinner.node
         live_masks, live_ids = {}, {}
+        late_acted = [0]  # the node's late_detections counter on /diagnostics
+
+        def count_late(msg: DiagnosticArray) -> None:
+            for status in msg.status:
+                if status.name == f"{namespace}/savi_tracker: tracking":
+                    late_acted[0] = int({kv.key: kv.value for kv in status.values}["late_detections"])
 
         def keep(store, convert):
             return lambda msg: store.__setitem__(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, convert(msg))
 
         subs = [
+            node.create_subscription(DiagnosticArray, "/diagnostics", count_late, RELIABLE),
             node.create_subscription(
                 Image,
                 f"{namespace}/masks",
@@ -156,21 +156,23 @@ def test_offline_tracking_equals_the_live_node_on_the_same_messages(
         with AnyReader([src]) as reader:
             records = [(c.msgtype, bytes(r)) for c, _, r in reader.messages()]
         pending = first = None
+        late_sent = 0
         for msgtype, raw in records:
             if msgtype.endswith("Detection2DArray"):
                 if pending != first:  # late detections: recorded after their image was processed
-                    assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+                    assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
                 det_pub.publish(deserialize_message(raw, Detection2DArray))
-                if pending != first:
-                    time.sleep(0.5)  # delivered before the next image, as in the recording
+                if pending != first:  # taken as late by the node before the next image, as in the recording
+                    late_sent += 1
+                    assert wait_for(lambda: late_acted[0] == late_sent, TIMEOUT_S), proc.output()
                 continue
             if pending is not None:
-                assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+                assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
             msg = deserialize_message(raw, image_type)
             pending = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             first = pending if first is None else first
             image_pub.publish(msg)
-        assert wait_for(lambda: pending in live_masks and pending in live_ids), proc.output()
+        assert wait_for(lambda: pending in live_masks and pending in live_ids, TIMEOUT_S), proc.output()
         for sub in subs:
             node.destroy_subscription(sub)
         node.destroy_publisher(image_pub)

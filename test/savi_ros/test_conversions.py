@@ -1,6 +1,8 @@
 """Reading rclpy messages (`savi_core.tracking.messages`) and building them (`savi_ros.conversions` over
 `savi_ros.outputs`); no DDS needed."""
 
+import array
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,61 @@ def test_numpy_to_image_round_trip_and_shape_checks():
     np.testing.assert_array_equal(inputs.image_to_rgb8(conv.numpy_to_image(rgb, "rgb8")), rgb)
     with pytest.raises(ValueError, match="rgb8"):
         conv.numpy_to_image(np.zeros((3, 4), np.uint8), "rgb8")
+
+
+def _wire_round_trip(msg: Image) -> Image:
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    return deserialize_message(serialize_message(msg), Image)
+
+
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("tight", lambda a: a),
+        ("transposed", lambda a: np.ascontiguousarray(a.swapaxes(0, 1)).swapaxes(0, 1)),
+        ("fortran", lambda a: np.asfortranarray(a)),
+        ("strided crop", lambda a: np.pad(a, [(1, 2), (3, 0)] + [(0, 0)] * (a.ndim - 2))[1:-2:1, 3:]),
+        ("every other column", lambda a: np.repeat(a, 2, axis=1)[:, ::2]),
+    ],
+)
+def test_image_msg_from_any_strides_round_trips_over_the_wire(name, make):
+    label_map = RNG.integers(0, 65535, (6, 9), dtype=np.uint16)
+    rgb = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    for arr, encoding in ((label_map, "16UC1"), (rgb, "rgb8")):
+        view = make(arr)
+        assert name == "tight" or not view.flags.c_contiguous, name
+        msg = conv.numpy_to_image(view, encoding)
+        assert isinstance(msg.data, array.array) and msg.data.typecode == "B"
+        assert len(msg.data) == msg.step * msg.height == arr.nbytes
+        np.testing.assert_array_equal(inputs.image_to_numpy(msg), arr)
+        np.testing.assert_array_equal(inputs.image_to_numpy(_wire_round_trip(msg)), arr)
+
+
+def test_image_msg_owns_its_pixels():
+    label_map = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    msg = conv.label_map_to_image(label_map, Header())
+    label_map[:] = 0  # the tracker reusing its buffer must not change a message already built
+    np.testing.assert_array_equal(inputs.image_to_numpy(msg), np.arange(12).reshape(3, 4))
+    rgb = np.ones((2, 3, 3), np.uint8)
+    msg = conv.numpy_to_image(rgb, "rgb8")
+    assert not np.shares_memory(np.frombuffer(msg.data, np.uint8), rgb)
+
+
+def test_tight_input_is_read_without_a_copy_and_padded_input_becomes_contiguous():
+    rgb = RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    msg = _wire_round_trip(raw_image(rgb, "rgb8"))  # as a subscription delivers it
+    out = inputs.image_to_rgb8(msg)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+    np.testing.assert_array_equal(out, rgb)
+    padded = inputs.image_to_rgb8(_wire_round_trip(raw_image(rgb, "rgb8", pad=3)))
+    assert padded.flags.c_contiguous
+    np.testing.assert_array_equal(padded, rgb)
+    label_map = RNG.integers(0, 65535, (3, 4), dtype=np.uint16)
+    labels_msg = _wire_round_trip(raw_image(label_map, "16UC1"))
+    labels = inputs.image_to_numpy(labels_msg)
+    assert np.shares_memory(labels, np.frombuffer(labels_msg.data, np.uint8))
+    np.testing.assert_array_equal(labels, label_map)
 
 
 def _det(cx, cy, sx, sy, det_id="", cls=None, score=None):

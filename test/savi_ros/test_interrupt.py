@@ -20,20 +20,12 @@ from rclpy.signals import SignalHandlerOptions
 from vision_msgs.msg import Detection2DArray
 
 from savi_ros.interrupt import RCLError, construct, spin_until_shutdown
+from test.savi_ros.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 STORM_PERIOD_S = 0.02
 EXIT_WITHIN_S = 15.0
-
-
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.parametrize(
@@ -55,7 +47,7 @@ def test_node_exits_0_under_repeated_sigint(module, node_name, spinner, tiny_che
     try:
         # Up = in the graph with its topics, i.e. past rclpy.init (a SIGINT during imports is Python's).
         graph = spinner.node
-        up = _wait(
+        up = wait_for(
             lambda: (
                 any(topic.startswith(namespace) for topic, _ in graph.get_topic_names_and_types())
                 and (node_name, namespace) in graph.get_node_names_and_namespaces()

@@ -37,6 +37,8 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose  # noqa: E402
 
+from test.savi_ros.conftest import wait_for  # noqa: E402
+
 
 RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
 LATCHED = QoSProfile(
@@ -50,15 +52,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Deprecated in favor of:Deprecati
 FRAME_ID = "cam_optical"
 H, W = 48, 80  # non-square on purpose
 _stamps = itertools.count(1000 * 10)  # tenths of a second, increasing across tests
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 def next_stamp() -> Time:

@@ -1,5 +1,6 @@
 """Overlay drawing on numpy arrays: colours per id, masks, outlines, boxes, contact sheets."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -47,8 +48,24 @@ def test_boxes_and_ids_are_drawn_in_track_colour():
 
 
 def test_banner_is_written():
-    image = np.zeros((60, 200, 3), np.uint8)
-    assert (draw_overlay(image, banner="scene 0 frame 3")[:20] > 0).any()
+    """White text outlined in black, in the top-left corner, as wide as the text, nowhere else; another text
+    draws other pixels."""
+    image = np.full((60, 200, 3), 100, np.uint8)
+    labels = np.zeros((60, 200), np.uint16)
+    labels[40:55, 150:190] = 1
+    banner = "scene 0 frame 3"
+    plain = draw_overlay(image, labels)
+    written = draw_overlay(image, labels, banner=banner)
+    changed = (written != plain).any(axis=2)
+    rows, cols = np.nonzero(changed)
+    (text_width, text_height), baseline = cv2.getTextSize(banner, cv2.FONT_HERSHEY_SIMPLEX, 0.3, 1)
+    assert rows.max() < 4 + text_height + baseline + 4 and cols.min() <= 6
+    assert 4 + text_width - 4 <= cols.max() <= 4 + text_width + 4
+    grey = written[changed].astype(int).sum(axis=1) // 3  # anti-aliased: few pixels are pure white or black
+    assert (grey > 180).sum() >= 30 and grey.max() == 255  # the text: white
+    assert (grey < 40).sum() >= 30 and grey.min() == 0  # its outline: black
+    assert (written[~changed] == plain[~changed]).all() and (written[45, 160] == plain[45, 160]).all()
+    assert (draw_overlay(image, labels, banner="scene 0 frame 4") != written).any()
 
 
 @pytest.mark.parametrize(

@@ -39,10 +39,18 @@ def test_detections_after_image_match_that_image():
 def test_detections_before_image_are_held_until_it_arrives():
     m = _matcher()
     m.add_detections(200 * MS, "dets", now=0.0)
-    assert m.pop_ready(0.5).pairs == [] and len(m) == 1
+    assert m.pop_ready(0.5).pairs == [] and len(m) == 1 and m.detections_held == 1
     m.add_image(200 * MS, "img", now=0.6)
     assert released(m.pop_ready(0.6)) == [("img", "dets")]
-    assert len(m) == 0
+    assert len(m) == 0 and m.detections_held == 0
+
+
+def test_detections_older_than_the_newest_image_are_held_as_late_until_popped():
+    m = _matcher(patient=False)
+    m.add_image(300 * MS, "img", now=0.0)
+    m.add_detections(100 * MS, "old", now=0.0)
+    assert len(m) == 1 and m.detections_held == 1
+    assert late(m.pop_ready(0.0)) == [(100 * MS, "old")] and m.detections_held == 0
 
 
 def test_image_without_detections_released_after_hold():

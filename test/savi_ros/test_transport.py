@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from savi_ros.transport import FIX, ImageAges
+from savi_ros.transport import FIX, MAX_PUBLISHERS, ImageAges, PublisherGaps
 
 MS = 1_000_000
 T0 = 1_700_000_000 * 10**9  # the system clock, ns
@@ -68,3 +68,22 @@ def test_age_only_where_the_clocks_compare():
         "image_age_ms_max": "2.0",
         "large_image_transport_ms_p50": "2.0",
     }
+
+
+def test_gaps_in_a_publishers_sequence_count_its_missed_images():
+    gaps = PublisherGaps()
+    assert gaps.add(b"a", 7) == 0  # first heard of: a late start is no gap
+    assert [gaps.add(b"a", n) for n in (8, 11, 12)] == [0, 2, 0]
+    assert gaps.add(b"b", 1) == 0 and gaps.add(b"b", 3) == 1  # per publisher
+    assert gaps.add(b"a", 2) == 0 and gaps.add(b"a", 4) == 1  # restarted: counts from its new sequence
+    assert gaps.add(b"a", None) == 0 and gaps.add(b"a", 2**64 - 1) == 0  # rmw without sequence numbers
+    gaps.clear()
+    assert gaps.add(b"a", 100) == 0  # a pause of the subscription is no gap
+
+
+def test_gaps_remember_a_bounded_number_of_publishers():
+    gaps = PublisherGaps()
+    for n in range(MAX_PUBLISHERS + 1):
+        gaps.add(bytes([n]), 1)
+    assert gaps.add(bytes([0]), 5) == 0  # forgotten: the oldest
+    assert gaps.add(bytes([MAX_PUBLISHERS]), 5) == 3

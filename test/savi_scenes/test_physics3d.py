@@ -91,3 +91,31 @@ def test_bad_configs_are_refused_by_name():
         PhysicsSceneConfig(objects=("spaceships",))
     with pytest.raises(ValueError, match="floors"):
         PhysicsSceneConfig(floors=())
+
+
+def _comebacks(visible: np.ndarray, gone: int = 3) -> int:
+    """Objects visible, then invisible for at least ``gone`` frames, then visible again."""
+    count = 0
+    for column in visible.T:
+        run, seen = 0, False
+        for v in column:
+            if v and seen and run >= gone:
+                count += 1
+            run = 0 if v else run + 1
+            seen = seen or bool(v)
+    return count
+
+
+def test_the_reid_family_hides_objects_behind_a_background_pillar_and_pans_them_out_of_view_and_back():
+    base = dict(height=36, width=48, num_frames=30, min_objects=2, max_objects=3, moving_camera=False)
+    plain = generate_physics_scene(5, PhysicsSceneConfig(**base))
+    pillar = generate_physics_scene(5, PhysicsSceneConfig(**base, occluder=True))
+    # The same objects and camera on the first frame (before any physics step); the pillar is drawn as
+    # background (no id), and no object shows more of itself than without it.
+    assert pillar.num_objects == plain.num_objects and pillar.segmentations.max() <= pillar.num_objects
+    drawn = (pillar.video[0] != plain.video[0]).any(axis=-1) & (pillar.segmentations[0] == 0)
+    assert drawn.mean() > 0.05
+    assert (pillar.segmentations[0] > 0).sum() <= (plain.segmentations[0] > 0).sum()
+    static = generate_physics_scene(5, PhysicsSceneConfig(**base))
+    panning = [generate_physics_scene(s, PhysicsSceneConfig(**base, exits=True)) for s in range(5, 8)]
+    assert _comebacks(static.visible) == 0 and sum(_comebacks(s.visible) for s in panning) >= 2

@@ -1,8 +1,6 @@
 """Evaluation: streaming inference, the A.8 metrics with baselines, JSON + PNG outputs, conditioning noise."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from savi_core.tracking.tracker_config import TrackerConfig
 from training.evaluate import _collate, first_frame_detections, main, model_only_ids, resolve_checkpoint, tracker_ids
 from training.train import main as train_main
 from training.train import train
+from test.training.datasets import fixtures_writer
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
 
@@ -159,19 +158,8 @@ def test_noise_changes_the_model_metrics_but_not_without_sigma(run_dir, tmp_path
     assert miou("--noise-sigma", "0.5") != clean
 
 
-def _fixtures_writer():
-    """The dataset tests' MOVi writer, loaded by path (test folders are not packages)."""
-    name = "savi_test_datasets_fixtures_writer"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "datasets" / "fixtures_writer.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def test_train_and_evaluate_on_movi_files_with_baselines(tmp_path):
-    writer = _fixtures_writer()
+    writer = fixtures_writer
     videos = {
         split: [[writer.make_movi_video(seed, num_frames=4, num_instances=2) for seed in seeds]]
         for split, seeds in (("train", range(4)), ("validation", range(10, 12)))

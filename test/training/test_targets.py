@@ -111,7 +111,7 @@ def test_ablation_configs_load():
     assert not pixels.model.has_decoder and pixels.data.target == "rgb"
 
 
-def test_short_run_without_a_cache_trains_the_decoder_and_keeps_the_backbone(tmp_path):
+def test_short_run_without_a_cache_trains_the_decoder_and_the_tap_fusion(tmp_path):
     cfg = load_config(
         SIMILARITY,
         {

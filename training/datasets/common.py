@@ -67,6 +67,22 @@ def window_start(num_frames: int, window: int | None, seed: int, index: int, epo
     return int(rng.integers(0, num_frames - window + 1))
 
 
+def check_clip_options(
+    max_instances: int, window: int | None, resolution: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
+    """The options every dataset's constructor shares, checked alike; returns ``resolution`` as ints (None:
+    the source's own size)."""
+    if max_instances < 1:
+        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window}")
+    if resolution is None:
+        return None
+    if len(resolution) != 2 or min(resolution) < 1:
+        raise ValueError(f"resolution must be (height, width) >= 1 or None, got {resolution}")
+    return int(resolution[0]), int(resolution[1])
+
+
 def window_slice(num_frames: int, window: int | None, start: int) -> slice:
     """The frames of a window (clipped to the video; ``build_item(pad_frames_to=window)`` pads)."""
     if window is None:
@@ -324,16 +340,72 @@ def build_item(
     n_max = int(max_instances)
     if n_max < 1:
         raise ValueError(f"max_instances must be >= 1, got {max_instances}")
-
-    if segmentations is None:
-        seg = np.zeros((t, h, w), np.int64)
+    seg = _segmentation_ids(segmentations, (t, h, w))
+    boxes, visible = _boxes_and_visibility(seg, boxes, visible, n_max)
+    cond_b, cond = _conditioning_boxes(boxes, visible, cond_boxes, conditioned, n_max)
+    if cond_centers is None:
+        cond_c = (
+            centers_from_segmentation(seg[0], cond_b.shape[0]) if segmentations is not None else box_centers(cond_b)
+        )
     else:
-        seg = np.asarray(segmentations).astype(np.int64)
-        if seg.shape != (t, h, w):
-            raise ValueError(f"segmentations shape {seg.shape} does not match video {(t, h, w)}")
-        if seg.min(initial=0) < 0:
-            raise ValueError("segmentation ids must be >= 0")
+        cond_c = np.asarray(cond_centers, np.float32).reshape(-1, 2)
+        if cond_c.shape[0] != cond_b.shape[0]:
+            raise ValueError(f"cond_centers has {cond_c.shape[0]} rows, cond_boxes {cond_b.shape[0]}")
+    cond_c = np.where(cond[:, None] > 0, cond_c, -1.0).astype(np.float32)
 
+    n = boxes.shape[1]
+    length = t if pad_frames_to is None else max(t, int(pad_frames_to))
+    item = {
+        "video": torch.from_numpy(np.ascontiguousarray(video_f.transpose(0, 3, 1, 2))),
+        "target": torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2))),
+        "segmentations": torch.from_numpy(seg),
+        "boxes": torch.from_numpy(_pad_rows(boxes, n_max, 0.0, axis=1)),
+        "visible": torch.from_numpy(_pad_rows(visible, n_max, False, axis=1)),
+    }
+    item = {k: _pad_time(v, length) for k, v in item.items()}
+    frame_mask = torch.zeros(length, dtype=torch.bool)
+    frame_mask[:t] = True
+    instance_mask = np.zeros((n_max,), bool)
+    instance_mask[: max(n, cond_b.shape[0])] = True
+    item.update(
+        cond_boxes=torch.from_numpy(_pad_rows(cond_b, n_max, -1.0)),
+        cond_centers=torch.from_numpy(_pad_rows(cond_c, n_max, -1.0)),
+        conditioned=torch.from_numpy(_pad_rows(cond, n_max, 0.0)),
+        instance_mask=torch.from_numpy(instance_mask),
+        frame_mask=frame_mask,
+    )
+    return item
+
+
+def _pad_rows(x: np.ndarray, rows: int, value: float | bool, axis: int = 0) -> np.ndarray:
+    """``x`` padded with ``value`` along ``axis`` up to ``rows`` (the instance slots beyond the clip's); float32,
+    or bool for a bool ``value``."""
+    shape = list(x.shape)
+    shape[axis] = rows
+    out = np.full(shape, value, bool if isinstance(value, bool) else np.float32)
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(0, x.shape[axis])
+    out[tuple(index)] = x
+    return out
+
+
+def _segmentation_ids(segmentations: np.ndarray | None, shape: tuple[int, int, int]) -> np.ndarray:
+    """int64 [T,H,W] instance ids (all 0 when the source has none), checked against the video's shape."""
+    if segmentations is None:
+        return np.zeros(shape, np.int64)
+    seg = np.asarray(segmentations).astype(np.int64)
+    if seg.shape != shape:
+        raise ValueError(f"segmentations shape {seg.shape} does not match video {shape}")
+    if seg.min(initial=0) < 0:
+        raise ValueError("segmentation ids must be >= 0")
+    return seg
+
+
+def _boxes_and_visibility(
+    seg: np.ndarray, boxes: np.ndarray | None, visible: np.ndarray | None, n_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """[T,n,4] boxes and [T,n] visibility as given, or from the segmentation; at most ``n_max`` instances."""
+    t = seg.shape[0]
     if boxes is None:
         n = int(seg.max(initial=0))
         if n > n_max:
@@ -351,7 +423,17 @@ def build_item(
         raise ValueError(f"visible must be [T={t}, n={n}], got shape {visible.shape}")
     if int(seg.max(initial=0)) > n_max:
         raise ValueError(f"segmentation has instance id {int(seg.max())} > max_instances={n_max}")
+    return boxes, visible
 
+
+def _conditioning_boxes(
+    boxes: np.ndarray,
+    visible: np.ndarray,
+    cond_boxes: np.ndarray | None,
+    conditioned: np.ndarray | None,
+    n_max: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first-frame boxes [m,4] (-1 where not conditioned) and the 0/1 conditioning [m] (see `build_item`)."""
     if cond_boxes is None:
         cond_b = np.where(visible[0][:, None], boxes[0], -1.0).astype(np.float32)
         cond = visible[0].astype(np.float32) if conditioned is None else np.asarray(conditioned, np.float32)
@@ -366,49 +448,4 @@ def build_item(
         )
     if cond.shape != (cond_b.shape[0],):
         raise ValueError(f"conditioned must have {cond_b.shape[0]} entries, got shape {cond.shape}")
-    cond_b = np.where(cond[:, None] > 0, cond_b, -1.0).astype(np.float32)
-
-    if cond_centers is None:
-        if segmentations is not None:
-            cond_c = centers_from_segmentation(seg[0], cond_b.shape[0])
-        else:
-            cond_c = box_centers(cond_b)
-    else:
-        cond_c = np.asarray(cond_centers, np.float32).reshape(-1, 2)
-        if cond_c.shape[0] != cond_b.shape[0]:
-            raise ValueError(f"cond_centers has {cond_c.shape[0]} rows, cond_boxes {cond_b.shape[0]}")
-    cond_c = np.where(cond[:, None] > 0, cond_c, -1.0).astype(np.float32)
-
-    n_inst = max(n, cond_b.shape[0])
-    boxes_p = np.zeros((t, n_max, 4), np.float32)
-    boxes_p[:, :n] = boxes
-    visible_p = np.zeros((t, n_max), bool)
-    visible_p[:, :n] = visible
-    cond_b_p = np.full((n_max, 4), -1.0, np.float32)
-    cond_b_p[: cond_b.shape[0]] = cond_b
-    cond_c_p = np.full((n_max, 2), -1.0, np.float32)
-    cond_c_p[: cond_c.shape[0]] = cond_c
-    cond_p = np.zeros((n_max,), np.float32)
-    cond_p[: cond.shape[0]] = cond
-    instance_mask = np.zeros((n_max,), bool)
-    instance_mask[:n_inst] = True
-
-    length = t if pad_frames_to is None else max(t, int(pad_frames_to))
-    item = {
-        "video": torch.from_numpy(np.ascontiguousarray(video_f.transpose(0, 3, 1, 2))),
-        "target": torch.from_numpy(np.ascontiguousarray(target.transpose(0, 3, 1, 2))),
-        "segmentations": torch.from_numpy(seg),
-        "boxes": torch.from_numpy(boxes_p),
-        "visible": torch.from_numpy(visible_p),
-    }
-    item = {k: _pad_time(v, length) for k, v in item.items()}
-    frame_mask = torch.zeros(length, dtype=torch.bool)
-    frame_mask[:t] = True
-    item.update(
-        cond_boxes=torch.from_numpy(cond_b_p),
-        cond_centers=torch.from_numpy(cond_c_p),
-        conditioned=torch.from_numpy(cond_p),
-        instance_mask=torch.from_numpy(instance_mask),
-        frame_mask=frame_mask,
-    )
-    return item
+    return np.where(cond[:, None] > 0, cond_b, -1.0).astype(np.float32), cond

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from training.datasets.common import (
+    check_clip_options,
     build_item,
     make_target,
     resize_flow,
@@ -206,15 +207,10 @@ class MoviDataset(Dataset):
             raise ValueError(f"flow must be one of {FLOW_DIRECTIONS}, got {flow!r}")
         if excess_instances not in ("error", "truncate"):
             raise ValueError(f"excess_instances must be 'error' or 'truncate', got {excess_instances!r}")
-        if max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {window}")
-        if resolution is not None and (len(resolution) != 2 or min(resolution) < 1):
-            raise ValueError(f"resolution must be (height, width) >= 1 or None, got {resolution}")
+        resolution = check_clip_options(max_instances, window, resolution)
         self.root = Path(root)
         self.split = split
-        self.resolution = None if resolution is None else (int(resolution[0]), int(resolution[1]))
+        self.resolution = resolution
         self.max_instances = int(max_instances)
         self.window = window
         self.target = target

@@ -22,7 +22,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.datasets.common import build_item, make_target, resize_video, window_slice, window_start
+from training.datasets.common import (
+    build_item,
+    check_clip_options,
+    make_target,
+    resize_video,
+    window_slice,
+    window_start,
+)
 from training.datasets.example_proto import ExampleFeatures
 from training.datasets.tfrecord import DatasetFormatError, RecordLocation, read_record, scan_records
 
@@ -132,15 +139,10 @@ class SketchyDataset(Dataset):
             raise ValueError(f"camera must be an image feature 'pixels/...', e.g. {CAMERAS}, got {camera!r}")
         if missing not in ("error", "skip"):
             raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-        if max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {window}")
-        if resolution is not None and (len(resolution) != 2 or min(resolution) < 1):
-            raise ValueError(f"resolution must be (height, width) >= 1 or None, got {resolution}")
+        resolution = check_clip_options(max_instances, window, resolution)
         self.root = Path(root)
         self.camera = camera
-        self.resolution = None if resolution is None else (int(resolution[0]), int(resolution[1]))
+        self.resolution = resolution
         self.max_instances = int(max_instances)
         self.window = window
         self.seed = int(seed)

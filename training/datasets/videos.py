@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from training.datasets.common import (
+    check_clip_options,
     TARGET_KINDS,
     BackwardFlow,
     build_item,
@@ -226,10 +227,7 @@ class VideoFolderDataset(Dataset):
         h, w = (int(v) for v in resolution)
         if h < 8 or w < 8:
             raise ValueError(f"resolution must be (height, width) >= 8, got {resolution}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {window}")
-        if max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+        check_clip_options(max_instances, window)
         if target not in TARGET_KINDS:
             raise ValueError(f"target must be one of {TARGET_KINDS}, got {target!r}")
         if frame_stride < 1:

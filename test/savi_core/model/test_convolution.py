@@ -38,9 +38,20 @@ def test_flax_transposed_conv_is_a_correlation_of_the_dilated_input_padded_3_bef
     torch.testing.assert_close(out, F.conv2d(padded, kernel, layer.bias))
 
 
-def test_symmetric_transposed_conv_doubles_exactly() -> None:
-    layer = ConvTranspose2d(3, 4, 5, 2, "symmetric")
-    assert layer(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 16, 16)
+@pytest.mark.parametrize("size", [8, 16])  # torch's transposed kernel, and the sub-pixel form
+def test_symmetric_transposed_conv_doubles_exactly(size: int) -> None:
+    """An impulse at input (m, n) stamps the kernel, centred, at output (2m, 2n) of a map twice the input's size."""
+    layer = ConvTranspose2d(1, 1, 5, 2, "symmetric")
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, 26.0).view(1, 1, 5, 5))
+        layer.bias.fill_(0.5)
+    x = torch.zeros(1, 1, size, size)
+    m, n = 3, size - 1  # the last column: its kernel's right half falls on the extra output column and beyond
+    x[0, 0, m, n] = 2.0
+    expected = torch.full((2 * size, 2 * size), 0.5)
+    kernel = 2.0 * torch.arange(1.0, 26.0).view(5, 5)
+    expected[2 * m - 2 : 2 * m + 3, 2 * n - 2 :] += kernel[:, : 2 * size - (2 * n - 2)]
+    torch.testing.assert_close(layer(x)[0, 0], expected)
 
 
 @pytest.mark.parametrize("padding", ["flax_same", "symmetric"])

@@ -158,3 +158,16 @@ def test_decoder_mask_source_on_a_model_without_decoder_gives_its_attention(neut
         assert tracker.mask_source == "attention"
         results.append(tracker.step(image, boxes).label_map)
     assert (results[0] == 1).sum() > 0 and np.array_equal(results[0], results[1])
+
+
+def test_remove_track_between_steps_restarts_the_slot_of_a_model_that_starts_from_features(neutral):
+    """`remove_track` is called between steps (the node's service, outside any inference mode); the slot it
+    frees restarts from the last frame's features, which were computed in inference mode: it must not build
+    an autograd graph over them (that raises), and the remaining track goes on."""
+    tracker = Tracker(neutral)
+    image, _ = scene(0)
+    boxes = [(24, 34, 56, 66), (97, 12, 133, 48)]
+    tracker.step(image, [Detection(box_xyxy=b, det_id=str(i + 1)) for i, b in enumerate(boxes)])
+    assert tracker.remove_track(1)
+    result = tracker.step(scene(1)[0])
+    assert result.live_track_ids == [2] and (result.label_map == 2).sum() > 0 and not (result.label_map == 1).any()

@@ -213,3 +213,63 @@ def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size()
     assert dormancy.match([Candidate(7, "dog", near_2.box, look)], 0.9, 45.0) == {7: 1}  # class rules out 2
     huge = Candidate(7, "", np.array((0, 0, 32, 32), float), look)
     assert dormancy.match([huge], 0.9, 45.0) == {}  # 4x the size of both
+
+
+def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
+    dormancy = Dormancy()
+    img = scene((RED_AT, RED))
+    labels = np.zeros((SIZE, SIZE), np.uint16)
+    labels[4:12, 4:12] = 1
+    looks = Looks(img, labels, None)
+    dormancy.observe(looks, {1: np.array(RED_AT, float)}, {1})
+    dormancy.sleep(1, "", np.array((4, 4, 6, 12), float), (2.0, 6.0), 0.0)  # anchored on a sliver: 8x8 at its look
+    assert dormancy.dormant[1].size == (8.0, 8.0)
+    peeking = Candidate(7, "", np.array((4, 4, 7, 12), float), looks.of(1, np.array(RED_AT, float)))
+    assert dormancy.match([peeking], 0.9, 45.0) == {7: 1}  # a third of its width: it shows in part
+    wide = Candidate(7, "", np.array((0, 4, 25, 12), float), peeking.look)
+    assert dormancy.match([wide], 0.9, 45.0) == {}  # over 3x its width
+
+
+@pytest.fixture(params=[False, True], ids=["colour", "features"])
+def patient(request) -> Tracker:
+    """A Tracker whose hidden tracks stay lost (live, on their slots) for 6 frames before they sleep."""
+    config = TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=6, dormant_seconds=2.0)
+    return Tracker(Seer(features=request.param), config, device="cpu")
+
+
+def hide_red_briefly(tracker: Tracker, clock: Clock) -> None:
+    """Red (track 1) and green (track 2) show for 6 frames, then red hides for 2: lost, not dormant."""
+    tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
+    for _ in range(5):
+        tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
+    for _ in range(2):
+        hidden = tracker.step(scene((GREEN_AT, GREEN)), stamp=clock())
+        assert hidden.live_track_ids == [1, 2] and [t.track_id for t in hidden.tracks] == [2]
+        assert hidden.dormant_track_ids == [] and hidden.slept == []
+
+
+def test_a_lost_track_whose_object_is_detected_away_from_its_last_box_keeps_its_id(patient):
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    back = scene((RED_BACK, RED), (GREEN_AT, GREEN))  # RED_BACK does not touch red's last box
+    taken = patient.step(back, [Detection(RED_BACK)], stamp=clock())
+    assert taken.reclaimed == [1] and taken.started == [] and taken.revived == [] and not taken.tracks_changed
+    assert taken.live_track_ids == [1, 2] and len(patient._tracks) == 2  # the lost slot was left, not kept
+    assert sorted((t.track_id, t.box_xyxy) for t in taken.tracks) == [(1, RED_BACK), (2, GREEN_AT)]
+    assert (taken.label_map == 1).sum() == 64
+    later = [patient.step(back, stamp=clock()) for _ in range(7)]  # past lost_after_frames: red is tracked
+    assert all(sorted(t.track_id for t in r.tracks) == [1, 2] and r.slept == [] for r in later)
+    blue = patient.step(
+        scene((RED_BACK, RED), (GREEN_AT, GREEN), ((2, 20, 10, 28), BLUE)), [Detection((2, 20, 10, 28))], stamp=clock()
+    )
+    assert blue.started == [3]  # the id the new slot held for a moment was never shown
+
+
+def test_a_different_object_while_a_track_is_lost_gets_a_new_id_and_the_lost_track_waits(patient):
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    blue = patient.step(scene((RED_BACK, BLUE), (GREEN_AT, GREEN)), [Detection(RED_BACK)], stamp=clock())
+    assert blue.started == [3] and blue.reclaimed == [] and blue.live_track_ids == [1, 2, 3]
+    assert (blue.label_map == 3).sum() == 64
+    back = patient.step(scene((RED_AT, RED), (RED_BACK, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert sorted(t.track_id for t in back.tracks) == [1, 2, 3] and back.started == []

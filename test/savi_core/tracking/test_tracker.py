@@ -490,12 +490,18 @@ def test_the_opencv_route_gives_torch_s_labels_and_winning_probabilities(savi, s
     )
     probs = torch.softmax(torch.randn(savi.config.num_slots, 32, 32, generator=torch.Generator().manual_seed(1)) * 3, 0)
     best, labels, rows = opencv_camera_labels(
-        probs.numpy(), *size, 0.3, tracker._buffers, savi.config.num_slots, tracker._id_lut, tracker._row_lut
+        probs.numpy(),
+        *size,
+        0.3,
+        tracker._labels.buffers,
+        savi.config.num_slots,
+        tracker._labels.id_lut,
+        tracker._labels.row_lut,
     )
     ref_best, slot = resize_probabilities(probs, size).max(dim=0)
     slot[ref_best < 0.3] = savi.config.num_slots
-    assert (labels == tracker._slot_to_id[slot]).float().mean() >= 0.9999
-    assert (rows == tracker._slot_to_row[slot]).float().mean() >= 0.9999
+    assert (labels == tracker._labels.slot_to_id[slot]).float().mean() >= 0.9999
+    assert (rows == tracker._labels.slot_to_row[slot]).float().mean() >= 0.9999
     assert (
         set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16 and rows.dtype == torch.int32
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,20 +11,10 @@ from training.flow import flow_to_rgb
 from training.datasets.common import ITEM_KEYS
 from training.datasets.example_proto import encode_example
 from training.datasets.movi import MoviDataset, find_shards
+from training.datasets.sketchy import SketchyDataset
 from training.datasets.tfrecord import DatasetFormatError, RecordError, scan_records, write_tfrecord
+from test.training.datasets import fixtures_writer as fw
 
-
-def _load_writer():
-    name = "savi_test_datasets_fixtures_writer"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fixtures_writer.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fw = _load_writer()
 T, H, W, N_INST = 4, 16, 20, 3
 
 
@@ -269,3 +256,23 @@ def test_not_an_example(tmp_path):
     write_tfrecord(tmp_path / "movi_x-train.tfrecord-00000-of-00001", [b"\x0a\xff\xff\xff"])
     with pytest.raises(DatasetFormatError, match="record 0 at byte 0: not a tf.train.Example"):
         MoviDataset(tmp_path, "train")[0]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_instances": 0}, "max_instances must be >= 1, got 0"),
+        ({"window": 0}, "window must be >= 1 or None, got 0"),
+        ({"resolution": (64,)}, r"resolution must be \(height, width\) >= 1 or None, got \(64,\)"),
+        ({"resolution": (0, 64)}, "resolution must be"),
+    ],
+)
+def test_clip_options_are_refused_naming_the_option(movi, tmp_path, options, message):
+    """MOVi and Sketchy check the options every dataset shares alike (training.datasets.common)."""
+    root, _, _ = movi
+    with pytest.raises(ValueError, match=message):
+        MoviDataset(root, **options)
+    episode = fw.SketchyFixtureEpisode("1", "episode", "EPISODE_ROBOT_TELEOPERATION", ["rgb30__all"], "a.tar.bz2", [])
+    fw.write_sketchy_metadata(tmp_path / "metadata.sqlite", [episode])
+    with pytest.raises(ValueError, match=message):
+        SketchyDataset(tmp_path, **options)

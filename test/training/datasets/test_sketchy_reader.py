@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,22 +14,10 @@ import torch
 from training.datasets.common import ITEM_KEYS
 from training.datasets.sketchy import SketchyDataset, query_episodes
 from training.datasets.tfrecord import DatasetFormatError, RecordError, scan_records, write_tfrecord
+from test.training.datasets import fixtures_writer as fw
 
 REAL_SKETCHY = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "sketchy" / "example_data.tfrecords"
 TELEOP, AGENT = "EPISODE_ROBOT_TELEOPERATION", "EPISODE_ROBOT_AGENT"
-
-
-def _load_writer():
-    name = "savi_test_datasets_fixtures_writer"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fixtures_writer.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fw = _load_writer()
 
 
 def _decoded(jpegs):
