@@ -219,7 +219,7 @@ def step_cost(model: torch.nn.Module, scene: Scene, sleepers: int = 10) -> None:
                     1, np.array([0, 0, width, height])
                 )
             )
-            dormancy = burdened._dormancy
+            dormancy = burdened._book.dormancy
             for k in range(sleepers):
                 track_id = 60000 + k
                 dormancy.sleep(track_id, "", np.array([0.0, 0.0, 40.0, 40.0]), (40.0, 40.0), 0.0)
@@ -236,7 +236,7 @@ def step_cost(model: torch.nn.Module, scene: Scene, sleepers: int = 10) -> None:
     )
     # The work the sleepers add, alone (the end-to-end difference drowns in a loaded machine's noise):
     # every step checks their windows; a step with a new object also takes its look and compares it.
-    dormancy, labels = burdened._dormancy, burdened._last_labels
+    dormancy, labels = burdened._book.dormancy, burdened._last_labels
     box = np.array([0.0, 0.0, width / 4, height / 4])
     labels = labels.copy()
     labels[: height // 4, : width // 4] = 65535

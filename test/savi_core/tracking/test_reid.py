@@ -194,7 +194,7 @@ def test_dormant_seconds_0_ends_a_lost_track_and_takes_no_looks():
     tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), [Detection(RED_AT), Detection(GREEN_AT)], stamp=clock())
     results = [tracker.step(scene((GREEN_AT, GREEN)), stamp=clock()) for _ in range(3)]
     assert results[-1].ended == [1] and results[-1].slept == [] and tracker.dormant_tracks == {}
-    assert tracker._dormancy.gallery == {}
+    assert tracker._book.dormancy.gallery == {}
 
 
 def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size():
@@ -254,7 +254,7 @@ def test_a_lost_track_whose_object_is_detected_away_from_its_last_box_keeps_its_
     back = scene((RED_BACK, RED), (GREEN_AT, GREEN))  # RED_BACK does not touch red's last box
     taken = patient.step(back, [Detection(RED_BACK)], stamp=clock())
     assert taken.reclaimed == [1] and taken.started == [] and taken.revived == [] and not taken.tracks_changed
-    assert taken.live_track_ids == [1, 2] and len(patient._tracks) == 2  # the lost slot was left, not kept
+    assert taken.live_track_ids == [1, 2] and len(patient._book.tracks) == 2  # the lost slot was left, not kept
     assert sorted((t.track_id, t.box_xyxy) for t in taken.tracks) == [(1, RED_BACK), (2, GREEN_AT)]
     assert (taken.label_map == 1).sum() == 64
     later = [patient.step(back, stamp=clock()) for _ in range(7)]  # past lost_after_frames: red is tracked

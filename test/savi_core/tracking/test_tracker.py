@@ -385,7 +385,7 @@ def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate(
     )
     img = image(32, 32)
     assert tracker.step(img, [Detection((0, 0, 6, 6), det_id="4")]).started == [4]  # 36 px < 50: lost
-    assert tracker._tracks[0].lost_frames > 0
+    assert tracker._book.tracks[0].lost_frames > 0
     again = tracker.step(img, [Detection((0, 0, 10, 10))])  # the object, seen whole again
     assert again.started == [] and again.live_track_ids == [4]
     assert [(t.track_id, t.box_xyxy) for t in again.tracks] == [(4, (0, 0, 10, 10))]
@@ -820,12 +820,12 @@ def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_
     tracker.step(img, boxes)
     for _ in range(3):
         tracker.step(img)
-    unconditioned = savi.init_slots(tracker._conditioning({}, 32, 32))[0]
+    unconditioned = savi.init_slots(tracker._conditioner.conditioning({}, 32, 32, None))[0]
     fresh = unconditioned[0]
     assert not torch.allclose(predicted[-1][0, 0], fresh)  # the background slot has moved on
     assert not torch.allclose(predicted[-1][0, 3:], unconditioned[3:])  # and so have the untracked slots
     assert torch.equal(given[-1], predicted[-2])  # without a re-anchor every slot carries on
-    tracker._tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
+    tracker._book.tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
     tracker.step(img, boxes)
     assert torch.allclose(given[-1][0, 0], fresh) and torch.allclose(given[-1][0, 3:], unconditioned[3:])
     assert torch.equal(given[-1][0, 1], predicted[-2][0, 1])  # the first track's slot carries on

@@ -1,0 +1,170 @@
+"""After the model ran on a frame: provisional starts reclaim dormant or lost ids by look (`revive`), then
+the lost rule moves tracks to lost, dormant or ended and the visible tracks list is built (`update_tracks`);
+docs/INTERFACE.md "lost", "dormant". Slots left or freed are returned for the Tracker to restart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from savi_core.tracking.appearance import AppearanceMemory
+from savi_core.tracking.datatypes import Track
+from savi_core.tracking.live_track import TrackBook
+from savi_core.tracking.reid import Candidate, Looks
+from savi_core.tracking.trades import undo_trades
+from savi_core.tracking.tracker_config import TrackerConfig
+
+WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows the whole object
+
+
+@dataclass
+class Revival:
+    """What `revive` did: {provisional id: revived or taken id}, the lost ids taken, the stats rows without
+    those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned)."""
+
+    renamed: dict[int, int]
+    taken: list[int]
+    stats: np.ndarray
+    left: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Update:
+    """What `update_tracks` did: ids ended, visible tracks, ids that became dormant, and the slots they left."""
+
+    ended: list[int]
+    tracks: list[Track]
+    slept: list[int]
+    freed: list[int]
+
+
+def revive(
+    book: TrackBook,
+    config: TrackerConfig,
+    image: np.ndarray,
+    label_map: np.ndarray,
+    stats: np.ndarray,
+    now: float,
+    features: Optional[torch.Tensor],
+) -> Revival:
+    """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
+    like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
+    take its id and class, in ``label_map`` too; the id a detection's track had is freed (never published).
+    A lost track so taken leaves its slot: the new slot holds its object now."""
+    if not book.provisional:
+        return Revival({}, [], stats)
+    looks = Looks(image, label_map, features)
+    found = []
+    for row, slot in zip(stats, book.order):
+        if slot in book.provisional and row[0] >= max(config.min_mask_area, 1):
+            track = book.tracks[slot]
+            # A fresh slot's first mask often spills past its object: the starting box (still the
+            # track's box, not a point's) bounds the look and gives the size.
+            box = track.box.copy() if track.anchor_size is not None else row[1:5].copy()
+            look = looks.of(track.track_id, box)
+            if look is not None:
+                found.append(Candidate(track.track_id, track.class_id, box, look))
+    lost = {
+        t.track_id: slot
+        for slot, t in book.tracks.items()
+        if t.lost_frames and slot not in book.provisional and slot not in book.anchored
+    }
+    waiting = [
+        book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, now)
+        for t in book.tracks.values()
+        if t.track_id in lost
+    ]
+    renamed = book.dormancy.match(found, config.reid_threshold, float(np.hypot(*label_map.shape)), waiting)
+    slot_of = {t.track_id: s for s, t in book.tracks.items()}
+    taken: list[int] = []
+    for new, old in renamed.items():
+        slot = slot_of[new]
+        if old in lost:
+            label_map[label_map == old] = 0
+            del book.tracks[lost[old]]
+            taken.append(old)
+        label_map[label_map == new] = old
+        track = book.tracks[slot]
+        woken = book.dormancy.wake(old)
+        track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
+        if book.provisional[slot]:
+            book.ids.release(new)
+    left = [lost[old] for old in taken]
+    if taken:
+        stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
+    if renamed:
+        book.refresh()
+    return Revival(renamed, sorted(taken), stats, left)
+
+
+def update_tracks(
+    book: TrackBook,
+    appearance: AppearanceMemory,
+    config: TrackerConfig,
+    image: np.ndarray,
+    label_map: np.ndarray,
+    stats: np.ndarray,
+    now: float,
+    features: Optional[torch.Tensor],
+) -> Update:
+    """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends; a lost
+    track's pixels leave ``label_map``), refresh the tracks' looks and build the visible tracks list."""
+    swapping = config.swap_margin > 0
+    if swapping:
+        undo_trades(book, appearance, image, label_map, stats, config.swap_margin)
+    out = Update([], [], [], [])
+    growth = config.max_area_growth
+    for row, slot in zip(stats, book.order):
+        track = book.tracks[slot]
+        area = int(row[0])
+        if track.anchor_area is None and area >= config.min_mask_area:
+            track.anchor_area = float(area)
+            track.anchor_size = (float(row[3] - row[1]), float(row[4] - row[2]))
+        overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
+        if area > 0 and not overgrown:
+            box = row[1:5].copy()
+            whole = track.anchor_size is not None and (
+                box[2] - box[0] >= WHOLE * track.anchor_size[0] and box[3] - box[1] >= WHOLE * track.anchor_size[1]
+            )
+            # A partly hidden object's mask box moves with the occluder, not with the object.
+            track.velocity = (
+                (
+                    (box[0] + box[2] - track.box[0] - track.box[2]) / 2,
+                    (box[1] + box[3] - track.box[1] - track.box[3]) / 2,
+                )
+                if whole and track.whole and track.lost_frames == 0
+                else (0.0, 0.0)
+            )
+            track.whole = whole
+            track.box = box
+            track.score = float(row[5])
+        lost = area < config.min_mask_area or overgrown
+        track.lost_frames = track.lost_frames + 1 if lost else 0
+        if track.lost_frames >= config.lost_after_frames:
+            if config.dormant_seconds > 0:
+                book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
+                out.slept.append(track.track_id)
+            else:
+                out.ended.append(track.track_id)
+            out.freed.append(slot)
+            del book.tracks[slot]
+        elif track.lost_frames == 0 and area > 0:
+            out.tracks.append(
+                Track(track.track_id, track.class_id, tuple(float(v) for v in row[1:5]), float(row[5]), area)
+            )
+        if track.lost_frames and area > 0:  # a lost or ended track's pixels are not published
+            label_map[label_map == track.track_id] = 0
+    boxes = {t.track_id: np.asarray(t.box_xyxy) for t in out.tracks}
+    whole_ids = {t.track_id for t in book.tracks.values() if t.whole and not t.lost_frames}
+    live_ids = {t.track_id for t in book.tracks.values()}
+    if swapping:
+        appearance.update(image, label_map, boxes, whole_ids, live_ids)
+    if config.dormant_seconds > 0:
+        book.dormancy.observe(Looks(image, label_map, features), boxes, whole_ids)
+    book.dormancy.forget(live_ids | set(book.dormancy.dormant))
+    if out.freed:
+        book.refresh()
+    return out
