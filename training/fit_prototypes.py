@@ -15,6 +15,7 @@ matching (or ``--start``, an earlier fit) and writes a checkpoint.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -81,11 +82,23 @@ def _label(value: float | list[float]) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
 
 
-def fit(config: str, videos: int, out: Path, start: dict[str, Any] | None = None) -> dict[str, float | list[float]]:
+def fit(
+    config: str,
+    videos: int,
+    out: Path,
+    start: dict[str, Any] | None = None,
+    frame_size: tuple[int, int] | None = None,
+) -> dict[str, float | list[float]]:
+    """``frame_size`` (height, width) renders the training videos at a camera's size, which the Tracker
+    resizes to the model's, as the node and the benchmark do (default: the data section's resolution)."""
     cfg = load_config(config)
     if cfg.model.corrector.kind != "prototype":
         raise ConfigError(f"model.corrector.kind: fitting needs a prototype model, got {cfg.model.corrector.kind!r}")
-    dataset = build_dataset(cfg.data, "train")
+    data = copy.deepcopy(cfg.data)
+    if frame_size is not None:
+        data.resolution = frame_size
+        data.validate()
+    dataset = build_dataset(data, "train")
     dataset.window = None
     physics = [i for i in range(len(dataset)) if getattr(dataset, "is_physics", lambda _: False)(i)]
     flat = [i for i in range(len(dataset)) if i not in set(physics)]
@@ -122,7 +135,13 @@ def fit(config: str, videos: int, out: Path, start: dict[str, Any] | None = None
     def save(passes: int) -> dict[str, float | list[float]]:
         """Write the checkpoint of the values chosen so far (each pass: a long fit cut short keeps its best)."""
         chosen = {name: _get(model, name) for name in GRID}
-        fitted = {"videos_per_world": videos, "passes": passes, "chosen": chosen, "log": log}
+        fitted = {
+            "videos_per_world": videos,
+            "frame_size": list(data.resolution),
+            "passes": passes,
+            "chosen": chosen,
+            "log": log,
+        }
         save_checkpoint(out, model, extra={"run_config": cfg.to_dict(), "fit": fitted})
         (out / "fit.json").write_text(json.dumps({**fitted, "miou": best}, indent=1) + "\n")
         return chosen
@@ -157,12 +176,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=10, help="training videos per world (2D, 3D) scored per trial")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--start", type=Path, help="a fit.json whose chosen values the search starts from (else untrained)")
+    p.add_argument(
+        "--frame-size", help="WxH: score the training videos rendered at this camera size (default: the data's)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     try:
         initial = json.loads(args.start.read_text())["chosen"] if args.start else None
-        fit(args.config, args.videos, args.out, initial)
+        frame_size = None
+        if args.frame_size:
+            width, _, height = args.frame_size.partition("x")
+            if not (width.isdigit() and height.isdigit()):
+                raise ValueError(f"--frame-size: expected WxH, e.g. 320x240, got {args.frame_size!r}")
+            frame_size = (int(height), int(width))
+        fit(args.config, args.videos, args.out, initial, frame_size)
     except (ConfigError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -42,6 +42,9 @@ CONFIG = {
 }
 
 
+CAMERA = ["--frame-size", "96x72"]
+
+
 def _close(a, b) -> bool:
     return bool(torch.allclose(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32)))
 
@@ -51,7 +54,8 @@ def fitted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("fit")
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    assert main(["--config", str(config), "--videos", "1", "--out", str(tmp_path / "fit")]) == 0
+    # Scored at a camera size other than the model's (64 x 80), as the node and the benchmark score.
+    assert main(["--config", str(config), "--videos", "1", "--out", str(tmp_path / "fit"), *CAMERA]) == 0
     return config, tmp_path / "fit"
 
 
@@ -67,6 +71,7 @@ def test_fit_chooses_grid_values_and_never_scores_below_the_untrained_matching(f
     assert _close(model.encoder.tap_weights, result["chosen"]["encoder.tap_weights"])
     assert float(model.corrector.prior_mass) == result["chosen"]["corrector.prior_mass"]
     assert meta["extra"]["fit"]["videos_per_world"] == 1
+    assert result["frame_size"] == [72, 96]
 
 
 def test_fit_passes_until_one_changes_nothing(fitted):
@@ -90,7 +95,10 @@ def test_fit_starts_from_an_earlier_fit_and_refuses_unknown_parameters(fitted, t
     config, out = fitted
     earlier = json.loads((out / "fit.json").read_text())
     again = tmp_path / "again"
-    assert main(["--config", str(config), "--videos", "1", "--out", str(again), "--start", str(out / "fit.json")]) == 0
+    assert (
+        main(["--config", str(config), "--videos", "1", "--out", str(again), "--start", str(out / "fit.json"), *CAMERA])
+        == 0
+    )
     result = json.loads((again / "fit.json").read_text())
     assert abs(result["log"][0]["start"] - earlier["miou"]) < 1e-9  # the same videos score the same
     if earlier["passes"] < MAX_PASSES:  # started at a fixed point of the search: the first pass changes nothing
@@ -98,3 +106,4 @@ def test_fit_starts_from_an_earlier_fit_and_refuses_unknown_parameters(fitted, t
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"chosen": {"corrector.nonsense": 1.0}}))
     assert main(["--config", str(config), "--videos", "1", "--out", str(tmp_path / "x"), "--start", str(bad)]) == 1
+    assert main(["--config", str(config), "--out", str(tmp_path / "y"), "--frame-size", "320by240"]) == 1
