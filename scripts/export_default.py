@@ -46,9 +46,10 @@ refines the masks' edges with a guided filter (`mask_edges: auto`).
 
 ## Fitting
 - Command: `python -m training.fit_prototypes --config {config} --videos {videos}` (`make train-default`).
-- What: coordinate search over the temperature, the object prototypes' update rate, the spatial prior
-  and the box pooling width (`training.fit_prototypes.GRID`), each value scored by mIoU through the
-  Tracker on {videos} whole training videos of the 2D worlds and {videos} of the 3D family (the config's
+- What: coordinate search, in passes until one changes nothing, over the temperature, the prototypes'
+  update rates, the spatial prior, the box pooling width, the geometry's update rates and evidence, and
+  the weights of the backbone's scales (`training.fit_prototypes.GRID`), each value scored by mIoU through
+  the Tracker on {videos} whole training videos of the 2D worlds and {videos} of the 3D family (the config's
   data: randomized 2D worlds, {share:.0%} 3D); the held-out families are never scored while fitting.
   Chosen: {chosen}.
 - Why not gradient training: the trainer (`python -m training.train --config {config}`, on cached
@@ -66,17 +67,25 @@ families; the v6 file's `feature_prototype` column is the untrained matching on 
 """
 
 
-def _readable(chosen: dict[str, float]) -> str:
-    """The fitted raw parameters as the quantities they stand for."""
+def _readable(chosen: dict[str, float | list[float]]) -> str:
+    """The fitted raw parameters as the quantities they stand for (the ones a fit chose; older fits chose
+    fewer)."""
 
     def sigmoid(x: float) -> float:
         return 1 / (1 + math.exp(-x))
 
-    return (
-        f"temperature {math.exp(chosen['corrector.log_temperature']):.3g}, object update rate "
-        f"{sigmoid(chosen['corrector.object_rate']):.2g}, spatial prior {chosen['corrector.prior']:.3g}, box "
-        f"pooling width {math.log1p(math.exp(chosen['initializer.pool_width'])):.2g} of the box"
-    )
+    quantities = {
+        "corrector.log_temperature": lambda v: f"temperature {math.exp(v):.3g}",
+        "corrector.object_rate": lambda v: f"object update rate {sigmoid(v):.2g}",
+        "corrector.background_rate": lambda v: f"background update rate {sigmoid(v):.2g}",
+        "corrector.prior": lambda v: f"spatial prior {v:.3g}",
+        "initializer.pool_width": lambda v: f"box pooling width {math.log1p(math.exp(v)):.2g} of the box",
+        "corrector.size_rate": lambda v: f"size update rate {sigmoid(v):.2g}",
+        "corrector.velocity_rate": lambda v: f"velocity update rate {sigmoid(v):.2g}",
+        "corrector.prior_mass": lambda v: f"{v:.3g} cells of evidence to move",
+        "encoder.tap_weights": lambda v: "scale weights (strides 4, 8, 16) " + ":".join(f"{w:.2g}" for w in v),
+    }
+    return ", ".join(show(chosen[name]) for name, show in quantities.items() if name in chosen)
 
 
 def main() -> int:
