@@ -105,16 +105,15 @@ def bare_step(size: str, checkpoint: str, cycles: int) -> dict[str, float]:
     """Median wall time of the node's Tracker (same parameters as the node) stepping the lock-step
     sequence (boxes on each pass's first frame) in this process; run it in a process of its own.
 
-    Loaded in the main thread and stepped in another, as the node does: with PyTorch's default threads
-    on a loaded CPU, steps in the main thread were 12x slower than in a second thread (two OpenMP teams
-    spin less), so a main-thread reference would not be the node's bare step."""
+    Loaded in a thread that ends and stepped in another, as the node does (`savi_ros.openmp` says why)."""
     from savi_core.numerics import flush_denormals
     from savi_core.tracking.tracker import Detection
     from savi_ros import params
     from savi_ros.model_store import load_tracker
+    from savi_ros.openmp import in_own_thread
 
     flush_denormals()
-    tracker, _, _ = load_tracker(params.from_assignments([f"checkpoint:={checkpoint}"]))
+    tracker, _, _ = in_own_thread(load_tracker, params.from_assignments([f"checkpoint:={checkpoint}"]))
     scene = scene_for(size)
     h, w = scene.video.shape[1:3]
     walls, totals = [], []

@@ -59,6 +59,7 @@ from savi_ros.dds import use_large_message_profile
 from savi_ros.diagnostics import tracking_status
 from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
+from savi_ros.openmp import in_own_thread
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
 from savi_ros.transport import ImageAges, PublisherGaps
 
@@ -115,7 +116,7 @@ class TrackerNode(LifecycleNode):
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            tracker, path, device = load_tracker(self.params)
+            tracker, path, device = in_own_thread(load_tracker, self.params)  # savi_ros.openmp says why
         except ModelLoadError as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
@@ -371,7 +372,7 @@ class TrackerNode(LifecycleNode):
         pipeline = self._configured(response)
         if pipeline is None:
             return response
-        response.success, response.message = pipeline.remove_track(int(request.track_id))
+        response.success, response.message = in_own_thread(pipeline.remove_track, int(request.track_id))
         if response.success:
             labelled = pipeline.labelled_tracks()
             header = self._last_header or Header(stamp=self.get_clock().now().to_msg())
