@@ -9,7 +9,9 @@ last trim. ROS-free; a C library without ``malloc_trim`` (not glibc) makes it a 
 `mmap_large_buffers` also fixes glibc's mmap threshold at ``MMAP_THRESHOLD`` (glibc raises it to each freed
 large buffer's size, up to 32 MB, after which a large frame's buffers land in a heap): a frame's buffers of
 2 MB or more are then mapped and unmapped on their own (measured with bench/bench_memory.py: after - steady
-+20 MB instead of +41..+56 MB with the trim alone).
++20 MB instead of +41..+56 MB with the trim alone). Fixing it also stops glibc's raising of the trim
+threshold, so every step gave the heap's top back and faulted it in again (640x480 step 16.8 -> 19-21 ms):
+the trim threshold is fixed high too (``TRIM_THRESHOLD``), and `Trimmer` trims when it matters.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import ctypes
 import os
 from typing import Callable, Optional
 
-M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 MMAP_THRESHOLD = 2 * 1024 * 1024  # bytes; a 640x480 float plane (1.2 MB) stays in the heap
+TRIM_THRESHOLD = 128 * 1024 * 1024  # bytes of free heap top kept between steps
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:
@@ -30,13 +33,17 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
 
 
 def mmap_large_buffers() -> bool:
-    """Fix glibc's mmap threshold for this process (unless MALLOC_MMAP_THRESHOLD_ is set); True when done."""
+    """Fix glibc's mmap and trim thresholds for this process (unless MALLOC_MMAP_THRESHOLD_ is set); True
+    when done. MALLOC_TRIM_THRESHOLD_, when set, keeps its value."""
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     try:
-        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ and not mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 class Trimmer:
