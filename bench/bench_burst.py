@@ -13,12 +13,11 @@ import os
 import sys
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from vision_msgs.msg import Detection2DArray
 
 from bench_soak import Rectangles
-from node_client import RELIABLE, Client, start_tracker
+from node_client import RELIABLE, Client, tracker_and_client
 
 
 class BurstClient(Client):
@@ -57,14 +56,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", default="default")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    node, namespace = start_tracker("burst", f"checkpoint:={args.checkpoint}")
-    rclpy.init()
-    client = None
-    try:
-        client = BurstClient(namespace)
-        if not client.wait_ready():
-            print("the node did not come up", file=sys.stderr)
-            return 1
+    with tracker_and_client("burst", BurstClient, f"checkpoint:={args.checkpoint}") as (_, client):
         scene = Rectangles(width, height)
         stamp, sent, shown, unanswered = 10**13, 0, [], 0
         first_frame, _ = scene.frame()
@@ -89,12 +81,6 @@ def main() -> int:
         time.sleep(2.5)
         with client.lock:
             c = {k: int(v) for k, v in client.counters.items() if v.isdigit()}
-    finally:
-        node.terminate()
-        node.wait(timeout=30)
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
     end = ("processed", "dropped_frames", "unsupported_images", "bad_images", "oversized_images", "step_errors")
     accounted = sum(c.get(k, 0) for k in end)
     print(

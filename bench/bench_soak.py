@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point
@@ -41,7 +40,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray
 
-from node_client import RELIABLE, Client, rss_mb, start_tracker
+from node_client import RELIABLE, Client, rss_mb, tracker_and_client
 
 COLOURS = ((220, 40, 40), (40, 200, 60), (40, 80, 220))
 
@@ -263,16 +262,10 @@ def main() -> int:
     width, height = (int(v) for v in args.size.split("x"))
     if args.offline:
         return offline(args, width, height)
-    node, namespace = start_tracker("soak", f"checkpoint:={args.checkpoint}", *args.param, log=args.log)
-    rclpy.init()
-    client = None
     load_start = os.getloadavg()
     events: dict[str, int] = {}
-    try:
-        client = SoakClient(namespace)
-        if not client.wait_ready():
-            print("the node did not come up", file=sys.stderr)
-            return 1
+    params = (f"checkpoint:={args.checkpoint}", *args.param)
+    with tracker_and_client("soak", SoakClient, *params, log=args.log) as (node, client):
         scene = Rectangles(width, height)
         rss: list[tuple[float, float]] = [(0.0, rss_mb(node.pid))]
         start, t, detections_sent, images_sent, valid_sent = time.perf_counter(), 0, 0, 0, 0
@@ -347,12 +340,6 @@ def main() -> int:
             done, ok = calls.get(service, (0, 0))
             calls[service] = (done + future.done(), ok + bool(future.done() and future.result().success))
         alive = node.poll() is None
-    finally:
-        node.terminate()
-        node.wait(timeout=30)
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
     c = {k: int(v) for k, v in counters.items() if v.lstrip("-").isdigit()}
     received, missed, processed = c.get("images", 0), c.get("missed_images", 0), c.get("processed", 0)
     end_counters = (

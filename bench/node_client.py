@@ -69,10 +69,12 @@ C = TypeVar("C", bound="Client")
 
 
 @contextlib.contextmanager
-def tracker_and_client(prefix: str, client_type: type[C], *params: str) -> Iterator[tuple[subprocess.Popen, C]]:
-    """The node (`start_tracker`) and a started client of ``client_type`` that it subscribes to; both ended on
-    leaving. Exits the bench with a message when the node does not come up."""
-    node, namespace = start_tracker(prefix, *params)
+def tracker_and_client(
+    prefix: str, client_type: type[C], *params: str, log: Path | None = None
+) -> Iterator[tuple[subprocess.Popen, C]]:
+    """The node (`start_tracker`, ``log`` as there) and a started client of ``client_type`` that it subscribes
+    to; both ended on leaving. Exits the bench with a message when the node does not come up."""
+    node, namespace = start_tracker(prefix, *params, log=log)
     rclpy.init()
     client = None
     try:
