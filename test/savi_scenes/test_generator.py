@@ -10,6 +10,7 @@ import pytest
 
 from savi_scenes import SHAPES, SceneConfig, generate_scene
 from training.datasets.common import boxes_from_segmentation
+from test.savi_scenes.conftest import comebacks
 
 SMALL = SceneConfig(height=48, width=64, num_frames=8)
 
@@ -361,19 +362,6 @@ def test_zoom_range_below_one_is_refused():
 REID = SceneConfig(height=120, width=160, num_frames=60, min_objects=2, max_objects=4)
 
 
-def _comebacks(visible: np.ndarray, gone: int = 3) -> int:
-    """Objects visible, then invisible for at least ``gone`` frames, then visible again."""
-    count = 0
-    for column in visible.T:
-        run, seen = 0, False
-        for v in column:
-            if v and seen and run >= gone:
-                count += 1
-            run = 0 if v else run + 1
-            seen = seen or bool(v)
-    return count
-
-
 def test_occluder_pillar_is_static_hides_objects_whole_and_leaves_the_rest_of_the_scene_unchanged():
     plain = generate_scene(3, REID)
     scene = generate_scene(3, dataclasses.replace(REID, occluder=True))
@@ -387,16 +375,16 @@ def test_occluder_pillar_is_static_hides_objects_whole_and_leaves_the_rest_of_th
     outside[columns] = False
     np.testing.assert_array_equal(scene.video[:, :, outside], plain.video[:, :, outside])
     np.testing.assert_array_equal(scene.segmentations[:, :, outside], plain.segmentations[:, :, outside])
-    hidden = sum(_comebacks(generate_scene(s, dataclasses.replace(REID, occluder=True)).visible) for s in range(10))
+    hidden = sum(comebacks(generate_scene(s, dataclasses.replace(REID, occluder=True)).visible) for s in range(10))
     assert hidden >= 5  # objects do pass behind it whole and come out again
 
 
 def test_exits_objects_leave_the_view_whole_and_come_back_with_exact_ground_truth():
     config = dataclasses.replace(REID, exits=True)
     scenes = [generate_scene(s, config) for s in range(10)]
-    assert sum(_comebacks(s.visible) for s in scenes) >= 5
-    assert sum(_comebacks(generate_scene(s, REID).visible) for s in range(10)) < sum(
-        _comebacks(s.visible) for s in scenes
+    assert sum(comebacks(s.visible) for s in scenes) >= 5
+    assert sum(comebacks(generate_scene(s, REID).visible) for s in range(10)) < sum(
+        comebacks(s.visible) for s in scenes
     )
     for scene in scenes[:3]:
         boxes, visible = boxes_from_segmentation(scene.segmentations, scene.num_objects)

@@ -12,6 +12,7 @@ from savi_scenes.physics3d import (
     generate_physics_scene,  # noqa: E402
     rigid_flow,
 )
+from test.savi_scenes.conftest import comebacks
 
 H = W = 64
 CAM_HEIGHT = 3.0
@@ -93,19 +94,6 @@ def test_bad_configs_are_refused_by_name():
         PhysicsSceneConfig(floors=())
 
 
-def _comebacks(visible: np.ndarray, gone: int = 3) -> int:
-    """Objects visible, then invisible for at least ``gone`` frames, then visible again."""
-    count = 0
-    for column in visible.T:
-        run, seen = 0, False
-        for v in column:
-            if v and seen and run >= gone:
-                count += 1
-            run = 0 if v else run + 1
-            seen = seen or bool(v)
-    return count
-
-
 def test_the_reid_family_hides_objects_behind_a_background_pillar_and_pans_them_out_of_view_and_back():
     base = dict(height=36, width=48, num_frames=30, min_objects=2, max_objects=3, moving_camera=False)
     plain = generate_physics_scene(5, PhysicsSceneConfig(**base))
@@ -118,4 +106,4 @@ def test_the_reid_family_hides_objects_behind_a_background_pillar_and_pans_them_
     assert (pillar.segmentations[0] > 0).sum() <= (plain.segmentations[0] > 0).sum()
     static = generate_physics_scene(5, PhysicsSceneConfig(**base))
     panning = [generate_physics_scene(s, PhysicsSceneConfig(**base, exits=True)) for s in range(5, 8)]
-    assert _comebacks(static.visible) == 0 and sum(_comebacks(s.visible) for s in panning) >= 2
+    assert comebacks(static.visible) == 0 and sum(comebacks(s.visible) for s in panning) >= 2
