@@ -278,6 +278,15 @@ def probe(ros):
     probe.close()
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT handled by default and not blocked, whatever the test process did
+    (an ignored or blocked signal is inherited, and a shell cannot undo an ignore it was started with; this
+    process may ignore SIGINT after in-process code ran `savi_ros.interrupt.shutdown`), so `ros2 launch`
+    sees a Ctrl-C as a terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class Launched:
     """A `ros2 ...` command in a sourced shell (bash `exec`s it: signals go to ros2 itself)."""
 
@@ -294,6 +303,7 @@ class Launched:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
