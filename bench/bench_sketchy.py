@@ -30,9 +30,8 @@ from savi_core.tracking.tracker import Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
 from training import metrics
 from training.baselines import csrt_baselines, feature_prototype_model, static_box_baseline
-from training.datasets.example_proto import ExampleFeatures
-from training.datasets.sketchy import decode_jpeg
-from training.datasets.tfrecord import read_record, scan_records
+from training.datasets.sketchy import read_camera_frames
+from training.datasets.tfrecord import scan_records
 from training.evaluate import GRABCUT_ITERATIONS, first_frame_detections
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "sketchy" / "example_data.tfrecords"
@@ -55,15 +54,6 @@ OBJECTS = {
     },
     "pixels/basket_back_left": {"red": (592, 75, 670, 168), "green": (488, 120, 556, 184), "blue": (464, 45, 541, 126)},
 }
-
-
-def read_camera(path: Path, camera: str) -> np.ndarray:
-    """uint8 RGB ``[T, H, W, 3]`` of one camera, every timestep of the episode file."""
-    frames = []
-    for t, location in enumerate(scan_records(path)):
-        features = ExampleFeatures(read_record(path, location.offset, t), f"{path}: record {t}")
-        frames.append(decode_jpeg(features.bytes(camera)[0], f"{path}: record {t} '{camera}'"))
-    return np.stack(frames)
 
 
 def reference_ids(frames: np.ndarray, windows: dict[str, tuple[int, int, int, int]]) -> np.ndarray:
@@ -127,7 +117,7 @@ def main() -> int:
     )
     scores: dict[str, list[float]] = {name: [] for name in [*methods, "static_box", "csrt_box", "csrt_grabcut"]}
     for camera, windows in OBJECTS.items():
-        full = read_camera(args.sample, camera)
+        full = read_camera_frames(args.sample, scan_records(args.sample), camera)
         ids_full = reference_ids(full, windows)
         height, width = (round(s * args.scale) for s in full.shape[1:3])
         frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in full])

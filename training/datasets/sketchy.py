@@ -103,6 +103,31 @@ def decode_jpeg(data: bytes, source: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def read_camera_frames(
+    path: str | os.PathLike, locations: list[RecordLocation], camera: str, frames: slice | None = None
+) -> np.ndarray:
+    """uint8 RGB ``[T,H,W,3]`` of ``camera`` in an episode file whose records are at ``locations``, for the
+    timesteps in ``frames`` (all by default); a timestep without exactly one image of it, or one of
+    another size, is a `DatasetFormatError` naming the record."""
+    chosen = range(len(locations))[frames if frames is not None else slice(None)]
+    images = []
+    for t in chosen:
+        source = f"{path}: record {t} at byte {locations[t].offset}"
+        features = ExampleFeatures(read_record(path, locations[t].offset, t), source)
+        encoded = features.bytes(camera)
+        if len(encoded) != 1:
+            raise DatasetFormatError(f"{source}: '{camera}' holds {len(encoded)} images, expected 1")
+        image = decode_jpeg(encoded[0], f"{source}: '{camera}'")
+        if images and image.shape != images[0].shape:
+            raise DatasetFormatError(
+                f"{source}: '{camera}' frame has shape {image.shape}, earlier frames {images[0].shape}"
+            )
+        images.append(image)
+    if not images:
+        raise ValueError(f"frames {frames} select no timesteps of {len(locations)}")
+    return np.stack(images)
+
+
 class SketchyDataset(Dataset):
     """Sketchy episodes as unconditional RGB-reconstruction items.
 
@@ -193,25 +218,7 @@ class SketchyDataset(Dataset):
 
     def read_frames(self, index: int, frames: slice | None = None) -> np.ndarray:
         """uint8 RGB ``[T,H,W,3]`` of the camera for the timesteps in ``frames`` (all by default)."""
-        path = self.episodes[index].file
-        locations = self.timesteps(index)
-        chosen = range(len(locations))[frames if frames is not None else slice(None)]
-        images = []
-        for t in chosen:
-            source = f"{path}: record {t} at byte {locations[t].offset}"
-            features = ExampleFeatures(read_record(path, locations[t].offset, t), source)
-            encoded = features.bytes(self.camera)
-            if len(encoded) != 1:
-                raise DatasetFormatError(f"{source}: '{self.camera}' holds {len(encoded)} images, expected 1")
-            image = decode_jpeg(encoded[0], f"{source}: '{self.camera}'")
-            if images and image.shape != images[0].shape:
-                raise DatasetFormatError(
-                    f"{source}: '{self.camera}' frame has shape {image.shape}, earlier frames {images[0].shape}"
-                )
-            images.append(image)
-        if not images:
-            raise ValueError(f"frames {frames} select no timesteps of {len(locations)}")
-        return np.stack(images)
+        return read_camera_frames(self.episodes[index].file, self.timesteps(index), self.camera, frames)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
