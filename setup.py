@@ -63,7 +63,8 @@ ROS_BUILD_WHEELS = [
     "catkin-pkg",
 ]
 
-TEST_DEPS = ["pytest", "scikit-learn", "ruff==0.17.6"]  # ruff pinned: its formatting must not move under us
+# ruff pinned: its formatting must not move under us; pytest-xdist: `make test` runs the files in parallel
+TEST_DEPS = ["pytest", "pytest-xdist", "scikit-learn", "ruff==0.17.6"]
 
 setup(
     name=PACKAGE,

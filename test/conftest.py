@@ -21,9 +21,20 @@ DOMAIN_ID_RANGE = (1, 101)
 _LOG_DIR = pytest.StashKey[str]()
 
 
+def _worker_domain(base: int, worker: str) -> int:
+    """pytest-xdist worker ``gwN`` talks on the N-th domain after the run's own, wrapping inside the range."""
+    low, high = DOMAIN_ID_RANGE
+    return low + (base - low + int(worker.removeprefix("gw"))) % (high - low + 1)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if "ROS_DOMAIN_ID" not in os.environ:
         os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(*DOMAIN_ID_RANGE))
+    # Workers inherit the controller's environment; without their own domains, two workers' nodes would
+    # hear each other's topics.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        os.environ["ROS_DOMAIN_ID"] = str(_worker_domain(int(os.environ["ROS_DOMAIN_ID"]), worker))
     # Keep discovery on this machine: tests never need other hosts.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     log_dir = tempfile.mkdtemp(prefix="savi_ros_test_logs_")

@@ -84,3 +84,15 @@ def test_image_and_detections_cross_process_boundary(ros_node):
     assert (result.pose.pose.position.y, result.pose.pose.orientation.w) == (-2.0, 0.8)
     assert list(result.pose.covariance) == [i / 8 for i in range(36)]
     assert detections.header.stamp.sec == 1700000000 and detections.header.frame_id == "camera_optical"
+
+
+def test_each_pytest_xdist_worker_gets_its_own_domain_inside_the_range():
+    from test.conftest import DOMAIN_ID_RANGE, _worker_domain
+
+    low, high = DOMAIN_ID_RANGE
+    for base in (low, 50, high):
+        domains = [_worker_domain(base, f"gw{n}") for n in range(4)]
+        assert len(set(domains)) == 4
+        assert all(low <= d <= high for d in domains)
+        assert domains[0] == base
+    assert _worker_domain(high, "gw1") == low
