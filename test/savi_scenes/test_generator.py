@@ -24,7 +24,8 @@ def _interior(mask: np.ndarray) -> np.ndarray:
 def _warp_agreement(scene, t: int, direction: str, interior_only: bool) -> float:
     """Fraction of object pixels of frame t that the flow sends onto the same id in the next frame.
 
-    Pixels sent onto another object there are skipped (occluded); those sent out of the image too.
+    Pixels sent onto another object there are skipped (occluded); those sent out of the image too. NaN when no
+    pixel is left to judge.
     """
     seg = scene.segmentations
     if direction == "forward":
@@ -43,6 +44,8 @@ def _warp_agreement(scene, t: int, direction: str, interior_only: bool) -> float
     if interior_only:
         obj &= np.logical_or.reduce([_interior(ids == k) for k in range(1, ids.max() + 1)] + [np.zeros_like(obj)])
     considered = obj & ((hit == ids) | (hit == 0))
+    if not considered.any():
+        return float("nan")
     return float((hit[considered] == ids[considered]).mean())
 
 
