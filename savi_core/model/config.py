@@ -506,3 +506,27 @@ def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 
         corrector=CorrectorConfig(kind="prototype", prototypes=prototypes),
         predictor=PredictorConfig(kind="kinematic"),
     )
+
+
+def tiny_config(
+    resolution: tuple[int, int] = (32, 32),
+    num_slots: int = 5,
+    decoder: tuple[tuple[int, int], tuple[int, ...]] = ((8, 8), (2, 2)),
+    kind: str = "bbox",
+    points: bool = False,
+) -> ModelConfig:
+    """A few-thousand-parameter model (slot size 16) that runs a step in milliseconds on a CPU: what tests
+    and the Tracker's output recordings run with random weights. ``decoder`` is (broadcast size, strides)."""
+    return ModelConfig(
+        preset="custom",
+        resolution=resolution,
+        num_slots=num_slots,
+        slot_dim=16,
+        encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
+        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points),
+        corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
+        predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
+        decoder=DecoderConfig(
+            broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1], kernel_size=3
+        ),
+    )
