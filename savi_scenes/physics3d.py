@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from savi_scenes.generator import Scene, _boxes, config_from_dict
+from savi_scenes.generator import BaseSceneConfig, Scene, _boxes
 
 #: Object families: primitives built from geometry, procedurally made meshes, and toy-like meshes.
 OBJECT_FAMILIES = ("primitives", "meshes", "toys")
@@ -27,14 +27,9 @@ _SKY_DEPTH = _FAR
 
 
 @dataclass
-class PhysicsSceneConfig:
+class PhysicsSceneConfig(BaseSceneConfig):
     """What a physics scene looks like; sizes in metres."""
 
-    height: int = 64
-    width: int = 64
-    num_frames: int = 24
-    min_objects: int = 2
-    max_objects: int = 6
     objects: tuple[str, ...] = field(default=OBJECT_FAMILIES)
     floors: tuple[str, ...] = field(default=FLOOR_FAMILIES)
     size_range: tuple[float, float] = (0.2, 0.45)
@@ -66,10 +61,6 @@ class PhysicsSceneConfig:
         self.moving_camera = bool(self.moving_camera)
         self.occluder = bool(self.occluder)
         self.exits = bool(self.exits)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "PhysicsSceneConfig":
-        return config_from_dict(cls, values)
 
 
 @dataclass
