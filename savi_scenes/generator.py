@@ -167,6 +167,22 @@ class Scene:
     def num_objects(self) -> int:
         return len(self.classes)
 
+    @classmethod
+    def labelled(
+        cls,
+        video: np.ndarray,
+        seg: np.ndarray,
+        forward_flow: np.ndarray,
+        backward_flow: np.ndarray,
+        classes: list[str],
+        positions: np.ndarray,
+        background_offset: np.ndarray,
+    ) -> "Scene":
+        """A scene of rendered layers, every family's: boxes and visibility read off the segmentation."""
+        boxes, visible = _boxes(seg, len(classes))
+        positions, background_offset = positions.astype(np.float32), background_offset.astype(np.float32)
+        return cls(video, seg, forward_flow, backward_flow, boxes, visible, classes, positions, background_offset)
+
 
 @dataclass
 class _Object:
@@ -461,17 +477,6 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
         _paint_pillar(np.random.default_rng([int(seed), 1]), cfg, rendered, 2 * float(half[:, 1].max()))
     if cfg.zoom_range != (1.0, 1.0):
         positions = _camera_zoom(rng, cfg, rendered, positions)
-    boxes, visible = _boxes(seg, n)
     if cfg.effects:
         video = _camera_effects(rng, video, ref)
-    return Scene(
-        video=video,
-        segmentations=seg,
-        forward_flow=forward_flow,
-        backward_flow=backward_flow,
-        boxes=boxes,
-        visible=visible,
-        classes=[o.shape for o in objects],
-        positions=positions.astype(np.float32),
-        background_offset=offsets.astype(np.float32),
-    )
+    return Scene.labelled(video, seg, forward_flow, backward_flow, [o.shape for o in objects], positions, offsets)
