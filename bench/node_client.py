@@ -17,16 +17,16 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
 
 from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
+from savi_ros.qos import keep_last
 
 ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+RELIABLE = keep_last(10)
 
 
 def rss_mb(pid: int) -> float:
