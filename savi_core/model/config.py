@@ -311,19 +311,15 @@ class ModelConfig:
             self.decoder.validate()
         if self.initializer.background_slot:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
-        h, w = self.resolution
         stride = self.encoder.stride
-        _check(
-            h % stride == 0 and w % stride == 0,
-            "resolution",
-            f"{self.resolution} is not divisible by the encoder stride {stride}",
-        )
+        self._check_stride(stride, "resolution", f"{self.resolution} is not divisible by the encoder stride {stride}")
         if self.corrector.kind == "prototype":
             self._validate_prototype()
         if self.decoder.kind == "mlp" and self.has_decoder:
             self._validate_mlp_decoder()
         if not self.has_decoder or self.decoder.kind == "mlp":
             return
+        h, w = self.resolution
         oh, ow = self.decoder.output_size
         _check(
             h % oh == 0 and w % ow == 0 and h // oh == w // ow,
@@ -368,13 +364,13 @@ class ModelConfig:
             "decoder.target_channels",
             f"must be {self.encoder.feature_dim} with the mlp decoder (the fused backbone features' width)",
         )
-        h, w = self.resolution
         stride = self.decoder.stride
-        _check(
-            h % stride == 0 and w % stride == 0,
-            "decoder.stride",
-            f"{stride} does not divide the resolution {self.resolution}",
-        )
+        self._check_stride(stride, "decoder.stride", f"{stride} does not divide the resolution {self.resolution}")
+
+    def _check_stride(self, stride: int, name: str, message: str) -> None:
+        """A feature map of ``stride``-pixel cells must tile the image exactly."""
+        h, w = self.resolution
+        _check(h % stride == 0 and w % stride == 0, name, message)
 
     @property
     def has_decoder(self) -> bool:
