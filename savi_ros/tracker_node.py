@@ -158,10 +158,7 @@ class TrackerNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+    on_error = on_shutdown  # after an error the node holds nothing, as after a shutdown
 
     def _create_outputs(self) -> None:
         def on_incompatible(topic: str):
