@@ -158,3 +158,30 @@ class Client:
         self.executor.shutdown()
         self.thread.join(timeout=5)
         self.node.destroy_node()
+
+
+class TracksClient(Client):
+    """A client that keeps the stamps the node answered on `tracks`."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(namespace, name)
+        self.answered: set[int] = set()
+        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
+
+    def _tracks(self, msg: Detection2DArray) -> None:
+        with self.lock:
+            self.answered.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+            self.on_tracks(msg)
+
+    def on_tracks(self, msg: Detection2DArray) -> None:
+        """Each `tracks` message, under the lock, for a subclass that keeps more of it."""
+
+    def wait_answer(self, stamp: int, timeout: float) -> bool:
+        """True once the node answered the image stamped ``stamp`` (ns), False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if stamp in self.answered:
+                    return True
+            time.sleep(0.005)
+        return False
