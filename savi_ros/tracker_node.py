@@ -126,11 +126,10 @@ class TrackerNode(LifecycleNode):
                 f"mask_source {tracker.config.mask_source}: this model has no decoder, its masks are its attention"
             )
         self._create_outputs()
-        self.get_logger().info(
+        return self._reached(
             f"configured: checkpoint {path} on {device}, "
             f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}"
         )
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.pipeline.restart()
@@ -139,10 +138,14 @@ class TrackerNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="savi_tracker_worker", daemon=True)
         self._worker.start()
         self._create_subscriptions()
-        self.get_logger().info(
+        return self._reached(
             f"active: listening on '{self._subs[0].topic_name}' "
             f"(image_qos {self.params.image_qos}) and '{self._subs[1].topic_name}'"
         )
+
+    def _reached(self, where: str) -> TransitionCallbackReturn:
+        """A transition that succeeded: say in the log what the node holds now."""
+        self.get_logger().info(where)
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
