@@ -39,7 +39,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import BoundingBox2D, Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from node_client import RELIABLE, Client, start_tracker
+from node_client import RELIABLE, TracksClient, start_tracker
 
 CLEAR_S = 2.0  # random image stamps keep this far from the valid frames' timeline
 CALL_TIMEOUT_S = 30.0
@@ -63,7 +63,7 @@ GOOD_ERROR = [  # an ERROR line that names its cause: the exception's type and i
 LOG_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\] \[[\d.]+\] \[[^\]]+\]: (?P<msg>.*)$")
 
 
-class Fuzzer(Client):
+class Fuzzer(TracksClient):
     """Publishes on every input of the node and calls its services; keeps the stamps answered on `tracks`."""
 
     def __init__(self, namespace: str, seed: int) -> None:
@@ -74,21 +74,17 @@ class Fuzzer(Client):
         self.masks = self.node.create_publisher(Image, "prompt_masks", RELIABLE)
         self.remove = self.node.create_client(RemoveTrack, "remove_track")
         self.add = self.node.create_client(AddObjects, "add_objects")
-        self.answered: set[int] = set()
         self.live: list[int] = []  # track ids of the newest output: remove_track sometimes asks for one
         self.counters: dict[str, str] = {}
         self.calls = 0
         self.unanswered = 0  # service calls without an answer within CALL_TIMEOUT_S
         self.images_sent = 0
         self.valid: list[int] = []
-        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
         self.start()
 
-    def _tracks(self, msg: Detection2DArray) -> None:
-        with self.lock:
-            self.answered.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
-            self.live = [int(d.id) for d in msg.detections]
+    def on_tracks(self, msg: Detection2DArray) -> None:
+        self.live = [int(d.id) for d in msg.detections]
 
     def _diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -110,13 +106,7 @@ class Fuzzer(Client):
         self.publish(stamp, frame, boxes if with_detections else None, with_ids=False)
         self.images_sent += 1
         self.valid.append(stamp)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if stamp in self.answered:
-                    return True
-            time.sleep(0.005)
-        return False
+        return self.wait_answer(stamp, timeout)
 
     # ------------------------------------------------------------------ random values
 

@@ -20,35 +20,19 @@ import sys
 import threading
 import time
 
-from vision_msgs.msg import Detection2DArray
 
 from bench_soak import Rectangles
-from node_client import RELIABLE, Client, rss_mb, tracker_and_client
+from node_client import TracksClient, rss_mb, tracker_and_client
 
 SAMPLE_S = 0.05
 
 
-class MemoryClient(Client):
+class MemoryClient(TracksClient):
     """Records the stamps the node answered."""
 
     def __init__(self, namespace: str) -> None:
         super().__init__(namespace, "memory_client")
-        self.answered: set[int] = set()
-        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
         self.start()
-
-    def _tracks(self, msg: Detection2DArray) -> None:
-        with self.lock:
-            self.answered.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
-
-    def wait_answer(self, stamp: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if stamp in self.answered:
-                    return True
-            time.sleep(0.01)
-        return False
 
 
 class RssSampler(threading.Thread):

@@ -17,16 +17,16 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
 
 from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
+from savi_ros.qos import keep_last
 
 ROOT = Path(__file__).resolve().parents[1]
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+RELIABLE = keep_last(10)
 
 
 def rss_mb(pid: int) -> float:
@@ -158,3 +158,30 @@ class Client:
         self.executor.shutdown()
         self.thread.join(timeout=5)
         self.node.destroy_node()
+
+
+class TracksClient(Client):
+    """A client that keeps the stamps the node answered on `tracks`."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(namespace, name)
+        self.answered: set[int] = set()
+        self.node.create_subscription(Detection2DArray, "tracks", self._tracks, RELIABLE)
+
+    def _tracks(self, msg: Detection2DArray) -> None:
+        with self.lock:
+            self.answered.add(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+            self.on_tracks(msg)
+
+    def on_tracks(self, msg: Detection2DArray) -> None:
+        """Each `tracks` message, under the lock, for a subclass that keeps more of it."""
+
+    def wait_answer(self, stamp: int, timeout: float) -> bool:
+        """True once the node answered the image stamped ``stamp`` (ns), False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if stamp in self.answered:
+                    return True
+            time.sleep(0.005)
+        return False

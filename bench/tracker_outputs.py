@@ -22,14 +22,7 @@ import torch
 from torch import nn
 
 from savi_core.model.checkpoint import load_checkpoint
-from savi_core.model.config import (
-    CorrectorConfig,
-    DecoderConfig,
-    EncoderConfig,
-    InitializerConfig,
-    ModelConfig,
-    PredictorConfig,
-)
+from savi_core.model.config import tiny_config
 from savi_core.model.savi import SAVi
 from savi_core.numerics import flush_denormals
 from savi_core.tracking.tracker import Detection, Prompt, Tracker
@@ -42,21 +35,7 @@ MODELS = Path(__file__).resolve().parents[1] / "savi_ros" / "models"
 def tiny(kind: str, points: bool = False) -> SAVi:
     """A 6-slot random SAVi at 32x32 with ``kind`` of initializer (seeded: the same weights every run)."""
     torch.manual_seed(0)
-    return SAVi(
-        ModelConfig(
-            preset="custom",
-            resolution=(32, 32),
-            num_slots=6,
-            slot_dim=16,
-            encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
-            initializer=InitializerConfig(
-                kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points
-            ),
-            corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
-            predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
-            decoder=DecoderConfig(broadcast_size=(8, 8), channels=(8, 8), strides=(2, 2), kernel_size=3),
-        )
-    ).eval()
+    return SAVi(tiny_config(num_slots=6, kind=kind, points=points)).eval()
 
 
 def shipped(name: str) -> nn.Module:

@@ -66,32 +66,26 @@ def _tracker_node(context):
     ]
 
 
+def _demo_node(name: str, topic: str, parameters: list) -> Node:
+    """A demo node in the tracker's namespace, its one topic remapped by the launch argument of that name."""
+    return Node(
+        package=PACKAGE,
+        executable=name,
+        name=name,
+        namespace=LaunchConfiguration("namespace"),
+        remappings=[(topic, LaunchConfiguration(topic))],
+        output="screen",
+        parameters=parameters,
+    )
+
+
 def _demo_nodes(context):
     """The demo camera and detector; `demo_params` (a parameter file) overrides their defaults when given."""
-    namespace = LaunchConfiguration("namespace")
     extra = LaunchConfiguration("demo_params").perform(context).strip()
     files = [extra] if extra else []
-    return [
-        Node(
-            package=PACKAGE,
-            executable="demo_camera",
-            name="demo_camera",
-            namespace=namespace,
-            remappings=[("image", LaunchConfiguration("image"))],
-            output="screen",
-            # play only once the tracker (image) and the detector (ground truth) listen
-            parameters=[{"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}, *files],
-        ),
-        Node(
-            package=PACKAGE,
-            executable="demo_detector",
-            name="demo_detector",
-            namespace=namespace,
-            remappings=[("detections", LaunchConfiguration("detections"))],
-            output="screen",
-            parameters=files,
-        ),
-    ]
+    # the camera plays only once the tracker (image) and the detector (ground truth) listen
+    listened = {"min_image_subscribers": 1, "min_ground_truth_subscribers": 1}
+    return [_demo_node("demo_camera", "image", [listened, *files]), _demo_node("demo_detector", "detections", files)]
 
 
 def generate_launch_description() -> LaunchDescription:

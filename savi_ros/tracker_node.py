@@ -44,7 +44,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.subscription import MessageInfo
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
+from rclpy.qos import qos_policy_name_from_kind
 from sensor_msgs.msg import CompressedImage, Image
 from savi_ros_interfaces.srv import AddObjects, RemoveTrack
 from std_msgs.msg import Header
@@ -61,6 +61,7 @@ from savi_ros.memory import Trimmer, mmap_large_buffers
 from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.openmp import in_own_thread
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
+from savi_ros.qos import keep_last
 from savi_ros.transport import ImageAges, PublisherGaps
 
 NODE_NAME = "savi_tracker"
@@ -68,19 +69,11 @@ DIAGNOSTICS_PERIOD_S = 1.0
 STATS_LOG_PERIOD_S = 10.0
 WARN_THROTTLE_S = 5.0
 
-IMAGE_QOS = {
-    "sensor_data": QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1),
-    "reliable": QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1),
-}
-DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-OUTPUT_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=5)
-LATCHED_QOS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-DIAGNOSTICS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+IMAGE_QOS = {"sensor_data": keep_last(1, reliable=False), "reliable": keep_last(1)}
+DETECTIONS_QOS = keep_last(10)
+OUTPUT_QOS = keep_last(5)
+LATCHED_QOS = keep_last(1, latched=True)
+DIAGNOSTICS_QOS = keep_last(10)
 
 
 class TrackerNode(LifecycleNode):
@@ -133,11 +126,10 @@ class TrackerNode(LifecycleNode):
                 f"mask_source {tracker.config.mask_source}: this model has no decoder, its masks are its attention"
             )
         self._create_outputs()
-        self.get_logger().info(
+        return self._reached(
             f"configured: checkpoint {path} on {device}, "
             f"mask_source {tracker.config.mask_source}, precision {tracker.config.precision}"
         )
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.pipeline.restart()
@@ -146,10 +138,14 @@ class TrackerNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="savi_tracker_worker", daemon=True)
         self._worker.start()
         self._create_subscriptions()
-        self.get_logger().info(
+        return self._reached(
             f"active: listening on '{self._subs[0].topic_name}' "
             f"(image_qos {self.params.image_qos}) and '{self._subs[1].topic_name}'"
         )
+
+    def _reached(self, where: str) -> TransitionCallbackReturn:
+        """A transition that succeeded: say in the log what the node holds now."""
+        self.get_logger().info(where)
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -165,10 +161,7 @@ class TrackerNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+    on_error = on_shutdown  # after an error the node holds nothing, as after a shutdown
 
     def _create_outputs(self) -> None:
         def on_incompatible(topic: str):

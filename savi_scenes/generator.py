@@ -13,6 +13,7 @@ in pixels, MOVi's convention; boxes are MOVi's normalised [ymin, xmin, ymax, xma
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple, Self
 
 import cv2
 import numpy as np
@@ -36,13 +37,25 @@ _SCALE = float(1 << _SHIFT)
 _PLACEMENT_TRIES = 30
 
 
-def config_from_dict(cls: type, values: dict):
-    """Build a scene config dataclass from a (YAML) dict, rejecting unknown keys by name."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
-    return cls(**values)
+@dataclass
+class BaseSceneConfig:
+    """What every scene family has, with the same defaults: frame size, video length, object count. Each
+    family checks them (its own limits) in its ``__post_init__``."""
+
+    height: int = 64
+    width: int = 64
+    num_frames: int = 24
+    min_objects: int = 2
+    max_objects: int = 6
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Self:
+        """Build from a (YAML) dict, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(known)}")
+        return cls(**values)
 
 
 def _pair(value, name: str) -> tuple[float, float]:
@@ -56,14 +69,9 @@ def _pair(value, name: str) -> tuple[float, float]:
 
 
 @dataclass
-class SceneConfig:
+class SceneConfig(BaseSceneConfig):
     """What a synthetic scene looks like. Sizes and speeds are relative to ``min(height, width)``."""
 
-    height: int = 64
-    width: int = 64
-    num_frames: int = 24
-    min_objects: int = 2
-    max_objects: int = 6
     size_range: tuple[float, float] = (0.18, 0.4)  # object extent
     speed_range: tuple[float, float] = (0.01, 0.05)  # object displacement per frame
     camera_pan: bool = False  # the background translates over the video
@@ -140,10 +148,6 @@ class SceneConfig:
         self.camera_pan = bool(self.camera_pan)
         self.textured = bool(self.textured)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> "SceneConfig":
-        return config_from_dict(cls, values)
-
 
 @dataclass
 class Scene:
@@ -162,6 +166,22 @@ class Scene:
     @property
     def num_objects(self) -> int:
         return len(self.classes)
+
+    @classmethod
+    def labelled(
+        cls,
+        video: np.ndarray,
+        seg: np.ndarray,
+        forward_flow: np.ndarray,
+        backward_flow: np.ndarray,
+        classes: list[str],
+        positions: np.ndarray,
+        background_offset: np.ndarray,
+    ) -> "Scene":
+        """A scene of rendered layers, every family's: boxes and visibility read off the segmentation."""
+        boxes, visible = _boxes(seg, len(classes))
+        positions, background_offset = positions.astype(np.float32), background_offset.astype(np.float32)
+        return cls(video, seg, forward_flow, backward_flow, boxes, visible, classes, positions, background_offset)
 
 
 @dataclass
@@ -283,15 +303,16 @@ def _shape_transforms(rng: np.random.Generator, cfg: SceneConfig, n: int) -> np.
     return np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
 
 
-def _camera_zoom(
-    rng: np.random.Generator,
-    cfg: SceneConfig,
-    video: np.ndarray,
-    seg: np.ndarray,
-    forward_flow: np.ndarray,
-    backward_flow: np.ndarray,
-    positions: np.ndarray,
-) -> np.ndarray:
+class _Rendered(NamedTuple):
+    """A scene's frames and their ground-truth layers, which the pillar and the zoom edit in place."""
+
+    video: np.ndarray
+    seg: np.ndarray
+    forward_flow: np.ndarray
+    backward_flow: np.ndarray
+
+
+def _camera_zoom(rng: np.random.Generator, cfg: SceneConfig, rendered: _Rendered, positions: np.ndarray) -> np.ndarray:
     """Zoom the rendered video in place about the image centre, in (magnification 1 -> z) or out
     (z -> 1) at a constant rate, with z from ``zoom_range``; returns the zoomed object positions.
 
@@ -299,6 +320,7 @@ def _camera_zoom(
     A point q of the rendered frame t is at c + s_t (q - c); with rendered flow f, the zoomed flow at
     p = c + s_t (q - c) is s_t' f(q) + (s_t' / s_t - 1)(p - c) to frame t' = t +- 1: exact for the
     background and translating objects, the ground truth's nearest sample of q otherwise."""
+    video, seg, forward_flow, backward_flow = rendered
     num_t, h, w = seg.shape
     z = float(rng.uniform(*cfg.zoom_range))
     ramp = np.arange(num_t) / max(num_t - 1, 1)
@@ -320,21 +342,13 @@ def _camera_zoom(
     for t, s in enumerate(scale):
         video[t] = warp(video[t], s, cv2.INTER_LINEAR)
         seg[t] = warp(seg[t], s, cv2.INTER_NEAREST)
-        for other, flow, rendered in ((t + 1, forward_flow, forward), (t - 1, backward_flow, backward)):
+        for other, flow, unzoomed in ((t + 1, forward_flow, forward), (t - 1, backward_flow, backward)):
             if 0 <= other < num_t:
-                flow[t] = scale[other] * warp(rendered[t], s, cv2.INTER_NEAREST) + (scale[other] / s - 1) * from_center
+                flow[t] = scale[other] * warp(unzoomed[t], s, cv2.INTER_NEAREST) + (scale[other] / s - 1) * from_center
     return center + scale[:, None, None] * (positions - center)
 
 
-def _paint_pillar(
-    rng: np.random.Generator,
-    cfg: SceneConfig,
-    video: np.ndarray,
-    seg: np.ndarray,
-    forward_flow: np.ndarray,
-    backward_flow: np.ndarray,
-    widest: float,
-) -> None:
+def _paint_pillar(rng: np.random.Generator, cfg: SceneConfig, rendered: _Rendered, widest: float) -> None:
     """A full-height pillar, static in the image, over every object: ``widest`` (the widest object) plus a
     margin wide, so an object behind it is hidden whole. Its own generator (seeded from the scene's seed)
     leaves every other draw of the scene as it is without a pillar. Its pixels are background (seg 0)."""
@@ -343,10 +357,9 @@ def _paint_pillar(
     x0 = int(rng.integers(w // 4, max(w // 4 + 1, 3 * w // 4 - width)))
     colour = rng.integers(40, 216, 3)
     shade = 0.75 + 0.25 * np.sin(np.linspace(0, np.pi, width))  # a round pillar: darker at its sides
-    video[:, :, x0 : x0 + width] = (colour[None, :] * shade[:, None]).astype(np.uint8)
-    seg[:, :, x0 : x0 + width] = 0
-    forward_flow[:, :, x0 : x0 + width] = 0.0
-    backward_flow[:, :, x0 : x0 + width] = 0.0
+    rendered.video[:, :, x0 : x0 + width] = (colour[None, :] * shade[:, None]).astype(np.uint8)
+    for layer in rendered[1:]:
+        layer[:, :, x0 : x0 + width] = 0
 
 
 def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
@@ -459,29 +472,11 @@ def generate_scene(seed: int, config: SceneConfig | None = None) -> Scene:
                 moved = positions[t - 1, i] + d @ (transforms[t - 1, i] @ to_local).T
                 backward_flow[t, r0:r1, c0:c1][inside] = moved - (positions[t, i] + d)
 
+    rendered = _Rendered(video, seg, forward_flow, backward_flow)
     if cfg.occluder:
-        _paint_pillar(
-            np.random.default_rng([int(seed), 1]),
-            cfg,
-            video,
-            seg,
-            forward_flow,
-            backward_flow,
-            2 * float(half[:, 1].max()),
-        )
+        _paint_pillar(np.random.default_rng([int(seed), 1]), cfg, rendered, 2 * float(half[:, 1].max()))
     if cfg.zoom_range != (1.0, 1.0):
-        positions = _camera_zoom(rng, cfg, video, seg, forward_flow, backward_flow, positions)
-    boxes, visible = _boxes(seg, n)
+        positions = _camera_zoom(rng, cfg, rendered, positions)
     if cfg.effects:
         video = _camera_effects(rng, video, ref)
-    return Scene(
-        video=video,
-        segmentations=seg,
-        forward_flow=forward_flow,
-        backward_flow=backward_flow,
-        boxes=boxes,
-        visible=visible,
-        classes=[o.shape for o in objects],
-        positions=positions.astype(np.float32),
-        background_offset=offsets.astype(np.float32),
-    )
+    return Scene.labelled(video, seg, forward_flow, backward_flow, [o.shape for o in objects], positions, offsets)

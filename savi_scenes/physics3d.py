@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from savi_scenes.generator import Scene, _boxes, config_from_dict
+from savi_scenes.generator import BaseSceneConfig, Scene
 
 #: Object families: primitives built from geometry, procedurally made meshes, and toy-like meshes.
 OBJECT_FAMILIES = ("primitives", "meshes", "toys")
@@ -27,14 +27,9 @@ _SKY_DEPTH = _FAR
 
 
 @dataclass
-class PhysicsSceneConfig:
+class PhysicsSceneConfig(BaseSceneConfig):
     """What a physics scene looks like; sizes in metres."""
 
-    height: int = 64
-    width: int = 64
-    num_frames: int = 24
-    min_objects: int = 2
-    max_objects: int = 6
     objects: tuple[str, ...] = field(default=OBJECT_FAMILIES)
     floors: tuple[str, ...] = field(default=FLOOR_FAMILIES)
     size_range: tuple[float, float] = (0.2, 0.45)
@@ -66,10 +61,6 @@ class PhysicsSceneConfig:
         self.moving_camera = bool(self.moving_camera)
         self.occluder = bool(self.occluder)
         self.exits = bool(self.exits)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "PhysicsSceneConfig":
-        return config_from_dict(cls, values)
 
 
 @dataclass
@@ -345,7 +336,6 @@ def _scene_from_buffers(
     classes: list[str],
 ) -> Scene:
     num_t, h, w = ids.shape
-    n = len(bodies)
     seg = np.zeros((num_t, h, w), np.uint8)
     for i, body in enumerate(bodies):
         seg[ids == body] = i + 1
@@ -356,16 +346,5 @@ def _scene_from_buffers(
             forward[t] = rigid_flow(depth[t], ids[t], poses[t], poses[t + 1], cameras[t], cameras[t + 1])
         if t > 0:
             backward[t] = rigid_flow(depth[t], ids[t], poses[t], poses[t - 1], cameras[t], cameras[t - 1])
-    boxes, visible = _boxes(seg, n)
     centres = np.stack([np.stack([cameras[t].project(poses[t][b][:3, 3], h, w) for b in bodies]) for t in range(num_t)])
-    return Scene(
-        video=frames,
-        segmentations=seg,
-        forward_flow=forward,
-        backward_flow=backward,
-        boxes=boxes,
-        visible=visible,
-        classes=classes,
-        positions=centres.astype(np.float32),
-        background_offset=np.zeros((num_t, 2), np.float32),
-    )
+    return Scene.labelled(frames, seg, forward, backward, classes, centres, np.zeros((num_t, 2)))

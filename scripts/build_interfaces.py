@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from setup_venv import SetupError  # noqa: E402  (same folder: one user-fixable error for the setup scripts)
+
 DEFAULT_PACKAGES = [ROOT / "interfaces" / "vision_msgs", ROOT / "interfaces" / "savi_ros_interfaces"]
 STAMP_NAME = ".savi_source_sha256"
 INSTALL_HINT = "sudo apt-get install cmake g++ make python3-dev"
@@ -36,14 +39,6 @@ BUILD_MACHINE_PYTHON_INCLUDE = re.compile(r"/opt/python/cp3\d+-cp3\d+/include/py
 BUILD_MACHINE_NUMPY_INCLUDE = re.compile(
     r"/opt/python/cp3\d+-cp3\d+/lib/python3\.\d+/site-packages/numpy/(?:_core|core)/include"
 )
-
-
-class SetupError(Exception):
-    """A problem the user can fix; reported as one message, never a traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from setup_venv import clean_env  # noqa: E402  (same folder; the foundation's venv environment rules)
+from setup_venv import SetupError, clean_env  # noqa: E402  (same folder; the foundation's venv environment rules)
 
 LAUNCH_SOURCES = ROOT.parent / "shared" / "ros2_launch" / "ros2_launch_src.tar.gz"
 STAMP_NAME = ".savi_ros_env_sha256"
@@ -82,14 +82,6 @@ LoadNode.__class__.__import_type_support__()
 from ament_index_python.packages import get_package_prefix
 assert get_package_prefix('composition_interfaces') == sys.prefix, 'venv not on AMENT_PREFIX_PATH'
 """
-
-
-class EnvError(Exception):
-    """A problem the user can fix; reported as one message."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -157,7 +149,7 @@ def run(cmd: list[str], env: dict[str, str], what: str, cwd: Path | str = ROOT) 
     result = subprocess.run(cmd, env=env, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         tail = "\n".join(result.stdout.splitlines()[-30:])
-        raise EnvError(f"{what} failed (exit {result.returncode}):\n{tail}")
+        raise SetupError(f"{what} failed (exit {result.returncode}):\n{tail}")
 
 
 def prepare_system(setup: Path) -> RosEnv:
@@ -165,7 +157,7 @@ def prepare_system(setup: Path) -> RosEnv:
         ["bash", "-c", f'source "{setup}" && colcon --help'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     if result.returncode != 0:
-        raise EnvError(
+        raise SetupError(
             f"ROS 2 install {setup.parent} found, but `colcon` does not run there: "
             "`sudo apt-get install python3-colcon-common-extensions`, then re-run `make ros-env`."
         )
@@ -174,7 +166,7 @@ def prepare_system(setup: Path) -> RosEnv:
 
 def prepare_venv(venv: Path, archive: Path) -> RosEnv:
     if not venv_python(venv).exists():
-        raise EnvError(f"no {venv}: run `make setup` first (`make ros-env` does).")
+        raise SetupError(f"no {venv}: run `make setup` first (`make ros-env` does).")
     env = clean_env()
     stamp = venv / STAMP_NAME
     wanted = sources_hash(archive)
@@ -192,7 +184,7 @@ def prepare_venv(venv: Path, archive: Path) -> RosEnv:
         top = Path(tmp) / "ros2_launch_src"
         missing = [p for p in PYTHON_SOURCES + INTERFACE_SOURCES if not (top / p).is_dir()]
         if missing:
-            raise EnvError(f"{archive}: expected ros2_launch_src/{missing[0]} inside (and {len(missing) - 1} more)")
+            raise SetupError(f"{archive}: expected ros2_launch_src/{missing[0]} inside (and {len(missing) - 1} more)")
         print(f"make ros-env: installing launch, launch_ros, ros2cli from {archive.name} ...", flush=True)
         run(
             pip + ["--no-deps", "--no-build-isolation"] + [str(top / p) for p in PYTHON_SOURCES],
@@ -206,12 +198,12 @@ def prepare_venv(venv: Path, archive: Path) -> RosEnv:
             cwd=ROOT,
         )
         if result.returncode != 0:
-            raise EnvError("building composition_interfaces failed (see above)", result.returncode)
+            raise SetupError("building composition_interfaces failed (see above)", result.returncode)
     if not venv_ready(venv, env):
         probe = subprocess.run(
             [python, "-c", PROBE], env=env, cwd="/", text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        raise EnvError(f"installed, but the venv does not pass its check:\n{probe.stdout[-2000:]}")
+        raise SetupError(f"installed, but the venv does not pass its check:\n{probe.stdout[-2000:]}")
     stamp.write_text(wanted + "\n")
     return ready
 
@@ -221,7 +213,7 @@ def prepare(venv: Path, archive: Path) -> RosEnv:
     if setup is not None:
         return prepare_system(setup)
     if not archive.is_file():
-        raise EnvError(
+        raise SetupError(
             f"no ROS 2 install (no {ROS_SETUP_GLOB} whose `ros2` runs) and no launch tooling sources "
             f"({archive} is missing; it lives in the shared/ folder beside the repository). "
             "Install ROS 2 (docs.ros.org) or provide that archive; until then `ros2 launch` cannot run here "
@@ -245,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         ros = prepare(args.venv.resolve(), args.sources.resolve())
-    except EnvError as error:
+    except SetupError as error:
         if error.exit_code == NOT_AVAILABLE and args.if_available:
             print(f"make ros-env: skipped: {error}")
             return 0

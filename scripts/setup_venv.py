@@ -34,7 +34,12 @@ AMENT_PTH = (
 
 
 class SetupError(Exception):
-    """A problem the user can fix; reported as one message."""
+    """A problem the user can fix; reported as one message, never a traceback (the setup scripts share it),
+    and ``exit_code`` as the script's exit status."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def setup_constant(name: str) -> object:

@@ -154,6 +154,10 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start
 
+    def next_epoch(self) -> EpochBatchSampler:
+        """This rank's batches of the following epoch, from its first batch."""
+        return EpochBatchSampler(self.num_items, self.batch_size, self.seed, self.epoch + 1, self.rank, self.world_size)
+
 
 def _seed_worker(worker_id: int) -> None:
     """numpy / random in a loader worker follow torch's per-worker seed (itself from the loader's generator)."""
@@ -164,32 +168,23 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def training_batches(
-    dataset: Dataset,
-    batch_size: int,
-    seed: int,
-    num_workers: int,
-    epoch: int,
-    start: int,
-    rank: int = 0,
-    world_size: int = 1,
-    pin_memory: bool = False,
+    dataset: Dataset, sampler: EpochBatchSampler, num_workers: int, pin_memory: bool = False
 ) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
-    """Endless ``(epoch, batch index, batch)`` from position (epoch, start) on, epoch after epoch."""
+    """Endless ``(epoch, batch index, batch)`` from the sampler's (epoch, start) on, epoch after epoch."""
     while True:
         if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)  # before the loader forks its workers, so they see it
-        sampler = EpochBatchSampler(len(dataset), batch_size, seed, epoch, rank, world_size, start)
+            dataset.set_epoch(sampler.epoch)  # before the loader forks its workers, so they see it
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
             worker_init_fn=_seed_worker if num_workers else None,
-            generator=_epoch_generator(seed + 1, epoch),
+            generator=_epoch_generator(sampler.seed + 1, sampler.epoch),
         )
         for offset, batch in enumerate(loader):
-            yield epoch, start + offset, batch
-        epoch, start = epoch + 1, 0
+            yield sampler.epoch, sampler.start + offset, batch
+        sampler = sampler.next_epoch()
 
 
 def next_position(epoch: int, batch_index: int, batches_per_epoch: int) -> tuple[int, int]:

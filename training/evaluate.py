@@ -188,7 +188,7 @@ def _scores(
         "fg_ari": metrics.fg_ari(pred, gt, skip_first, frame_mask),
         "miou": metrics.miou(pred, gt, num_objects, skip_first, frame_mask),
         "fg_ari_frames": metrics.per_frame_fg_ari(pred, gt, skip_first, frame_mask),
-        "miou_frames": metrics.per_frame_miou(pred, gt, num_objects, skip_first, frame_mask),
+        "miou_frames": metrics.miou(pred, gt, num_objects, skip_first, frame_mask, per_frame=True),
     }
 
 

@@ -218,38 +218,23 @@ def miou(
     skip_first: bool = True,
     frame_mask: Tensor | None = None,
     instance_mask: Tensor | None = None,
+    per_frame: bool = False,
 ) -> Tensor:
     """Tracking mIoU per video (A.8), float64 ``[B]`` in [0, 1]; NaN if no object or no frame is evaluated.
 
     Per object: IoU of prediction id ``i+1`` with ground-truth id ``i+1`` in every evaluated frame
     (absent object: 1.0 if predicted empty, else 0.0), averaged over frames; then averaged over the
-    counted objects (see ``_miou_weights``).
+    counted objects (see ``_miou_weights``). With ``per_frame``: the mIoU of every frame (mean over the
+    counted objects), float64 ``[B, T]``, NaN for unevaluated frames; the per-video value is the mean of
+    that row over evaluated frames.
     """
     _check_id_maps(pred_ids, gt_ids)
     _validate_num_objects(num_objects)
     iou, gt_area = _iou_table(pred_ids, gt_ids, num_objects)
-    weights = _miou_weights(gt_ids, gt_area, num_objects, skip_first, frame_mask, instance_mask)
-    per_object = _masked_mean(iou, weights.to(iou.dtype), dims=(1,))  # [B, N]
-    return torch.nanmean(per_object, dim=1)
-
-
-def per_frame_miou(
-    pred_ids: Tensor,
-    gt_ids: Tensor,
-    num_objects: int,
-    skip_first: bool = True,
-    frame_mask: Tensor | None = None,
-    instance_mask: Tensor | None = None,
-) -> Tensor:
-    """mIoU of every frame (mean over the counted objects), float64 ``[B, T]``; NaN for unevaluated frames.
-
-    Same rules as :func:`miou`, whose value is the mean of this row over evaluated frames.
-    """
-    _check_id_maps(pred_ids, gt_ids)
-    _validate_num_objects(num_objects)
-    iou, gt_area = _iou_table(pred_ids, gt_ids, num_objects)
-    weights = _miou_weights(gt_ids, gt_area, num_objects, skip_first, frame_mask, instance_mask)
-    return _masked_mean(iou, weights.to(iou.dtype), dims=(2,))
+    weights = _miou_weights(gt_ids, gt_area, num_objects, skip_first, frame_mask, instance_mask).to(iou.dtype)
+    if per_frame:
+        return _masked_mean(iou, weights, dims=(2,))
+    return torch.nanmean(_masked_mean(iou, weights, dims=(1,)), dim=1)  # per object [B, N], then over objects
 
 
 def mean_over_videos(values: Tensor) -> tuple[float, int]:

@@ -257,21 +257,12 @@ def _train(cfg: RunConfig, resume: bool, stop_at: int | None, info: Distributed,
             tc.keep_checkpoints,
         )
 
-    batches = training_batches(
-        dataset,
-        local_batch,
-        tc.seed,
-        tc.num_workers,
-        epoch,
-        position,
-        info.rank,
-        info.world_size,
-        pin_memory=device.type == "cuda",
-    )
     samples_seen = 0
     last_saved = step
     model.train()
     try:
+        first = EpochBatchSampler(len(dataset), local_batch, tc.seed, epoch, info.rank, info.world_size, position)
+        batches = training_batches(dataset, first, tc.num_workers, pin_memory=device.type == "cuda")
         while step < end:
             reseed(tc.seed, info.rank, step)
             data_epoch, batch_index, batch = next(batches)

@@ -311,19 +311,15 @@ class ModelConfig:
             self.decoder.validate()
         if self.initializer.background_slot:
             _check(self.num_slots >= 2, "num_slots", "needs at least 2 slots when initializer.background_slot is true")
-        h, w = self.resolution
         stride = self.encoder.stride
-        _check(
-            h % stride == 0 and w % stride == 0,
-            "resolution",
-            f"{self.resolution} is not divisible by the encoder stride {stride}",
-        )
+        self._check_stride(stride, "resolution", f"{self.resolution} is not divisible by the encoder stride {stride}")
         if self.corrector.kind == "prototype":
             self._validate_prototype()
         if self.decoder.kind == "mlp" and self.has_decoder:
             self._validate_mlp_decoder()
         if not self.has_decoder or self.decoder.kind == "mlp":
             return
+        h, w = self.resolution
         oh, ow = self.decoder.output_size
         _check(
             h % oh == 0 and w % ow == 0 and h // oh == w // ow,
@@ -368,13 +364,13 @@ class ModelConfig:
             "decoder.target_channels",
             f"must be {self.encoder.feature_dim} with the mlp decoder (the fused backbone features' width)",
         )
-        h, w = self.resolution
         stride = self.decoder.stride
-        _check(
-            h % stride == 0 and w % stride == 0,
-            "decoder.stride",
-            f"{stride} does not divide the resolution {self.resolution}",
-        )
+        self._check_stride(stride, "decoder.stride", f"{stride} does not divide the resolution {self.resolution}")
+
+    def _check_stride(self, stride: int, name: str, message: str) -> None:
+        """A feature map of ``stride``-pixel cells must tile the image exactly."""
+        h, w = self.resolution
+        _check(h % stride == 0 and w % stride == 0, name, message)
 
     @property
     def has_decoder(self) -> bool:
@@ -505,4 +501,28 @@ def prototype_config(resolution: tuple[int, int] = (128, 160), num_slots: int = 
         initializer=InitializerConfig(kind="bbox", background_slot=True, points=True),
         corrector=CorrectorConfig(kind="prototype", prototypes=prototypes),
         predictor=PredictorConfig(kind="kinematic"),
+    )
+
+
+def tiny_config(
+    resolution: tuple[int, int] = (32, 32),
+    num_slots: int = 5,
+    decoder: tuple[tuple[int, int], tuple[int, ...]] = ((8, 8), (2, 2)),
+    kind: str = "bbox",
+    points: bool = False,
+) -> ModelConfig:
+    """A few-thousand-parameter model (slot size 16) that runs a step in milliseconds on a CPU: what tests
+    and the Tracker's output recordings run with random weights. ``decoder`` is (broadcast size, strides)."""
+    return ModelConfig(
+        preset="custom",
+        resolution=resolution,
+        num_slots=num_slots,
+        slot_dim=16,
+        encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
+        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points),
+        corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
+        predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
+        decoder=DecoderConfig(
+            broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1], kernel_size=3
+        ),
     )

@@ -21,6 +21,20 @@ WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows
 
 
 @dataclass
+class Seen:
+    """A step's camera image, the label map made of it (both steps edit it in place), the step's time and
+    the backbone's features (None without a pretrained encoder)."""
+
+    image: np.ndarray
+    label_map: np.ndarray
+    now: float
+    features: Optional[torch.Tensor]
+
+    def looks(self) -> Looks:
+        return Looks(self.image, self.label_map, self.features)
+
+
+@dataclass
 class Revival:
     """What `revive` did: {provisional id: revived or taken id}, the lost ids taken, the stats rows without
     those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned)."""
@@ -41,22 +55,15 @@ class Update:
     freed: list[int]
 
 
-def revive(
-    book: TrackBook,
-    config: TrackerConfig,
-    image: np.ndarray,
-    label_map: np.ndarray,
-    stats: np.ndarray,
-    now: float,
-    features: Optional[torch.Tensor],
-) -> Revival:
+def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
     """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
-    take its id and class, in ``label_map`` too; the id a detection's track had is freed (never published).
+    take its id and class, in the label map too; the id a detection's track had is freed (never published).
     A lost track so taken leaves its slot: the new slot holds its object now."""
     if not book.provisional:
         return Revival({}, [], stats)
-    looks = Looks(image, label_map, features)
+    label_map = seen.label_map
+    looks = seen.looks()
     found = []
     for row, slot in zip(stats, book.order):
         if slot in book.provisional and row[0] >= max(config.min_mask_area, 1):
@@ -73,7 +80,7 @@ def revive(
         if t.lost_frames and slot not in book.provisional and slot not in book.anchored
     }
     waiting = [
-        book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, now)
+        book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, seen.now)
         for t in book.tracks.values()
         if t.track_id in lost
     ]
@@ -101,17 +108,11 @@ def revive(
 
 
 def update_tracks(
-    book: TrackBook,
-    appearance: AppearanceMemory,
-    config: TrackerConfig,
-    image: np.ndarray,
-    label_map: np.ndarray,
-    stats: np.ndarray,
-    now: float,
-    features: Optional[torch.Tensor],
+    book: TrackBook, appearance: AppearanceMemory, config: TrackerConfig, seen: Seen, stats: np.ndarray
 ) -> Update:
     """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends; a lost
-    track's pixels leave ``label_map``), refresh the tracks' looks and build the visible tracks list."""
+    track's pixels leave the label map), refresh the tracks' looks and build the visible tracks list."""
+    image, label_map = seen.image, seen.label_map
     swapping = config.swap_margin > 0
     if swapping:
         undo_trades(book, appearance, image, label_map, stats, config.swap_margin)
@@ -145,7 +146,7 @@ def update_tracks(
         track.lost_frames = track.lost_frames + 1 if lost else 0
         if track.lost_frames >= config.lost_after_frames:
             if config.dormant_seconds > 0:
-                book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
+                book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, seen.now)
                 out.slept.append(track.track_id)
             else:
                 out.ended.append(track.track_id)
@@ -163,7 +164,7 @@ def update_tracks(
     if swapping:
         appearance.update(image, label_map, boxes, whole_ids, live_ids)
     if config.dormant_seconds > 0:
-        book.dormancy.observe(Looks(image, label_map, features), boxes, whole_ids)
+        book.dormancy.observe(seen.looks(), boxes, whole_ids)
     book.dormancy.forget(live_ids | set(book.dormancy.dormant))
     if out.freed:
         book.refresh()

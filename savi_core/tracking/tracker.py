@@ -26,7 +26,7 @@ from savi_core.tracking.conditioning import SlotConditioning
 from savi_core.tracking.datatypes import Detection, Prompt, Track, TrackResult
 from savi_core.tracking.gate import Gate
 from savi_core.tracking.labels import CameraLabels
-from savi_core.tracking.lifecycle import revive, update_tracks
+from savi_core.tracking.lifecycle import Seen, revive, update_tracks
 from savi_core.tracking.live_track import TrackBook
 from savi_core.tracking.starts import Starts, start_tracks
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -194,15 +194,14 @@ class Tracker:
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map
         pre_ms, model_ms, post_ms = clock.phases_ms()
-        revival = revive(book, self.config, image, label_map, stats, now, self._features)
+        seen = Seen(image, label_map, now, self._features)
+        revival = revive(book, self.config, seen, stats)
         if revival.left:
             self._clear_slots(revival.left)
         renamed, reclaimed = revival.renamed, revival.taken
         started = [i for i in starts.started if i not in renamed]
         revived = sorted(starts.revived + [i for i in renamed.values() if i not in reclaimed])
-        update = update_tracks(
-            book, self._appearance, self.config, image, label_map, revival.stats, now, self._features
-        )
+        update = update_tracks(book, self._appearance, self.config, seen, revival.stats)
         if update.freed:
             if not book.tracks:
                 self._slots = None

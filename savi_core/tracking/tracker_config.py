@@ -140,20 +140,19 @@ class TrackerConfig:
             value = getattr(self, name)
             check(is_number(value) and 0.0 <= value <= 1.0, name, "must be a number in [0, 1]")
         check(all(isinstance(c, str) for c in self.class_ids), "class_ids", "must be a list of strings")
-        check(is_int(self.max_tracks) and self.max_tracks >= 1, "max_tracks", "must be an integer >= 1")
-        check(is_int(self.min_mask_area) and self.min_mask_area >= 0, "min_mask_area", "must be an integer >= 0")
-        check(
-            is_int(self.lost_after_frames) and self.lost_after_frames >= 1,
-            "lost_after_frames",
-            "must be an integer >= 1",
-        )
-        check(is_number(self.gate_margin) and self.gate_margin >= 0, "gate_margin", "must be a number >= 0")
-        check(is_number(self.swap_margin) and self.swap_margin >= 0, "swap_margin", "must be a number >= 0 (0 = off)")
-        check(
-            is_number(self.dormant_seconds) and self.dormant_seconds >= 0,
-            "dormant_seconds",
-            "must be a number >= 0 (0 = lost tracks end at once)",
-        )
+        for name, integer, least, note in (
+            ("max_tracks", True, 1, ""),
+            ("min_mask_area", True, 0, ""),
+            ("lost_after_frames", True, 1, ""),
+            ("gate_margin", False, 0, ""),
+            ("swap_margin", False, 0, " (0 = off)"),
+            ("dormant_seconds", False, 0, " (0 = lost tracks end at once)"),
+        ):
+            value = getattr(self, name)
+            kind = "an integer" if integer else "a number"
+            check(
+                (is_int if integer else is_number)(value) and value >= least, name, f"must be {kind} >= {least}{note}"
+            )
         check(
             is_number(self.max_area_growth) and (self.max_area_growth == 0 or self.max_area_growth >= 1),
             "max_area_growth",

@@ -31,7 +31,6 @@ from typing import TypeVar
 import numpy as np
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray
@@ -39,19 +38,15 @@ from vision_msgs.msg import Detection2D, Detection2DArray
 from savi_ros.conversions import detection_msg
 from savi_ros.dds import use_large_message_profile
 from savi_ros.interrupt import RCLError, interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
+from savi_ros.qos import keep_last
 from savi_scenes import PhysicsSceneConfig, Scene, SceneConfig, generate_physics_scene, generate_scene
 
 WORLDS = ("mixed", "2d", "3d")
 C = TypeVar("C")
 
-IMAGE_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+IMAGE_QOS = keep_last(10)
 """Reliable keep-last 10: matches both best-effort (sensor_data) and reliable subscribers."""
-GROUND_TRUTH_QOS = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
+GROUND_TRUTH_QOS = keep_last(100, latched=True)
 """Transient local: a subscriber whose side of the match completes after the camera started (discovery is
 asymmetric, and slow on a loaded machine) still gets the frames it missed."""
 GROUND_TRUTH_TOPIC = "demo/ground_truth"

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from vision_msgs.msg import Detection2D, Detection2DArray
 
 from savi_ros.interrupt import interrupt_via_rclpy_only, shutdown, spin_until_shutdown, start_node
 from savi_ros.conversions import detection_msg
 from savi_ros.demo.camera_node import GROUND_TRUTH_QOS, GROUND_TRUTH_TOPIC, FrameTag, declared_config
+from savi_ros.qos import keep_last
 
-DETECTIONS_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
+DETECTIONS_QOS = keep_last(10)
 
 
 @dataclass

@@ -9,11 +9,13 @@ from pathlib import Path
 from savi_core.model.checkpoint import CheckpointError, read_checkpoint_config
 from savi_core.model.savi import MASK_SOURCES
 from savi_core.tracking.tracker_config import TrackerConfig
-from savi_ros.demo.camera_node import DEFAULT_SEED, WORLDS, CameraConfig
+from savi_ros.demo.camera_node import WORLDS, CameraConfig
 from savi_ros.model_store import resolve_checkpoint
 from savi_ros.params import NodeOnlyParams
 
 LAUNCH_MODES = ("auto", "on", "off")
+CAMERA_OPTIONS = ("width", "height", "rate", "seed", "min_objects", "max_objects", "world")
+"""The options that are the demo camera's parameters of the same names (their defaults are its defaults)."""
 
 
 @dataclass
@@ -21,13 +23,13 @@ class DemoOptions:
     """What `run_demo` plays and where it writes; the CLI flags of the same names."""
 
     scenes: int = 4
-    frames: int = 24
-    rate: float = 10.0
-    width: int = 320
-    height: int = 240
-    seed: int = DEFAULT_SEED
-    min_objects: int = 2
-    max_objects: int = 5
+    frames: int = CameraConfig.frames_per_scene
+    rate: float = CameraConfig.rate
+    width: int = CameraConfig.width
+    height: int = CameraConfig.height
+    seed: int = CameraConfig.seed
+    min_objects: int = CameraConfig.min_objects
+    max_objects: int = CameraConfig.max_objects
     checkpoint: str = "default"
     mask_source: str = TrackerConfig.mask_source
     device: str = NodeOnlyParams.device
@@ -35,7 +37,7 @@ class DemoOptions:
     drop_prob: float = 0.0
     every_n_frames: int = 0
     shape_classes: bool = True
-    world: str = "mixed"
+    world: str = CameraConfig.world
     out: Path = Path("demo_out")
     launch: str = "auto"
     startup_timeout: float = 90.0
@@ -53,17 +55,8 @@ class DemoOptions:
         self.camera_config()  # validates sizes, rate, frames, seed and object counts by name
 
     def camera_config(self) -> CameraConfig:
-        return CameraConfig(
-            width=self.width,
-            height=self.height,
-            rate=self.rate,
-            num_scenes=self.scenes,
-            frames_per_scene=self.frames,
-            seed=self.seed,
-            min_objects=self.min_objects,
-            max_objects=self.max_objects,
-            world=self.world,
-        )
+        same = {name: getattr(self, name) for name in CAMERA_OPTIONS}
+        return CameraConfig(num_scenes=self.scenes, frames_per_scene=self.frames, **same)
 
 
 @dataclass

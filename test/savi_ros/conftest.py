@@ -40,26 +40,21 @@ def write_tiny_checkpoint(directory: Path, num_slots: int = 9, seed: int = 0) ->
     import torch
 
     from savi_core.model.checkpoint import save_checkpoint
-    from savi_core.model.config import (
-        CorrectorConfig,
-        DecoderConfig,
-        EncoderConfig,
-        InitializerConfig,
-        ModelConfig,
-        PredictorConfig,
-    )
+    from savi_core.model.config import ModelConfig
     from savi_core.model.savi import SAVi
 
-    cfg = ModelConfig(
-        preset="custom",
-        resolution=(32, 32),
-        num_slots=num_slots,
-        slot_dim=32,
-        encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), mlp_dims=(16, 16)),
-        initializer=InitializerConfig(kind="bbox", hidden_dim=32, background_slot=True),
-        corrector=CorrectorConfig(qkv_dim=32, mlp_hidden=32),
-        predictor=PredictorConfig(num_heads=4, qkv_dim=32, mlp_hidden=32),
-        decoder=DecoderConfig(broadcast_size=(8, 8), channels=(16, 16), strides=(2, 2)),
+    cfg = ModelConfig.from_dict(
+        {
+            "preset": "custom",
+            "resolution": [32, 32],
+            "num_slots": num_slots,
+            "slot_dim": 32,
+            "encoder": {"channels": [8, 8], "strides": [1, 1], "mlp_dims": [16, 16]},
+            "initializer": {"kind": "bbox", "hidden_dim": 32, "background_slot": True},
+            "corrector": {"qkv_dim": 32, "mlp_hidden": 32},
+            "predictor": {"num_heads": 4, "qkv_dim": 32, "mlp_hidden": 32},
+            "decoder": {"broadcast_size": [8, 8], "channels": [16, 16], "strides": [2, 2]},
+        }
     )
     torch.manual_seed(seed)
     return save_checkpoint(directory, SAVi(cfg), extra={"note": "random weights for tests"})

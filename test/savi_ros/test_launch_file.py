@@ -77,17 +77,28 @@ def test_declares_the_arguments_with_their_defaults():
     assert any(isinstance(n, ast.Assign) and ast.unparse(n) == "PACKAGE = 'savi_ros'" for n in TREE.body)
 
 
-def _nodes() -> dict[str, dict[str, ast.expr]]:
-    out = {}
-    for call in calls("Node"):
-        args = kw(call)
-        out[ast.literal_eval(args["executable"])] = args
-    return out
+def _function(name: str) -> ast.FunctionDef:
+    return next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _tracker_node_call() -> dict[str, ast.expr]:
+    [call] = calls("Node", _function("_tracker_node"))
+    return kw(call)
+
+
+def _demo_node_calls() -> dict[str, tuple[str, str, ast.expr]]:
+    """executable -> (the topic it remaps, the Node's keywords, its parameters) of each `_demo_node` call."""
+    [node] = calls("Node", _function("_demo_node"))
+    return {
+        ast.literal_eval(c.args[0]): (ast.literal_eval(c.args[1]), kw(node), c.args[2])
+        for c in calls("_demo_node", _function("_demo_nodes"))
+    }
 
 
 def test_tracker_node_action():
-    node = _nodes()["savi_tracker"]
+    node = _tracker_node_call()
     assert ast.unparse(node["package"]) == "PACKAGE"
+    assert ast.literal_eval(node["executable"]) == "savi_tracker"
     assert ast.literal_eval(node["name"]) == "savi_tracker"
     assert launch_config(node["namespace"]) == "namespace"
     remaps = {ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in node["remappings"].elts}
@@ -102,14 +113,14 @@ def test_respawn_arguments_reach_the_tracker_node_only():
     func = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_tracker_node")
     assigned = {ast.unparse(n.targets[0]): ast.unparse(n.value) for n in ast.walk(func) if isinstance(n, ast.Assign)}
     assert assigned["(respawn, respawn_delay)"] == "(_flag(context, 'respawn'), _respawn_delay(context))"
-    node = _nodes()["savi_tracker"]
+    node = _tracker_node_call()
     assert ast.unparse(node["respawn"]) == "respawn" and ast.unparse(node["respawn_delay"]) == "respawn_delay"
     delay = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_respawn_delay")
     assert "LaunchConfiguration('respawn_delay')" in ast.unparse(delay)
     flag = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_flag")
     assert "LaunchConfiguration(name)" in ast.unparse(flag)
-    for name in ("demo_camera", "demo_detector"):
-        assert "respawn" not in _nodes()[name]
+    for _, demo_node, _ in _demo_node_calls().values():
+        assert "respawn" not in demo_node
 
 
 def test_checkpoint_and_device_override_only_when_given():
@@ -132,19 +143,20 @@ def test_demo_nodes_only_with_demo_true_in_the_same_namespace():
     cond = kw(group[0])["condition"]
     assert ast.unparse(cond.func) == "IfCondition" and launch_config(cond.args[0]) == "demo"
     assert [ast.unparse(kw(c)["function"]) for c in calls("OpaqueFunction", group[0])] == ["_demo_nodes"]
-    demo_nodes = next(n for n in TREE.body if isinstance(n, ast.FunctionDef) and n.name == "_demo_nodes")
-    in_group = {ast.literal_eval(kw(c)["executable"]): kw(c) for c in calls("Node", demo_nodes)}
-    assert set(in_group) == {"demo_camera", "demo_detector"}
-    for args in in_group.values():
-        assert ast.unparse(args["package"]) == "PACKAGE"
-        assert launch_config(args["namespace"]) == "namespace"
-    camera_remaps = {
-        ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_camera"]["remappings"].elts
+    in_group = _demo_node_calls()
+    assert {name: topic for name, (topic, _, _) in in_group.items()} == {
+        "demo_camera": "image",
+        "demo_detector": "detections",
     }
-    detector_remaps = {
-        ast.literal_eval(t.elts[0]): launch_config(t.elts[1]) for t in in_group["demo_detector"]["remappings"].elts
-    }
-    assert camera_remaps == {"image": "image"} and detector_remaps == {"detections": "detections"}
+    node = in_group["demo_camera"][1]
+    assert ast.unparse(node["package"]) == "PACKAGE"
+    assert ast.unparse(node["executable"]) == ast.unparse(node["name"]) == "name"
+    assert launch_config(node["namespace"]) == "namespace"
+    assert ast.unparse(node["remappings"]) == "[(topic, LaunchConfiguration(topic))]"
+    assert ast.unparse(node["parameters"]) == "parameters"
+    # the camera waits for its two listeners; both take the demo_params file when given
+    assert ast.unparse(in_group["demo_camera"][2]) == "[listened, *files]"
+    assert ast.unparse(in_group["demo_detector"][2]) == "files"
 
 
 def test_generate_launch_description_entry_point():

@@ -27,26 +27,16 @@ from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import (  # noqa: E402
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,  # noqa: E402
-    ReliabilityPolicy,
-)
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose  # noqa: E402
 
+from savi_ros.qos import keep_last  # noqa: E402
 from test.savi_ros.conftest import wait_for  # noqa: E402
 
 
-RELIABLE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=10)
-LATCHED = QoSProfile(
-    reliability=ReliabilityPolicy.RELIABLE,
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
+RELIABLE = keep_last(10)
+LATCHED = keep_last(1, latched=True)
 # rclpy's own default incompatible-QoS callbacks (test side) still call the deprecated `warn`
 pytestmark = pytest.mark.filterwarnings("ignore:Deprecated in favor of:DeprecationWarning")
 FRAME_ID = "cam_optical"
@@ -463,7 +453,7 @@ def test_lifecycle_reconfigure_and_incompatible_qos_warning(harness):
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
         assert harness.call(harness.change_cli, ChangeState.Request(transition=Transition(id=transition))).success
     assert harness.call(harness.state_cli, GetState.Request(), idempotent=True).current_state.label == "active"
-    best_effort = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
+    best_effort = keep_last(1, reliable=False)
     pub = harness.spinner.node.create_publisher(Image, f"{harness.proc.namespace}/image", best_effort)
     try:
         assert wait_for(lambda: "offers a QoS incompatible" in harness.proc.output(), 10.0), harness.proc.output()

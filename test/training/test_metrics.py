@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from training.metrics import fg_ari, mean_over_videos, miou, per_frame_fg_ari, per_frame_miou
+from training.metrics import fg_ari, mean_over_videos, miou, per_frame_fg_ari
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -157,7 +157,7 @@ def test_miou_hand_checked(device: str) -> None:
     )
     expected = ((0.5 + 0.5) / 2 + (2 / 3 + 1.0) / 2) / 2
     assert float(miou(pred.to(device), gt.to(device), num_objects=2)[0]) == pytest.approx(expected)
-    per_frame = per_frame_miou(pred.to(device), gt.to(device), num_objects=2)
+    per_frame = miou(pred.to(device), gt.to(device), num_objects=2, per_frame=True)
     assert math.isnan(float(per_frame[0, 0]))
     assert per_frame[0, 1:].tolist() == pytest.approx([(0.5 + 2 / 3) / 2, (0.5 + 1.0) / 2])
     # One stray pixel of an absent object zeroes that frame for that object.
@@ -215,7 +215,7 @@ def test_miou_is_mean_of_per_frame_miou_on_random_batch() -> None:
     frame_mask = torch.rand(3, 6, generator=g) > 0.3
     frame_mask[:, :2] = True
     scores = miou(pred, gt, num_objects=4, frame_mask=frame_mask)
-    per_frame = per_frame_miou(pred, gt, num_objects=4, frame_mask=frame_mask)
+    per_frame = miou(pred, gt, num_objects=4, frame_mask=frame_mask, per_frame=True)
     assert torch.allclose(scores, torch.nanmean(per_frame, dim=1))
     # Batched result equals video-by-video evaluation.
     for v in range(3):

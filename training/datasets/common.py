@@ -24,9 +24,14 @@ segmentation is ``[min_row/H, min_col/W, (max_row+1)/H, (max_col+1)/W]`` and a c
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from training.flow import flow_to_rgb
 
@@ -88,6 +93,41 @@ def window_slice(num_frames: int, window: int | None, start: int) -> slice:
     if window is None:
         return slice(0, num_frames)
     return slice(start, min(start + window, num_frames))
+
+
+def check_choice(name: str, value: object, choices: Sequence) -> None:
+    """A constructor option that takes one of a few values."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+class ClipDataset(Dataset):
+    """A reader of stored videos as windows: the options every reader shares (checked by
+    ``check_clip_options``) and the epoch that, with the seed and the index, picks each window."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        resolution: tuple[int, int] | None,
+        max_instances: int,
+        window: int | None,
+        seed: int,
+    ) -> None:
+        self.resolution = check_clip_options(max_instances, window, resolution)
+        self.root = Path(root)
+        self.max_instances = int(max_instances)
+        self.window = window
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the windows of ``epoch`` (windows are a pure function of seed, index and epoch)."""
+        self.epoch = int(epoch)
+
+    def window_of(self, index: int, num_frames: int) -> slice:
+        """The frames of item ``index``'s window in this epoch, of a video ``num_frames`` long."""
+        start = window_start(num_frames, self.window, self.seed, index, self.epoch)
+        return window_slice(num_frames, self.window, start)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,17 +28,16 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from training.datasets.common import (
-    check_clip_options,
+    TARGET_KINDS,
+    ClipDataset,
     build_item,
+    check_choice,
     make_target,
     resize_flow,
     resize_segmentations,
     resize_video,
-    window_slice,
-    window_start,
 )
 from training.datasets.example_proto import ExampleFeatures
 from training.datasets.tfrecord import DatasetFormatError, read_record, scan_records
@@ -172,7 +171,7 @@ def decode_movi_example(f: ExampleFeatures, flow: str = "backward", frames: slic
     return MoviVideo(name, video, segmentations, flow_px, boxes, visible)
 
 
-class MoviDataset(Dataset):
+class MoviDataset(ClipDataset):
     """A MOVi split as training items (docs/ARCHITECTURE.md "training.datasets item").
 
     Args:
@@ -201,33 +200,20 @@ class MoviDataset(Dataset):
         seed: int = 0,
         excess_instances: Literal["error", "truncate"] = "error",
     ) -> None:
-        if target not in ("flow", "rgb"):
-            raise ValueError(f"target must be 'flow' or 'rgb', got {target!r}")
-        if flow not in FLOW_DIRECTIONS:
-            raise ValueError(f"flow must be one of {FLOW_DIRECTIONS}, got {flow!r}")
-        if excess_instances not in ("error", "truncate"):
-            raise ValueError(f"excess_instances must be 'error' or 'truncate', got {excess_instances!r}")
-        resolution = check_clip_options(max_instances, window, resolution)
-        self.root = Path(root)
+        check_choice("target", target, TARGET_KINDS)
+        check_choice("flow", flow, FLOW_DIRECTIONS)
+        check_choice("excess_instances", excess_instances, ("error", "truncate"))
+        super().__init__(root, resolution, max_instances, window, seed)
         self.split = split
-        self.resolution = resolution
-        self.max_instances = int(max_instances)
-        self.window = window
         self.target = target
         self.flow = flow
-        self.seed = int(seed)
         self.excess_instances = excess_instances
-        self.epoch = 0
         self._warned_excess = False
         self.records: list[tuple[Path, int, int]] = []  # (shard, record index in shard, byte offset)
         for shard in find_shards(self.root, split):
             self.records.extend((shard, i, loc.offset) for i, loc in enumerate(scan_records(shard)))
         if not self.records:
             raise DatasetFormatError(f"the {split} shards in {self.root} hold no records")
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the windows of ``epoch`` (windows are a pure function of seed, index and epoch)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -249,8 +235,7 @@ class MoviDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         features = self._features(index)
         num_frames = features.int("metadata/num_frames")
-        start = window_start(num_frames, self.window, self.seed, index, self.epoch)
-        clip = decode_movi_example(features, self.flow, window_slice(num_frames, self.window, start))
+        clip = decode_movi_example(features, self.flow, self.window_of(index, num_frames))
         segmentations, boxes, visible = self._limit_instances(clip, index)
         video, flow_px = clip.video, clip.flow
         if self.resolution is not None:

@@ -20,16 +20,8 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from training.datasets.common import (
-    build_item,
-    check_clip_options,
-    make_target,
-    resize_video,
-    window_slice,
-    window_start,
-)
+from training.datasets.common import ClipDataset, build_item, check_choice, make_target, resize_video
 from training.datasets.example_proto import ExampleFeatures
 from training.datasets.tfrecord import DatasetFormatError, RecordLocation, read_record, scan_records
 
@@ -128,7 +120,7 @@ def read_camera_frames(
     return np.stack(images)
 
 
-class SketchyDataset(Dataset):
+class SketchyDataset(ClipDataset):
     """Sketchy episodes as unconditional RGB-reconstruction items.
 
     Args:
@@ -162,16 +154,9 @@ class SketchyDataset(Dataset):
             raise ValueError(f"unknown episode_type {unknown}; expected values among {EPISODE_TYPES}")
         if not camera.startswith("pixels/"):
             raise ValueError(f"camera must be an image feature 'pixels/...', e.g. {CAMERAS}, got {camera!r}")
-        if missing not in ("error", "skip"):
-            raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-        resolution = check_clip_options(max_instances, window, resolution)
-        self.root = Path(root)
+        check_choice("missing", missing, ("error", "skip"))
+        super().__init__(root, resolution, max_instances, window, seed)
         self.camera = camera
-        self.resolution = resolution
-        self.max_instances = int(max_instances)
-        self.window = window
-        self.seed = int(seed)
-        self.epoch = 0
         self._offsets: dict[int, list[RecordLocation]] = {}
 
         episodes = query_episodes(metadata or self.root / "metadata.sqlite", subset_tag, types)
@@ -200,10 +185,6 @@ class SketchyDataset(Dataset):
         if not self.episodes:
             raise FileNotFoundError(f"none of the {len(episodes)} Sketchy episode files exist under {self.root}")
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the windows of ``epoch`` (windows are a pure function of seed, index and epoch)."""
-        self.epoch = int(epoch)
-
     def __len__(self) -> int:
         return len(self.episodes)
 
@@ -224,8 +205,7 @@ class SketchyDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} episodes")
         num_frames = len(self.timesteps(index))
-        start = window_start(num_frames, self.window, self.seed, index, self.epoch)
-        video = self.read_frames(index, window_slice(num_frames, self.window, start))
+        video = self.read_frames(index, self.window_of(index, num_frames))
         if self.resolution is not None:
             video = resize_video(video, self.resolution)
         t = video.shape[0]

@@ -26,17 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from training.datasets.common import (
-    check_clip_options,
-    TARGET_KINDS,
-    BackwardFlow,
-    build_item,
-    make_target,
-    window_slice,
-    window_start,
-)
+from training.datasets.common import TARGET_KINDS, BackwardFlow, ClipDataset, build_item, check_choice, make_target
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -193,7 +184,7 @@ def _load_boxes_json(path: str | os.PathLike, sources: list[_Source], max_instan
     return boxes
 
 
-class VideoFolderDataset(Dataset):
+class VideoFolderDataset(ClipDataset):
     """Items per docs/ARCHITECTURE.md from a folder of videos, with DIS-estimated flow.
 
     Args:
@@ -227,26 +218,19 @@ class VideoFolderDataset(Dataset):
         h, w = (int(v) for v in resolution)
         if h < 8 or w < 8:
             raise ValueError(f"resolution must be (height, width) >= 8, got {resolution}")
-        check_clip_options(max_instances, window)
-        if target not in TARGET_KINDS:
-            raise ValueError(f"target must be one of {TARGET_KINDS}, got {target!r}")
+        check_choice("target", target, TARGET_KINDS)
         if frame_stride < 1:
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         if max_frames is not None and max_frames < 1:
             raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
         if samples_per_video < 1:
             raise ValueError(f"samples_per_video must be >= 1, got {samples_per_video}")
-        self.root = Path(root)
+        super().__init__(root, (h, w), max_instances, window, seed)
         self.sources = self._discover()
-        self.resolution = (h, w)
-        self.window = window
-        self.max_instances = int(max_instances)
         self.target = target
         self.frame_stride = int(frame_stride)
         self.max_frames = max_frames
         self.samples_per_video = int(samples_per_video)
-        self.seed = int(seed)
-        self.epoch = 0
         self.boxes = {} if boxes_json is None else _load_boxes_json(boxes_json, self.sources, self.max_instances)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if self.cache_dir is not None:
@@ -262,10 +246,6 @@ class VideoFolderDataset(Dataset):
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.sources]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the windows of this epoch (call before iterating)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.sources) * self.samples_per_video
@@ -331,14 +311,13 @@ class VideoFolderDataset(Dataset):
         video_index = index // self.samples_per_video
         clip = self._clip(video_index)
         num_frames = clip.frames.shape[0]
-        start = window_start(num_frames, self.window, self.seed, index, self.epoch)
-        sl = window_slice(num_frames, self.window, start)
+        sl = self.window_of(index, num_frames)
         frames = np.asarray(clip.frames[sl])
         flow = None if clip.flow is None else np.asarray(clip.flow[sl], np.float32)
         return build_item(
             video=frames,
             target=make_target(self.target, frames, flow),
             max_instances=self.max_instances,
-            cond_boxes=self._cond_boxes(video_index, clip, start),
+            cond_boxes=self._cond_boxes(video_index, clip, sl.start),
             pad_frames_to=self.window,
         )

@@ -273,6 +273,10 @@ def test_unconditioned_boxes_are_encoded_as_the_unconditioned_value(value: float
     [
         ({"num_slots": 0}, "num_slots"),
         ({"resolution": (30, 32)}, "decoder"),
+        (
+            {"resolution": (62, 64), "encoder": EncoderConfig(strides=(4, 1, 1, 1))},
+            r"resolution: \(62, 64\) is not divisible by the encoder stride 4",
+        ),
         ({"encoder": EncoderConfig(kind="vit")}, "encoder.kind"),
         ({"predictor": PredictorConfig(kind="lstm")}, "predictor.kind"),
         ({"initializer": InitializerConfig(kind="learned")}, "initializer.background_slot"),

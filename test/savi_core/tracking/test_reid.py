@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from savi_core.model.config import tiny_config
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
 from savi_core.tracking.tracker import Detection, Prompt, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -22,7 +23,7 @@ from savi_core.tracking.tracker_config import TrackerConfig
 _spec = importlib.util.spec_from_file_location("savi_test_tracker", Path(__file__).with_name("test_tracker.py"))
 _fakes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fakes)
-BoxPainter, coverage, tiny_config = _fakes.BoxPainter, _fakes.coverage, _fakes.tiny_config
+BoxPainter, coverage = _fakes.BoxPainter, _fakes.coverage
 
 GREY = (128, 128, 128)
 RED, BLUE, GREEN = (220, 30, 30), (30, 40, 220), (40, 200, 40)

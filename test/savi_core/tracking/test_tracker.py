@@ -15,14 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from savi_core.model.config import (
-    CorrectorConfig,
-    DecoderConfig,
-    EncoderConfig,
-    InitializerConfig,
-    ModelConfig,
-    PredictorConfig,
-)
+from savi_core.model.config import InitializerConfig, ModelConfig, tiny_config
 from savi_core.model.initializers import Conditioning
 from savi_core.model.savi import SAVi, StepOutput
 from savi_core.tracking.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
@@ -32,22 +25,6 @@ from savi_core.tracking.tracker import Detection, Prompt, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)
-
-
-def tiny_config(resolution=(32, 32), num_slots=5, decoder=((8, 8), (2, 2)), kind="bbox", points=False) -> ModelConfig:
-    return ModelConfig(
-        preset="custom",
-        resolution=resolution,
-        num_slots=num_slots,
-        slot_dim=16,
-        encoder=EncoderConfig(channels=(8, 8), strides=(1, 1), kernel_size=3, mlp_dims=(16, 16)),
-        initializer=InitializerConfig(kind=kind, hidden_dim=16, seg_channels=(4, 4), seg_strides=(2, 2), points=points),
-        corrector=CorrectorConfig(qkv_dim=16, mlp_hidden=16),
-        predictor=PredictorConfig(num_heads=2, qkv_dim=16, mlp_hidden=16),
-        decoder=DecoderConfig(
-            broadcast_size=decoder[0], channels=(8,) * len(decoder[1]), strides=decoder[1], kernel_size=3
-        ),
-    )
 
 
 def coverage(yxyx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 from savi_core.model.checkpoint import save_checkpoint
 from savi_core.model.config import ModelConfig
 from savi_core.model.savi import SAVi
-from savi_ros.demo.camera_node import FrameTag
+from savi_ros.demo.camera_node import CameraConfig, FrameTag
 from savi_ros.demo.options import DemoOptions, inspect_checkpoint, parse_args
 from savi_ros.demo.recorder import Recording
 from savi_ros.demo.scoring import evaluate
@@ -38,6 +38,14 @@ def _tiny_checkpoint(directory: Path, trained: bool | None = False) -> Path:
         }
     )
     return save_checkpoint(directory, SAVi(cfg), extra={} if trained is None else {"trained": trained})
+
+
+def test_demo_options_give_the_camera_its_own_defaults_and_the_chosen_values():
+    assert DemoOptions().camera_config() == CameraConfig(num_scenes=4)
+    chosen = DemoOptions(scenes=2, frames=5, rate=2.0, width=40, height=30, seed=7, min_objects=1, max_objects=3)
+    assert chosen.camera_config() == CameraConfig(
+        width=40, height=30, rate=2.0, num_scenes=2, frames_per_scene=5, seed=7, min_objects=1, max_objects=3
+    )
 
 
 def _recording(opts: DemoOptions, masks_for) -> Recording:

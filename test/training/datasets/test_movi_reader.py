@@ -47,6 +47,15 @@ def test_finds_shards_by_split(movi):
         find_shards(root, "test")
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [("target", "depth"), ("flow", "both"), ("excess_instances", "drop"), ("max_instances", 0), ("window", 0)],
+)
+def test_bad_options_are_named(movi, option, value):
+    with pytest.raises(ValueError, match=rf"^{option} must be .*, got {value!r}$"):
+        MoviDataset(movi[0], "train", **{option: value})
+
+
 @pytest.mark.parametrize("which", ["backward", "forward"])
 def test_every_decoded_field_round_trips(movi, which):
     root, videos, _ = movi

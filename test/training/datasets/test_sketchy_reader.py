@@ -118,6 +118,11 @@ def test_missing_episode_files(sketchy):
         SketchyDataset(root / "elsewhere")
 
 
+def test_bad_missing_option_is_named(sketchy):
+    with pytest.raises(ValueError, match=r"^missing must be one of \('error', 'skip'\), got 'ignore'$"):
+        SketchyDataset(sketchy[0], "rgb30__all", missing="ignore")
+
+
 def test_bad_metadata_database(tmp_path):
     (tmp_path / "metadata.sqlite").write_bytes(b"not a database at all" * 10)
     with pytest.raises(DatasetFormatError, match="metadata.sqlite: not a Sketchy metadata database"):
