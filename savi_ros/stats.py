@@ -63,6 +63,8 @@ class Stats:
             missed_images=self.missed_images,
             processed=self.processed,
             dropped_frames=self.dropped_frames,
+            future_frames=self.future_frames,
+            forgotten_frames=self.forgotten_frames,
             dropped_detections=self.dropped_detections,
             late_detections=self.late_detections,
             unsupported_images=self.unsupported_images,
