@@ -170,6 +170,8 @@ def declare(node: "Node") -> NodeParams:
             else:
                 node.declare_parameter(f.name, f.default, descriptor)
         except Exception as exc:  # rclpy raises several types; all mean "bad value for this name"
+            if not node.context.ok():
+                raise  # Ctrl-C shut the context down meanwhile: a stop, not a bad value
             raise ParamError(f"{f.name}: {_type_hint(ptype)} ({exc})") from None
     return read(node)
 

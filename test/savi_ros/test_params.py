@@ -96,6 +96,16 @@ def test_declare_refuses_a_wrong_type_with_a_hint(make_node):
         params.declare(node)
 
 
+def test_declare_on_a_context_shut_down_by_ctrl_c_is_a_stop_not_a_bad_value(make_node):
+    """A Ctrl-C storm landed while the node declared its parameters: the error is rclpy's own, which the entry
+    point takes as a clean stop, never "invalid parameter" (exit 1)."""
+    node = make_node()
+    node.context.try_shutdown()
+    with pytest.raises(Exception) as raised:
+        params.declare(node)
+    assert not isinstance(raised.value, params.ParamError)
+
+
 def test_with_changes_applies_ours_and_ignores_others():
     current = params.NodeParams()
     changed = params.with_changes(
