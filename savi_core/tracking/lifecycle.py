@@ -117,6 +117,8 @@ def update_tracks(
         undo_trades(book, appearance, image, label_map, stats, config.swap_margin)
     out = Update([], [], [], [])
     growth = config.max_area_growth
+    reid = config.dormant_seconds > 0
+    looks = Looks(image, label_map, features)
     for row, slot in zip(stats, book.order):
         track = book.tracks[slot]
         area = int(row[0])
@@ -124,7 +126,17 @@ def update_tracks(
             track.anchor_area = float(area)
             track.anchor_size = (float(row[3] - row[1]), float(row[4] - row[2]))
         overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
-        if area > 0 and not overgrown:
+        # A lost track's slot that finds pixels again without a detection may have wandered onto another
+        # object or the background: unless they look like its object, its object is gone and it sleeps now.
+        stray = (
+            reid
+            and track.lost_frames > 0
+            and slot not in book.anchored
+            and area >= config.min_mask_area
+            and not overgrown
+            and not book.dormancy.recognises(track.track_id, looks.of(track.track_id, row[1:5]), config.reid_threshold)
+        )
+        if area > 0 and not overgrown and not stray:
             box = row[1:5].copy()
             whole = track.anchor_size is not None and (
                 box[2] - box[0] >= WHOLE * track.anchor_size[0] and box[3] - box[1] >= WHOLE * track.anchor_size[1]
@@ -141,9 +153,9 @@ def update_tracks(
             track.whole = whole
             track.box = box
             track.score = float(row[5])
-        lost = area < config.min_mask_area or overgrown
+        lost = area < config.min_mask_area or overgrown or stray
         track.lost_frames = track.lost_frames + 1 if lost else 0
-        if track.lost_frames >= config.lost_after_frames:
+        if track.lost_frames >= config.lost_after_frames or stray:
             if config.dormant_seconds > 0:
                 book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
                 out.slept.append(track.track_id)
@@ -162,8 +174,8 @@ def update_tracks(
     live_ids = {t.track_id for t in book.tracks.values()}
     if swapping:
         appearance.update(image, label_map, boxes, whole_ids, live_ids)
-    if config.dormant_seconds > 0:
-        book.dormancy.observe(Looks(image, label_map, features), boxes, whole_ids)
+    if reid:
+        book.dormancy.observe(looks, boxes, whole_ids)
     book.dormancy.forget(live_ids | set(book.dormancy.dormant))
     if out.freed:
         book.refresh()
