@@ -22,13 +22,15 @@ WHOLE = 0.75  # a mask box this share of its anchor box's width and height shows
 
 @dataclass
 class Revival:
-    """What `revive` did: {provisional id: revived or taken id}, the lost ids taken, the stats rows without
-    those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned)."""
+    """What `revive` did: {provisional or misled id: revived or taken id}, the lost ids taken, the stats rows
+    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), and the
+    misled lost tracks put to sleep."""
 
     renamed: dict[int, int]
     taken: list[int]
     stats: np.ndarray
     left: list[int] = field(default_factory=list)
+    slept: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -53,20 +55,31 @@ def revive(
     """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
     take its id and class, in ``label_map`` too; the id a detection's track had is freed (never published).
-    A lost track so taken leaves its slot: the new slot holds its object now."""
-    if not book.provisional:
+    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: lost
+    tracks that a detection re-anchored by their stale box (another object came out where theirs vanished),
+    whose new mask looks unlike their object but like a dormant or another lost track; they sleep."""
+    if config.dormant_seconds <= 0:
         return Revival({}, [], stats)
     looks = Looks(image, label_map, features)
-    found = []
+    found, misled = [], set()
     for row, slot in zip(stats, book.order):
-        if slot in book.provisional and row[0] >= max(config.min_mask_area, 1):
-            track = book.tracks[slot]
+        if row[0] < max(config.min_mask_area, 1):
+            continue
+        track = book.tracks[slot]
+        if slot in book.provisional:
             # A fresh slot's first mask often spills past its object: the starting box (still the
             # track's box, not a point's) bounds the look and gives the size.
             box = track.box.copy() if track.anchor_size is not None else row[1:5].copy()
             look = looks.of(track.track_id, box)
             if look is not None:
                 found.append(Candidate(track.track_id, track.class_id, box, look))
+        elif slot in book.anchored and track.lost_frames:
+            look = looks.of(track.track_id, track.box)
+            if not book.dormancy.recognises(track.track_id, look, config.reid_threshold):
+                found.append(Candidate(track.track_id, track.class_id, track.box.copy(), look))
+                misled.add(track.track_id)
+    if not found:
+        return Revival({}, [], stats)
     lost = {
         t.track_id: slot
         for slot, t in book.tracks.items()
@@ -80,6 +93,7 @@ def revive(
     renamed = book.dormancy.match(found, config.reid_threshold, float(np.hypot(*label_map.shape)), waiting)
     slot_of = {t.track_id: s for s, t in book.tracks.items()}
     taken: list[int] = []
+    slept: list[int] = []
     for new, old in renamed.items():
         slot = slot_of[new]
         if old in lost:
@@ -88,16 +102,19 @@ def revive(
             taken.append(old)
         label_map[label_map == new] = old
         track = book.tracks[slot]
+        if new in misled:  # its object is still gone: it sleeps, sized by its looks
+            book.dormancy.sleep(new, track.class_id, track.box, None, now)
+            slept.append(new)
         woken = book.dormancy.wake(old)
         track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
-        if book.provisional[slot]:
+        if book.provisional.get(slot):
             book.ids.release(new)
     left = [lost[old] for old in taken]
     if taken:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
     if renamed:
         book.refresh()
-    return Revival(renamed, sorted(taken), stats, left)
+    return Revival(renamed, sorted(taken), stats, left, sorted(slept))
 
 
 def update_tracks(
