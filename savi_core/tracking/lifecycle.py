@@ -36,13 +36,15 @@ class Seen:
 
 @dataclass
 class Revival:
-    """What `revive` did: {provisional id: revived or taken id}, the lost ids taken, the stats rows without
-    those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned)."""
+    """What `revive` did: {provisional or misled id: revived or taken id}, the lost ids taken, the stats rows
+    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), and the
+    misled lost tracks put to sleep."""
 
     renamed: dict[int, int]
     taken: list[int]
     stats: np.ndarray
     left: list[int] = field(default_factory=list)
+    slept: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -59,34 +61,46 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
     take its id and class, in the label map too; the id a detection's track had is freed (never published).
-    A lost track so taken leaves its slot: the new slot holds its object now."""
-    if not book.provisional:
+    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: lost
+    tracks that a detection re-anchored by their stale box (another object came out where theirs vanished),
+    whose new mask looks unlike their object but like a dormant or another lost track; they sleep."""
+    if config.dormant_seconds <= 0:
         return Revival({}, [], stats)
-    label_map = seen.label_map
+    label_map, now = seen.label_map, seen.now
     looks = seen.looks()
-    found = []
+    found, misled = [], set()
     for row, slot in zip(stats, book.order):
-        if slot in book.provisional and row[0] >= max(config.min_mask_area, 1):
-            track = book.tracks[slot]
+        if row[0] < max(config.min_mask_area, 1):
+            continue
+        track = book.tracks[slot]
+        if slot in book.provisional:
             # A fresh slot's first mask often spills past its object: the starting box (still the
             # track's box, not a point's) bounds the look and gives the size.
             box = track.box.copy() if track.anchor_size is not None else row[1:5].copy()
             look = looks.of(track.track_id, box)
             if look is not None:
                 found.append(Candidate(track.track_id, track.class_id, box, look))
+        elif slot in book.anchored and track.lost_frames:
+            look = looks.of(track.track_id, track.box)
+            if not book.dormancy.recognises(track.track_id, look, config.reid_threshold):
+                found.append(Candidate(track.track_id, track.class_id, track.box.copy(), look))
+                misled.add(track.track_id)
+    if not found:
+        return Revival({}, [], stats)
     lost = {
         t.track_id: slot
         for slot, t in book.tracks.items()
         if t.lost_frames and slot not in book.provisional and slot not in book.anchored
     }
     waiting = [
-        book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, seen.now)
+        book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, now)
         for t in book.tracks.values()
         if t.track_id in lost
     ]
     renamed = book.dormancy.match(found, config.reid_threshold, float(np.hypot(*label_map.shape)), waiting)
     slot_of = {t.track_id: s for s, t in book.tracks.items()}
     taken: list[int] = []
+    slept: list[int] = []
     for new, old in renamed.items():
         slot = slot_of[new]
         if old in lost:
@@ -95,16 +109,19 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             taken.append(old)
         label_map[label_map == new] = old
         track = book.tracks[slot]
+        if new in misled:  # its object is still gone: it sleeps, sized by its looks
+            book.dormancy.sleep(new, track.class_id, track.box, None, now)
+            slept.append(new)
         woken = book.dormancy.wake(old)
         track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
-        if book.provisional[slot]:
+        if book.provisional.get(slot):
             book.ids.release(new)
     left = [lost[old] for old in taken]
     if taken:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
     if renamed:
         book.refresh()
-    return Revival(renamed, sorted(taken), stats, left)
+    return Revival(renamed, sorted(taken), stats, left, sorted(slept))
 
 
 def update_tracks(
@@ -112,12 +129,14 @@ def update_tracks(
 ) -> Update:
     """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends; a lost
     track's pixels leave the label map), refresh the tracks' looks and build the visible tracks list."""
-    image, label_map = seen.image, seen.label_map
+    image, label_map, now = seen.image, seen.label_map, seen.now
     swapping = config.swap_margin > 0
     if swapping:
         undo_trades(book, appearance, image, label_map, stats, config.swap_margin)
     out = Update([], [], [], [])
     growth = config.max_area_growth
+    reid = config.dormant_seconds > 0
+    looks = seen.looks()
     for row, slot in zip(stats, book.order):
         track = book.tracks[slot]
         area = int(row[0])
@@ -125,7 +144,17 @@ def update_tracks(
             track.anchor_area = float(area)
             track.anchor_size = (float(row[3] - row[1]), float(row[4] - row[2]))
         overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
-        if area > 0 and not overgrown:
+        # A lost track's slot that finds pixels again without a detection may have wandered onto another
+        # object or the background: unless they look like its object, its object is gone and it sleeps now.
+        stray = (
+            reid
+            and track.lost_frames > 0
+            and slot not in book.anchored
+            and area >= config.min_mask_area
+            and not overgrown
+            and not book.dormancy.recognises(track.track_id, looks.of(track.track_id, row[1:5]), config.reid_threshold)
+        )
+        if area > 0 and not overgrown and not stray:
             box = row[1:5].copy()
             whole = track.anchor_size is not None and (
                 box[2] - box[0] >= WHOLE * track.anchor_size[0] and box[3] - box[1] >= WHOLE * track.anchor_size[1]
@@ -142,11 +171,11 @@ def update_tracks(
             track.whole = whole
             track.box = box
             track.score = float(row[5])
-        lost = area < config.min_mask_area or overgrown
+        lost = area < config.min_mask_area or overgrown or stray
         track.lost_frames = track.lost_frames + 1 if lost else 0
-        if track.lost_frames >= config.lost_after_frames:
+        if track.lost_frames >= config.lost_after_frames or stray:
             if config.dormant_seconds > 0:
-                book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, seen.now)
+                book.dormancy.sleep(track.track_id, track.class_id, track.box, track.anchor_size, now)
                 out.slept.append(track.track_id)
             else:
                 out.ended.append(track.track_id)
@@ -163,8 +192,8 @@ def update_tracks(
     live_ids = {t.track_id for t in book.tracks.values()}
     if swapping:
         appearance.update(image, label_map, boxes, whole_ids, live_ids)
-    if config.dormant_seconds > 0:
-        book.dormancy.observe(seen.looks(), boxes, whole_ids)
+    if reid:
+        book.dormancy.observe(looks, boxes, whole_ids)
     book.dormancy.forget(live_ids | set(book.dormancy.dormant))
     if out.freed:
         book.refresh()

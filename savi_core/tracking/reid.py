@@ -19,7 +19,10 @@ mean of the two similarities. Measured on the re-identification scenes' dev seed
 (bench/bench_reid.py), features alone barely tell objects apart (2D: 5% of same-object pairs under 0.56,
 1% of different-object pairs over 0.74), colour alone fails under 3D shading (5% of same-object pairs
 under 0.41), the mean separates both (same-object 5th percentile 0.76 / 0.60, different-object maximum
-0.61 / 0.39 in 2D / 3D).
+0.61 / 0.39 in 2D / 3D). In the Tracker, with the masks and looks it has (bench/bench_reid.py dev seeds, each
+new track's look against each sleeper's), same-object pairs in 3D often score 0.45-0.6 after the camera
+turned away and back, different-object pairs reached 0.44 in 2D and 0.48 in 3D (once 0.68): hence
+`reid_threshold` 0.5.
 """
 
 from __future__ import annotations
@@ -161,13 +164,16 @@ class Dormancy:
 
     def observe(self, looks: Looks, boxes: dict[int, np.ndarray], whole: set[int]) -> None:
         """Add a look of each track in ``whole`` (its object shows whole) whose box touches no other visible
-        track's box (its mask is its object alone), at most every `VIEW_EVERY` frames."""
+        track's box (its mask is its object alone), at most every `VIEW_EVERY` frames. A track without looks
+        takes one whatever it shows: objects that start beside others and leave soon (a camera panning past
+        them) would have none, and a look of part of its object is better than none."""
         for track_id, box in boxes.items():
             self.due[track_id] = self.due.get(track_id, 0) - 1
-            if track_id not in whole or self.due[track_id] > 0:
-                continue
-            if any(_touch(box, other) for i, other in boxes.items() if i != track_id):
-                continue
+            if track_id in self.gallery:
+                if track_id not in whole or self.due[track_id] > 0:
+                    continue
+                if any(_touch(box, other) for i, other in boxes.items() if i != track_id):
+                    continue
             look = looks.of(track_id, box)
             if look is not None:
                 self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
@@ -181,6 +187,11 @@ class Dormancy:
         if not views or views[0].shape != look.shape:
             return -1.0
         return float(max(np.dot(view, look) for view in views))
+
+    def recognises(self, track_id: int, look: Optional[np.ndarray], threshold: float) -> bool:
+        """Whether ``look`` may be the track's object: similar enough to one of its looks, or there is
+        nothing to tell (no look, or the track has none)."""
+        return look is None or track_id not in self.gallery or self.similarity(track_id, look) >= threshold
 
     def match(
         self, candidates: list[Candidate], threshold: float, diagonal: float, lost: list[DormantTrack] = ()

@@ -99,6 +99,7 @@ def _detections(
         config.new_object_iou,
     )
     doubled = set(found.duplicate_tracks.values())
+    restarted: set[int] = set()
     for det_index, track_index in found.matches.items():
         # A detection of a lost or doubled track, of one whose mask has left most of its box, or of one
         # whose slot is fading, re-anchors its slot (same id); with refresh, of any live track.
@@ -108,6 +109,7 @@ def _detections(
         track.anchor_to(box)
         if config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled or drifted:
             out.new_boxes[slot] = Start(box)
+            restarted.add(slot)
     for track_index in found.duplicate_tracks:
         # Its slot restarts unconditioned, so it stops taking the kept track's pixels.
         slot, track = live[track_index]
@@ -133,3 +135,8 @@ def _detections(
         out.started.append(track_id)
         if sleepers:
             book.provisional[slot] = True
+    if len(out.new_boxes) > len(restarted):
+        # A new slot restarts the background slot, which then takes the pixels of slots it did not restart
+        # with it: every detected track restarts from its detection on such a frame.
+        for det_index, track_index in found.matches.items():
+            out.new_boxes.setdefault(live[track_index][0], Start(candidates[det_index][0]))

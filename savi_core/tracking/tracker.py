@@ -215,11 +215,11 @@ class Tracker:
             started=started,
             ended=ended,
             dormant_track_ids=sorted(book.dormancy.dormant),
-            slept=update.slept,
+            slept=sorted(revival.slept + update.slept),
             revived=revived,
             reclaimed=reclaimed,
             expired=expired,
-            tracks_changed=bool(started or ended or update.slept or revived),
+            tracks_changed=bool(started or ended or update.slept or revival.slept or revived),
             ignored_detections=starts.ignored,
             timings={
                 "preprocess": pre_ms,

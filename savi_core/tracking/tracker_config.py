@@ -97,7 +97,7 @@ class TrackerConfig:
         live=True,
     )
     reid_threshold: float = parameter(
-        0.6,
+        0.5,
         "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
         "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
         "lost track's id",

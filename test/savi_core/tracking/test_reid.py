@@ -274,3 +274,46 @@ def test_a_different_object_while_a_track_is_lost_gets_a_new_id_and_the_lost_tra
     assert (blue.label_map == 3).sum() == 64
     back = patient.step(scene((RED_AT, RED), (RED_BACK, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
     assert sorted(t.track_id for t in back.tracks) == [1, 2, 3] and back.started == []
+
+
+def test_a_lost_track_whose_slot_finds_another_looking_object_sleeps_at_once(patient):
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    blue = patient.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), stamp=clock())  # no detection: the slot alone
+    assert blue.slept == [1] and blue.dormant_track_ids == [1] and blue.live_track_ids == [2]
+    assert not (blue.label_map == 1).any() and [t.track_id for t in blue.tracks] == [2]
+    red = patient.step(scene((RED_BACK, RED), (GREEN_AT, GREEN)), [Detection(RED_BACK)], stamp=clock())
+    assert red.revived == [1] and red.started == []
+
+
+def test_a_lost_track_whose_object_shows_again_in_its_box_keeps_it_without_a_detection(patient):
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    back = patient.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
+    assert back.slept == [] and [t.track_id for t in back.tracks] == [1, 2] and (back.label_map == 1).sum() == 64
+
+
+def test_a_detection_that_a_lost_track_claims_by_its_stale_box_goes_to_the_sleeper_it_looks_like(patient):
+    """Blue sleeps, red is lost; blue comes out where red vanished: the detection matches red's stale box,
+    but the slot's mask looks like blue, so it takes blue's id and red sleeps until its own object shows."""
+    clock = Clock()
+    blue_at = (2, 20, 10, 28)
+    patient.step(
+        scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)),
+        [Detection(RED_AT), Detection(GREEN_AT), Detection(blue_at)],
+        stamp=clock(),
+    )
+    for _ in range(5):
+        patient.step(scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)), stamp=clock())
+    for _ in range(6):  # blue hides until it sleeps
+        hidden = patient.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
+    assert hidden.dormant_track_ids == [3]
+    for _ in range(2):  # red hides: lost, still on its slot
+        hidden = patient.step(scene((GREEN_AT, GREEN)), stamp=clock())
+    assert hidden.live_track_ids == [1, 2] and [t.track_id for t in hidden.tracks] == [2]
+    blue = patient.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert blue.revived == [3] and blue.slept == [1] and blue.started == [] and blue.tracks_changed
+    assert blue.live_track_ids == [2, 3] and blue.dormant_track_ids == [1]
+    assert (blue.label_map == 3).sum() == 64 and not (blue.label_map == 1).any()
+    red = patient.step(scene((RED_BACK, RED), (RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_BACK)], stamp=clock())
+    assert red.revived == [1] and red.started == [] and sorted(t.track_id for t in red.tracks) == [1, 2, 3]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from savi_core.tracking.datatypes import Prompt
+from savi_core.tracking.datatypes import Detection, Prompt
 from savi_core.tracking.live_track import LiveTrack, TrackBook
+from savi_core.tracking.starts import start_tracks
+from savi_core.tracking.tracker_config import TrackerConfig
 
 
 def _book() -> tuple[TrackBook, list[list[tuple[int, int]]]]:
@@ -33,3 +35,21 @@ def test_a_prompt_naming_a_dormant_id_reserves_it_once_then_gets_a_new_id():
     book.pending.append((Prompt(box_xyxy=(0, 0, 2, 2), track_id=str(first)), first))
     second = book.reserve(str(first))  # a second prompt for the same dormant id does not take it again
     assert second is not None and second != first
+
+
+def test_a_new_start_restarts_every_detected_track_from_its_detection_and_none_without_one():
+    config = TrackerConfig()
+    book, _ = _book()
+    kept, other = np.array([10.0, 10.0, 30.0, 30.0]), np.array([50.0, 10.0, 70.0, 30.0])
+    for slot, box in ((0, kept), (1, other)):
+        book.tracks[slot] = LiveTrack(book.ids.claim(""), "", box.copy())
+        book.tracks[slot].anchor_to(box.copy())
+    seen = np.array([11.0, 10.0, 31.0, 30.0])  # overlaps track 1's box well: no re-anchor on its own
+    alone = start_tracks(book, [(seen, Detection(tuple(seen)))], config, 4, False, 100, 100)
+    assert alone.new_boxes == {} and alone.started == []
+    new = np.array([10.0, 60.0, 30.0, 80.0])
+    both = start_tracks(
+        book, [(seen, Detection(tuple(seen))), (new, Detection(tuple(new)))], config, 4, False, 100, 100
+    )
+    assert both.started == [3] and sorted(both.new_boxes) == [0, 2]  # track 2 had no detection: untouched
+    assert both.new_boxes[0].box.tolist() == seen.tolist() and book.anchored == {0, 2}
