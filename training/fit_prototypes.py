@@ -25,7 +25,6 @@ from typing import Any
 from pathlib import Path
 
 import torch
-from torch.utils.data import Subset
 
 from savi_core.model.checkpoint import save_checkpoint
 from savi_core.model.config import ConfigError
@@ -94,6 +93,9 @@ def fit(
     cfg = load_config(config)
     if cfg.model.corrector.kind != "prototype":
         raise ConfigError(f"model.corrector.kind: fitting needs a prototype model, got {cfg.model.corrector.kind!r}")
+    unknown = [name for name in start or {} if name not in GRID]
+    if unknown:
+        raise ValueError(f"--start: {unknown[0]!r} is not a fitted parameter (one of {', '.join(GRID)})")
     data = copy.deepcopy(cfg.data)
     if frame_size is not None:
         data.resolution = frame_size
@@ -102,7 +104,8 @@ def fit(
     dataset.window = None
     physics = [i for i in range(len(dataset)) if getattr(dataset, "is_physics", lambda _: False)(i)]
     flat = [i for i in range(len(dataset)) if i not in set(physics)]
-    groups = [g[:videos] for g in (flat, physics) if g]
+    # Rendered once: every trial scores the same videos, and rendering them was a quarter of a trial.
+    groups = [[dataset[i] for i in g[:videos]] for g in (flat, physics) if g]
     model = SAVi(cfg.model)
     model.corrector.make_neutral()
     model.eval()
@@ -113,7 +116,7 @@ def fit(
         means = [
             evaluate(
                 model,
-                Subset(dataset, group),
+                group,
                 EvalConfig(num_videos=len(group), mask_source="attention", batch_size=4),
                 torch.device("cpu"),
                 progress=False,
@@ -124,8 +127,6 @@ def fit(
 
     if start is not None:
         for name, value in start.items():
-            if name not in GRID:
-                raise ValueError(f"--start: {name!r} is not a fitted parameter (one of {', '.join(GRID)})")
             _set(model, name, value)
     begun = time.perf_counter()
     best = score()

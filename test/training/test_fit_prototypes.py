@@ -33,7 +33,7 @@ CONFIG = {
         "window": 3,
         "target": "rgb",
         "num_videos": 4,
-        "num_frames": 4,
+        "num_frames": 3,
         "min_objects": 1,
         "max_objects": 2,
         "options": {"physics_share": 0.5},
