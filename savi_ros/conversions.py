@@ -14,7 +14,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
-from savi_core.tracking.tracker import Track
+from savi_core.tracking.datatypes import Track
 from savi_ros import outputs
 
 

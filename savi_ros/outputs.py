@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from savi_core.tracking.tracker import Track
+from savi_core.tracking.datatypes import Track
 from savi_core.tracking.messages import LAYOUTS, UnsupportedEncoding
 from savi_ros.overlay import draw_overlay
 

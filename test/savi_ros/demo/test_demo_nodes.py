@@ -231,6 +231,20 @@ def test_detector_drop_all_sends_empty_arrays_every_n_frames(observer):
     assert observer.resets == []
 
 
+def test_camera_and_detector_start_without_torch():
+    """The stand-ins for a camera and a detector import no torch or scipy (seconds of CPU at each start; the
+    demo, its launch file and these tests start them many times)."""
+    probe = (
+        "import sys; import savi_ros.demo.camera_node, savi_ros.demo.detector_node; "
+        "print(sorted(m for m in ('torch', 'scipy') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 def test_camera_refuses_invalid_parameter():
     proc = _start("savi_ros.demo.camera_node", "/demo_test_invalid", rate=0.0)
     out = proc.communicate(timeout=TIMEOUT_S)[0]
