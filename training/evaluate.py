@@ -179,17 +179,19 @@ def model_only_ids(
 
 
 def _scores(
-    pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int, skip_first: bool
+    pred: torch.Tensor, gt: torch.Tensor, frame_mask: torch.Tensor, num_objects: int, skip_first: bool, identity: bool
 ) -> dict[str, torch.Tensor]:
     pred, gt, frame_mask = pred.cpu(), gt.cpu(), frame_mask.cpu()
-    return {
-        "identity": identity_counts(pred, gt, frame_mask, skip_first),
+    scores = {
         "davis": davis_scores(pred, gt, frame_mask, skip_first),
         "fg_ari": metrics.fg_ari(pred, gt, skip_first, frame_mask),
         "miou": metrics.miou(pred, gt, num_objects, skip_first, frame_mask),
         "fg_ari_frames": metrics.per_frame_fg_ari(pred, gt, skip_first, frame_mask),
         "miou_frames": metrics.miou(pred, gt, num_objects, skip_first, frame_mask, per_frame=True),
     }
+    if identity:
+        scores["identity"] = identity_counts(pred, gt, frame_mask, skip_first)
+    return scores
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -211,8 +213,9 @@ def _summarise(scores: list[dict[str, torch.Tensor]], conditional: bool) -> dict
         out[f"{name}_videos_counted"] = count
         out[f"{name}_per_video"] = [_nan_to_none(v) for v in per_video.tolist()]
         out[f"{name}_per_frame"] = [_nan_to_none(metrics.mean_over_videos(frames[:, i])[0]) for i in range(length)]
-    counts = {k: sum(s["identity"][k] for s in scores) for k in scores[0]["identity"]}
-    out.update({k: _nan_to_none(v) if isinstance(v, float) else v for k, v in identity_summary(counts).items()})
+    if "identity" in scores[0]:
+        counts = {k: sum(s["identity"][k] for s in scores) for k in scores[0]["identity"]}
+        out.update({k: _nan_to_none(v) if isinstance(v, float) else v for k, v in identity_summary(counts).items()})
     if conditional:
         davis = {k: [v for s in scores for v in s["davis"][k]] for k in ("j", "f")}
         out.update({k: _nan_to_none(v) for k, v in davis_summary(davis).items()})
@@ -237,6 +240,7 @@ def evaluate(
     tracker_params: dict[str, Any] | None = None,
     detect_every: int = 0,
     prototype_baseline: bool = False,
+    identity: bool = True,
 ) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
     ``prototype_baseline`` adds the untrained feature-prototype model through the same Tracker.
@@ -246,7 +250,8 @@ def evaluate(
     SAVi is scored through the ``Tracker`` with the node's default parameters (its ``mask_source``
     from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
     out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
-    model instead (a diagnostic: no 8-bit images, no thresholds, no track rules)."""
+    model instead (a diagnostic: no 8-bit images, no thresholds, no track rules). ``identity`` False leaves
+    out the identity counts (IDF1, ID switches: most of the scoring time), for callers that read none."""
     from training.baselines import (
         FEATURE_PROTOTYPE,
         csrt_baselines,
@@ -300,7 +305,7 @@ def evaluate(
             ids = run()
             elapsed_ms = 1000.0 * (time.perf_counter() - start) / (gt.shape[0] * gt.shape[1])
             truth = resize_id_maps(gt, size)
-            per_method[method].append(_scores(ids, truth, frame_mask, num_objects, eval_cfg.skip_first))
+            per_method[method].append(_scores(ids, truth, frame_mask, num_objects, eval_cfg.skip_first, identity))
             per_method[method][-1]["ms_per_frame"] = elapsed_ms
 
         def savi_ids() -> torch.Tensor:
@@ -322,10 +327,10 @@ def evaluate(
                 batch["flow"], batch["cond_centers"], batch["conditioned"], num_clusters=num_objects + 1, seed=seed
             )
             for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
-                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
+                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first, identity))
             csrt = csrt_baselines(batch["video"], batch["cond_boxes"], batch["conditioned"], GRABCUT_ITERATIONS)
             for name, (ids, ms) in csrt.items():
-                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first))
+                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first, identity))
                 per_method[name][-1]["ms_per_frame"] = ms
         bar.update(int(gt.shape[0]))
     bar.close()

@@ -120,6 +120,7 @@ def fit(
                 EvalConfig(num_videos=len(group), mask_source="attention", batch_size=4),
                 torch.device("cpu"),
                 progress=False,
+                identity=False,
             )["methods"]["savi"]["miou"]
             for group in groups
         ]

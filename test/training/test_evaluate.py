@@ -9,11 +9,19 @@ import yaml
 
 from savi_core.model.checkpoint import load_checkpoint
 from training.conditioning import add_box_noise, conditioning_from_batch
-from training.config import load_config
+from training.config import EvalConfig, load_config
 from training.data import build_dataset
 from savi_core.tracking.tracker import Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
-from training.evaluate import _collate, first_frame_detections, main, model_only_ids, resolve_checkpoint, tracker_ids
+from training.evaluate import (
+    _collate,
+    evaluate,
+    first_frame_detections,
+    main,
+    model_only_ids,
+    resolve_checkpoint,
+    tracker_ids,
+)
 from training.train import main as train_main
 from training.train import train
 from test.training.datasets import fixtures_writer
@@ -95,6 +103,25 @@ def test_tracker_scoring_is_what_the_tracker_publishes(run_dir):
         assert torch.equal(ids[i, 0], torch.from_numpy(first.label_map.astype("int64")))
         objects = {int(d.det_id) for d in dets}
         assert set(ids[i].unique().tolist()) <= objects | {0} and set(ids[i, 0].unique().tolist()) - {0}
+
+
+def test_without_identity_the_other_scores_are_the_same_and_no_identity_score_is_given(run_dir):
+    """fit_prototypes scores only mIoU: leaving out the identity counts must not change any other score."""
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    cfg = load_config(TINY, {"train.out_dir": str(run_dir)})
+    dataset = build_dataset(cfg.data, "eval")
+    eval_cfg = EvalConfig(num_videos=3, mask_source="attention", batch_size=2)
+    params = {"mask_threshold": 0.0, "min_mask_area": 0}
+    full, lean = (
+        evaluate(model, dataset, eval_cfg, torch.device("cpu"), progress=False, tracker_params=params, identity=i)[
+            "methods"
+        ]["savi"]
+        for i in (True, False)
+    )
+    identity_keys = set(full) - set(lean)
+    assert "idf1" in identity_keys and not set(lean) - set(full)
+    same = set(lean) - {"ms_per_frame"}  # a timing
+    assert {k: lean[k] for k in same} == {k: full[k] for k in same}
 
 
 def test_input_scale_returns_masks_at_the_scaled_size(run_dir):
