@@ -110,7 +110,7 @@ def test_without_identity_the_other_scores_are_the_same_and_no_identity_score_is
     model, _ = load_checkpoint(resolve_checkpoint(run_dir))
     cfg = load_config(TINY, {"train.out_dir": str(run_dir)})
     dataset = build_dataset(cfg.data, "eval")
-    eval_cfg = EvalConfig(num_videos=3, mask_source="attention", batch_size=2)
+    eval_cfg = EvalConfig(num_videos=2, mask_source="attention", batch_size=2)
     params = {"mask_threshold": 0.0, "min_mask_area": 0}
     full, lean = (
         evaluate(model, dataset, eval_cfg, torch.device("cpu"), progress=False, tracker_params=params, identity=i)[
