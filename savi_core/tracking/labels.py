@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from savi_core.model.savi import upsample_attention
 from savi_core.tracking.geometry import resize_frames, resize_probabilities, tight_boxes
 
 GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
@@ -38,15 +39,26 @@ def label_stats(best: torch.Tensor, row: torch.Tensor, t: int, ys: torch.Tensor,
     return torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
 
 
-def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int]) -> torch.Tensor:
+def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int], grid: bool = False) -> torch.Tensor:
     """Edge-aware masks: the live tracks' probabilities (``slots``) and the rest (one plane) at the model
     resolution, smoothed by OpenCV's guided filter steered by the frame, renormalised. Slot masks come
     at the feature stride (4 to 8 model pixels), so their edges cut across object borders; the filter
-    moves them onto the image's edges (measured on the benchmark against bilinear)."""
+    moves them onto the image's edges (measured on the benchmark against bilinear). With ``grid``,
+    ``probs`` is the attention at the feature grid: only the live slots' planes are upsampled to the
+    frame (`upsample_attention`, the same values as upsampling every slot's)."""
     rest = next((k for k in range(probs.shape[0]) if k not in slots), None)  # the background slot if any
+    if grid:
+        probs = probs.float()  # as autocast resamples: in float32
     if rest is None:  # every slot holds a track: nothing to tell them from
-        return probs
-    tracked = probs[slots].float()
+        return upsample_attention(probs[None], frame.shape[-2:])[0] if grid else probs
+    if grid and 3 in (len(slots), probs.shape[0]):
+        # On one thread torch resamples 3-plane batches with another kernel (its RGB path), whose roundings
+        # differ: then resample all the planes, as the model would.
+        tracked = upsample_attention(probs[None], frame.shape[-2:])[0, slots]
+    elif grid:
+        tracked = upsample_attention(probs[slots][None], frame.shape[-2:])[0]
+    else:
+        tracked = probs[slots].float()
     planes = torch.cat([tracked, (1 - tracked.sum(0, keepdim=True)).clamp_min(0)])
     if tuple(planes.shape[-2:]) != tuple(frame.shape[-2:]):
         planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
@@ -90,18 +102,36 @@ def opencv_camera_labels(
     plane, best, slot, mask = buffers[(height, width)]
     cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
     slot.fill(0)
+    # Slots come in increasing order and no_slot is above them all, so "this one wins here" is a running
+    # maximum of (mask & index): whole-image uint8 operations instead of boolean indexing.
     for index in range(1, k):
         if not probs[index].any():  # e.g. slots the guided masks emptied: they win no pixel
             continue
         cv2.resize(probs[index], (width, height), dst=plane, interpolation=cv2.INTER_LINEAR)
         cv2.compare(plane, best, cv2.CMP_GT, dst=mask)
-        slot[mask.view(bool)] = index
+        cv2.max(slot, cv2.bitwise_and(mask, index, dst=mask), dst=slot)
         cv2.max(best, plane, dst=best)
     cv2.compare(best, threshold, cv2.CMP_LT, dst=mask)
-    slot[mask.view(bool)] = no_slot
-    labels = cv2.LUT(slot, id_lut)
-    rows = cv2.LUT(slot, row_lut)
-    return torch.from_numpy(best), torch.from_numpy(labels), torch.from_numpy(rows).to(torch.int32)
+    cv2.max(slot, cv2.bitwise_and(mask, no_slot, dst=mask), dst=slot)
+    return best, cv2.LUT(slot, id_lut), cv2.LUT(slot, row_lut)
+
+
+def opencv_label_stats(best: np.ndarray, rows: np.ndarray, t: int, mask: np.ndarray) -> torch.Tensor:
+    """`label_stats` from the OpenCV route's uint8 stats rows: per track one comparison, its pixel count and
+    bounding rectangle, and its score summed over its pixels inside that rectangle, in image order and in
+    float32 (the order and precision of ``torch.bincount``'s sums, so the same bits). ``mask`` is work space
+    of the image's size."""
+    stats = np.zeros((t, 6), np.float64)
+    for index in range(t):
+        cv2.compare(rows, index, cv2.CMP_EQ, dst=mask)
+        area = cv2.countNonZero(mask)
+        if not area:
+            continue
+        x, y, w, h = cv2.boundingRect(mask)
+        inside = best[y : y + h, x : x + w][mask[y : y + h, x : x + w].view(bool)]
+        score = np.add.accumulate(inside)[-1] / np.float32(area)
+        stats[index] = (area, x, y, x + w, y + h, score)
+    return torch.from_numpy(stats)
 
 
 class Stopwatch:
@@ -190,16 +220,42 @@ class CameraLabels:
         return resize_frames(frame, self._resolution)
 
     def postprocess(
-        self, masks: torch.Tensor, frame: torch.Tensor, guided: bool, height: int, width: int, threshold: float
+        self,
+        masks: torch.Tensor,
+        frame: torch.Tensor,
+        guided: bool,
+        height: int,
+        width: int,
+        threshold: float,
+        grid: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Slot probabilities ``[K, h, w]`` (with ``guided``, refined by the model-resolution ``frame``
-        ``[3, h, w]``) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64 (area, x0,
-        y0, x1, y1, score), all on the device."""
+        ``[3, h, w]``; with ``grid``, attention at the feature grid, upsampled to the frame as the model's
+        ``attention`` masks) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64
+        (area, x0, y0, x1, y1, score), all on the device."""
         if guided and self._live_slots:
-            masks = guided_masks(masks, frame, self._live_slots)
-        best, label_map, row = self._camera_size_labels(masks.float(), height, width, threshold)
+            masks = guided_masks(masks, frame, self._live_slots, grid)
+        elif grid:
+            masks = upsample_attention(masks[None], frame.shape[-2:])[0]
+        probs = masks.float()
+        k, h, w = probs.shape
+        t = len(self._live_slots)
+        if self.opencv and height >= h and width >= w:
+            best, labels, rows = opencv_camera_labels(
+                probs.contiguous().numpy(),
+                height,
+                width,
+                threshold,
+                self.buffers,
+                self._num_slots,
+                self.id_lut,
+                self.row_lut,
+            )
+            stats = opencv_label_stats(best, rows, t, self.buffers[(height, width)][3])
+            return torch.from_numpy(labels), stats
+        best, label_map, row = self._camera_size_labels(probs, height, width, threshold)
         ys, xs = self._ramps(height, width)
-        return label_map, label_stats(best, row, len(self._live_slots), ys, xs)
+        return label_map, label_stats(best, row, t, ys, xs)
 
     def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._size_cache is None or self._size_cache[0] != (height, width):
@@ -213,19 +269,7 @@ class CameraLabels:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per camera pixel: the winning probability of the bilinearly resized slot probabilities, the
         track id of the winning slot (0 under ``threshold``) and its stats row (int32; ``T`` for none)."""
-        k, h, w = probs.shape
-        if self.opencv and height >= h and width >= w:
-            return opencv_camera_labels(
-                probs.contiguous().numpy(),
-                height,
-                width,
-                threshold,
-                self.buffers,
-                self._num_slots,
-                self.id_lut,
-                self.row_lut,
-            )
-        if (h, w) == (height, width):
+        if tuple(probs.shape[-2:]) == (height, width):
             best, slot = probs.max(dim=0)
         else:
             best, slot = resize_probabilities(probs, (height, width)).max(dim=0)
