@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -87,9 +88,10 @@ class _SameConv(nn.Conv2d):
 
 class _PackedConv:
     """A folded spatial convolution (stem or depthwise) with ReLU6 as one oneDNN call, its weights reordered
-    once for one input size. oneDNN pads symmetric "SAME" itself; an odd padding pixel (stride 2) still
-    goes through ``F.pad``. The same kernel as ``F.conv2d``'s on channels-last CPU floats, so the same sums;
-    what it saves is the per-call weight reorder, the padded copy and the separate clamp."""
+    once for one input size. oneDNN pads symmetric "SAME" itself; with an odd padding pixel (stride 2) the
+    input is padded first, into a zero-bordered buffer that is kept (one per thread: a model may step in
+    several). The same kernel as ``F.conv2d``'s on channels-last CPU floats, so the same sums; what it saves
+    is the per-call weight reorder, the padded copy (a fresh 2 MB tensor at 128x160) and the separate clamp."""
 
     def __init__(self, conv: _SameConv, height: int, width: int) -> None:
         left, right, top, bottom = conv.same_pads(height, width)
@@ -108,9 +110,26 @@ class _PackedConv:
         )
         self.bias = conv.bias.detach()
         self.out_size = (-(-height // conv.stride[0]), -(-width // conv.stride[1]))
+        self._local = threading.local()
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pads is not None:
+    def relu6_input(self, y: torch.Tensor) -> torch.Tensor:
+        """ReLU6 of ``y`` (a 1x1 convolution's output) made this convolution's input: in place, or, with
+        uneven padding, written into the interior of this thread's zero-bordered buffer."""
+        if self.pads is None:
+            return F.relu6(y, inplace=True)
+        left, right, top, bottom = self.pads
+        n, c, h, w = y.shape
+        shape = (n, c, h + top + bottom, w + left + right)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or buffer.shape != shape:
+            buffer = torch.zeros(shape).contiguous(memory_format=torch.channels_last)
+            self._local.buffer = buffer
+        torch.clamp(y, 0.0, 6.0, out=buffer[:, :, top : top + h, left : left + w])
+        return buffer
+
+    def __call__(self, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        """This convolution and ReLU6 of ``x``; ``padded``: ``x`` came from `relu6_input`."""
+        if self.pads is not None and not padded:
             x = F.pad(x, self.pads)
         return torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, self.stride, [1, 1], self.groups, "hardtanh", [0.0, 6.0], ""
@@ -147,8 +166,11 @@ class _MBConv(nn.Module):
         """``forward`` of a folded block (its BatchNorms are identities) with the depthwise convolution packed;
         the 1x1 convolutions stay ``F.conv2d`` (torch picks their kernel by thread count), activations and
         the residual sum in place."""
-        y = F.relu6(self._expand_conv(x), inplace=True) if self.expand else x
-        y = self._project_conv(depthwise(y))
+        if self.expand:
+            y = depthwise(depthwise.relu6_input(self._expand_conv(x)), padded=True)
+        else:
+            y = depthwise(x)
+        y = self._project_conv(y)
         return y.add_(x) if self.residual else y
 
 

@@ -174,6 +174,7 @@ class CameraLabels:
         # On the CPU the camera-size labels come from OpenCV (the same winners as torch's route, ~2x faster).
         self.opencv = device.type == "cpu" and num_slots < LUT_SIZE - 1
         self._pinned: torch.Tensor | None = None
+        self._floats: torch.Tensor | None = None  # CPU: the image as floats, [H, W, 3]
         self.set_tracks([])
 
     def set_tracks(self, tracks: list[tuple[int, int]]) -> None:
@@ -206,17 +207,24 @@ class CameraLabels:
         return image.shape[0], image.shape[1]
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device."""
+        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device
+        (on the CPU at the model's own size: a view of a buffer the next call overwrites)."""
         if self.device.type == "cuda":
             if self._pinned is None or self._pinned.shape != image.shape:
                 self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
             np.copyto(self._pinned.numpy(), image)  # safe to overwrite: the previous step ended with a sync
             pixels = self._pinned.to(self.device, non_blocking=True)
-        elif image.flags.writeable and image.flags.c_contiguous:
-            pixels = torch.from_numpy(image)
+            frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         else:
-            pixels = torch.from_numpy(np.array(image, order="C"))
-        frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            # A kept float buffer: a fresh one (3.7 MB at 640x480) is mapped and faulted in every step under
+            # the node's malloc settings. Filled in place, it holds the same values as a converted copy.
+            if self._floats is None or self._floats.shape != image.shape:
+                self._floats = torch.empty(image.shape, dtype=torch.float32)
+            if image.flags.writeable and image.flags.c_contiguous:
+                self._floats.copy_(torch.from_numpy(image))
+            else:  # read-only (torch warns) or strided views: numpy converts them as exactly
+                np.copyto(self._floats.numpy(), image)
+            frame = self._floats.permute(2, 0, 1).unsqueeze(0).div_(255.0)
         return resize_frames(frame, self._resolution)
 
     def postprocess(
