@@ -67,6 +67,7 @@ def shipped(name: str) -> nn.Module:
 CASES: dict[str, tuple[Callable[[], nn.Module], TrackerConfig, tuple[int, int], int]] = {
     "default_240x320": (lambda: shipped("default"), TrackerConfig(), (240, 320), 30),
     "default_480x640": (lambda: shipped("default"), TrackerConfig(), (480, 640), 20),
+    "default_bf16": (lambda: shipped("default"), TrackerConfig(precision="bf16"), (240, 320), 12),
     "default_bilinear_small": (
         lambda: shipped("default"),
         TrackerConfig(mask_edges="bilinear", dormant_seconds=2.0),

@@ -270,7 +270,7 @@ class EfficientNetLite0(nn.Module):
 
     def _packed_convs(self, x: torch.Tensor) -> tuple[_PackedConv, ...] | None:
         """The stem's and every block's depthwise convolution packed for ``x``'s size, when this is a folded
-        copy and ``x`` a channels-last CPU float batch of one the oneDNN path takes; None otherwise."""
+        copy and ``x`` a channels-last CPU float32 batch outside autocast; None otherwise."""
         if (
             self.packed is None
             or x.device.type != "cpu"
@@ -278,6 +278,7 @@ class EfficientNetLite0(nn.Module):
             or x.requires_grad
             or not x.is_contiguous(memory_format=torch.channels_last)
             or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            or torch.is_autocast_enabled("cpu")  # autocast runs the convolutions in bf16: its own kernels
             or self._conv_stem.weight.dtype != torch.float32
         ):
             return None

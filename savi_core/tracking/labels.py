@@ -47,18 +47,17 @@ def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int], gri
     ``probs`` is the attention at the feature grid: only the live slots' planes are upsampled to the
     frame (`upsample_attention`, the same values as upsampling every slot's)."""
     rest = next((k for k in range(probs.shape[0]) if k not in slots), None)  # the background slot if any
-    if grid:
-        probs = probs.float()  # as autocast resamples: in float32
     if rest is None:  # every slot holds a track: nothing to tell them from
         return upsample_attention(probs[None], frame.shape[-2:])[0] if grid else probs
-    if grid and 3 in (len(slots), probs.shape[0]):
+    if not grid:
+        tracked = probs[slots]
+    elif 3 in (len(slots), probs.shape[0]):
         # On one thread torch resamples 3-plane batches with another kernel (its RGB path), whose roundings
         # differ: then resample all the planes, as the model would.
         tracked = upsample_attention(probs[None], frame.shape[-2:])[0, slots]
-    elif grid:
+    else:  # in the attention's own dtype, as the model resamples it (bf16 under autocast too)
         tracked = upsample_attention(probs[slots][None], frame.shape[-2:])[0]
-    else:
-        tracked = probs[slots].float()
+    tracked = tracked.float()
     planes = torch.cat([tracked, (1 - tracked.sum(0, keepdim=True)).clamp_min(0)])
     if tuple(planes.shape[-2:]) != tuple(frame.shape[-2:]):
         planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]

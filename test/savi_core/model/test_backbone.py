@@ -111,6 +111,12 @@ def test_packed_convolutions_give_the_same_bits_and_follow_moves(net):
             folded.packed = packs
             for a, b in zip(packed, plain):
                 assert torch.equal(a, b) and a.stride() == b.stride()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the plain path, bf16 convolutions and all
+            frames = torch.rand(1, 3, 64, 80)
+            autocast = folded(frames).s16
+            packs, folded.packed = folded.packed, None
+            assert torch.equal(autocast, folded(frames).s16) and autocast.dtype == torch.bfloat16
+            folded.packed = packs
         folded.double()
         assert folded.packed == {}
         assert folded(torch.rand(1, 3, 32, 32, dtype=torch.float64)).s16.dtype == torch.float64

@@ -879,11 +879,12 @@ def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
         assert [t.box_xyxy for t in result.tracks] == [moved if re_anchored else (4, 4, 20, 20)]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_guided_masks_from_the_feature_grid_equal_those_from_every_upsampled_slot(threads):
+@pytest.mark.parametrize("threads, dtype", [(1, torch.float32), (2, torch.float32), (1, torch.bfloat16)])
+def test_guided_masks_from_the_feature_grid_equal_those_from_every_upsampled_slot(threads, dtype):
     """The Tracker hands guided masks the attention at the feature grid and only the live slots' planes are
     upsampled: the masks are those of upsampling every slot first, bit for bit, for any number of live
-    slots (torch picks another resampling kernel for 3 planes on one thread) and at the shipped sizes."""
+    slots (torch picks another resampling kernel for 3 planes on one thread), at the shipped sizes and in
+    bf16 (the attention is resampled in its own dtype, as the model did)."""
     from savi_core.model.savi import upsample_attention
     from savi_core.tracking.labels import guided_masks
 
@@ -892,7 +893,7 @@ def test_guided_masks_from_the_feature_grid_equal_those_from_every_upsampled_slo
     torch.set_num_threads(threads)
     try:
         for k, grid, size in ((17, (32, 40), (128, 160)), (3, (8, 8), (32, 32))):
-            attention = torch.softmax(torch.randn(1, k, *grid, generator=generator) * 3, dim=1)
+            attention = torch.softmax(torch.randn(1, k, *grid, generator=generator) * 3, dim=1).to(dtype)
             frame = torch.rand(3, *size, generator=generator)
             for n in range(1, k + 1):
                 slots = torch.randperm(k, generator=generator)[:n].tolist()
