@@ -1,8 +1,9 @@
 """Benchmark: Tracker.step overhead around SAVi preset S (random weights), or a checkpoint, for a camera-sized input.
 
 Prints the median per-phase times (preprocess = upload + resize, model, postprocess = mask resize,
-arg-max, per-track stats; total includes the host copies) for each mask source, so the cost of the
-tracker around the model is visible. Run:
+arg-max, per-track stats; total includes the host copies; cpu = the process's CPU time in the step, every
+thread's: on a loaded machine steadier than wall time) for each mask source, so the cost of the tracker
+around the model is visible. Run:
 ``.venv/bin/python bench/bench_tracker.py [--device cpu|cuda] [--size 480x640] [--frames 30] [--tracks 5]
 [--checkpoint default] [--versus-csrt]``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
 import torch
@@ -63,7 +65,11 @@ def main() -> None:
         tracker.step(frames[0], detections)
         for t in range(3):  # warm-up
             tracker.step(frames[t % len(frames)])
-        timings = [tracker.step(frames[t % len(frames)]).timings for t in range(args.frames)]
+        timings = []
+        for t in range(args.frames):
+            cpu = time.process_time()
+            step_timings = tracker.step(frames[t % len(frames)]).timings
+            timings.append({**step_timings, "cpu": (time.process_time() - cpu) * 1e3})
         medians = {k: statistics.median(t[k] for t in timings) for k in timings[0]}
         print(
             f"{mode:9s} {height}x{width} {args.device} {args.precision}: "

@@ -45,6 +45,8 @@ def shipped(name: str) -> nn.Module:
 # name -> (model, config, camera size HxW, frames)
 CASES: dict[str, tuple[Callable[[], nn.Module], TrackerConfig, tuple[int, int], int]] = {
     "default_240x320": (lambda: shipped("default"), TrackerConfig(), (240, 320), 30),
+    "default_480x640": (lambda: shipped("default"), TrackerConfig(), (480, 640), 20),
+    "default_bf16": (lambda: shipped("default"), TrackerConfig(precision="bf16"), (240, 320), 12),
     "default_bilinear_small": (
         lambda: shipped("default"),
         TrackerConfig(mask_edges="bilinear", dormant_seconds=2.0),
@@ -138,17 +140,23 @@ def compare(before: str, after: str) -> list[str]:
 
 def main() -> None:
     flush_denormals()
-    torch.set_num_threads(1)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="run the cases, write PREFIX.npz and PREFIX.json")
     rec.add_argument("prefix")
     rec.add_argument("--cases", nargs="+", choices=sorted(CASES), default=list(CASES))
+    rec.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (kernels may differ with the count: compare like with like)",
+    )
     cmp = sub.add_parser("compare", help="compare two recordings")
     cmp.add_argument("before")
     cmp.add_argument("after")
     args = parser.parse_args()
     if args.command == "record":
+        torch.set_num_threads(args.threads)
         record(args.prefix, args.cases)
         return
     diffs = compare(args.before, args.after)

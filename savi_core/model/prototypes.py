@@ -237,7 +237,9 @@ class PrototypeCorrector(nn.Module):
         h, w = grid
         cells = cell_centres(h, w, features.device).to(features.dtype)
         proto = F.normalize(proto, dim=-1)  # [B, K, S, C]
-        similarity, nearest = torch.einsum("bksc,bnc->bksn", proto, features).max(dim=2)  # a slot's best look
+        looks = torch.einsum("bksc,bnc->bksn", proto, features)
+        # A slot's best look; with one look per slot that is the look itself (no arg-max, no one-hot below).
+        similarity, nearest = (looks[:, :, 0], None) if self.prototypes == 1 else looks.max(dim=2)
         logits = similarity * self.log_temperature.exp()
         cell = features.new_tensor([1.0 / h, 1.0 / w])
         if self.spatial_prior:
@@ -248,7 +250,9 @@ class PrototypeCorrector(nn.Module):
             logits = logits + bias
         attn = logits.softmax(dim=1)
         mass = attn.sum(-1)  # [B, K] in cells
-        per_look = attn.unsqueeze(2) * F.one_hot(nearest, self.prototypes).permute(0, 1, 3, 2).to(attn.dtype)
+        per_look = attn.unsqueeze(2)
+        if nearest is not None:
+            per_look = per_look * F.one_hot(nearest, self.prototypes).permute(0, 1, 3, 2).to(attn.dtype)
         seen = F.normalize(torch.einsum("bksn,bnc->bksc", per_look, features), dim=-1)
         look_mass = per_look.sum(-1)  # [B, K, S]
         rate = torch.where(obj > 0.5, torch.sigmoid(self.object_rate), torch.sigmoid(self.background_rate))

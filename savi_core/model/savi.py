@@ -52,6 +52,14 @@ class SAViOutput:
     reconstruction: torch.Tensor | None = None
 
 
+def upsample_attention(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Attention ``[B, K, h, w]`` -> the ``attention`` masks ``[B, K, *size]`` (bilinear). Each slot's plane
+    is resampled on its own, so a caller may resample only the slots it needs and get the same values."""
+    if tuple(attention.shape[-2:]) == tuple(size):
+        return attention
+    return F.interpolate(attention, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 class SAVi(nn.Module):
     """The paper's model, or (``corrector.kind: prototype``) prototype slots over frozen pretrained
     features, whose initializer pools each box's features and so needs the frame's features."""
@@ -174,12 +182,7 @@ class SAVi(nn.Module):
                 masks = F.interpolate(masks, size=frame.shape[-2:], mode="bilinear", align_corners=False)
             out.masks = masks
         elif decode == "attention":
-            size = frame.shape[-2:] if frame is not None else (h, w)
-            out.masks = (
-                attention
-                if (h, w) == tuple(size)
-                else F.interpolate(attention, size=size, mode="bilinear", align_corners=False)
-            )
+            out.masks = upsample_attention(attention, frame.shape[-2:] if frame is not None else (h, w))
         return out
 
     def forward(

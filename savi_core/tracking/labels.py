@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from savi_core.model.savi import upsample_attention
 from savi_core.tracking.geometry import resize_frames, resize_probabilities, tight_boxes
 
 GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
@@ -38,15 +39,25 @@ def label_stats(best: torch.Tensor, row: torch.Tensor, t: int, ys: torch.Tensor,
     return torch.cat([area.unsqueeze(1).double(), boxes.double(), score.unsqueeze(1).double()], dim=1)
 
 
-def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int]) -> torch.Tensor:
+def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int], grid: bool = False) -> torch.Tensor:
     """Edge-aware masks: the live tracks' probabilities (``slots``) and the rest (one plane) at the model
     resolution, smoothed by OpenCV's guided filter steered by the frame, renormalised. Slot masks come
     at the feature stride (4 to 8 model pixels), so their edges cut across object borders; the filter
-    moves them onto the image's edges (measured on the benchmark against bilinear)."""
+    moves them onto the image's edges (measured on the benchmark against bilinear). With ``grid``,
+    ``probs`` is the attention at the feature grid: only the live slots' planes are upsampled to the
+    frame (`upsample_attention`, the same values as upsampling every slot's)."""
     rest = next((k for k in range(probs.shape[0]) if k not in slots), None)  # the background slot if any
     if rest is None:  # every slot holds a track: nothing to tell them from
-        return probs
-    tracked = probs[slots].float()
+        return upsample_attention(probs[None], frame.shape[-2:])[0] if grid else probs
+    if not grid:
+        tracked = probs[slots]
+    elif 3 in (len(slots), probs.shape[0]):
+        # On one thread torch resamples 3-plane batches with another kernel (its RGB path), whose roundings
+        # differ: then resample all the planes, as the model would.
+        tracked = upsample_attention(probs[None], frame.shape[-2:])[0, slots]
+    else:  # in the attention's own dtype, as the model resamples it (bf16 under autocast too)
+        tracked = upsample_attention(probs[slots][None], frame.shape[-2:])[0]
+    tracked = tracked.float()
     planes = torch.cat([tracked, (1 - tracked.sum(0, keepdim=True)).clamp_min(0)])
     if tuple(planes.shape[-2:]) != tuple(frame.shape[-2:]):
         planes = F.interpolate(planes.unsqueeze(0), size=frame.shape[-2:], mode="bilinear", align_corners=False)[0]
@@ -58,8 +69,8 @@ def guided_masks(probs: torch.Tensor, frame: torch.Tensor, slots: list[int]) -> 
     smooth = torch.from_numpy(smooth.reshape(*planes.shape[-2:], -1)).permute(2, 0, 1).clamp_min(0)
     smooth = (smooth / smooth.sum(0, keepdim=True).clamp_min(1e-6)).to(probs.device, probs.dtype)
     out = torch.zeros(probs.shape[0], *smooth.shape[-2:], dtype=probs.dtype, device=probs.device)
-    out[slots] = smooth[:-1]
-    out[rest] = smooth[-1]  # "not a tracked object", in a slot without a track id
+    for plane, slot in zip(smooth, [*slots, rest]):  # plane copies: indexed assignment is ~6x slower here
+        out[slot].copy_(plane)  # the last: "not a tracked object", in a slot without a track id
     return out
 
 
@@ -90,18 +101,36 @@ def opencv_camera_labels(
     plane, best, slot, mask = buffers[(height, width)]
     cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
     slot.fill(0)
+    # Slots come in increasing order and no_slot is above them all, so "this one wins here" is a running
+    # maximum of (mask & index): whole-image uint8 operations instead of boolean indexing.
     for index in range(1, k):
         if not probs[index].any():  # e.g. slots the guided masks emptied: they win no pixel
             continue
         cv2.resize(probs[index], (width, height), dst=plane, interpolation=cv2.INTER_LINEAR)
         cv2.compare(plane, best, cv2.CMP_GT, dst=mask)
-        slot[mask.view(bool)] = index
+        cv2.max(slot, cv2.bitwise_and(mask, index, dst=mask), dst=slot)
         cv2.max(best, plane, dst=best)
     cv2.compare(best, threshold, cv2.CMP_LT, dst=mask)
-    slot[mask.view(bool)] = no_slot
-    labels = cv2.LUT(slot, id_lut)
-    rows = cv2.LUT(slot, row_lut)
-    return torch.from_numpy(best), torch.from_numpy(labels), torch.from_numpy(rows).to(torch.int32)
+    cv2.max(slot, cv2.bitwise_and(mask, no_slot, dst=mask), dst=slot)
+    return best, cv2.LUT(slot, id_lut), cv2.LUT(slot, row_lut)
+
+
+def opencv_label_stats(best: np.ndarray, rows: np.ndarray, t: int, mask: np.ndarray) -> torch.Tensor:
+    """`label_stats` from the OpenCV route's uint8 stats rows: per track one comparison, its pixel count and
+    bounding rectangle, and its score summed over its pixels inside that rectangle, in image order and in
+    float32 (the order and precision of ``torch.bincount``'s sums, so the same bits). ``mask`` is work space
+    of the image's size."""
+    stats = np.zeros((t, 6), np.float64)
+    for index in range(t):
+        cv2.compare(rows, index, cv2.CMP_EQ, dst=mask)
+        area = cv2.countNonZero(mask)
+        if not area:
+            continue
+        x, y, w, h = cv2.boundingRect(mask)
+        inside = best[y : y + h, x : x + w][mask[y : y + h, x : x + w].view(bool)]
+        score = np.add.accumulate(inside)[-1] / np.float32(area)
+        stats[index] = (area, x, y, x + w, y + h, score)
+    return torch.from_numpy(stats)
 
 
 class Stopwatch:
@@ -144,6 +173,7 @@ class CameraLabels:
         # On the CPU the camera-size labels come from OpenCV (the same winners as torch's route, ~2x faster).
         self.opencv = device.type == "cpu" and num_slots < LUT_SIZE - 1
         self._pinned: torch.Tensor | None = None
+        self._floats: torch.Tensor | None = None  # CPU: the image as floats, [H, W, 3]
         self.set_tracks([])
 
     def set_tracks(self, tracks: list[tuple[int, int]]) -> None:
@@ -176,30 +206,63 @@ class CameraLabels:
         return image.shape[0], image.shape[1]
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device."""
+        """uint8 HWC host image -> float ``[1, 3, h, w]`` in [0, 1] at the model resolution, on the device
+        (on the CPU at the model's own size: a view of a buffer the next call overwrites)."""
         if self.device.type == "cuda":
             if self._pinned is None or self._pinned.shape != image.shape:
                 self._pinned = torch.empty(image.shape, dtype=torch.uint8, pin_memory=True)
             np.copyto(self._pinned.numpy(), image)  # safe to overwrite: the previous step ended with a sync
             pixels = self._pinned.to(self.device, non_blocking=True)
-        elif image.flags.writeable and image.flags.c_contiguous:
-            pixels = torch.from_numpy(image)
+            frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         else:
-            pixels = torch.from_numpy(np.array(image, order="C"))
-        frame = pixels.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            # A kept float buffer: a fresh one (3.7 MB at 640x480) is mapped and faulted in every step under
+            # the node's malloc settings. Filled in place, it holds the same values as a converted copy.
+            if self._floats is None or self._floats.shape != image.shape:
+                self._floats = torch.empty(image.shape, dtype=torch.float32)
+            if image.flags.writeable and image.flags.c_contiguous:
+                self._floats.copy_(torch.from_numpy(image))
+            else:  # read-only (torch warns) or strided views: numpy converts them as exactly
+                np.copyto(self._floats.numpy(), image)
+            frame = self._floats.permute(2, 0, 1).unsqueeze(0).div_(255.0)
         return resize_frames(frame, self._resolution)
 
     def postprocess(
-        self, masks: torch.Tensor, frame: torch.Tensor, guided: bool, height: int, width: int, threshold: float
+        self,
+        masks: torch.Tensor,
+        frame: torch.Tensor,
+        guided: bool,
+        height: int,
+        width: int,
+        threshold: float,
+        grid: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Slot probabilities ``[K, h, w]`` (with ``guided``, refined by the model-resolution ``frame``
-        ``[3, h, w]``) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64 (area, x0,
-        y0, x1, y1, score), all on the device."""
+        ``[3, h, w]``; with ``grid``, attention at the feature grid, upsampled to the frame as the model's
+        ``attention`` masks) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64
+        (area, x0, y0, x1, y1, score), all on the device."""
         if guided and self._live_slots:
-            masks = guided_masks(masks, frame, self._live_slots)
-        best, label_map, row = self._camera_size_labels(masks.float(), height, width, threshold)
+            masks = guided_masks(masks, frame, self._live_slots, grid)
+        elif grid:
+            masks = upsample_attention(masks[None], frame.shape[-2:])[0]
+        probs = masks.float()
+        k, h, w = probs.shape
+        t = len(self._live_slots)
+        if self.opencv and height >= h and width >= w:
+            best, labels, rows = opencv_camera_labels(
+                probs.contiguous().numpy(),
+                height,
+                width,
+                threshold,
+                self.buffers,
+                self._num_slots,
+                self.id_lut,
+                self.row_lut,
+            )
+            stats = opencv_label_stats(best, rows, t, self.buffers[(height, width)][3])
+            return torch.from_numpy(labels), stats
+        best, label_map, row = self._camera_size_labels(probs, height, width, threshold)
         ys, xs = self._ramps(height, width)
-        return label_map, label_stats(best, row, len(self._live_slots), ys, xs)
+        return label_map, label_stats(best, row, t, ys, xs)
 
     def _ramps(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._size_cache is None or self._size_cache[0] != (height, width):
@@ -213,19 +276,7 @@ class CameraLabels:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per camera pixel: the winning probability of the bilinearly resized slot probabilities, the
         track id of the winning slot (0 under ``threshold``) and its stats row (int32; ``T`` for none)."""
-        k, h, w = probs.shape
-        if self.opencv and height >= h and width >= w:
-            return opencv_camera_labels(
-                probs.contiguous().numpy(),
-                height,
-                width,
-                threshold,
-                self.buffers,
-                self._num_slots,
-                self.id_lut,
-                self.row_lut,
-            )
-        if (h, w) == (height, width):
+        if tuple(probs.shape[-2:]) == (height, width):
             best, slot = probs.max(dim=0)
         else:
             best, slot = resize_probabilities(probs, (height, width)).max(dim=0)

@@ -181,15 +181,21 @@ class Tracker:
         if self._slots is None:  # every bootstrap candidate was refused (no track id left)
             return self._empty_result(height, width, starts.ignored, t_start, expired, sorted(book.dormancy.dormant))
         gate = self._gate.bias(book.tracks, self.config.gate_margin, height, width)
+        source = self.mask_source
+        edges = self.config.mask_edges  # live: read every step
+        guided = edges == "guided" or (edges == "auto" and self._coarse_masks[source])
+        # Guided attention masks need only the live slots' planes at the frame: the attention comes at the
+        # feature grid and the labels upsample just those.
+        grid = guided and source == "attention"
         with self._autocast():
             extra = {} if features is None else {"features": features}
-            out = self._model.step(frame, self._slots, decode=self.mask_source, attention_bias=gate, **extra)
+            out = self._model.step(frame, self._slots, decode="none" if grid else source, attention_bias=gate, **extra)
         self._slots = out.predicted
         clock.mark(2)
-        masks = out.masks[0]
-        edges = self.config.mask_edges  # live: read every step
-        guided = edges == "guided" or (edges == "auto" and self._coarse_masks[self.mask_source])
-        label_map, stats = self._labels.postprocess(masks, frame[0], guided, height, width, self.config.mask_threshold)
+        masks = (out.attention if grid else out.masks)[0]
+        label_map, stats = self._labels.postprocess(
+            masks, frame[0], guided, height, width, self.config.mask_threshold, grid
+        )
         clock.mark(3)
         label_map, stats = label_map.cpu().numpy(), stats.cpu().numpy()  # the only device -> host copies
         self._last_labels = label_map

@@ -92,3 +92,31 @@ def test_folded_copy_computes_the_same_features_and_stays_frozen(net):
     with torch.no_grad():
         for ours, reference in zip(folded(pattern()).as_tuple(), net(pattern()).as_tuple()):
             assert (ours - reference).abs().max() / reference.abs().max() < 1e-5
+
+
+def test_packed_convolutions_give_the_same_bits_and_follow_moves(net):
+    """The oneDNN-packed path of a folded copy computes exactly what its plain path does (sizes with odd
+    "SAME" padding, batches, a size change), and a cast drops the packs instead of using stale weights."""
+    from savi_core.model.backbone import folded_for_inference
+
+    folded = folded_for_inference(net)
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        for shape in ((1, 3, 128, 160), (2, 3, 50, 71), (1, 3, 128, 160)):
+            frames = torch.rand(shape)
+            packed = folded(frames).as_tuple()
+            assert list(folded.packed) == [shape[-2:]]  # packed for this size only
+            packs, folded.packed = folded.packed, None
+            plain = folded(frames).as_tuple()
+            folded.packed = packs
+            for a, b in zip(packed, plain):
+                assert torch.equal(a, b) and a.stride() == b.stride()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the plain path, bf16 convolutions and all
+            frames = torch.rand(1, 3, 64, 80)
+            autocast = folded(frames).s16
+            packs, folded.packed = folded.packed, None
+            assert torch.equal(autocast, folded(frames).s16) and autocast.dtype == torch.bfloat16
+            folded.packed = packs
+        folded.double()
+        assert folded.packed == {}
+        assert folded(torch.rand(1, 3, 32, 32, dtype=torch.float64)).s16.dtype == torch.float64

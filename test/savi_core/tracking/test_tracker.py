@@ -19,7 +19,7 @@ from savi_core.model.config import InitializerConfig, ModelConfig, tiny_config
 from savi_core.model.initializers import Conditioning
 from savi_core.model.savi import SAVi, StepOutput
 from savi_core.tracking.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
-from savi_core.tracking.labels import opencv_camera_labels
+from savi_core.tracking.labels import label_stats, opencv_camera_labels, opencv_label_stats
 from savi_core.tracking.track_ids import TrackIdAllocator, parse_track_id
 from savi_core.tracking.tracker import Detection, Prompt, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -477,12 +477,31 @@ def test_the_opencv_route_gives_torch_s_labels_and_winning_probabilities(savi, s
     )
     ref_best, slot = resize_probabilities(probs, size).max(dim=0)
     slot[ref_best < 0.3] = savi.config.num_slots
+    labels, rows = torch.from_numpy(labels), torch.from_numpy(rows)
     assert (labels == tracker._labels.slot_to_id[slot]).float().mean() >= 0.9999
-    assert (rows == tracker._labels.slot_to_row[slot]).float().mean() >= 0.9999
-    assert (
-        set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16 and rows.dtype == torch.int32
-    )
-    torch.testing.assert_close(best, ref_best, atol=1e-5, rtol=0)
+    assert (rows.int() == tracker._labels.slot_to_row[slot]).float().mean() >= 0.9999
+    assert set(labels.int().unique().tolist()) == {0, 3, 7} and labels.dtype == torch.uint16
+    torch.testing.assert_close(torch.from_numpy(best), ref_best, atol=1e-5, rtol=0)
+
+
+def test_opencv_stats_are_the_counting_stats_bit_for_bit():
+    """The OpenCV route's per-track stats (one comparison, count and rectangle per track, scores summed in
+    the rectangle) equal `label_stats`' counting over the whole image, scores to the last bit; a track with
+    no pixel gets zeros."""
+    rng = np.random.default_rng(4)
+    height, width, t = 120, 170, 4
+    rows = np.full((height, width), t, np.uint8)
+    rows[10:60, 20:90] = 0
+    rows[40:110, 70:160] = 1
+    rows[rng.random((height, width)) < 0.05] = 3  # scattered pixels: a box spanning the image
+    rows[5, 7] = rows[100, 160] = 3
+    best = rng.random((height, width), dtype=np.float32)
+    ys = torch.arange(height, dtype=torch.int32)
+    xs = torch.arange(width, dtype=torch.int32)
+    expected = label_stats(torch.from_numpy(best), torch.from_numpy(rows).int(), t, ys, xs)
+    got = opencv_label_stats(best, rows, t, np.empty_like(rows))
+    assert got.dtype == expected.dtype == torch.float64 and torch.equal(got, expected)
+    assert got[2].eq(0).all() and got[3, 0] > 100
 
 
 def test_stats_agree_with_the_label_map_at_camera_size(savi):
@@ -835,3 +854,28 @@ def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
         result = tracker.step(img, [Detection(moved)])
         assert result.started == [] and result.live_track_ids == [1]
         assert [t.box_xyxy for t in result.tracks] == [moved if re_anchored else (4, 4, 20, 20)]
+
+
+@pytest.mark.parametrize("threads, dtype", [(1, torch.float32), (2, torch.float32), (1, torch.bfloat16)])
+def test_guided_masks_from_the_feature_grid_equal_those_from_every_upsampled_slot(threads, dtype):
+    """The Tracker hands guided masks the attention at the feature grid and only the live slots' planes are
+    upsampled: the masks are those of upsampling every slot first, bit for bit, for any number of live
+    slots (torch picks another resampling kernel for 3 planes on one thread), at the shipped sizes and in
+    bf16 (the attention is resampled in its own dtype, as the model did)."""
+    from savi_core.model.savi import upsample_attention
+    from savi_core.tracking.labels import guided_masks
+
+    generator = torch.Generator().manual_seed(2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for k, grid, size in ((17, (32, 40), (128, 160)), (3, (8, 8), (32, 32))):
+            attention = torch.softmax(torch.randn(1, k, *grid, generator=generator) * 3, dim=1).to(dtype)
+            frame = torch.rand(3, *size, generator=generator)
+            for n in range(1, k + 1):
+                slots = torch.randperm(k, generator=generator)[:n].tolist()
+                expected = guided_masks(upsample_attention(attention, size)[0], frame, slots)
+                got = guided_masks(attention[0], frame, slots, grid=True)
+                assert got.shape == (k, *size) and torch.equal(got, expected), (k, slots)
+    finally:
+        torch.set_num_threads(before)

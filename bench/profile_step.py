@@ -1,0 +1,115 @@
+"""Where one `Tracker.step` of the shipped model goes: its parts timed one by one on the same camera frame.
+
+A generated scene (5 objects, first-frame boxes) runs through the Tracker for a few frames; then each part of
+the next step is repeated on that frame and its median wall and process-CPU milliseconds printed beside its
+share of the whole step: the image's upload and resize, the frozen backbone (taps at strides 4, 8 and 16 of
+the model's input), the fusion head, the corrector step (attention at the feature grid), guided masks (the
+live slots' planes upsampled and OpenCV's guided filter), the camera-size labels (resize, running maximum,
+lookup tables) and the per-track stats; what the step takes beyond them is the Python around them (starts,
+gate, lost rule, looks, results). A benchmark tool: it calls the Tracker's helpers, it changes nothing. Run:
+``.venv/bin/python bench/profile_step.py [--size 480x640] [--threads 2] [--repeats 50]``; on a loaded
+machine prefer ``--threads 1`` and the CPU column, and compare shares rather than milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+from savi_core.model.checkpoint import load_checkpoint
+from savi_core.numerics import flush_denormals
+from savi_core.tracking.labels import guided_masks, opencv_camera_labels, opencv_label_stats
+from savi_core.tracking.tracker import Tracker
+from savi_core.tracking.tracker_config import TrackerConfig
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and process-CPU milliseconds of ``fn``."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpus.append((time.process_time() - c0) * 1e3)
+        walls.append((time.perf_counter() - w0) * 1e3)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def main() -> None:
+    flush_denormals()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="480x640", help="camera HxW")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--checkpoint", default="default")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from savi_ros.model_store import resolve_checkpoint
+    from savi_scenes import SceneConfig, generate_scene
+    from training.evaluate import first_frame_detections
+
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    model, _ = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    scene = generate_scene(7, SceneConfig(height=height, width=width, num_frames=8, min_objects=5, max_objects=5))
+    boxes, visible = torch.from_numpy(scene.boxes[0]).float(), torch.from_numpy(scene.visible[0]).float()
+    tracker = Tracker(model, TrackerConfig())
+    tracker.step(scene.video[0], first_frame_detections(boxes, visible, (height, width)))
+    for frame in scene.video[1:-1]:
+        tracker.step(frame)
+    image = scene.video[-1]
+    labels, config = tracker._labels, tracker.config
+    rows: list[tuple[str, float, float]] = []
+    with torch.inference_mode():
+        frame = labels.preprocess(image)
+        taps = model.encoder.frozen(frame)
+        features = model.encoder.head(taps)
+        gate = tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width)
+        out = model.step(frame, tracker._slots, decode="none", attention_bias=gate, features=features)
+        masks = guided_masks(out.attention[0], frame[0], labels._live_slots, grid=True).float().contiguous()
+        best, _, stats_rows = opencv_camera_labels(
+            masks.numpy(), height, width, config.mask_threshold, labels.buffers, model.config.num_slots,
+            labels.id_lut, labels.row_lut,
+        )  # fmt: skip
+        work = labels.buffers[(height, width)][3]
+        parts = {
+            "image upload + resize": lambda: labels.preprocess(image),
+            f"backbone {tuple(frame.shape[-2:])} -> strides 4/8/16": lambda: model.encoder.frozen(frame),
+            "fusion head": lambda: model.encoder.head(taps),
+            "gate + corrector step": lambda: model.step(
+                frame,
+                tracker._slots,
+                decode="none",
+                attention_bias=tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width),
+                features=features,
+            ),
+            "guided masks": lambda: guided_masks(out.attention[0], frame[0], labels._live_slots, grid=True),
+            "camera-size labels": lambda: opencv_camera_labels(
+                masks.numpy(),
+                height,
+                width,
+                config.mask_threshold,
+                labels.buffers,
+                model.config.num_slots,
+                labels.id_lut,
+                labels.row_lut,
+            ),  # fmt: skip
+            "per-track stats": lambda: opencv_label_stats(best, stats_rows, len(labels._live_slots), work),
+        }
+        for name, fn in parts.items():
+            rows.append((name, *timed(fn, args.repeats)))
+    step_wall, step_cpu = timed(lambda: tracker.step(image), args.repeats)
+    rows.append(
+        ("the rest (Python around them)", step_wall - sum(r[1] for r in rows), step_cpu - sum(r[2] for r in rows))
+    )
+    print(f"Tracker.step {height}x{width}, {len(labels._live_slots)} tracks, {torch.get_num_threads()} threads: "
+          f"wall {step_wall:.2f} ms, process CPU {step_cpu:.2f} ms (medians of {args.repeats})")  # fmt: skip
+    for name, wall, cpu in rows:
+        print(f"  {name:34s} wall {wall:6.2f} ms  cpu {cpu:6.2f} ms  {100 * cpu / step_cpu:5.1f}% of the CPU")
+
+
+if __name__ == "__main__":
+    main()
