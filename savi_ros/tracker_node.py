@@ -6,10 +6,15 @@ the offline bag tracker drives too.
 
 Threads: subscription callbacks only file messages into the pipeline; one worker thread takes the
 latest frame, processes it and publishes, so a slow model never blocks a callback and never builds a
-backlog. The executor is single-threaded on purpose: a lifecycle transition destroys subscriptions and
-publishers that carry QoS event handlers, and rclpy's multi-threaded executor can be building its wait
-set from those handlers at that moment (`InvalidHandle`, seen in CI); in one thread a transition never
-overlaps a wait-set build.
+backlog. Images skip the executor: a thread of their own waits on the image subscription alone, takes
+each image and files it (`ImageTaker`), so an image reaches the worker without passing through the
+executor's Python loop over all the node's entities, whose wait-set rebuilds held the GIL on the image's
+way in and, after the callback, against the worker taking it. The executor is single-threaded on
+purpose: a lifecycle transition destroys subscriptions and publishers that carry QoS event handlers, and
+rclpy's multi-threaded executor can be building its wait set from those handlers at that moment
+(`InvalidHandle`, seen in CI); in one thread a transition never overlaps a wait-set build. The image
+thread's wait set holds only the image subscription (its event handlers stay with the executor), and a
+transition stops that thread before it destroys the subscription.
 
 Lifecycle: configure loads the checkpoint and builds the pipeline and the outputs; activate
 subscribes and starts the worker; deactivate stops both (a pause: live tracks are kept, `reset`
@@ -38,10 +43,14 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.context import Context
+from rclpy.guard_condition import GuardCondition
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rclpy.subscription import Subscription
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.subscription import MessageInfo
 from rclpy.qos import qos_policy_name_from_kind
@@ -76,6 +85,59 @@ LATCHED_QOS = keep_last(1, latched=True)
 DIAGNOSTICS_QOS = keep_last(10)
 
 
+class OwnThreadGroup(MutuallyExclusiveCallbackGroup):
+    """A callback group whose subscriptions no executor waits on (an `ImageTaker` takes them); its other
+    entities, the subscriptions' QoS event handlers, run in the executor as usual."""
+
+    def can_execute(self, entity) -> bool:
+        return not isinstance(entity, Subscription) and super().can_execute(entity)
+
+
+class ImageTaker:
+    """A thread that waits on one subscription (of an `OwnThreadGroup`) and hands each message and its info
+    to ``on_message``, as an executor would, until `stop`. Its wait set holds that subscription and a guard
+    condition of its own, rclpy's low-level one as `rclpy.wait_for_message` uses it."""
+
+    def __init__(self, subscription: Subscription, context: Context, on_message, on_error) -> None:
+        self._sub, self._context = subscription, context
+        self._on_message, self._on_error = on_message, on_error
+        self._wake = GuardCondition(None, None, context=context)  # not a node's: no executor waits on it
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="savi_tracker_images", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sub, wake = self._sub, self._wake
+        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self._context.handle)
+        while not self._stopping.is_set():
+            try:
+                with sub.handle, wake.handle:
+                    wait_set.clear_entities()
+                    wait_set.add_subscription(sub.handle)
+                    wait_set.add_guard_condition(wake.handle)
+                    wait_set.wait(-1)  # releases the GIL
+                    if self._stopping.is_set():
+                        return
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is not None:
+                    self._on_message(*taken)
+            except Exception as exc:  # keep taking; a closed context ends the thread
+                if not self._context.ok():
+                    return
+                self._on_error(exc)
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Stop taking (the thread leaves its wait at once); False when it did not end within ``timeout_s``.
+        The subscription may be destroyed after a True."""
+        self._stopping.set()
+        self._wake.trigger()
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            return False
+        self._wake.destroy()
+        return True
+
+
 class TrackerNode(LifecycleNode):
     """See the module docstring; construction declares and validates parameters only."""
 
@@ -94,6 +156,8 @@ class TrackerNode(LifecycleNode):
         self._warned_at: dict[str, float] = {}
         self._published_labels: Optional[dict[int, str]] = None
         self._io_group = MutuallyExclusiveCallbackGroup()
+        self._image_group = OwnThreadGroup()  # the image subscription: taken by `_images`, not the executor
+        self._images: Optional[ImageTaker] = None
         self._subs: list = []
         self._pubs: dict[str, object] = {}
         self._savi_services: list = []
@@ -101,8 +165,8 @@ class TrackerNode(LifecycleNode):
         self._diag_timer = None
         self._last_stats_log = time.monotonic()
         self._memory = Trimmer()
-        self._ages = ImageAges()  # touched only in the executor's thread (image callback, diagnostics timer)
-        self._gaps = PublisherGaps()  # likewise (image callback, activation)
+        self._ages = ImageAges()  # added to by the image thread only; the diagnostics timer copies its values
+        self._gaps = PublisherGaps()  # the image thread's (cleared at activation, before that thread starts)
         self._fast_dds = rclpy.get_rmw_implementation_identifier().startswith("rmw_fastrtps")
 
     # ------------------------------------------------------------------ lifecycle
@@ -211,7 +275,7 @@ class TrackerNode(LifecycleNode):
                 topic,
                 self._on_image,
                 IMAGE_QOS[self.params.image_qos],
-                callback_group=self._io_group,
+                callback_group=self._image_group,
                 event_callbacks=on_incompatible(topic, image_hint),
             )
         else:
@@ -220,7 +284,7 @@ class TrackerNode(LifecycleNode):
                 "image",
                 self._on_image,
                 IMAGE_QOS[self.params.image_qos],
-                callback_group=self._io_group,
+                callback_group=self._image_group,
                 event_callbacks=on_incompatible("image", image_hint),
             )
         self._subs = [
@@ -246,8 +310,13 @@ class TrackerNode(LifecycleNode):
             )
             for msg_type, topic in ((PointStamped, "points"), (Point, "points_click"), (Image, "prompt_masks"))
         ]
+        self._images = ImageTaker(image_sub, self.context, self._on_image, self._image_failed)
 
     def _stop_processing(self) -> None:
+        if self._images is not None:
+            if not self._images.stop():
+                self.get_logger().warning("the image thread did not stop within 10 s (filing an image is hanging)")
+            self._images = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -320,6 +389,12 @@ class TrackerNode(LifecycleNode):
             gid = (info.get("publisher_gid") or {}).get("data", b"")
             missed = self._gaps.add(bytes(gid), info.get("publication_sequence_number"))
             pipeline.add_image(msg, time.monotonic(), missed)
+
+    def _image_failed(self, exc: Exception) -> None:
+        """An image the `ImageTaker` could not take or file: logged, and the next one is taken."""
+        self.get_logger().error(
+            f"taking an image failed: {type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S
+        )
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         pipeline = self.pipeline
