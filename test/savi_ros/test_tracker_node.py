@@ -238,6 +238,38 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     assert (published == expected).mean() > 0.999
 
 
+def test_images_are_taken_by_the_image_thread_not_the_executor_and_deactivation_ends_it(rig):
+    """The image subscription is outside the executor's wait set (its callback group refuses it) and one
+    thread of the node takes the images: it ends on deactivate and a new one takes over on activate."""
+    r = rig()
+    r.start()
+    filed_in: list[str] = []
+    add_image = r.node.pipeline.add_image
+
+    def recording_add_image(*args, **kwargs) -> None:
+        filed_in.append(threading.current_thread().name)
+        add_image(*args, **kwargs)
+
+    r.node.pipeline.add_image = recording_add_image
+
+    def image_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "savi_tracker_images"]
+
+    image_sub = next(s for s in r.node._subs if s.topic_name.endswith("/image"))
+    assert not r.executor.can_execute(image_sub)
+    assert len(image_threads()) == 1
+    assert r.track_ids(r.send([(2, 2, 20, 20, "3")])) == ["3"]
+    assert filed_in == ["savi_tracker_images"]
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
+    assert not image_threads()
+    assert r.transition(Transition.TRANSITION_ACTIVATE)
+    assert wait_for(lambda: r.image_pub.get_subscription_count() > 0)
+    assert len(image_threads()) == 1
+    stamp = r.send()
+    assert wait_for(lambda: stamp in r.masks)
+    assert filed_in == ["savi_tracker_images"] * 2
+
+
 def test_unpaired_detections_act_on_the_next_frame_and_sync_tolerance_changes_live(rig):
     r = rig()
     r.start()
