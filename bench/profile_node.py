@@ -122,6 +122,12 @@ def _install(out: Path) -> None:
 
 
 def run_node(argv: list[str]) -> int:
+    try:
+        from savi_ros.openmp import spin_briefly
+    except ImportError:  # a node tree from before it (bench_latency.py --node-tree)
+        pass
+    else:
+        spin_briefly()  # as the node's entry points do, before torch loads libgomp
     out = Path(os.environ["SAVI_PROFILE_DIR"])
     out.mkdir(parents=True, exist_ok=True)
     save = _install(out)

@@ -37,6 +37,9 @@ def _run(module: str) -> int:
 
 
 def tracker() -> int:
+    from savi_ros.openmp import spin_briefly
+
+    spin_briefly()  # before torch loads libgomp
     return _run("savi_ros.tracker_node")
 
 

@@ -1,9 +1,15 @@
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import torch
 
-from savi_ros.openmp import in_own_thread
+from savi_ros.openmp import SPIN_COUNT, SPIN_VARIABLES, in_own_thread
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_runs_in_a_thread_that_ends_and_returns_the_value():
@@ -23,3 +29,34 @@ def test_an_exception_reaches_the_caller():
 
     with pytest.raises(ValueError, match="bad checkpoint"):
         in_own_thread(fail)
+
+
+def _environment_after(code: str, **env: str) -> str:
+    """GOMP_SPINCOUNT as a fresh interpreter sees it after ``code`` (with ``env`` added)."""
+    base = {k: v for k, v in os.environ.items() if k not in SPIN_VARIABLES}
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}; import os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_spin_briefly_sets_the_spin_count_before_torch_loads_and_keeps_the_users_choice():
+    set_first = "from savi_ros.openmp import spin_briefly; assert spin_briefly()"
+    assert _environment_after(set_first) == str(SPIN_COUNT)
+    assert _environment_after("from savi_ros.openmp import spin_briefly; spin_briefly()", GOMP_SPINCOUNT="7") == "7"
+    kept = "from savi_ros.openmp import spin_briefly; assert not spin_briefly()"
+    assert _environment_after(kept, OMP_WAIT_POLICY="PASSIVE") == "unset"
+    too_late = "import torch; from savi_ros.openmp import spin_briefly; assert not spin_briefly()"
+    assert _environment_after(too_late) == "unset"
+
+
+def test_the_savi_tracker_entry_point_sets_it_and_importing_the_node_does_not():
+    """The `savi_tracker` console script sets it before it imports the node (stopped there); a program that
+    imports the node as a library keeps its own environment."""
+    entry = "from savi_ros import launcher; launcher._run = lambda module: 0; launcher.tracker()"
+    assert _environment_after(entry) == str(SPIN_COUNT)
+    assert _environment_after("import savi_ros.tracker_node") == "unset"
