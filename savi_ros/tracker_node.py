@@ -7,7 +7,7 @@ the offline bag tracker drives too.
 Threads: subscription callbacks only file messages into the pipeline; one worker thread takes the
 latest frame, processes it and publishes, so a slow model never blocks a callback and never builds a
 backlog. Images skip the executor: a thread of their own waits on the image subscription alone, takes
-each image and files it (`ImageTaker`), so an image reaches the worker without passing through the
+each image and files it (`savi_ros.taker`), so an image reaches the worker without passing through the
 executor's Python loop over all the node's entities, whose wait-set rebuilds held the GIL on the image's
 way in and, after the callback, against the worker taking it. The executor is single-threaded on
 purpose: a lifecycle transition destroys subscriptions and publishers that carry QoS event handlers, and
@@ -45,14 +45,10 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.context import Context
-from rclpy.guard_condition import GuardCondition
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.subscription import Subscription
 from geometry_msgs.msg import Point, PointStamped
 from rclpy.subscription import MessageInfo
 from rclpy.qos import qos_policy_name_from_kind
@@ -73,6 +69,7 @@ from savi_ros.model_store import ModelLoadError, load_tracker
 from savi_ros.openmp import in_own_thread
 from savi_ros.pipeline import STEP_FAILED, Frame, Pipeline, Settings
 from savi_ros.qos import keep_last
+from savi_ros.taker import OwnThreadGroup, Taker
 from savi_ros.transport import ImageAges, PublisherGaps
 
 NODE_NAME = "savi_tracker"
@@ -85,59 +82,6 @@ DETECTIONS_QOS = keep_last(10)
 OUTPUT_QOS = keep_last(5)
 LATCHED_QOS = keep_last(1, latched=True)
 DIAGNOSTICS_QOS = keep_last(10)
-
-
-class OwnThreadGroup(MutuallyExclusiveCallbackGroup):
-    """A callback group whose subscriptions no executor waits on (an `ImageTaker` takes them); its other
-    entities, the subscriptions' QoS event handlers, run in the executor as usual."""
-
-    def can_execute(self, entity) -> bool:
-        return not isinstance(entity, Subscription) and super().can_execute(entity)
-
-
-class ImageTaker:
-    """A thread that waits on one subscription (of an `OwnThreadGroup`) and hands each message and its info
-    to ``on_message``, as an executor would, until `stop`. Its wait set holds that subscription and a guard
-    condition of its own, rclpy's low-level one as `rclpy.wait_for_message` uses it."""
-
-    def __init__(self, subscription: Subscription, context: Context, on_message, on_error) -> None:
-        self._sub, self._context = subscription, context
-        self._on_message, self._on_error = on_message, on_error
-        self._wake = GuardCondition(None, None, context=context)  # not a node's: no executor waits on it
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="savi_tracker_images", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        sub, wake = self._sub, self._wake
-        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self._context.handle)
-        while not self._stopping.is_set():
-            try:
-                with sub.handle, wake.handle:
-                    wait_set.clear_entities()
-                    wait_set.add_subscription(sub.handle)
-                    wait_set.add_guard_condition(wake.handle)
-                    wait_set.wait(-1)  # releases the GIL
-                    if self._stopping.is_set():
-                        return
-                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
-                if taken is not None:
-                    self._on_message(*taken)
-            except Exception as exc:  # keep taking; a closed context ends the thread
-                if not self._context.ok():
-                    return
-                self._on_error(exc)
-
-    def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop taking (the thread leaves its wait at once); False when it did not end within ``timeout_s``.
-        The subscription may be destroyed after a True."""
-        self._stopping.set()
-        self._wake.trigger()
-        self._thread.join(timeout=timeout_s)
-        if self._thread.is_alive():
-            return False
-        self._wake.destroy()
-        return True
 
 
 class TrackerNode(LifecycleNode):
@@ -158,8 +102,8 @@ class TrackerNode(LifecycleNode):
         self._warned_at: dict[str, float] = {}
         self._published_labels: Optional[dict[int, str]] = None
         self._io_group = MutuallyExclusiveCallbackGroup()
-        self._image_group = OwnThreadGroup()  # the image subscription: taken by `_images`, not the executor
-        self._images: Optional[ImageTaker] = None
+        self._image_group = OwnThreadGroup()  # the image subscription: `_images` takes it, not the executor
+        self._images: Optional[Taker] = None
         self._subs: list = []
         self._pubs: dict[str, object] = {}
         self._savi_services: list = []
@@ -312,7 +256,7 @@ class TrackerNode(LifecycleNode):
             )
             for msg_type, topic in ((PointStamped, "points"), (Point, "points_click"), (Image, "prompt_masks"))
         ]
-        self._images = ImageTaker(image_sub, self.context, self._on_image, self._image_failed)
+        self._images = Taker(image_sub, self.context, self._on_image, self._image_failed, "savi_tracker_images")
 
     def _stop_processing(self) -> None:
         if self._images is not None:
@@ -393,7 +337,7 @@ class TrackerNode(LifecycleNode):
             pipeline.add_image(msg, time.monotonic(), missed)
 
     def _image_failed(self, exc: Exception) -> None:
-        """An image the `ImageTaker` could not take or file: logged, and the next one is taken."""
+        """An image the image thread could not take or file: logged, and the next one is taken."""
         self.get_logger().error(
             f"taking an image failed: {type(exc).__name__}: {exc}", throttle_duration_sec=WARN_THROTTLE_S
         )
