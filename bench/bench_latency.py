@@ -41,6 +41,7 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from node_client import RELIABLE, ROOT, Client, rss_mb, start_tracker
+from savi_ros.taker import OwnThreadGroup, Taker
 from savi_scenes import SceneConfig, generate_scene
 
 
@@ -58,7 +59,9 @@ class LatencyClient(Client):
 
     It needs only the outputs' stamps, so it subscribes them raw (``raw=True``: the serialized bytes) and
     reads the stamp from them: deserialising the 600 KB masks in Python would cost this client, on the cores
-    it shares with the node, time that a consumer of the masks spends anyway but that is not the node's."""
+    it shares with the node, time that a consumer of the masks spends anyway but that is not the node's.
+    For the same reason each output is taken by a thread of its own (`savi_ros.taker`), not the executor,
+    and an image's send time is taken once its message is built, just before it is published."""
 
     def __init__(self, namespace: str) -> None:
         super().__init__(namespace, "latency_client")
@@ -67,9 +70,19 @@ class LatencyClient(Client):
         self.done: dict[int, float] = {}
         self.step_ms: list[float] = []
         self.arrived = threading.Condition(self.lock)
+        self.takers = []
         for msg_type, topic in ((Detection2DArray, "tracks"), (Image, "masks")):
-            self.node.create_subscription(
-                msg_type, topic, lambda data, kind=topic: self._arrived(data, kind), RELIABLE, raw=True
+            sub = self.node.create_subscription(
+                msg_type, topic, lambda data: None, RELIABLE, raw=True, callback_group=OwnThreadGroup()
+            )
+            self.takers.append(
+                Taker(
+                    sub,
+                    self.node.context,
+                    lambda data, info, kind=topic: self._arrived(data, kind),
+                    self._failed,
+                    f"latency_{topic}",
+                )
             )
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
         self.start()
@@ -91,10 +104,17 @@ class LatencyClient(Client):
                 with self.lock:
                     self.step_ms.append(float(values["step_ms_mean"]))
 
-    def publish(self, stamp_ns: int, frame: np.ndarray, boxes, with_ids: bool = True) -> None:
+    def _failed(self, exc: Exception) -> None:
+        print(f"taking an output failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def sending(self, stamp_ns: int) -> None:
         with self.lock:
             self.sent[stamp_ns] = time.perf_counter()
-        super().publish(stamp_ns, frame, boxes, with_ids)
+
+    def close(self) -> None:
+        for taker in self.takers:
+            taker.stop()
+        super().close()
 
     def reset_records(self) -> None:
         with self.lock:

@@ -18,10 +18,11 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
 
-from savi_ros.conversions import detection_msg
+from savi_ros.conversions import detection_msg, numpy_to_image
 from savi_ros.dds import use_large_message_profile
 from savi_ros.qos import keep_last
 
@@ -127,12 +128,14 @@ class Client:
         """An rgb8 image, and with ``boxes`` a Detection2DArray of the same stamp (ids "1", "2", ... unless
         ``with_ids`` is False: a detector that does not track)."""
         stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-        img = Image(height=frame.shape[0], width=frame.shape[1], encoding="rgb8", step=frame.shape[1] * 3)
-        img.header.stamp = stamp
-        img.data = frame.tobytes()
+        img = numpy_to_image(frame, "rgb8", Header(stamp=stamp))  # the pixels copied once, as a camera driver would
+        self.sending(stamp_ns)
         self.image_pub.publish(img)
         if boxes is not None:
             self.publish_detections(stamp_ns, boxes, with_ids)
+
+    def sending(self, stamp_ns: int) -> None:
+        """Called just before the image of ``stamp_ns`` is published (its message is built)."""
 
     def publish_detections(
         self, stamp_ns: int, boxes: list[tuple[float, float, float, float]], with_ids: bool = False
