@@ -41,7 +41,6 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from node_client import RELIABLE, ROOT, Client, rss_mb, start_tracker
-from savi_ros.taker import OwnThreadGroup, Taker
 from savi_scenes import SceneConfig, generate_scene
 
 
@@ -70,6 +69,9 @@ class LatencyClient(Client):
         self.done: dict[int, float] = {}
         self.step_ms: list[float] = []
         self.arrived = threading.Condition(self.lock)
+        # Imported here: the bare step runs this file with another tree's code (--node-tree), maybe without it.
+        from savi_ros.taker import OwnThreadGroup, Taker
+
         self.takers = []
         for msg_type, topic in ((Detection2DArray, "tracks"), (Image, "masks")):
             sub = self.node.create_subscription(
