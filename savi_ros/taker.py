@@ -2,15 +2,18 @@
 
 rclpy's executors are Python loops over every entity of their nodes: each message waits for the loop to
 rebuild its wait set, take it and call back, and the loop holds the GIL while it does, against the thread
-that the callback handed the message to. A `Taker` waits on one subscription alone (and a guard condition
-that stops it) and calls back from its own thread as soon as a message is there. The subscription is made
-in an `OwnThreadGroup`, so no executor waits on it too; its QoS event handlers stay with the executor.
+that the callback handed the message to. A `Taker` waits on one subscription alone and calls back from its
+own thread as soon as a message is there. The subscription is made in an `OwnThreadGroup`, so no executor
+waits on it; its QoS event handlers (e.g. the incompatible-QoS warning) are the taker's too: rmw_fastrtps
+wakes a wait set holding a subscription's events on each of its messages, so an executor holding them woke
+2-4 times per image (measured) and took the GIL from the taker at every arrival.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
@@ -20,18 +23,29 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.subscription import MessageInfo, Subscription
 
 
+def _run_to_end(coroutine: Coroutine[Any, Any, None]) -> None:
+    """An event handler's ``execute``: a coroutine that ends without waiting, its callback being a function."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise RuntimeError("a QoS event callback awaited something: only plain functions are supported here")
+
+
 class OwnThreadGroup(MutuallyExclusiveCallbackGroup):
-    """A callback group whose subscriptions no executor waits on (a `Taker` takes them); its other
-    entities, the subscriptions' QoS event handlers, run in the executor as usual."""
+    """A callback group no executor runs anything of: a `Taker` takes its subscription and the subscription's
+    QoS events."""
 
     def can_execute(self, entity) -> bool:
-        return not isinstance(entity, Subscription) and super().can_execute(entity)
+        return False
 
 
 class Taker:
     """A thread that waits on one subscription (of an `OwnThreadGroup`) and hands each message and its info
-    to ``on_message``, as an executor would, until `stop`. Its wait set holds that subscription and a guard
-    condition of its own, rclpy's low-level one as `rclpy.wait_for_message` uses it."""
+    to ``on_message``, and runs its QoS event callbacks, as an executor would, until `stop`. Its wait set
+    holds that subscription, its events and a guard condition of its own: rclpy's low-level one, as
+    `rclpy.wait_for_message` uses it."""
 
     def __init__(
         self,
@@ -49,18 +63,29 @@ class Taker:
         self._thread.start()
 
     def _run(self) -> None:
-        sub, wake = self._sub, self._wake
-        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, 0, self._context.handle)
+        sub, wake, events = self._sub, self._wake, list(self._sub.event_handlers)
+        wait_set = _rclpy.WaitSet(1, 1, 0, 0, 0, len(events), self._context.handle)
         while not self._stopping.is_set():
             try:
-                with sub.handle, wake.handle:
+                with contextlib.ExitStack() as in_use:  # none of them can be destroyed while waited on
+                    for entity in (sub.handle, wake.handle, *events):
+                        in_use.enter_context(entity)
                     wait_set.clear_entities()
-                    wait_set.add_subscription(sub.handle)
+                    index = wait_set.add_subscription(sub.handle)
                     wait_set.add_guard_condition(wake.handle)
+                    for event in events:
+                        event.add_to_wait_set(wait_set)
                     wait_set.wait(-1)  # releases the GIL
                     if self._stopping.is_set():
                         return
-                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                    ready = [(event, event.take_data()) for event in events if event.is_ready(wait_set)]
+                    taken = (
+                        sub.handle.take_message(sub.msg_type, sub.raw)
+                        if wait_set.is_ready("subscription", index)
+                        else None
+                    )
+                for event, data in ready:
+                    _run_to_end(event.execute(data))
                 if taken is not None:
                     self._on_message(*taken)
             except InvalidHandle:  # the subscription was destroyed: nothing left to take

@@ -9,11 +9,16 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from rclpy.event_handler import SubscriptionEventCallbacks  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from savi_ros.taker import OwnThreadGroup, Taker  # noqa: E402
 from test.savi_ros.conftest import wait_for  # noqa: E402
+
+# rclpy's default incompatible-QoS callback of the test's best-effort publisher still calls the deprecated `warn`
+pytestmark = pytest.mark.filterwarnings("ignore:Deprecated in favor of:DeprecationWarning")
 
 
 @pytest.fixture
@@ -83,4 +88,28 @@ def test_a_failing_callback_is_reported_and_the_next_message_still_taken(spun_no
     pub.publish(String(data="good"))
     assert wait_for(lambda: taken == ["good"])
     assert [str(e) for e in errors] == ["cannot file it"]
+    assert taker.stop()
+
+
+def test_the_subscriptions_qos_events_run_in_the_taker_thread_not_the_executor(spun_node):
+    """A best-effort publisher meeting the reliable subscription: its incompatible-QoS callback runs, in the
+    taker's thread (no executor holds the subscription's events, which would wake it on every message)."""
+    node, executor = spun_node
+    topic = f"/taker_test_{uuid.uuid4().hex[:8]}"
+    events: list[tuple[str, str]] = []
+    reliable = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST, depth=1)
+    callbacks = SubscriptionEventCallbacks(
+        incompatible_qos=lambda event: events.append(
+            (qos_policy_name_from_kind(event.last_policy_kind), threading.current_thread().name)
+        )
+    )
+    sub = node.create_subscription(
+        String, topic, lambda m: None, reliable, callback_group=OwnThreadGroup(), event_callbacks=callbacks
+    )
+    assert sub.event_handlers and not any(executor.can_execute(h) for h in sub.event_handlers)
+    taker = Taker(sub, node.context, lambda msg, info: None, lambda exc: pytest.fail(f"{exc}"), "test_taker_qos")
+    best_effort = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
+    node.create_publisher(String, topic, best_effort)
+    assert wait_for(lambda: events)
+    assert events[0] == ("RELIABILITY", "test_taker_qos")
     assert taker.stop()
