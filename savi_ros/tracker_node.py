@@ -13,8 +13,8 @@ way in and, after the callback, against the worker taking it. The executor is si
 purpose: a lifecycle transition destroys subscriptions and publishers that carry QoS event handlers, and
 rclpy's multi-threaded executor can be building its wait set from those handlers at that moment
 (`InvalidHandle`, seen in CI); in one thread a transition never overlaps a wait-set build. The image
-thread's wait set holds only the image subscription (its event handlers stay with the executor), and a
-transition stops that thread before it destroys the subscription.
+thread's wait set holds only the image subscription and its QoS events, and a transition stops that
+thread before it destroys the subscription.
 
 Lifecycle: configure loads the checkpoint and builds the pipeline and the outputs; activate
 subscribes and starts the worker; deactivate stops both (a pause: live tracks are kept, `reset`
