@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 from savi_ros.dds import use_large_message_profile
 
@@ -71,6 +72,8 @@ def subscriber(way: str, topic: str, images: int) -> None:
     else:
         group = OwnThreadGroup() if way == "taker" else _EventsToExecutor()
         sub = node.create_subscription(Image, topic, lambda msg: None, QOS, callback_group=group)
+        if way != "taker":  # the events are the executor's: the taker must not wait on them too
+            sub = SimpleNamespace(handle=sub.handle, msg_type=sub.msg_type, raw=sub.raw, event_handlers=[])
         Taker(sub, node.context, arrived, lambda exc: print(f"failed: {exc}", file=sys.stderr), "take_bench")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
