@@ -223,11 +223,11 @@ def run_mode(
             next_at = start + (t + 1) / rate
             time.sleep(max(0.0, next_at - time.perf_counter()))
         t += 1
+    elapsed = time.perf_counter() - start  # the sending time: out/s is the rate the node kept up with
     time.sleep(1.0)  # let the last outputs arrive
     with client.lock:
         latencies = sorted(1000 * v for v in client.done.values())
         steps = list(client.step_ms)
-    elapsed = time.perf_counter() - start
     if not latencies:
         return {"sent": sent, "outputs": 0}
     p = lambda q: float(np.percentile(latencies, q))  # noqa: E731
