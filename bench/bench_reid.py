@@ -10,14 +10,17 @@ sees it, under a new id, or not picked up, the failures split by where the origi
 but lost track, dormant, ended); false revivals (a revived or reclaimed id on another object); IDF1 and ID
 switches (motmetrics, mask IoU >= 0.5). ``--cost`` adds ``Tracker.step``'s time with 10 dormant tracks
 beside none. Tune on ``--split dev``, report ``--split held-out``. Run:
-``PYTHONPATH=. .venv/bin/python bench/bench_reid.py --split held-out --scenes 15 --threads 1 [--world 2d|3d] [--cost]``.
+``PYTHONPATH=. .venv/bin/python bench/bench_reid.py --split held-out --scenes 15 --threads 1 [--world 2d|3d] [--cost]``;
+``--json FILE`` writes the totals for `training.results_tables` (docs/results/reid_held_out.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import deque
+from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--dormancy", choices=("on", "off", "both"), default="both", help="on alone when tuning")
     parser.add_argument("--cost", action="store_true", help="and time Tracker.step with 10 dormant tracks vs none")
     parser.add_argument("--reid-threshold", type=float, default=TrackerConfig().reid_threshold)
+    parser.add_argument("--json", type=Path, default=None, help="write the totals here (results_tables kind reid)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from savi_ros.model_store import resolve_checkpoint
@@ -171,18 +175,31 @@ def main() -> None:
     height, width = (int(v) for v in args.size.lower().split("x"))
     first = SPLITS[args.split] if args.first_seed is None else args.first_seed
     print(f"{args.split if args.first_seed is None else 'custom'} seeds {first}..{first + args.scenes - 1}")
+    results = {
+        "checkpoint": args.checkpoint,
+        "split": args.split if args.first_seed is None else "custom",
+        "seeds": [first, first + args.scenes - 1],
+        "size": args.size,
+        "frames": args.frames,
+        "reid_threshold": args.reid_threshold,
+        "worlds": {},
+    }
     for world in ("2d", "3d") if args.world == "both" else (args.world,):
         family = scenes(world, first, args.scenes, height, width, args.frames)
         modes = {"off": (0.0,), "on": (TrackerConfig().dormant_seconds,)}.get(args.dormancy)
         for dormant in modes or (0.0, TrackerConfig().dormant_seconds):
             config = TrackerConfig(dormant_seconds=dormant, reid_threshold=args.reid_threshold)
-            report(world, dormant, [run(model, scene, config) for scene in family])
+            totals = report(world, dormant, [run(model, scene, config) for scene in family])
+            results["worlds"].setdefault(world, {})["on" if dormant > 0 else "off"] = totals
         if args.cost:
             step_cost(model, family[0])
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
 
-def report(world: str, dormant: float, rows: list[dict[str, float]]) -> None:
-    """One line of totals, one of the failures by where the original id was."""
+def report(world: str, dormant: float, rows: list[dict[str, float]]) -> dict[str, float]:
+    """One line of totals, one of the failures by where the original id was; returns the totals (IDF1: the
+    mean of the scenes')."""
     total = {k: sum(r[k] for r in rows) for k in rows[0] if k != "idf1"}
     idf1 = 100 * float(np.mean([r["idf1"] for r in rows]))
     share = 100 * total["resumed"] / max(total["reappearances"], 1)
@@ -194,6 +211,7 @@ def report(world: str, dormant: float, rows: list[dict[str, float]]) -> None:
     )
     failures = [f"{k} {total[k]}" for k in total if " " in k and total[k]]
     print(f"  failures by where the original id was at the detection: {', '.join(failures) or 'none'}")
+    return {**{k: int(v) for k, v in total.items()}, "idf1": idf1 / 100}
 
 
 def step_cost(model: torch.nn.Module, scene: Scene, sleepers: int = 10) -> None:

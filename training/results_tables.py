@@ -9,6 +9,8 @@ Kinds:
   * ``generalization``: files of ``python -m training.generalization --out``; one row per split, one
     column group (FG-ARI / mIoU / J&F / IDF1) per method of every file, labelled ``method (file's model,
     N videos)``.
+  * ``reid``: files of ``bench/bench_reid.py --json``; one row per world and dormancy setting: reappearances
+    resumed under the original id, false revivals, IDF1, ID switches.
 """
 
 from __future__ import annotations
@@ -59,7 +61,31 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"generalization": generalization_table}
+def reid_table(files: list[dict[str, Any]]) -> str:
+    """Rows: each file's worlds, dormancy off then on."""
+    lines = [
+        "| model | seeds | world | dormancy | resumed | false revivals | IDF1 | ID switches |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for results in files:
+        seeds = "{}–{}".format(*results["seeds"])
+        for world, modes in results["worlds"].items():
+            for mode in ("off", "on"):
+                if mode not in modes:
+                    continue
+                t = modes[mode]
+                resumed = (
+                    f"{100 * t['resumed'] / max(t['reappearances'], 1):.0f}% ({t['resumed']}/{t['reappearances']})"
+                )
+                false = "–" if mode == "off" else f"{t['false_revivals']} of {t['revivals']}"
+                lines.append(
+                    f"| {results['checkpoint']} | {seeds} | {world.upper()} | {mode} | {resumed} | {false} | "
+                    f"{_percent(t['idf1'])} | {t['switches']} |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"generalization": generalization_table, "reid": reid_table}
 
 
 def render_document(text: str, base: Path) -> str:

@@ -30,6 +30,23 @@ def test_marked_table_is_rendered_from_its_files_and_other_text_is_kept(tmp_path
     assert render_document(out, tmp_path) == out
 
 
+def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
+    totals = dict(reappearances=52, resumed=44, new_id=6, missed=2, revivals=34, false_revivals=1, switches=5)
+    off = {**totals, "resumed": 20, "idf1": 0.617}
+    reid = {
+        "checkpoint": "default",
+        "seeds": [8000, 8014],
+        "worlds": {"2d": {"on": {**totals, "idf1": 0.766}, "off": off}},
+    }
+    (tmp_path / "r.json").write_text(json.dumps(reid))
+    out = render_document("<!-- results: reid r.json -->\n<!-- end results -->\n", tmp_path)
+    rows = [line for line in out.splitlines() if line.startswith("| default")]
+    assert rows == [
+        "| default | 8000–8014 | 2D | off | 38% (20/52) | – | 61.7 | 5 |",
+        "| default | 8000–8014 | 2D | on | 85% (44/52) | 1 of 34 | 76.6 | 5 |",
+    ]
+
+
 def test_unknown_kind_or_missing_file_names_it(tmp_path):
     with pytest.raises(ResultsError, match="nope"):
         render_document("<!-- results: nope a.json -->\n<!-- end results -->", tmp_path)
