@@ -269,7 +269,7 @@ class DemoCamera(Node):
         self._wait_for_subscribers(stop)
         period = 1.0 / cfg.rate
         index, last_stamp = 0, -1
-        while not stop.is_set() and (cfg.num_scenes == 0 or index < cfg.num_scenes):
+        while not stop.is_set() and self.context.ok() and (cfg.num_scenes == 0 or index < cfg.num_scenes):
             seed = cfg.seed + index
             scene = cfg.make_scene(seed)
             if index > 0 and cfg.reset_between_scenes:
@@ -278,7 +278,7 @@ class DemoCamera(Node):
             self.get_logger().info(f"scene {index} (seed {seed}, {scene.num_objects} objects)")
             start = time.monotonic()
             for t in range(cfg.frames_per_scene):
-                if stop.wait(max(0.0, start + t * period - time.monotonic())):
+                if stop.wait(max(0.0, start + t * period - time.monotonic())) or not self.context.ok():
                     return
                 last_stamp = self._publish(scene, FrameTag(cfg.frame_id, index, t, seed))
             stop.wait(period)
@@ -292,7 +292,9 @@ def main(args: list[str] | None = None) -> int:
     if node is None:
         return code
     stop = threading.Event()
-    node.context.on_shutdown(stop.set)  # SIGINT shuts the context down: stop playing
+    # Another thread's shutdown runs this; rclpy's SIGINT handler does not (it shuts the context down in C):
+    # `play` also stops on the context itself.
+    node.context.on_shutdown(stop.set)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=spin_until_shutdown, args=(executor,), daemon=True)
@@ -312,6 +314,7 @@ def main(args: list[str] | None = None) -> int:
         # Ctrl-C shut the context down between the stop check and a publish: a clean stop.
     finally:
         shutdown()
+        executor.wake()  # a spinner waiting when the context went down would otherwise wait on
         spinner.join(timeout=30.0)  # a daemon thread still in rclpy at exit can abort the process
         node.destroy_node()
     return code
