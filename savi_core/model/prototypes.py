@@ -51,11 +51,37 @@ def join(
     return torch.cat([proto.flatten(-2), centre, size, velocity, obj.unsqueeze(-1)], dim=-1)
 
 
-def cell_centres(height: int, width: int, device: torch.device) -> torch.Tensor:
-    """``[h*w, 2]`` (y, x) centres of the feature cells, normalised to [0, 1]."""
+def cell_axes(height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ys [h], xs [w])``: the centres of the feature cells' rows and columns, normalised to [0, 1]."""
     ys = (torch.arange(height, device=device) + 0.5) / height
     xs = (torch.arange(width, device=device) + 0.5) / width
-    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+    return ys, xs
+
+
+def cell_centres(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """``[h*w, 2]`` (y, x) centres of the feature cells, normalised to [0, 1]."""
+    return torch.stack(torch.meshgrid(*cell_axes(height, width, device), indexing="ij"), dim=-1).reshape(-1, 2)
+
+
+def _per_cell(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """``[B, M, N]`` from a test of the grid's rows ``[B, M, h]`` and one of its columns ``[B, M, w]``: a test
+    of each cell's centre (y, x) that is true where both are, made on h + w values instead of h * w."""
+    return (rows.unsqueeze(-1) & columns.unsqueeze(-2)).flatten(-2)
+
+
+def _box_weights(
+    axes: tuple[torch.Tensor, torch.Tensor], centre: torch.Tensor, half: torch.Tensor, sigma: torch.Tensor
+) -> torch.Tensor:
+    """``[B, M, N]``: a Gaussian of width ``sigma`` around ``centre`` over the cells within ``half`` of it (all
+    ``[B, M, 2]``), 0 elsewhere. The grid is separable: offsets, squares and the box test per row and per
+    column, then combined."""
+    offsets = [a - centre[..., i : i + 1] for i, a in enumerate(axes)]  # [B, M, h], [B, M, w]
+    inside = _per_cell(*(o.abs() <= half[..., i : i + 1] for i, o in enumerate(offsets)))
+    dy, dx = ((o / sigma[..., i : i + 1]).square() for i, o in enumerate(offsets))
+    exponent = (dy.unsqueeze(-1) + dx.unsqueeze(-2)).flatten(-2)
+    # Outside the box the weight is 0 whatever its exponent: a zero exponent there spares exp its slow path
+    # for arguments far below its range (10x the time of the whole pooling).
+    return torch.exp(-0.5 * exponent.masked_fill(~inside, 0.0)) * inside
 
 
 def _logit(p: float) -> float:
@@ -90,15 +116,13 @@ class PrototypeInitializer(nn.Module):
         ``kept [B, E, C]`` are prototypes of slots that carry on (new background avoids them)."""
         b, n, c = features.shape
         h, w = grid
-        cells = cell_centres(h, w, features.device).to(features.dtype)  # [N, 2]
+        axes = tuple(a.to(features.dtype) for a in cell_axes(h, w, features.device))
         centre = (boxes[..., :2] + boxes[..., 2:]) / 2
         size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(0)
         cell = features.new_tensor([1.0 / h, 1.0 / w])
         extent = torch.maximum(size, 1.5 * cell)  # a point pools a few cells around it
         sigma = F.softplus(self.pool_width) * extent  # [B, M, 2]
-        d = (cells.view(1, 1, n, 2) - centre.unsqueeze(2)) / sigma.unsqueeze(2)
-        inside = ((cells.view(1, 1, n, 2) - centre.unsqueeze(2)).abs() <= (extent / 2 + cell / 2).unsqueeze(2)).all(-1)
-        weights = torch.exp(-0.5 * d.square().sum(-1)) * inside  # [B, M, N]
+        weights = _box_weights(axes, centre, extent / 2 + cell / 2, sigma)  # [B, M, N]
         protos = F.normalize(torch.einsum("bmn,bnc->bmc", weights, features), dim=-1)
         on = conditioned > 0.5
         # A point says nothing of its object's size: its slot expects a large one (a weak spatial prior, and
@@ -106,7 +130,7 @@ class PrototypeInitializer(nn.Module):
         point = (size <= 0).all(-1, keepdim=True)
         expected = torch.where(point, torch.full_like(size, POINT_SIZE), size)
         region = torch.cat([centre - expected / 2, centre + expected / 2], dim=-1)
-        background = self._background(features, cells, region, on, protos, kept)  # [B, K, C]
+        background = self._background(features, axes, region, on, protos, kept)  # [B, K, C]
         looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
         obj_slots = join(looks, centre, expected, torch.zeros_like(centre), on.to(features.dtype))
         s = self.prototypes
@@ -157,7 +181,7 @@ class PrototypeInitializer(nn.Module):
     def _background(
         self,
         features: torch.Tensor,
-        cells: torch.Tensor,
+        axes: tuple[torch.Tensor, torch.Tensor],
         boxes: torch.Tensor,
         on: torch.Tensor,
         protos: torch.Tensor,
@@ -168,10 +192,10 @@ class PrototypeInitializer(nn.Module):
         still reach the fusion of scales."""
         b, n, c = features.shape
         k = self.num_slots
-        inside = (
-            (cells.view(1, 1, n, 2) >= boxes[..., :2].unsqueeze(2))
-            & (cells.view(1, 1, n, 2) <= boxes[..., 2:].unsqueeze(2))
-        ).all(-1) & on.unsqueeze(-1)
+        inside = _per_cell(
+            *((a >= boxes[..., i : i + 1]) & (a <= boxes[..., i + 2 : i + 3]) for i, a in enumerate(axes))
+        )
+        inside = inside & on.unsqueeze(-1)
         candidate = ~inside.any(1)  # [B, N]
         candidate = torch.where(candidate.any(1, keepdim=True), candidate, torch.ones_like(candidate))
         with torch.no_grad():
@@ -183,23 +207,21 @@ class PrototypeInitializer(nn.Module):
             near = torch.where((known.abs().sum(-1) > 0).unsqueeze(1), near, torch.full_like(near, 2.0))
             dist = near.amin(-1) if near.shape[-1] else torch.full((b, n), 2.0, device=features.device)
             dist = torch.where(candidate, dist, torch.full_like(dist, -1.0))
+            # Features are unit length, so 1 - similarity >= -1: the cells that are no candidates stay at -1.
             seeds = []
             for _ in range(k):
-                pick = dist.argmax(1)  # [B]
-                seed = features[torch.arange(b), pick]  # [B, C]
+                seed = features.gather(1, dist.argmax(1).view(b, 1, 1).expand(b, 1, c))  # [B, 1, C]
                 seeds.append(seed)
-                dist = torch.minimum(
-                    dist,
-                    torch.where(candidate, 1 - torch.einsum("bnc,bc->bn", features, seed), torch.full_like(dist, -1.0)),
-                )
-            centres = torch.stack(seeds, 1)  # [B, K, C]
+                dist = torch.minimum(dist, 1 - torch.bmm(features, seed.mT).view(b, n))
+            centres = torch.cat(seeds, 1)  # [B, K, C]
+            slot_ids = torch.arange(k, device=features.device)
             for _ in range(KMEANS_ROUNDS):
-                assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1)
-                member = F.one_hot(assign, k).to(features.dtype) * candidate.unsqueeze(-1)
+                assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1, keepdim=True)
+                member = ((assign == slot_ids) & candidate.unsqueeze(-1)).to(features.dtype)  # [B, N, K]
                 sums = torch.einsum("bnk,bnc->bkc", member, features)
                 centres = torch.where(member.sum(1).unsqueeze(-1) > 0, F.normalize(sums, dim=-1), centres)
-            assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1)
-            member = F.one_hot(assign, k).to(features.dtype) * candidate.unsqueeze(-1)
+            assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1, keepdim=True)
+            member = ((assign == slot_ids) & candidate.unsqueeze(-1)).to(features.dtype)
         means = F.normalize(torch.einsum("bnk,bnc->bkc", member, features), dim=-1)
         return torch.where(member.sum(1).unsqueeze(-1) > 0, means, centres)
 

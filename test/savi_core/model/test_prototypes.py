@@ -171,3 +171,69 @@ def test_remove_track_between_steps_restarts_the_slot_of_a_model_that_starts_fro
     assert tracker.remove_track(1)
     result = tracker.step(scene(1)[0])
     assert result.live_track_ids == [2] and (result.label_map == 2).sum() > 0 and not (result.label_map == 1).any()
+
+
+def _reference_weights(cells, centre, half, sigma):
+    """The box's Gaussian weights computed per cell from its (y, x) centre."""
+    offset = cells.view(1, 1, -1, 2) - centre.unsqueeze(2)
+    inside = (offset.abs() <= half.unsqueeze(2)).all(-1)
+    return torch.exp(-0.5 * (offset / sigma.unsqueeze(2)).square().sum(-1)) * inside
+
+
+def _reference_background(features, cells, boxes, on, protos, kept, k):
+    """Background prototypes as the farthest-point seeds and k-means are defined: per cell, per seed, a
+    one-hot membership per round."""
+    b, n, _ = features.shape
+    inside = (
+        (cells.view(1, 1, n, 2) >= boxes[..., :2].unsqueeze(2))
+        & (cells.view(1, 1, n, 2) <= boxes[..., 2:].unsqueeze(2))
+    ).all(-1) & on.unsqueeze(-1)
+    candidate = ~inside.any(1)
+    candidate = torch.where(candidate.any(1, keepdim=True), candidate, torch.ones_like(candidate))
+    known = protos * on.unsqueeze(-1)
+    if kept is not None:
+        known = torch.cat([known, kept], dim=1)
+    near = 1 - torch.einsum("bnc,bec->bne", features, known)
+    near = torch.where((known.abs().sum(-1) > 0).unsqueeze(1), near, torch.full_like(near, 2.0))
+    dist = torch.where(candidate, near.amin(-1), torch.full((b, n), -1.0))
+    seeds = []
+    for _ in range(k):
+        seed = features[torch.arange(b), dist.argmax(1)]
+        seeds.append(seed)
+        far = torch.where(candidate, 1 - torch.einsum("bnc,bc->bn", features, seed), torch.full_like(dist, -1.0))
+        dist = torch.minimum(dist, far)
+    centres = torch.stack(seeds, 1)
+    for round_ in range(3):
+        member = F.one_hot(torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1), k).float()
+        member = member * candidate.unsqueeze(-1)
+        if round_ < 2:
+            sums = torch.einsum("bnk,bnc->bkc", member, features)
+            centres = torch.where(member.sum(1).unsqueeze(-1) > 0, F.normalize(sums, dim=-1), centres)
+    means = F.normalize(torch.einsum("bnk,bnc->bkc", member, features), dim=-1)
+    return torch.where(member.sum(1).unsqueeze(-1) > 0, means, centres)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_initializer_on_the_separable_grid_gives_the_bits_of_the_per_cell_definitions(seed):
+    """The initializer tests boxes per grid row and column and seeds without per-step masking: the same bits
+    as the per-cell weights and the masked farthest-point / one-hot k-means it replaces."""
+    from savi_core.model.prototypes import PrototypeInitializer, _box_weights, cell_axes, cell_centres
+
+    g = torch.Generator().manual_seed(seed)
+    b, h, w, c, m, k = 2, 7 + seed, 9, 16, 5, 8
+    features = F.normalize(torch.randn(b, h * w, c, generator=g), dim=-1)
+    corners = torch.rand(b, m, 2, 2, generator=g)
+    boxes = torch.cat([corners.amin(2), corners.amax(2)], dim=-1)  # [B, M, 4] y0, x0, y1, x1
+    boxes[:, 0, 2:] = boxes[:, 0, :2]  # a point
+    boxes[:, 1] = torch.tensor([0.5 / h, 0.5 / w, 1.5 / h, 2.5 / w])  # edges on cell centres
+    on = torch.rand(b, m, generator=g) > 0.3
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    half = torch.rand(b, m, 2, generator=g) / 2
+    sigma = torch.rand(b, m, 2, generator=g) / 4 + 0.01
+    axes, cells = cell_axes(h, w, torch.device("cpu")), cell_centres(h, w, torch.device("cpu"))
+    assert torch.equal(_box_weights(axes, centre, half, sigma), _reference_weights(cells, centre, half, sigma))
+    init = PrototypeInitializer(k, c)
+    protos = F.normalize(torch.randn(b, m, c, generator=g), dim=-1)
+    for kept in (None, F.normalize(torch.randn(b, 3, c, generator=g), dim=-1)):
+        got = init._background(features, axes, boxes, on, protos, kept)
+        assert torch.equal(got, _reference_background(features, cells, boxes, on, protos, kept, k))
