@@ -55,11 +55,12 @@ def _install(out: Path) -> None:
 
     step = Tracker.step
 
-    def timed_step(self, *args, **kwargs):
+    def timed_step(self, image, detections=None, *args, **kwargs):
         stamp = getattr(current, "stamp", None)
         if stamp is not None:
+            mark(stamp, "detections", len(detections or []))
             mark(stamp, "step_start")
-        result = step(self, *args, **kwargs)
+        result = step(self, image, detections, *args, **kwargs)
         if stamp is not None:
             mark(stamp, "step_end")
             for key, value in result.timings.items():
@@ -160,19 +161,34 @@ SPANS = (  # (label, from, to): consecutive spans of one frame, on the system cl
 
 
 def summary(directory: Path) -> str:
-    """Median and p90 of each span over the recorded frames (ms)."""
+    """Median and p90 of each span over the recorded frames (ms): all of them, then the frames whose step
+    took detections and the frames whose step took none."""
     frames = [f for f in json.loads((directory / "frames.json").read_text()).values() if "published" in f]
-    lines = [f"{len(frames)} published frames; medians (p90) in ms"]
-    for label, start, end in SPANS:
-        values = sorted((f[end] - f[start]) * 1e-6 for f in frames if start in f and end in f)
-        if values:
-            lines.append(
-                f"  {label:40s} {statistics.median(values):7.2f} ({values[int(0.9 * (len(values) - 1))]:7.2f})"
+    kinds = {
+        "all": frames,
+        "with detections": [f for f in frames if f.get("detections")],
+        "without": [f for f in frames if not f.get("detections")],
+    }
+    lines = [
+        f"{len(frames)} published frames, {len(kinds['with detections'])} of them stepped with detections; "
+        "medians (p90) in ms"
+    ]
+    lines.append(f"  {'':40s} " + " ".join(f"{kind:>17s}" for kind in kinds))
+
+    def row(label: str, value) -> None:
+        cells = []
+        for group in kinds.values():
+            values = sorted(v for v in map(value, group) if v is not None)
+            cells.append(
+                f"{statistics.median(values):7.2f} ({values[int(0.9 * (len(values) - 1))]:7.2f})" if values else ""
             )
-    keys = sorted({k for f in frames for k in f if k.endswith("_ms")})
-    for key in keys:
-        values = sorted(f[key] for f in frames if key in f)
-        lines.append(f"  {key:40s} {statistics.median(values):7.2f} ({values[int(0.9 * (len(values) - 1))]:7.2f})")
+        if any(cells):
+            lines.append(f"  {label:40s} " + " ".join(f"{cell:>17s}" for cell in cells))
+
+    for label, start, end in SPANS:
+        row(label, lambda f: (f[end] - f[start]) * 1e-6 if start in f and end in f else None)
+    for key in sorted({k for f in frames for k in f if k.endswith("_ms")}):
+        row(key, lambda f: f.get(key))
     return "\n".join(lines)
 
 
