@@ -39,6 +39,7 @@ class Association:
     new: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     duplicate_tracks: dict[int, int] = field(default_factory=dict)  # track -> the matched track it doubles
+    iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [N, M] detection-track IoU, any class
 
 
 def accepted(
@@ -84,9 +85,9 @@ def associate(
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     track_boxes = np.asarray(track_boxes, np.float64).reshape(-1, 4)
     n, m = len(boxes), len(track_boxes)
-    result = Association()
-    compatible = np.array([[_compatible(c, t) for t in track_classes] for c in classes], bool).reshape(n, m)
     any_class_iou = box_iou_xyxy(boxes, track_boxes)
+    result = Association(iou=any_class_iou)
+    compatible = np.array([[_compatible(c, t) for t in track_classes] for c in classes], bool).reshape(n, m)
     # Pairs under the threshold are not candidates at all: left in, they would steer the assignment.
     iou = np.where(compatible & (any_class_iou >= iou_threshold), any_class_iou, 0.0)
     if n and m:

@@ -102,7 +102,9 @@ class SlotConditioning:
         whose slots start from them."""
         yxyx = torch.full((1, self._num_objects, 4), -1.0)
         conditioned = torch.zeros(1, self._num_objects)
+        conditioned[0, list(starts)] = 1.0
         size = torch.tensor([height, width, height, width], dtype=torch.float32)
+        boxed = []  # slots conditioned by their box: converted together below
         for slot, start in starts.items():
             if start.point is not None:
                 x, y = start.point
@@ -112,8 +114,10 @@ class SlotConditioning:
                 y, x = ys.mean() + 0.5, xs.mean() + 0.5
                 yxyx[0, slot] = torch.tensor([y, x, y, x], dtype=torch.float32) / size
             else:
-                yxyx[0, slot] = boxes_xyxy_to_yxyx(torch.as_tensor(start.box, dtype=torch.float32), height, width)
-            conditioned[0, slot] = 1.0
+                boxed.append(slot)
+        if boxed:
+            pixels = torch.as_tensor(np.stack([starts[slot].box for slot in boxed]), dtype=torch.float32)
+            yxyx[0, boxed] = boxes_xyxy_to_yxyx(pixels, height, width)
         yxyx, conditioned = yxyx.to(self.device), conditioned.to(self.device)
         cond = Conditioning(conditioned=conditioned, features=features)
         if self.init_kind == "bbox":

@@ -12,7 +12,6 @@ import numpy as np
 from savi_core.tracking.association import associate
 from savi_core.tracking.conditioning import Start, prompt_start
 from savi_core.tracking.datatypes import Detection
-from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.live_track import LiveTrack, TrackBook
 from savi_core.tracking.tracker_config import TrackerConfig
 
@@ -105,7 +104,7 @@ def _detections(
         # whose slot is fading, re-anchors its slot (same id); with refresh, of any live track.
         slot, track = live[track_index]
         box = candidates[det_index][0]
-        drifted = box_iou_xyxy(track.box, box)[0, 0] < REANCHOR_IOU or track.score < REANCHOR_SCORE
+        drifted = found.iou[det_index, track_index] < REANCHOR_IOU or track.score < REANCHOR_SCORE
         track.anchor_to(box)
         if config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled or drifted:
             out.new_boxes[slot] = Start(box)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from savi_core.tracking.association import COVERED, associate
+from savi_core.tracking.geometry import box_iou_xyxy
 
 
 def test_one_to_one_beats_greedy_best_overlap():
@@ -67,3 +68,17 @@ def test_two_tracks_splitting_one_detected_object_are_one_track_too_many():
     # Another class never doubles a track.
     labelled = associate(np.array([[10, 10, 30, 30]], float), ["cup"], tracks[:2], ["cup", "bowl"], 0.3)
     assert labelled.matches == {0: 0} and labelled.duplicate_tracks == {}
+
+
+def test_the_association_keeps_each_detection_track_iou_as_the_pairwise_iou_gives_it():
+    """`starts` reads a matched pair's IoU (re-anchoring) from the association instead of recomputing it: it
+    must be the same number as the IoU of that one pair, track box first."""
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 100, (9, 2, 2))
+    boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
+    dets, tracks = boxes[:5], boxes[5:] + rng.uniform(-5, 5, (4, 4))
+    found = associate(dets, [""] * 5, tracks, ["a", "b", "", "a"], 0.3)
+    assert found.iou.shape == (5, 4)
+    for d in range(5):
+        for t in range(4):
+            assert found.iou[d, t] == box_iou_xyxy(tracks[t], dets[d])[0, 0]
