@@ -214,14 +214,16 @@ class PrototypeInitializer(nn.Module):
                 seeds.append(seed)
                 dist = torch.minimum(dist, 1 - torch.bmm(features, seed.mT).view(b, n))
             centres = torch.cat(seeds, 1)  # [B, K, C]
-            slot_ids = torch.arange(k, device=features.device)
+            # Memberships: each candidate cell's 1 scattered to its nearest centre (one_hot times the
+            # candidate mask, in one small kernel instead of four).
+            weight = candidate.to(features.dtype).unsqueeze(-1)
             for _ in range(KMEANS_ROUNDS):
                 assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1, keepdim=True)
-                member = ((assign == slot_ids) & candidate.unsqueeze(-1)).to(features.dtype)  # [B, N, K]
+                member = features.new_zeros(b, n, k).scatter_(-1, assign, weight)  # [B, N, K]
                 sums = torch.einsum("bnk,bnc->bkc", member, features)
                 centres = torch.where(member.sum(1).unsqueeze(-1) > 0, F.normalize(sums, dim=-1), centres)
             assign = torch.einsum("bnc,bkc->bnk", features, centres).argmax(-1, keepdim=True)
-            member = ((assign == slot_ids) & candidate.unsqueeze(-1)).to(features.dtype)
+            member = features.new_zeros(b, n, k).scatter_(-1, assign, weight)
         means = F.normalize(torch.einsum("bnk,bnc->bkc", member, features), dim=-1)
         return torch.where(member.sum(1).unsqueeze(-1) > 0, means, centres)
 
