@@ -259,6 +259,7 @@ class PrototypeCorrector(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         proto, centre, size, velocity, obj = split(slots, self.prototypes)
         h, w = grid
+        axes = [a.to(features.dtype) for a in cell_axes(h, w, features.device)]
         cells = cell_centres(h, w, features.device).to(features.dtype)
         proto = F.normalize(proto, dim=-1)  # [B, K, S, C]
         looks = torch.einsum("bksc,bnc->bksn", proto, features)
@@ -268,8 +269,9 @@ class PrototypeCorrector(nn.Module):
         cell = features.new_tensor([1.0 / h, 1.0 / w])
         if self.spatial_prior:
             extent = torch.maximum(size, 2 * cell)
-            d = (cells.view(1, 1, -1, 2) - centre.unsqueeze(2)) / extent.unsqueeze(2)
-            logits = logits - (obj * self.prior).unsqueeze(-1) * d.square().sum(-1)
+            # Squared distances per grid row and column, summed per cell (the same sums as over cells).
+            dy, dx = (((a - centre[..., i : i + 1]) / extent[..., i : i + 1]).square() for i, a in enumerate(axes))
+            logits = logits - (obj * self.prior).unsqueeze(-1) * (dy.unsqueeze(-1) + dx.unsqueeze(-2)).flatten(-2)
         if bias is not None:
             logits = logits + bias
         attn = logits.softmax(dim=1)

@@ -38,7 +38,7 @@ def gate_bias(
 
     A slot's state follows whatever it attends to, so a slot that attends to a neighbouring object of
     similar looks, or to the background, moves there for good; the gate bounds that to the margin."""
-    bounds = torch.tensor([[-1.0, -1.0, 2.0, 2.0]]).repeat(num_slots, 1)  # ymin, xmin, ymax, xmax
+    bounds = [[-1.0, -1.0, 2.0, 2.0]] * num_slots  # ymin, xmin, ymax, xmax
     for slot, track in gated:
         frames = 1 + track.lost_frames
         x0, y0, x1, y1 = track.box
@@ -47,16 +47,18 @@ def gate_bias(
         half_w = max(x1 - x0, track.anchor_size[0]) / 2
         half_h = max(y1 - y0, track.anchor_size[1]) / 2
         grow = max(margin * frames * 2 * max(half_w / width, half_h / height), cell)
-        bounds[slot] = torch.tensor(
-            [
+        bounds[slot] = [
+            float(v)
+            for v in (
                 (cy - half_h) / height - grow,
                 (cx - half_w) / width - grow,
                 (cy + half_h) / height + grow,
                 (cx + half_w) / width + grow,
-            ]
-        )
-    b = bounds.view(-1, 4, 1, 1)
-    inside = (cell_y >= b[:, 0]) & (cell_y < b[:, 2]) & (cell_x >= b[:, 1]) & (cell_x < b[:, 3])
+            )
+        ]
+    b = torch.tensor(bounds, dtype=torch.float32).view(-1, 4, 1, 1)  # one conversion for all slots
+    # Rows and columns tested apart, then combined once over the grid.
+    inside = ((cell_y >= b[:, 0]) & (cell_y < b[:, 2])) & ((cell_x >= b[:, 1]) & (cell_x < b[:, 3]))
     return torch.where(inside, 0.0, GATE_BIAS).unsqueeze(0)
 
 

@@ -237,3 +237,29 @@ def test_initializer_on_the_separable_grid_gives_the_bits_of_the_per_cell_defini
     for kept in (None, F.normalize(torch.randn(b, 3, c, generator=g), dim=-1)):
         got = init._background(features, axes, boxes, on, protos, kept)
         assert torch.equal(got, _reference_background(features, cells, boxes, on, protos, kept, k))
+
+
+def test_corrector_attention_gives_the_bits_of_the_per_cell_spatial_prior():
+    """The corrector sums its spatial prior's squared distances per grid row and column: the attention must
+    be the same bits as with the prior computed per cell."""
+    from savi_core.model.prototypes import GEOMETRY, PrototypeCorrector, cell_centres
+
+    g = torch.Generator().manual_seed(2)
+    b, k, c, h, w = 2, 6, 16, 7, 9
+    corrector = PrototypeCorrector()
+    with torch.no_grad():
+        corrector.prior.fill_(0.7)
+    features = F.normalize(torch.randn(b, h * w, c, generator=g), dim=-1)
+    slots = torch.rand(b, k, c + GEOMETRY, generator=g)
+    slots[..., -1] = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    slots[:, 4, c + 2 : c + 4] = 0.0  # a point: the extent's floor of two cells
+    bias = torch.randn(b, k, h * w, generator=g)
+    with torch.no_grad():
+        _, attn = corrector(slots, features, (h, w), bias)
+        proto, centre, size, obj = slots[..., :c], slots[..., c : c + 2], slots[..., c + 2 : c + 4], slots[..., -1]
+        logits = torch.einsum("bksc,bnc->bksn", F.normalize(proto.unsqueeze(2), dim=-1), features)[:, :, 0]
+        logits = logits * corrector.log_temperature.exp()
+        extent = torch.maximum(size, 2 * features.new_tensor([1.0 / h, 1.0 / w]))
+        d = (cell_centres(h, w, features.device).view(1, 1, -1, 2) - centre.unsqueeze(2)) / extent.unsqueeze(2)
+        logits = logits - (obj * corrector.prior).unsqueeze(-1) * d.square().sum(-1) + bias
+    assert torch.equal(attn, logits.softmax(dim=1))
