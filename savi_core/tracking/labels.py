@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from savi_core.model.savi import upsample_attention
 from savi_core.tracking.geometry import resize_frames, resize_probabilities, tight_boxes
 
-GUIDED_RADIUS = 4  # guided filter window radius, in pixels of a 128-row model frame (scaled with it)
-GUIDED_EPS = 0.001  # its regularisation, in squared [0, 1] intensity: edges weaker than ~0.03 are smoothed over
+# Guided filter window radius, in pixels of a 128-row model frame (scaled with it): three feature cells, so each
+# window holds both sides of a coarse mask edge and fits the colour line that separates them.
+GUIDED_RADIUS = 12
+GUIDED_EPS = 1e-4  # its regularisation, in squared [0, 1] intensity: edges weaker than ~0.01 are smoothed over
 LUT_SIZE = 256  # cv2.LUT maps uint8 indices: slots plus the "under the threshold" entry must fit
 
 
