@@ -26,10 +26,11 @@ MAX_BYTES = 10 * 1024 * 1024
 RESULTS = "docs/results/default_generalization_320x240.json"
 V6_RESULTS = "docs/results/v6_generalization_320x240.json"  # v6 and the untrained matching, same videos
 
-CARD = """# Default model (v7): prototype slots over frozen pretrained features (fitted on a CPU)
+CARD = """# Default model (v8): prototype slots over frozen pretrained features (fitted on a CPU)
 
-Shipped as `checkpoint: default` of the `savi_tracker` node and used by `make demo`; the previous default
-stays loadable as `checkpoint: v6` (its card: `savi_ros/models/v6/MODEL_CARD.md`). Reproduce with
+Shipped as `checkpoint: default` of the `savi_tracker` node and used by `make demo`; the previous
+models stay loadable as `checkpoint: v7` (the same model fitted under the old guided-filter window) and
+`checkpoint: v6` (their cards: `savi_ros/models/v7/MODEL_CARD.md`, `savi_ros/models/v6/MODEL_CARD.md`). Reproduce with
 `make train-default`.
 
 ## What it is
@@ -109,7 +110,7 @@ def main() -> int:
     (dest / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     (ROOT / RESULTS).parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(Path(args.generalization).read_text())
-    results["checkpoint"] = "v7"  # the column's name in the rendered tables
+    results["checkpoint"] = "v8"  # the column's name in the rendered tables
     (ROOT / RESULTS).write_text(json.dumps(results, indent=1) + "\n")
     height, width = run["data"]["resolution"]
     (dest / "MODEL_CARD.md").write_text(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make train-default`: rebuild the shipped default model (v7) on this machine: fit the prototype model's
+# `make train-default`: rebuild the shipped default model (v8) on this machine: fit the prototype model's
 # few parameters by the tracking metric on training videos of its families (training.fit_prototypes), score
 # it on the held-out families at a camera's size, and export it with its model card.
 set -euo pipefail

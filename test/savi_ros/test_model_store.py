@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from savi_core.model.checkpoint import load_checkpoint
 from savi_ros import model_store
 
 
@@ -30,9 +31,11 @@ def test_empty_value_is_refused_by_name():
         model_store.resolve_checkpoint("  ")
 
 
-def test_earlier_packaged_models_load_by_name():
-    assert "v6" in model_store.packaged_model_names()
-    path = model_store.resolve_checkpoint("v6")
-    assert path == Path(model_store.__file__).resolve().parent / "models" / "v6"
-    assert (path / "config.json").is_file()
+@pytest.mark.parametrize("name", ["v6", "v7"])
+def test_earlier_packaged_models_load_by_name(name):
+    assert name in model_store.packaged_model_names()
+    path = model_store.resolve_checkpoint(name)
+    assert path == Path(model_store.__file__).resolve().parent / "models" / name
+    model, _ = load_checkpoint(path)
+    assert model.config.initializer.conditional
     assert model_store.resolve_checkpoint("no_such_model") == Path("no_such_model").absolute()
