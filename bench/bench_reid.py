@@ -127,6 +127,7 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
     if verbose:
         for k in range(n):
             print(f"    object {k}: {_runs(id_on[:, k], visible_all[:, k])}")
+        print(f"    frames of visible objects without an id: {_uncovered(id_on, visible_all, visible)}")
     for k in range(n):
         unseen, original = 0, 0
         for t in range(num_frames):
@@ -174,6 +175,30 @@ def _runs(ids: np.ndarray, visible: np.ndarray) -> str:
             runs.append(f"{start}-{t - 1}:{marks[start]}")
             start = t
     return " ".join(runs)
+
+
+def _uncovered(id_on: np.ndarray, shown: np.ndarray, detectable: np.ndarray) -> str:
+    """Why object-frames that show pixels have no id (each an IDF1 miss): under `MIN_PIXELS` (no detector
+    sees them), not yet detected since they came into view, or tracked but covered under `OWN`."""
+    small = waiting = covered_less = 0
+    for k in range(id_on.shape[1]):
+        detected = False
+        for t in range(id_on.shape[0]):
+            if not detectable[t, k]:
+                detected = False
+            elif t % DETECT_EVERY == 0:
+                detected = True
+            if not shown[t, k] or id_on[t, k]:
+                continue
+            if not detectable[t, k]:
+                small += 1
+            elif not detected:
+                waiting += 1
+            else:
+                covered_less += 1
+    return (
+        f"under {MIN_PIXELS} px {small}, not yet detected {waiting}, tracked but covered under {OWN:g} {covered_less}"
+    )
 
 
 def _print_matches(tracker: Tracker) -> None:
