@@ -85,8 +85,11 @@ def scenes(world: str, first: int, count: int, height: int, width: int, frames: 
     return [generate_physics_scene(seed, physics) for seed in range(first, first + count)]
 
 
-def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig) -> dict[str, float]:
+def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, verbose: bool = False) -> dict[str, float]:
+    """One scene's counts; ``verbose`` prints each failure and each revival (frame, object, ids)."""
     tracker = Tracker(model, tracker_config, device="cpu")
+    if verbose:
+        _print_matches(tracker)
     n = scene.num_objects
     num_frames, height, width = scene.segmentations.shape
     id_on = np.zeros((num_frames, n), np.int64)  # the id covering an object, 0 = none
@@ -117,9 +120,14 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig) -> 
         acc.update(gt, ids, dist)
     counts = dict(reappearances=0, resumed=0, new_id=0, missed=0, revivals=len(revivals), false_revivals=0)
     counts.update({f"{outcome} {state}": 0 for outcome in ("new_id", "missed") for state in STATES})
+    visible_all = scene.visible
     visible = scene.visible & (
         np.stack([np.bincount(s.ravel(), minlength=n + 1)[1:] for s in scene.segmentations]) >= MIN_PIXELS
     )
+    if verbose:
+        for k in range(n):
+            print(f"    object {k}: {_runs(id_on[:, k], visible_all[:, k])}")
+        print(f"    frames of visible objects without an id: {_uncovered(id_on, visible_all, visible)}")
     for k in range(n):
         unseen, original = 0, 0
         for t in range(num_frames):
@@ -135,8 +143,14 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig) -> 
                         counts["resumed"] += 1
                     else:
                         outcome = "new_id" if window.any() else "missed"
+                        state = _state(original, *states[detected])
                         counts[outcome] += 1
-                        counts[f"{outcome} {_state(original, *states[detected])}"] += 1
+                        counts[f"{outcome} {state}"] += 1
+                        if verbose:
+                            print(
+                                f"    {outcome}: object {k} (id {original}, {state}) back on frame {t}, detected on "
+                                f"{detected}, ids on it then {window.tolist()}"
+                            )
             unseen = 0
             original = int(id_on[t, k]) or original
     for t, track_id in revivals:  # a revived id on an object other than the one it covered before
@@ -144,10 +158,67 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig) -> 
         now = [k for k in range(n) if id_on[t, k] == track_id]
         if before and now and now[0] not in before:
             counts["false_revivals"] += 1
+        if verbose:
+            print(f"    revival: id {track_id} on frame {t}: objects before {before}, now {now}")
     summary = mm.metrics.create().compute(acc, metrics=["idf1", "num_switches"], name="scene")
     counts["idf1"] = float(summary["idf1"].iloc[0])
     counts["switches"] = int(summary["num_switches"].iloc[0])
     return counts
+
+
+def _runs(ids: np.ndarray, visible: np.ndarray) -> str:
+    """An object's ids over the frames as runs: ``first-last:id`` (``-`` unseen, ``0`` seen but no id)."""
+    marks = [str(i) if v else "-" for i, v in zip(ids.tolist(), visible.tolist())]
+    runs, start = [], 0
+    for t in range(1, len(marks) + 1):
+        if t == len(marks) or marks[t] != marks[start]:
+            runs.append(f"{start}-{t - 1}:{marks[start]}")
+            start = t
+    return " ".join(runs)
+
+
+def _uncovered(id_on: np.ndarray, shown: np.ndarray, detectable: np.ndarray) -> str:
+    """Why object-frames that show pixels have no id (each an IDF1 miss): under `MIN_PIXELS` (no detector
+    sees them), not yet detected since they came into view, or tracked but covered under `OWN`."""
+    small = waiting = covered_less = 0
+    for k in range(id_on.shape[1]):
+        detected = False
+        for t in range(id_on.shape[0]):
+            if not detectable[t, k]:
+                detected = False
+            elif t % DETECT_EVERY == 0:
+                detected = True
+            if not shown[t, k] or id_on[t, k]:
+                continue
+            if not detectable[t, k]:
+                small += 1
+            elif not detected:
+                waiting += 1
+            else:
+                covered_less += 1
+    return (
+        f"under {MIN_PIXELS} px {small}, not yet detected {waiting}, tracked but covered under {OWN:g} {covered_less}"
+    )
+
+
+def _print_matches(tracker: Tracker) -> None:
+    """Print each comparison the tracker's dormancy makes: new track, each sleeper, similarity, sizes, result."""
+    dormancy = tracker._book.dormancy
+    match = dormancy.match
+
+    def logged(candidates, threshold, diagonal, lost=()):
+        result = match(candidates, threshold, diagonal, lost)
+        for cand in candidates:
+            size = (cand.box[2:] - cand.box[:2]).round().tolist()
+            rows = [
+                f"{s.track_id}{'L' if s in lost else 'D'}:{dormancy.similarity(s.track_id, cand.look):.2f}"
+                f"@{[round(v) for v in s.size]}"
+                for s in [*dormancy.dormant.values(), *lost]
+            ]
+            print(f"      compare new {cand.track_id} {size} -> {result.get(cand.track_id)}: {' '.join(rows)}")
+        return result
+
+    dormancy.match = logged
 
 
 def main() -> None:
@@ -166,6 +237,7 @@ def main() -> None:
     parser.add_argument("--dormancy", choices=("on", "off", "both"), default="both", help="on alone when tuning")
     parser.add_argument("--cost", action="store_true", help="and time Tracker.step with 10 dormant tracks vs none")
     parser.add_argument("--reid-threshold", type=float, default=TrackerConfig().reid_threshold)
+    parser.add_argument("--verbose", action="store_true", help="print each failure, revival and comparison")
     parser.add_argument("--json", type=Path, default=None, help="write the totals here (results_tables kind reid)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -189,12 +261,24 @@ def main() -> None:
         modes = {"off": (0.0,), "on": (TrackerConfig().dormant_seconds,)}.get(args.dormancy)
         for dormant in modes or (0.0, TrackerConfig().dormant_seconds):
             config = TrackerConfig(dormant_seconds=dormant, reid_threshold=args.reid_threshold)
-            totals = report(world, dormant, [run(model, scene, config) for scene in family])
+            totals = report(
+                world,
+                dormant,
+                [_scene_run(model, scene, config, args.verbose, first + i) for i, scene in enumerate(family)],
+            )
             results["worlds"].setdefault(world, {})["on" if dormant > 0 else "off"] = totals
         if args.cost:
             step_cost(model, family[0])
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+def _scene_run(
+    model: torch.nn.Module, scene: Scene, config: TrackerConfig, verbose: bool, seed: int
+) -> dict[str, float]:
+    if verbose:
+        print(f"  seed {seed}", flush=True)
+    return run(model, scene, config, verbose)
 
 
 def report(world: str, dormant: float, rows: list[dict[str, float]]) -> dict[str, float]:

@@ -15,25 +15,51 @@ import cv2
 import numpy as np
 
 BINS = 8  # per RGB channel: coarse enough for shading and noise, fine enough for two colours
+HUE_BINS, SATURATION_BINS = 16, 8  # the hue-saturation histogram's
 EMA = 0.1  # weight of a new view in a reference: the object's look drifts slowly (light, turning)
 APART_FRAMES = 5  # a watched pair whose boxes were apart this many frames is released
 MAX_AREA_RATIO = 2.0  # a mask over this many times the area of a track's anchor box is not its object
 SAMPLES = 1024  # at most about this many pixels of a box are read: the cost does not grow with the camera
 
 
-def colour_histogram(image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray) -> np.ndarray | None:
-    """The normalised RGB histogram ``[BINS, BINS, BINS]`` of the pixels labelled ``track_id`` inside
-    ``box`` (x0, y0, x1, y1, exclusive edges), on a regular grid of about `SAMPLES` of them; None when
-    there are none."""
+def _sample(
+    image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pixels of ``box`` (x0, y0, x1, y1, exclusive edges) on a regular grid of about `SAMPLES` of them and
+    the uint8 mask of those labelled ``track_id``; None when there are none."""
     x0, y0, x1, y1 = (int(v) for v in np.round(box))
     step = max(1, int(np.sqrt((x1 - x0) * (y1 - y0) / SAMPLES)))  # a colour histogram needs no more pixels
     roi = labels[y0:y1:step, x0:x1:step] == track_id
     if not roi.any():
         return None
-    hist = cv2.calcHist(
-        [np.ascontiguousarray(image[y0:y1:step, x0:x1:step])], [0, 1, 2], roi.view(np.uint8), [BINS] * 3, [0, 256] * 3
-    )
+    return np.ascontiguousarray(image[y0:y1:step, x0:x1:step]), roi.view(np.uint8)
+
+
+def _rgb(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    hist = cv2.calcHist([pixels], [0, 1, 2], mask, [BINS] * 3, [0, 256] * 3)
     return hist / hist.sum()
+
+
+def colour_histogram(image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray) -> np.ndarray | None:
+    """The normalised RGB histogram ``[BINS, BINS, BINS]`` of the pixels labelled ``track_id`` inside
+    ``box`` (x0, y0, x1, y1, exclusive edges), on a regular grid of about `SAMPLES` of them; None when
+    there are none."""
+    sample = _sample(image, labels, track_id, box)
+    return None if sample is None else _rgb(*sample)
+
+
+def colour_histograms(
+    image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`colour_histogram` and, of the same pixels, the normalised hue-saturation histogram ``[HUE_BINS,
+    SATURATION_BINS]``, which leaves out brightness: a face of an object turned into shade keeps it."""
+    sample = _sample(image, labels, track_id, box)
+    if sample is None:
+        return None
+    pixels, mask = sample
+    hsv = cv2.cvtColor(pixels, cv2.COLOR_RGB2HSV)  # 8-bit hue in 0..179
+    shade_free = cv2.calcHist([hsv], [0, 1], mask, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
+    return _rgb(pixels, mask), shade_free / shade_free.sum()
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -61,9 +61,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
     take its id and class, in the label map too; the id a detection's track had is freed (never published).
-    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: lost
-    tracks that a detection re-anchored by their stale box (another object came out where theirs vanished),
-    whose new mask looks unlike their object but like a dormant or another lost track; they sleep."""
+    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: tracks
+    that a detection re-anchored (by a stale box of a lost track, or the box of the object a live track's
+    slot moved onto) whose new mask looks unlike their object but like a dormant or another lost track; they
+    sleep, and a provisional track that looks like one of them takes its id at once (the two slots had
+    traded objects)."""
     if config.dormant_seconds <= 0:
         return Revival({}, [], stats)
     label_map, now = seen.label_map, seen.now
@@ -80,7 +82,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             look = looks.of(track.track_id, box)
             if look is not None:
                 found.append(Candidate(track.track_id, track.class_id, box, look))
-        elif slot in book.anchored and track.lost_frames:
+        elif slot in book.reanchored:
             look = looks.of(track.track_id, track.box)
             if not book.dormancy.recognises(track.track_id, look, config.reid_threshold):
                 found.append(Candidate(track.track_id, track.class_id, track.box.copy(), look))
@@ -97,27 +99,42 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         for t in book.tracks.values()
         if t.track_id in lost
     ]
-    renamed = book.dormancy.match(found, config.reid_threshold, float(np.hypot(*label_map.shape)), waiting)
+    diagonal = float(np.hypot(*label_map.shape))
+    renamed = book.dormancy.match(found, config.reid_threshold, diagonal, waiting)
     slot_of = {t.track_id: s for s, t in book.tracks.items()}
     taken: list[int] = []
     slept: list[int] = []
-    for new, old in renamed.items():
-        slot = slot_of[new]
-        if old in lost:
-            label_map[label_map == old] = 0
-            del book.tracks[lost[old]]
-            taken.append(old)
-        label_map[label_map == new] = old
-        track = book.tracks[slot]
-        if new in misled:  # its object is still gone: it sleeps, sized by its looks
-            book.dormancy.sleep(new, track.class_id, track.box, None, now)
-            slept.append(new)
-        woken = book.dormancy.wake(old)
-        track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
-        if book.provisional.get(slot):
-            book.ids.release(new)
-    left = [lost[old] for old in taken]
-    if taken:
+
+    def rename(pairs: dict[int, int]) -> None:
+        for new, old in pairs.items():
+            slot = slot_of[new]
+            if old in lost:
+                label_map[label_map == old] = 0
+                del book.tracks[lost[old]]
+                taken.append(old)
+            elif old in slept:  # a misled track's id, moved to the slot on its object
+                slept.remove(old)
+                taken.append(old)
+            label_map[label_map == new] = old
+            track = book.tracks[slot]
+            if new in misled:  # its object is still gone: it sleeps, sized by its looks
+                book.dormancy.sleep(new, track.class_id, track.box, None, now)
+                slept.append(new)
+            woken = book.dormancy.wake(old)
+            track.track_id, track.class_id = old, (woken.class_id if woken else "") or track.class_id
+            if book.provisional.get(slot):
+                book.ids.release(new)
+
+    rename(renamed)
+    if slept:
+        rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
+        more = book.dormancy.match(
+            rest, config.reid_threshold, diagonal, [w for w in waiting if w.track_id not in taken]
+        )
+        renamed.update(more)
+        rename(more)
+    left = [lost[old] for old in taken if old in lost]
+    if left:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
     if renamed:
         book.refresh()
@@ -137,6 +154,7 @@ def update_tracks(
     growth = config.max_area_growth
     reid = config.dormant_seconds > 0
     looks = seen.looks()
+    fitting: set[int] = set()  # shows whole, in a box not over 1/WHOLE of its anchor's sides: its object alone
     for row, slot in zip(stats, book.order):
         track = book.tracks[slot]
         area = int(row[0])
@@ -169,6 +187,12 @@ def update_tracks(
                 else (0.0, 0.0)
             )
             track.whole = whole
+            if (
+                whole
+                and box[2] - box[0] <= track.anchor_size[0] / WHOLE
+                and box[3] - box[1] <= track.anchor_size[1] / WHOLE
+            ):
+                fitting.add(track.track_id)
             track.box = box
             track.score = float(row[5])
         lost = area < config.min_mask_area or overgrown or stray
@@ -193,7 +217,7 @@ def update_tracks(
     if swapping:
         appearance.update(image, label_map, boxes, whole_ids, live_ids)
     if reid:
-        book.dormancy.observe(looks, boxes, whole_ids)
+        book.dormancy.observe(looks, boxes, whole_ids & fitting)
     book.dormancy.forget(live_ids | set(book.dormancy.dormant))
     if out.freed:
         book.refresh()

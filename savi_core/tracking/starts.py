@@ -43,11 +43,12 @@ def start_tracks(
 ) -> Starts:
     """Start the pending prompts, then tracks for non-duplicate ``candidates`` (accepted detections), in free
     slots among the first ``max_tracks``; end duplicate tracks. ``bootstrap``: no slot state yet (with
-    ``reinit`` "first", detections only start tracks then). Sets the book's provisional and anchored slots."""
+    ``reinit`` "first", detections only start tracks then). Sets the book's provisional, anchored and
+    re-anchored slots."""
     if not bootstrap and config.reinit == "first":
         candidates = []
     prompts, book.pending = book.pending, []
-    book.provisional, book.anchored = {}, set()
+    book.provisional, book.anchored, book.reanchored = {}, set(), set()
     # A new object may be a dormant track's, or a lost one's (with dormancy on) whose stale box it missed.
     sleepers = bool(book.dormancy.dormant) or (
         config.dormant_seconds > 0 and any(t.lost_frames for t in book.tracks.values())
@@ -139,3 +140,4 @@ def _detections(
         # with it: every detected track restarts from its detection on such a frame.
         for det_index, track_index in found.matches.items():
             out.new_boxes.setdefault(live[track_index][0], Start(candidates[det_index][0]))
+    book.reanchored = {live[track_index][0] for track_index in found.matches.values()} & set(out.new_boxes)

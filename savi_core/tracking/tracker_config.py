@@ -98,9 +98,9 @@ class TrackerConfig:
     )
     reid_threshold: float = parameter(
         0.5,
-        "least appearance similarity (0..1: Bhattacharyya coefficient of colour histograms, averaged with the "
-        "cosine of pooled backbone features for models with features) for a new object to take a dormant or "
-        "lost track's id",
+        "least appearance similarity (0..1: the mean of the Bhattacharyya coefficients of RGB and of "
+        "hue-saturation histograms and, for models with features, the cosine of pooled backbone features) for a "
+        "new object to take a dormant or lost track's id",
         live=True,
     )
     mask_threshold: float = parameter(

@@ -317,3 +317,69 @@ def test_a_detection_that_a_lost_track_claims_by_its_stale_box_goes_to_the_sleep
     assert (blue.label_map == 3).sum() == 64 and not (blue.label_map == 1).any()
     red = patient.step(scene((RED_BACK, RED), (RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_BACK)], stamp=clock())
     assert red.revived == [1] and red.started == [] and sorted(t.track_id for t in red.tracks) == [1, 2, 3]
+
+
+def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
+    """Seen only half hidden (a wide, flat box), the object returns whole: taller than 3x the sliver's height but
+    within 3x its longest side. Side by side the size rule refused it (bench dev seed 3D 7012)."""
+    dormancy = Dormancy()
+    img = scene(((4, 10, 12, 12), RED))
+    labels = np.zeros((SIZE, SIZE), np.uint16)
+    labels[10:12, 4:12] = 1
+    looks = Looks(img, labels, None)
+    sliver = np.array((4, 10, 12, 12), float)
+    dormancy.observe(looks, {1: sliver}, {1})
+    dormancy.sleep(1, "", sliver, (8.0, 2.0), 0.0)
+    assert dormancy.dormant[1].size == (8.0, 2.0)
+    whole = Candidate(7, "", np.array((4, 4, 12, 12), float), looks.of(1, sliver))
+    assert dormancy.match([whole], 0.9, 45.0) == {7: 1}
+    too_big = Candidate(7, "", np.array((0, 0, 25, 8), float), whole.look)
+    assert dormancy.match([too_big], 0.9, 45.0) == {}
+
+
+@pytest.mark.parametrize("features", [False, True], ids=["colour", "features"])
+def test_an_object_turned_into_shade_still_looks_like_itself(features):
+    """The look's hue-saturation histogram leaves brightness out: a red face in shade shares no RGB bin with
+    the lit one but keeps its hue; a blue object still scores apart."""
+    lit, shaded, blue = (220, 30, 30), (110, 15, 15), (30, 40, 220)
+    labels = np.zeros((SIZE, SIZE), np.uint16)
+    labels[4:12, 4:12] = 1
+    box = np.array(RED_AT, float)
+
+    def look(colour):
+        img = scene((RED_AT, colour))
+        feats = Seer().encode(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255) if features else None
+        return Looks(img, labels, feats).of(1, box)
+
+    dormancy = Dormancy()
+    dormancy.gallery[1] = [look(lit)]
+    # RGB alone 0, and 0.5 beside the features' cosine; the hue-saturation part adds about 0.5 or 0.67.
+    assert dormancy.similarity(1, look(shaded)) > (0.6 if features else 0.45)
+    assert dormancy.similarity(1, look(blue)) < dormancy.similarity(1, look(shaded)) - 0.3
+
+
+def test_a_live_track_whose_slot_moved_onto_a_sleepers_object_gives_it_back_and_takes_its_own_id_back(tracker):
+    """Red (1), green (2) and blue (3) show; blue hides until it sleeps. Then blue comes out where red was and
+    red shows elsewhere, both detected: red's track is matched by its box, but its mask now looks like blue,
+    so blue's id takes that slot and red's id goes with red's new detection at once (bench dev seed 3D 7013:
+    a slot spread from its object onto a returning neighbour and kept it)."""
+    clock = Clock()
+    blue_at = (2, 20, 10, 28)
+    tracker.step(
+        scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)),
+        [Detection(RED_AT), Detection(GREEN_AT), Detection(blue_at)],
+        stamp=clock(),
+    )
+    for _ in range(5):
+        tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)), stamp=clock())
+    for _ in range(3):
+        hidden = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
+    assert hidden.dormant_track_ids == [3] and [t.track_id for t in hidden.tracks] == [1, 2]
+    swapped = tracker.step(
+        scene((RED_AT, BLUE), (RED_BACK, RED), (GREEN_AT, GREEN)),
+        [Detection(RED_AT), Detection(RED_BACK)],
+        stamp=clock(),
+    )
+    assert swapped.revived == [3] and swapped.reclaimed == [1] and swapped.started == [] and swapped.slept == []
+    assert swapped.live_track_ids == [1, 2, 3] and swapped.dormant_track_ids == []
+    assert sorted((t.track_id, t.box_xyxy) for t in swapped.tracks) == [(1, RED_BACK), (2, GREEN_AT), (3, RED_AT)]
