@@ -14,12 +14,13 @@ def test_detection_profile_times_restarts_on_detection_frames_only():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "profile_step.py"), "--detections", "--size", "96x128",
-         "--repeats", "3", "--threads", "1"],
+         "--repeats", "12", "--threads", "1"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # Enough detection frames that most re-anchor a drifted track (and restart slots) with the shipped model.
     rows = {line[:36].strip(): line[36:].split() for line in done.stdout.splitlines()[2:]}
-    assert "3 detection and 15 plain frames" in done.stdout
+    assert "12 detection and 60 plain frames" in done.stdout
     restart = [float(v) for v in rows["slot restarts (init_slots_for)"]]  # wall: det, plain, extra; CPU: same
     assert restart[0] > 0 and restart[1] == 0 and restart[3] > 0 and restart[4] == 0
     assert float(rows["start_tracks"][0]) > float(rows["start_tracks"][1])
