@@ -59,6 +59,7 @@ def scene(*squares: tuple[tuple[int, int, int, int], tuple[int, int, int]]) -> n
 
 
 RED_AT, RED_BACK, GREEN_AT = (4, 4, 12, 12), (18, 18, 26, 26), (20, 2, 28, 10)
+BLUE_AT = (2, 20, 10, 28)
 
 
 @pytest.fixture(params=[False, True], ids=["colour", "features"])
@@ -249,6 +250,17 @@ def hide_red_briefly(tracker: Tracker, clock: Clock) -> None:
         assert hidden.dormant_track_ids == [] and hidden.slept == []
 
 
+def show_three(tracker: Tracker, clock: Clock) -> None:
+    """Red (track 1), green (track 2) and blue (track 3, at `BLUE_AT`) are detected and show for 6 frames."""
+    tracker.step(
+        scene((RED_AT, RED), (GREEN_AT, GREEN), (BLUE_AT, BLUE)),
+        [Detection(RED_AT), Detection(GREEN_AT), Detection(BLUE_AT)],
+        stamp=clock(),
+    )
+    for _ in range(5):
+        tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN), (BLUE_AT, BLUE)), stamp=clock())
+
+
 def test_a_lost_track_whose_object_is_detected_away_from_its_last_box_keeps_its_id(patient):
     clock = Clock()
     hide_red_briefly(patient, clock)
@@ -297,14 +309,7 @@ def test_a_detection_that_a_lost_track_claims_by_its_stale_box_goes_to_the_sleep
     """Blue sleeps, red is lost; blue comes out where red vanished: the detection matches red's stale box,
     but the slot's mask looks like blue, so it takes blue's id and red sleeps until its own object shows."""
     clock = Clock()
-    blue_at = (2, 20, 10, 28)
-    patient.step(
-        scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)),
-        [Detection(RED_AT), Detection(GREEN_AT), Detection(blue_at)],
-        stamp=clock(),
-    )
-    for _ in range(5):
-        patient.step(scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)), stamp=clock())
+    show_three(patient, clock)
     for _ in range(6):  # blue hides until it sleeps
         hidden = patient.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
     assert hidden.dormant_track_ids == [3]
@@ -364,14 +369,7 @@ def test_a_live_track_whose_slot_moved_onto_a_sleepers_object_gives_it_back_and_
     so blue's id takes that slot and red's id goes with red's new detection at once (bench dev seed 3D 7013:
     a slot spread from its object onto a returning neighbour and kept it)."""
     clock = Clock()
-    blue_at = (2, 20, 10, 28)
-    tracker.step(
-        scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)),
-        [Detection(RED_AT), Detection(GREEN_AT), Detection(blue_at)],
-        stamp=clock(),
-    )
-    for _ in range(5):
-        tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN), (blue_at, BLUE)), stamp=clock())
+    show_three(tracker, clock)
     for _ in range(3):
         hidden = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
     assert hidden.dormant_track_ids == [3] and [t.track_id for t in hidden.tracks] == [1, 2]
