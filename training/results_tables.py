@@ -8,7 +8,7 @@ the evaluation and bench scripts) and ``--check`` fails when a document's table 
 Kinds:
   * ``generalization``: files of ``python -m training.generalization --out``; one row per split, one
     column group (FG-ARI / mIoU / J&F / IDF1) per method of every file, labelled ``method (file's model,
-    N videos)``.
+    N videos)``, with ``, first-appearance boxes`` added for files of that protocol (``--boxes``).
   * ``reid``: files of ``bench/bench_reid.py --json``; one row per world and dormancy setting: reappearances
     resumed under the original id, false revivals, IDF1, ID switches.
 """
@@ -40,6 +40,12 @@ def _model_name(results: dict[str, Any]) -> str:
     return Path(results.get("checkpoint", "?")).name
 
 
+def _protocol(results: dict[str, Any]) -> str:
+    """How the objects were given, when not the paper's first-frame boxes (files before the option have none)."""
+    boxes = results.get("boxes", "first-frame")
+    return "" if boxes == "first-frame" else f", {boxes} boxes"
+
+
 def generalization_table(files: list[dict[str, Any]]) -> str:
     """Rows: splits (in the first file's order); cells: FG-ARI / mIoU / J&F / IDF1 per method and file."""
     columns: list[tuple[str, dict[str, Any], str]] = []
@@ -47,7 +53,7 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
         first = next(iter(results["splits"].values()))
         for method in first["methods"]:
             label = method if method != "savi" else _model_name(results)
-            columns.append((f"{label} ({results['num_videos']} videos)", results, method))
+            columns.append((f"{label} ({results['num_videos']} videos{_protocol(results)})", results, method))
     header = "| split | " + " | ".join(label for label, _, _ in columns) + " |"
     lines = [header, "| --- |" + " --- |" * len(columns)]
     for split in files[0]["splits"]:

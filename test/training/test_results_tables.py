@@ -30,6 +30,17 @@ def test_marked_table_is_rendered_from_its_files_and_other_text_is_kept(tmp_path
     assert render_document(out, tmp_path) == out
 
 
+def test_a_first_appearance_file_says_so_in_every_column_label(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({**results("v8", 20, 0.7), "boxes": "first-appearance"}))
+    (tmp_path / "b.json").write_text(json.dumps({**results("v8", 20, 0.6), "boxes": "first-frame"}))
+    out = render_document("<!-- results: generalization a.json b.json -->\n<!-- end results -->\n", tmp_path)
+    header = out.splitlines()[1]
+    assert header == (
+        "| split | v8 (20 videos, first-appearance boxes) | feature_prototype (20 videos, first-appearance boxes) "
+        "| v8 (20 videos) | feature_prototype (20 videos) |"
+    )
+
+
 def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
     totals = dict(reappearances=52, resumed=44, new_id=6, missed=2, revivals=34, false_revivals=1, switches=5)
     off = {**totals, "resumed": 20, "idf1": 0.617}
