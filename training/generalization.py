@@ -9,7 +9,9 @@ held-out row differs from the in-family row in that axis only. The 3D family and
 worlds of their own: for a model that never saw one, that whole family is held out. Every split is
 scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F;
 the untrained feature-prototype baseline is scored too unless ``--no-prototype-baseline`` (it is cheap, and
-the floor a pretrained model must clear).
+the floor a pretrained model must clear). ``--boxes first-appearance`` gives every method each later
+object's box on the frame it appears instead of frame 0's boxes only (docs/TRAINING.md, "Evaluation"); every
+split records both protocols' mIoU ceiling.
 """
 
 from __future__ import annotations
