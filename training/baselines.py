@@ -49,13 +49,20 @@ def _conditioned_bool(conditioned: Tensor, batch: int, num_objects: int) -> Tens
 
 
 def static_box_baseline(
-    first_frame_boxes: Tensor, conditioned: Tensor, num_frames: int, height: int, width: int
+    first_frame_boxes: Tensor,
+    conditioned: Tensor,
+    num_frames: int,
+    height: int,
+    width: int,
+    start_frames: Tensor | None = None,
 ) -> Tensor:
     """Paint each conditioned object's first-frame box in every frame, int64 ``[B, T, H, W]``.
 
     A pixel belongs to a box when its centre lies in [ymin, ymax) x [xmin, xmax) (so a box of whole
     pixels reproduces them exactly). Where boxes overlap the smaller box wins (ties: lower index):
-    small objects in front of large ones would otherwise vanish entirely.
+    small objects in front of large ones would otherwise vanish entirely. ``start_frames`` ``[B, N]``
+    (default all 0): the frame on which each object's box is given (the box then is that frame's); it is
+    painted from there on.
     """
     if first_frame_boxes.dim() != 3 or first_frame_boxes.shape[-1] != 4:
         raise ValueError(f"first_frame_boxes must be [B,N,4] yxyx, got {tuple(first_frame_boxes.shape)}")
@@ -69,9 +76,15 @@ def static_box_baseline(
     inside = (ys[:, None] >= ymin) & (ys[:, None] < ymax) & (xs[None, :] >= xmin) & (xs[None, :] < xmax)
     inside &= active[:, :, None, None]  # [B, N, H, W]
     area = ((ymax - ymin) * (xmax - xmin)).expand_as(inside)
-    owner = torch.where(inside, area, torch.full_like(area, float("inf"))).argmin(dim=1)  # [B, H, W]
-    ids = torch.where(inside.any(dim=1), owner + 1, torch.zeros_like(owner))
-    return ids[:, None].expand(batch, num_frames, height, width).contiguous()
+
+    def paint(shown: Tensor) -> Tensor:
+        owner = torch.where(shown, area, torch.full_like(area, float("inf"))).argmin(dim=1)  # [B, H, W]
+        return torch.where(shown.any(dim=1), owner + 1, torch.zeros_like(owner))
+
+    if start_frames is None:
+        return paint(inside)[:, None].expand(batch, num_frames, height, width).contiguous()
+    start = start_frames.to(inside.device)[:, :, None, None]
+    return torch.stack([paint(inside & (start <= t)) for t in range(num_frames)], dim=1)
 
 
 def _lloyd(features: Tensor, centres: Tensor, active: Tensor, iterations: int) -> tuple[Tensor, Tensor]:
@@ -171,10 +184,15 @@ def flow_kmeans_com_baseline(
 
 
 def csrt_baselines(
-    video: Tensor, first_frame_boxes: Tensor, conditioned: Tensor, grabcut_iterations: int = 0
+    video: Tensor,
+    first_frame_boxes: Tensor,
+    conditioned: Tensor,
+    grabcut_iterations: int = 0,
+    start_frames: Tensor | None = None,
 ) -> dict[str, tuple[Tensor, float]]:
     """What a user would pick instead of a learned tracker: OpenCV's CSRT tracker (opencv-contrib) per
-    object, started from the first-frame box. ``csrt_box``: each tracked box painted as the object's mask;
+    object, started from the first-frame box (or, with ``start_frames [B, N]``, from the box given on
+    that frame: the object is tracked from there on). ``csrt_box``: each tracked box painted as the object's mask;
     with ``grabcut_iterations`` > 0 also ``csrt_grabcut``: the foreground that OpenCV's GrabCut finds inside
     each tracked box (started from the box, that many iterations; a box GrabCut cannot work on, e.g. one
     covering the whole image, is painted whole). Smaller boxes on top, as in :func:`static_box_baseline`.
@@ -189,6 +207,7 @@ def csrt_baselines(
     boxes_out = torch.zeros(batch, frames, height, width, dtype=torch.long)
     cut_out = torch.zeros_like(boxes_out)
     active = _conditioned_bool(conditioned, batch, first_frame_boxes.shape[1])
+    starts = torch.zeros(active.shape, dtype=torch.long) if start_frames is None else start_frames.cpu().long()
     images = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
     tracking, cutting, steps = 0.0, 0.0, 0
     for b in range(batch):
@@ -197,28 +216,24 @@ def csrt_baselines(
         for t in range(frames):
             frame = np.ascontiguousarray(images[b, t][..., ::-1])  # OpenCV takes BGR
             start = time.perf_counter()
-            if t == 0:
-                for i in torch.nonzero(active[b]).flatten().tolist():
-                    ymin, xmin, ymax, xmax = first_frame_boxes[b, i].tolist()
-                    x, y = xmin * width, ymin * height
-                    w, h = (xmax - xmin) * width, (ymax - ymin) * height
-                    boxes[i] = (x, y, w, h)
-                    tracker = cv2.TrackerCSRT_create()
-                    try:  # CSRT refuses boxes of a pixel or two: such an object keeps its first box
-                        tracker.init(
-                            frame, (int(round(x)), int(round(y)), max(2, int(round(w))), max(2, int(round(h))))
-                        )
-                    except cv2.error:
-                        continue
-                    trackers[i] = tracker
-            else:
-                for i, tracker in trackers.items():
-                    try:
-                        ok, box = tracker.update(frame)
-                    except cv2.error:
-                        ok = False
-                    if ok:
-                        boxes[i] = tuple(float(v) for v in box)
+            for i, tracker in trackers.items():  # objects started on an earlier frame
+                try:
+                    ok, box = tracker.update(frame)
+                except cv2.error:
+                    ok = False
+                if ok:
+                    boxes[i] = tuple(float(v) for v in box)
+            for i in torch.nonzero(active[b] & (starts[b] == t)).flatten().tolist():
+                ymin, xmin, ymax, xmax = first_frame_boxes[b, i].tolist()
+                x, y = xmin * width, ymin * height
+                w, h = (xmax - xmin) * width, (ymax - ymin) * height
+                boxes[i] = (x, y, w, h)
+                tracker = cv2.TrackerCSRT_create()
+                try:  # CSRT refuses boxes of a pixel or two: such an object keeps its first box
+                    tracker.init(frame, (int(round(x)), int(round(y)), max(2, int(round(w))), max(2, int(round(h)))))
+                except cv2.error:
+                    continue
+                trackers[i] = tracker
             tracking += time.perf_counter() - start
             steps += 1
             for i, (x, y, w, h) in sorted(boxes.items(), key=lambda kv: -kv[1][2] * kv[1][3]):

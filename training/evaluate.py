@@ -49,6 +49,13 @@ METHODS = ("savi", "static_box", "flow_kmeans_com", "csrt_box", "csrt_grabcut")
 #: GrabCut iterations of the csrt_grabcut baseline (OpenCV's usual few; each costs another pass).
 GRABCUT_ITERATIONS = 3
 PROMPTS = ("boxes", "points")
+#: How the objects are given (docs/TRAINING.md, "Evaluation"): ``first-frame`` (the paper's: boxes of the
+#: objects visible on frame 0, nothing later) or ``first-appearance`` (also every later object's box, on the
+#: first frame it shows: a detector firing when it appears, YouTube-VOS's semi-supervised protocol).
+BOX_PROTOCOLS = ("first-frame", "first-appearance")
+#: first-appearance: a late object is given once its visible area reaches this share of the frame (0.1%:
+#: 77 pixels at 320x240, a 9x9 patch), not on the first sliver that enters the image.
+MIN_APPEARANCE_AREA = 0.001
 
 
 class _WithExtras(Dataset):
@@ -111,6 +118,32 @@ def first_frame_detections(boxes: torch.Tensor, conditioned: torch.Tensor, size:
     return detections
 
 
+def box_frames(batch: dict[str, torch.Tensor], boxes: str) -> torch.Tensor:
+    """``[B, N]``: the frame on which each object's box is given, -1 for never. The conditioned objects
+    get theirs on frame 0; with ``first-appearance`` every other object gets its ``boxes`` row on the first
+    real frame where it is ``visible`` with at least ``MIN_APPEARANCE_AREA`` of the frame's pixels."""
+    if boxes not in BOX_PROTOCOLS:
+        raise ValueError(f"boxes must be one of {BOX_PROTOCOLS}, got {boxes!r}")
+    conditioned = batch["conditioned"] > 0.5
+    given = torch.where(conditioned, 0, -1)
+    if boxes == "first-frame":
+        return given
+    seg = batch["segmentations"].long()
+    b, t, h, w = seg.shape
+    n = conditioned.shape[1]
+    seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
+    offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
+    area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
+    shown = batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+    first = torch.where(shown.any(dim=1), shown.int().argmax(dim=1), -1)  # argmax: the first True
+    return torch.where(conditioned, given, first)
+
+
+def late_detections(batch: dict[str, torch.Tensor], given: torch.Tensor, i: int, f: int, size: tuple[int, int]):
+    """Video ``i``'s detections of the objects whose box is given on frame ``f`` > 0 (id = object id)."""
+    return first_frame_detections(batch["boxes"][i, f], (given[i] == f).float(), size)
+
+
 def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: tuple[int, int]) -> list[Prompt]:
     """Conditioning centres of mass ``[N, 2]`` (normalised yx) -> point prompts in pixels asking for the
     instance id (``i + 1``): what a person clicking on each object gives."""
@@ -128,12 +161,15 @@ def tracker_ids(
     input_scale: float = 1.0,
     prompt: str = "boxes",
     detect_every: int = 0,
+    boxes: str = "first-frame",
 ) -> torch.Tensor:
     """What the node publishes: each video streamed through ``tracker`` as camera images (``input_scale``
     times the dataset's size, 8-bit), with the conditioning boxes as first-frame detections, or with
     ``prompt="points"`` the centres of mass as first-frame point prompts. ``detect_every`` > 0 adds a
     running detector: every that many frames the true boxes of the visible objects come as detections.
-    Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
+    ``boxes="first-appearance"`` also gives each later object's box as a detection on the frame it
+    appears (`box_frames`). Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
+    given = box_frames(batch, boxes)
     video = batch["video"]
     b, t, _, h, w = video.shape
     size = (round(h * input_scale), round(w * input_scale))
@@ -150,7 +186,7 @@ def tracker_ids(
             if f > 0 and detect_every and f % detect_every == 0:
                 detections = first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), size)
             elif f > 0:
-                detections = None
+                detections = late_detections(batch, given, i, f, size) or None
             result = tracker.step(images[f], detections)
             out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
     return out
@@ -241,6 +277,7 @@ def evaluate(
     detect_every: int = 0,
     prototype_baseline: bool = False,
     identity: bool = True,
+    boxes: str = "first-frame",
 ) -> dict[str, Any]:
     """Run the protocol over the first ``eval_cfg.num_videos`` videos; returns the metrics dict.
     ``prototype_baseline`` adds the untrained feature-prototype model through the same Tracker.
@@ -251,7 +288,13 @@ def evaluate(
     from ``eval_cfg``; ``tracker_params`` override any of them): camera images in, published label maps
     out; ``detect_every`` adds a running detector (see `tracker_ids`). ``model_only`` scores the bare
     model instead (a diagnostic: no 8-bit images, no thresholds, no track rules). ``identity`` False leaves
-    out the identity counts (IDF1, ID switches: most of the scoring time), for callers that read none."""
+    out the identity counts (IDF1, ID switches: most of the scoring time), for callers that read none.
+
+    ``boxes`` is the protocol (``BOX_PROTOCOLS``): with ``first-appearance`` SAVi, the feature-prototype
+    baseline, the static box and the CSRT baselines all get each later object's box on the frame it appears
+    (`box_frames`); the flow k-means baseline, seeded on frame 0 only, is then not scored. Scoring is the
+    same under both. ``ceiling_miou`` holds each protocol's ceiling: the mIoU of the ground truth with the
+    objects not (yet) given left out (`metrics.known_objects_ids`)."""
     from training.baselines import (
         FEATURE_PROTOTYPE,
         csrt_baselines,
@@ -270,6 +313,10 @@ def evaluate(
         raise ValueError(f"input scale must be positive, got {input_scale}")
     if prompt not in PROMPTS:
         raise ValueError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    if boxes not in BOX_PROTOCOLS:
+        raise ValueError(f"boxes must be one of {BOX_PROTOCOLS}, got {boxes!r}")
+    if boxes != "first-frame" and (model_only or prompt != "boxes" or noise_sigma > 0):
+        raise ValueError("first-appearance boxes need the Tracker, box prompts and no conditioning noise")
     if prompt == "points" and not (kind == "com" or (kind == "bbox" and cfg.initializer.points)):
         raise ValueError(f"this model does not take points (initializer {kind!r}, points: {cfg.initializer.points})")
     total = len(dataset) if eval_cfg.num_videos is None else min(eval_cfg.num_videos, len(dataset))
@@ -277,7 +324,8 @@ def evaluate(
     loader = DataLoader(subset, batch_size=eval_cfg.batch_size, num_workers=num_workers, collate_fn=_collate)
     generator = torch.Generator().manual_seed(seed)
     num_objects = cfg.num_object_slots
-    per_method: dict[str, list[dict[str, torch.Tensor]]] = {m: [] for m in (METHODS if baselines else METHODS[:1])}
+    methods = [m for m in METHODS if boxes == "first-frame" or m != "flow_kmeans_com"]
+    per_method: dict[str, list[dict[str, torch.Tensor]]] = {m: [] for m in (methods if baselines else methods[:1])}
     model.eval().to(device)
     tracker_cfg = TrackerConfig(**{"mask_source": eval_cfg.mask_source, **(tracker_params or {})})
     tracker = None if model_only else Tracker(model, tracker_cfg, device=device)
@@ -287,6 +335,7 @@ def evaluate(
         prototypes = Tracker(
             feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"), device=device
         )
+    ceilings: dict[str, list[torch.Tensor]] = {p: [] for p in BOX_PROTOCOLS}
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -298,6 +347,10 @@ def evaluate(
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
+        for protocol in BOX_PROTOCOLS:
+            known = metrics.known_objects_ids(gt, box_frames(batch, protocol))
+            ceilings[protocol].append(metrics.miou(known, gt, num_objects, eval_cfg.skip_first, frame_mask))
+        given = box_frames(batch, boxes)
 
         def play(method: str, run: Callable[[], torch.Tensor]) -> None:
             """Score ``run``'s label maps at the camera size, with its milliseconds per frame."""
@@ -310,7 +363,7 @@ def evaluate(
 
         def savi_ids() -> torch.Tensor:
             if tracker is not None:
-                return tracker_ids(tracker, batch, input_scale, prompt, detect_every)
+                return tracker_ids(tracker, batch, input_scale, prompt, detect_every, boxes)
             if prompt == "points" and kind == "bbox":
                 on_device["cond_boxes"] = as_points(
                     on_device["cond_boxes"], on_device["cond_centers"], on_device["conditioned"], 1.0, generator
@@ -319,16 +372,25 @@ def evaluate(
 
         play("savi", savi_ids)
         if prototypes is not None:
-            play(FEATURE_PROTOTYPE, lambda: tracker_ids(prototypes, batch, input_scale, "boxes", detect_every))
+            play(FEATURE_PROTOTYPE, lambda: tracker_ids(prototypes, batch, input_scale, "boxes", detect_every, boxes))
         if baselines:
             b, t, h, w = gt.shape
-            static = static_box_baseline(batch["cond_boxes"], batch["conditioned"], t, h, w)
-            kmeans = flow_kmeans_com_baseline(
-                batch["flow"], batch["cond_centers"], batch["conditioned"], num_clusters=num_objects + 1, seed=seed
+            # Each object's box on the frame it is given (frame 0: the conditioning box, noise included).
+            frame = given.clamp_min(0)[:, None, :, None].expand(-1, 1, -1, 4)
+            given_boxes = torch.where(
+                (given > 0)[..., None], batch["boxes"].gather(1, frame)[:, 0], batch["cond_boxes"]
             )
-            for name, ids in (("static_box", static), ("flow_kmeans_com", kmeans)):
-                per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first, identity))
-            csrt = csrt_baselines(batch["video"], batch["cond_boxes"], batch["conditioned"], GRABCUT_ITERATIONS)
+            shown = (given >= 0).float()
+            static = static_box_baseline(given_boxes, shown, t, h, w, start_frames=given)
+            per_method["static_box"].append(_scores(static, gt, frame_mask, num_objects, eval_cfg.skip_first, identity))
+            if boxes == "first-frame":
+                kmeans = flow_kmeans_com_baseline(
+                    batch["flow"], batch["cond_centers"], batch["conditioned"], num_clusters=num_objects + 1, seed=seed
+                )
+                per_method["flow_kmeans_com"].append(
+                    _scores(kmeans, gt, frame_mask, num_objects, eval_cfg.skip_first, identity)
+                )
+            csrt = csrt_baselines(batch["video"], given_boxes, shown, GRABCUT_ITERATIONS, start_frames=given)
             for name, (ids, ms) in csrt.items():
                 per_method[name].append(_scores(ids, gt, frame_mask, num_objects, eval_cfg.skip_first, identity))
                 per_method[name][-1]["ms_per_frame"] = ms
@@ -343,6 +405,9 @@ def evaluate(
         "prompt": prompt,
         "input_scale": input_scale,
         "detect_every": detect_every,
+        "boxes": boxes,
+        "min_appearance_area": MIN_APPEARANCE_AREA,
+        "ceiling_miou": {p: _nan_to_none(metrics.mean_over_videos(torch.cat(v))[0]) for p, v in ceilings.items()},
         "methods": {name: _summarise(s, cfg.initializer.conditional) for name, s in per_method.items()},
     }
 
@@ -466,6 +531,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also give the true boxes of the visible objects as detections every N frames, as a "
         "running detector would (0: first frame only, the paper's protocol)",
     )
+    p.add_argument(
+        "--boxes",
+        choices=BOX_PROTOCOLS,
+        default="first-frame",
+        help="first-frame: the objects' boxes on frame 0 only (the paper's protocol); first-appearance: also "
+        "each later object's box on the first frame it shows (YouTube-VOS style)",
+    )
     add_tracker_option(p)
     return p.parse_args(argv)
 
@@ -511,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prompt=args.prompt,
             tracker_params=tracker_params,
             detect_every=args.detect_every,
+            boxes=args.boxes,
         )
         results.update(input_scale=args.input_scale, frame_size=list(data_cfg.resolution), tracker=tracker_params)
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:

@@ -9,7 +9,9 @@ held-out row differs from the in-family row in that axis only. The 3D family and
 worlds of their own: for a model that never saw one, that whole family is held out. Every split is
 scored through the Tracker (what the node publishes), beside the baselines, with identity metrics and J&F;
 the untrained feature-prototype baseline is scored too unless ``--no-prototype-baseline`` (it is cheap, and
-the floor a pretrained model must clear).
+the floor a pretrained model must clear). ``--boxes first-appearance`` gives every method each later
+object's box on the frame it appears instead of frame 0's boxes only (docs/TRAINING.md, "Evaluation"); every
+split records both protocols' mIoU ceiling.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from savi_core.model.savi import MASK_SOURCES
 from savi_core.tracking.tracker_config import TrackerConfig
 from training.config import EvalConfig, config_from_dict, load_config
 from training.data import build_dataset
-from training.evaluate import add_tracker_option, evaluate, parse_tracker_params, resolve_checkpoint
+from training.evaluate import (
+    BOX_PROTOCOLS,
+    MIN_APPEARANCE_AREA,
+    add_tracker_option,
+    evaluate,
+    parse_tracker_params,
+    resolve_checkpoint,
+)
 
 AXES_2D = {"shapes": SHAPES, "backgrounds": ALL_BACKGROUNDS, "textures": ALL_TEXTURES}
 AXES_3D = {"objects": OBJECT_FAMILIES, "floors": FLOOR_FAMILIES}
@@ -135,6 +144,7 @@ def run(
     tracker_params: dict[str, Any] | None = None,
     prototype_baseline: bool = True,
     scene_cache: str | Path | None = None,
+    boxes: str = "first-frame",
 ) -> dict[str, Any]:
     """Score every split. ``families_from`` (a run config YAML) takes the training families and data
     settings from another run, to compare two models on the very same videos. ``points`` adds the row
@@ -143,7 +153,11 @@ def run(
     the model's (the generators' random draws depend on the size: other scenes of the same families).
     ``tracker_params`` override the node's default Tracker parameters. ``scene_cache`` keeps the generated
     videos in that folder (keyed by generator, families, size and seed), so the next model scored there
-    reads the very same videos instead of rendering them again."""
+    reads the very same videos instead of rendering them again. ``boxes`` is the protocol
+    (``evaluate.BOX_PROTOCOLS``: first-frame, or first-appearance); every split also records both protocols'
+    ``ceiling_miou`` (the mIoU of a perfect tracker that can predict only the objects given)."""
+    if points and boxes != "first-frame":
+        raise ValueError("--points prompts the objects on the first frame only: use it with --boxes first-frame")
     step_dir = resolve_checkpoint(checkpoint)
     model, meta = load_checkpoint(step_dir, device=resolve_device(device))
     if families_from is not None:
@@ -166,6 +180,8 @@ def run(
         "num_videos": num_videos,
         "frame_size": list(frame_size or cfg.data.resolution),
         "tracker": tracker_params or {},
+        "boxes": boxes,
+        "min_appearance_area": MIN_APPEARANCE_AREA,
         "training_families": train,
         "splits": {},
     }
@@ -187,6 +203,7 @@ def run(
             progress=sys.stderr.isatty(),
             tracker_params=tracker_params,
             prototype_baseline=prototype_baseline,
+            boxes=boxes,
         )
         if points:
             scores["methods"]["savi_points"] = evaluate(
@@ -198,10 +215,16 @@ def run(
                 prompt="points",
                 tracker_params=tracker_params,
             )["methods"]["savi"]
-        results["splits"][name] = {"options": options, "methods": scores["methods"]}
+        results["splits"][name] = {
+            "options": options,
+            "ceiling_miou": scores["ceiling_miou"],
+            "methods": scores["methods"],
+        }
         print(
             f"{name}: "
-            + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}" for m, v in scores["methods"].items()),
+            + ", ".join(f"{m} {100 * v['fg_ari']:.1f}/{100 * v['miou']:.1f}" for m, v in scores["methods"].items())
+            + "; mIoU ceiling "
+            + ", ".join(f"{p} {100 * v:.1f}" for p, v in scores["ceiling_miou"].items() if v is not None),
             flush=True,
         )
     if out is not None:
@@ -217,8 +240,13 @@ def format_results(results: dict[str, Any]) -> str:
     def cell(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
         return "n/a" if value is None else f"{scale * value:.{digits}f}"
 
-    lines = [f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}"]
+    lines = [
+        f"boxes: {results.get('boxes', 'first-frame')}",
+        f"{'split':<28}{'method':<17}{'FG-ARI':>7}{'mIoU':>7}{'J&F':>7}{'IDF1':>7}{'IDsw%':>7}{'ms/fr':>7}",
+    ]
     for split, entry in results["splits"].items():
+        for protocol, value in entry.get("ceiling_miou", {}).items():
+            lines.append(f"{split:<28}{'ceiling ' + protocol[:9]:<17}{'':>7}{cell(value):>7}")
         for method, v in entry["methods"].items():
             lines.append(
                 f"{split:<28}{method:<17}{cell(v.get('fg_ari')):>7}{cell(v.get('miou')):>7}"
@@ -275,6 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="keep the generated videos here, so that several models are scored on the same videos "
         "without rendering them again",
     )
+    p.add_argument(
+        "--boxes",
+        choices=BOX_PROTOCOLS,
+        default="first-frame",
+        help="first-frame: the objects' boxes on frame 0 only (the paper's protocol); first-appearance: also "
+        "each later object's box on the first frame it shows (YouTube-VOS style; docs/TRAINING.md)",
+    )
     args = p.parse_args(argv)
     try:
         frame_size = None
@@ -297,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_tracker_params(args.tracker),
             args.prototype_baseline,
             args.scene_cache,
+            args.boxes,
         )
     except (CheckpointError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -237,6 +237,27 @@ def miou(
     return torch.nanmean(_masked_mean(iou, weights, dims=(1,)), dim=1)  # per object [B, N], then over objects
 
 
+def known_objects_ids(gt_ids: Tensor, given_from: Tensor) -> Tensor:
+    """What a perfect tracker predicts when it learns of object ``i`` only on frame ``given_from[b, i]``
+    (-1: never): the ground truth ``[B, T, H, W]``, with every object not yet given set to background.
+    Its :func:`miou` is the ceiling of a box protocol: what no tracker can beat when objects without a
+    box can never be predicted."""
+    if gt_ids.dim() != 4 or given_from.dim() != 2 or given_from.shape[0] != gt_ids.shape[0]:
+        raise ValueError(
+            f"gt_ids must be [B,T,H,W] and given_from [B,N], got {tuple(gt_ids.shape)}, {tuple(given_from.shape)}"
+        )
+    batch, frames = gt_ids.shape[:2]
+    num_objects = given_from.shape[1]
+    start = given_from.to(gt_ids.device).long()[:, None, :]  # [B, 1, N]
+    frame = torch.arange(frames, device=gt_ids.device).view(1, frames, 1)
+    known = (start >= 0) & (frame >= start)  # [B, T, N]
+    known = torch.cat([torch.zeros_like(known[..., :1]), known], dim=2)  # id 0 (background) stays 0
+    gt = gt_ids.long()
+    inside = (gt >= 1) & (gt <= num_objects)
+    keep = known.gather(2, torch.where(inside, gt, 0).view(batch, frames, -1)).view_as(gt)
+    return torch.where(keep, gt, torch.zeros_like(gt))
+
+
 def mean_over_videos(values: Tensor) -> tuple[float, int]:
     """Data-set mean of per-video (or per-frame) scores, skipping NaN (undefined) entries.
 

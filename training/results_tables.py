@@ -8,7 +8,9 @@ the evaluation and bench scripts) and ``--check`` fails when a document's table 
 Kinds:
   * ``generalization``: files of ``python -m training.generalization --out``; one row per split, one
     column group (FG-ARI / mIoU / J&F / IDF1) per method of every file, labelled ``method (file's model,
-    N videos)``.
+    N videos)``, with ``, first-appearance boxes`` added for files of that protocol (``--boxes``); files that
+    record each split's mIoU ceilings add one column per box protocol (a perfect tracker's mIoU when only the
+    objects given can be predicted).
   * ``reid``: files of ``bench/bench_reid.py --json``; one row per world and dormancy setting: reappearances
     resumed under the original id, false revivals, IDF1, ID switches.
 """
@@ -40,6 +42,12 @@ def _model_name(results: dict[str, Any]) -> str:
     return Path(results.get("checkpoint", "?")).name
 
 
+def _protocol(results: dict[str, Any]) -> str:
+    """How the objects were given, when not the paper's first-frame boxes (files before the option have none)."""
+    boxes = results.get("boxes", "first-frame")
+    return "" if boxes == "first-frame" else f", {boxes} boxes"
+
+
 def generalization_table(files: list[dict[str, Any]]) -> str:
     """Rows: splits (in the first file's order); cells: FG-ARI / mIoU / J&F / IDF1 per method and file."""
     columns: list[tuple[str, dict[str, Any], str]] = []
@@ -47,9 +55,13 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
         first = next(iter(results["splits"].values()))
         for method in first["methods"]:
             label = method if method != "savi" else _model_name(results)
-            columns.append((f"{label} ({results['num_videos']} videos)", results, method))
-    header = "| split | " + " | ".join(label for label, _, _ in columns) + " |"
-    lines = [header, "| --- |" + " --- |" * len(columns)]
+            columns.append((f"{label} ({results['num_videos']} videos{_protocol(results)})", results, method))
+    ceilings: dict[str, dict[str, Any]] = {}  # protocol -> the first file that has its ceiling
+    for results in files:
+        for protocol in next(iter(results["splits"].values())).get("ceiling_miou", {}):
+            ceilings.setdefault(protocol, results)
+    labels = [label for label, _, _ in columns] + [f"mIoU ceiling, {p} boxes" for p in ceilings]
+    lines = ["| split | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
     for split in files[0]["splits"]:
         cells = []
         for _, results, method in columns:
@@ -57,6 +69,9 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
             cells.append(
                 "—" if v is None else " / ".join(_percent(v.get(k)) for k in ("fg_ari", "miou", "j_and_f", "idf1"))
             )
+        for protocol, results in ceilings.items():
+            entry = results["splits"].get(split)
+            cells.append("—" if entry is None else _percent(entry.get("ceiling_miou", {}).get(protocol)))
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -152,3 +152,24 @@ def test_grabcut_inside_the_csrt_box_paints_the_object_not_its_box():
             return float((painted & discs[t]).sum() / (painted | discs[t]).sum())
 
         assert iou(cut_ids) > 0.85 and iou(cut_ids) > iou(box_ids) + 0.05, (t, iou(cut_ids), iou(box_ids))
+
+
+def test_late_object_gets_its_static_box_and_csrt_tracker_on_its_start_frame():
+    """With ``start_frames`` an object is painted (static box) and tracked (CSRT) from the frame its box is
+    given, nothing before; without, only the frame-0 objects exist."""
+    from training.baselines import csrt_baselines
+
+    frames, size = 5, 64
+    rng = torch.Generator().manual_seed(0)
+    video = torch.full((1, frames, 3, size, size), 0.5)
+    video[0, :, :, 8:24, 8:24] = torch.rand(3, 16, 16, generator=rng)
+    video[0, 3:, :, 40:56, 40:56] = torch.rand(3, 16, 16, generator=rng)  # object 2 appears on frame 3
+    boxes = torch.tensor([[[8 / size, 8 / size, 24 / size, 24 / size], [40 / size, 40 / size, 56 / size, 56 / size]]])
+    start = torch.tensor([[0, 3]])
+    static = static_box_baseline(boxes, torch.ones(1, 2), frames, size, size, start_frames=start)
+    tracked, _ = csrt_baselines(video, boxes, torch.ones(1, 2), start_frames=start)["csrt_box"]
+    untold, _ = csrt_baselines(video, boxes, torch.tensor([[1.0, 0.0]]))["csrt_box"]
+    for ids in (static, tracked):
+        assert [int((ids[0, t] == 2).sum()) for t in range(frames)] == [0, 0, 0, 256, 256]
+        assert all(int((ids[0, t] == 1).sum()) == 256 for t in range(frames))
+    assert not bool((untold == 2).any())

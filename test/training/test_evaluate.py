@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,8 +14,10 @@ from training.config import EvalConfig, load_config
 from training.data import build_dataset
 from savi_core.tracking.tracker import Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
+from training.datasets.common import build_item
 from training.evaluate import (
     _collate,
+    box_frames,
     evaluate,
     first_frame_detections,
     main,
@@ -27,6 +30,7 @@ from training.train import train
 from test.training.datasets import fixtures_writer
 
 TINY = Path(__file__).parent / "fixtures" / "tiny.yaml"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "savi_ros" / "models" / "default"
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +283,60 @@ def test_cli_tracker_parameters_are_checked_by_name_and_value_and_recorded(run_d
     assert "--tracker: expected NAME=VALUE with NAME one of" in capsys.readouterr().err
     assert main(["--checkpoint", str(run_dir), "--tracker", "gate_margin=-1"]) == 1
     assert "gate_margin: must be a number >= 0" in capsys.readouterr().err
+
+
+def _late_object_batch() -> dict:
+    """A 6-frame 96x128 video on a noise floor: a reddish square (object 1) from frame 0, a bluish one
+    (object 2) from frame 3, and a greenish one (object 3) showing 4 pixels on frames 1-3 (below the minimum
+    area) and 400 from frame 4."""
+    frames, h, w = 6, 96, 128
+    video = np.full((frames, h, w, 3), 0.5, np.float32)
+    seg = np.zeros((frames, h, w), np.int64)
+    seg[:, 20:44, 16:40] = 1
+    seg[3:, 50:74, 80:104] = 2
+    seg[1:4, 0:2, 60:62] = 3
+    seg[4:, 0:20, 50:70] = 3
+    rng = np.random.default_rng(0)
+    video[:] = 0.4 + 0.2 * rng.random((1, h, w, 3), np.float32)  # textured, as the pretrained features expect
+    for i, colour in enumerate(([0.9, 0.1, 0.1], [0.1, 0.1, 0.9], [0.1, 0.8, 0.1])):
+        inside = seg == i + 1
+        video[inside] = np.clip(np.array(colour, np.float32) + 0.15 * rng.standard_normal((int(inside.sum()), 3)), 0, 1)
+    return _collate([build_item(video=video, target=video, max_instances=4, segmentations=seg)])
+
+
+def test_first_appearance_gives_a_late_object_its_box_on_the_frame_it_shows_and_the_tracker_tracks_it():
+    """Known answer, with the shipped default model and Tracker parameters: under first-appearance object 2
+    is boxed on frame 3 and tracked from there on (object 3 only once 0.1% of the frame shows, frame 4);
+    under first-frame neither is ever given nor predicted."""
+    batch = _late_object_batch()
+    assert box_frames(batch, "first-frame").tolist() == [[0, -1, -1, -1]]
+    assert box_frames(batch, "first-appearance").tolist() == [[0, 3, 4, -1]]
+    model, _ = load_checkpoint(DEFAULT_MODEL)
+    tracker = Tracker(model, TrackerConfig())
+    late = tracker_ids(tracker, batch, boxes="first-appearance")
+    truth = batch["segmentations"]
+    for obj, start in ((2, 3), (3, 4)):
+        assert not bool((late[0, :start] == obj).any())
+        for f in range(start, 6):
+            painted, true = late[0, f] == obj, truth[0, f] == obj
+            assert float((painted & true).sum() / (painted | true).sum()) > 0.5, (obj, f)
+    first = tracker_ids(tracker, batch)
+    assert set(first.unique().tolist()) == {0, 1}
+    assert torch.equal(first[:, :3], late[:, :3])  # the same until a late box is given
+
+
+def test_first_appearance_protocol_is_recorded_with_both_ceilings_and_refused_where_it_cannot_apply(run_dir):
+    """Every box-taking method is scored under it; the flow k-means baseline (seeded on frame 0) is not."""
+    model, _ = load_checkpoint(resolve_checkpoint(run_dir))
+    dataset = build_dataset(load_config(TINY, {"train.out_dir": str(run_dir)}).data, "eval")
+    eval_cfg = EvalConfig(num_videos=2, mask_source="attention", batch_size=2)
+    cpu = torch.device("cpu")
+    result = evaluate(model, dataset, eval_cfg, cpu, baselines=True, progress=False, boxes="first-appearance")
+    assert result["boxes"] == "first-appearance" and result["min_appearance_area"] == 0.001
+    assert set(result["methods"]) == {"savi", "static_box", "csrt_box", "csrt_grabcut"}
+    ceiling = result["ceiling_miou"]
+    assert set(ceiling) == {"first-frame", "first-appearance"} and ceiling["first-frame"] <= ceiling["first-appearance"]
+    assert evaluate(model, dataset, eval_cfg, cpu, progress=False)["boxes"] == "first-frame"
+    for wrong in ({"model_only": True}, {"noise_sigma": 0.1}, {"boxes": "every-frame"}):
+        with pytest.raises(ValueError, match="first-appearance|boxes must be"):
+            evaluate(model, dataset, eval_cfg, cpu, progress=False, **{"boxes": "first-appearance", **wrong})

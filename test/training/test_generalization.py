@@ -177,3 +177,19 @@ def test_scene_cache_scores_a_second_run_on_the_same_videos_without_rendering_th
         for key in ("fg_ari", "miou", "j_and_f", "idf1"):
             assert entry["methods"]["savi"][key] == second["splits"][split]["methods"]["savi"][key], (split, key)
     assert "cache_dir" not in first["splits"]["held-out shape"]["options"]
+
+
+def test_first_appearance_boxes_are_written_into_the_results_with_each_splits_ceilings(tmp_path, capsys):
+    run = train(load_config(TINY, {"train.out_dir": str(tmp_path / "run"), "train.steps": 1}))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"held_out": {"shape": {"shapes": ["cross"]}}}))
+    args = ["--checkpoint", str(run), "--spec", str(spec), "--num-videos", "1", "--device", "cpu"]
+    args += ["--no-prototype-baseline", "--boxes", "first-appearance"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert "boxes: first-appearance" in capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "generalization.json").read_text())
+    assert result["boxes"] == "first-appearance"
+    for entry in result["splits"].values():
+        assert set(entry["ceiling_miou"]) == {"first-frame", "first-appearance"}
+    assert main([*args, "--points"]) == 1  # points are first-frame prompts
+    assert "--boxes first-frame" in capsys.readouterr().err

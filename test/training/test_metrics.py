@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from training.metrics import fg_ari, mean_over_videos, miou, per_frame_fg_ari
+from training.metrics import fg_ari, known_objects_ids, mean_over_videos, miou, per_frame_fg_ari
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -234,3 +234,17 @@ def test_fg_ari_dense_and_sparse_contingency_agree() -> None:
     assert torch.allclose(dense, sparse, rtol=0, atol=1e-12)
     for v in range(4):
         assert_close(float(dense[v]), sklearn_fg_ari(pred[v], gt[v], [1, 2, 3, 4]))
+
+
+def test_known_objects_ids_is_the_ceiling_of_a_box_protocol() -> None:
+    """Object 1 on every frame, object 2 from frame 2 (of 4; frames 1-3 scored): a perfect tracker never told
+    of object 2 gets it right only on frame 1 (absent, predicted empty): 1/3; told on frame 2, 1.0; told on
+    frame 3 it misses frame 2: 2/3."""
+    gt = torch.zeros(1, 4, 2, 2, dtype=torch.long)
+    gt[:, :, 0, 0] = 1
+    gt[:, 2:, 1, 1] = 2
+    never = known_objects_ids(gt, torch.tensor([[0, -1]]))
+    assert torch.equal(never, torch.where(gt == 2, 0, gt))
+    assert float(miou(never, gt, 2)) == pytest.approx((1 + 1 / 3) / 2)
+    assert float(miou(known_objects_ids(gt, torch.tensor([[0, 2]])), gt, 2)) == pytest.approx(1.0)
+    assert float(miou(known_objects_ids(gt, torch.tensor([[0, 3]])), gt, 2)) == pytest.approx((1 + 2 / 3) / 2)

@@ -30,6 +30,26 @@ def test_marked_table_is_rendered_from_its_files_and_other_text_is_kept(tmp_path
     assert render_document(out, tmp_path) == out
 
 
+def test_a_first_appearance_file_says_so_in_every_column_label(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({**results("v8", 20, 0.7), "boxes": "first-appearance"}))
+    (tmp_path / "b.json").write_text(json.dumps({**results("v8", 20, 0.6), "boxes": "first-frame"}))
+    out = render_document("<!-- results: generalization a.json b.json -->\n<!-- end results -->\n", tmp_path)
+    header = out.splitlines()[1]
+    assert header == (
+        "| split | v8 (20 videos, first-appearance boxes) | feature_prototype (20 videos, first-appearance boxes) "
+        "| v8 (20 videos) | feature_prototype (20 videos) |"
+    )
+    # Files with the splits' ceilings: one mIoU column per protocol, from the first file that has it.
+    ceilings = results("v8", 20, 0.7)
+    ceilings["splits"]["in-family 2D"]["ceiling_miou"] = {"first-frame": 0.8, "first-appearance": 0.99}
+    ceilings["splits"]["held-out shape"]["ceiling_miou"] = {"first-frame": 0.5, "first-appearance": None}
+    (tmp_path / "c.json").write_text(json.dumps(ceilings))
+    out = render_document("<!-- results: generalization c.json a.json -->\n<!-- end results -->\n", tmp_path)
+    lines = out.splitlines()
+    assert lines[1].endswith("| mIoU ceiling, first-frame boxes | mIoU ceiling, first-appearance boxes |")
+    assert lines[3].endswith("| 80.0 | 99.0 |") and lines[4].endswith("| 50.0 | n/a |")
+
+
 def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
     totals = dict(reappearances=52, resumed=44, new_id=6, missed=2, revivals=34, false_revivals=1, switches=5)
     off = {**totals, "resumed": 20, "idf1": 0.617}
