@@ -14,7 +14,9 @@ the slot wins (attention over 0.5, what the label map needs) is counted:
 - ``true centre, no gate``: both;
 - ``true look``: the slot's prototype replaced by the features pooled over the object's true cells this frame.
 
-Rows split the object-frames by the true centre's shift since the previous frame (camera pixels). A benchmark
+Rows split the object-frames by the true centre's shift since the previous frame (camera pixels) and, with
+``--entering N``, by whether the object covered fewer than N pixels on the first frame (boxed while coming into
+view at the image's edge: its prototype pooled from a sliver of it). A benchmark
 tool: it replays the model's own corrector on copies of its inputs and changes nothing. Run:
 ``.venv/bin/python bench/slip_diagnosis.py [--first 10] [--videos 20] [--frame-size 320x240]``.
 """
@@ -79,8 +81,9 @@ def arms(corrector: Callable, step: tuple, slot: int, cells: torch.Tensor, centr
     ]
 
 
-def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]]) -> dict[str, np.ndarray]:
-    """Summed shares per speed row (the last entry of each row counts its object-frames)."""
+def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]], entering: int = 0) -> dict[str, np.ndarray]:
+    """Summed shares per row (the last entry of each row counts its object-frames): per speed, and with
+    ``entering`` > 0 per speed of the objects under that many pixels on the first frame and of the others."""
     model, _ = load_checkpoint(checkpoint)
     if model.config.corrector.kind != "prototype" or model.config.corrector.prototypes != 1:
         raise SystemExit("the diagnosis replays a prototype corrector with one prototype per slot")
@@ -106,6 +109,7 @@ def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]]) -> dict[str
         detections = first_frame_detections(item["cond_boxes"], item["conditioned"], (height, width))
         boxed = [int(d.det_id) for d in detections]
         last: dict[int, np.ndarray] = {}
+        small = {o: bool((truth[0] == o).sum() < entering) for o in boxed}
         for f in range(frames):
             slots_of = {o: tracker._book.slot_of(o) for o in boxed}  # the slot that ran this frame
             tracker.step(images[f], detections if f == 0 else None, stamp=f / 10)
@@ -126,6 +130,8 @@ def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]]) -> dict[str
                     continue
                 shares = arms(run, ran, slots_of[o] + offset, cells, (centre[0] / height, centre[1] / width))
                 name = next(label for lo, hi, label in SPEEDS if lo <= shift < hi)
+                if entering:
+                    name = ("entering, " if small[o] else "in view, ") + name
                 rows[name] += np.array([*shares, 1.0])
     corrector.forward = run
     return rows
@@ -139,14 +145,17 @@ def main() -> None:
     p.add_argument("--first", type=int, default=10, help="first 3D training video (the fit scores the first 10)")
     p.add_argument("--videos", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--entering", type=int, default=0, help="split rows at this first-frame area (pixels); 0: no split")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.frame_size.split("x"))
-    rows = diagnose(args.checkpoint, physics_videos(args.config, (height, width), args.first, args.videos))
+    videos = physics_videos(args.config, (height, width), args.first, args.videos)
+    rows = diagnose(args.checkpoint, videos, args.entering)
     print(f"share of a boxed object's true cells its slot wins, {args.videos} 3D training videos from {args.first}")
     print("| true centre's shift per frame | object-frames | " + " | ".join(ARMS) + " |")
     print("| --- " * (len(ARMS) + 2) + "|")
-    for _, _, name in SPEEDS:
+    kinds = ("entering, ", "in view, ") if args.entering else ("",)
+    for name in (kind + label for kind in kinds for _, _, label in SPEEDS):
         total = rows[name]
         if total[-1]:
             shares = " | ".join(f"{v / total[-1]:.3f}" for v in total[:-1])
