@@ -14,6 +14,10 @@ the slot wins (attention over 0.5, what the label map needs) is counted:
 - ``true centre, no gate``: both;
 - ``true look``: the slot's prototype replaced by the features pooled over the object's true cells this frame.
 
+``--ceiling`` scores whole videos instead (mIoU, as the benchmark does): as the Tracker plays them, and with
+every boxed object's slot given, before each corrector step, its prior centred on the object's true centre
+and no gate row: what a perfect motion prediction of the window and the prior could bring at most.
+
 Rows split the object-frames by the true centre's shift since the previous frame (camera pixels) and, with
 ``--entering N``, by whether the object covered fewer than N pixels on the first frame (boxed while coming into
 view at the image's edge: its prototype pooled from a sliver of it). A benchmark
@@ -34,9 +38,11 @@ import torch.nn.functional as F
 
 from savi_core.model.checkpoint import load_checkpoint
 from savi_core.model.prototypes import GEOMETRY
+from savi_core.model.savi import SAVi
 from savi_core.tracking.tracker import Tracker
 from training.config import load_config
 from training.data import build_dataset
+from training import metrics
 from training.evaluate import _camera_images, first_frame_detections
 
 ARMS = ("as is", "no gate", "true centre", "true centre, no gate", "true look")
@@ -81,10 +87,9 @@ def arms(corrector: Callable, step: tuple, slot: int, cells: torch.Tensor, centr
     ]
 
 
-def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]], entering: int = 0) -> dict[str, np.ndarray]:
+def diagnose(model: SAVi, videos: list[dict[str, torch.Tensor]], entering: int = 0) -> dict[str, np.ndarray]:
     """Summed shares per row (the last entry of each row counts its object-frames): per speed, and with
     ``entering`` > 0 per speed of the objects under that many pixels on the first frame and of the others."""
-    model, _ = load_checkpoint(checkpoint)
     if model.config.corrector.kind != "prototype" or model.config.corrector.prototypes != 1:
         raise SystemExit("the diagnosis replays a prototype corrector with one prototype per slot")
     corrector = model.corrector
@@ -137,6 +142,49 @@ def diagnose(checkpoint: str, videos: list[dict[str, torch.Tensor]], entering: i
     return rows
 
 
+def ceiling(model: SAVi, videos: list[dict[str, torch.Tensor]], oracle: bool) -> float:
+    """Mean mIoU of ``videos`` through the Tracker; with ``oracle`` every boxed object's slot has its prior at
+    the object's true centre and no gate on every frame after the first."""
+    corrector = model.corrector
+    run = corrector.forward
+    truth_now: dict[int, tuple[float, float]] = {}  # slot -> true centre (y, x), normalised
+
+    def told(slots, features, grid, bias=None):
+        slots = slots.clone()
+        bias = None if bias is None else bias.clone()
+        c = slots.shape[-1] - GEOMETRY
+        for slot, centre in truth_now.items():
+            slots[0, slot, c : c + 2] = torch.tensor(centre, dtype=slots.dtype)
+            if bias is not None:
+                bias[0, slot] = 0.0
+        return run(slots, features, grid, bias)
+
+    if oracle:
+        corrector.forward = told
+    tracker = Tracker(model)
+    offset = int(model.config.initializer.background_slot)
+    scores = []
+    for item in videos:
+        tracker.reset()
+        truth = item["segmentations"].numpy()
+        frames, height, width = truth.shape
+        images = _camera_images(item["video"], (height, width))
+        detections = first_frame_detections(item["cond_boxes"], item["conditioned"], (height, width))
+        labels = np.zeros(truth.shape, np.int64)
+        for f in range(frames):
+            truth_now.clear()
+            for d in detections:
+                slot, mask = tracker._book.slot_of(int(d.det_id)), truth[f] == int(d.det_id)
+                if f > 0 and slot is not None and mask.any():
+                    ys, xs = np.nonzero(mask)
+                    truth_now[slot + offset] = (ys.mean() / height, xs.mean() / width)
+            labels[f] = tracker.step(images[f], detections if f == 0 else None, stamp=f / 10).label_map
+        pred, gt = torch.from_numpy(labels)[None], torch.from_numpy(truth).long()[None]
+        scores.append(float(metrics.miou(pred, gt, model.num_object_slots, True, item["frame_mask"][None])[0]))
+    corrector.forward = run
+    return float(np.nanmean(scores))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="training/configs/pretrained_cpu.yaml", help="run config (its data)")
@@ -146,11 +194,18 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--entering", type=int, default=0, help="split rows at this first-frame area (pixels); 0: no split")
+    p.add_argument("--ceiling", action="store_true", help="score whole videos as played and with the oracle instead")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.frame_size.split("x"))
     videos = physics_videos(args.config, (height, width), args.first, args.videos)
-    rows = diagnose(args.checkpoint, videos, args.entering)
+    model, _ = load_checkpoint(args.checkpoint)
+    if args.ceiling:
+        played, told = (100 * ceiling(model, videos, oracle) for oracle in (False, True))
+        print(f"mIoU over {args.videos} 3D training videos from {args.first}: as played {played:.2f}, "
+              f"prior at the true centre and no gate for the boxed objects' slots {told:.2f}")  # fmt: skip
+        return
+    rows = diagnose(model, videos, args.entering)
     print(f"share of a boxed object's true cells its slot wins, {args.videos} 3D training videos from {args.first}")
     print("| true centre's shift per frame | object-frames | " + " | ".join(ARMS) + " |")
     print("| --- " * (len(ARMS) + 2) + "|")

@@ -72,3 +72,44 @@ def test_a_slot_whose_prior_lags_wins_its_object_back_with_the_true_centre(squar
     finally:
         with torch.no_grad():
             model.corrector.prior.fill_(0.0)
+
+
+def falling_square(frames: int = 8, height: int = 60, width: int = 80) -> dict[str, torch.Tensor]:
+    """One video item (as the datasets give them) of a red square falling 6 px a frame on a grey checker."""
+    ys, xs = np.mgrid[:height, :width]
+    video, segmentations = [], []
+    for t in range(frames):
+        image = np.where(((ys // 8 + xs // 8) % 2)[..., None] == 0, 150, 110).astype(np.float32).repeat(3, 2)
+        inside = (abs(ys - (10 + 6 * t)) < 6) & (abs(xs - 40) < 6)
+        image[inside] = (220, 30, 30)
+        video.append(torch.from_numpy(image / 255).permute(2, 0, 1))
+        segmentations.append(torch.from_numpy(inside.astype(np.int64)))
+    boxes = torch.full((16, 4), -1.0)
+    boxes[0] = torch.tensor([4 / height, 34 / width, 16 / height, 46 / width])
+    conditioned = torch.zeros(16)
+    conditioned[0] = 1
+    return {
+        "video": torch.stack(video),
+        "segmentations": torch.stack(segmentations),
+        "cond_boxes": boxes,
+        "conditioned": conditioned,
+        "frame_mask": torch.ones(frames, dtype=torch.bool),
+    }
+
+
+def test_ceiling_as_played_is_the_benchmark_score_and_the_oracle_helps_a_slot_its_prior_holds_back():
+    from training.config import EvalConfig
+    from training.evaluate import evaluate
+
+    model = SAVi(prototype_config((64, 80))).eval()
+    model.corrector.make_neutral()
+    videos = [falling_square()]
+    with torch.no_grad():
+        model.corrector.prior.fill_(20.0)  # a prior that keeps the slot where the square was
+    played = slip.ceiling(model, videos, oracle=False)
+    scored = evaluate(
+        model, videos, EvalConfig(num_videos=1, mask_source="attention", batch_size=1), torch.device("cpu"),
+        progress=False, identity=False,
+    )["methods"]["savi"]["miou"]  # fmt: skip
+    assert played == pytest.approx(scored)
+    assert slip.ceiling(model, videos, oracle=True) > played + 0.05
