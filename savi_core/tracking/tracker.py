@@ -266,9 +266,13 @@ class Tracker:
         if bootstrap:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
+        elif not starts.cleared and set(starts.new_boxes) <= self._book.reanchored:
+            # Re-anchors alone restart only their slots: the others keep their state, so no fresh background
+            # is searched for (most of a restart's time, on most detection frames of a 5 Hz detector).
+            self._restart_slots(list(starts.new_boxes), cond)
         else:
-            # A box restarts the untracked slots and the background slot with it, as on a first frame: run
-            # for minutes, they come to hold tracked objects and take them from a fresh slot.
+            # A new track's box restarts the untracked slots and the background slot with it, as on a first
+            # frame: run for minutes, they come to hold tracked objects and take them from a fresh slot.
             untracked = [s for s in range(self._num_objects) if s not in self._book.tracks]  # the cleared ones too
             slots = [*starts.new_boxes, *(untracked if starts.new_boxes else starts.cleared)]
             self._restart_slots(slots, cond, background=bool(starts.new_boxes))

@@ -796,9 +796,8 @@ def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0(
         TrackerConfig(gate_margin=-0.1)
 
 
-def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_other_tracks_alone(savi, monkeypatch):
-    """A box that re-anchors a slot restarts the background slot and the untracked slots as on a first
-    frame; the other track's slot carries on from its prediction."""
+def recorded_steps(savi: SAVi, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The slots each `step` of ``savi`` is given and those it predicts, recorded from now on."""
     given: list[torch.Tensor] = []
     predicted: list[torch.Tensor] = []
     step = savi.step
@@ -810,22 +809,47 @@ def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_
         return out
 
     monkeypatch.setattr(savi, "step", recording_step)
+    return given, predicted
+
+
+def test_re_anchoring_a_track_restarts_its_slot_alone(savi, monkeypatch):
+    """A box that only re-anchors a track restarts that slot: the background slot, the untracked slots and
+    the other track's slot carry on from their predictions (no new background is searched for)."""
+    given, predicted = recorded_steps(savi, monkeypatch)
     tracker = Tracker(savi, TrackerConfig(min_mask_area=0, gate_margin=0.0), device="cpu")
     img = image(32, 32)
     boxes = [Detection((2, 2, 12, 12)), Detection((18, 18, 30, 30))]
     tracker.step(img, boxes)
     for _ in range(3):
         tracker.step(img)
-    unconditioned = savi.init_slots(tracker._conditioner.conditioning({}, 32, 32, None))[0]
-    fresh = unconditioned[0]
-    assert not torch.allclose(predicted[-1][0, 0], fresh)  # the background slot has moved on
-    assert not torch.allclose(predicted[-1][0, 3:], unconditioned[3:])  # and so have the untracked slots
     assert torch.equal(given[-1], predicted[-2])  # without a re-anchor every slot carries on
     tracker._book.tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
     tracker.step(img, boxes)
-    assert torch.allclose(given[-1][0, 0], fresh) and torch.allclose(given[-1][0, 3:], unconditioned[3:])
-    assert torch.equal(given[-1][0, 1], predicted[-2][0, 1])  # the first track's slot carries on
+    assert tracker.live_tracks == {1: "", 2: ""}
+    kept = [0, 1, 3, 4]  # the background, the first track's slot, the untracked slot
+    assert torch.equal(given[-1][0, kept], predicted[-2][0, kept])
     assert not torch.equal(given[-1][0, 2], predicted[-2][0, 2])
+
+
+def test_a_new_track_restarts_the_background_and_idle_slots_with_the_detected_tracks(savi, monkeypatch):
+    """A box that starts a track restarts the background slot and the untracked slots as on a first frame,
+    and the detected tracks' slots from their boxes with them."""
+    given, predicted = recorded_steps(savi, monkeypatch)
+    config = TrackerConfig(min_mask_area=0, gate_margin=0.0, max_tracks=3)
+    tracker = Tracker(savi, config, device="cpu")
+    img = image(32, 32)
+    boxes = [Detection((2, 2, 12, 12)), Detection((18, 18, 30, 30))]
+    tracker.step(img, boxes)
+    for _ in range(3):
+        tracker.step(img)
+    unconditioned = savi.init_slots(tracker._conditioner.conditioning({}, 32, 32, None))[0]
+    assert not torch.allclose(predicted[-1][0, 0], unconditioned[0])  # the background slot has moved on
+    assert not torch.allclose(predicted[-1][0, 4], unconditioned[4])  # and so has the untracked slot
+    result = tracker.step(img, [*boxes, Detection((2, 18, 12, 30))])
+    assert result.started == [3]
+    assert torch.allclose(given[-1][0, 0], unconditioned[0]) and torch.allclose(given[-1][0, 4], unconditioned[4])
+    for slot in (1, 2, 3):  # the detected tracks' slots and the new one restart from their boxes
+        assert not torch.equal(given[-1][0, slot], predicted[-2][0, slot])
 
 
 def test_a_detection_re_anchors_a_track_whose_slot_is_fading():
