@@ -352,6 +352,48 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert (reused.label_map == 1).sum() == 0
 
 
+def test_a_freed_slot_restarts_in_settle_after_its_step_and_otherwise_in_the_next_step_with_the_same_bits():
+    """The slot of a track that ends restarts after the step that ended it (its result does not need it): in
+    `settle`, which the node calls once the frame is published, or else first thing in the next step; the
+    next steps give the same label maps either way."""
+
+    class Counting(BoxPainter):
+        restarts: list[list[int]] = []
+
+        def init_slots_for(self, slots, cond, which):
+            self.restarts.append(torch.nonzero(which[0]).flatten().tolist())
+            return super().init_slots_for(slots, cond, which)
+
+    def run(settling: bool) -> tuple[list[np.ndarray], list[list[list[int]]]]:
+        model = Counting(tiny_config())
+        model.restarts = []
+        config = TrackerConfig(mask_source="decoder", min_mask_area=50, lost_after_frames=3, dormant_seconds=0)
+        tracker = Tracker(model, config, device="cpu")
+        img = image(32, 32)
+        maps, restarts = [], []
+        for t in range(6):
+            detections = (
+                [Detection((0, 0, 4, 4), det_id="1"), Detection((10, 10, 30, 30), det_id="2")] if t == 0 else []
+            )
+            model.restarts = []
+            result = tracker.step(img, detections)
+            maps.append(result.label_map)
+            restarts.append(model.restarts)
+            if settling:
+                model.restarts = []
+                tracker.settle()
+                restarts.append(model.restarts)
+        return maps, restarts
+
+    settled_maps, settled = run(True)
+    maps, unsettled = run(False)
+    # Track 1 (16 pixels) ends on the third step; its slot (object slot 0, model slot 1) restarts in settle.
+    assert settled == [[], [], [], [], [], [[1]], [], [], [], [], [], []]  # (step, settle) per frame
+    assert unsettled == [[], [], [], [[1]], [], []]  # else in the fourth step, before the frame's model step
+    for a, b in zip(settled_maps, maps):
+        assert np.array_equal(a, b)
+
+
 def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate():
     """add_new: a track lost (its mask too small) keeps its last box; the object's re-detection moves the
     lost track's slot back onto it (same id) and starts no second track."""
