@@ -12,6 +12,7 @@ writes ``frames.json`` and the ``*.prof`` files into ``SAVI_PROFILE_DIR`` and pr
 from __future__ import annotations
 
 import cProfile
+import gc
 import json
 import os
 import statistics
@@ -60,9 +61,11 @@ def _install(out: Path) -> None:
         if stamp is not None:
             mark(stamp, "detections", len(detections or []))
             mark(stamp, "step_start")
+        cpu = time.thread_time()
         result = step(self, image, detections, *args, **kwargs)
         if stamp is not None:
             mark(stamp, "step_end")
+            mark(stamp, "step_thread_cpu_ms", 1e3 * (time.thread_time() - cpu))
             for key, value in result.timings.items():
                 mark(stamp, f"tracker_{key}_ms", value)
         return result
@@ -108,9 +111,20 @@ def _install(out: Path) -> None:
                 profile.disable()
                 profile.dump_stats(out / "worker.prof")
 
+    pauses: list[list[int]] = []  # the collector's pauses in this process: [start, end] ns, system clock
+
+    def collecting(phase: str, info: dict) -> None:
+        if phase == "start":
+            pauses.append([time.time_ns(), 0])
+        elif pauses:
+            pauses[-1][1] = time.time_ns()
+
+    gc.callbacks.append(collecting)
+
     def save() -> None:
         with lock:
             (out / "frames.json").write_text(json.dumps({str(k): v for k, v in frames.items()}))
+            (out / "gc.json").write_text(json.dumps(pauses))
 
     tracker_node.TrackerNode._on_image = timed_on_image
     tracker_node.TrackerNode._publish = timed_publish
@@ -161,16 +175,30 @@ SPANS = (  # (label, from, to): consecutive spans of one frame, on the system cl
 
 
 def summary(directory: Path) -> str:
-    """Median and p90 of each span over the recorded frames (ms): all of them, then the frames whose step
-    took detections and the frames whose step took none."""
+    """Median and p90 of each span over the recorded frames (ms): all of them, the frames whose step took
+    detections, the frames whose step took none, and the slowest 2% from the client's publish to the node's
+    (what makes a p99). Also the collector's pauses within each frame's receipt -> published, where recorded,
+    and the step thread's CPU time (a step whose wall time is far above it waited: for a core, or for its
+    OpenMP team)."""
     frames = [f for f in json.loads((directory / "frames.json").read_text()).values() if "published" in f]
+    pauses_file = directory / "gc.json"
+    if pauses_file.exists():
+        pauses = [p for p in json.loads(pauses_file.read_text()) if p[1]]
+        for f in frames:
+            f["gc_pauses_ms"] = 1e-6 * sum(
+                max(0, min(end, f["published"]) - max(start, f["received"])) for start, end in pauses
+            )
+    slowest = sorted(frames, key=lambda f: f["published"] - f.get("source", f["received"]))
     kinds = {
         "all": frames,
         "with detections": [f for f in frames if f.get("detections")],
         "without": [f for f in frames if not f.get("detections")],
+        "slowest 2%": slowest[len(slowest) - max(1, len(slowest) // 50) :],
     }
+    tail = kinds["slowest 2%"]
     lines = [
         f"{len(frames)} published frames, {len(kinds['with detections'])} of them stepped with detections; "
+        f"the slowest 2% ({len(tail)}): {sum(bool(f.get('detections')) for f in tail)} with detections; "
         "medians (p90) in ms"
     ]
     lines.append(f"  {'':40s} " + " ".join(f"{kind:>17s}" for kind in kinds))
@@ -185,7 +213,7 @@ def summary(directory: Path) -> str:
         if any(cells):
             lines.append(f"  {label:40s} " + " ".join(f"{cell:>17s}" for cell in cells))
 
-    for label, start, end in SPANS:
+    for label, start, end in (("client publish -> published", "source", "published"), *SPANS):
         row(label, lambda f: (f[end] - f[start]) * 1e-6 if start in f and end in f else None)
     for key in sorted({k for f in frames for k in f if k.endswith("_ms")}):
         row(key, lambda f: f.get(key))

@@ -156,6 +156,12 @@ class Pipeline:
         with self._tracker_lock:
             return {**self._tracker.live_tracks, **self._tracker.dormant_tracks}
 
+    def settle(self) -> None:
+        """The Tracker's restarts of the slots the last step freed (`Tracker.settle`): called once the frame is
+        published, so they are off its latency (the next step would run them first)."""
+        with self._tracker_lock:
+            self._tracker.settle()
+
     def restart(self) -> None:
         """Forget held and queued inputs, counted (activation after a pause); live tracks are kept."""
         with self.cond:

@@ -431,6 +431,7 @@ class TrackerNode(LifecycleNode):
                 frame = None if pair is None else pipeline.process(pair, time.monotonic)
                 if frame is not None:
                     self._publish(frame)
+                    pipeline.settle()  # the freed slots' restarts, after the outputs are out
                     self._memory.processed(frame.rgb.shape[0] * frame.rgb.shape[1])
             except Exception as exc:  # keep serving; at shutdown the context is gone: just stop
                 if not self.context.ok():

@@ -110,10 +110,14 @@ class PrototypeInitializer(nn.Module):
         conditioned: torch.Tensor,
         offset: int,
         kept: torch.Tensor | None = None,
+        objects_only: bool = False,
     ) -> torch.Tensor:
         """``features [B, N, C]`` (unit length), ``boxes [B, M, 4]`` normalised (ymin, xmin, ymax, xmax; a
         point is a zero-size box), ``conditioned [B, M]``; object ``i`` goes to slot ``i + offset``.
-        ``kept [B, E, C]`` are prototypes of slots that carry on (new background avoids them)."""
+        ``kept [B, E, C]`` are prototypes of slots that carry on (new background avoids them).
+        ``objects_only``: only the conditioned object slots are wanted (a re-anchor keeps the others); with
+        one prototype per slot their looks need no background, whose search (farthest-point seeds and
+        k-means over every cell: most of a restart) is then skipped and the other slots come out zero."""
         b, n, c = features.shape
         h, w = grid
         axes = tuple(a.to(features.dtype) for a in cell_axes(h, w, features.device))
@@ -130,7 +134,10 @@ class PrototypeInitializer(nn.Module):
         point = (size <= 0).all(-1, keepdim=True)
         expected = torch.where(point, torch.full_like(size, POINT_SIZE), size)
         region = torch.cat([centre - expected / 2, centre + expected / 2], dim=-1)
-        background = self._background(features, axes, region, on, protos, kept)  # [B, K, C]
+        if objects_only and self.prototypes == 1:
+            background = features.new_zeros(b, self.num_slots, c)
+        else:
+            background = self._background(features, axes, region, on, protos, kept)  # [B, K, C]
         looks = self._looks(features, weights, protos, background)  # [B, M, S, C]
         obj_slots = join(looks, centre, expected, torch.zeros_like(centre), on.to(features.dtype))
         s = self.prototypes

@@ -104,6 +104,13 @@ class SAVi(nn.Module):
         """Initial slot state ``[B, K, D]`` for the first frame."""
         if not self.prototypes:
             return self.initializer(cond)
+        return self._init_prototype_slots(cond, kept)
+
+    def _init_prototype_slots(
+        self, cond: Conditioning, kept: torch.Tensor | None = None, objects_only: bool = False
+    ) -> torch.Tensor:
+        """`init_slots` of a prototype model; ``objects_only``: the caller keeps every slot but the conditioned
+        object slots (`PrototypeInitializer.forward`)."""
         if cond.features is None or cond.boxes is None:
             raise ValueError(
                 "this model starts slots from the frame's features: Conditioning needs boxes and "
@@ -126,6 +133,7 @@ class SAVi(nn.Module):
             conditioned.to(cond.features.dtype),
             1,
             kept,
+            objects_only,
         )
 
     def init_slots_for(self, slots: torch.Tensor, cond: Conditioning, which: torch.Tensor) -> torch.Tensor:
@@ -134,12 +142,20 @@ class SAVi(nn.Module):
         Used when a new object appears mid-video: its free slot restarts from the new box while every
         tracked slot keeps its state (and prototype slots' new background avoids the kept objects).
         """
+        if not self.prototypes:
+            return torch.where(which.unsqueeze(-1), self.init_slots(cond).to(slots.dtype), slots)
+        offset = int(self.config.initializer.background_slot)
+        # Only conditioned object slots restart (re-anchored tracks): no new background is wanted.
+        background = which[:, :offset].any()
+        if cond.conditioned is not None:
+            background = background | (which[:, offset:] & (cond.conditioned <= 0.5)).any()
+        objects_only = not bool(background)
         kept = None
-        if self.prototypes:
+        if not objects_only or self.config.corrector.prototypes > 1:  # several looks need the background
             proto, *_, obj = split(slots, self.config.corrector.prototypes)
             kept = (proto * ((obj > 0.5) & ~which).view(*obj.shape, 1, 1).to(proto.dtype)).flatten(1, 2)
-        fresh = self.init_slots(cond, kept).to(slots.dtype)
-        return torch.where(which.unsqueeze(-1), fresh, slots)
+        fresh = self._init_prototype_slots(cond, kept, objects_only)
+        return torch.where(which.unsqueeze(-1), fresh.to(slots.dtype), slots)
 
     def step(
         self,

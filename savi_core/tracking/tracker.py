@@ -71,6 +71,7 @@ class Tracker:
         self._last_labels: Optional[np.ndarray] = None  # the last label map (points on live tracks)
         self._appearance = AppearanceMemory()
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
+        self._freed: list[int] = []  # slots the last step freed, restarted by `settle`
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -89,6 +90,7 @@ class Tracker:
         """End every track, dormant ones too, drop the slot state and restart ids at 1; returns the ended ids."""
         ended = self._book.reset()
         self._slots = None
+        self._freed = []
         self._features = None  # the last frame's features, for models whose slots start from them
         self._last_labels = None
         self._appearance.reset()
@@ -101,6 +103,7 @@ class Tracker:
         in inference mode, as `step` (the last frame's features are inference tensors)."""
         if self._book.dormancy.wake(track_id) is not None:
             return True
+        self.settle()
         slot = self._book.slot_of(track_id)
         if slot is None:
             return False
@@ -153,12 +156,24 @@ class Tracker:
         return ids
 
     @torch.inference_mode()
+    def settle(self) -> None:
+        """Restart the slots the last step freed (tracks that ended or went dormant there): the next step needs
+        them, the last one's result does not. A caller that publishes each result calls this after publishing,
+        taking the restart (a background search: milliseconds) off the frame's latency; otherwise the next
+        step, or `remove_track`, does it first, on the same slots and features: the same bits either way."""
+        freed, self._freed = self._freed, []
+        if freed:
+            self._clear_slots(freed)
+
+    @torch.inference_mode()
     def step(
         self, image: np.ndarray, detections: list[Detection] | None = None, stamp: float | None = None
     ) -> TrackResult:
         """Process one RGB ``uint8 [H, W, 3]`` image (any size) with the detections made on it, if any.
         ``stamp``: the image's time in seconds, which dormant tracks' windows are measured in; None = the
-        host's monotonic clock at the call (a live stream; give stamps for recordings and tests)."""
+        host's monotonic clock at the call (a live stream; give stamps for recordings and tests). The slots it
+        frees restart in `settle`."""
+        self.settle()
         t_start = time.perf_counter()
         height, width = self._labels.check_image(image)
         now = time.monotonic() if stamp is None else float(stamp)
@@ -212,7 +227,7 @@ class Tracker:
             if not book.tracks:
                 self._slots = None
             else:
-                self._clear_slots(update.freed)
+                self._freed = list(update.freed)
         ended = sorted(starts.ended + update.ended + expired)
         return TrackResult(
             label_map=label_map,
@@ -266,9 +281,13 @@ class Tracker:
         if bootstrap:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
+        elif not starts.cleared and set(starts.new_boxes) <= self._book.reanchored:
+            # Re-anchors alone restart only their slots: the others keep their state, so no fresh background
+            # is searched for (most of a restart's time, on most detection frames of a 5 Hz detector).
+            self._restart_slots(list(starts.new_boxes), cond)
         else:
-            # A box restarts the untracked slots and the background slot with it, as on a first frame: run
-            # for minutes, they come to hold tracked objects and take them from a fresh slot.
+            # A new track's box restarts the untracked slots and the background slot with it, as on a first
+            # frame: run for minutes, they come to hold tracked objects and take them from a fresh slot.
             untracked = [s for s in range(self._num_objects) if s not in self._book.tracks]  # the cleared ones too
             slots = [*starts.new_boxes, *(untracked if starts.new_boxes else starts.cleared)]
             self._restart_slots(slots, cond, background=bool(starts.new_boxes))

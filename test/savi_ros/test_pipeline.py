@@ -317,3 +317,13 @@ def test_points_for_a_box_only_model_are_refused_with_a_warning(pipeline):
     pipeline.add_prompt_msg(point(0.0, 3.0, 3.0), 0.0)
     assert pipeline.stats.refused_prompts == 1
     assert pipeline.warnings[-1][1] == "refusing point (3, 3): this model takes boxes and masks, not points"
+
+
+def test_settle_runs_the_trackers_restarts_of_freed_slots_under_the_tracker_lock(pipeline):
+    """The worker settles the Tracker once a frame is published (`Tracker.settle`): under the lock that a
+    service call (reset, remove_track) takes too."""
+    tracker, held = pipeline.tracker, []
+    settle = tracker.settle
+    tracker.settle = lambda: held.append(pipeline._tracker_lock.locked()) or settle()
+    pipeline.settle()
+    assert held == [True]

@@ -263,3 +263,50 @@ def test_corrector_attention_gives_the_bits_of_the_per_cell_spatial_prior():
         d = (cell_centres(h, w, features.device).view(1, 1, -1, 2) - centre.unsqueeze(2)) / extent.unsqueeze(2)
         logits = logits - (obj * corrector.prior).unsqueeze(-1) * d.square().sum(-1) + bias
     assert torch.equal(attn, logits.softmax(dim=1))
+
+
+@pytest.mark.parametrize("prototypes", [1, 2])
+def test_restarting_only_conditioned_object_slots_skips_the_background_search_and_keeps_the_bits(prototypes):
+    """A re-anchor restarts conditioned object slots alone: with one look per slot no background prototype is
+    searched for (most of a restart's time), with several the looks still get it; either way the restarted
+    slots are what the full restart (`init_slots` with the kept prototypes) gives them."""
+    from savi_core.model import prototypes as prototypes_module
+
+    model = SAVi(prototype_config((64, 80), prototypes=prototypes)).eval()
+    image, _ = scene(0)
+    frame = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+    frame = F.interpolate(frame, size=(64, 80), mode="bilinear", antialias=True, align_corners=False)
+    features = model.encode(frame)
+    boxes = torch.full((1, 16, 4), -1.0)
+    boxes[0, 0] = torch.tensor([34 / 120, 24 / 160, 66 / 120, 56 / 160])
+    boxes[0, 1] = torch.tensor([12 / 120, 97 / 160, 48 / 120, 133 / 160])
+    conditioned = torch.zeros(1, 16)
+    conditioned[0, :2] = 1
+    slots = model.init_slots(Conditioning(boxes=boxes, conditioned=conditioned, features=features))
+    slots = model.step(frame, slots, decode="none").predicted  # the slots have moved on
+    moved = boxes.clone()
+    moved[0, 1] += 0.05  # the disc's track is re-anchored from a new box
+    cond = Conditioning(boxes=moved, conditioned=torch.eye(16)[1:2], features=features)
+    which = torch.zeros(1, 17, dtype=torch.bool)
+    which[0, 2] = True
+    searched = []
+    search = prototypes_module.PrototypeInitializer._background
+
+    def counted(self, *args, **kwargs):
+        searched.append(1)
+        return search(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prototypes_module.PrototypeInitializer, "_background", counted)
+        out = model.init_slots_for(slots, cond, which)
+    assert len(searched) == (0 if prototypes == 1 else 1)
+    proto, *_, obj = split(slots, prototypes)
+    kept = (proto * ((obj > 0.5) & ~which).view(1, 17, 1, 1)).flatten(1, 2)
+    full = model.init_slots(cond, kept)
+    assert torch.equal(out[0, 2], full[0, 2])
+    assert torch.equal(out[0, [0, 1, *range(3, 17)]], slots[0, [0, 1, *range(3, 17)]])
+    which[0, 0] = True  # with the background slot, the search runs
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prototypes_module.PrototypeInitializer, "_background", counted)
+        model.init_slots_for(slots, cond, which)
+    assert len(searched) == (1 if prototypes == 1 else 2)

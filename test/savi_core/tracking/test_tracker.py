@@ -352,6 +352,48 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert (reused.label_map == 1).sum() == 0
 
 
+def test_a_freed_slot_restarts_in_settle_after_its_step_and_otherwise_in_the_next_step_with_the_same_bits():
+    """The slot of a track that ends restarts after the step that ended it (its result does not need it): in
+    `settle`, which the node calls once the frame is published, or else first thing in the next step; the
+    next steps give the same label maps either way."""
+
+    class Counting(BoxPainter):
+        restarts: list[list[int]] = []
+
+        def init_slots_for(self, slots, cond, which):
+            self.restarts.append(torch.nonzero(which[0]).flatten().tolist())
+            return super().init_slots_for(slots, cond, which)
+
+    def run(settling: bool) -> tuple[list[np.ndarray], list[list[list[int]]]]:
+        model = Counting(tiny_config())
+        model.restarts = []
+        config = TrackerConfig(mask_source="decoder", min_mask_area=50, lost_after_frames=3, dormant_seconds=0)
+        tracker = Tracker(model, config, device="cpu")
+        img = image(32, 32)
+        maps, restarts = [], []
+        for t in range(6):
+            detections = (
+                [Detection((0, 0, 4, 4), det_id="1"), Detection((10, 10, 30, 30), det_id="2")] if t == 0 else []
+            )
+            model.restarts = []
+            result = tracker.step(img, detections)
+            maps.append(result.label_map)
+            restarts.append(model.restarts)
+            if settling:
+                model.restarts = []
+                tracker.settle()
+                restarts.append(model.restarts)
+        return maps, restarts
+
+    settled_maps, settled = run(True)
+    maps, unsettled = run(False)
+    # Track 1 (16 pixels) ends on the third step; its slot (object slot 0, model slot 1) restarts in settle.
+    assert settled == [[], [], [], [], [], [[1]], [], [], [], [], [], []]  # (step, settle) per frame
+    assert unsettled == [[], [], [], [[1]], [], []]  # else in the fourth step, before the frame's model step
+    for a, b in zip(settled_maps, maps):
+        assert np.array_equal(a, b)
+
+
 def test_a_re_detection_re_anchors_a_lost_track_instead_of_starting_a_duplicate():
     """add_new: a track lost (its mask too small) keeps its last box; the object's re-detection moves the
     lost track's slot back onto it (same id) and starts no second track."""
@@ -796,9 +838,8 @@ def test_the_gate_leads_a_moving_track_by_its_last_shift_and_is_off_at_margin_0(
         TrackerConfig(gate_margin=-0.1)
 
 
-def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_other_tracks_alone(savi, monkeypatch):
-    """A box that re-anchors a slot restarts the background slot and the untracked slots as on a first
-    frame; the other track's slot carries on from its prediction."""
+def recorded_steps(savi: SAVi, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The slots each `step` of ``savi`` is given and those it predicts, recorded from now on."""
     given: list[torch.Tensor] = []
     predicted: list[torch.Tensor] = []
     step = savi.step
@@ -810,22 +851,47 @@ def test_re_anchoring_a_track_restarts_the_background_and_idle_slots_and_leaves_
         return out
 
     monkeypatch.setattr(savi, "step", recording_step)
+    return given, predicted
+
+
+def test_re_anchoring_a_track_restarts_its_slot_alone(savi, monkeypatch):
+    """A box that only re-anchors a track restarts that slot: the background slot, the untracked slots and
+    the other track's slot carry on from their predictions (no new background is searched for)."""
+    given, predicted = recorded_steps(savi, monkeypatch)
     tracker = Tracker(savi, TrackerConfig(min_mask_area=0, gate_margin=0.0), device="cpu")
     img = image(32, 32)
     boxes = [Detection((2, 2, 12, 12)), Detection((18, 18, 30, 30))]
     tracker.step(img, boxes)
     for _ in range(3):
         tracker.step(img)
-    unconditioned = savi.init_slots(tracker._conditioner.conditioning({}, 32, 32, None))[0]
-    fresh = unconditioned[0]
-    assert not torch.allclose(predicted[-1][0, 0], fresh)  # the background slot has moved on
-    assert not torch.allclose(predicted[-1][0, 3:], unconditioned[3:])  # and so have the untracked slots
     assert torch.equal(given[-1], predicted[-2])  # without a re-anchor every slot carries on
     tracker._book.tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
     tracker.step(img, boxes)
-    assert torch.allclose(given[-1][0, 0], fresh) and torch.allclose(given[-1][0, 3:], unconditioned[3:])
-    assert torch.equal(given[-1][0, 1], predicted[-2][0, 1])  # the first track's slot carries on
+    assert tracker.live_tracks == {1: "", 2: ""}
+    kept = [0, 1, 3, 4]  # the background, the first track's slot, the untracked slot
+    assert torch.equal(given[-1][0, kept], predicted[-2][0, kept])
     assert not torch.equal(given[-1][0, 2], predicted[-2][0, 2])
+
+
+def test_a_new_track_restarts_the_background_and_idle_slots_with_the_detected_tracks(savi, monkeypatch):
+    """A box that starts a track restarts the background slot and the untracked slots as on a first frame,
+    and the detected tracks' slots from their boxes with them."""
+    given, predicted = recorded_steps(savi, monkeypatch)
+    config = TrackerConfig(min_mask_area=0, gate_margin=0.0, max_tracks=3)
+    tracker = Tracker(savi, config, device="cpu")
+    img = image(32, 32)
+    boxes = [Detection((2, 2, 12, 12)), Detection((18, 18, 30, 30))]
+    tracker.step(img, boxes)
+    for _ in range(3):
+        tracker.step(img)
+    unconditioned = savi.init_slots(tracker._conditioner.conditioning({}, 32, 32, None))[0]
+    assert not torch.allclose(predicted[-1][0, 0], unconditioned[0])  # the background slot has moved on
+    assert not torch.allclose(predicted[-1][0, 4], unconditioned[4])  # and so has the untracked slot
+    result = tracker.step(img, [*boxes, Detection((2, 18, 12, 30))])
+    assert result.started == [3]
+    assert torch.allclose(given[-1][0, 0], unconditioned[0]) and torch.allclose(given[-1][0, 4], unconditioned[4])
+    for slot in (1, 2, 3):  # the detected tracks' slots and the new one restart from their boxes
+        assert not torch.equal(given[-1][0, slot], predicted[-2][0, slot])
 
 
 def test_a_detection_re_anchors_a_track_whose_slot_is_fading():

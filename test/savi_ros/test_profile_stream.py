@@ -1,0 +1,32 @@
+"""bench/profile_stream.py's report: frame kinds of bench_latency's streaming sequence apart, and the slowest
+frames with what the Tracker did on them."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_report_splits_loop_starts_detection_and_plain_frames_and_names_the_slowest():
+    spec = importlib.util.spec_from_file_location("profile_stream", ROOT / "bench" / "profile_stream.py")
+    profile_stream = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_stream)
+    rows = []
+    for t in range(24, 124):
+        index = t % 24
+        row = {"t": t, "index": index, "detections": index == 0 or t % 6 == 0, "cpu": 10.0, "wall": 11.0}
+        if index == 0:
+            row.update(cpu=30.0, started=[t])
+        elif row["detections"]:
+            row["cpu"] = 12.0
+        rows.append(row)
+    rows[9].update(cpu=40.0, slept=[2])  # a plain frame on which a track went dormant
+    text = profile_stream.report(rows).splitlines()
+    kinds = {line[:33].strip(): line[33:].split() for line in text[1:5]}
+    assert kinds["all"][:2] == ["100", "10.00"]
+    assert kinds["loop start (objects jump back)"][:2] == ["5", "30.00"]
+    assert kinds["other detection frames"][:2] == ["12", "12.00"]
+    assert kinds["plain frames"][0] == "83" and kinds["plain frames"][4] == "40.00"
+    slowest = text[text.index("slowest 2% by CPU (t, scene index, detections, ms, what the Tracker did):") + 1 :]
+    assert slowest[0].split() == ["33", "9", "False", "40.00", "slept", "[2]"]
+    assert slowest[1].split()[1:4] == ["0", "True", "30.00"] and "started" in slowest[1]
