@@ -44,11 +44,11 @@ def start_tracks(
     """Start the pending prompts, then tracks for non-duplicate ``candidates`` (accepted detections), in free
     slots among the first ``max_tracks``; end duplicate tracks. ``bootstrap``: no slot state yet (with
     ``reinit`` "first", detections only start tracks then). Sets the book's provisional, anchored and
-    re-anchored slots."""
+    detected slots."""
     if not bootstrap and config.reinit == "first":
         candidates = []
     prompts, book.pending = book.pending, []
-    book.provisional, book.anchored, book.reanchored = {}, set(), set()
+    book.provisional, book.anchored, book.detected = {}, set(), set()
     # A new object may be a dormant track's, or a lost one's (with dormancy on) whose stale box it missed.
     sleepers = bool(book.dormancy.dormant) or (
         config.dormant_seconds > 0 and any(t.lost_frames for t in book.tracks.values())
@@ -99,7 +99,6 @@ def _detections(
         config.new_object_iou,
     )
     doubled = set(found.duplicate_tracks.values())
-    restarted: set[int] = set()
     for det_index, track_index in found.matches.items():
         # A detection of a lost or doubled track, of one whose mask has left most of its box, or of one
         # whose slot is fading, re-anchors its slot (same id); with refresh, of any live track.
@@ -109,7 +108,6 @@ def _detections(
         track.anchor_to(box)
         if config.reinit == "refresh" or track.lost_frames > 0 or track_index in doubled or drifted:
             out.new_boxes[slot] = Start(box)
-            restarted.add(slot)
     for track_index in found.duplicate_tracks:
         # Its slot restarts unconditioned, so it stops taking the kept track's pixels.
         slot, track = live[track_index]
@@ -135,9 +133,10 @@ def _detections(
         out.started.append(track_id)
         if sleepers:
             book.provisional[slot] = True
-    if len(out.new_boxes) > len(restarted):
-        # A new slot restarts the background slot, which then takes the pixels of slots it did not restart
-        # with it: every detected track restarts from its detection on such a frame.
+    if out.new_boxes:
+        # A slot started or re-anchored from a box restarts the background slot, which then takes the pixels
+        # of slots it did not restart with it: every detected track restarts from its detection on such a
+        # frame (bench dev seeds: a track matched well lost its object on a frame where another re-anchored).
         for det_index, track_index in found.matches.items():
             out.new_boxes.setdefault(live[track_index][0], Start(candidates[det_index][0]))
-    book.reanchored = {live[track_index][0] for track_index in found.matches.values()} & set(out.new_boxes)
+    book.detected = {live[track_index][0] for track_index in found.matches.values()}

@@ -53,3 +53,20 @@ def test_a_new_start_restarts_every_detected_track_from_its_detection_and_none_w
     )
     assert both.started == [3] and sorted(both.new_boxes) == [0, 2]  # track 2 had no detection: untouched
     assert both.new_boxes[0].box.tolist() == seen.tolist() and book.anchored == {0, 2}
+
+
+def test_a_re_anchored_track_restarts_every_detected_track_from_its_detection():
+    """No new track, but one detection re-anchors its drifted track: the background slot restarts with it, so
+    the well-matched track restarts from its detection too (bench dev seed 2D 7024: it lost its object)."""
+    book, _ = _book()
+    kept, drifted = np.array([10.0, 10.0, 30.0, 30.0]), np.array([50.0, 10.0, 70.0, 30.0])
+    for slot, box in ((0, kept), (1, drifted)):
+        book.tracks[slot] = LiveTrack(book.ids.claim(""), "", box.copy())
+        book.tracks[slot].anchor_to(box.copy())
+    seen, moved = np.array([11.0, 10.0, 31.0, 30.0]), np.array([52.0, 10.0, 72.0, 30.0])
+    book.tracks[1].box = np.array([50.0, 10.0, 62.0, 30.0])  # its mask kept part of its object: IoU 0.45
+    out = start_tracks(
+        book, [(seen, Detection(tuple(seen))), (moved, Detection(tuple(moved)))], TrackerConfig(), 4, False, 100, 100
+    )
+    assert out.started == [] and sorted(out.new_boxes) == [0, 1] and book.anchored == {0, 1}
+    assert out.new_boxes[0].box.tolist() == seen.tolist()
