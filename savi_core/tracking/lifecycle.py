@@ -62,10 +62,11 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
-    """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
-    like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
-    take its id and class, in the label map too; the id a detection's track had is freed (never published).
-    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: tracks
+    """Provisional tracks (started id-less this step while tracks are dormant or live) whose first mask looks
+    like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`), or
+    else like an undetected live track whose box overlaps theirs, take its id and class, in the label map too;
+    the id a detection's track had is freed (never published). A lost or live track so taken leaves its slot:
+    the new slot holds its object now. So do misled tracks: tracks
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
     slot moved onto) whose mask in the detection's box looks unlike their object but like a dormant or another
     lost track; they sleep, and a provisional track that looks like one of them takes its id at once (the two
@@ -137,30 +138,33 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
                 book.ids.release(new)
 
     rename(renamed)
-    # A misled track that matched none may have taken the detection of a live track's object by its stale
-    # box (bench dev seed 3D 7017): an undetected live track whose box overlaps that detection's may take it.
-    astray = [c for c in found if c.track_id in misled and c.track_id not in renamed]
-    near = {
-        t.track_id: slot
-        for slot, t in book.tracks.items()
-        if not t.lost_frames
-        and slot not in book.anchored
-        and slot not in book.detected
-        and any(_overlap(t.box, c.box) for c in astray)
-    }
-    if near:
-        lost.update(near)
-        more = book.dormancy.match(
-            astray,
-            config.reid_threshold,
-            diagonal,
-            [
-                book.dormancy.stand_in(t.track_id, t.class_id, t.box, t.anchor_size, now)
-                for t in map(book.tracks.get, near.values())
-            ],
-        )
-        renamed.update(more)
-        rename(more)
+    # A detector sees each object once: a live track that no detection matched, whose box overlaps a
+    # detection that went to a new or misled track matching no sleeper, may be that detection's object, its
+    # slot having kept part of it or lagged behind (bench dev seed 3D 7026: a second track started on the
+    # object, the first slept with its looks and later revived on another object), or a misled track's stale
+    # box may have taken the detection of its object (3D 7017). Each such candidate is compared with those.
+    # A prompt's track is not a re-detection: it never takes a live track's id.
+    detections = [
+        c for c in found if c.track_id not in renamed and book.provisional.get(slot_of[c.track_id]) is not False
+    ]
+    for cand in detections:
+        near = {
+            t.track_id: slot
+            for slot, t in book.tracks.items()
+            if not t.lost_frames
+            and slot not in book.anchored
+            and slot not in book.detected
+            and _overlap(t.box, cand.box)
+        }
+        if near:
+            lost.update(near)
+            stand_ins = [
+                book.dormancy.stand_in(i, book.tracks[s].class_id, book.tracks[s].box, book.tracks[s].anchor_size, now)
+                for i, s in near.items()
+            ]
+            more = book.dormancy.match([cand], config.reid_threshold, diagonal, stand_ins)
+            renamed.update(more)
+            rename(more)
     if slept:
         rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
         more = book.dormancy.match(

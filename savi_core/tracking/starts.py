@@ -49,10 +49,9 @@ def start_tracks(
         candidates = []
     prompts, book.pending = book.pending, []
     book.provisional, book.anchored, book.detected = {}, set(), set()
-    # A new object may be a dormant track's, or a lost one's (with dormancy on) whose stale box it missed.
-    sleepers = bool(book.dormancy.dormant) or (
-        config.dormant_seconds > 0 and any(t.lost_frames for t in book.tracks.values())
-    )
+    # A new object may be a dormant track's, or (with dormancy on) a lost one's whose stale box it missed or
+    # a live one's whose slot kept only part of it (`lifecycle.revive`).
+    sleepers = bool(book.dormancy.dormant) or (config.dormant_seconds > 0 and bool(book.tracks))
     out = Starts()
     if not candidates and not prompts:
         return out
