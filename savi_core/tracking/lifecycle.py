@@ -143,7 +143,8 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     # slot having kept part of it or lagged behind (bench dev seed 3D 7026: a second track started on the
     # object, the first slept with its looks and later revived on another object), or a misled track's stale
     # box may have taken the detection of its object (3D 7017). Each such candidate is compared with those.
-    # A prompt's track is not a re-detection: it never takes a live track's id.
+    # A prompt's track is not a re-detection, and a detection that gave its own id named a new track: neither
+    # takes a live track's id.
     detections = [
         c for c in found if c.track_id not in renamed and book.provisional.get(slot_of[c.track_id]) is not False
     ]

@@ -13,6 +13,7 @@ from savi_core.tracking.association import associate
 from savi_core.tracking.conditioning import Start, prompt_start
 from savi_core.tracking.datatypes import Detection
 from savi_core.tracking.live_track import LiveTrack, TrackBook
+from savi_core.tracking.track_ids import parse_track_id
 from savi_core.tracking.tracker_config import TrackerConfig
 
 REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
@@ -131,7 +132,8 @@ def _detections(
             continue
         out.started.append(track_id)
         if sleepers:
-            book.provisional[slot] = True
+            # An id the detector gave is never freed, and never swapped for a live track's (`lifecycle.revive`).
+            book.provisional[slot] = parse_track_id(det.det_id) != track_id
     if out.new_boxes:
         # A slot started or re-anchored from a box restarts the background slot, which then takes the pixels
         # of slots it did not restart with it: every detected track restarts from its detection on such a

@@ -415,6 +415,17 @@ def test_a_detection_taken_by_a_lost_tracks_stale_box_goes_to_the_live_track_on_
     assert [(t.track_id, t.box_xyxy) for t in back.tracks] == [(2, wide)] and not (back.label_map == 1).any()
 
 
+AHEAD = (11, 4, 27, 12)  # red ahead of its lagging slot's box (8, 4, 12, 12): IoU 0.05, a quarter of it inside
+
+
+def lag_red(tracker: Tracker, clock: Clock) -> None:
+    """Red (track 1) is detected and shows for 6 frames, then moves half out of its slot's box."""
+    tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
+    for _ in range(5):
+        tracker.step(scene((RED_AT, RED)), stamp=clock())
+    tracker.step(scene(((8, 4, 16, 12), RED)), stamp=clock())  # the slot keeps (8, 4, 12, 12)
+
+
 def test_a_new_detection_of_a_live_tracks_object_its_slot_lagged_behind_keeps_its_id(tracker):
     """Red (1) moves faster than its slot: the slot keeps a corner of it, and red's detection overlaps that
     track's box too little to be its re-detection. The new track looks like red and its box overlaps the
@@ -422,14 +433,19 @@ def test_a_new_detection_of_a_live_tracks_object_its_slot_lagged_behind_keeps_it
     track starting on red and the first sleeping with red's looks (bench dev seed 3D 7026: it later revived
     on another object)."""
     clock = Clock()
-    tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
-    for _ in range(5):
-        tracker.step(scene((RED_AT, RED)), stamp=clock())
-    tracker.step(scene(((8, 4, 16, 12), RED)), stamp=clock())  # the slot keeps (8, 4, 12, 12)
-    ahead = (11, 4, 27, 12)  # IoU 0.05 with that box, a quarter of it inside
-    back = tracker.step(scene((ahead, RED)), [Detection(ahead)], stamp=clock())
+    lag_red(tracker, clock)
+    back = tracker.step(scene((AHEAD, RED)), [Detection(AHEAD)], stamp=clock())
     assert back.reclaimed == [1] and back.started == [] and back.revived == [] and back.slept == []
     assert back.live_track_ids == [1] and [t.track_id for t in back.tracks] == [1]
     assert (back.label_map == 1).sum() >= 120 and (back.label_map > 1).sum() == 0  # of red's 128 pixels
-    blue = tracker.step(scene((ahead, RED), (BLUE_AT, BLUE)), [Detection(BLUE_AT)], stamp=clock())
+    blue = tracker.step(scene((AHEAD, RED), (BLUE_AT, BLUE)), [Detection(BLUE_AT)], stamp=clock())
     assert blue.started == [2]  # the id the new track held for a moment was never shown
+
+
+def test_a_detection_giving_its_own_id_keeps_it_beside_a_lagging_live_track(tracker):
+    """As above, but the detector names the object 9: its id becomes the track's (docs/INTERFACE.md, track
+    ids), whatever it looks like."""
+    clock = Clock()
+    lag_red(tracker, clock)
+    named = tracker.step(scene((AHEAD, RED)), [Detection(AHEAD, det_id="9")], stamp=clock())
+    assert named.started == [9] and named.reclaimed == [] and 9 in named.live_track_ids
