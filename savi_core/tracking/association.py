@@ -9,7 +9,10 @@ Three passes over boxes in pixels (a track's box is its mask's box on the last f
 2. a detection left over takes a left-over track whose box lies mostly inside it (`COVERED`): the mask
    of a track that shrank to part of its object, or lost some frames, has a low IoU with a fresh box;
 3. a detection still left over overlapping a live track (of any class: detectors flicker between
-   classes), or another new detection, at IoU >= the threshold is a duplicate: it starts nothing;
+   classes), or another new detection, at IoU >= the threshold is a duplicate: it starts nothing. Not so
+   when another detection took that track and this one does not overlap that detection: it is a second
+   object the track's mask spread over (seen on the re-identification bench: an object coming back beside
+   another whose mask covered both was dropped as a duplicate, and its id was not revived);
 4. a track left without a detection whose box lies mostly inside a matched detection and overlaps that
    detection's track at IoU >= the threshold is a duplicate track of it: two slots that split one object
    (one drifted onto its neighbour's object). The detector saw one object there, so one track ends.
@@ -105,10 +108,17 @@ def associate(
                     result.matches[det] = best
                     taken.add(best)
     accepted: list[int] = []
+    taker = {t: d for d, t in result.matches.items()}
     for det in range(n):
         if det in result.matches:
             continue
-        against_tracks = m and (any_class_iou[det] >= iou_threshold).any()
+        # A track another detection took is that detection's object: a detection overlapping its box but
+        # not that detection is a second object its mask spread over.
+        against_tracks = any(
+            any_class_iou[det, t] >= iou_threshold
+            and (t not in taker or box_iou_xyxy(boxes[det], boxes[taker[t]])[0, 0] >= iou_threshold)
+            for t in range(m)
+        )
         against_new = accepted and (box_iou_xyxy(boxes[det], boxes[accepted])[0] >= iou_threshold).any()
         if against_tracks or against_new:
             result.duplicates.append(det)

@@ -57,20 +57,32 @@ class Update:
     freed: list[int]
 
 
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
+
+
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
-    """Provisional tracks (started id-less this step while tracks are dormant or lost) whose first mask looks
-    like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`),
-    take its id and class, in the label map too; the id a detection's track had is freed (never published).
-    A lost track so taken leaves its slot: the new slot holds its object now. So do misled tracks: tracks
-    that a detection re-anchored (by a stale box of a lost track, or the box of the object a live track's
-    slot moved onto) whose new mask looks unlike their object but like a dormant or another lost track; they
-    sleep, and a provisional track that looks like one of them takes its id at once (the two slots had
-    traded objects)."""
+    """Provisional tracks (started id-less this step while tracks are dormant or live) whose first mask looks
+    like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`), or
+    else like an undetected live track whose box overlaps theirs, take its id and class, in the label map too;
+    the id a detection's track had is freed (never published). A lost or live track so taken leaves its slot:
+    the new slot holds its object now. So do misled tracks: tracks
+    that a detection matched (by a stale box of a lost track, or the box of the object a live track's
+    slot moved onto) whose mask in the detection's box looks unlike their object but like a dormant or another
+    lost track; they sleep, and a provisional track that looks like one of them takes its id at once (the two
+    slots had traded objects). A matched track need not be re-anchored to be misled: a slot that followed
+    its object out of view onto another coming in where it left matches that one's detection well (bench dev
+    seed 2D 7017)."""
     if config.dormant_seconds <= 0:
         return Revival({}, [], stats)
     label_map, now = seen.label_map, seen.now
     looks = seen.looks()
     found, misled = [], set()
+    # A detected track's look is worth taking when it was re-anchored (lost or drifted) or a dormant or lost
+    # track could take its object.
+    others = bool(book.dormancy.dormant) or any(
+        t.lost_frames and s not in book.anchored for s, t in book.tracks.items()
+    )
     for row, slot in zip(stats, book.order):
         if row[0] < max(config.min_mask_area, 1):
             continue
@@ -82,7 +94,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             look = looks.of(track.track_id, box)
             if look is not None:
                 found.append(Candidate(track.track_id, track.class_id, box, look))
-        elif slot in book.reanchored:
+        elif slot in book.detected and (others or slot in book.anchored):
             look = looks.of(track.track_id, track.box)
             if not book.dormancy.recognises(track.track_id, look, config.reid_threshold):
                 found.append(Candidate(track.track_id, track.class_id, track.box.copy(), look))
@@ -126,6 +138,34 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
                 book.ids.release(new)
 
     rename(renamed)
+    # A detector sees each object once: a live track that no detection matched, whose box overlaps a
+    # detection that went to a new or misled track matching no sleeper, may be that detection's object, its
+    # slot having kept part of it or lagged behind (bench dev seed 3D 7026: a second track started on the
+    # object, the first slept with its looks and later revived on another object), or a misled track's stale
+    # box may have taken the detection of its object (3D 7017). Each such candidate is compared with those.
+    # A prompt's track is not a re-detection, and a detection that gave its own id named a new track: neither
+    # takes a live track's id.
+    detections = [
+        c for c in found if c.track_id not in renamed and book.provisional.get(slot_of[c.track_id]) is not False
+    ]
+    for cand in detections:
+        near = {
+            t.track_id: slot
+            for slot, t in book.tracks.items()
+            if not t.lost_frames
+            and slot not in book.anchored
+            and slot not in book.detected
+            and _overlap(t.box, cand.box)
+        }
+        if near:
+            lost.update(near)
+            stand_ins = [
+                book.dormancy.stand_in(i, book.tracks[s].class_id, book.tracks[s].box, book.tracks[s].anchor_size, now)
+                for i, s in near.items()
+            ]
+            more = book.dormancy.match([cand], config.reid_threshold, diagonal, stand_ins)
+            renamed.update(more)
+            rename(more)
     if slept:
         rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
         more = book.dormancy.match(

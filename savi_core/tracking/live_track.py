@@ -60,7 +60,7 @@ class TrackBook:
     pending: list[tuple[Prompt, int]] = field(default_factory=list)  # add_objects prompts and their reserved ids
     provisional: dict[int, bool] = field(default_factory=dict)  # slot started this step that may revive -> free id
     anchored: set[int] = field(default_factory=set)  # slots (re)started from a detection or prompt this step
-    reanchored: set[int] = field(default_factory=set)  # of those, live tracks' slots a detection matched
+    detected: set[int] = field(default_factory=set)  # live tracks' slots a detection matched this step
     order: list[int] = field(default_factory=list)  # live object slots in the order of the stats rows
 
     def reset(self) -> list[int]:

@@ -13,6 +13,7 @@ from savi_core.tracking.association import associate
 from savi_core.tracking.conditioning import Start, prompt_start
 from savi_core.tracking.datatypes import Detection
 from savi_core.tracking.live_track import LiveTrack, TrackBook
+from savi_core.tracking.track_ids import parse_track_id
 from savi_core.tracking.tracker_config import TrackerConfig
 
 REANCHOR_IOU = 0.5  # a matched track whose mask box overlaps its detection less than this is re-anchored
@@ -44,15 +45,14 @@ def start_tracks(
     """Start the pending prompts, then tracks for non-duplicate ``candidates`` (accepted detections), in free
     slots among the first ``max_tracks``; end duplicate tracks. ``bootstrap``: no slot state yet (with
     ``reinit`` "first", detections only start tracks then). Sets the book's provisional, anchored and
-    re-anchored slots."""
+    detected slots."""
     if not bootstrap and config.reinit == "first":
         candidates = []
     prompts, book.pending = book.pending, []
-    book.provisional, book.anchored, book.reanchored = {}, set(), set()
-    # A new object may be a dormant track's, or a lost one's (with dormancy on) whose stale box it missed.
-    sleepers = bool(book.dormancy.dormant) or (
-        config.dormant_seconds > 0 and any(t.lost_frames for t in book.tracks.values())
-    )
+    book.provisional, book.anchored, book.detected = {}, set(), set()
+    # A new object may be a dormant track's, or (with dormancy on) a lost one's whose stale box it missed or
+    # a live one's whose slot kept only part of it (`lifecycle.revive`).
+    sleepers = bool(book.dormancy.dormant) or (config.dormant_seconds > 0 and bool(book.tracks))
     out = Starts()
     if not candidates and not prompts:
         return out
@@ -134,10 +134,11 @@ def _detections(
             continue
         out.started.append(track_id)
         if sleepers:
-            book.provisional[slot] = True
+            # An id the detector gave is never freed, and never swapped for a live track's (`lifecycle.revive`).
+            book.provisional[slot] = parse_track_id(det.det_id) != track_id
     if len(out.new_boxes) > len(restarted):
         # A new slot restarts the background slot, which then takes the pixels of slots it did not restart
         # with it: every detected track restarts from its detection on such a frame.
         for det_index, track_index in found.matches.items():
             out.new_boxes.setdefault(live[track_index][0], Start(candidates[det_index][0]))
-    book.reanchored = {live[track_index][0] for track_index in found.matches.values()} & set(out.new_boxes)
+    book.detected = {live[track_index][0] for track_index in found.matches.values()}

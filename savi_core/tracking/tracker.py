@@ -281,7 +281,7 @@ class Tracker:
         if bootstrap:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
-        elif not starts.cleared and set(starts.new_boxes) <= self._book.reanchored:
+        elif not starts.cleared and set(starts.new_boxes) <= self._book.detected:
             # Re-anchors alone restart only their slots: the others keep their state, so no fresh background
             # is searched for (most of a restart's time, on most detection frames of a 5 Hz detector).
             self._restart_slots(list(starts.new_boxes), cond)

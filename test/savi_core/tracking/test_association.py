@@ -82,3 +82,16 @@ def test_the_association_keeps_each_detection_track_iou_as_the_pairwise_iou_give
     for d in range(5):
         for t in range(4):
             assert found.iou[d, t] == box_iou_xyxy(tracks[t], dets[d])[0, 0]
+
+
+def test_a_second_object_under_a_track_another_detection_took_starts():
+    """A track's mask spread over its object and a neighbour come back beside it ([0, 0, 40, 20]); the
+    detector sees both. The track's own object takes the track; the neighbour's box overlaps the track's at
+    0.5 but not the other detection: a new object, not a duplicate. A detection overlapping that detection
+    too is one."""
+    track = np.array([[0, 0, 40, 20]], float)
+    dets = np.array([[0, 0, 20, 20], [20, 0, 40, 20]], float)
+    found = associate(dets, ["", ""], track, [""], 0.3)
+    assert len(found.matches) == 1 and found.new == [1 - next(iter(found.matches))] and found.duplicates == []
+    twice = associate(np.array([[0, 0, 20, 20], [4, 0, 24, 20]], float), ["", ""], track, [""], 0.3)
+    assert twice.matches == {0: 0} and twice.duplicates == [1]
