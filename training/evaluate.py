@@ -52,7 +52,7 @@ PROMPTS = ("boxes", "points")
 #: How the objects are given (docs/TRAINING.md, "Evaluation"): ``first-frame`` (the paper's: boxes of the
 #: objects visible on frame 0, nothing later) or ``first-appearance`` (also every later object's box, on the
 #: first frame it shows: YouTube-VOS's semi-supervised protocol) or ``first-appearance-detector`` (as
-#: first-appearance, and on such a frame the boxes of every visible object too: a detector firing when an
+#: first-appearance, and on such a frame the boxes of every object shown too: a detector firing when an
 #: object appears, which the Tracker's starts expect: a new track restarts the slots of the tracks not
 #: re-detected with it, savi_core/tracking/starts.py).
 BOX_PROTOCOLS = ("first-frame", "first-appearance", "first-appearance-detector")
@@ -133,26 +133,37 @@ def box_frames(batch: dict[str, torch.Tensor], boxes: str) -> torch.Tensor:
     given = torch.where(conditioned, 0, -1)  # first-appearance-detector gives the same objects as first-appearance
     if boxes == "first-frame":
         return given
-    seg = batch["segmentations"].long()
-    b, t, h, w = seg.shape
-    n = conditioned.shape[1]
-    seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
-    offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
-    area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
-    shown = batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+    shown = shown_objects(batch)
     first = torch.where(shown.any(dim=1), shown.int().argmax(dim=1), -1)  # argmax: the first True
     return torch.where(conditioned, given, first)
 
 
+def shown_objects(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, T, N]``: the objects ``visible`` on each real frame with at least ``MIN_APPEARANCE_AREA`` of its
+    pixels (what a detector is taken to find)."""
+    seg = batch["segmentations"].long()
+    b, t, h, w = seg.shape
+    n = batch["visible"].shape[-1]
+    seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
+    offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
+    area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
+    return batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+
+
 def late_detections(
-    batch: dict[str, torch.Tensor], given: torch.Tensor, i: int, f: int, size: tuple[int, int], detector: bool = False
+    batch: dict[str, torch.Tensor],
+    given: torch.Tensor,
+    i: int,
+    f: int,
+    size: tuple[int, int],
+    shown: torch.Tensor | None = None,
 ) -> list[Detection]:
     """Video ``i``'s detections of the objects whose box is given on frame ``f`` > 0 (id = object id); with
-    ``detector``, when there is one, every object visible on that frame too."""
-    new = (given[i] == f).float()
-    if detector and bool(new.any()):
-        return first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), size)
-    return first_frame_detections(batch["boxes"][i, f], new, size)
+    ``shown`` (`shown_objects`, the detector protocol), when there is one, every object shown on that frame."""
+    new = given[i] == f
+    if shown is not None and bool(new.any()):
+        new = new | shown[i, f]
+    return first_frame_detections(batch["boxes"][i, f], new.float(), size)
 
 
 def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: tuple[int, int]) -> list[Prompt]:
@@ -179,9 +190,10 @@ def tracker_ids(
     ``prompt="points"`` the centres of mass as first-frame point prompts. ``detect_every`` > 0 adds a
     running detector: every that many frames the true boxes of the visible objects come as detections.
     ``boxes="first-appearance"`` also gives each later object's box as a detection on the frame it
-    appears (`box_frames`); ``first-appearance-detector`` gives every visible object's box on that frame.
+    appears (`box_frames`); ``first-appearance-detector`` gives every shown object's box on that frame.
     Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
     given = box_frames(batch, boxes)
+    shown = shown_objects(batch) if boxes == "first-appearance-detector" else None
     video = batch["video"]
     b, t, _, h, w = video.shape
     size = (round(h * input_scale), round(w * input_scale))
@@ -198,7 +210,7 @@ def tracker_ids(
             if f > 0 and detect_every and f % detect_every == 0:
                 detections = first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), size)
             elif f > 0:
-                detections = late_detections(batch, given, i, f, size, boxes == "first-appearance-detector") or None
+                detections = late_detections(batch, given, i, f, size, shown) or None
             result = tracker.step(images[f], detections)
             out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
     return out
