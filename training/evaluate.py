@@ -51,8 +51,13 @@ GRABCUT_ITERATIONS = 3
 PROMPTS = ("boxes", "points")
 #: How the objects are given (docs/TRAINING.md, "Evaluation"): ``first-frame`` (the paper's: boxes of the
 #: objects visible on frame 0, nothing later) or ``first-appearance`` (also every later object's box, on the
-#: first frame it shows: a detector firing when it appears, YouTube-VOS's semi-supervised protocol).
-BOX_PROTOCOLS = ("first-frame", "first-appearance")
+#: first frame it shows: YouTube-VOS's semi-supervised protocol) or ``first-appearance-detector`` (as
+#: first-appearance, and on such a frame the boxes of every object shown too: a detector firing when an
+#: object appears, which the Tracker's starts expect: a new track restarts the slots of the tracks not
+#: re-detected with it, savi_core/tracking/starts.py).
+BOX_PROTOCOLS = ("first-frame", "first-appearance", "first-appearance-detector")
+#: The protocols with a mIoU ceiling of their own (the detector variant gives the objects when first-appearance does).
+CEILING_PROTOCOLS = ("first-frame", "first-appearance")
 #: first-appearance: a late object is given once its visible area reaches this share of the frame (0.1%:
 #: 77 pixels at 320x240, a 9x9 patch), not on the first sliver that enters the image.
 MIN_APPEARANCE_AREA = 0.001
@@ -125,23 +130,40 @@ def box_frames(batch: dict[str, torch.Tensor], boxes: str) -> torch.Tensor:
     if boxes not in BOX_PROTOCOLS:
         raise ValueError(f"boxes must be one of {BOX_PROTOCOLS}, got {boxes!r}")
     conditioned = batch["conditioned"] > 0.5
-    given = torch.where(conditioned, 0, -1)
+    given = torch.where(conditioned, 0, -1)  # first-appearance-detector gives the same objects as first-appearance
     if boxes == "first-frame":
         return given
-    seg = batch["segmentations"].long()
-    b, t, h, w = seg.shape
-    n = conditioned.shape[1]
-    seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
-    offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
-    area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
-    shown = batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+    shown = shown_objects(batch)
     first = torch.where(shown.any(dim=1), shown.int().argmax(dim=1), -1)  # argmax: the first True
     return torch.where(conditioned, given, first)
 
 
-def late_detections(batch: dict[str, torch.Tensor], given: torch.Tensor, i: int, f: int, size: tuple[int, int]):
-    """Video ``i``'s detections of the objects whose box is given on frame ``f`` > 0 (id = object id)."""
-    return first_frame_detections(batch["boxes"][i, f], (given[i] == f).float(), size)
+def shown_objects(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, T, N]``: the objects ``visible`` on each real frame with at least ``MIN_APPEARANCE_AREA`` of its
+    pixels (what a detector is taken to find)."""
+    seg = batch["segmentations"].long()
+    b, t, h, w = seg.shape
+    n = batch["visible"].shape[-1]
+    seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
+    offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
+    area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
+    return batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+
+
+def late_detections(
+    batch: dict[str, torch.Tensor],
+    given: torch.Tensor,
+    i: int,
+    f: int,
+    size: tuple[int, int],
+    shown: torch.Tensor | None = None,
+) -> list[Detection]:
+    """Video ``i``'s detections of the objects whose box is given on frame ``f`` > 0 (id = object id); with
+    ``shown`` (`shown_objects`, the detector protocol), when there is one, every object shown on that frame."""
+    new = given[i] == f
+    if shown is not None and bool(new.any()):
+        new = new | shown[i, f]
+    return first_frame_detections(batch["boxes"][i, f], new.float(), size)
 
 
 def first_frame_points(centers: torch.Tensor, conditioned: torch.Tensor, size: tuple[int, int]) -> list[Prompt]:
@@ -168,8 +190,10 @@ def tracker_ids(
     ``prompt="points"`` the centres of mass as first-frame point prompts. ``detect_every`` > 0 adds a
     running detector: every that many frames the true boxes of the visible objects come as detections.
     ``boxes="first-appearance"`` also gives each later object's box as a detection on the frame it
-    appears (`box_frames`). Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
+    appears (`box_frames`); ``first-appearance-detector`` gives every shown object's box on that frame.
+    Returns the label maps ``[B, T, H', W']`` (track id = object id, 0 = no track)."""
     given = box_frames(batch, boxes)
+    shown = shown_objects(batch) if boxes == "first-appearance-detector" else None
     video = batch["video"]
     b, t, _, h, w = video.shape
     size = (round(h * input_scale), round(w * input_scale))
@@ -186,7 +210,7 @@ def tracker_ids(
             if f > 0 and detect_every and f % detect_every == 0:
                 detections = first_frame_detections(batch["boxes"][i, f], batch["visible"][i, f].float(), size)
             elif f > 0:
-                detections = late_detections(batch, given, i, f, size) or None
+                detections = late_detections(batch, given, i, f, size, shown) or None
             result = tracker.step(images[f], detections)
             out[i, f] = torch.from_numpy(result.label_map.astype(np.int64))
     return out
@@ -292,9 +316,10 @@ def evaluate(
 
     ``boxes`` is the protocol (``BOX_PROTOCOLS``): with ``first-appearance`` SAVi, the feature-prototype
     baseline, the static box and the CSRT baselines all get each later object's box on the frame it appears
-    (`box_frames`); the flow k-means baseline, seeded on frame 0 only, is then not scored. Scoring is the
-    same under both. ``ceiling_miou`` holds each protocol's ceiling: the mIoU of the ground truth with the
-    objects not (yet) given left out (`metrics.known_objects_ids`)."""
+    (`box_frames`); the flow k-means baseline, seeded on frame 0 only, is then not scored.
+    ``first-appearance-detector`` (SAVi and the prototypes only) adds every visible object's box on those
+    frames. Scoring is the same under all. ``ceiling_miou`` holds each protocol's ceiling: the mIoU of the
+    ground truth with the objects not (yet) given left out (`metrics.known_objects_ids`)."""
     from training.baselines import (
         FEATURE_PROTOTYPE,
         csrt_baselines,
@@ -317,6 +342,8 @@ def evaluate(
         raise ValueError(f"boxes must be one of {BOX_PROTOCOLS}, got {boxes!r}")
     if boxes != "first-frame" and (model_only or prompt != "boxes" or noise_sigma > 0):
         raise ValueError("first-appearance boxes need the Tracker, box prompts and no conditioning noise")
+    if boxes == "first-appearance-detector" and baselines:
+        raise ValueError("the baselines take first-frame or first-appearance boxes, not re-detections")
     if prompt == "points" and not (kind == "com" or (kind == "bbox" and cfg.initializer.points)):
         raise ValueError(f"this model does not take points (initializer {kind!r}, points: {cfg.initializer.points})")
     total = len(dataset) if eval_cfg.num_videos is None else min(eval_cfg.num_videos, len(dataset))
@@ -335,7 +362,7 @@ def evaluate(
         prototypes = Tracker(
             feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"), device=device
         )
-    ceilings: dict[str, list[torch.Tensor]] = {p: [] for p in BOX_PROTOCOLS}
+    ceilings: dict[str, list[torch.Tensor]] = {p: [] for p in CEILING_PROTOCOLS}
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -347,7 +374,7 @@ def evaluate(
         gt, frame_mask = batch["segmentations"], batch["frame_mask"]
         size = (round(gt.shape[-2] * input_scale), round(gt.shape[-1] * input_scale))
         on_device = {k: v.to(device) for k, v in batch.items() if k not in ("flow", "index")}
-        for protocol in BOX_PROTOCOLS:
+        for protocol in CEILING_PROTOCOLS:
             known = metrics.known_objects_ids(gt, box_frames(batch, protocol))
             ceilings[protocol].append(metrics.miou(known, gt, num_objects, eval_cfg.skip_first, frame_mask))
         given = box_frames(batch, boxes)
@@ -536,7 +563,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=BOX_PROTOCOLS,
         default="first-frame",
         help="first-frame: the objects' boxes on frame 0 only (the paper's protocol); first-appearance: also "
-        "each later object's box on the first frame it shows (YouTube-VOS style)",
+        "each later object's box on the first frame it shows (YouTube-VOS style); "
+        "first-appearance-detector: "
+        "and on that frame every visible object's box too (a detector firing then)",
     )
     add_tracker_option(p)
     return p.parse_args(argv)

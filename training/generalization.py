@@ -308,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=BOX_PROTOCOLS,
         default="first-frame",
         help="first-frame: the objects' boxes on frame 0 only (the paper's protocol); first-appearance: also "
-        "each later object's box on the first frame it shows (YouTube-VOS style; docs/TRAINING.md)",
+        "each later object's box on the first frame it shows (YouTube-VOS style; docs/TRAINING.md); "
+        "first-appearance-detector: "
+        "and on that frame every visible object's box too (a detector firing then)",
     )
     args = p.parse_args(argv)
     try:

@@ -337,6 +337,27 @@ def test_first_appearance_protocol_is_recorded_with_both_ceilings_and_refused_wh
     ceiling = result["ceiling_miou"]
     assert set(ceiling) == {"first-frame", "first-appearance"} and ceiling["first-frame"] <= ceiling["first-appearance"]
     assert evaluate(model, dataset, eval_cfg, cpu, progress=False)["boxes"] == "first-frame"
+    with pytest.raises(ValueError, match="baselines take"):
+        evaluate(model, dataset, eval_cfg, cpu, baselines=True, progress=False, boxes="first-appearance-detector")
     for wrong in ({"model_only": True}, {"noise_sigma": 0.1}, {"boxes": "every-frame"}):
         with pytest.raises(ValueError, match="first-appearance|boxes must be"):
             evaluate(model, dataset, eval_cfg, cpu, progress=False, **{"boxes": "first-appearance", **wrong})
+
+
+@pytest.mark.parametrize("boxes", ["first-appearance", "first-appearance-detector"])
+def test_on_an_appearance_frame_the_detector_protocol_also_gives_every_visible_objects_box(boxes, monkeypatch):
+    """first-appearance gives the new object's box alone; first-appearance-detector every visible object's, as
+    a detector firing on that frame would (the Tracker restarts the slots of tracks not re-detected with a
+    new one); the other frames get none."""
+    batch = _late_object_batch()
+    model, _ = load_checkpoint(DEFAULT_MODEL)
+    tracker = Tracker(model, TrackerConfig())
+    seen: list = []
+    step = tracker.step
+    monkeypatch.setattr(
+        tracker, "step", lambda image, detections=None: seen.append(detections) or step(image, detections)
+    )
+    tracker_ids(tracker, batch, boxes=boxes)
+    given = [None if d is None else sorted(int(x.det_id) for x in d) for d in seen]
+    detector = boxes == "first-appearance-detector"
+    assert given == [[1], None, None, [1, 2] if detector else [2], [1, 2, 3] if detector else [3], None]
