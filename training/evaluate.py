@@ -140,14 +140,16 @@ def box_frames(batch: dict[str, torch.Tensor], boxes: str) -> torch.Tensor:
 
 def shown_objects(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """``[B, T, N]``: the objects ``visible`` on each real frame with at least ``MIN_APPEARANCE_AREA`` of its
-    pixels (what a detector is taken to find)."""
+    pixels (what a detector is taken to find); a video without ``visible`` (a hand-made one) goes by the
+    ground truth's area alone."""
     seg = batch["segmentations"].long()
     b, t, h, w = seg.shape
-    n = batch["visible"].shape[-1]
+    n = batch["conditioned"].shape[-1]
     seg = torch.where((seg >= 1) & (seg <= n), seg, 0)
     offset = torch.arange(b * t, device=seg.device).view(b, t, 1, 1) * (n + 1)
     area = torch.bincount((seg + offset).flatten(), minlength=b * t * (n + 1)).view(b, t, n + 1)[..., 1:]
-    return batch["visible"].bool() & (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+    shown = (area >= MIN_APPEARANCE_AREA * h * w) & batch["frame_mask"].bool()[..., None]
+    return shown & batch["visible"].bool() if "visible" in batch else shown
 
 
 def late_detections(
@@ -161,7 +163,9 @@ def late_detections(
     """Video ``i``'s detections of the objects whose box is given on frame ``f`` > 0 (id = object id); with
     ``shown`` (`shown_objects`, the detector protocol), when there is one, every object shown on that frame."""
     new = given[i] == f
-    if shown is not None and bool(new.any()):
+    if not bool(new.any()):
+        return []
+    if shown is not None:
         new = new | shown[i, f]
     return first_frame_detections(batch["boxes"][i, f], new.float(), size)
 
