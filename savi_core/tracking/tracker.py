@@ -281,16 +281,13 @@ class Tracker:
         if bootstrap:
             with self._autocast():
                 self._slots = self._model.init_slots(cond)
-        elif not starts.cleared and set(starts.new_boxes) <= self._book.detected:
-            # Re-anchors alone restart only their slots: the others keep their state, so no fresh background
-            # is searched for (most of a restart's time, on most detection frames of a 5 Hz detector).
-            self._restart_slots(list(starts.new_boxes), cond)
         else:
-            # A new track's box restarts the untracked slots and the background slot with it, as on a first
-            # frame: run for minutes, they come to hold tracked objects and take them from a fresh slot.
-            untracked = [s for s in range(self._num_objects) if s not in self._book.tracks]  # the cleared ones too
-            slots = [*starts.new_boxes, *(untracked if starts.new_boxes else starts.cleared)]
-            self._restart_slots(slots, cond, background=bool(starts.new_boxes))
+            # A box restarts its own slot alone and an ended duplicate's slot restarts unconditioned: every
+            # other slot, the background's included, keeps its state. Restarting the background and untracked
+            # slots with each new track, as on a first frame, took the tracked objects' pixels from their slots
+            # (dev videos at 320x240, each late object boxed when it appears: 3D mIoU 61.4 -> 73.1) and cost a
+            # detection frame a background search.
+            self._restart_slots([*starts.new_boxes, *starts.cleared], cond)
         if starts.started or starts.ended or starts.revived:
             self._book.refresh()
 
@@ -299,12 +296,11 @@ class Tracker:
         ended keeps following its object otherwise, and takes it from a slot started on it later."""
         self._restart_slots(slots, self._conditioner.conditioning({}, 1, 1, self._features))
 
-    def _restart_slots(self, slots: list[int], cond: Conditioning, background: bool = False) -> None:
-        """Re-initialise object ``slots`` from ``cond`` (unconditioned where it conditions none), and with
-        ``background`` the background slot; the others keep their state."""
+    def _restart_slots(self, slots: list[int], cond: Conditioning) -> None:
+        """Re-initialise object ``slots`` from ``cond`` (unconditioned where it conditions none); the others
+        keep their state."""
         which = torch.zeros(1, self._num_slots, dtype=torch.bool)
         which[0, [s + self._offset for s in slots]] = True
-        which[0, 0] = background and self._offset == 1
         with self._autocast():
             self._slots = self._model.init_slots_for(self._slots, cond, which.to(self.device))
 
