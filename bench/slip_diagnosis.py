@@ -61,6 +61,17 @@ def physics_videos(config: str, size: tuple[int, int], first: int, count: int) -
 
 
 @torch.inference_mode()
+def _played(item: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray, list]:
+    """A video as the benchmark plays it: ground-truth ids, camera images and the first-frame detections."""
+    truth = item["segmentations"].numpy()
+    size = truth.shape[1:]
+    return (
+        truth,
+        _camera_images(item["video"], size),
+        first_frame_detections(item["cond_boxes"], item["conditioned"], size),
+    )
+
+
 def won(corrector: Callable, inputs: tuple, slot: int, cells: torch.Tensor) -> float:
     """Share of ``cells`` where ``slot``'s attention is over 0.5 in one corrector step on ``inputs``."""
     _, attention = corrector(*inputs)
@@ -108,10 +119,8 @@ def diagnose(model: SAVi, videos: list[dict[str, torch.Tensor]], entering: int =
     rows: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(len(ARMS) + 1))
     for item in videos:
         tracker.reset()
-        truth = item["segmentations"].numpy()
+        truth, images, detections = _played(item)
         frames, height, width = truth.shape
-        images = _camera_images(item["video"], (height, width))
-        detections = first_frame_detections(item["cond_boxes"], item["conditioned"], (height, width))
         boxed = [int(d.det_id) for d in detections]
         last: dict[int, np.ndarray] = {}
         small = {o: bool((truth[0] == o).sum() < entering) for o in boxed}
@@ -166,10 +175,8 @@ def ceiling(model: SAVi, videos: list[dict[str, torch.Tensor]], oracle: bool) ->
     scores = []
     for item in videos:
         tracker.reset()
-        truth = item["segmentations"].numpy()
+        truth, images, detections = _played(item)
         frames, height, width = truth.shape
-        images = _camera_images(item["video"], (height, width))
-        detections = first_frame_detections(item["cond_boxes"], item["conditioned"], (height, width))
         labels = np.zeros(truth.shape, np.int64)
         for f in range(frames):
             truth_now.clear()
