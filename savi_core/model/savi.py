@@ -145,7 +145,7 @@ class SAVi(nn.Module):
         if not self.prototypes:
             return torch.where(which.unsqueeze(-1), self.init_slots(cond).to(slots.dtype), slots)
         offset = int(self.config.initializer.background_slot)
-        # Only conditioned object slots restart (re-anchored tracks): no new background is wanted.
+        # Only conditioned object slots restart (a track's start or re-anchor): no new background is wanted.
         background = which[:, :offset].any()
         if cond.conditioned is not None:
             background = background | (which[:, offset:] & (cond.conditioned <= 0.5)).any()

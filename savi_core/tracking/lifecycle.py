@@ -12,6 +12,7 @@ import torch
 
 from savi_core.tracking.appearance import AppearanceMemory
 from savi_core.tracking.datatypes import Track
+from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.live_track import TrackBook
 from savi_core.tracking.reid import Candidate, Looks
 from savi_core.tracking.trades import undo_trades
@@ -55,10 +56,6 @@ class Update:
     tracks: list[Track]
     slept: list[int]
     freed: list[int]
-
-
-def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
 
 
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
@@ -155,7 +152,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             if not t.lost_frames
             and slot not in book.anchored
             and slot not in book.detected
-            and _overlap(t.box, cand.box)
+            and box_iou_xyxy(t.box, cand.box)[0, 0] > 0
         }
         if near:
             lost.update(near)
