@@ -71,7 +71,7 @@ class Tracker:
         self._last_labels: Optional[np.ndarray] = None  # the last label map (points on live tracks)
         self._appearance = AppearanceMemory()
         self._slots: torch.Tensor | None = None  # [1, K, D] predicted slots for the next frame
-        self._freed: list[int] = []  # slots the last step freed, restarted by `settle`
+        self._freed: list[list[int]] = []  # slots the last step freed, restarted by `settle` group by group
         self.reset()
 
     # ------------------------------------------------------------------ public API
@@ -157,13 +157,15 @@ class Tracker:
 
     @torch.inference_mode()
     def settle(self) -> None:
-        """Restart the slots the last step freed (tracks that ended or went dormant there): the next step needs
-        them, the last one's result does not. A caller that publishes each result calls this after publishing,
-        taking the restart (a background search: milliseconds) off the frame's latency; otherwise the next
-        step, or `remove_track`, does it first, on the same slots and features: the same bits either way."""
+        """Restart the slots the last step freed (lost tracks a revival took, tracks that ended or went dormant):
+        the next step needs them, the last one's result does not. A caller that publishes each result calls this
+        after publishing, taking the restarts (a background search each: milliseconds) off the frame's latency;
+        otherwise the next step, or `remove_track`, does it first, on the same slots and features, in the same
+        order: the same bits either way."""
         freed, self._freed = self._freed, []
-        if freed:
-            self._clear_slots(freed)
+        for slots in freed:
+            if self._slots is not None:
+                self._clear_slots(slots)
 
     @torch.inference_mode()
     def step(
@@ -218,7 +220,7 @@ class Tracker:
         seen = Seen(image, label_map, now, self._features)
         revival = revive(book, self.config, seen, stats)
         if revival.left:
-            self._clear_slots(revival.left)
+            self._freed.append(revival.left)
         renamed, reclaimed = revival.renamed, revival.taken
         started = [i for i in starts.started if i not in renamed]
         revived = sorted(starts.revived + [i for i in renamed.values() if i not in reclaimed])
@@ -227,7 +229,7 @@ class Tracker:
             if not book.tracks:
                 self._slots = None
             else:
-                self._freed = list(update.freed)
+                self._freed.append(list(update.freed))
         ended = sorted(starts.ended + update.ended + expired)
         return TrackResult(
             label_map=label_map,

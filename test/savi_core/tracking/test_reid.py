@@ -278,6 +278,44 @@ def test_a_lost_track_whose_object_is_detected_away_from_its_last_box_keeps_its_
     assert blue.started == [3]  # the id the new slot held for a moment was never shown
 
 
+def test_the_slot_a_reclaimed_lost_track_leaves_restarts_in_settle_with_the_same_bits():
+    """A detection that takes a lost track moves its id to a new slot; the slot it left restarts after the step
+    (its result does not need it): in `settle`, which the node calls once the frame is published, or else
+    first thing in the next step, giving the same label maps."""
+
+    class Counting(Seer):
+        def init_slots_for(self, slots, cond, which):
+            self.restarts.append(torch.nonzero(which[0]).flatten().tolist())
+            return super().init_slots_for(slots, cond, which)
+
+    def run(settling: bool) -> tuple[list[np.ndarray], list[list[int]]]:
+        model = Counting()
+        config = TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=6, dormant_seconds=2.0)
+        tracker, clock = Tracker(model, config, device="cpu"), Clock()
+        hide_red_briefly(tracker, clock)
+        back = scene((RED_BACK, RED), (GREEN_AT, GREEN))
+        maps, restarts = [], []
+        for t in range(3):
+            model.restarts = []
+            result = tracker.step(back, [Detection(RED_BACK)] if t == 0 else None, stamp=clock())
+            assert result.reclaimed == ([1] if t == 0 else [])
+            maps.append(result.label_map)
+            restarts.append(model.restarts)
+            if settling:
+                model.restarts = []
+                tracker.settle()
+                restarts.append(model.restarts)
+        return maps, restarts
+
+    settled_maps, settled = run(True)
+    maps, unsettled = run(False)
+    # The new slot (object slot 2, model slot 3) starts in the step; the lost one's (model slot 1) in settle.
+    assert settled == [[[3]], [[1]], [], [], [], []]  # (step, settle) per frame
+    assert unsettled == [[[3]], [[1]], []]  # else in the next step, before its model step
+    for a, b in zip(settled_maps, maps):
+        assert np.array_equal(a, b)
+
+
 def test_a_different_object_while_a_track_is_lost_gets_a_new_id_and_the_lost_track_waits(patient):
     clock = Clock()
     hide_red_briefly(patient, clock)
