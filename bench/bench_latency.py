@@ -201,6 +201,10 @@ def bare_step_process(size: str, args: argparse.Namespace, env: dict[str, str]) 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# The streaming sequence's frames: each loop's first (the objects jump back; boxes), the detector's, the rest.
+FRAME_KINDS = ("loop start", "detection", "plain")
+
+
 def run_mode(
     client: LatencyClient, scene, mode: str, seconds: float, rate: float, detect_every: int, stamp0: int
 ) -> dict[str, float]:
@@ -208,12 +212,14 @@ def run_mode(
     h, w = scene.video.shape[1:3]
     frames = scene.video.shape[0]
     start, sent, t = time.perf_counter(), 0, 0
+    kinds: dict[int, str] = {}
     while time.perf_counter() - start < seconds:
         index = t % frames
         boxes = (
             pixel_boxes(scene, index, w, h) if (index == 0 or (mode == "streaming" and t % detect_every == 0)) else None
         )
         stamp = stamp0 + t * int(1e9 / rate)
+        kinds[stamp] = FRAME_KINDS[0] if index == 0 else FRAME_KINDS[1] if boxes is not None else FRAME_KINDS[2]
         client.publish(stamp, scene.video[index], boxes)
         sent += 1
         if mode == "lock-step":
@@ -227,6 +233,9 @@ def run_mode(
     time.sleep(1.0)  # let the last outputs arrive
     with client.lock:
         latencies = sorted(1000 * v for v in client.done.values())
+        by_kind = {
+            kind: sorted(1000 * v for s, v in client.done.items() if kinds.get(s) == kind) for kind in FRAME_KINDS
+        }
         steps = list(client.step_ms)
     if not latencies:
         return {"sent": sent, "outputs": 0}
@@ -243,6 +252,9 @@ def run_mode(
         "step": step,
         "overhead": p(50) - step,
         "no_output": sent - len(latencies),
+        "by_kind": {
+            k: (len(v), float(np.percentile(v, 50)), float(np.percentile(v, 99))) for k, v in by_kind.items() if v
+        },
     }
 
 
@@ -329,6 +341,9 @@ def main() -> int:
             f"{r['p99']:6.1f} {r['max']:6.1f} {r['step']:6.1f} {ref:6.1f} {r['p50'] - ref:8.1f} "
             f"{r['p99'] - ref:8.1f} {r['overhead']:8.1f} {r['no_output']:6d}"
         )
+        if mode == "streaming":
+            print("    by frame kind (outputs, p50, p99 ms): " + "; ".join(
+                f"{k} {n}, {p50:.1f}, {p99:.1f}" for k, (n, p50, p99) in r["by_kind"].items()))  # fmt: skip
     if args.profile:
         sys.path.insert(0, str(ROOT / "bench"))
         from profile_node import summary
