@@ -170,7 +170,8 @@ def main() -> None:
         features = model.encoder.head(taps)
         gate = tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width)
         out = model.step(frame, tracker._slots, decode="none", attention_bias=gate, features=features)
-        masks = guided_masks(out.attention[0], frame[0], labels._live_slots, grid=True).float().contiguous()
+        camera = labels._camera_image()
+        masks = guided_masks(out.attention[0], frame[0], labels._live_slots, True, camera).float().contiguous()
         best, _, stats_rows = opencv_camera_labels(
             masks.numpy(), height, width, config.mask_threshold, labels.buffers, model.config.num_slots,
             labels.id_lut, labels.row_lut,
@@ -187,7 +188,7 @@ def main() -> None:
                 attention_bias=tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width),
                 features=features,
             ),
-            "guided masks": lambda: guided_masks(out.attention[0], frame[0], labels._live_slots, grid=True),
+            "guided masks": lambda: guided_masks(out.attention[0], frame[0], labels._live_slots, True, camera),
             "camera-size labels": lambda: opencv_camera_labels(
                 masks.numpy(),
                 height,

@@ -32,3 +32,22 @@ def test_guided_masks_recover_an_object_from_attention_that_bleeds_two_cells_aro
 
     assert _iou(guided, truth) > 0.99
     assert _iou(bilinear, truth) < 0.8
+
+
+def test_guided_masks_come_at_the_camera_size_up_to_twice_the_model_resolution() -> None:
+    """Applied to the camera image, the masks come at its size (a 320x240 camera for a 128x160 model) or,
+    for larger cameras, at the largest size of the same aspect within twice the model resolution; each
+    pixel's planes still sum to 1."""
+    from savi_core.tracking.labels import guided_size
+
+    assert guided_size((240, 320), (128, 160)) == (240, 320)
+    assert guided_size((480, 640), (128, 160)) == (240, 320)
+    assert guided_size((720, 1280), (128, 160)) == (180, 320)
+    assert guided_size((64, 64), (128, 160)) == (64, 64)
+    attention = torch.softmax(torch.randn(1, 5, 32, 40, generator=torch.Generator().manual_seed(1)), dim=1)[0]
+    frame = torch.rand(3, 128, 160, generator=torch.Generator().manual_seed(2))
+    camera = F.interpolate(frame[None], size=(480, 640), mode="bilinear")[0].permute(1, 2, 0).contiguous().numpy()
+    masks = guided_masks(attention, frame, [1, 3], grid=True, camera=camera)
+    assert masks.shape == (5, 240, 320)
+    assert torch.allclose(masks.sum(0), torch.ones(240, 320), atol=1e-5)
+    assert masks[[2, 4]].abs().sum() == 0  # untracked slots other than the rest's hold nothing
