@@ -108,8 +108,8 @@ class TrackerConfig:
     )
     mask_edges: str = parameter(
         "auto",
-        "guided (the tracks' masks are refined by a guided filter steered by the frame at the model "
-        "resolution, so their edges follow the image's) | bilinear (plain resize) | auto (guided for models "
+        "guided (the tracks' masks are refined by a guided filter fitted on the model's frame and applied to "
+        "the camera image, so their edges follow the camera's) | bilinear (plain resize) | auto (guided for models "
         "whose masks come at a feature stride above 1, such as the pretrained-backbone models)",
         MASK_EDGES,
         live=True,
