@@ -38,14 +38,15 @@ class Seen:
 @dataclass
 class Revival:
     """What `revive` did: {provisional or misled id: revived or taken id}, the lost ids taken, the stats rows
-    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), and the
-    misled lost tracks put to sleep."""
+    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), the
+    misled lost tracks put to sleep, and the new ids their slots took (``started``: another object)."""
 
     renamed: dict[int, int]
     taken: list[int]
     stats: np.ndarray
     left: list[int] = field(default_factory=list)
     slept: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -67,7 +68,8 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
     slot moved onto) whose mask in the detection's box looks unlike their object but like a dormant or another
     lost track; they sleep, and a provisional track that looks like one of them takes its id at once (the two
-    slots had traded objects). A matched track need not be re-anchored to be misled: a slot that followed
+    slots had traded objects); a misled track that was lost and looks like none of them sleeps, and its slot
+    takes a new id (``started``). A matched track need not be re-anchored to be misled: a slot that followed
     its object out of view onto another coming in where it left matches that one's detection well (bench dev
     seed 2D 7017)."""
     if config.dormant_seconds <= 0:
@@ -111,6 +113,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     diagonal = float(np.hypot(*label_map.shape))
     renamed = book.dormancy.match(found, config.reid_threshold, diagonal, waiting)
     slot_of = {t.track_id: s for s, t in book.tracks.items()}
+    was_lost = {s: t.lost_frames > 0 for s, t in book.tracks.items()}  # before this frame
     taken: list[int] = []
     slept: list[int] = []
 
@@ -170,12 +173,29 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         )
         renamed.update(more)
         rename(more)
+    # A lost track whose stale box took the detection of an object that looks like neither its own nor any
+    # other track's is on another object (bench dev seed 3D 7006: a lost track's box took the detection of
+    # an object never tracked, and the returning object then started a new id): the track sleeps with its
+    # looks and its slot, re-anchored on that object, takes a new id.
+    started: list[int] = []
+    for cand in found:
+        slot = slot_of[cand.track_id]
+        if cand.track_id in misled and cand.track_id not in renamed and was_lost[slot]:
+            track_id = book.ids.claim()
+            if track_id is None:  # no id left: the track keeps the object, as before
+                continue
+            track = book.tracks[slot]
+            book.dormancy.sleep(track.track_id, track.class_id, track.box, None, now)
+            slept.append(track.track_id)
+            label_map[label_map == track.track_id] = track_id
+            track.track_id = track_id
+            started.append(track_id)
     left = [lost[old] for old in taken if old in lost]
     if left:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
-    if renamed:
+    if renamed or started:
         book.refresh()
-    return Revival(renamed, sorted(taken), stats, left, sorted(slept))
+    return Revival(renamed, sorted(taken), stats, left, sorted(slept), started)
 
 
 def update_tracks(

@@ -324,6 +324,22 @@ def test_a_detection_that_a_lost_track_claims_by_its_stale_box_goes_to_the_sleep
     assert red.revived == [1] and red.started == [] and sorted(t.track_id for t in red.tracks) == [1, 2, 3]
 
 
+def test_a_detection_that_a_lost_track_claims_by_its_stale_box_of_an_unknown_object_starts_a_new_id(patient):
+    """Red is lost; blue, never seen before, comes out where red vanished: the detection matches red's stale
+    box, but the slot's mask looks like neither red nor any sleeper, so the slot takes a new id and red sleeps
+    until its own object shows (bench dev seed 3D 7006: red kept blue under its id, and red's returning
+    object started a new id)."""
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    blue = patient.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
+    assert blue.started == [3] and blue.slept == [1] and blue.revived == [] and blue.tracks_changed
+    assert blue.live_track_ids == [2, 3] and blue.dormant_track_ids == [1]
+    assert (blue.label_map == 3).sum() == 64 and not (blue.label_map == 1).any()
+    assert sorted(t.track_id for t in blue.tracks) == [2, 3]
+    red = patient.step(scene((RED_BACK, RED), (RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_BACK)], stamp=clock())
+    assert red.revived == [1] and red.started == [] and sorted(t.track_id for t in red.tracks) == [1, 2, 3]
+
+
 def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
     """Seen only half hidden (a wide, flat box), the object returns whole: taller than 3x the sliver's height but
     within 3x its longest side. Side by side the size rule refused it (bench dev seed 3D 7012)."""
