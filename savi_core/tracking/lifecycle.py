@@ -12,7 +12,6 @@ import torch
 
 from savi_core.tracking.appearance import AppearanceMemory
 from savi_core.tracking.datatypes import Track
-from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.live_track import TrackBook
 from savi_core.tracking.reid import Candidate, Looks
 from savi_core.tracking.trades import undo_trades
@@ -62,7 +61,7 @@ class Update:
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
     """Provisional tracks (started id-less this step while tracks are dormant or live) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`), or
-    else like an undetected live track whose box overlaps theirs, take its id and class, in the label map too;
+    else like a live track that no detection matched, take its id and class, in the label map too;
     the id a detection's track had is freed (never published). A lost or live track so taken leaves its slot:
     the new slot holds its object now. So do misled tracks: tracks
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
@@ -138,11 +137,14 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
                 book.ids.release(new)
 
     rename(renamed)
-    # A detector sees each object once: a live track that no detection matched, whose box overlaps a
-    # detection that went to a new or misled track matching no sleeper, may be that detection's object, its
-    # slot having kept part of it or lagged behind (bench dev seed 3D 7026: a second track started on the
-    # object, the first slept with its looks and later revived on another object), or a misled track's stale
-    # box may have taken the detection of its object (3D 7017). Each such candidate is compared with those.
+    # A detector sees each object once: a live track that no detection matched may be the object of a
+    # detection that went to a new or misled track matching no sleeper, its slot having kept part of it or
+    # lagged behind (bench dev seed 3D 7026: a second track started on the object, the first slept with its
+    # looks and later revived on another object), or a misled track's stale box may have taken the detection
+    # of its object (3D 7017). Where that track's box is does not matter: its slot can be left on a sliver of
+    # the object away from where the object comes out (3D 7013; dev 3D resumed 48 -> 50 of 56 and ID switches
+    # 13 -> 7, 2D 122 -> 123 of 126 and 13 -> 11, against tracks whose box overlaps the detection's only).
+    # Each such candidate is compared with those.
     # A prompt's track is not a re-detection, and a detection that gave its own id named a new track: neither
     # takes a live track's id.
     detections = [
@@ -152,10 +154,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         near = {
             t.track_id: slot
             for slot, t in book.tracks.items()
-            if not t.lost_frames
-            and slot not in book.anchored
-            and slot not in book.detected
-            and box_iou_xyxy(t.box, cand.box)[0, 0] > 0
+            if not t.lost_frames and slot not in book.anchored and slot not in book.detected
         }
         if near:
             lost.update(near)
