@@ -213,8 +213,8 @@ def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size()
     near_2 = Candidate(7, "", np.array((17, 17, 25, 25), float), look)
     assert dormancy.match([near_2], 0.9, 45.0) == {7: 2}
     assert dormancy.match([Candidate(7, "dog", near_2.box, look)], 0.9, 45.0) == {7: 1}  # class rules out 2
-    huge = Candidate(7, "", np.array((0, 0, 32, 32), float), look)
-    assert dormancy.match([huge], 0.9, 45.0) == {}  # 4x the size of both
+    huge = Candidate(7, "", np.array((0, 0, 33, 33), float), look)
+    assert dormancy.match([huge], 0.9, 45.0) == {}  # over 4x the size of both
 
 
 def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
@@ -228,8 +228,8 @@ def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
     assert dormancy.dormant[1].size == (8.0, 8.0)
     peeking = Candidate(7, "", np.array((4, 4, 7, 12), float), looks.of(1, np.array(RED_AT, float)))
     assert dormancy.match([peeking], 0.9, 45.0) == {7: 1}  # a third of its width: it shows in part
-    wide = Candidate(7, "", np.array((0, 4, 25, 12), float), peeking.look)
-    assert dormancy.match([wide], 0.9, 45.0) == {}  # over 3x its width
+    wide = Candidate(7, "", np.array((0, 4, 33, 12), float), peeking.look)
+    assert dormancy.match([wide], 0.9, 45.0) == {}  # over 4x its width
 
 
 @pytest.fixture(params=[False, True], ids=["colour", "features"])
@@ -342,7 +342,8 @@ def test_a_detection_that_a_lost_track_claims_by_its_stale_box_of_an_unknown_obj
 
 def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
     """Seen only half hidden (a wide, flat box), the object returns whole: taller than 3x the sliver's height but
-    within 3x its longest side. Side by side the size rule refused it (bench dev seed 3D 7012)."""
+    within 4x its longest side. Side by side the size rule refused it (bench dev seed 3D 7012). Nearer the
+    camera it may come back over 3x the sliver's longest side (bench dev seeds 3D 7006, 7013: 3.26x, 3.08x)."""
     dormancy = Dormancy()
     img = scene(((4, 10, 12, 12), RED))
     labels = np.zeros((SIZE, SIZE), np.uint16)
@@ -354,7 +355,9 @@ def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
     assert dormancy.dormant[1].size == (8.0, 2.0)
     whole = Candidate(7, "", np.array((4, 4, 12, 12), float), looks.of(1, sliver))
     assert dormancy.match([whole], 0.9, 45.0) == {7: 1}
-    too_big = Candidate(7, "", np.array((0, 0, 25, 8), float), whole.look)
+    nearer = Candidate(7, "", np.array((0, 0, 26, 8), float), whole.look)  # 3.25x its longest side
+    assert dormancy.match([nearer], 0.9, 45.0) == {7: 1}
+    too_big = Candidate(7, "", np.array((0, 0, 33, 8), float), whole.look)
     assert dormancy.match([too_big], 0.9, 45.0) == {}
 
 
