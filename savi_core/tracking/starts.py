@@ -142,7 +142,7 @@ def _detections(
     # their boxes (bench dev seed 2D 7001: a re-anchored slot took the whole of the object beside it).
     boxes = {live[t][0]: candidates[d][0] for d, t in found.matches.items()}
     fresh = [boxes[s] for s in restarted]
-    for slot in set(boxes) - restarted:
+    for slot in sorted(set(boxes) - restarted):
         if fresh and (box_iou_xyxy(boxes[slot], np.stack(fresh)) > 0).any():
             out.new_boxes[slot] = Start(boxes[slot])
             restarted.add(slot)
