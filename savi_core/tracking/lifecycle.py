@@ -12,6 +12,7 @@ import torch
 
 from savi_core.tracking.appearance import AppearanceMemory
 from savi_core.tracking.datatypes import Track
+from savi_core.tracking.geometry import box_iou_xyxy
 from savi_core.tracking.live_track import TrackBook
 from savi_core.tracking.reid import Candidate, Looks
 from savi_core.tracking.trades import undo_trades
@@ -61,7 +62,8 @@ class Update:
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
     """Provisional tracks (started id-less this step while tracks are dormant or live) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`), or
-    else like a live track that no detection matched, take its id and class, in the label map too;
+    else like an undetected live track whose box overlaps theirs or whose slot finds no pixels on this frame,
+    take its id and class, in the label map too;
     the id a detection's track had is freed (never published). A lost or live track so taken leaves its slot:
     the new slot holds its object now. So do misled tracks: tracks
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
@@ -76,10 +78,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     label_map, now = seen.label_map, seen.now
     looks = seen.looks()
     found, misled = [], set()
+    empty = {slot for row, slot in zip(stats, book.order) if row[0] < max(config.min_mask_area, 1)}  # lost now
     # A detected track's look is worth taking when it was re-anchored (lost or drifted) or a dormant or lost
     # track could take its object.
     others = bool(book.dormancy.dormant) or any(
-        t.lost_frames and s not in book.anchored for s, t in book.tracks.items()
+        (t.lost_frames or s in empty) and s not in book.anchored for s, t in book.tracks.items()
     )
     for row, slot in zip(stats, book.order):
         if row[0] < max(config.min_mask_area, 1):
@@ -141,10 +144,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     # detection that went to a new or misled track matching no sleeper, its slot having kept part of it or
     # lagged behind (bench dev seed 3D 7026: a second track started on the object, the first slept with its
     # looks and later revived on another object), or a misled track's stale box may have taken the detection
-    # of its object (3D 7017). Where that track's box is does not matter: its slot can be left on a sliver of
-    # the object away from where the object comes out (3D 7013; dev 3D resumed 48 -> 50 of 56 and ID switches
-    # 13 -> 7, 2D 122 -> 123 of 126 and 13 -> 11, against tracks whose box overlaps the detection's only).
-    # Each such candidate is compared with those.
+    # of its object (3D 7017). Such a track is compared when its box overlaps the detection's, or wherever its
+    # box is when its slot finds no pixels on this frame (it is lost from this frame on): its object came out
+    # elsewhere (3D 7013: a slot left on a sliver of its object beside the pillar lost it on the frame the
+    # object was detected away from the sliver, and the object started a new id). A track showing pixels
+    # elsewhere is not: a detector may send only some objects (new ones), and a look-alike is another object.
     # A prompt's track is not a re-detection, and a detection that gave its own id named a new track: neither
     # takes a live track's id.
     detections = [
@@ -154,7 +158,10 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         near = {
             t.track_id: slot
             for slot, t in book.tracks.items()
-            if not t.lost_frames and slot not in book.anchored and slot not in book.detected
+            if not t.lost_frames
+            and slot not in book.anchored
+            and slot not in book.detected
+            and (slot in empty or box_iou_xyxy(t.box, cand.box)[0, 0] > 0)
         }
         if near:
             lost.update(near)
