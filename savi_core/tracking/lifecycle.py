@@ -38,14 +38,15 @@ class Seen:
 @dataclass
 class Revival:
     """What `revive` did: {provisional or misled id: revived or taken id}, the lost ids taken, the stats rows
-    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), and the
-    misled lost tracks put to sleep."""
+    without those of the slots ``left`` (the taken lost tracks' slots, to restart unconditioned), the
+    misled lost tracks put to sleep, and the new ids their slots took (``started``: another object)."""
 
     renamed: dict[int, int]
     taken: list[int]
     stats: np.ndarray
     left: list[int] = field(default_factory=list)
     slept: list[int] = field(default_factory=list)
+    started: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -61,13 +62,15 @@ class Update:
 def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray) -> Revival:
     """Provisional tracks (started id-less this step while tracks are dormant or live) whose first mask looks
     like a dormant track, or like a lost track that no detection re-anchored (`savi_core.tracking.reid`), or
-    else like an undetected live track whose box overlaps theirs, take its id and class, in the label map too;
+    else like an undetected live track whose box overlaps theirs or whose slot finds no pixels on this frame,
+    take its id and class, in the label map too;
     the id a detection's track had is freed (never published). A lost or live track so taken leaves its slot:
     the new slot holds its object now. So do misled tracks: tracks
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
     slot moved onto) whose mask in the detection's box looks unlike their object but like a dormant or another
     lost track; they sleep, and a provisional track that looks like one of them takes its id at once (the two
-    slots had traded objects). A matched track need not be re-anchored to be misled: a slot that followed
+    slots had traded objects); a misled track that was lost and looks like none of them sleeps, and its slot
+    takes a new id (``started``). A matched track need not be re-anchored to be misled: a slot that followed
     its object out of view onto another coming in where it left matches that one's detection well (bench dev
     seed 2D 7017)."""
     if config.dormant_seconds <= 0:
@@ -75,10 +78,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     label_map, now = seen.label_map, seen.now
     looks = seen.looks()
     found, misled = [], set()
+    empty = {slot for row, slot in zip(stats, book.order) if row[0] < max(config.min_mask_area, 1)}  # lost now
     # A detected track's look is worth taking when it was re-anchored (lost or drifted) or a dormant or lost
     # track could take its object.
     others = bool(book.dormancy.dormant) or any(
-        t.lost_frames and s not in book.anchored for s, t in book.tracks.items()
+        (t.lost_frames or s in empty) and s not in book.anchored for s, t in book.tracks.items()
     )
     for row, slot in zip(stats, book.order):
         if row[0] < max(config.min_mask_area, 1):
@@ -111,6 +115,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     diagonal = float(np.hypot(*label_map.shape))
     renamed = book.dormancy.match(found, config.reid_threshold, diagonal, waiting)
     slot_of = {t.track_id: s for s, t in book.tracks.items()}
+    was_lost = {s: t.lost_frames > 0 for s, t in book.tracks.items()}  # before this frame
     taken: list[int] = []
     slept: list[int] = []
 
@@ -135,11 +140,15 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
                 book.ids.release(new)
 
     rename(renamed)
-    # A detector sees each object once: a live track that no detection matched, whose box overlaps a
-    # detection that went to a new or misled track matching no sleeper, may be that detection's object, its
-    # slot having kept part of it or lagged behind (bench dev seed 3D 7026: a second track started on the
-    # object, the first slept with its looks and later revived on another object), or a misled track's stale
-    # box may have taken the detection of its object (3D 7017). Each such candidate is compared with those.
+    # A detector sees each object once: a live track that no detection matched may be the object of a
+    # detection that went to a new or misled track matching no sleeper, its slot having kept part of it or
+    # lagged behind (bench dev seed 3D 7026: a second track started on the object, the first slept with its
+    # looks and later revived on another object), or a misled track's stale box may have taken the detection
+    # of its object (3D 7017). Such a track is compared when its box overlaps the detection's, or wherever its
+    # box is when its slot finds no pixels on this frame (it is lost from this frame on): its object came out
+    # elsewhere (3D 7013: a slot left on a sliver of its object beside the pillar lost it on the frame the
+    # object was detected away from the sliver, and the object started a new id). A track showing pixels
+    # elsewhere is not: a detector may send only some objects (new ones), and a look-alike is another object.
     # A prompt's track is not a re-detection, and a detection that gave its own id named a new track: neither
     # takes a live track's id.
     detections = [
@@ -152,7 +161,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             if not t.lost_frames
             and slot not in book.anchored
             and slot not in book.detected
-            and box_iou_xyxy(t.box, cand.box)[0, 0] > 0
+            and (slot in empty or box_iou_xyxy(t.box, cand.box)[0, 0] > 0)
         }
         if near:
             lost.update(near)
@@ -170,12 +179,29 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         )
         renamed.update(more)
         rename(more)
+    # A lost track whose stale box took the detection of an object that looks like neither its own nor any
+    # other track's is on another object (bench dev seed 3D 7006: a lost track's box took the detection of
+    # an object never tracked, and the returning object then started a new id): the track sleeps with its
+    # looks and its slot, re-anchored on that object, takes a new id.
+    started: list[int] = []
+    for cand in found:
+        slot = slot_of[cand.track_id]
+        if cand.track_id in misled and cand.track_id not in renamed and was_lost[slot]:
+            track_id = book.ids.claim()
+            if track_id is None:  # no id left: the track keeps the object, as before
+                continue
+            track = book.tracks[slot]
+            book.dormancy.sleep(track.track_id, track.class_id, track.box, None, now)
+            slept.append(track.track_id)
+            label_map[label_map == track.track_id] = track_id
+            track.track_id = track_id
+            started.append(track_id)
     left = [lost[old] for old in taken if old in lost]
     if left:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]
-    if renamed:
+    if renamed or started:
         book.refresh()
-    return Revival(renamed, sorted(taken), stats, left, sorted(slept))
+    return Revival(renamed, sorted(taken), stats, left, sorted(slept), started)
 
 
 def update_tracks(

@@ -222,7 +222,7 @@ class Tracker:
         if revival.left:
             self._freed.append(revival.left)
         renamed, reclaimed = revival.renamed, revival.taken
-        started = [i for i in starts.started if i not in renamed]
+        started = [i for i in starts.started if i not in renamed] + revival.started
         revived = sorted(starts.revived + [i for i in renamed.values() if i not in reclaimed])
         update = update_tracks(book, self._appearance, self.config, seen, revival.stats)
         if update.freed:

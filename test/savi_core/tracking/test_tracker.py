@@ -873,6 +873,27 @@ def test_re_anchoring_a_track_restarts_its_slot_alone(savi, monkeypatch):
     assert not torch.equal(given[-1][0, 2], predicted[-2][0, 2])
 
 
+def test_re_anchoring_a_track_restarts_the_detected_neighbour_whose_detection_overlaps_its_own(savi, monkeypatch):
+    """A slot restarted from its detection takes pixels from a neighbour's slot carried on: a detected track
+    whose detection overlaps the re-anchored one's restarts from its own detection too (bench dev seed 2D
+    7001: the re-anchored slot took the whole of the object beside it); a detected track apart carries on."""
+    given, predicted = recorded_steps(savi, monkeypatch)
+    config = TrackerConfig(min_mask_area=0, gate_margin=0.0, max_tracks=3)
+    tracker = Tracker(savi, config, device="cpu")
+    img = image(32, 32)
+    boxes = [Detection((2, 2, 12, 12)), Detection((10, 2, 20, 12)), Detection((18, 20, 30, 30))]
+    tracker.step(img, boxes)
+    for _ in range(3):
+        tracker.step(img)
+    tracker._book.tracks[1].lost_frames = 1  # the second track is lost: its detection re-anchors it
+    tracker.step(img, boxes)
+    assert tracker.live_tracks == {1: "", 2: "", 3: ""}
+    for slot in (0, 3, 4):  # the background, the track apart, the untracked slot
+        assert torch.equal(given[-1][0, slot], predicted[-2][0, slot])
+    for slot in (1, 2):  # the re-anchored track and its neighbour
+        assert not torch.equal(given[-1][0, slot], predicted[-2][0, slot])
+
+
 def test_a_new_track_restarts_its_slot_and_the_detected_tracks_and_leaves_the_background_alone(savi, monkeypatch):
     """A box that starts a track restarts its slot, and the detected tracks' slots from their boxes with it;
     the background slot and the untracked slot carry on from their predictions (restarting them took the

@@ -1,0 +1,23 @@
+"""bench/bench_reid.py's own-id column: an object's own id is the one IDF1's id-object matching gives it, so a
+slot of another track passing over it for a few frames before it vanished does not become its identity."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_reid", ROOT / "bench" / "bench_reid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_id_passing_over_an_object_for_two_frames_is_not_its_own():
+    # object 0: id 3 for 3 frames, object 1's id 4 over it for 2 frames, gone, then id 3 again; object 1: id 4.
+    id_on = np.array([[3, 4], [3, 4], [3, 4], [4, 4], [4, 4], [0, 4], [0, 4], [3, 4], [3, 4], [0, 0]])
+    assert _bench().owners(id_on) == [3, 4]
+    assert _bench().owners(np.zeros((3, 2), np.int64)) == [0, 0]
