@@ -121,9 +121,9 @@ def detection_profile(model: torch.nn.Module, height: int, width: int, repeats: 
     count = {kind: len(rows[kind].get("Tracker.step", [])) for kind in rows}
     print(f"Tracker.step {height}x{width}, {len(tracker.live_tracks)} tracks, {torch.get_num_threads()} threads, "
           f"{count['detection']} detection and {count['plain']} plain frames: ms, medians per frame "
-          "(a part a frame kind did not run counts 0)")  # fmt: skip
+          "(a part a frame kind did not run counts 0), and on how many frames of each kind it ran")  # fmt: skip
     kinds = f"{'plain':>6s} {'extra':>6s}"
-    print(f"  {'':34s} {'wall: detection':>15s} {kinds}   {'CPU: detection':>14s} {kinds}")
+    print(f"  {'':34s} {'wall: detection':>15s} {kinds}   {'CPU: detection':>14s} {kinds}   ran: detection plain")
     for name in names:
         cells = []
         for i in (0, 1):  # wall, CPU
@@ -132,7 +132,8 @@ def detection_profile(model: torch.nn.Module, height: int, width: int, repeats: 
                 for k in ("detection", "plain")
             )
             cells.append(f"{det:15.2f} {plain:6.2f} {det - plain:6.2f}")
-        print(f"  {name:34s} {cells[0]}   {cells[1][1:]}")
+        ran = [len(rows[k].get(name, [])) for k in ("detection", "plain")]
+        print(f"  {name:34s} {cells[0]}   {cells[1][1:]}   {ran[0]:14d} {ran[1]:5d}")
 
 
 def main() -> None:

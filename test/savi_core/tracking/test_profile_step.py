@@ -18,11 +18,12 @@ def test_detection_profile_times_restarts_on_detection_frames_only():
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    # Enough detection frames that most re-anchor a drifted track (and restart slots) with the shipped model.
+    # Enough detection frames that some re-anchor a drifted track (and restart slots) with the shipped model.
     rows = {line[:36].strip(): line[36:].split() for line in done.stdout.splitlines()[2:]}
     assert "12 detection and 60 plain frames" in done.stdout
-    restart = [float(v) for v in rows["slot restarts (init_slots_for)"]]  # wall: det, plain, extra; CPU: same
-    assert restart[0] > 0 and restart[1] == 0 and restart[3] > 0 and restart[4] == 0
+    restart = [float(v) for v in rows["slot restarts (init_slots_for)"]]  # wall: det, plain, extra; CPU: same; ran
+    assert restart[1] == 0 and restart[4] == 0  # medians on plain frames
+    assert restart[6] > 0 and restart[7] == 0  # detection and plain frames that restarted slots
     assert float(rows["start_tracks"][0]) > float(rows["start_tracks"][1])
     step = [float(v) for v in rows["Tracker.step"]]
     assert step[0] > 0 and step[1] > 0
