@@ -30,7 +30,7 @@ import torch
 
 from savi_core.model.checkpoint import load_checkpoint
 from savi_core.numerics import flush_denormals
-from savi_core.tracking.labels import guided_masks, opencv_camera_labels, opencv_label_stats
+from savi_core.tracking.labels import guided_planes, opencv_camera_labels, opencv_label_stats
 from savi_core.tracking.tracker import Detection, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
 
@@ -172,10 +172,10 @@ def main() -> None:
         gate = tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width)
         out = model.step(frame, tracker._slots, decode="none", attention_bias=gate, features=features)
         camera = labels._camera_image()
-        masks = guided_masks(out.attention[0], frame[0], labels._live_slots, True, camera).float().contiguous()
+        planes, slots = guided_planes(out.attention[0], frame[0], labels._live_slots, True, camera)
         best, _, stats_rows = opencv_camera_labels(
-            masks.numpy(), height, width, config.mask_threshold, labels.buffers, model.config.num_slots,
-            labels.id_lut, labels.row_lut,
+            planes, height, width, config.mask_threshold, labels.buffers, model.config.num_slots,
+            labels.id_lut, labels.row_lut, slots,
         )  # fmt: skip
         work = labels.buffers[(height, width)][3]
         parts = {
@@ -189,9 +189,9 @@ def main() -> None:
                 attention_bias=tracker._gate.bias(tracker._book.tracks, config.gate_margin, height, width),
                 features=features,
             ),
-            "guided masks": lambda: guided_masks(out.attention[0], frame[0], labels._live_slots, True, camera),
+            "guided masks": lambda: guided_planes(out.attention[0], frame[0], labels._live_slots, True, camera),
             "camera-size labels": lambda: opencv_camera_labels(
-                masks.numpy(),
+                planes,
                 height,
                 width,
                 config.mask_threshold,
@@ -199,6 +199,7 @@ def main() -> None:
                 model.config.num_slots,
                 labels.id_lut,
                 labels.row_lut,
+                slots,
             ),  # fmt: skip
             "per-track stats": lambda: opencv_label_stats(best, stats_rows, len(labels._live_slots), work),
         }

@@ -57,17 +57,23 @@ def coefficients(guide: np.ndarray, planes: np.ndarray, radius: int, eps: float)
     return _mean(out, radius)
 
 
-def apply(coefficients: np.ndarray, guide: np.ndarray) -> np.ndarray:
-    """The filtered planes ``[k, H, W]`` for ``guide`` ``[3, H, W]`` (float32 in [0, 1]) from `coefficients`
-    fitted at any resolution (resampled bilinearly to the guide's)."""
+def apply(coefficients: np.ndarray, guide: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The filtered planes ``[k, H, W]`` (into ``out`` if given) for ``guide`` ``[3, H, W]`` (float32 in [0, 1])
+    from `coefficients` fitted at any resolution (resampled bilinearly to the guide's). One plane at a time:
+    the resampled coefficients of all of them would be megabytes, mapped and faulted in on every call under
+    the node's malloc settings (savi_ros/memory.py)."""
     height, width = guide.shape[1:]
     k = coefficients.shape[0] // 4
-    if coefficients.shape[1:] != (height, width):
-        resized = np.empty((4 * k, height, width), np.float32)
-        for plane, out in zip(coefficients, resized):
-            cv2.resize(plane, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
-        coefficients = resized
-    out = coefficients[3 * k :].copy()
-    for c in range(3):
-        out += coefficients[c * k : (c + 1) * k] * guide[c]
+    out = np.empty((k, height, width), np.float32) if out is None else out
+    resized = np.empty((4, height, width), np.float32)
+    same = coefficients.shape[1:] == (height, width)
+    for j, plane in enumerate(out):
+        weights = [coefficients[c * k + j] for c in range(4)]  # the three channels' weights, the offset
+        if not same:
+            for w, r in zip(weights, resized):
+                cv2.resize(w, (width, height), dst=r, interpolation=cv2.INTER_LINEAR)
+            weights = resized
+        plane[:] = weights[3]
+        for c in range(3):
+            plane += weights[c] * guide[c]
     return out

@@ -57,21 +57,23 @@ def guided_size(camera: tuple[int, int], model: tuple[int, int]) -> tuple[int, i
     return max(1, round(camera[0] * scale)), max(1, round(camera[1] * scale))
 
 
-def guided_masks(
+def guided_planes(
     probs: torch.Tensor, frame: torch.Tensor, slots: list[int], grid: bool = False, camera: np.ndarray | None = None
-) -> torch.Tensor:
+) -> tuple[np.ndarray, list[int]] | None:
     """Edge-aware masks: the live tracks' probabilities (``slots``) and the rest (one plane), smoothed by the
-    guided filter steered by the frame, renormalised. Slot masks come at the feature stride (4 to 8 model
-    pixels), so their edges cut across object borders; the filter moves them onto the image's edges
-    (measured on the benchmark against bilinear). Its coefficients are fitted at `GUIDED_FIT_SCALE` of the
-    model resolution and applied to the frame, or with ``camera`` (the camera image, float32 ``[H, W, 3]`` in
-    [0, 1]) to the camera image at `guided_size`: then the masks follow edges finer than a model pixel
-    (docs/RESULTS.md: in-family 3D mIoU +3 to +4 at 320x240). With ``grid``, ``probs`` is the attention at
-    the feature grid: only the live slots' planes are upsampled to the frame (`upsample_attention`, the same
-    values as upsampling every slot's)."""
+    guided filter steered by the frame, renormalised, as float32 planes ``[n, H, W]`` on the host with the
+    slot of each (``slots``, then the rest's); None when every slot holds a track (nothing to tell them
+    from). Slot masks come at the feature stride (4 to 8 model pixels), so their edges cut across object
+    borders; the filter moves them onto the image's edges (measured on the benchmark against bilinear). Its
+    coefficients are fitted at `GUIDED_FIT_SCALE` of the model resolution and applied to the frame, or with
+    ``camera`` (the camera image, float32 ``[H, W, 3]`` in [0, 1]) to the camera image at `guided_size`: then
+    the masks follow edges finer than a model pixel (docs/RESULTS.md: in-family 3D mIoU +3 to +4 at
+    320x240). With ``grid``, ``probs`` is the attention at the feature grid: only the live slots' planes are
+    upsampled to the frame (`upsample_attention`, the same values as upsampling every slot's). The planes are
+    rounded to ``probs``' dtype (bf16 under autocast), as the masks the model gives."""
     rest = next((k for k in range(probs.shape[0]) if k not in slots), None)  # the background slot if any
-    if rest is None:  # every slot holds a track: nothing to tell them from
-        return upsample_attention(probs[None], frame.shape[-2:])[0] if grid else probs
+    if rest is None:
+        return None
     if not grid:
         tracked = probs[slots]
     elif 3 in (len(slots), probs.shape[0]):
@@ -97,12 +99,31 @@ def guided_masks(
         if size != camera.shape[:2]:
             camera = cv2.resize(camera, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         guide = np.ascontiguousarray(camera.transpose(2, 0, 1))
-    smooth = torch.from_numpy(guided_filter.apply(fit, guide))
-    smooth = torch.cat([smooth, 1 - smooth.sum(0, keepdim=True)]).clamp_min(0)
-    smooth = (smooth / smooth.sum(0, keepdim=True).clamp_min(1e-6)).to(probs.device, probs.dtype)
-    out = torch.zeros(probs.shape[0], *smooth.shape[-2:], dtype=probs.dtype, device=probs.device)
-    for plane, slot in zip(smooth, [*slots, rest]):  # plane copies: indexed assignment is ~6x slower here
-        out[slot].copy_(plane)  # the last: "not a tracked object", in a slot without a track id
+    planes = np.empty((len(slots) + 1, *guide.shape[1:]), np.float32)
+    guided_filter.apply(fit, guide, out=planes[:-1])
+    smooth = torch.from_numpy(planes)
+    torch.sub(1, smooth[:-1].sum(0), out=smooth[-1])
+    smooth.clamp_(min=0).div_(smooth.sum(0, keepdim=True).clamp_min(1e-6))
+    if probs.dtype != torch.float32:
+        smooth.copy_(smooth.to(probs.dtype))
+    return planes, [*slots, rest]
+
+
+def guided_masks(
+    probs: torch.Tensor, frame: torch.Tensor, slots: list[int], grid: bool = False, camera: np.ndarray | None = None
+) -> torch.Tensor:
+    """`guided_planes` as slot masks ``[K, H, W]`` in ``probs``' dtype and device (zero for untracked slots other
+    than the rest's), for the torch route of the labels."""
+    guided = guided_planes(probs, frame, slots, grid, camera)
+    if guided is None:
+        return upsample_attention(probs[None], frame.shape[-2:])[0] if grid else probs
+    return _slot_masks(*guided, probs)
+
+
+def _slot_masks(planes: np.ndarray, slots: list[int], probs: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(probs.shape[0], *planes.shape[1:], dtype=probs.dtype, device=probs.device)
+    for plane, slot in zip(torch.from_numpy(planes).to(probs.device, probs.dtype), slots):
+        out[slot].copy_(plane)  # plane copies: indexed assignment is ~6x slower here
     return out
 
 
@@ -115,13 +136,15 @@ def opencv_camera_labels(
     no_slot: int,
     id_lut: np.ndarray,
     row_lut: np.ndarray,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    slots: list[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The CPU route of the Tracker's camera-size labels: each slot plane resized by OpenCV (the same
     half-pixel bilinear as torch's), a running maximum that keeps the first winner on ties (as torch's
     ``max``), and the slot -> id / row tables (``id_lut``, ``row_lut``) applied by ``cv2.LUT`` to a uint8
-    slot map; pixels under ``threshold`` get slot ``no_slot``. ``buffers`` holds the work arrays of the
-    last camera size (replaced when the size changes)."""
-    k = probs.shape[0]
+    slot map; pixels under ``threshold`` get slot ``no_slot``. ``probs`` holds every slot's plane, or with
+    ``slots`` the planes of those slots alone (the others hold nothing). ``buffers`` holds the work arrays
+    of the last camera size (replaced when the size changes)."""
+    slots = list(range(probs.shape[0])) if slots is None else slots
     if (height, width) not in buffers:
         buffers.clear()
         buffers[(height, width)] = (
@@ -131,16 +154,17 @@ def opencv_camera_labels(
             np.empty((height, width), np.uint8),
         )
     plane, best, slot, mask = buffers[(height, width)]
-    cv2.resize(probs[0], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
-    slot.fill(0)
+    order = sorted(range(len(slots)), key=slots.__getitem__)
+    cv2.resize(probs[order[0]], (width, height), dst=best, interpolation=cv2.INTER_LINEAR)
+    slot.fill(slots[order[0]])
     # Slots come in increasing order and no_slot is above them all, so "this one wins here" is a running
-    # maximum of (mask & index): whole-image uint8 operations instead of boolean indexing.
-    for index in range(1, k):
+    # maximum of (mask & slot): whole-image uint8 operations instead of boolean indexing.
+    for index in order[1:]:
         if not probs[index].any():  # e.g. slots the guided masks emptied: they win no pixel
             continue
         cv2.resize(probs[index], (width, height), dst=plane, interpolation=cv2.INTER_LINEAR)
         cv2.compare(plane, best, cv2.CMP_GT, dst=mask)
-        cv2.max(slot, cv2.bitwise_and(mask, index, dst=mask), dst=slot)
+        cv2.max(slot, cv2.bitwise_and(mask, slots[index], dst=mask), dst=slot)
         cv2.max(best, plane, dst=best)
     cv2.compare(best, threshold, cv2.CMP_LT, dst=mask)
     cv2.max(slot, cv2.bitwise_and(mask, no_slot, dst=mask), dst=slot)
@@ -272,13 +296,22 @@ class CameraLabels:
         ``[3, h, w]``; with ``grid``, attention at the feature grid, upsampled to the frame as the model's
         ``attention`` masks) -> label map uint16 ``[H, W]`` and per-live-track stats ``[T, 6]`` float64
         (area, x0, y0, x1, y1, score), all on the device."""
+        t = len(self._live_slots)
+        guided_out = None
         if guided and self._live_slots:
-            masks = guided_masks(masks, frame, self._live_slots, grid, self._camera_image())
+            guided_out = guided_planes(masks, frame, self._live_slots, grid, self._camera_image())
+        if guided_out is not None and self.opencv:  # the live slots' planes, at most the camera's size
+            best, labels, rows = opencv_camera_labels(
+                guided_out[0], height, width, threshold, self.buffers, self._num_slots, self.id_lut, self.row_lut,
+                guided_out[1],
+            )  # fmt: skip
+            return torch.from_numpy(labels), opencv_label_stats(best, rows, t, self.buffers[(height, width)][3])
+        if guided_out is not None:
+            masks = _slot_masks(*guided_out, masks)
         elif grid:
             masks = upsample_attention(masks[None], frame.shape[-2:])[0]
         probs = masks.float()
         k, h, w = probs.shape
-        t = len(self._live_slots)
         if self.opencv and height >= h and width >= w:
             best, labels, rows = opencv_camera_labels(
                 probs.contiguous().numpy(),
