@@ -12,7 +12,8 @@ Kinds:
     record each split's mIoU ceilings add one column per box protocol (a perfect tracker's mIoU when only the
     objects given can be predicted).
   * ``reid``: files of ``bench/bench_reid.py --json``; one row per world and dormancy setting: reappearances
-    resumed under the original id, false revivals, IDF1, ID switches.
+    resumed under the original id and under the object's own id (n/a in files from before that column),
+    false revivals, IDF1, ID switches.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
 def reid_table(files: list[dict[str, Any]]) -> str:
     """Rows: each file's worlds, dormancy off then on."""
     lines = [
-        "| model | seeds | world | dormancy | resumed | false revivals | IDF1 | ID switches |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | seeds | world | dormancy | resumed | resumed under its own id | false revivals | IDF1 "
+        "| ID switches |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for results in files:
         seeds = "{}–{}".format(*results["seeds"])
@@ -89,12 +91,14 @@ def reid_table(files: list[dict[str, Any]]) -> str:
                 if mode not in modes:
                     continue
                 t = modes[mode]
-                resumed = (
-                    f"{100 * t['resumed'] / max(t['reappearances'], 1):.0f}% ({t['resumed']}/{t['reappearances']})"
+                n = t["reappearances"]
+                resumed, own = (
+                    "n/a" if key not in t else f"{100 * t[key] / max(n, 1):.0f}% ({t[key]}/{n})"
+                    for key in ("resumed", "resumed_own")
                 )
                 false = "–" if mode == "off" else f"{t['false_revivals']} of {t['revivals']}"
                 lines.append(
-                    f"| {results['checkpoint']} | {seeds} | {world.upper()} | {mode} | {resumed} | {false} | "
+                    f"| {results['checkpoint']} | {seeds} | {world.upper()} | {mode} | {resumed} | {own} | {false} | "
                     f"{_percent(t['idf1'])} | {t['switches']} |"
                 )
     return "\n".join(lines) + "\n"

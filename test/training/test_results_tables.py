@@ -52,7 +52,8 @@ def test_a_first_appearance_file_says_so_in_every_column_label(tmp_path):
 
 def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
     totals = dict(reappearances=52, resumed=44, new_id=6, missed=2, revivals=34, false_revivals=1, switches=5)
-    off = {**totals, "resumed": 20, "idf1": 0.617}
+    off = {**totals, "resumed": 20, "idf1": 0.617}  # a file from before the own-id column
+    totals["resumed_own"] = 47
     reid = {
         "checkpoint": "default",
         "seeds": [8000, 8014],
@@ -62,8 +63,8 @@ def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
     out = render_document("<!-- results: reid r.json -->\n<!-- end results -->\n", tmp_path)
     rows = [line for line in out.splitlines() if line.startswith("| default")]
     assert rows == [
-        "| default | 8000–8014 | 2D | off | 38% (20/52) | – | 61.7 | 5 |",
-        "| default | 8000–8014 | 2D | on | 85% (44/52) | 1 of 34 | 76.6 | 5 |",
+        "| default | 8000–8014 | 2D | off | 38% (20/52) | n/a | – | 61.7 | 5 |",
+        "| default | 8000–8014 | 2D | on | 85% (44/52) | 90% (47/52) | 1 of 34 | 76.6 | 5 |",
     ]
 
 
