@@ -7,7 +7,8 @@ Tracker with a detector that sends id-less ground-truth boxes of the visible obj
 `DETECT_EVERY` frames. Reported: reappearances (an object back after `GONE` or more frames unseen, that
 had an id before) resumed under its original id by `RESUME_WITHIN` frames after the first detection that
 sees it, under a new id, or not picked up, the failures split by where the original id was then (a live
-but lost track, dormant, ended); false revivals (a revived or reclaimed id on another object); IDF1 and ID
+but lost track, dormant, ended); false revivals (a revived or reclaimed id on another object: `judge_revival`,
+and apart from them those on their own object and on another too); IDF1 and ID
 switches (motmetrics, mask IoU >= 0.5); beside "resumed", the reappearances resumed under the object's own id
 (`owners`: the last id it showed before the gap that IDF1's id-object matching gives it), which a slot of
 another track passing over it for a few frames before it vanished does not change. ``--cost`` adds
@@ -122,7 +123,14 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
                     dist[a, b] = 1 - iou
         acc.update(gt, ids, dist)
     counts = dict(
-        reappearances=0, resumed=0, resumed_own=0, new_id=0, missed=0, revivals=len(revivals), false_revivals=0
+        reappearances=0,
+        resumed=0,
+        resumed_own=0,
+        new_id=0,
+        missed=0,
+        revivals=len(revivals),
+        false_revivals=0,
+        merged_revivals=0,
     )
     counts.update({f"{outcome} {state}": 0 for outcome in ("new_id", "missed") for state in STATES})
     visible_all = scene.visible
@@ -162,11 +170,12 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
             unseen = 0
             original = int(id_on[t, k]) or original
             own_original = original if original == own[k] else own_original
-    for t, track_id in revivals:  # a revived id on an object other than the one it covered before
+    for t, track_id in revivals:
         before = [k for k in range(n) if (id_on[:t, k] == track_id).any()]
         now = [k for k in range(n) if id_on[t, k] == track_id]
-        if before and now and now[0] not in before:
-            counts["false_revivals"] += 1
+        verdict = judge_revival(before, now)
+        if verdict in ("false", "merged"):
+            counts[f"{verdict}_revivals"] += 1
         if verbose:
             print(f"    revival: id {track_id} on frame {t}: objects before {before}, now {now}")
     summary = mm.metrics.create().compute(acc, metrics=["idf1", "num_switches"], name="scene")
@@ -307,6 +316,18 @@ def _scene_run(
     return run(model, scene, config, verbose)
 
 
+def judge_revival(before: list[int], now: list[int]) -> str:
+    """A revived (or reclaimed) id, from the objects it covered before and the objects it covers on the revival
+    frame: "false" when it covers only objects it never covered (another object), "merged" when it covers its
+    own object and one it never covered too (one mask over two objects: a segmentation error, which mIoU and
+    IDF1 count, not an identity one), else "right" ("unseen" when either list is empty). Independent of the
+    objects' numbering."""
+    if not before or not now:
+        return "unseen"
+    strangers = [k for k in now if k not in before]
+    return "right" if not strangers else "false" if len(strangers) == len(now) else "merged"
+
+
 def report(world: str, dormant: float, rows: list[dict[str, float]]) -> dict[str, float]:
     """One line of totals, one of the failures by where the original id was; returns the totals (IDF1: the
     mean of the scenes')."""
@@ -317,7 +338,8 @@ def report(world: str, dormant: float, rows: list[dict[str, float]]) -> dict[str
     print(
         f"{world} dormant_seconds {dormant:g}: reappearances {total['reappearances']}: resumed under the original "
         f"id {total['resumed']} ({share:.0f}%), new id {total['new_id']}, not picked up {total['missed']}; "
-        f"revivals {total['revivals']}, false {total['false_revivals']}; IDF1 {idf1:.1f} (mean of scenes), "
+        f"revivals {total['revivals']}, false {total['false_revivals']} (on its own object and another too: "
+        f"{total['merged_revivals']}); IDF1 {idf1:.1f} (mean of scenes), "
         f"ID switches {total['switches']}; resumed under its own id (IDF1's id-object matching) "
         f"{total['resumed_own']} ({own:.0f}%)"
     )

@@ -21,3 +21,11 @@ def test_an_id_passing_over_an_object_for_two_frames_is_not_its_own():
     id_on = np.array([[3, 4], [3, 4], [3, 4], [4, 4], [4, 4], [0, 4], [0, 4], [3, 4], [3, 4], [0, 0]])
     assert _bench().owners(id_on) == [3, 4]
     assert _bench().owners(np.zeros((3, 2), np.int64)) == [0, 0]
+
+
+def test_a_revival_is_false_only_when_its_id_covers_none_of_its_objects_whatever_their_numbers():
+    judge = _bench().judge_revival
+    assert judge([2], [2]) == "right"
+    assert judge([2], [1]) == judge([0], [1]) == "false"  # another object, numbered below or above
+    assert judge([2], [1, 2]) == judge([1], [1, 2]) == "merged"  # its own object and another under one mask
+    assert judge([], [1]) == judge([1], []) == "unseen"
