@@ -17,7 +17,7 @@ import torch
 
 from savi_core.model.config import tiny_config
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
-from savi_core.tracking.tracker import Detection, Prompt, Tracker
+from savi_core.tracking.tracker import Detection, Prompt, Tracker, TrackResult
 from savi_core.tracking.tracker_config import TrackerConfig
 
 _spec = importlib.util.spec_from_file_location("savi_test_tracker", Path(__file__).with_name("test_tracker.py"))
@@ -283,29 +283,19 @@ def test_the_slot_a_reclaimed_lost_track_leaves_restarts_in_settle_with_the_same
     (its result does not need it): in `settle`, which the node calls once the frame is published, or else
     first thing in the next step, giving the same label maps."""
 
-    class Counting(Seer):
-        def init_slots_for(self, slots, cond, which):
-            self.restarts.append(torch.nonzero(which[0]).flatten().tolist())
-            return super().init_slots_for(slots, cond, which)
-
-    def run(settling: bool) -> tuple[list[np.ndarray], list[list[int]]]:
-        model = Counting()
+    def run(settling: bool) -> tuple[list[np.ndarray], list[list[list[int]]]]:
+        model = _fakes.restarting(Seer)()
         config = TrackerConfig(mask_source="decoder", min_mask_area=10, lost_after_frames=6, dormant_seconds=2.0)
         tracker, clock = Tracker(model, config, device="cpu"), Clock()
         hide_red_briefly(tracker, clock)
         back = scene((RED_BACK, RED), (GREEN_AT, GREEN))
-        maps, restarts = [], []
-        for t in range(3):
-            model.restarts = []
+
+        def step(t: int) -> TrackResult:
             result = tracker.step(back, [Detection(RED_BACK)] if t == 0 else None, stamp=clock())
             assert result.reclaimed == ([1] if t == 0 else [])
-            maps.append(result.label_map)
-            restarts.append(model.restarts)
-            if settling:
-                model.restarts = []
-                tracker.settle()
-                restarts.append(model.restarts)
-        return maps, restarts
+            return result
+
+        return _fakes.steps_and_restarts(tracker, model, step, 3, settling)
 
     settled_maps, settled = run(True)
     maps, unsettled = run(False)

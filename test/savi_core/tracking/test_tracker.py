@@ -9,6 +9,7 @@ exact pixel coverage, i.e. a perfect segmenter at the model's mask resolution.
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from savi_core.model.savi import SAVi, StepOutput
 from savi_core.tracking.geometry import box_iou_xyxy, boxes_xyxy_to_yxyx, resize_probabilities, tight_boxes
 from savi_core.tracking.labels import label_stats, opencv_camera_labels, opencv_label_stats
 from savi_core.tracking.track_ids import TrackIdAllocator, parse_track_id
-from savi_core.tracking.tracker import Detection, Prompt, Tracker
+from savi_core.tracking.tracker import Detection, Prompt, Tracker, TrackResult
 from savi_core.tracking.tracker_config import TrackerConfig
 
 torch.set_num_threads(1)
@@ -352,38 +353,48 @@ def test_a_track_ends_alone_its_pixels_clear_and_its_slot_is_reused():
     assert (reused.label_map == 1).sum() == 0
 
 
-def test_a_freed_slot_restarts_in_settle_after_its_step_and_otherwise_in_the_next_step_with_the_same_bits():
-    """The slot of a track that ends restarts after the step that ended it (its result does not need it): in
-    `settle`, which the node calls once the frame is published, or else first thing in the next step; the
-    next steps give the same label maps either way."""
+def restarting(base: type) -> type:
+    """``base`` (a model class) recording in ``restarts`` the model slots each `init_slots_for` call restarts."""
 
-    class Counting(BoxPainter):
+    class Restarting(base):
         restarts: list[list[int]] = []
 
         def init_slots_for(self, slots, cond, which):
             self.restarts.append(torch.nonzero(which[0]).flatten().tolist())
             return super().init_slots_for(slots, cond, which)
 
-    def run(settling: bool) -> tuple[list[np.ndarray], list[list[list[int]]]]:
-        model = Counting(tiny_config())
+    return Restarting
+
+
+def steps_and_restarts(
+    tracker: Tracker, model, step: Callable[[int], TrackResult], frames: int, settling: bool
+) -> tuple[list[np.ndarray], list[list[list[int]]]]:
+    """Label maps of ``frames`` calls of ``step(t)``, and the slots restarted in each (then in each `settle`
+    call after it, when ``settling``, as the node does once a frame is published)."""
+    maps, restarts = [], []
+    for t in range(frames):
         model.restarts = []
+        maps.append(step(t).label_map)
+        restarts.append(model.restarts)
+        if settling:
+            model.restarts = []
+            tracker.settle()
+            restarts.append(model.restarts)
+    return maps, restarts
+
+
+def test_a_freed_slot_restarts_in_settle_after_its_step_and_otherwise_in_the_next_step_with_the_same_bits():
+    """The slot of a track that ends restarts after the step that ended it (its result does not need it): in
+    `settle`, which the node calls once the frame is published, or else first thing in the next step; the
+    next steps give the same label maps either way."""
+
+    def run(settling: bool) -> tuple[list[np.ndarray], list[list[list[int]]]]:
+        model = restarting(BoxPainter)(tiny_config())
         config = TrackerConfig(mask_source="decoder", min_mask_area=50, lost_after_frames=3, dormant_seconds=0)
         tracker = Tracker(model, config, device="cpu")
         img = image(32, 32)
-        maps, restarts = [], []
-        for t in range(6):
-            detections = (
-                [Detection((0, 0, 4, 4), det_id="1"), Detection((10, 10, 30, 30), det_id="2")] if t == 0 else []
-            )
-            model.restarts = []
-            result = tracker.step(img, detections)
-            maps.append(result.label_map)
-            restarts.append(model.restarts)
-            if settling:
-                model.restarts = []
-                tracker.settle()
-                restarts.append(model.restarts)
-        return maps, restarts
+        first = [Detection((0, 0, 4, 4), det_id="1"), Detection((10, 10, 30, 30), det_id="2")]
+        return steps_and_restarts(tracker, model, lambda t: tracker.step(img, first if t == 0 else []), 6, settling)
 
     settled_maps, settled = run(True)
     maps, unsettled = run(False)
