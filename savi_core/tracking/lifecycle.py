@@ -85,7 +85,7 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
         (t.lost_frames or s in empty) and s not in book.anchored for s, t in book.tracks.items()
     )
     for row, slot in zip(stats, book.order):
-        if row[0] < max(config.min_mask_area, 1):
+        if slot in empty:
             continue
         track = book.tracks[slot]
         if slot in book.provisional:
