@@ -15,7 +15,6 @@ This test process watches the launched nodes over DDS with its own rclpy context
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +30,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import pytest
+
+from test.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "savi_ros"
@@ -66,15 +66,7 @@ DIED = re.compile(r"\[ERROR\] \[(?P<name>[\w.-]+)\]: process has died \[pid (?P<
 CONFIGURED = re.compile(r"configured: checkpoint (?P<path>\S+) on (?P<device>\S+), mask_source (?P<mask>\w+)")
 
 
-def _load_ros_env():
-    spec = importlib.util.spec_from_file_location("savi_scripts_ros_env", ROOT / "scripts" / "ros_env.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-ros_env = _load_ros_env()
+ros_env = load_script("scripts/ros_env.py")
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

@@ -5,10 +5,11 @@ when they are importable the description is also built and the node's overrides 
 """
 
 import ast
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from test.scripts import load_script
 
 LAUNCH_FILE = Path(__file__).resolve().parents[2] / "launch" / "tracker.launch.py"
 CONFIG = LAUNCH_FILE.parents[1] / "config" / "tracker.yaml"
@@ -173,9 +174,7 @@ def test_with_real_launch_ros_when_available():
     from launch.actions import DeclareLaunchArgument
     from launch_ros.utilities import evaluate_parameters
 
-    spec = importlib.util.spec_from_file_location("tracker_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(LAUNCH_FILE)
     description = module.generate_launch_description()
     names = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     assert "checkpoint" in names and "demo" in names

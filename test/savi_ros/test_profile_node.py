@@ -1,18 +1,13 @@
 """bench/profile_node.py's summary: frames stepped with detections and without are summarised apart, the
 slowest 2% beside them, with the collector's pauses inside each frame."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from test.scripts import load_script
 
 
 def load_profile_node():
-    spec = importlib.util.spec_from_file_location("profile_node", ROOT / "bench" / "profile_node.py")
-    profile_node = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_node)
-    return profile_node
+    return load_script("bench/profile_node.py")
 
 
 def test_summary_splits_frames_stepped_with_detections_from_the_others(tmp_path):

@@ -1,16 +1,11 @@
 """bench/profile_stream.py's report: frame kinds of bench_latency's streaming sequence apart, and the slowest
 frames with what the Tracker did on them."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from test.scripts import load_script
 
 
 def test_report_splits_loop_starts_detection_and_plain_frames_and_names_the_slowest():
-    spec = importlib.util.spec_from_file_location("profile_stream", ROOT / "bench" / "profile_stream.py")
-    profile_stream = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_stream)
+    profile_stream = load_script("bench/profile_stream.py")
     rows = []
     for t in range(24, 124):
         index = t % 24

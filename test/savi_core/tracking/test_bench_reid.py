@@ -1,19 +1,13 @@
 """bench/bench_reid.py's own-id column: an object's own id is the one IDF1's id-object matching gives it, so a
 slot of another track passing over it for a few frames before it vanished does not become its identity."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[3]
+from test.scripts import load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_reid", ROOT / "bench" / "bench_reid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/bench_reid.py")
 
 
 def test_an_id_passing_over_an_object_for_two_frames_is_not_its_own():

@@ -1,9 +1,6 @@
 """bench/slip_diagnosis.py's replays on known answers: a slot whose look or prior is wrong loses its object's
 cells as it ran and wins them back in the arm that puts right what was wrong; the arms change only that slot."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -14,10 +11,9 @@ from savi_core.model.initializers import Conditioning
 from savi_core.model.prototypes import GEOMETRY
 from savi_core.model.savi import SAVi
 
-ROOT = Path(__file__).resolve().parents[3]
-spec = importlib.util.spec_from_file_location("slip_diagnosis", ROOT / "bench" / "slip_diagnosis.py")
-slip = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(slip)
+from test.scripts import load_script
+
+slip = load_script("bench/slip_diagnosis.py")
 
 
 @pytest.fixture(scope="module")
