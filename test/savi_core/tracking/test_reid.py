@@ -8,7 +8,6 @@ unit features (the colour, normalised), which the Tracker pools into looks inste
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,9 @@ from savi_core.model.config import tiny_config
 from savi_core.tracking.reid import Candidate, Dormancy, Looks
 from savi_core.tracking.tracker import Detection, Prompt, Tracker, TrackResult
 from savi_core.tracking.tracker_config import TrackerConfig
+from test.scripts import load_script
 
-_spec = importlib.util.spec_from_file_location("savi_test_tracker", Path(__file__).with_name("test_tracker.py"))
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
+_fakes = load_script(Path(__file__).with_name("test_tracker.py"))
 BoxPainter, coverage = _fakes.BoxPainter, _fakes.coverage
 
 GREY = (128, 128, 128)
@@ -230,6 +228,25 @@ def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
     assert dormancy.match([peeking], 0.9, 45.0) == {7: 1}  # a third of its width: it shows in part
     wide = Candidate(7, "", np.array((0, 4, 33, 12), float), peeking.look)
     assert dormancy.match([wide], 0.9, 45.0) == {}  # over 4x its width
+
+
+def test_a_sleeper_seen_only_in_a_glimpse_comes_after_one_seen_in_full():
+    dormancy = Dormancy()
+    img = np.full((64, 64, 3), GREY, np.uint8)
+    img[0:24, 0:12], img[0:24, 12:24] = RED, BLUE  # an object of two colours, 576 pixels
+    img[40:48, 40:44] = RED  # a sliver of another: 32 pixels
+    labels = np.zeros((64, 64), np.uint16)
+    labels[0:24, 0:24], labels[40:48, 40:44] = 1, 2
+    looks = Looks(img, labels, None)
+    boxes = {1: np.array((0, 0, 24, 24), float), 2: np.array((40, 40, 44, 48), float)}
+    dormancy.observe(looks, boxes, {1, 2})
+    assert [dormancy.glimpsed(i) for i in (1, 2)] == [False, True]
+    for track_id, box in boxes.items():
+        dormancy.sleep(track_id, "", box, None, 0.0)
+    red = Candidate(7, "", np.array((40, 40, 48, 48), float), looks.of(2, boxes[2]))
+    assert dormancy.similarity(2, red.look) > 0.99 > dormancy.similarity(1, red.look) > 0.6
+    assert dormancy.match([red], 0.6, 90.0) == {7: 1}  # the full look matches: it goes first
+    assert dormancy.match([red], 0.8, 90.0) == {7: 2}  # it does not: the glimpse is taken
 
 
 @pytest.fixture(params=[False, True], ids=["colour", "features"])
