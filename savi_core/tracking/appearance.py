@@ -24,15 +24,15 @@ SAMPLES = 1024  # at most about this many pixels of a box are read: the cost doe
 
 def _sample(
     image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The pixels of ``box`` (x0, y0, x1, y1, exclusive edges) on a regular grid of about `SAMPLES` of them,
-    the uint8 mask of those labelled ``track_id`` and the grid's step; None when there are none."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pixels of ``box`` (x0, y0, x1, y1, exclusive edges) on a regular grid of about `SAMPLES` of them and
+    the uint8 mask of those labelled ``track_id``; None when there are none."""
     x0, y0, x1, y1 = (int(v) for v in np.round(box))
     step = max(1, int(np.sqrt((x1 - x0) * (y1 - y0) / SAMPLES)))  # a colour histogram needs no more pixels
     roi = labels[y0:y1:step, x0:x1:step] == track_id
     if not roi.any():
         return None
-    return np.ascontiguousarray(image[y0:y1:step, x0:x1:step]), roi.view(np.uint8), step
+    return np.ascontiguousarray(image[y0:y1:step, x0:x1:step]), roi.view(np.uint8)
 
 
 def _rgb(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -45,22 +45,21 @@ def colour_histogram(image: np.ndarray, labels: np.ndarray, track_id: int, box: 
     ``box`` (x0, y0, x1, y1, exclusive edges), on a regular grid of about `SAMPLES` of them; None when
     there are none."""
     sample = _sample(image, labels, track_id, box)
-    return None if sample is None else _rgb(*sample[:2])
+    return None if sample is None else _rgb(*sample)
 
 
 def colour_histograms(
     image: np.ndarray, labels: np.ndarray, track_id: int, box: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """`colour_histogram`, of the same pixels the normalised hue-saturation histogram ``[HUE_BINS,
-    SATURATION_BINS]``, which leaves out brightness (a face of an object turned into shade keeps it), and
-    about how many pixels of the image the mask has (the samples times the grid's cell)."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`colour_histogram` and, of the same pixels, the normalised hue-saturation histogram ``[HUE_BINS,
+    SATURATION_BINS]``, which leaves out brightness: a face of an object turned into shade keeps it."""
     sample = _sample(image, labels, track_id, box)
     if sample is None:
         return None
-    pixels, mask, step = sample
+    pixels, mask = sample
     hsv = cv2.cvtColor(pixels, cv2.COLOR_RGB2HSV)  # 8-bit hue in 0..179
     shade_free = cv2.calcHist([hsv], [0, 1], mask, [HUE_BINS, SATURATION_BINS], [0, 180, 0, 256])
-    return _rgb(pixels, mask), shade_free / shade_free.sum(), int(np.count_nonzero(mask)) * step**2
+    return _rgb(pixels, mask), shade_free / shade_free.sum()
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-from savi_core.tracking.appearance import BINS, colour_histograms
+from savi_core.tracking.appearance import colour_histograms
 from savi_core.tracking.track_ids import parse_track_id
 
 VIEWS = 4  # looks kept per track, the newest: an object that turns or moves into other light keeps matching
@@ -49,10 +49,6 @@ VIEW_EVERY = 5  # processed frames between two looks of a track: neighbouring fr
 # sliver's longest side (dev 7000-7029 against 3.0: 3D resumed 49 -> 49 of 56 and under the object's own id
 # 52 -> 53, IDF1 90.2 -> 90.4, ID switches 8 -> 6; 2D the same; no false revival).
 SIZE_RATIO = 4.0
-# A look from fewer pixels than this is a glimpse (`Dormancy.glimpsed`). Bench dev seed 3D 7094: a 71-pixel
-# sliver's look scored 0.83 against another, look-alike object, whose own full look scored 0.65; over dev seeds
-# 7000-7099 (2D and 3D) no other revival chose between a glimpse and a full look at any bound from 200 to 1000.
-GLIMPSE_PIXELS = BINS**3
 DISTANCE_WEIGHT = 0.1  # ranking only: among confident matches the one nearer the dormant track's last box wins
 
 
@@ -70,15 +66,9 @@ class Looks:
 
     def of(self, track_id: int, box: np.ndarray) -> Optional[np.ndarray]:
         """The unit-length look of the pixels labelled ``track_id`` in ``box``; None when there are none."""
-        read = self.read(track_id, box)
-        return None if read is None else read[0]
-
-    def read(self, track_id: int, box: np.ndarray) -> Optional[tuple[np.ndarray, int]]:
-        """`of` and about how many pixels it was taken from; None when there are none."""
         hists = colour_histograms(self._image, self._labels, track_id, box)
         if hists is None:
             return None
-        *hists, counted = hists
         parts = [np.sqrt(hist).ravel().astype(np.float32) for hist in hists]
         if self._features is not None:
             if self._host is None:
@@ -87,7 +77,7 @@ class Looks:
             if pooled is None:
                 return None
             parts.append(pooled.astype(np.float32))
-        return np.concatenate(parts) / np.float32(np.sqrt(len(parts))), counted
+        return np.concatenate(parts) / np.float32(np.sqrt(len(parts)))
 
     def _pooled(self, track_id: int, box: np.ndarray) -> Optional[np.ndarray]:
         """Features of the cells under the box, weighted by the share of each cell the track's mask covers."""
@@ -135,7 +125,6 @@ class Dormancy:
     gallery: dict[int, deque[np.ndarray]] = field(default_factory=dict)
     due: dict[int, int] = field(default_factory=dict)  # track id -> frames until its next look
     sizes: dict[int, tuple[float, float]] = field(default_factory=dict)  # track id -> largest (w, h) at its looks
-    counted: dict[int, int] = field(default_factory=dict)  # track id -> most pixels one of its looks was taken from
 
     def reset(self) -> list[int]:
         """Forget everything; returns the dormant ids (they end)."""
@@ -144,7 +133,6 @@ class Dormancy:
         self.gallery.clear()
         self.due.clear()
         self.sizes.clear()
-        self.counted.clear()
         return ended
 
     def sleep(
@@ -183,7 +171,6 @@ class Dormancy:
             del self.gallery[track_id]
             self.due.pop(track_id, None)
             self.sizes.pop(track_id, None)
-            self.counted.pop(track_id, None)
 
     def observe(self, looks: Looks, boxes: dict[int, np.ndarray], whole: set[int]) -> None:
         """Add a look of each track in ``whole`` (its object shows whole) whose box touches no other visible
@@ -197,11 +184,9 @@ class Dormancy:
                     continue
                 if any(_touch(box, other) for i, other in boxes.items() if i != track_id):
                     continue
-            read = looks.read(track_id, box)
-            if read is not None:
-                look, counted = read
+            look = looks.of(track_id, box)
+            if look is not None:
                 self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
-                self.counted[track_id] = max(self.counted.get(track_id, 0), counted)
                 w, h = self.sizes.get(track_id, (0.0, 0.0))
                 self.sizes[track_id] = (max(w, float(box[2] - box[0])), max(h, float(box[3] - box[1])))
                 self.due[track_id] = VIEW_EVERY
@@ -212,11 +197,6 @@ class Dormancy:
         if not views or views[0].shape != look.shape:
             return -1.0
         return float(max(np.dot(view, look) for view in views))
-
-    def glimpsed(self, track_id: int) -> bool:
-        """Whether the track's looks were all taken from fewer pixels than an RGB histogram has bins: such a
-        look is a guess, and a sliver of one object can look more like another than that object's full look does."""
-        return self.counted.get(track_id, 0) < GLIMPSE_PIXELS
 
     def recognises(self, track_id: int, look: Optional[np.ndarray], threshold: float) -> bool:
         """Whether ``look`` may be the track's object: similar enough to one of its looks, or there is
@@ -231,8 +211,7 @@ class Dormancy:
         times the longer side of the object's size (side by side, a sliver recorded while the object was half
         hidden would refuse the whole object; smaller is fine: a returning object shows in part) and a similarity of
         at least ``threshold``; pairs are taken one to one, best first (similarity less `DISTANCE_WEIGHT` x
-        the distance from the sleeper's last box, as a share of the image diagonal), except that a sleeper seen
-        only in glimpses (`glimpsed`) comes after every other one the candidate matches."""
+        the distance from the sleeper's last box, as a share of the image diagonal)."""
         pairs = []
         for cand in candidates:
             width, height = cand.box[2] - cand.box[0], cand.box[3] - cand.box[1]
@@ -245,10 +224,9 @@ class Dormancy:
                 if sim < threshold:
                     continue
                 shift = np.hypot(*((cand.box[:2] + cand.box[2:] - sleeper.box[:2] - sleeper.box[2:]) / 2))
-                score = sim - DISTANCE_WEIGHT * shift / diagonal
-                pairs.append((not self.glimpsed(sleeper.track_id), score, cand.track_id, sleeper.track_id))
+                pairs.append((sim - DISTANCE_WEIGHT * shift / diagonal, cand.track_id, sleeper.track_id))
         revived: dict[int, int] = {}
-        for _, _, new, old in sorted(pairs, reverse=True):
+        for _, new, old in sorted(pairs, reverse=True):
             if new not in revived and old not in revived.values():
                 revived[new] = old
         return revived

@@ -230,25 +230,6 @@ def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
     assert dormancy.match([wide], 0.9, 45.0) == {}  # over 4x its width
 
 
-def test_a_sleeper_seen_only_in_a_glimpse_comes_after_one_seen_in_full():
-    dormancy = Dormancy()
-    img = np.full((64, 64, 3), GREY, np.uint8)
-    img[0:24, 0:12], img[0:24, 12:24] = RED, BLUE  # an object of two colours, 576 pixels
-    img[40:48, 40:44] = RED  # a sliver of another: 32 pixels
-    labels = np.zeros((64, 64), np.uint16)
-    labels[0:24, 0:24], labels[40:48, 40:44] = 1, 2
-    looks = Looks(img, labels, None)
-    boxes = {1: np.array((0, 0, 24, 24), float), 2: np.array((40, 40, 44, 48), float)}
-    dormancy.observe(looks, boxes, {1, 2})
-    assert [dormancy.glimpsed(i) for i in (1, 2)] == [False, True]
-    for track_id, box in boxes.items():
-        dormancy.sleep(track_id, "", box, None, 0.0)
-    red = Candidate(7, "", np.array((40, 40, 48, 48), float), looks.of(2, boxes[2]))
-    assert dormancy.similarity(2, red.look) > 0.99 > dormancy.similarity(1, red.look) > 0.6
-    assert dormancy.match([red], 0.6, 90.0) == {7: 1}  # the full look matches: it goes first
-    assert dormancy.match([red], 0.8, 90.0) == {7: 2}  # it does not: the glimpse is taken
-
-
 @pytest.fixture(params=[False, True], ids=["colour", "features"])
 def patient(request) -> Tracker:
     """A Tracker whose hidden tracks stay lost (live, on their slots) for 6 frames before they sleep."""
