@@ -25,6 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import pixel_boxes, scene_for  # noqa: E402
 
 
+EVENTS = ("started", "ended", "slept", "revived", "reclaimed")  # a result's track events, as the report names them
+SETTLE_WORK_MS = 0.5  # a settle that took longer restarted slots (an idle one takes microseconds)
+
+
 def stream(size: str, seconds: float, rate: float, detect_every: int, checkpoint: str) -> list[dict]:
     """One row per frame after the first loop (warm-up): index in the scene, detections or not, step CPU and
     wall ms, and the result's events."""
@@ -49,12 +53,14 @@ def stream(size: str, seconds: float, rate: float, detect_every: int, checkpoint
             cpu, wall = time.thread_time(), time.perf_counter()
             result = tracker.step(scene.video[index], detections, stamp=t / rate)
             cpu, wall = 1e3 * (time.thread_time() - cpu), 1e3 * (time.perf_counter() - wall)
+            settle = time.thread_time()
             if hasattr(tracker, "settle"):
                 tracker.settle()
+            settle = 1e3 * (time.thread_time() - settle)
             if t >= frames:
-                events = {k: getattr(result, k) for k in ("started", "ended", "slept", "revived") if getattr(result, k)}
+                events = {k: getattr(result, k) for k in EVENTS if getattr(result, k, None)}
                 rows.append({"t": t, "index": index, "detections": detections is not None, "cpu": cpu, "wall": wall,
-                             **events})  # fmt: skip
+                             "settle": settle, **events})  # fmt: skip
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -81,10 +87,17 @@ def report(rows: list[dict]) -> str:
         )
     cpu = np.array([r["cpu"] for r in rows])
     lines.append(f"  p99 - p50 of all frames: {np.percentile(cpu, 99) - np.percentile(cpu, 50):.2f} ms CPU")
-    lines.append("slowest 2% by CPU (t, scene index, detections, ms, what the Tracker did):")
+    settles = [r["settle"] for r in rows if r["settle"] >= SETTLE_WORK_MS]
+    if settles:
+        lines.append(
+            f"  settle after the step (the node: after publishing, before the next frame): {len(settles)} frames"
+            f" restarted slots, p50 {np.percentile(settles, 50):.2f} ms CPU, max {max(settles):.2f}"
+        )
+    lines.append("slowest 2% by CPU (t, scene index, detections, ms, what the Tracker did, settle ms):")
     for r in sorted(rows, key=lambda r: -r["cpu"])[: max(1, len(rows) // 50)]:
-        events = ", ".join(f"{k} {r[k]}" for k in ("started", "ended", "slept", "revived") if k in r)
-        lines.append(f"  {r['t']:5d} {r['index']:3d} {str(r['detections']):5s} {r['cpu']:6.2f}  {events}")
+        events = ", ".join(f"{k} {r[k]}" for k in EVENTS if k in r)
+        row = f"  {r['t']:5d} {r['index']:3d} {str(r['detections']):5s} {r['cpu']:6.2f}"
+        lines.append(f"{row}  {events}  settle {r['settle']:.2f}")
     return "\n".join(lines)
 
 

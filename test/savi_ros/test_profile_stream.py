@@ -9,9 +9,16 @@ def test_report_splits_loop_starts_detection_and_plain_frames_and_names_the_slow
     rows = []
     for t in range(24, 124):
         index = t % 24
-        row = {"t": t, "index": index, "detections": index == 0 or t % 6 == 0, "cpu": 10.0, "wall": 11.0}
+        row = {
+            "t": t,
+            "index": index,
+            "detections": index == 0 or t % 6 == 0,
+            "cpu": 10.0,
+            "wall": 11.0,
+            "settle": 0.01,
+        }
         if index == 0:
-            row.update(cpu=30.0, started=[t])
+            row.update(cpu=30.0, started=[t], reclaimed=[1], settle=4.0 + t / 1000)
         elif row["detections"]:
             row["cpu"] = 12.0
         rows.append(row)
@@ -22,6 +29,11 @@ def test_report_splits_loop_starts_detection_and_plain_frames_and_names_the_slow
     assert kinds["loop start (objects jump back)"][:2] == ["5", "30.00"]
     assert kinds["other detection frames"][:2] == ["12", "12.00"]
     assert kinds["plain frames"][0] == "83" and kinds["plain frames"][4] == "40.00"
-    slowest = text[text.index("slowest 2% by CPU (t, scene index, detections, ms, what the Tracker did):") + 1 :]
-    assert slowest[0].split() == ["33", "9", "False", "40.00", "slept", "[2]"]
-    assert slowest[1].split()[1:4] == ["0", "True", "30.00"] and "started" in slowest[1]
+    assert "5 frames restarted slots, p50 4.07 ms CPU, max 4.12" in text[6]
+    slowest = text[
+        text.index("slowest 2% by CPU (t, scene index, detections, ms, what the Tracker did, settle ms):") + 1 :
+    ]
+    assert slowest[0].split() == ["33", "9", "False", "40.00", "slept", "[2]", "settle", "0.01"]
+    assert (
+        slowest[1].split()[1:4] == ["0", "True", "30.00"] and "started" in slowest[1] and "reclaimed [1]" in slowest[1]
+    )
