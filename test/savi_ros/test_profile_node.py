@@ -6,12 +6,10 @@ import json
 from test.scripts import load_script
 
 
-def load_profile_node():
-    return load_script("bench/profile_node.py")
+profile_node = load_script("bench/profile_node.py")
 
 
 def test_summary_splits_frames_stepped_with_detections_from_the_others(tmp_path):
-    profile_node = load_profile_node()
     ms = 1_000_000
     frames = {
         str(i): {"received": 0, "step_start": 1 * ms, "step_end": (11 if i % 2 else 21) * ms, "published": 30 * ms,
@@ -29,7 +27,6 @@ def test_summary_splits_frames_stepped_with_detections_from_the_others(tmp_path)
 
 
 def test_summary_shows_the_slowest_frames_and_the_collector_pauses_inside_them(tmp_path):
-    profile_node = load_profile_node()
     ms = 1_000_000
     # 100 frames 100 ms apart; frames 7 (with detections) and 40 take 50 and 60 ms from the client's publish to
     # the node's, the others 20.
