@@ -293,10 +293,10 @@ def main() -> None:
         "reid_threshold": args.reid_threshold,
         "worlds": {},
     }
-    modes = {"off": (0.0,), "on": (TrackerConfig().dormant_seconds,)}.get(args.dormancy)
+    on = TrackerConfig().dormant_seconds
     configs = [
         TrackerConfig(dormant_seconds=dormant, reid_threshold=args.reid_threshold)
-        for dormant in modes or (0.0, TrackerConfig().dormant_seconds)
+        for dormant in {"off": (0.0,), "on": (on,), "both": (0.0, on)}[args.dormancy]
     ]
     for world in ("2d", "3d") if args.world == "both" else (args.world,):
         rows: list[list[dict[str, float]]] = [[] for _ in configs]
