@@ -19,7 +19,7 @@ test: setup ros-env
 ros-env: setup
 	@$(PYTHON) scripts/ros_env.py $(ROS_ENV_ARGS)
 
-## train-default: rebuild the shipped default model (v7): fit the prototype model on training videos (about 10 min on 2 cores), score the held-out families, export
+## train-default: rebuild the shipped default model (v9): fit the feature metric, then the prototype model, on training videos (about 30 min on 2 cores), score the held-out families, export
 train-default: setup
 	@scripts/train_default.sh
 

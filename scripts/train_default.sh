@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# `make train-default`: rebuild the shipped default model (v8) on this machine: fit the prototype model's
-# few parameters by the tracking metric on training videos of its families (training.fit_prototypes), score
-# it on the held-out families at a camera's size, and export it with its model card.
+# `make train-default`: rebuild the shipped default model (v9) on this machine: fit the metric of the frozen
+# features on cached backbone features of training videos (training.fit_metric), then the prototype model's
+# few parameters by the tracking metric (training.fit_prototypes), score it on the held-out families at a
+# camera's size, and export it with its model card.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
 CONFIG=training/configs/pretrained_cpu.yaml
+METRIC=runs/pretrained_metric
 OUT=runs/pretrained_fit
 
 start=$(date +%s)
-$PY -m training.fit_prototypes --config "$CONFIG" --videos 10 --out "$OUT"
+$PY -m training.fit_metric --config "$CONFIG" --out "$METRIC"
+$PY -m training.fit_prototypes --config "$CONFIG" --videos 10 --init "$METRIC" --out "$OUT"
 fitted=$(date +%s)
 $PY -m training.generalization --checkpoint "$OUT" --families-from "$CONFIG" --no-prototype-baseline \
   --num-videos "${GENERALIZATION_VIDEOS:-100}" --frame-size 320x240 --out "$OUT/eval/generalization"

@@ -9,7 +9,9 @@ metric itself: each parameter in turn takes the value of its grid that scores be
 on whole videos of the run's *training* seeds and families (2D and 3D alike); held-out families are never
 looked at. Passes over the parameters repeat until one changes nothing (a parameter's best value moves when
 another's does: the prior and the temperature trade against each other). It starts from the untrained
-matching (or ``--start``, an earlier fit) and writes a checkpoint.
+matching (or ``--start``, an earlier fit) and writes a checkpoint. ``--init`` starts from a checkpoint's
+parameters instead of the untrained ones where the grid does not reach: the projection that
+``training.fit_metric`` fitted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from savi_core.model.checkpoint import save_checkpoint
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from savi_core.model.config import ConfigError
 from savi_core.model.savi import SAVi
 from training.config import EvalConfig, load_config
@@ -87,9 +89,12 @@ def fit(
     out: Path,
     start: dict[str, Any] | None = None,
     frame_size: tuple[int, int] | None = None,
+    init: Path | None = None,
 ) -> dict[str, float | list[float]]:
     """``frame_size`` (height, width) renders the training videos at a camera's size, which the Tracker
-    resizes to the model's, as the node and the benchmark do (default: the data section's resolution)."""
+    resizes to the model's, as the node and the benchmark do (default: the data section's resolution).
+    ``init``: a checkpoint of the same model whose parameters the search starts from (the grid's own are
+    then set as usual)."""
     cfg = load_config(config)
     if cfg.model.corrector.kind != "prototype":
         raise ConfigError(f"model.corrector.kind: fitting needs a prototype model, got {cfg.model.corrector.kind!r}")
@@ -108,6 +113,11 @@ def fit(
     groups = [[dataset[i] for i in g[:videos]] for g in (flat, physics) if g]
     model = SAVi(cfg.model)
     model.corrector.make_neutral()
+    if init is not None:
+        start_model, _ = load_checkpoint(init, device=torch.device("cpu"))
+        if start_model.config != cfg.model:
+            raise ConfigError(f"--init: {init} holds another model than the config's model section")
+        model.load_state_dict(start_model.state_dict())
     model.eval()
     for name, values in GRID.items():
         _set(model, name, values[0])
@@ -178,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=10, help="training videos per world (2D, 3D) scored per trial")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--start", type=Path, help="a fit.json whose chosen values the search starts from (else untrained)")
+    p.add_argument("--init", type=Path, help="a checkpoint to start from (e.g. training.fit_metric's projection)")
     p.add_argument(
         "--frame-size", help="WxH: score the training videos rendered at this camera size (default: the data's)"
     )
@@ -192,8 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not (width.isdigit() and height.isdigit()):
                 raise ValueError(f"--frame-size: expected WxH, e.g. 320x240, got {args.frame_size!r}")
             frame_size = (int(height), int(width))
-        fit(args.config, args.videos, args.out, initial, frame_size)
-    except (ConfigError, ValueError, OSError, KeyError) as exc:
+        fit(args.config, args.videos, args.out, initial, frame_size, args.init)
+    except (ConfigError, CheckpointError, ValueError, OSError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"fitted in {time.perf_counter() - start:.0f} s", flush=True)

@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ("docs/RESULTS.md", "savi_ros/models/default/MODEL_CARD.md", "savi_ros/models/v7/MODEL_CARD.md")
+DOCUMENTS = (
+    "docs/RESULTS.md",
+    "savi_ros/models/default/MODEL_CARD.md",
+    "savi_ros/models/v7/MODEL_CARD.md",
+    "savi_ros/models/v8/MODEL_CARD.md",
+)
 BLOCK = re.compile(r"(<!-- results: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- end results -->)", re.S)
 
 

@@ -66,9 +66,20 @@ class EncoderConfig:
     # efficientnet_lite0: the weight file the model was trained on, and the stride of the fused features.
     backbone_sha256: str = ""
     output_stride: int = 4
+    # efficientnet_lite0: a learned linear map of the fused features (a metric; identity when untrained), fitted
+    # by ``training.fit_metric`` so that an object's cells match its own earlier look better than anything else.
+    projection: bool = False
 
     def validate(self, name: str = "encoder") -> None:
         _check(self.kind in ENCODER_KINDS, f"{name}.kind", f"must be one of {ENCODER_KINDS}, got {self.kind!r}")
+        _check(
+            isinstance(self.projection, bool), f"{name}.projection", f"must be true or false, got {self.projection!r}"
+        )
+        _check(
+            not self.projection or self.kind == "efficientnet_lite0",
+            f"{name}.projection",
+            f"only the efficientnet_lite0 encoder has a projection, not {self.kind!r}",
+        )
         if self.kind == "efficientnet_lite0":
             _check(
                 isinstance(self.backbone_sha256, str) and len(self.backbone_sha256) == 64,

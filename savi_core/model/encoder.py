@@ -127,8 +127,10 @@ class PretrainedEncoder(nn.Module):
     """Frozen EfficientNet-Lite0 taps (strides 4, 8, 16) fused into one unit-length feature per cell.
 
     Each tap is resampled to the output grid and normalised; the fusion weighs the taps (equal at start,
-    so an untrained model matches in the raw backbone space). No learned projection: measured before, parts
-    learned on synthetic families fitted them and lost on held-out ones. The frozen network is kept out of
+    so an untrained model matches in the raw backbone space). With ``encoder.projection`` a learned square
+    matrix maps the fused features (identity at start): one linear metric, not a learned network, because
+    heads learned on synthetic families were measured to fit them and lose on held-out ones, while this
+    metric (``training.fit_metric``) kept its gain there (docs/RESULTS.md). The frozen network is kept out of
     ``state_dict`` and ``parameters()`` (checkpoints hold only what was trained; the backbone is named by its
     weight file's sha256) but moves with the module."""
 
@@ -140,6 +142,8 @@ class PretrainedEncoder(nn.Module):
         self._frozen = [folded_for_inference(backbone)]
         self.output_stride = cfg.output_stride
         self.tap_weights = nn.Parameter(torch.full((len(TAPS),), len(TAPS) ** -0.5))
+        dim = model_cfg.encoder.feature_dim
+        self.projection = nn.Parameter(torch.eye(dim)) if cfg.projection else None
 
     @property
     def backbone(self) -> nn.Module:
@@ -159,8 +163,11 @@ class PretrainedEncoder(nn.Module):
         return -(-height // self.output_stride), -(-width // self.output_stride)
 
     def head(self, taps: BackboneFeatures) -> torch.Tensor:
-        """Backbone taps -> fused features ``[B, h, w, C]`` of unit length."""
-        return fuse_taps(taps, self.output_stride, self.tap_weights)
+        """Backbone taps -> fused features ``[B, h, w, C]`` of unit length (through the projection if any)."""
+        fused = fuse_taps(taps, self.output_stride, self.tap_weights)
+        if self.projection is None:
+            return fused
+        return F.normalize(fused @ self.projection, dim=-1)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.head(self.frozen(frames))

@@ -36,7 +36,7 @@ class TrackerConfig:
     mask_source: str = parameter(
         "attention",
         "attention (corrector attention: faster, and the better masks of the pixel-trained models) | "
-        "decoder (decoder alpha masks, as in the paper; a model without a decoder, such as the default v7, "
+        "decoder (decoder alpha masks, as in the paper; a model without a decoder, such as the default, "
         "gives its attention either way)",
         MASK_SOURCES,
         live=True,

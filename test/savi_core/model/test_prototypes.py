@@ -91,6 +91,24 @@ def test_state_dict_holds_only_trained_parameters_and_checkpoint_names_the_backb
     assert torch.equal(loaded.encode(frame), neutral.encode(frame))
 
 
+def test_projection_starts_as_the_untrained_matching_and_travels_in_the_checkpoint(neutral, tmp_path):
+    cfg = prototype_config((64, 80))
+    cfg.encoder.projection = True
+    model = SAVi(cfg).eval()
+    model.load_state_dict(neutral.state_dict(), strict=False)
+    image, _ = scene(0)
+    frame = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+    assert torch.allclose(model.encode(frame), neutral.encode(frame), atol=1e-6)
+    with torch.no_grad():
+        model.encoder.projection.copy_(torch.diag(torch.linspace(0.5, 2.0, 176)))
+    save_checkpoint(tmp_path / "metric", model)
+    loaded, _ = load_checkpoint(tmp_path / "metric")
+    assert torch.equal(loaded.encoder.projection, model.encoder.projection)
+    projected = loaded.encode(frame)
+    assert torch.allclose(projected.norm(dim=-1), torch.ones(()), atol=1e-5)
+    assert not torch.allclose(projected, neutral.encode(frame), atol=1e-3)
+
+
 def test_checkpoint_with_another_backbone_hash_is_refused_naming_both(neutral, tmp_path):
     save_checkpoint(tmp_path / "bad", neutral)
     meta = json.loads((tmp_path / "bad" / "config.json").read_text())
@@ -118,6 +136,8 @@ def test_training_mode_keeps_the_backbone_frozen(neutral):
         ({"predictor": {"kind": "transformer"}}, "predictor.kind"),
         ({"encoder": {"backbone_sha256": "abc"}}, "encoder.backbone_sha256"),
         ({"encoder": {"output_stride": 2}}, "encoder.output_stride"),
+        ({"encoder": {"projection": "yes"}}, "encoder.projection"),
+        ({"encoder": {"kind": "cnn", "projection": True}}, "encoder.projection"),
     ],
 )
 def test_bad_prototype_configs_name_the_field(change, field):
