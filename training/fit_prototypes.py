@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from savi_core.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from savi_core.model.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from savi_core.model.config import ConfigError
 from savi_core.model.savi import SAVi
 from training.config import EvalConfig, load_config
@@ -182,12 +182,24 @@ def fit(
     return chosen
 
 
+def earlier_fit(path: Path) -> dict[str, Any]:
+    """The chosen values of an earlier fit: its ``fit.json``, or the ``config.json`` of a fitted checkpoint
+    (a shipped model's, e.g. ``savi_ros/models/v8``)."""
+    if path.is_dir():
+        return json.loads((path / CONFIG_FILE).read_text())["extra"]["fit"]["chosen"]
+    return json.loads(path.read_text())["chosen"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.fit_prototypes", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="run config of a prototype model (its training data)")
     p.add_argument("--videos", type=int, default=10, help="training videos per world (2D, 3D) scored per trial")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
-    p.add_argument("--start", type=Path, help="a fit.json whose chosen values the search starts from (else untrained)")
+    p.add_argument(
+        "--start",
+        type=Path,
+        help="a fit.json or a fitted checkpoint directory: the search starts from its chosen values (else untrained)",
+    )
     p.add_argument("--init", type=Path, help="a checkpoint to start from (e.g. training.fit_metric's projection)")
     p.add_argument(
         "--frame-size", help="WxH: score the training videos rendered at this camera size (default: the data's)"
@@ -196,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     start = time.perf_counter()
     try:
-        initial = json.loads(args.start.read_text())["chosen"] if args.start else None
+        initial = earlier_fit(args.start) if args.start else None
         frame_size = None
         if args.frame_size:
             width, _, height = args.frame_size.partition("x")

@@ -103,6 +103,13 @@ def test_fit_starts_from_an_earlier_fit_and_refuses_unknown_parameters(fitted, t
     assert abs(result["log"][0]["start"] - earlier["miou"]) < 1e-9  # the same videos score the same
     if earlier["passes"] < MAX_PASSES:  # started at a fixed point of the search: the first pass changes nothing
         assert result["passes"] == 1 and _close(result["miou"], earlier["miou"])
+    # A fitted checkpoint directory names the same values as its fit.json.
+    from_checkpoint = tmp_path / "from_checkpoint"
+    assert (
+        main(["--config", str(config), "--videos", "1", "--out", str(from_checkpoint), "--start", str(out), *CAMERA])
+        == 0
+    )
+    assert json.loads((from_checkpoint / "fit.json").read_text())["log"][0]["start"] == result["log"][0]["start"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"chosen": {"corrector.nonsense": 1.0}}))
     assert main(["--config", str(config), "--videos", "1", "--out", str(tmp_path / "x"), "--start", str(bad)]) == 1
