@@ -54,8 +54,8 @@ Tracker refines the masks' edges with a guided filter (`mask_edges: auto`).
   the right segment: {before:.2f}% with identity, {after:.2f}% fitted. {metric_minutes} min
   ({extract_minutes} of them filling the feature cache).
 - The other parameters: `python -m training.fit_prototypes --config {config} --videos {videos}
-  --init runs/pretrained_metric --start savi_ros/models/v8`. Coordinate search, in passes until one changes nothing, over the temperature,
-  the prototypes' update rates, the spatial prior, the box pooling width, the geometry's update rates and
+  --init runs/pretrained_metric --start savi_ros/models/v8`. Coordinate search, in passes until one
+  changes nothing, over the temperature, the prototypes' update rates, the spatial prior, the box pooling width, the geometry's update rates and
   evidence, and the weights of the backbone's scales (`training.fit_prototypes.GRID`), each value scored
   by mIoU through the Tracker on {videos} whole training videos of the 2D worlds and {videos} of the 3D
   family (the config's data: randomized 2D worlds, {share:.0%} 3D), starting from v8's fitted values
