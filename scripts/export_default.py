@@ -55,13 +55,14 @@ Tracker refines the masks' edges with a guided filter (`mask_edges: auto`).
   ({extract_minutes} of them filling the feature cache).
 - The other parameters: `python -m training.fit_prototypes --config {config} --videos {videos}
   --init runs/pretrained_metric --start savi_ros/models/v8`. Coordinate search, in passes until one
-  changes nothing, over the temperature, the prototypes' update rates, the spatial prior, the box pooling width, the geometry's update rates and
-  evidence, and the weights of the backbone's scales (`training.fit_prototypes.GRID`), each value scored
-  by mIoU through the Tracker on {videos} whole training videos of the 2D worlds and {videos} of the 3D
-  family (the config's data: randomized 2D worlds, {share:.0%} 3D), starting from v8's fitted values
-  (`--start savi_ros/models/v8`). Chosen: {chosen}. From the untrained values instead, the search stopped
-  at other values that scored 81.8 on its videos (this fit 81.7) but 86.4 / 74.4 mIoU in 2D / 3D on 40 other
-  training videos per world at 320x240, against this fit's 87.1 / 76.2 (docs/RESULTS.md).
+  changes nothing, over the temperature, the prototypes' update rates, the spatial prior, the box
+  pooling width, the geometry's update rates and evidence, and the weights of the backbone's scales
+  (`training.fit_prototypes.GRID`), each value scored by mIoU through the Tracker on {videos} whole
+  training videos of the 2D worlds and {videos} of the 3D family (the config's data: randomized 2D
+  worlds, {share:.0%} 3D), starting from v8's fitted values. Chosen: {chosen}. From the untrained values
+  instead, the search stopped at other values that scored 81.8 on its videos (this fit 81.7) but
+  86.4 / 74.4 mIoU in 2D / 3D on 40 other training videos per world at 320x240, against this fit's
+  87.1 / 76.2 (docs/RESULTS.md).
 - The held-out families are never read while fitting.
 - Wall time on the 2-core CPU: {fit} min in all.
 
