@@ -190,6 +190,8 @@ def fit(
         raise ConfigError("model.encoder.projection: fitting a metric needs a prototype model with a projection")
     if videos < 2:
         raise ValueError(f"--videos: needs at least 2 (one kept aside), got {videos}")
+    if cfg.data.num_frames < 2:
+        raise ConfigError(f"data.num_frames: pairs of frames need at least 2, got {cfg.data.num_frames}")
     begun = time.perf_counter()
     dataset = build_dataset(cfg.data, "train")
     if first + videos > len(dataset):

@@ -102,7 +102,11 @@ def test_fit_prototypes_starts_from_the_fitted_metric(fitted, tmp_path):
     )
 
 
-def test_fit_refuses_a_model_without_a_projection(tmp_path):
+def test_fit_refuses_a_model_without_a_projection_and_single_frame_videos(tmp_path):
     config = tmp_path / "plain.yaml"
     config.write_text(yaml.safe_dump(PROTOTYPE_CONFIG))
+    assert fit_metric.main(["--config", str(config), "--out", str(tmp_path / "m"), "--videos", "4"]) == 1
+    single = copy.deepcopy(CONFIG)
+    single["data"]["num_frames"] = 1
+    config.write_text(yaml.safe_dump(single))
     assert fit_metric.main(["--config", str(config), "--out", str(tmp_path / "m"), "--videos", "4"]) == 1
