@@ -124,10 +124,9 @@ def main() -> int:
     (ROOT / RESULTS).write_text(json.dumps(results, indent=1) + "\n")
     height, width = run["data"]["resolution"]
     metric = load_checkpoint(Path(args.metric))[1]["extra"]["metric"]
-    fitted = {n: p for n, p in model.named_parameters() if n != "encoder.projection"}
     (dest / "MODEL_CARD.md").write_text(
         CARD.format(
-            parameters=sum(p.numel() for p in fitted.values()),
+            parameters=sum(p.numel() for n, p in model.named_parameters() if n != "encoder.projection"),
             dim=model.config.encoder.feature_dim,
             metric_videos=metric["videos"],
             aside=metric["aside_videos"],

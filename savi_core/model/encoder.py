@@ -142,8 +142,7 @@ class PretrainedEncoder(nn.Module):
         self._frozen = [folded_for_inference(backbone)]
         self.output_stride = cfg.output_stride
         self.tap_weights = nn.Parameter(torch.full((len(TAPS),), len(TAPS) ** -0.5))
-        dim = model_cfg.encoder.feature_dim
-        self.projection = nn.Parameter(torch.eye(dim)) if cfg.projection else None
+        self.projection = nn.Parameter(torch.eye(cfg.feature_dim)) if cfg.projection else None
 
     @property
     def backbone(self) -> nn.Module:
