@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from savi_core.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint  # noqa: E402
+from savi_core.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_checkpoint_config  # noqa: E402
 from training.results_tables import main as render_tables  # noqa: E402
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -123,7 +123,7 @@ def main() -> int:
     results["checkpoint"] = "v9"  # the column's name in the rendered tables
     (ROOT / RESULTS).write_text(json.dumps(results, indent=1) + "\n")
     height, width = run["data"]["resolution"]
-    metric = load_checkpoint(Path(args.metric))[1]["extra"]["metric"]
+    metric = read_checkpoint_config(args.metric)[1]["extra"]["metric"]
     (dest / "MODEL_CARD.md").write_text(
         CARD.format(
             parameters=sum(p.numel() for n, p in model.named_parameters() if n != "encoder.projection"),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from savi_core.model.checkpoint import CONFIG_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from savi_core.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config, save_checkpoint
 from savi_core.model.config import ConfigError
 from savi_core.model.savi import SAVi
 from training.config import EvalConfig, load_config
@@ -186,7 +186,7 @@ def earlier_fit(path: Path) -> dict[str, Any]:
     """The chosen values of an earlier fit: its ``fit.json``, or the ``config.json`` of a fitted checkpoint
     (a shipped model's, e.g. ``savi_ros/models/v8``)."""
     if path.is_dir():
-        return json.loads((path / CONFIG_FILE).read_text())["extra"]["fit"]["chosen"]
+        return read_checkpoint_config(path)[1]["extra"]["fit"]["chosen"]
     return json.loads(path.read_text())["chosen"]
 
 
