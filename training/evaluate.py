@@ -41,6 +41,7 @@ from training.config import DATA_KINDS, DataConfig, EvalConfig, config_from_dict
 from training.data import build_dataset
 from training.davis import davis_scores, davis_summary
 from training.identity import identity_counts, identity_summary
+from training.mask_ceiling import CEILING, feature_grid, grid_ceiling_ids
 from training.report import format_table, plot_per_frame
 from training.datasets.common import FRAME_KEYS, resize_id_maps
 from training.state import checkpoint_dir
@@ -323,7 +324,9 @@ def evaluate(
     (`box_frames`); the flow k-means baseline, seeded on frame 0 only, is then not scored.
     ``first-appearance-detector`` (SAVi and the prototypes only) adds every visible object's box on those
     frames. Scoring is the same under all. ``ceiling_miou`` holds each protocol's ceiling: the mIoU of the
-    ground truth with the objects not (yet) given left out (`metrics.known_objects_ids`)."""
+    ground truth with the objects not (yet) given left out (`metrics.known_objects_ids`); through the Tracker
+    also `training.mask_ceiling`'s: those objects' true shares of the model's feature grid brought to the camera
+    by the Tracker's mask path (under ``boxes``, at ``input_scale`` 1)."""
     from training.baselines import (
         FEATURE_PROTOTYPE,
         csrt_baselines,
@@ -367,6 +370,14 @@ def evaluate(
             feature_prototype_model(), dataclasses.replace(tracker_cfg, mask_source="attention"), device=device
         )
     ceilings: dict[str, list[torch.Tensor]] = {p: [] for p in CEILING_PROTOCOLS}
+    # The Tracker's mask path fed perfect attention (`training.mask_ceiling`): scored through the Tracker only.
+    grid_path = None
+    if tracker is not None and input_scale == 1.0:
+        ceilings[CEILING] = []
+        coarse = cfg.encoder.stride > 1
+        guided = tracker_cfg.mask_edges == "guided" or (tracker_cfg.mask_edges == "auto" and coarse)
+        resolution = tuple(cfg.resolution)
+        grid_path = (resolution, feature_grid(resolution, cfg.encoder.stride), guided, tracker_cfg.mask_threshold)
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:
@@ -382,6 +393,17 @@ def evaluate(
             known = metrics.known_objects_ids(gt, box_frames(batch, protocol))
             ceilings[protocol].append(metrics.miou(known, gt, num_objects, eval_cfg.skip_first, frame_mask))
         given = box_frames(batch, boxes)
+        if grid_path is not None:
+            known = metrics.known_objects_ids(gt, given).numpy()
+            perfect = np.stack(
+                [
+                    grid_ceiling_ids(known[i], _camera_images(batch["video"][i], tuple(gt.shape[-2:])), *grid_path)
+                    for i in range(gt.shape[0])
+                ]
+            )
+            ceilings[CEILING].append(
+                metrics.miou(torch.from_numpy(perfect), gt, num_objects, eval_cfg.skip_first, frame_mask)
+            )
 
         def play(method: str, run: Callable[[], torch.Tensor]) -> None:
             """Score ``run``'s label maps at the camera size, with its milliseconds per frame."""

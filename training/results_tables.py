@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.mask_ceiling import CEILING
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = (
     "docs/RESULTS.md",
@@ -54,6 +56,13 @@ def _protocol(results: dict[str, Any]) -> str:
     return "" if boxes == "first-frame" else f", {boxes} boxes"
 
 
+def _ceiling_label(key: str, results: dict[str, Any]) -> str:
+    """A box protocol's ceiling is the data's; the feature-grid one is also the model's (its grid, its mask path)."""
+    if key == CEILING:
+        return f"mIoU ceiling, {key} ({_model_name(results)}{_protocol(results)})"
+    return f"mIoU ceiling, {key} boxes"
+
+
 def generalization_table(files: list[dict[str, Any]]) -> str:
     """Rows: splits (in the first file's order); cells: FG-ARI / mIoU / J&F / IDF1 per method and file."""
     columns: list[tuple[str, dict[str, Any], str]] = []
@@ -66,7 +75,7 @@ def generalization_table(files: list[dict[str, Any]]) -> str:
     for results in files:
         for protocol in next(iter(results["splits"].values())).get("ceiling_miou", {}):
             ceilings.setdefault(protocol, results)
-    labels = [label for label, _, _ in columns] + [f"mIoU ceiling, {p} boxes" for p in ceilings]
+    labels = [label for label, _, _ in columns] + [_ceiling_label(p, results) for p, results in ceilings.items()]
     lines = ["| split | " + " | ".join(labels) + " |", "| --- |" + " --- |" * len(labels)]
     for split in files[0]["splits"]:
         cells = []

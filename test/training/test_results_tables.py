@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from training.mask_ceiling import CEILING
 from training.results_tables import ResultsError, main, render_document
 
 
@@ -48,6 +49,12 @@ def test_a_first_appearance_file_says_so_in_every_column_label(tmp_path):
     lines = out.splitlines()
     assert lines[1].endswith("| mIoU ceiling, first-frame boxes | mIoU ceiling, first-appearance boxes |")
     assert lines[3].endswith("| 80.0 | 99.0 |") and lines[4].endswith("| 50.0 | n/a |")
+    # The feature-grid ceiling is the model's own (its grid and mask path): its label names the file's model.
+    ceilings["splits"]["in-family 2D"]["ceiling_miou"][CEILING] = 0.75
+    (tmp_path / "c.json").write_text(json.dumps(ceilings))
+    lines = render_document("<!-- results: generalization c.json -->\n<!-- end results -->\n", tmp_path).splitlines()
+    assert lines[1].endswith(f"| mIoU ceiling, first-appearance boxes | mIoU ceiling, {CEILING} (v8) |")
+    assert lines[3].endswith("| 80.0 | 99.0 | 75.0 |") and lines[4].endswith("| 50.0 | n/a | n/a |")
 
 
 def test_reid_table_has_a_row_per_world_and_dormancy(tmp_path):
