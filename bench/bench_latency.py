@@ -42,6 +42,7 @@ from vision_msgs.msg import Detection2DArray
 
 from node_client import RELIABLE, ROOT, Client, rss_mb, start_tracker
 from savi_scenes import SceneConfig, generate_scene
+from savi_ros.openmp import default_threads
 
 
 def serialized_stamp_ns(data: bytes) -> int:
@@ -270,7 +271,10 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="run the node under bench/profile_node.py, writing here")
     parser.add_argument("--cprofile", action="store_true", help="with --profile: cProfile the node's threads too")
     parser.add_argument(
-        "--threads", type=int, default=0, help="OMP_NUM_THREADS of the node and the bare step (0: unset)"
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS of the node and the bare step (0: the node's default, the cores less one)",
     )
     parser.add_argument("--bare-cycles", type=int, default=3, help="timed passes over the scene of the bare step")
     parser.add_argument("--bare-step", metavar="WxH", help=argparse.SUPPRESS)  # the bare step's own process
@@ -279,7 +283,8 @@ def main() -> int:
         print(json.dumps(bare_step(args.bare_step, args.checkpoint, args.bare_cycles)))
         return 0
     tree = args.node_tree.resolve()
-    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    threads = args.threads or default_threads()
+    env = {"OMP_NUM_THREADS": str(threads)}
     bare = {size: [bare_step_process(size, args, env)] for size in args.sizes}
     program = None
     if args.profile:
@@ -297,7 +302,8 @@ def main() -> int:
             return 1
         rss_start = rss_mb(node.pid)
         print(
-            f"node pid {node.pid} ({tree}, OMP_NUM_THREADS {args.threads or 'unset'}), RSS at start "
+            f"node pid {node.pid} ({tree}, OMP_NUM_THREADS {threads}{'' if args.threads else ', the default'}), "
+            "RSS at start "
             f"{rss_start:.0f} MB; client and node share this machine's "
             f"{os.cpu_count()} cores"
         )

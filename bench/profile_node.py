@@ -138,11 +138,14 @@ def _install(out: Path) -> None:
 
 def run_node(argv: list[str]) -> int:
     try:
-        from savi_ros.openmp import spin_briefly
+        from savi_ros.openmp import before_torch
     except ImportError:  # a node tree from before it (bench_latency.py --node-tree)
-        pass
-    else:
-        spin_briefly()  # as the node's entry points do, before torch loads libgomp
+        try:
+            from savi_ros.openmp import spin_briefly as before_torch
+        except ImportError:
+            before_torch = None
+    if before_torch is not None:
+        before_torch()  # as the node's entry points do
     out = Path(os.environ["SAVI_PROFILE_DIR"])
     out.mkdir(parents=True, exist_ok=True)
     save = _install(out)

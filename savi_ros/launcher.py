@@ -37,9 +37,9 @@ def _run(module: str) -> int:
 
 
 def tracker() -> int:
-    from savi_ros.openmp import spin_briefly
+    from savi_ros.openmp import before_torch
 
-    spin_briefly()  # before torch loads libgomp
+    before_torch()
     return _run("savi_ros.tracker_node")
 
 

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m`: a Ctrl-C during the imports below exits 0, quietly
     from savi_ros.launcher import quiet_sigint
-    from savi_ros.openmp import spin_briefly
+    from savi_ros.openmp import before_torch
 
     quiet_sigint()
-    spin_briefly()  # before torch loads libgomp
+    before_torch()
 
 import dataclasses
 import sys

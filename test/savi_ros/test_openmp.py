@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from savi_ros.openmp import SPIN_COUNT, SPIN_VARIABLES, in_own_thread
+from savi_ros.openmp import SPIN_COUNT, SPIN_VARIABLES, default_threads, in_own_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +60,41 @@ def test_the_savi_tracker_entry_point_sets_it_and_importing_the_node_does_not():
     entry = "from savi_ros import launcher; launcher._run = lambda module: 0; launcher.tracker()"
     assert _environment_after(entry) == str(SPIN_COUNT)
     assert _environment_after("import savi_ros.tracker_node") == "unset"
+
+
+def _threads_after(code: str, **env: str) -> str:
+    """OMP_NUM_THREADS as a fresh interpreter sees it after ``code`` (with ``env`` added)."""
+    base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}; import os; print(os.environ.get('OMP_NUM_THREADS', 'unset'))"],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_leave_a_core_sizes_the_team_to_the_cores_less_one_and_keeps_the_users_choice():
+    cores = len(os.sched_getaffinity(0))
+    assert default_threads() == max(1, cores - 1)
+    assert _threads_after("from savi_ros.openmp import leave_a_core; assert leave_a_core()") == str(max(1, cores - 1))
+    kept = "from savi_ros.openmp import leave_a_core; assert not leave_a_core()"
+    assert _threads_after(kept, OMP_NUM_THREADS="3") == "3"
+    assert _threads_after(f"import torch; {kept}") == "unset"  # too late: torch has read it
+    # torch itself takes the team's size from it.
+    sized = "from savi_ros.openmp import leave_a_core; leave_a_core(); import torch; print(torch.get_num_threads())"
+    out = subprocess.run(
+        [sys.executable, "-c", sized],
+        env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().splitlines()[-1] == str(max(1, cores - 1))
+
+
+def test_the_entry_point_leaves_a_core_and_importing_the_node_does_not():
+    entry = "from savi_ros import launcher; launcher._run = lambda module: 0; launcher.tracker()"
+    assert _threads_after(entry) == str(default_threads())
+    assert _threads_after("import savi_ros.tracker_node") == "unset"
