@@ -1,4 +1,5 @@
-"""Running torch work outside the worker thread without slowing the worker down.
+"""OpenMP in the node: its team sized and its spinning shortened before torch loads, and torch work run
+outside the worker thread without slowing the worker down.
 
 PyTorch's CPU ops run on OpenMP, and libgomp keeps one thread team per thread that ever ran a parallel
 op. Once the teams hold more threads than the machine has cores, libgomp stops letting idle team threads
