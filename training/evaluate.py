@@ -374,10 +374,9 @@ def evaluate(
     grid_path = None
     if tracker is not None and input_scale == 1.0:
         ceilings[CEILING] = []
-        coarse = cfg.encoder.stride > 1
-        guided = tracker_cfg.mask_edges == "guided" or (tracker_cfg.mask_edges == "auto" and coarse)
         resolution = tuple(cfg.resolution)
-        grid_path = (resolution, feature_grid(resolution, cfg.encoder.stride), guided, tracker_cfg.mask_threshold)
+        grid = feature_grid(resolution, cfg.encoder.stride)
+        grid_path = (resolution, grid, tracker.guided_edges, tracker_cfg.mask_threshold)
     bar = tqdm(total=total, desc="evaluate", unit="video", disable=not progress)
     for batch in loader:
         if noise_sigma > 0:

@@ -123,6 +123,13 @@ class Tracker:
         return self.config.mask_source if has_decoder else "attention"
 
     @property
+    def guided_edges(self) -> bool:
+        """Whether this step's masks go through the guided filter: ``mask_edges`` guided, or auto with a mask
+        source that comes at a feature stride (live: read every step)."""
+        edges = self.config.mask_edges
+        return edges == "guided" or (edges == "auto" and self._coarse_masks[self.mask_source])
+
+    @property
     def prompt_kinds(self) -> tuple[str, ...]:
         """What `add_objects` takes for this model (`SlotConditioning.prompt_kinds`)."""
         return self._conditioner.prompt_kinds
@@ -199,8 +206,7 @@ class Tracker:
             return self._empty_result(height, width, starts.ignored, t_start, expired, sorted(book.dormancy.dormant))
         gate = self._gate.bias(book.tracks, self.config.gate_margin, height, width)
         source = self.mask_source
-        edges = self.config.mask_edges  # live: read every step
-        guided = edges == "guided" or (edges == "auto" and self._coarse_masks[source])
+        guided = self.guided_edges
         # Guided attention masks need only the live slots' planes at the frame: the attention comes at the
         # feature grid and the labels upsample just those.
         grid = guided and source == "attention"
