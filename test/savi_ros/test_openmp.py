@@ -31,17 +31,23 @@ def test_an_exception_reaches_the_caller():
         in_own_thread(fail)
 
 
-def _environment_after(code: str, **env: str) -> str:
-    """GOMP_SPINCOUNT as a fresh interpreter sees it after ``code`` (with ``env`` added)."""
-    base = {k: v for k, v in os.environ.items() if k not in SPIN_VARIABLES}
+def _last_line(code: str, unset: tuple[str, ...], **env: str) -> str:
+    """The last line a fresh interpreter prints running ``code``, with ``unset`` taken out of this environment
+    and ``env`` added."""
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     out = subprocess.run(
-        [sys.executable, "-c", f"{code}; import os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))"],
+        [sys.executable, "-c", code],
         env={**base, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         check=True,
     )
     return out.stdout.strip().splitlines()[-1]
+
+
+def _environment_after(code: str, **env: str) -> str:
+    """GOMP_SPINCOUNT as a fresh interpreter sees it after ``code`` (with ``env`` added)."""
+    return _last_line(f"{code}; import os; print(os.environ.get('GOMP_SPINCOUNT', 'unset'))", SPIN_VARIABLES, **env)
 
 
 def test_spin_briefly_sets_the_spin_count_before_torch_loads_and_keeps_the_users_choice():
@@ -64,15 +70,9 @@ def test_the_savi_tracker_entry_point_sets_it_and_importing_the_node_does_not():
 
 def _threads_after(code: str, **env: str) -> str:
     """OMP_NUM_THREADS as a fresh interpreter sees it after ``code`` (with ``env`` added)."""
-    base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    out = subprocess.run(
-        [sys.executable, "-c", f"{code}; import os; print(os.environ.get('OMP_NUM_THREADS', 'unset'))"],
-        env={**base, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        check=True,
+    return _last_line(
+        f"{code}; import os; print(os.environ.get('OMP_NUM_THREADS', 'unset'))", ("OMP_NUM_THREADS",), **env
     )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def test_leave_a_core_sizes_the_team_to_the_cores_less_one_and_keeps_the_users_choice():
@@ -84,14 +84,7 @@ def test_leave_a_core_sizes_the_team_to_the_cores_less_one_and_keeps_the_users_c
     assert _threads_after(f"import torch; {kept}") == "unset"  # too late: torch has read it
     # torch itself takes the team's size from it.
     sized = "from savi_ros.openmp import leave_a_core; leave_a_core(); import torch; print(torch.get_num_threads())"
-    out = subprocess.run(
-        [sys.executable, "-c", sized],
-        env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip().splitlines()[-1] == str(max(1, cores - 1))
+    assert _last_line(sized, ("OMP_NUM_THREADS",)) == str(max(1, cores - 1))
 
 
 def test_the_entry_point_leaves_a_core_and_importing_the_node_does_not():
