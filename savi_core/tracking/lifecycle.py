@@ -163,11 +163,9 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     def stray(slot: int) -> bool:
         """Whether a live slot's mask on this frame looks like none of its track's looks (computed once)."""
         if slot not in strays:
-            track = book.tracks[slot]
-            look = looks.of(track.track_id, rows[slot][1:5])
-            strays[slot] = look is not None and not book.dormancy.recognises(
-                track.track_id, look, config.reid_threshold
-            )
+            track_id = book.tracks[slot].track_id
+            look = looks.of(track_id, rows[slot][1:5])
+            strays[slot] = not book.dormancy.recognises(track_id, look, config.reid_threshold)
         return strays[slot]
 
     for cand in detections:
