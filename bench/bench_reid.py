@@ -94,8 +94,9 @@ def scenes(world: str, first: int, count: int, height: int, width: int, frames: 
 def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, verbose: bool = False) -> dict[str, float]:
     """One scene's counts; ``verbose`` prints each failure and each revival (frame, object, ids)."""
     tracker = Tracker(model, tracker_config, device="cpu")
+    frame = [0]
     if verbose:
-        _print_matches(tracker)
+        _print_matches(tracker, frame)
     n = scene.num_objects
     num_frames, height, width = scene.segmentations.shape
     id_on = np.zeros((num_frames, n), np.int64)  # the id covering an object, 0 = none
@@ -103,6 +104,7 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
     revivals: list[tuple[int, int]] = []
     acc = mm.MOTAccumulator(auto_id=True)
     for t in range(num_frames):
+        frame[0] = t
         seg = scene.segmentations[t]
         dets = detections(scene, t) if t % DETECT_EVERY == 0 else None
         result = tracker.step(scene.video[t], dets, stamp=t / FPS)
@@ -238,8 +240,10 @@ def _uncovered(id_on: np.ndarray, shown: np.ndarray, detectable: np.ndarray) -> 
     )
 
 
-def _print_matches(tracker: Tracker) -> None:
-    """Print each comparison the tracker's dormancy makes: new track, each sleeper, similarity, sizes, result."""
+def _print_matches(tracker: Tracker, frame: list[int]) -> None:
+    """Print each comparison the tracker's dormancy makes: frame (``frame[0]``), new track and its box's size,
+    each sleeper with the similarity, its size and the distance from its last box (share of the image's
+    diagonal), and the result."""
     dormancy = tracker._book.dormancy
     match = dormancy.match
 
@@ -247,12 +251,17 @@ def _print_matches(tracker: Tracker) -> None:
         result = match(candidates, threshold, diagonal, lost)
         for cand in candidates:
             size = (cand.box[2:] - cand.box[:2]).round().tolist()
-            rows = [
-                f"{s.track_id}{'L' if s in lost else 'D'}:{dormancy.similarity(s.track_id, cand.look):.2f}"
-                f"@{[round(v) for v in s.size]}"
-                for s in [*dormancy.dormant.values(), *lost]
-            ]
-            print(f"      compare new {cand.track_id} {size} -> {result.get(cand.track_id)}: {' '.join(rows)}")
+            rows = []
+            for s in [*dormancy.dormant.values(), *lost]:
+                shift = np.hypot(*((cand.box[:2] + cand.box[2:] - s.box[:2] - s.box[2:]) / 2)) / diagonal
+                rows.append(
+                    f"{s.track_id}{'L' if s in lost else 'D'}:{dormancy.similarity(s.track_id, cand.look):.2f}"
+                    f"@{[round(v) for v in s.size]}~{shift:.2f}"
+                )
+            print(
+                f"      frame {frame[0]} compare new {cand.track_id} {size} -> {result.get(cand.track_id)}: "
+                + " ".join(rows)
+            )
         return result
 
     dormancy.match = logged

@@ -22,3 +22,19 @@ def test_a_revival_is_false_only_when_its_id_covers_none_of_its_objects_whatever
     assert judge([2], [1]) == judge([0], [1]) == "false"  # another object, numbered below or above
     assert judge([2], [1, 2]) == judge([1], [1, 2]) == "merged"  # its own object and another under one mask
     assert judge([], [1]) == judge([1], []) == "unseen"
+
+
+def test_verbose_comparisons_name_the_frame_the_similarity_and_the_distance(capsys):
+    from collections import deque
+    from types import SimpleNamespace
+
+    from savi_core.tracking.reid import Candidate, Dormancy
+
+    dormancy = Dormancy()
+    dormancy.gallery[1] = deque([np.array([1.0, 0.0], np.float32)])
+    dormancy.sleep(1, "", np.array([0.0, 0.0, 10.0, 10.0]), (10.0, 10.0), 0.0)
+    frame = [17]
+    bench_reid._print_matches(SimpleNamespace(_book=SimpleNamespace(dormancy=dormancy)), frame)
+    look = np.array([0.8, 0.6], np.float32)
+    assert dormancy.match([Candidate(5, "", np.array([30.0, 40.0, 40.0, 50.0]), look)], 0.5, 100.0) == {5: 1}
+    assert capsys.readouterr().out.split() == "frame 17 compare new 5 [10.0, 10.0] -> 1: 1D:0.80@[10, 10]~0.50".split()
