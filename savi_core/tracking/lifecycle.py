@@ -294,7 +294,7 @@ def update_tracks(
     if swapping:
         appearance.update(image, label_map, boxes, whole_ids, live_ids)
     if reid:
-        book.dormancy.observe(looks, boxes, whole_ids & fitting)
+        book.dormancy.observe(looks, boxes, whole_ids & fitting, config.reid_threshold)
     book.dormancy.forget(live_ids | set(book.dormancy.dormant))
     if out.freed:
         book.refresh()

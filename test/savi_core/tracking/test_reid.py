@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from savi_core.model.config import tiny_config
-from savi_core.tracking.reid import Candidate, Dormancy, Looks
+from savi_core.tracking.reid import VIEW_EVERY, Candidate, Dormancy, Looks
 from savi_core.tracking.tracker import Detection, Prompt, Tracker, TrackResult
 from savi_core.tracking.tracker_config import TrackerConfig
 from test.scripts import load_script
@@ -204,7 +204,7 @@ def test_match_takes_the_nearer_of_two_look_alikes_and_respects_class_and_size()
     labels[4:12, 4:12], labels[18:26, 18:26] = 1, 2
     looks = Looks(img, labels, None)
     boxes = {1: np.array(RED_AT, float), 2: np.array(RED_BACK, float)}
-    dormancy.observe(looks, boxes, {1, 2})
+    dormancy.observe(looks, boxes, {1, 2}, 0.5)
     dormancy.sleep(1, "", boxes[1], None, 0.0)
     dormancy.sleep(2, "cup", np.array((18, 18, 20, 26), float), (8.0, 8.0), 0.0)  # a sliver of an 8x8 object
     look = looks.of(1, boxes[1])
@@ -221,7 +221,7 @@ def test_a_small_returning_box_is_plausible_and_the_size_is_the_largest_seen():
     labels = np.zeros((SIZE, SIZE), np.uint16)
     labels[4:12, 4:12] = 1
     looks = Looks(img, labels, None)
-    dormancy.observe(looks, {1: np.array(RED_AT, float)}, {1})
+    dormancy.observe(looks, {1: np.array(RED_AT, float)}, {1}, 0.5)
     dormancy.sleep(1, "", np.array((4, 4, 6, 12), float), (2.0, 6.0), 0.0)  # anchored on a sliver: 8x8 at its look
     assert dormancy.dormant[1].size == (8.0, 8.0)
     peeking = Candidate(7, "", np.array((4, 4, 7, 12), float), looks.of(1, np.array(RED_AT, float)))
@@ -376,7 +376,7 @@ def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
     labels[10:12, 4:12] = 1
     looks = Looks(img, labels, None)
     sliver = np.array((4, 10, 12, 12), float)
-    dormancy.observe(looks, {1: sliver}, {1})
+    dormancy.observe(looks, {1: sliver}, {1}, 0.5)
     dormancy.sleep(1, "", sliver, (8.0, 2.0), 0.0)
     assert dormancy.dormant[1].size == (8.0, 2.0)
     whole = Candidate(7, "", np.array((4, 4, 12, 12), float), looks.of(1, sliver))
@@ -542,3 +542,22 @@ def test_a_live_track_that_still_looks_like_its_object_keeps_its_id_beside_a_loo
         tracker.step(scene((RED_AT, RED)), stamp=clock())
     twin = tracker.step(scene((RED_AT, RED), (RED_BACK, RED)), [Detection(RED_BACK)], stamp=clock())
     assert twin.started == [2] and twin.reclaimed == [] and twin.live_track_ids == [1, 2]
+
+
+def test_a_look_unlike_every_look_of_the_track_is_not_kept():
+    """A slot that moved onto another object without being lost must not fill its track's gallery with that
+    object: the gallery is what the track's own object is recognised by when it comes back. A look like the
+    track's own is kept as before."""
+    dormancy = Dormancy()
+    labels = np.zeros((SIZE, SIZE), np.uint16)
+    labels[4:12, 4:12] = 1
+    box = {1: np.array(RED_AT, float)}
+    red, blue = Looks(scene((RED_AT, RED)), labels, None), Looks(scene((RED_AT, BLUE)), labels, None)
+    dormancy.observe(red, box, {1}, 0.5)
+    assert dormancy.similarity(1, blue.of(1, box[1])) < 0.5
+    for _ in range(2 * VIEW_EVERY):
+        dormancy.observe(blue, box, {1}, 0.5)
+    assert len(dormancy.gallery[1]) == 1
+    for _ in range(VIEW_EVERY):
+        dormancy.observe(red, box, {1}, 0.5)
+    assert len(dormancy.gallery[1]) == 2
