@@ -69,10 +69,10 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
     that a detection matched (by a stale box of a lost track, or the box of the object a live track's
     slot moved onto) whose mask in the detection's box looks unlike their object but like a dormant or another
     lost track; they sleep, and a provisional track that looks like one of them takes its id at once (the two
-    slots had traded objects); a misled track that was lost and looks like none of them sleeps, and its slot
-    takes a new id (``started``). A matched track need not be re-anchored to be misled: a slot that followed
-    its object out of view onto another coming in where it left matches that one's detection well (bench dev
-    seed 2D 7017)."""
+    slots had traded objects); a misled track that was lost and looks like none of them sleeps, its slot takes a
+    new id (``started``), and a provisional track that looks like it takes its id. A matched track need not be
+    re-anchored to be misled: a slot that followed its object out of view onto another coming in where it left
+    matches that one's detection well (bench dev seed 2D 7017)."""
     if config.dormant_seconds <= 0:
         return Revival({}, [], stats)
     label_map, now = seen.label_map, seen.now
@@ -210,6 +210,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             label_map[label_map == track.track_id] = track_id
             track.track_id = track_id
             started.append(track_id)
+    if started:  # a new track may be the object of a track that slept just now (bench dev seed 3D 7109)
+        rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
+        more = book.dormancy.match(rest, config.reid_threshold, diagonal)
+        renamed.update(more)
+        rename(more)
     left = [lost[old] for old in taken if old in lost]
     if left:
         stats = stats[[i for i, slot in enumerate(book.order) if slot not in left]]

@@ -366,6 +366,20 @@ def test_a_detection_that_a_lost_track_claims_by_its_stale_box_of_an_unknown_obj
     assert red.revived == [1] and red.started == [] and sorted(t.track_id for t in red.tracks) == [1, 2, 3]
 
 
+def test_an_object_back_on_the_frame_its_lost_tracks_stale_box_takes_another_objects_detection_keeps_its_id(patient):
+    """Red is lost; on one frame blue comes out where red vanished, its detection taken by red's stale box (the
+    slot there takes a new id and red sleeps), and red comes back elsewhere: red's new track takes red's id at
+    once (bench dev seed 3D 7109: the returning object started a new id)."""
+    clock = Clock()
+    hide_red_briefly(patient, clock)
+    image = scene((RED_AT, BLUE), (RED_BACK, RED), (GREEN_AT, GREEN))
+    both = patient.step(image, [Detection(RED_AT), Detection(RED_BACK)], stamp=clock())
+    assert both.started == [4] and both.reclaimed == [1] and both.slept == [] and both.tracks_changed
+    assert both.live_track_ids == [1, 2, 4] and both.dormant_track_ids == []
+    assert (both.label_map[18:26, 18:26] == 1).all() and (both.label_map[4:12, 4:12] == 4).all()
+    assert sorted(t.track_id for t in both.tracks) == [1, 2, 4]
+
+
 def test_an_object_recorded_as_a_sliver_is_plausible_when_it_comes_back_whole():
     """Seen only half hidden (a wide, flat box), the object returns whole: taller than 3x the sliver's height but
     within 4x its longest side. Side by side the size rule refused it (bench dev seed 3D 7012). Nearer the
