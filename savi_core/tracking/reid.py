@@ -190,14 +190,14 @@ class Dormancy:
                 if any(_touch(box, other) for i, other in boxes.items() if i != track_id):
                     continue
             look = looks.of(track_id, box)
-            if look is not None and not self.recognises(track_id, look, threshold):
-                self.due[track_id] = VIEW_EVERY
+            if look is None:
                 continue
-            if look is not None:
-                self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
-                w, h = self.sizes.get(track_id, (0.0, 0.0))
-                self.sizes[track_id] = (max(w, float(box[2] - box[0])), max(h, float(box[3] - box[1])))
-                self.due[track_id] = VIEW_EVERY
+            self.due[track_id] = VIEW_EVERY
+            if not self.recognises(track_id, look, threshold):
+                continue
+            self.gallery.setdefault(track_id, deque(maxlen=VIEWS)).append(look)
+            w, h = self.sizes.get(track_id, (0.0, 0.0))
+            self.sizes[track_id] = (max(w, float(box[2] - box[0])), max(h, float(box[3] - box[1])))
 
     def similarity(self, track_id: int, look: np.ndarray) -> float:
         """The best match of ``look`` among the track's looks (dot product); -1 when it has none."""
