@@ -24,9 +24,10 @@ hue-saturation part added, which keeps an object's colour when a face turns into
 different-object pairs up to 0.41 / 0.48. In the Tracker, with the masks and looks it has (bench/bench_reid.py
 --verbose prints each new track's look against each sleeper's), the revivals (none false) of dev seeds
 7000-7029 scored from 0.5 in 3D, a fifth of them under 0.65 after the camera turned away and back, and
-from 0.69 in 2D. `reid_threshold` 0.5: on dev seeds 7000-7014, 3D
-reappearances resumed 74 / 74 / 77 / 60% at 0.45 / 0.5 / 0.55 / 0.6 (2D 93% at 0.5-0.6, IDF1 74.0 at
-0.45), and on 7015-7029 78% at 0.5 against 74% at 0.55 (2D 90 against 88%), no false revival at any.
+from 0.69 in 2D. `reid_threshold` 0.58: with the Tracker's later rules, on dev seeds 3D 7000-7299, 0.5 / 0.55 /
+0.58 resumed 448 / 446 / 447 of 497 reappearances with 8 / 7 / 4 false revivals, and 0.62 lost seven on 7000-7099
+(2D 7000-7099 the same at 0.5 and 0.58); false revivals of look-alikes cluster at 0.53-0.57, right ones under
+0.6 are rare (docs/RESULTS.md, "Re-identification").
 """
 
 from __future__ import annotations

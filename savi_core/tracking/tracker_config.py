@@ -97,7 +97,7 @@ class TrackerConfig:
         live=True,
     )
     reid_threshold: float = parameter(
-        0.5,
+        0.58,
         "least appearance similarity (0..1: the mean of the Bhattacharyya coefficients of RGB and of "
         "hue-saturation histograms and, for models with features, the cosine of pooled backbone features) for a "
         "new object to take a dormant or lost track's id",
