@@ -186,13 +186,6 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             more = book.dormancy.match([cand], config.reid_threshold, diagonal, stand_ins)
             renamed.update(more)
             rename(more)
-    if slept:
-        rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
-        more = book.dormancy.match(
-            rest, config.reid_threshold, diagonal, [w for w in waiting if w.track_id not in taken]
-        )
-        renamed.update(more)
-        rename(more)
     # A lost track whose stale box took the detection of an object that looks like neither its own nor any
     # other track's is on another object (bench dev seed 3D 7006: a lost track's box took the detection of
     # an object never tracked, and the returning object then started a new id): the track sleeps with its
@@ -210,9 +203,11 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
             label_map[label_map == track.track_id] = track_id
             track.track_id = track_id
             started.append(track_id)
-    if started:  # a new track may be the object of a track that slept just now (bench dev seed 3D 7109)
+    if slept:  # a new track may be the object of a misled track that slept just now (bench dev seed 3D 7109)
         rest = [c for c in found if c.track_id not in renamed and c.track_id not in misled]
-        more = book.dormancy.match(rest, config.reid_threshold, diagonal)
+        more = book.dormancy.match(
+            rest, config.reid_threshold, diagonal, [w for w in waiting if w.track_id not in taken]
+        )
         renamed.update(more)
         rename(more)
     left = [lost[old] for old in taken if old in lost]
