@@ -33,6 +33,7 @@ from scipy.optimize import linear_sum_assignment
 
 from savi_core.model.checkpoint import load_checkpoint
 from savi_core.numerics import flush_denormals
+from savi_core.tracking.geometry import centre_distance
 from savi_core.tracking.reid import VIEWS, Candidate, Looks
 from savi_core.tracking.tracker import Detection, Tracker
 from savi_core.tracking.tracker_config import TrackerConfig
@@ -253,7 +254,7 @@ def _print_matches(tracker: Tracker, frame: list[int]) -> None:
             size = (cand.box[2:] - cand.box[:2]).round().tolist()
             rows = []
             for s in [*dormancy.dormant.values(), *lost]:
-                shift = np.hypot(*((cand.box[:2] + cand.box[2:] - s.box[:2] - s.box[2:]) / 2)) / diagonal
+                shift = centre_distance(cand.box, s.box) / diagonal
                 rows.append(
                     f"{s.track_id}{'L' if s in lost else 'D'}:{dormancy.similarity(s.track_id, cand.look):.2f}"
                     f"@{[round(v) for v in s.size]}~{shift:.2f}"

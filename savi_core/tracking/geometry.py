@@ -44,6 +44,11 @@ def box_iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def centre_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance in pixels between the centres of pixel boxes ``a`` and ``b`` (x0, y0, x1, y1)."""
+    return float(np.hypot(*((a[:2] + a[2:] - b[:2] - b[2:]) / 2)))
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Float frames ``[..., 3, H, W]`` -> ``[..., 3, h, w]``: bilinear, antialiased when shrinking.
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from savi_core.tracking.appearance import colour_histograms
+from savi_core.tracking.geometry import centre_distance
 from savi_core.tracking.track_ids import parse_track_id
 
 VIEWS = 4  # looks kept per track, the newest: an object that turns or moves into other light keeps matching
@@ -232,7 +233,7 @@ class Dormancy:
                 sim = self.similarity(sleeper.track_id, cand.look)
                 if sim < threshold:
                     continue
-                shift = np.hypot(*((cand.box[:2] + cand.box[2:] - sleeper.box[:2] - sleeper.box[2:]) / 2))
+                shift = centre_distance(cand.box, sleeper.box)
                 pairs.append((sim - DISTANCE_WEIGHT * shift / diagonal, cand.track_id, sleeper.track_id))
         revived: dict[int, int] = {}
         for _, new, old in sorted(pairs, reverse=True):
