@@ -136,6 +136,8 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
         revivals=len(revivals),
         false_revivals=0,
         merged_revivals=0,
+        original_anothers=0,
+        original_nobodys=0,
     )
     counts.update({f"{outcome} {state}": 0 for outcome in ("new_id", "missed") for state in STATES})
     visible_all = scene.visible
@@ -167,6 +169,11 @@ def run(model: torch.nn.Module, scene: Scene, tracker_config: TrackerConfig, ver
                         state = _state(original, *states[detected])
                         counts[outcome] += 1
                         counts[f"{outcome} {state}"] += 1
+                        holder = whose(original, own)
+                        if holder is None:
+                            counts["original_nobodys"] += 1
+                        elif holder != k:
+                            counts["original_anothers"] += 1
                         if verbose:
                             print(
                                 f"    {outcome}: object {k} (id {original}, own {own_original}, {state}) back on "
@@ -204,6 +211,13 @@ def owners(id_on: np.ndarray) -> list[int]:
         if frames[k, c]:
             own[k] = int(ids[c])
     return own
+
+
+def whose(track_id: int, own: list[int]) -> int | None:
+    """The object whose own id (`owners`) ``track_id`` is; None when it is no object's. A failed reappearance
+    whose original id is another object's, or no object's, lost its identity before it vanished (a slot that
+    slid over from another object, one mask over two objects): no revival rule can give it back."""
+    return next((k for k, i in enumerate(own) if i == track_id), None)
 
 
 def _runs(ids: np.ndarray, visible: np.ndarray) -> str:
@@ -361,6 +375,10 @@ def report(world: str, dormant: float, rows: list[dict[str, float]]) -> dict[str
     )
     failures = [f"{k} {total[k]}" for k in total if " " in k and total[k]]
     print(f"  failures by where the original id was at the detection: {', '.join(failures) or 'none'}")
+    print(
+        f"  failures whose original id is another object's own id {total['original_anothers']}, no object's "
+        f"{total['original_nobodys']} (IDF1's id-object matching)"
+    )
     return {**{k: int(v) for k, v in total.items()}, "idf1": idf1 / 100}
 
 

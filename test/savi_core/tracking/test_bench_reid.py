@@ -14,6 +14,9 @@ def test_an_id_passing_over_an_object_for_two_frames_is_not_its_own():
     id_on = np.array([[3, 4], [3, 4], [3, 4], [4, 4], [4, 4], [0, 4], [0, 4], [3, 4], [3, 4], [0, 0]])
     assert bench_reid.owners(id_on) == [3, 4]
     assert bench_reid.owners(np.zeros((3, 2), np.int64)) == [0, 0]
+    # Id 4, on object 0 last before its gap, is object 1's own id; an id on no object for long is nobody's.
+    assert bench_reid.whose(4, [3, 4]) == 1 and bench_reid.whose(3, [3, 4]) == 0
+    assert bench_reid.whose(9, [3, 4]) is None
 
 
 def test_a_revival_is_false_only_when_its_id_covers_none_of_its_objects_whatever_their_numbers():
