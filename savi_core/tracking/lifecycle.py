@@ -239,11 +239,15 @@ def update_tracks(
             track.anchor_area = float(area)
             track.anchor_size = (float(row[3] - row[1]), float(row[4] - row[2]))
         overgrown = bool(growth) and track.anchor_area is not None and area > growth * track.anchor_area
-        # A lost track's slot that finds pixels again without a detection may have wandered onto another
-        # object or the background: unless they look like its object, its object is gone and it sleeps now.
+        # A slot that no detection anchored on this frame may have moved onto another object or the
+        # background, whether its track was lost first or its object vanished under it (a slot slides onto a
+        # neighbour as its object goes behind something, or stays on the background where its object left the
+        # view): unless its pixels look like its object, its object is gone and the track sleeps now with its
+        # looks, so that its object's return can revive its id. Against checking lost tracks only, bench dev
+        # seeds 3D 7000-7299 resumed 449 of 496 reappearances (447 of 497), false revivals 5 (4), 2D 7000-7099
+        # 424 of 432 (420), IDF1 92.0 (91.0), at no measurable cost per step.
         stray = (
             reid
-            and track.lost_frames > 0
             and slot not in book.anchored
             and area >= config.min_mask_area
             and not overgrown
