@@ -221,8 +221,9 @@ def revive(book: TrackBook, config: TrackerConfig, seen: Seen, stats: np.ndarray
 def update_tracks(
     book: TrackBook, appearance: AppearanceMemory, config: TrackerConfig, seen: Seen, stats: np.ndarray
 ) -> Update:
-    """Undo traded objects, apply the lost rule (a track lost long enough becomes dormant, or ends; a lost
-    track's pixels leave the label map), refresh the tracks' looks and build the visible tracks list."""
+    """Undo traded objects, apply the lost rule (a track lost long enough, or whose slot left its object,
+    becomes dormant, or ends; a lost track's pixels leave the label map), refresh the tracks' looks and build
+    the visible tracks list."""
     image, label_map, now = seen.image, seen.label_map, seen.now
     swapping = config.swap_margin > 0
     if swapping:
