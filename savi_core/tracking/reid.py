@@ -3,9 +3,10 @@ object that looks like it is detected.
 
 Slots follow pixels, not identities: once an object is fully hidden or out of view its slot has nothing
 to follow, so the Tracker frees it. Without memory the object's return would start a new id. Here each
-track keeps a small gallery of *looks* while its object shows whole and alone, a lost track becomes
-*dormant* (id and gallery kept, no slot), and a new track's first mask is compared with the dormant
-tracks' galleries: a confident match gives it the dormant id back. Only a detection or a prompt starts a
+track keeps a small gallery of *looks* while its object shows whole and alone, a lost track, or one whose
+mask stops looking like its object (its slot moved onto something else), becomes *dormant* (id and gallery
+kept, no slot), and a new track's first mask is compared with the dormant tracks' galleries: a confident
+match gives it the dormant id back. Only a detection or a prompt starts a
 slot, so a slot never wanders onto a dormant track's object and takes its id on its own. Lost tracks (still
 on their slots, not yet dormant) are compared too: an object often comes back before its track sleeps,
 away from the stale box that association would match it by (measured on the bench's dev seeds, that was
