@@ -4,6 +4,7 @@ two changes made to it from outside the lost rule (anchoring to a box, trading o
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -62,11 +63,14 @@ class TrackBook:
     anchored: set[int] = field(default_factory=set)  # slots (re)started from a detection or prompt this step
     detected: set[int] = field(default_factory=set)  # live tracks' slots a detection matched this step
     order: list[int] = field(default_factory=list)  # live object slots in the order of the stats rows
+    # Stamps of the last two frames that came with a detection message (empty ones too: the detector ran).
+    detection_stamps: deque[float] = field(default_factory=lambda: deque(maxlen=2))
 
     def reset(self) -> list[int]:
         """End every live and dormant track and restart ids at 1; returns the ended ids."""
         ended = sorted([t.track_id for t in self.tracks.values()] + self.dormancy.reset())
         self.tracks.clear()
+        self.detection_stamps.clear()
         self.pending = []
         self.ids.reset()
         self.refresh()
@@ -76,6 +80,11 @@ class TrackBook:
         """Tracks started, ended or changed ids: renew the slot order and publish it (not per frame)."""
         self.order = sorted(self.tracks)
         self.publish([(slot, self.tracks[slot].track_id) for slot in self.order])
+
+    def detector_feeds(self, now: float, window: float) -> bool:
+        """Whether a detector keeps sending detections: messages on two frames, the last within ``window``
+        seconds of ``now``. Boxes given once, at the start, are no detector: nothing would bring a track back."""
+        return len(self.detection_stamps) == 2 and now - self.detection_stamps[-1] <= window
 
     def slot_of(self, track_id: int) -> Optional[int]:
         """The object slot of live track ``track_id``; None when no live track has it."""

@@ -188,6 +188,8 @@ class Tracker:
         now = time.monotonic() if stamp is None else float(stamp)
         book = self._book
         expired = book.dormancy.expire(now, self.config.dormant_seconds)
+        if detections is not None:
+            book.detection_stamps.append(now)
         candidates = accepted(detections or [], self.config, height, width)
         if self._slots is None and not candidates and not book.pending:
             return self._empty_result(height, width, 0, t_start, expired, sorted(book.dormancy.dormant))

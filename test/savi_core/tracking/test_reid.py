@@ -543,22 +543,42 @@ def test_a_live_track_whose_slot_stayed_on_another_object_gives_its_id_to_its_ob
 
 
 def test_a_live_track_whose_slot_stays_on_another_object_between_detections_sleeps_at_once(tracker):
-    """Red (1) shows for 6 frames; then blue takes red's place with no detection, so red's slot, never lost,
-    paints blue. Its pixels look like none of red's looks: red's object is gone, and the track sleeps on that
-    frame with its looks rather than show blue under red's id. Red detected elsewhere later revives id 1, and
-    blue, never detected, has no track (bench dev seed 3D 7104: a slot slid from its object going behind the
-    pillar onto a neighbour, which a detection then gave to that neighbour's track, and the first track ended
-    as its duplicate; 3D 7013: a slot stayed on the background where its object left the view)."""
+    """Red (1) shows for 6 frames, detected on the first and the third (a detector feeds the Tracker); then
+    blue takes red's place with no detection, so red's slot, never lost, paints blue. Its pixels look like
+    none of red's looks: red's object is gone, and the track sleeps on that frame with its looks rather than
+    show blue under red's id. Red detected elsewhere later revives id 1, and blue, never detected, has no
+    track (bench dev seed 3D 7104: a slot slid from its object going behind the pillar onto a neighbour,
+    which a detection then gave to that neighbour's track, and the first track ended as its duplicate; 3D
+    7013: a slot stayed on the background where its object left the view)."""
     clock = Clock()
     tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
-    for _ in range(5):
-        tracker.step(scene((RED_AT, RED)), stamp=clock())
+    for t in range(5):
+        tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)] if t == 1 else None, stamp=clock())
     moved = tracker.step(scene((RED_AT, BLUE)), stamp=clock())
     assert moved.slept == [1] and moved.tracks == [] and moved.dormant_track_ids == [1] and moved.tracks_changed
     assert not (moved.label_map == 1).any()
     back = tracker.step(scene((RED_AT, BLUE), (RED_BACK, RED)), [Detection(RED_BACK)], stamp=clock())
     assert back.revived == [1] and back.started == [] and back.reclaimed == []
     assert [(t.track_id, t.box_xyxy) for t in back.tracks] == [(1, RED_BACK)]
+
+
+def test_with_boxes_given_once_a_track_whose_slot_shows_another_object_keeps_its_slot(tracker):
+    """The same slot with red's box given once, on the first frame: no detector would bring a sleeping track
+    back, so a track that is not lost keeps its slot. So it does once the detector's last message is older
+    than `dormant_seconds` (2 s, 8 frames here)."""
+    clock = Clock()
+    tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
+    for _ in range(5):
+        tracker.step(scene((RED_AT, RED)), stamp=clock())
+    moved = tracker.step(scene((RED_AT, BLUE)), stamp=clock())
+    assert moved.slept == [] and [t.track_id for t in moved.tracks] == [1]
+    tracker.reset()
+    tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
+    tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
+    for _ in range(9):
+        tracker.step(scene((RED_AT, RED)), stamp=clock())
+    stale = tracker.step(scene((RED_AT, BLUE)), stamp=clock())
+    assert stale.slept == [] and [t.track_id for t in stale.tracks] == [1]
 
 
 def test_a_live_track_that_still_looks_like_its_object_keeps_its_id_beside_a_look_alike(tracker):
