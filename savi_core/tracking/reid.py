@@ -3,8 +3,8 @@ object that looks like it is detected.
 
 Slots follow pixels, not identities: once an object is fully hidden or out of view its slot has nothing
 to follow, so the Tracker frees it. Without memory the object's return would start a new id. Here each
-track keeps a small gallery of *looks* while its object shows whole and alone, a lost track, or one whose
-mask stops looking like its object (its slot moved onto something else), becomes *dormant* (id and gallery
+track keeps a small gallery of *looks* while its object shows whole and alone, a lost track, or (while a
+detector feeds the Tracker) one whose mask stops looking like its object, becomes *dormant* (id and gallery
 kept, no slot), and a new track's first mask is compared with the dormant tracks' galleries: a confident
 match gives it the dormant id back. Only a detection or a prompt starts a
 slot, so a slot never wanders onto a dormant track's object and takes its id on its own. Lost tracks (still
