@@ -46,9 +46,7 @@ def make_pipeline(model) -> Pipeline:
     warnings: list[tuple[str, str]] = []
     clock = [0]
     p = Pipeline(
-        # Re-identification off: a random-weight slot's mask looks like none of its earlier looks, so its
-        # track would sleep; these tests are about frames and stamps.
-        Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, dormant_seconds=0.0), device="cpu"),
+        Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0), device="cpu"),
         Settings(sync_tolerance=0.01, time_jump_reset=1.0, future_tolerance=5.0, max_image_pixels=10**6),
         lambda kind, text: warnings.append((kind, text)),
         lambda: clock[0],

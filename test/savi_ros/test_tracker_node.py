@@ -55,10 +55,6 @@ class Rig:
             "min_mask_area": 0,
             "mask_threshold": 0.0,
             "gate_margin": 0.0,
-            # Re-identification off unless a test turns it on: with random weights on a noise image a slot's
-            # mask looks like none of its earlier looks, so its track would sleep (and an id-less detection
-            # could take a live track's id by look; savi_core.tracking.lifecycle). These tests are about the node.
-            "dormant_seconds": 0.0,
             **overrides,
         }
         self.node = TrackerNode(
@@ -233,8 +229,7 @@ def test_deactivate_keeps_tracks_and_activate_resumes_them(rig, painting_checkpo
     published = np.frombuffer(bytes(r.masks[third].data), "<u2").reshape(H, W)
 
     model, _ = load_checkpoint(painting_checkpoint)
-    config = TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0, dormant_seconds=0.0)  # as the rig's
-    tracker = Tracker(model, config, device="cpu")
+    tracker = Tracker(model, TrackerConfig(min_mask_area=0, mask_threshold=0.0, gate_margin=0.0), device="cpu")
     frame = r.pixels()
     tracker.step(frame, [Detection((x0, y0, x1, y1), "thing", 0.9, i) for x0, y0, x1, y1, i in boxes])
     tracker.step(frame)
@@ -545,7 +540,10 @@ def test_fuzz_every_bad_input_between_good_frames_keeps_tracking_and_the_counts_
     rejected detection."""
     # The rig stamps frames 1 s apart and every bad image takes a stamp: the good frame after a bad one is 2 s
     # after the newest image, but behind the node's clock, so it is no poison stamp.
-    r = rig(max_image_pixels=H * W)
+    # Re-identification off: with random weights on a noise image every look is like every other, so an
+    # id-less detection could take a live track's id by look (savi_core.tracking.lifecycle.revive); this
+    # test is about bad input, and its fresh ids.
+    r = rig(max_image_pixels=H * W, dormant_seconds=0.0)
     r.start()
     boxes = [(2, 2, 20, 20, "4"), (30, 5, 60, 35, "9")]
     good_frames: list[tuple[int, list | None]] = []
@@ -821,9 +819,7 @@ def test_a_point_on_an_object_starts_a_track_whose_mask_covers_it(rig):
     from savi_scenes import SceneConfig, generate_scene
 
     scene = generate_scene(11, SceneConfig(height=96, width=128, num_frames=4, min_objects=3, max_objects=3))
-    r = rig(
-        checkpoint="default", mask_threshold=0.3, image_qos="reliable", dormant_seconds=TrackerConfig.dormant_seconds
-    )
+    r = rig(checkpoint="default", mask_threshold=0.3, image_qos="reliable")
     r.start()
     points_pub, _, _ = prompt_publishers(r)
     assert "points" in r.node.pipeline.tracker.prompt_kinds

@@ -444,14 +444,16 @@ def test_a_live_track_whose_slot_moved_onto_a_sleepers_object_gives_it_back_and_
 
 def test_a_detected_track_on_a_sleepers_object_gives_it_back_without_being_re_anchored(tracker):
     """Red (1), green (2) and blue (3) show; blue hides until it sleeps. Red leaves and blue comes out where red
-    was, on a detection frame: red's slot, never lost, paints blue, and blue's detection matches red's track
-    well, so nothing re-anchors it. Its mask looks like blue, not red: blue's id takes the slot and red's sleeps
-    (bench dev seed 2D 7017: a slot followed its object out of view onto another coming in where it left)."""
+    was: red's slot, never lost, paints blue, and blue's detection matches red's track well, so nothing
+    re-anchors it. Its mask looks like blue, not red: blue's id takes the slot and red's sleeps (bench dev
+    seed 2D 7017: a slot followed its object out of view onto another coming in where it left)."""
     clock = Clock()
     show_three(tracker, clock)
     for _ in range(3):
         hidden = tracker.step(scene((RED_AT, RED), (GREEN_AT, GREEN)), stamp=clock())
     assert hidden.dormant_track_ids == [3]
+    moved = tracker.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), stamp=clock())
+    assert [t.track_id for t in moved.tracks] == [1, 2]  # no detection: no look is compared
     back = tracker.step(scene((RED_AT, BLUE), (GREEN_AT, GREEN)), [Detection(RED_AT)], stamp=clock())
     assert back.revived == [3] and back.slept == [1] and back.started == [] and back.tracks_changed
     assert back.live_track_ids == [2, 3] and back.dormant_track_ids == [1]
@@ -525,8 +527,8 @@ def test_a_detection_giving_its_own_id_keeps_it_beside_a_lagging_live_track(trac
 
 
 def test_a_live_track_whose_slot_stayed_on_another_object_gives_its_id_to_its_objects_detection(tracker):
-    """Red (1) shows for 6 frames; then, on a detection frame, blue takes red's place and red is detected far
-    from that box, so red's slot, never lost, paints blue. The new track looks like red and red's slot's mask
+    """Red (1) shows for 6 frames; then blue takes red's place and red goes away, so red's slot, never lost,
+    paints blue. When red is detected far from that box, the new track looks like red and red's slot's mask
     looks like none of red's looks: the slot has left its object, so the new track takes id 1 (reclaimed) and
     the slot on blue is freed, instead of red starting a second id beside a track that shows blue under red's
     (bench dev seeds 3D 7000-7099: 5 of 11 failures were such slots)."""
@@ -534,6 +536,9 @@ def test_a_live_track_whose_slot_stayed_on_another_object_gives_its_id_to_its_ob
     tracker.step(scene((RED_AT, RED)), [Detection(RED_AT)], stamp=clock())
     for _ in range(5):
         tracker.step(scene((RED_AT, RED)), stamp=clock())
+    for _ in range(2):
+        stayed = tracker.step(scene((RED_AT, BLUE)), stamp=clock())
+    assert [t.track_id for t in stayed.tracks] == [1] and stayed.slept == []  # the slot holds blue, never lost
     back = tracker.step(scene((RED_AT, BLUE), (RED_BACK, RED)), [Detection(RED_BACK)], stamp=clock())
     assert back.reclaimed == [1] and back.started == [] and back.revived == [] and back.slept == []
     assert [(t.track_id, t.box_xyxy) for t in back.tracks] == [(1, RED_BACK)]

@@ -708,8 +708,7 @@ class Spreader(BoxPainter):
 def test_a_mask_that_outgrows_its_anchor_box_is_lost_and_a_detection_re_anchors_it(growth):
     tracker = Tracker(
         Spreader(tiny_config()),
-        # Re-identification off: the area rule alone (a mask spread over the image also looks unlike its object).
-        TrackerConfig(mask_source="decoder", min_mask_area=1, max_area_growth=growth, dormant_seconds=0),
+        TrackerConfig(mask_source="decoder", min_mask_area=1, max_area_growth=growth),
         device="cpu",
     )
     img = image(32, 32)
